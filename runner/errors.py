@@ -1,0 +1,83 @@
+"""The one user-facing error type, and the diagnostics it carries.
+
+Every mistake a user can make in a manifest becomes a ``Diagnostic``; they are collected
+(all of them, across every file) and raised together as one ``OrchError`` so a single
+``orch validate`` shows everything that is wrong, sorted, one line each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, order=True)
+class Diagnostic:
+    path: str
+    line: int
+    col: int
+    where: str
+    what: str
+    hint: str = ""
+
+    def __str__(self) -> str:
+        loc = self.path
+        if self.line:
+            loc += f":{self.line}:{self.col or 1}"
+        where = f" {self.where}:" if self.where else ""
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{loc}:{where} {self.what}{hint}"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "line": self.line,
+            "col": self.col,
+            "where": self.where,
+            "message": self.what,
+            "hint": self.hint,
+        }
+
+
+class OrchError(Exception):
+    """A problem the user can fix. Printed as one line per diagnostic, exit 1."""
+
+    exit_code = 1
+
+    def __init__(self, message: str = "", diagnostics: list[Diagnostic] | None = None):
+        self.diagnostics = sorted(set(diagnostics or []))
+        if not message and self.diagnostics:
+            n = len(self.diagnostics)
+            message = f"{n} error{'s' if n != 1 else ''}"
+        super().__init__(message)
+
+    def lines(self) -> list[str]:
+        if self.diagnostics:
+            return [str(d) for d in self.diagnostics]
+        return [str(self)]
+
+
+class UsageError(OrchError):
+    """Bad command-line usage: exit 2, like argparse."""
+
+    exit_code = 2
+
+
+class StateError(OrchError):
+    """The recorded state in .orch/ cannot be used as it is; the message says the way out."""
+
+
+class LockBusy(OrchError):
+    """Another orch process holds what we need and the user asked us not to wait."""
+
+
+def nearest(word: str, choices: list[str] | set[str] | tuple[str, ...]) -> str | None:
+    """The closest of ``choices`` to ``word``, for "did you mean" hints."""
+    import difflib
+
+    found = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return found[0] if found else None
+
+
+def did_you_mean(word: str, choices) -> str:
+    best = nearest(word, choices)
+    return f"did you mean '{best}'?" if best else ""
