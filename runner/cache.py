@@ -1,0 +1,73 @@
+"""Parsed manifests cached by the stat of every file they came from.
+
+A no-op ``orch plan`` must not pay for YAML parsing, schema validation, Jinja checks and DAG
+building on every call; like git's index, we trust (path, size, mtime_ns, inode) and
+re-read when any of them moves. The cache is a pickle in ``.orch/cache/`` written
+atomically; any problem reading it just means a fresh load.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+from runner import __version__
+from runner.manifests import CONFIG_PATH, Manifests, load, read_config, select_files
+from runner.sources import list_manifest_files
+
+CACHE_FILE = ".orch/cache/manifests.pickle"
+
+
+def _stat_key(root: Path, files: list[str]) -> tuple[object, ...]:
+    out: list[object] = [__version__, str(root)]
+    for f in [CONFIG_PATH, *files]:
+        try:
+            st = os.stat(root / f)
+        except OSError:
+            out.append((f, None))
+            continue
+        out.append((f, st.st_size, st.st_mtime_ns, st.st_ino))
+    return tuple(out)
+
+
+def load_cached(root: Path, prefix: str, extra_paths: list[str] | None = None) -> Manifests:
+    if extra_paths or not (root / ".orch").is_dir():
+        return load(root, extra_paths, prefix)
+    config, diags = read_config(root)
+    if diags:
+        return load(root, None, prefix)
+    files = select_files(list_manifest_files(root), config)
+    key = _stat_key(root, files)
+    path = root / CACHE_FILE
+    try:
+        with open(path, "rb") as f:
+            cached_key, m = pickle.load(f)
+        if cached_key == key and _racy_safe(path, key):
+            m.root = root
+            return m
+    except Exception:  # a missing, stale or foreign cache is only a cache
+        pass
+    m = load(root, None, prefix)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            pickle.dump((key, m), f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError:
+        pass
+    return m
+
+
+def _racy_safe(cache: Path, key: tuple[object, ...]) -> bool:
+    """A file modified in the same timestamp tick as the cache was written may have changed
+    after we read it ("racy git"): distrust the cache for it."""
+    try:
+        written = os.stat(cache).st_mtime_ns
+    except OSError:
+        return False
+    for entry in key[2:]:
+        if isinstance(entry, tuple) and len(entry) == 4 and entry[2] >= written - 10_000_000:
+            return False
+    return True

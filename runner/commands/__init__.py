@@ -1,0 +1,19 @@
+"""One module per group of CLI verbs; each handler is a few lines over ``runner.api``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from runner.api import Repo, open_repo
+
+
+def repo_from(args: argparse.Namespace, exact: bool = False) -> Repo:
+    return open_repo(args.directory, exact=exact)
+
+
+def print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, sort_keys=False, default=str)
+    sys.stdout.write("\n")

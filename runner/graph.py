@@ -1,0 +1,154 @@
+"""The DAG of one workflow's steps.
+
+Edges come from three places (DESIGN.md "Manifest model")::
+
+    needs: [a]                 a ──needs──> b
+    {{ steps.a.outputs.x }}    a ──template──> b
+    a.outputs ∋ dist/x.whl,    a ──files──> b
+    b.inputs ∋ dist/*.whl
+
+The hot path (plan/apply) needs only a topological order and the upstream lists, which the
+stdlib's ``graphlib`` gives without networkx's 0.2 s import; networkx is used by
+``orch graph`` for transitive reduction.
+"""
+
+from __future__ import annotations
+
+import heapq
+from dataclasses import dataclass, field
+
+from runner import globs
+
+
+@dataclass
+class Dag:
+    workflow: str
+    order: list[str]  # topological; ties broken by declaration order
+    upstream: dict[str, list[str]]  # step -> direct upstream steps
+    kinds: dict[tuple[str, str], set[str]] = field(
+        default_factory=dict
+    )  # (up, down) -> {"needs", ...}
+
+    def downstream(self) -> dict[str, list[str]]:
+        down: dict[str, list[str]] = {s: [] for s in self.order}
+        for s, ups in self.upstream.items():
+            for u in ups:
+                down[u].append(s)
+        return down
+
+    def descendants(self, names: set[str]) -> set[str]:
+        down = self.downstream()
+        seen: set[str] = set()
+        todo = list(names)
+        while todo:
+            n = todo.pop()
+            for d in down.get(n, ()):
+                if d not in seen:
+                    seen.add(d)
+                    todo.append(d)
+        return seen
+
+    def ancestors(self, names: set[str]) -> set[str]:
+        seen: set[str] = set()
+        todo = list(names)
+        while todo:
+            n = todo.pop()
+            for u in self.upstream.get(n, ()):
+                if u not in seen:
+                    seen.add(u)
+                    todo.append(u)
+        return seen
+
+
+class CycleError(ValueError):
+    def __init__(self, cycle: list[str]):
+        super().__init__(" -> ".join(cycle))
+        self.cycle = cycle
+
+
+def file_edges(
+    steps: list[tuple[str, list[str], list[str]]],
+) -> list[tuple[str, str]]:
+    """(producer, consumer) pairs where a consumer's input matches a producer's output.
+
+    ``steps`` holds (name, inputs, outputs) with repo-relative paths. Literal inputs are
+    looked up in an index of outputs (and of output folders), so 10,000 steps stay linear.
+    """
+    exact: dict[str, list[str]] = {}
+    dirs: dict[str, list[str]] = {}
+    all_outputs: list[tuple[str, str]] = []
+    for name, _ins, outs in steps:
+        for o in outs:
+            all_outputs.append((o, name))
+            if o.endswith("/"):
+                dirs.setdefault(o.rstrip("/"), []).append(name)
+            else:
+                exact.setdefault(o, []).append(name)
+    edges: list[tuple[str, str]] = []
+    for name, ins, _outs in steps:
+        for i in ins:
+            producers: set[str] = set()
+            if globs.is_glob(i) or i.endswith("/"):
+                pat = globs.compile_glob(i)
+                prefix = globs.literal_prefix(i)
+                for o, p in all_outputs:
+                    od = o.rstrip("/")
+                    if pat.match(od) or (
+                        o.endswith("/")
+                        and (
+                            prefix == od
+                            or prefix.startswith(od + "/")
+                            or od.startswith(prefix + "/")
+                            or not prefix
+                        )
+                    ):
+                        producers.add(p)
+            else:
+                producers.update(exact.get(i, ()))
+                parts = i.split("/")
+                for k in range(1, len(parts)):
+                    producers.update(dirs.get("/".join(parts[:k]), ()))
+                producers.update(dirs.get(i, ()))
+            for p in producers:
+                if p != name:
+                    edges.append((p, name))
+    return edges
+
+
+def build_dag(
+    workflow: str,
+    names: list[str],
+    edges: dict[tuple[str, str], set[str]],
+) -> Dag:
+    """Order ``names`` topologically; raise CycleError naming the cycle."""
+    index = {n: i for i, n in enumerate(names)}
+    upstream: dict[str, list[str]] = {n: [] for n in names}
+    indeg = dict.fromkeys(names, 0)
+    down: dict[str, list[str]] = {n: [] for n in names}
+    for u, d in edges:
+        upstream[d].append(u)
+        down[u].append(d)
+        indeg[d] += 1
+    for n in names:
+        upstream[n].sort(key=index.__getitem__)
+    heap = [(index[n], n) for n in names if indeg[n] == 0]
+    heapq.heapify(heap)
+    order: list[str] = []
+    while heap:
+        _, n = heapq.heappop(heap)
+        order.append(n)
+        for d in down[n]:
+            indeg[d] -= 1
+            if indeg[d] == 0:
+                heapq.heappush(heap, (index[d], d))
+    if len(order) != len(names):
+        import graphlib
+
+        ts = graphlib.TopologicalSorter({n: upstream[n] for n in names})
+        try:
+            ts.prepare()
+        except graphlib.CycleError as e:
+            cycle = list(e.args[1])
+            raise CycleError(cycle) from None
+        raise CycleError([n for n in names if n not in set(order)])  # pragma: no cover
+    return Dag(workflow, order, upstream, edges)

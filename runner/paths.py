@@ -1,0 +1,42 @@
+"""Paths written in manifests, made repo-relative and kept inside the repository.
+
+A manifest path is relative to the manifest's directory. It must not be absolute, climb out
+with ``..``, or pass through a symlink that points outside the repository: nothing is read,
+written, hashed or deleted outside the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from pathlib import Path
+
+from runner import globs
+
+
+class PathEscape(ValueError):
+    pass
+
+
+def join(base: str, p: str) -> str:
+    """``p`` (relative to ``base``) as a normalised repo-relative posix path; keeps a final '/'."""
+    if p.startswith("/") or (len(p) > 1 and p[1] == ":"):
+        raise PathEscape(f"'{p}' is an absolute path; write it relative to the manifest's folder")
+    trailing = p.endswith("/")
+    j = posixpath.normpath(posixpath.join(base, p)) if base else posixpath.normpath(p)
+    if j == ".." or j.startswith("../"):
+        raise PathEscape(f"'{p}' escapes the repository")
+    if j == ".":
+        return "" if not trailing else ""
+    return j + "/" if trailing else j
+
+
+def check_symlinks(root: Path, rel: str) -> None:
+    """Raise if the existing part of ``rel`` resolves outside ``root``."""
+    head = globs.literal_prefix(rel) if globs.is_glob(rel) else rel.rstrip("/")
+    if not head:
+        return
+    real_root = os.path.realpath(root)
+    target = os.path.realpath(os.path.join(root, head))
+    if target != real_root and not target.startswith(real_root + os.sep):
+        raise PathEscape(f"'{rel}' leads outside the repository through a symlink")

@@ -1,0 +1,106 @@
+"""Where manifests and input files come from: the work tree as git sees it.
+
+git decides what is ignored (``git ls-files --others --exclude-standard``), as DESIGN.md
+asks. The hot path shells out to the ``git`` binary directly (a few ms); gitpython is used
+only where we read objects at a revision (``--ref``/``--since``), and imported there.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+_GIT_ENV_DROP = (
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
+    "GIT_PREFIX",
+    "GIT_COMMON_DIR",
+    "GIT_NAMESPACE",
+)
+
+
+def clean_git_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment without the variables a git hook sets for its own repository.
+
+    A step started from a pre-commit hook must not inherit ``GIT_INDEX_FILE`` and friends,
+    or every git command it runs would act on the hook's index instead of its own.
+    """
+    base = dict(os.environ if env is None else env)
+    for k in _GIT_ENV_DROP:
+        base.pop(k, None)
+    return base
+
+
+def git(root: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        ["git", "-C", str(root), *args],
+        capture_output=True,
+        env=clean_git_env(),
+        check=check,
+    )
+
+
+def git_toplevel(path: Path) -> Path | None:
+    try:
+        p = git(path, "rev-parse", "--show-toplevel", check=False)
+    except FileNotFoundError:
+        return None
+    if p.returncode != 0:
+        return None
+    return Path(os.fsdecode(p.stdout.strip()))
+
+
+def find_root(start: Path) -> Path:
+    """The orch repository ``start`` is in: the nearest folder with ``.orch/config.yaml``,
+    else the git work tree's top, else ``start`` itself (as git and make pick theirs)."""
+    start = start.resolve()
+    for d in (start, *start.parents):
+        if (d / ".orch" / "config.yaml").is_file():
+            return d
+    top = git_toplevel(start)
+    return top if top is not None else start
+
+
+def list_files(root: Path, suffixes: tuple[str, ...] | None = None) -> list[str]:
+    """Repo-relative posix paths of files git tracks or would track under ``root``.
+
+    Outside a git repository: every file under ``root`` but ``.git/`` and ``.orch/``.
+    Files listed by git's index but deleted from the work tree are left out.
+    """
+    try:
+        specs = [f"*{s}" for s in suffixes] if suffixes else []
+        p = git(root, "ls-files", "-z", "-c", "-o", "--exclude-standard", "--", *specs, check=False)
+        in_git = p.returncode == 0
+    except FileNotFoundError:
+        in_git = False
+    if in_git:
+        names = [n for n in os.fsdecode(p.stdout).split("\0") if n]
+        seen: set[str] = set()
+        out = []
+        for n in names:
+            if n in seen:
+                continue
+            seen.add(n)
+            if n.startswith(".orch/") or ("/.orch/" in n and not n.endswith("/.orch/config.yaml")):
+                continue
+            if os.path.lexists(root / n):
+                out.append(n)
+        return sorted(out)
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in (".git", ".orch"))
+        rel = os.path.relpath(dirpath, root)
+        for f in filenames:
+            if suffixes and not f.endswith(suffixes):
+                continue
+            out.append(f if rel == "." else f"{rel}/{f}".replace(os.sep, "/"))
+    return sorted(out)
+
+
+def list_manifest_files(root: Path) -> list[str]:
+    return list_files(root, MANIFEST_SUFFIXES)
