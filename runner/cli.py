@@ -8,6 +8,7 @@ the function that needs them, so ``orch --version`` stays near bare-Python start
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -258,9 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     module, _, func = args.target.partition(":")
     try:
-        if args.directory:
-            if not os.path.isdir(args.directory):
-                raise OrchError(f"-C {args.directory}: no such directory")
+        if args.directory and not os.path.isdir(args.directory):
+            raise OrchError(f"-C {args.directory}: no such directory")
         import importlib
 
         mod = importlib.import_module(f"runner.commands.{module}")
@@ -276,10 +276,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("orch: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        try:
+        with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the final flush
-        except OSError:
-            pass
         return 0
     except Exception as e:  # the one place an unexpected error becomes one line
         return _crash(args, e)
