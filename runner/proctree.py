@@ -1,0 +1,287 @@
+"""Find, and end, every process a task started, including the ones that tried to get away.
+
+::
+
+    orch ──> root                 session and group leader (start_new_session=True)
+              ├── child           same group: killpg reaches it
+              │    └── grandchild ignores SIGTERM: SIGKILL after the grace period
+              └── (exited) ──> daemon
+                                 called setsid, parent gone, now a child of init:
+                                 not in the group, not in root.children(); only the
+                                 token in its environment still ties it to the task
+
+A process belongs to the tree if any of these holds:
+
+- it descends from the root by parentage (psutil ``children(recursive=True)``, only
+  while the root is alive: when a process exits its children are re-parented);
+- its session id is the root's pid (a session survives ``env -i`` and re-parenting;
+  only ``setsid`` leaves it);
+- its environment carries ``ORCH_TASK_TOKEN=<token>`` (survives ``setsid`` and
+  re-parenting; only a process that rebuilds its environment drops it);
+- it was seen in an earlier snapshot (``known``) and is still the same process.
+
+A process that does both ``setsid`` and ``env -i`` and was never sampled escapes; only
+cgroups would catch it. So does one whose environment we may not read (a set-uid binary).
+
+Every signal goes out while the root is still unreaped, so its pid (which is also the
+group and session id) cannot be reused by a stranger; psutil checks the create time of
+every other process before signalling it, so a reused pid is never hit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import psutil
+
+TOKEN_VAR = "ORCH_TASK_TOKEN"
+
+# A bound on how fast the whole machine can create processes, used to prove that pids
+# have not wrapped around since the root started (see _pid_floor).
+_MAX_FORKS_PER_SECOND = 1_000_000
+_RESERVED_PIDS = 300  # Linux restarts at 300 after wrapping past pid_max
+_HAS_PROC = sys.platform.startswith("linux") and os.path.isdir("/proc/self")
+_pid_max: int | None = None
+
+
+def new_token() -> str:
+    return uuid.uuid4().hex
+
+
+def tree_processes(
+    root_pid: int,
+    token: str | None = None,
+    known: Iterable[psutil.Process] = (),
+    *,
+    started: float | None = None,
+) -> list[psutil.Process]:
+    """Every live (not zombie) process of the tree, the root included while it runs.
+
+    ``started`` is the ``time.monotonic()`` at which the root was spawned; given, and when
+    pids provably have not wrapped since, only pids above the root's are examined, which
+    makes the sweep after a short task cost a handful of reads instead of one per process
+    on the machine.
+    """
+    known = list(known)
+    elapsed = None if started is None else time.monotonic() - started
+    found = _scan(root_pid, token, _pid_floor(root_pid, elapsed))
+    root_alive = _state(root_pid) not in (None, "Z", "X")
+    if not found and not known and not root_alive:
+        return []  # the common case after a clean exit: no psutil needed
+
+    import psutil
+
+    procs: dict[int, psutil.Process] = {}
+    for p in known:
+        if _running(p):
+            procs[p.pid] = p
+    if root_alive:
+        try:
+            root = psutil.Process(root_pid)
+            procs.setdefault(root_pid, root)
+            for child in root.children(recursive=True):
+                procs.setdefault(child.pid, child)
+        except psutil.Error:
+            pass
+    for pid in found:
+        if pid not in procs:
+            with contextlib.suppress(psutil.Error):
+                procs[pid] = psutil.Process(pid)
+    procs.pop(os.getpid(), None)
+    return [p for p in procs.values() if _running(p)]
+
+
+def kill_tree(
+    root_pid: int,
+    token: str | None,
+    grace: float,
+    known: Iterable[psutil.Process] = (),
+    *,
+    started: float | None = None,
+) -> list[int]:
+    """End the whole tree; return the pids found in it, the root excepted.
+
+    SIGTERM (then SIGCONT, so a stopped process can act on it) to the group and to every
+    process found; rescan while waiting, because a process may fork while it shuts down;
+    after ``grace`` seconds SIGKILL to the group and to whatever is left, until nothing
+    is. Call it before reaping ``root_pid`` (see the module docstring). A process stuck in
+    uninterruptible sleep is given up on after a few seconds of SIGKILL.
+    """
+    seen: dict[int, psutil.Process] = {}
+
+    def signal_new(procs: Iterable[psutil.Process], sigs: tuple[int, ...]) -> list[psutil.Process]:
+        fresh = [p for p in procs if p.pid not in seen]
+        for p in fresh:
+            seen[p.pid] = p
+            for sig in sigs:
+                _signal(p, sig)
+        return fresh
+
+    term = (signal.SIGTERM, signal.SIGCONT)
+    # Find before signalling the group: what dies of it at once is still reported.
+    signal_new(tree_processes(root_pid, token, known, started=started), term)
+    _killpg(root_pid, signal.SIGTERM)
+    _killpg(root_pid, signal.SIGCONT)
+
+    deadline = time.monotonic() + max(grace, 0.0)
+    next_scan = time.monotonic() + 0.05
+    pause = 0.002
+    while True:
+        alive = [p for p in seen.values() if _running(p)]
+        now = time.monotonic()
+        if not alive or now >= next_scan:
+            alive += signal_new(tree_processes(root_pid, token, started=started), term)
+            next_scan = now + 0.1
+        if not alive or now >= deadline:
+            break
+        time.sleep(min(pause, max(deadline - now, 0.0)))
+        pause = min(pause * 2, 0.05)
+
+    give_up = time.monotonic() + 3.0
+    while True:
+        _killpg(root_pid, signal.SIGKILL)
+        live = tree_processes(root_pid, token, list(seen.values()), started=started)
+        for p in live:
+            seen.setdefault(p.pid, p)
+            _signal(p, signal.SIGKILL)
+        if not live or time.monotonic() >= give_up:
+            break
+        _wait_gone(live, min(0.2, max(give_up - time.monotonic(), 0.0)))
+    return sorted(pid for pid in seen if pid != root_pid)
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> None:
+    """Wait until none of ``procs`` runs. Never psutil's wait(): on our own child it would
+    reap it, and the caller still needs the root's exit status and rusage."""
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while any(_running(p) for p in procs) and time.monotonic() < deadline:
+        time.sleep(pause)
+        pause = min(pause * 2, 0.02)
+
+
+def _running(p: psutil.Process) -> bool:
+    import psutil
+
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _signal(p: psutil.Process, sig: int) -> None:
+    import psutil
+
+    with contextlib.suppress(psutil.Error):
+        p.send_signal(sig)  # psutil refuses if the pid now names another process
+
+
+def _killpg(pgid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _pid_floor(root_pid: int, elapsed: float | None) -> int:
+    """``root_pid`` if every process created since the root has a larger pid, else 0.
+
+    Linux hands out pids in increasing order and wraps at pid_max. No wrap happened if the
+    last pid handed out is still >= root_pid and too little time has passed for the whole
+    range to have been used up (at an absurd million forks a second).
+    """
+    global _pid_max
+    if elapsed is None or not _HAS_PROC:
+        return 0
+    try:
+        if _pid_max is None:
+            with open("/proc/sys/kernel/pid_max", "rb") as f:
+                _pid_max = int(f.read())
+        with open("/proc/loadavg", "rb") as f:
+            last_pid = int(f.read().split()[-1])
+    except (OSError, ValueError, IndexError):
+        return 0
+    if last_pid >= root_pid and elapsed * _MAX_FORKS_PER_SECOND < _pid_max - _RESERVED_PIDS:
+        return root_pid
+    return 0
+
+
+def _scan(root_pid: int, token: str | None, floor: int) -> list[int]:
+    """Pids above ``floor`` (other than the root and us) in the root's session or carrying
+    the token."""
+    if not _HAS_PROC:
+        return _scan_psutil(root_pid, token)
+    needle = f"\0{TOKEN_VAR}={token}\0".encode() if token else None
+    me = os.getpid()
+    hits = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        if pid <= floor or pid in (root_pid, me):
+            continue
+        if needle is not None and needle in b"\0" + _read(f"/proc/{name}/environ"):
+            hits.append(pid)
+            continue
+        stat = _read(f"/proc/{name}/stat")
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 3 and fields[3] == str(root_pid).encode():
+            hits.append(pid)
+    return hits
+
+
+def _scan_psutil(root_pid: int, token: str | None) -> list[int]:
+    """The same sweep where there is no /proc (macOS): slower, and only our own user's."""
+    import psutil
+
+    me = os.getpid()
+    hits = []
+    for p in psutil.process_iter():
+        if p.pid in (me, root_pid):
+            continue
+        try:
+            if (token and p.environ().get(TOKEN_VAR) == token) or os.getsid(p.pid) == root_pid:
+                hits.append(p.pid)
+        except (psutil.Error, OSError):
+            continue
+    return hits
+
+
+def _state(pid: int) -> str | None:
+    """The one-letter state of ``pid`` (``Z`` for a zombie), None if there is no such pid."""
+    if not _HAS_PROC:
+        import psutil
+
+        try:
+            return "Z" if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE else "R"
+        except psutil.Error:
+            return None
+    stat = _read(f"/proc/{pid}/stat")
+    if not stat:
+        return None
+    return stat[stat.rfind(b")") + 2 :][:1].decode()
+
+
+def _read(path: str) -> bytes:
+    """The whole of a /proc file, or b"" when it is gone or not ours to read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return b""
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 65536)
+            chunks.append(chunk)
+            if len(chunk) < 65536:  # procfs fills a read unless it reached the end
+                return b"".join(chunks)
+    except OSError:
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
