@@ -99,3 +99,295 @@ def workflows(repo: Repo) -> list[dict[str, Any]]:
         }
         for wf in sorted(m.workflows.values(), key=lambda w: w.name)
     ]
+
+
+# -- reconcile -------------------------------------------------------------------------
+
+
+def open_state(repo: Repo) -> Any:
+    """The state store, creating ``.orch/`` (with its .gitignore) on first use."""
+    from runner.state import State
+
+    if not (repo.orch_dir / ".gitignore").exists():
+        repo.orch_dir.mkdir(exist_ok=True)
+        (repo.orch_dir / ".gitignore").write_text(GITIGNORE, encoding="utf-8")
+    return State(repo.orch_dir)
+
+
+def _selection(
+    repo: Repo,
+    workflows: list[str] | None,
+    project: str | None,
+    env: str | None,
+    force: list[str] | None,
+    force_all: bool,
+    since: str | None = None,
+) -> tuple[Manifests, list[Any], Any]:
+    from runner.reconcile import Selection, parse_forced, select_workflows
+
+    m = repo.manifests()
+    wfs = select_workflows(m, list(workflows or []), project)
+    if since:
+        from runner.revisions import affected_workflows
+
+        keep = affected_workflows(repo, m, since)
+        wfs = [w for w in wfs if w.name in keep]
+    if env:
+        _check_env(m, wfs, env)
+    sel = Selection([w.name for w in wfs], env or "", parse_forced(m, wfs, force or []), force_all)
+    return m, wfs, sel
+
+
+def _check_env(m: Manifests, wfs: list[Any], env: str) -> None:
+    known = {e for p in m.projects.values() for e in p.environments}
+    if known and env not in known:
+        from runner.errors import did_you_mean
+
+        raise OrchError(
+            f"--env {env}: no project defines that environment "
+            f"({did_you_mean(env, known) or 'known: ' + ', '.join(sorted(known))})"
+        )
+
+
+def plan(
+    repo: Repo,
+    workflows: list[str] | None = None,
+    *,
+    project: str | None = None,
+    env: str | None = None,
+    force: list[str] | None = None,
+    force_all: bool = False,
+    since: str | None = None,
+) -> dict[str, Any]:
+    """What apply would do, per step, with reasons (the same data ``--json`` prints)."""
+    from runner.reconcile import Reconciler
+
+    m, wfs, sel = _selection(repo, workflows, project, env, force, force_all, since)
+    state = open_state(repo)
+    try:
+        plans = Reconciler(repo.root, m, state).plan(wfs, sel)
+    finally:
+        state.close()
+    steps = [p.to_json() for ps in plans.values() for p in ps]
+    counts = {"run": 0, "may-run": 0, "up-to-date": 0}
+    for s in steps:
+        counts[s["action"]] += 1
+    return {"workflows": list(plans), "steps": steps, "summary": counts, "env": sel.env}
+
+
+def apply(
+    repo: Repo,
+    workflows: list[str] | None = None,
+    *,
+    project: str | None = None,
+    env: str | None = None,
+    force: list[str] | None = None,
+    force_all: bool = False,
+    since: str | None = None,
+    options: Any = None,
+) -> Any:
+    """Run what the plan says; returns a ``reconcile.ApplyResult``."""
+    from runner.reconcile import ApplyOptions, Reconciler
+
+    m, wfs, sel = _selection(repo, workflows, project, env, force, force_all, since)
+    state = open_state(repo)
+    try:
+        return Reconciler(repo.root, m, state).apply(wfs, sel, options or ApplyOptions())
+    finally:
+        state.close()
+
+
+def status(
+    repo: Repo, workflows: list[str] | None = None, project: str | None = None
+) -> list[dict[str, Any]]:
+    """The recorded state of each step of the selected workflows."""
+    from runner.reconcile import select_workflows
+
+    m = repo.manifests()
+    wfs = select_workflows(m, list(workflows or []), project)
+    state = open_state(repo)
+    out = []
+    try:
+        state.reap_dead_runs()
+        for wf in wfs:
+            rows = {
+                (r["step"]): r
+                for r in state.query(
+                    "SELECT * FROM steps WHERE workflow=? ORDER BY env DESC", (wf.name,)
+                )
+            }
+            tasks = {
+                r["step"]: r
+                for r in state.query(
+                    "SELECT t.* FROM tasks t JOIN (SELECT step, max(id) AS id FROM tasks WHERE workflow=? GROUP BY step) l ON t.id = l.id",
+                    (wf.name,),
+                )
+            }
+            for s in wf.steps:
+                r = rows.get(s.name)
+                t = tasks.get(s.name)
+                out.append(
+                    {
+                        "workflow": wf.name,
+                        "step": s.name,
+                        "status": r["status"] if r else "never-ran",
+                        "env": r["env"] if r else "",
+                        "ended": r["ended"] if r else None,
+                        "duration": (r["ended"] - r["started"])
+                        if r and r["ended"] and r["started"]
+                        else None,
+                        "reason": (t["reason"] if t else None),
+                        "message": r["reason"] if r and r["status"] != "succeeded" else None,
+                        "outputs": _loads(r["outputs"]) if r else {},
+                        "exit_code": t["exit_code"] if t else None,
+                        "attempt": t["attempt"] if t else None,
+                        "cpu_time": t["cpu_time"] if t else None,
+                        "peak_rss": t["peak_rss"] if t else None,
+                        "run_id": r["run_id"] if r else None,
+                        "log": t["log_path"] if t else None,
+                    }
+                )
+    finally:
+        state.close()
+    return out
+
+
+def breakers(repo: Repo) -> list[dict[str, Any]]:
+    state = open_state(repo)
+    try:
+        return [dict(r) for r in state.query("SELECT * FROM breakers ORDER BY name")]
+    finally:
+        state.close()
+
+
+def _loads(s: str | None) -> Any:
+    import json
+
+    return json.loads(s) if s else {}
+
+
+def history(
+    repo: Repo, workflows: list[str] | None = None, limit: int = 20
+) -> list[dict[str, Any]]:
+    """Past runs, newest first, each with its tasks."""
+    import json
+
+    state = open_state(repo)
+    try:
+        state.reap_dead_runs()
+        runs = state.query("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (max(limit * 5, limit),))
+        out = []
+        for r in runs:
+            wfs = json.loads(r["workflows"] or "[]")
+            if workflows and not set(workflows) & set(wfs):
+                continue
+            tasks = state.query("SELECT * FROM tasks WHERE run_id=? ORDER BY id", (r["id"],))
+            out.append(
+                {
+                    "id": r["id"],
+                    "started": r["started"],
+                    "ended": r["ended"],
+                    "status": r["status"],
+                    "commit": r["git_commit"],
+                    "dirty": None if r["dirty"] is None else bool(r["dirty"]),
+                    "env": r["env"],
+                    "workflows": wfs,
+                    "summary": json.loads(r["summary"]) if r["summary"] else {},
+                    "tasks": [
+                        {
+                            "id": t["id"],
+                            "workflow": t["workflow"],
+                            "step": t["step"],
+                            "attempt": t["attempt"],
+                            "status": t["status"],
+                            "reason": t["reason"],
+                            "started": t["started"],
+                            "ended": t["ended"],
+                            "exit_code": t["exit_code"],
+                            "delay": t["delay"],
+                            "cpu_time": t["cpu_time"],
+                            "peak_rss": t["peak_rss"],
+                            "log": t["log_path"],
+                            "message": t["message"],
+                        }
+                        for t in tasks
+                    ],
+                }
+            )
+            if len(out) >= limit:
+                break
+        return out
+    finally:
+        state.close()
+
+
+def log_path(repo: Repo, workflow: str, step: str, run: int | None = None) -> Path:
+    m = repo.manifests()
+    wf = m.workflow(workflow)
+    if step not in wf.step_names:
+        from runner.errors import did_you_mean
+
+        raise OrchError(
+            f"workflow '{workflow}' has no step '{step}' ({did_you_mean(step, wf.step_names) or 'see orch graph ' + workflow})"
+        )
+    state = open_state(repo)
+    try:
+        sql = "SELECT log_path FROM tasks WHERE workflow=? AND step=? AND log_path IS NOT NULL"
+        args: tuple[Any, ...] = (workflow, step)
+        if run is not None:
+            sql += " AND run_id=?"
+            args += (run,)
+        rows = state.query(sql + " ORDER BY id DESC LIMIT 1", args)
+    finally:
+        state.close()
+    if not rows:
+        raise OrchError(
+            f"{workflow}/{step} has no log yet"
+            + (f" in run {run}" if run else "")
+            + " (run orch apply first)"
+        )
+    return repo.root / rows[0]["log_path"]
+
+
+def state_reset(repo: Repo) -> Path | None:
+    from runner.state import reset
+
+    return reset(repo.orch_dir)
+
+
+def tasks(repo: Repo, limit: int = 20) -> list[dict[str, Any]]:
+    state = open_state(repo)
+    try:
+        state.reap_dead_runs()
+        rows = state.query(
+            "SELECT * FROM tasks ORDER BY CASE WHEN status IN ('running','queued') THEN 0 ELSE 1 END, id DESC LIMIT ?",
+            (limit,),
+        )
+        return [dict(r) for r in rows]
+    finally:
+        state.close()
+
+
+def task(repo: Repo, task_id: int) -> dict[str, Any]:
+    state = open_state(repo)
+    try:
+        state.reap_dead_runs()
+        rows = state.query("SELECT * FROM tasks WHERE id=?", (task_id,))
+    finally:
+        state.close()
+    if not rows:
+        raise OrchError(f"no task with id {task_id} (see orch task list)")
+    return dict(rows[0])
+
+
+def cancel_task(repo: Repo, task_id: int) -> dict[str, Any]:
+    """Ask the runner that owns a running task to end its process tree."""
+    t = task(repo, task_id)
+    if t["status"] not in ("running", "queued"):
+        raise OrchError(f"task {task_id} is not running (it is {t['status']})")
+    state = open_state(repo)
+    try:
+        state.update_task(task_id, cancel_requested=1)
+    finally:
+        state.close()
+    return t

@@ -236,6 +236,8 @@ def _check_templates(
     from runner.templating import TemplateError, check_syntax, references
 
     ups: set[str] = set()
+    pref: set[str] | None = set()
+    eref: set[str] = set()
     for rel, source in fields:
         path = sp + rel
         err = check_syntax(source)
@@ -286,9 +288,17 @@ def _check_templates(
                             f"steps.{target}.{ref[2]} is not defined",
                             "use steps.NAME.outputs.KEY",
                         )
-            elif root == "params" and len(ref) >= 2 and not guarded:
+            elif root == "env":
+                if len(ref) >= 2:
+                    eref.add(str(ref[1]))
+            elif root == "params":
+                if len(ref) < 2:
+                    pref = None
+                    continue
                 p = str(ref[1])
-                if p not in known_params:
+                if pref is not None:
+                    pref.add(p)
+                if not guarded and p not in known_params:
                     ctx.add(
                         path,
                         f"no param named '{p}'",

@@ -47,6 +47,9 @@ class Manifests:
     files: tuple[str, ...] = ()
     dags: dict[str, Any] = field(default_factory=dict)  # name -> graph.Dag
     documents: dict[tuple[str, int], Document] = field(default_factory=dict)
+    # (workflow, step) -> params / environment variables its templates read; None = all
+    param_refs: dict[tuple[str, str], tuple[str, ...] | None] = field(default_factory=dict)
+    env_refs: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
 
     def workflow(self, name: str) -> Workflow:
         if name not in self.workflows:

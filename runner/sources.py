@@ -104,3 +104,15 @@ def list_files(root: Path, suffixes: tuple[str, ...] | None = None) -> list[str]
 
 def list_manifest_files(root: Path) -> list[str]:
     return list_files(root, MANIFEST_SUFFIXES)
+
+
+def git_commit_state(root: Path) -> tuple[str | None, bool | None]:
+    """(HEAD commit, whether tracked files differ from it), or (None, None) outside git."""
+    try:
+        head = git(root, "rev-parse", "--verify", "-q", "HEAD", check=False)
+    except FileNotFoundError:
+        return None, None
+    if head.returncode != 0:
+        return None, None
+    status = git(root, "status", "--porcelain", "--untracked-files=no", check=False)
+    return head.stdout.decode().strip(), bool(status.stdout.strip())

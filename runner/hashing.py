@@ -1,0 +1,163 @@
+"""Content hashes of files and folders, cached by stat as git's index does.
+
+A cache entry is trusted only while (size, mtime_ns, inode) are unchanged. An entry whose
+file was modified within ``RACY_NS`` of being hashed is never saved ("racy git": a second
+write in the same timestamp tick would be invisible to stat), so that file is re-read next
+time rather than wrongly found unchanged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat as stat_mod
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from runner import globs
+
+if TYPE_CHECKING:
+    from runner.state import State
+
+RACY_NS = 50_000_000  # 50 ms: above any file system's timestamp tick
+SKIP_DIRS = frozenset({".git", ".orch", "__pycache__"})
+MISSING = ""
+
+
+class Hasher:
+    def __init__(self, root: Path, state: State | None = None):
+        self.root = root
+        self.state = state
+        self._cache: dict[str, tuple[int, int, int, str, int]] | None = None
+        self._new: dict[str, tuple[int, int, int, str, int]] = {}
+        self._memo: dict[str, str] = {}
+
+    @property
+    def cache(self) -> dict[str, tuple[int, int, int, str, int]]:
+        if self._cache is None:
+            self._cache = self.state.hash_cache() if self.state is not None else {}
+        return self._cache
+
+    def forget(self, paths: list[str] | None = None) -> None:
+        """Drop memoised results (after a step ran and may have changed files)."""
+        if paths is None:
+            self._memo.clear()
+            return
+        for p in paths:
+            p = p.rstrip("/")
+            self._memo.pop(p, None)
+            prefix = p + "/"
+            for k in [k for k in self._memo if k.startswith(prefix)]:
+                self._memo.pop(k, None)
+
+    def file(self, rel: str) -> str:
+        """Hash of a file's content; '' if it does not exist."""
+        memo = self._memo.get(rel)
+        if memo is not None:
+            return memo
+        full = os.path.join(self.root, rel)
+        try:
+            st = os.stat(full)
+        except OSError:
+            self._memo[rel] = MISSING
+            return MISSING
+        if stat_mod.S_ISDIR(st.st_mode):
+            h = self.tree(rel)
+            self._memo[rel] = h
+            return h
+        entry = self.cache.get(rel)
+        if (
+            entry is not None
+            and entry[0] == st.st_size
+            and entry[1] == st.st_mtime_ns
+            and entry[2] == st.st_ino
+        ):
+            self._memo[rel] = entry[3]
+            return entry[3]
+        h = _hash_file(full)
+        now = time.time_ns()
+        if now - st.st_mtime_ns > RACY_NS:
+            e = (st.st_size, st.st_mtime_ns, st.st_ino, h, now)
+            self.cache[rel] = e
+            self._new[rel] = e
+        self._memo[rel] = h
+        return h
+
+    def stat_key(self, rel: str) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(os.path.join(self.root, rel))
+        except OSError:
+            return None
+        return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+    def tree(self, rel: str) -> str:
+        """Hash of a folder: every file under it, by relative path and content."""
+        rel = rel.rstrip("/")
+        files = self.walk(rel)
+        if not files and not os.path.isdir(os.path.join(self.root, rel)):
+            return MISSING
+        h = hashlib.blake2b(digest_size=16)
+        for f in files:
+            h.update(f.encode())
+            h.update(b"\0")
+            h.update(self.file(f).encode())
+            h.update(b"\n")
+        return "d" + h.hexdigest()
+
+    def walk(self, rel_dir: str) -> list[str]:
+        """Files under ``rel_dir`` (repo-relative), not following symlinked folders."""
+        out: list[str] = []
+        base = os.path.join(self.root, rel_dir) if rel_dir else str(self.root)
+        stack = [base]
+        root_len = len(str(self.root)) + 1
+        while stack:
+            d = stack.pop()
+            try:
+                with os.scandir(d) as it:
+                    for e in it:
+                        if e.is_dir(follow_symlinks=False):
+                            if e.name not in SKIP_DIRS:
+                                stack.append(e.path)
+                        elif e.is_file():
+                            out.append(e.path[root_len:].replace(os.sep, "/"))
+            except (FileNotFoundError, NotADirectoryError, PermissionError):
+                continue
+        out.sort()
+        return out
+
+    def expand(self, pattern: str) -> list[str]:
+        """Files matching a repo-relative input pattern (a literal path, folder or glob)."""
+        if not globs.is_glob(pattern):
+            p = pattern.rstrip("/")
+            full = os.path.join(self.root, p)
+            if os.path.isdir(full):
+                return self.walk(p)
+            return [p] if os.path.exists(full) else []
+        prefix = globs.literal_prefix(pattern)
+        rx = globs.compile_glob(pattern)
+        return [f for f in self.walk(prefix) if rx.match(f)]
+
+    def flush(self) -> None:
+        if self.state is not None and self._new:
+            self.state.save_hashes(self._new)
+        self._new = {}
+
+
+def _hash_file(path: str) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except OSError:
+        return MISSING
+    return h.hexdigest()
+
+
+def digest(*parts: str) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for p in parts:
+        h.update(p.encode())
+        h.update(b"\0")
+    return h.hexdigest()

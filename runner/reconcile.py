@@ -1,0 +1,987 @@
+"""Plan and apply: desired state (manifests + files) against recorded state (.orch/).
+
+    plan ──> for each ready step, best first:
+               claim (kernel lock) ──> re-decide with fresh upstream results (early cutoff)
+               ──> render ──> when ──> breaker ──> quotas ──> executor (worker thread)
+             on each finished task: hash outputs ──> record (one transaction) ──> release
+             ──> wake dependants (or block them)
+
+The executor, clock and output stream are passed in through ``ApplyOptions`` so the same
+loop serves the CLI, ``orch watch`` and the MCP server.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner.checks import base_params
+from runner.errors import LockBusy, OrchError
+from runner.graph import Dag
+from runner.hashing import MISSING, Hasher
+from runner.manifests import Manifests
+from runner.model import Step, Workflow
+from runner.plan import MAY_RUN, RUN, UP_TO_DATE, StepPlan, decide, output_hashes
+from runner.state import State, StepRecord
+
+FAILED = ("failed", "timed_out", "cancelled", "interrupted")
+
+
+@dataclass
+class Selection:
+    workflows: list[str]
+    env: str = ""
+    forced: set[tuple[str, str]] = field(default_factory=set)
+    force_all: bool = False
+
+
+@dataclass
+class ApplyOptions:
+    jobs: int = 0
+    fail_fast: bool = False
+    wait: bool = True
+    echo: Callable[[str], None] | None = None  # live task output, prefixed; None = quiet
+    report: Callable[[dict[str, Any]], None] | None = None  # progress events
+    argv: list[str] = field(default_factory=list)
+    stop: threading.Event | None = None  # set by watch --restart / Ctrl-C handlers
+
+
+@dataclass
+class StepResult:
+    workflow: str
+    step: str
+    status: str  # succeeded, failed, timed_out, cancelled, interrupted, skipped, blocked, up-to-date, circuit_open
+    reasons: list[str] = field(default_factory=list)
+    duration: float = 0.0
+    exit_code: int | None = None
+    attempts: int = 0
+    log_path: str | None = None
+    message: str = ""
+    log_tail: list[str] = field(default_factory=list)
+    task_id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "workflow": self.workflow,
+            "step": self.step,
+            "status": self.status,
+            "reasons": self.reasons,
+            "duration": round(self.duration, 4),
+            "exit_code": self.exit_code,
+            "attempts": self.attempts,
+            "log": self.log_path,
+            "message": self.message,
+        }
+
+
+@dataclass
+class ApplyResult:
+    run_id: int | None
+    results: list[StepResult]
+    duration: float
+
+    @property
+    def ok(self) -> bool:
+        return not any(r.status in (*FAILED, "blocked") for r in self.results)
+
+    def counts(self) -> dict[str, int]:
+        c: dict[str, int] = {}
+        for r in self.results:
+            c[r.status] = c.get(r.status, 0) + 1
+        return c
+
+
+def select_workflows(m: Manifests, names: list[str], project: str | None) -> list[Workflow]:
+    if names:
+        wfs = [m.workflow(n) for n in names]
+    else:
+        wfs = sorted(m.workflows.values(), key=lambda w: w.name)
+    if project:
+        if project not in m.projects:
+            from runner.errors import did_you_mean
+
+            raise OrchError(
+                f"no project named '{project}' ({did_you_mean(project, list(m.projects)) or 'see orch project list'})"
+            )
+        wfs = [w for w in wfs if w.project == project]
+    archived = {p.name for p in m.projects.values() if p.lifecycle == "archived"}
+    return [w for w in wfs if w.project not in archived]
+
+
+def parse_forced(m: Manifests, wfs: list[Workflow], specs: list[str]) -> set[tuple[str, str]]:
+    out: set[tuple[str, str]] = set()
+    for spec in specs:
+        wname, sep, sname = spec.partition("/")
+        if not sep:
+            sname, wname = wname, ""
+        hits = [
+            (w.name, sname) for w in wfs if (not wname or w.name == wname) and sname in w.step_names
+        ]
+        if not hits:
+            raise OrchError(f"--force {spec}: no such step in the selected workflows")
+        out.update(hits)
+    return out
+
+
+class Reconciler:
+    def __init__(self, root: Path, m: Manifests, state: State):
+        self.root = root
+        self.m = m
+        self.state = state
+        self.hasher = Hasher(root, state)
+
+    # -- plan -------------------------------------------------------------------------
+    def step_paths(
+        self, wf: Workflow, step: Step, params: dict[str, Any]
+    ) -> tuple[list[str], list[str], str]:
+        from runner import paths as pathmod
+
+        def resolve(p: str) -> str:
+            if "{{" in p or "{%" in p:
+                from runner.templating import render_text
+
+                p = render_text(
+                    p,
+                    {"params": {**params, **step.params}, "workflow": {"name": wf.name}, "env": {}},
+                )
+            return pathmod.join(wf.base, p)
+
+        ins = [resolve(p) for p in step.inputs]
+        outs = [resolve(p) for p in step.outputs]
+        wd = resolve(step.workdir) if step.workdir else wf.base
+        return ins, outs, wd
+
+    def plan_workflow(
+        self,
+        wf: Workflow,
+        sel: Selection,
+        records: dict[str, StepRecord] | None = None,
+        own_runs: set[int] | None = None,
+    ) -> list[StepPlan]:
+        dag: Dag = self.m.dags[wf.name]
+        records = self.state.step_records(wf.name, sel.env) if records is None else records
+        params = base_params(self.m, wf, sel.env or None)
+        will_run: set[str] = set()
+        plans = []
+        for name in dag.order:
+            step = wf.step(name)
+            ins, outs, _wd = self.step_paths(wf, step, params)
+            rec = records.get(name)
+            forced = sel.force_all or (wf.name, name) in sel.forced
+            p = decide(
+                wf,
+                step,
+                rec,
+                params=params,
+                param_refs=self.m.param_refs.get((wf.name, name), ()),
+                env_refs=self.m.env_refs.get((wf.name, name), ()),
+                inputs=ins,
+                outputs=outs,
+                upstream=dag.upstream[name],
+                records=records,
+                will_run=will_run,
+                hasher=self.hasher,
+                forced=forced,
+            )
+            if (
+                rec is not None
+                and rec.status == "running"
+                and rec.run_id
+                and self.state.run_alive(rec.run_id, own_runs)
+            ):
+                p.action = RUN
+                p.reasons = [f"running in another orch (run {rec.run_id})"]
+            if p.action != UP_TO_DATE:
+                will_run.add(name)
+            plans.append(p)
+        return plans
+
+    def plan(self, wfs: list[Workflow], sel: Selection) -> dict[str, list[StepPlan]]:
+        self.state.reap_dead_runs()
+        out = {wf.name: self.plan_workflow(wf, sel) for wf in wfs}
+        self.hasher.flush()
+        return out
+
+    # -- apply ------------------------------------------------------------------------
+    def apply(self, wfs: list[Workflow], sel: Selection, opts: ApplyOptions) -> ApplyResult:
+        from runner.scheduler import Admission, QuotaLimits, ReadyQueue, rate_allows, request_of
+
+        t0 = time.time()
+        plans = self.plan(wfs, sel)
+        if all(p.action == UP_TO_DATE for ps in plans.values() for p in ps):
+            results = [
+                StepResult(p.workflow, p.step, "up-to-date") for ps in plans.values() for p in ps
+            ]
+            return ApplyResult(None, results, time.time() - t0)
+
+        from runner.executor import Cancel, TaskSpec, run_task
+        from runner.sources import git_commit_state
+
+        commit, dirty = git_commit_state(self.root)
+        run_id = self.state.begin_run(opts.argv, sel.env, commit, dirty, [w.name for w in wfs])
+        own_runs = {run_id}
+        jobs = opts.jobs or os.cpu_count() or 2
+        by_name = {w.name: w for w in wfs}
+        results: dict[tuple[str, str], StepResult] = {}
+        records = {w.name: self.state.step_records(w.name, sel.env) for w in wfs}
+        params_of = {w.name: base_params(self.m, w, sel.env or None) for w in wfs}
+        plan_of = {(p.workflow, p.step): p for ps in plans.values() for p in ps}
+        remaining_up: dict[tuple[str, str], int] = {}
+        ready = ReadyQueue()
+        quotas = {
+            q.name: QuotaLimits(q.name, dict(q.limits), q.rate_runs, q.rate_per)
+            for q in self.m.quotas.values()
+        }
+        from runner.quotas import governing
+
+        quota_of = {w.name: [q.name for q in governing(self.m, w)] for w in wfs}
+        held: dict[str, dict[str, float]] = {}
+        done_q: queue.Queue[tuple[tuple[str, str], Any]] = queue.Queue()
+        running: dict[tuple[str, str], tuple[Any, int | None, dict[str, float]]] = {}
+        waiting_lock: dict[tuple[str, str], float] = {}
+        failed_any = False
+        stopping = False
+        from concurrent.futures import ThreadPoolExecutor
+
+        pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="orch-task")
+
+        def emit(ev: dict[str, Any]) -> None:
+            if opts.report:
+                opts.report(ev)
+
+        def finish(key: tuple[str, str], res: StepResult) -> None:
+            results[key] = res
+            emit({"event": "finished", **res.to_json()})
+            wf = by_name[key[0]]
+            dag = self.m.dags[wf.name]
+            if res.status in (*FAILED, "blocked", "circuit_open"):
+                for d in sorted(dag.descendants({key[1]}), key=lambda n: wf.step(n).index):
+                    dk = (wf.name, d)
+                    if dk in results:
+                        continue
+                    blocked = StepResult(
+                        wf.name,
+                        d,
+                        "blocked",
+                        [f"upstream {res.status.replace('_', ' ')}: {key[1]}"],
+                    )
+                    results[dk] = blocked
+                    self._record_blocked(wf, d, sel.env, run_id, records[wf.name])
+                    emit({"event": "finished", **blocked.to_json()})
+                return
+            for d in dag.downstream()[key[1]]:
+                dk = (wf.name, d)
+                remaining_up[dk] -= 1
+                if remaining_up[dk] == 0 and dk not in results:
+                    st = wf.step(d)
+                    ready.push(f"{wf.name}/{d}", wf.name, st.priority, st.index, dk)
+
+        for w in wfs:
+            dag = self.m.dags[w.name]
+            for name in dag.order:
+                k = (w.name, name)
+                remaining_up[k] = len(dag.upstream[name])
+                if remaining_up[k] == 0:
+                    st = w.step(name)
+                    ready.push(f"{w.name}/{name}", w.name, st.priority, st.index, k)
+
+        def start(key: tuple[str, str]) -> str:
+            """Try to start ``key``: 'started', 'done' (decided without running), 'wait', 'later'."""
+            wf = by_name[key[0]]
+            step = wf.step(key[1])
+            lock_key = f"{wf.name}/{step.name}"
+            if not self.state.try_claim(lock_key):
+                if not opts.wait:
+                    raise LockBusy(
+                        f"step {lock_key} is being run by another orch process (--no-wait given)"
+                    )
+                waiting_lock.setdefault(key, time.time())
+                return "wait"
+            waiting_lock.pop(key, None)
+            # another runner may have just finished it: read the record afresh, then decide
+            fresh = self.state.step_records(wf.name, sel.env)
+            records[wf.name].update(fresh)
+            self.hasher.forget()
+            params = params_of[wf.name]
+            ins, outs, wd = self.step_paths(wf, step, params)
+            dag = self.m.dags[wf.name]
+            p = decide(
+                wf,
+                step,
+                records[wf.name].get(step.name),
+                params=params,
+                param_refs=self.m.param_refs.get(key, ()),
+                env_refs=self.m.env_refs.get(key, ()),
+                inputs=ins,
+                outputs=outs,
+                upstream=dag.upstream[step.name],
+                records=records[wf.name],
+                will_run=set(),
+                hasher=self.hasher,
+                forced=sel.force_all or key in sel.forced,
+            )
+            rec = records[wf.name].get(step.name)
+            if rec is not None and rec.status == "running" and p.action == UP_TO_DATE:
+                p.action = RUN
+            if p.action == UP_TO_DATE:
+                self.state.release(lock_key)
+                planned = plan_of[key]
+                why = (
+                    ["early cutoff: upstream outputs unchanged"]
+                    if planned.action == MAY_RUN
+                    else []
+                )
+                finish(key, StepResult(wf.name, step.name, "up-to-date", why))
+                return "done"
+            # quotas (this process + live others)
+            qnames = quota_of[wf.name]
+            req = request_of(step.resources)
+            if qnames:
+                others = self._held_by_others(run_id)
+                adm = Admission(
+                    {q: _add(held.get(q, {}), others.get(q, {})) for q in qnames}, quotas
+                )
+                for k2, r2 in reserved_now.items():
+                    adm.reserved.setdefault(k2, {}).update(r2)
+                if not adm.fits(qnames, req) or not all(
+                    rate_allows(quotas[q], self._recent_starts) for q in qnames
+                ):
+                    adm.reserve(qnames, req)
+                    for k2, r2 in adm.reserved.items():
+                        reserved_now.setdefault(k2, {}).update(r2)
+                    self.state.release(lock_key)
+                    return "later"
+            # breaker
+            if step.breaker is not None:
+                open_until = self._breaker_open(step.breaker.name)
+                if open_until:
+                    self.state.release(lock_key)
+                    until = time.strftime("%H:%M:%S", time.localtime(open_until))
+                    self._record_status(
+                        wf,
+                        step.name,
+                        sel.env,
+                        run_id,
+                        records[wf.name],
+                        "circuit_open",
+                        f"circuit open until {until}",
+                    )
+                    finish(
+                        key,
+                        StepResult(
+                            wf.name,
+                            step.name,
+                            "circuit_open",
+                            [f"skipped: circuit open until {until}"],
+                        ),
+                    )
+                    return "done"
+            # render
+            ctx = self._template_context(wf, step, params, records[wf.name])
+            try:
+                from runner.templating import (
+                    evaluate_when,
+                    render_argv,
+                    render_command,
+                    render_text,
+                )
+
+                if step.when is not None and not evaluate_when(step.when, ctx):
+                    rec2 = StepRecord(
+                        wf.name,
+                        step.name,
+                        sel.env,
+                        p.fingerprint,
+                        p.fields,
+                        p.inputs,
+                        p.upstream,
+                        {},
+                        {},
+                        "skipped",
+                        "when: false",
+                        None,
+                        run_id,
+                        time.time(),
+                        time.time(),
+                        time.time(),
+                    )
+                    self.state.record_step(rec2)
+                    records[wf.name][step.name] = rec2
+                    self.state.release(lock_key)
+                    finish(key, StepResult(wf.name, step.name, "skipped", ["when: false"]))
+                    return "done"
+                command: str | list[str] = (
+                    render_command(step.run, ctx)
+                    if isinstance(step.run, str)
+                    else render_argv(list(step.run), ctx)
+                )
+                env_over = {k: render_text(v, ctx) for k, v in step.env.items()}
+            except Exception as e:  # TemplateError, or a value the quoting refuses
+                msg = f"template error in {wf.path}: spec.steps[{step.index}]: {e}"
+                self._record_status(wf, step.name, sel.env, run_id, records[wf.name], "failed", msg)
+                self.state.release(lock_key)
+                finish(key, StepResult(wf.name, step.name, "failed", p.reasons, message=msg))
+                return "done"
+            missing = [s for s in step.secrets if s not in os.environ]
+            if missing:
+                msg = f"secret {', '.join(missing)} is not set in the environment"
+                self._record_status(wf, step.name, sel.env, run_id, records[wf.name], "failed", msg)
+                self.state.release(lock_key)
+                finish(key, StepResult(wf.name, step.name, "failed", p.reasons, message=msg))
+                return "done"
+            if qnames:
+                for q in qnames:
+                    h = held.setdefault(q, {})
+                    for r in quotas[q].limits:
+                        if req.get(r):
+                            h[r] = h.get(r, 0.0) + req[r]
+                self._allocate(run_id, lock_key, qnames, req, quotas)
+            from runner.sources import clean_git_env
+
+            env = clean_git_env()
+            env.update(env_over)
+            env.update(
+                {
+                    "ORCH_WORKFLOW": wf.name,
+                    "ORCH_STEP": step.name,
+                    "ORCH_RUN_ID": str(run_id),
+                    "ORCH_ROOT": str(self.root),
+                    "ORCH_ENV": sel.env,
+                }
+            )
+            cwd = self.root / wd if wd else self.root
+            if not cwd.is_dir():
+                msg = f"workdir {wd or '.'} does not exist"
+                self._record_status(wf, step.name, sel.env, run_id, records[wf.name], "failed", msg)
+                self._free(run_id, lock_key, qnames, req, held, quotas)
+                finish(key, StepResult(wf.name, step.name, "failed", p.reasons, message=msg))
+                return "done"
+            mask = tuple(os.environ[s] for s in step.secrets if os.environ.get(s))
+            cancel = Cancel()
+            prefix = f"[{wf.name}/{step.name}] " if len(wfs) > 1 else f"[{step.name}] "
+            echo = (lambda line, _p=prefix: opts.echo(_p + line)) if opts.echo else None  # type: ignore[misc]
+            plan_of[key] = p  # record what was decided now, with upstream results known
+            emit({"event": "started", "workflow": wf.name, "step": step.name, "reasons": p.reasons})
+            fut = pool.submit(
+                self._run_attempts,
+                run_id,
+                wf,
+                step,
+                sel.env,
+                p,
+                command,
+                cwd,
+                env,
+                echo,
+                mask,
+                cancel,
+                TaskSpec,
+                run_task,
+            )
+            fut.add_done_callback(lambda f, _k=key: done_q.put((_k, f)))
+            running[key] = (cancel, None, req)
+            ready.started(wf.name)
+            return "started"
+
+        reserved_now: dict[str, dict[str, float]] = {}
+        interrupted = False
+        last_poll = 0.0
+        try:
+            while True:
+                if not stopping and (opts.stop is not None and opts.stop.is_set()):
+                    stopping = True
+                    for c, _t, _r in running.values():
+                        c.cancel("interrupted")
+                if not stopping:
+                    reserved_now = {}
+                    entries = ready.drain_in_order()
+                    waiting_keys = list(waiting_lock)
+                    for lk, key in entries:
+                        if len(running) >= jobs:
+                            wf = by_name[key[0]]
+                            ready.push(
+                                lk, wf.name, wf.step(key[1]).priority, wf.step(key[1]).index, key
+                            )
+                            continue
+                        outcome = start(key)
+                        if outcome in ("wait", "later"):
+                            wf = by_name[key[0]]
+                            if outcome == "later":
+                                ready.push(
+                                    lk,
+                                    wf.name,
+                                    wf.step(key[1]).priority,
+                                    wf.step(key[1]).index,
+                                    key,
+                                )
+                    for key in waiting_keys:
+                        if key in waiting_lock and len(running) < jobs and start(key) == "later":
+                            wf = by_name[key[0]]
+                            st = wf.step(key[1])
+                            ready.push(f"{wf.name}/{st.name}", wf.name, st.priority, st.index, key)
+                if not running and not waiting_lock and (len(ready) == 0 or stopping):
+                    break
+                try:
+                    key, fut = done_q.get(timeout=0.05 if (waiting_lock or len(ready)) else 0.5)
+                except queue.Empty:
+                    now = time.time()
+                    if running and now - last_poll > 0.5:
+                        last_poll = now
+                        self._poll_cancels(running)
+                    continue
+                cancel, _tid, req = running.pop(key)
+                wf = by_name[key[0]]
+                step = wf.step(key[1])
+                lock_key = f"{wf.name}/{step.name}"
+                try:
+                    res: StepResult = self._complete(
+                        run_id, wf, step, sel.env, plan_of[key], fut.result(), records[wf.name]
+                    )
+                except Exception as e:  # record, never lose the runner over one task
+                    res = StepResult(
+                        wf.name,
+                        step.name,
+                        "failed",
+                        plan_of[key].reasons,
+                        message=f"internal error: {e}",
+                    )
+                    self._record_status(
+                        wf, step.name, sel.env, run_id, records[wf.name], "failed", res.message
+                    )
+                qn = quota_of[wf.name]
+                self._free(run_id, lock_key, qn, req, held, quotas)
+                self.hasher.forget()
+                finish(key, res)
+                if res.status in FAILED and opts.fail_fast:
+                    stopping = True
+                failed_any = failed_any or res.status in FAILED
+        except KeyboardInterrupt:
+            interrupted = True
+            for c, _t, _r in running.values():
+                c.cancel("interrupted")
+            while running:
+                key, fut = done_q.get()
+                _c, _t, req = running.pop(key)
+                wf = by_name[key[0]]
+                step = wf.step(key[1])
+                try:
+                    res = self._complete(
+                        run_id, wf, step, sel.env, plan_of[key], fut.result(), records[wf.name]
+                    )
+                except Exception:
+                    res = StepResult(wf.name, step.name, "interrupted")
+                self._free(run_id, f"{wf.name}/{step.name}", quota_of[wf.name], req, held, quotas)
+                results[key] = res
+        finally:
+            pool.shutdown(wait=True)
+            self.hasher.flush()
+            ordered = []
+            for w in wfs:
+                for name in self.m.dags[w.name].order:
+                    k = (w.name, name)
+                    if k in results:
+                        ordered.append(results[k])
+                    elif stopping or interrupted:
+                        ordered.append(
+                            StepResult(w.name, name, "not-started", ["not started (stopped early)"])
+                        )
+            result = ApplyResult(run_id, ordered, time.time() - t0)
+            self._run_handlers(wfs, result, sel, opts)
+            status = "interrupted" if interrupted else ("succeeded" if result.ok else "failed")
+            self.state.end_run(run_id, status, result.counts())
+        if interrupted:
+            raise KeyboardInterrupt
+        return result
+
+    # -- helpers ----------------------------------------------------------------------
+    def _template_context(
+        self, wf: Workflow, step: Step, params: dict[str, Any], records: dict[str, StepRecord]
+    ) -> dict[str, Any]:
+        proj = self.m.projects.get(wf.project) if wf.project else None
+        return {
+            "params": {**params, **step.params},
+            "steps": {n: {"outputs": r.outputs, "status": r.status} for n, r in records.items()},
+            "workflow": {"name": wf.name, "project": wf.project or ""},
+            "env": dict(os.environ),
+            "project": {"name": proj.name, "path": proj.dir, "params": proj.params} if proj else {},
+            "step": {"name": step.name},
+        }
+
+    def _run_attempts(
+        self,
+        run_id,
+        wf,
+        step,
+        env_name,
+        p,
+        command,
+        cwd,
+        env,
+        echo,
+        mask,
+        cancel,
+        TaskSpec,
+        run_task,
+    ):  # noqa: ANN001, ANN202, N803
+        attempts = []
+        retry = step.retry
+        attempt = 0
+        while True:
+            attempt += 1
+            log_dir = self.root / ".orch" / "logs" / str(run_id) / wf.name
+            log_path = log_dir / f"{step.name}.{attempt}.log"
+            reason = "; ".join(p.reasons) or "upstream changed"
+            task_id = self.state.add_task(
+                run_id,
+                wf.name,
+                step.name,
+                env_name,
+                attempt,
+                "running",
+                reason,
+                started=time.time(),
+                log_path=str(log_path.relative_to(self.root)),
+                fingerprint=p.fingerprint,
+            )
+            if attempt == 1:
+                self.state.mark_running(run_id, wf.name, step.name, env_name, task_id)
+            spec = TaskSpec(
+                key=f"{wf.name}/{step.name}",
+                command=command,
+                cwd=cwd,
+                env=env,
+                log_path=log_path,
+                timeout=step.timeout,
+                echo=echo,
+                mask=mask,
+            )
+            res = run_task(spec, cancel)
+            delay = None
+            will_retry = (
+                res.status in ("failed", "timed_out")
+                and attempt <= retry.limit
+                and (retry.on is None or res.exit_code in retry.on)
+                and not cancel.requested
+            )
+            if will_retry:
+                base = retry.delay(attempt)
+                delay = base * (1 + random.uniform(-retry.jitter, retry.jitter))
+            self.state.update_task(
+                task_id,
+                status=res.status,
+                exit_code=res.exit_code,
+                ended=res.ended,
+                cpu_time=res.cpu_time,
+                peak_rss=res.peak_rss,
+                pid=res.pid,
+                delay=delay,
+                message=res.output_error,
+            )
+            attempts.append((task_id, res, str(log_path.relative_to(self.root))))
+            if not will_retry:
+                return attempts
+            if echo:
+                echo(
+                    f"# orch: attempt {attempt} {res.status} (exit {res.exit_code}); retrying in {delay:.2f}s"
+                )
+            deadline = time.time() + (delay or 0)
+            while time.time() < deadline and not cancel.requested:
+                time.sleep(min(0.05, max(0.0, deadline - time.time())))
+            if cancel.requested:
+                return attempts
+
+    def _complete(
+        self,
+        run_id: int,
+        wf: Workflow,
+        step: Step,
+        env: str,
+        p: StepPlan,
+        attempts: list[Any],
+        records: dict[str, StepRecord],
+    ) -> StepResult:
+        task_id, res, log_rel = attempts[-1]
+        status = res.status
+        message = res.output_error or ""
+        _ins, outs, _wd = self.step_paths(wf, step, base_params(self.m, wf, env or None))
+        self.hasher.forget(outs)
+        ohash = output_hashes(self.hasher, outs) if outs else {}
+        if status == "succeeded":
+            missing = [o for o, h in ohash.items() if h == MISSING]
+            if missing:
+                status = "failed"
+                message = f"declared output{'s' if len(missing) > 1 else ''} not produced: {', '.join(missing)}"
+        # a file edited while the step ran keeps its pre-run hash in the record, so the
+        # next plan sees the edit; nothing here may launder it into "up to date"
+        started = attempts[0][1].started
+        rec = StepRecord(
+            wf.name,
+            step.name,
+            env,
+            p.fingerprint if status == "succeeded" else None,
+            p.fields,
+            p.inputs,
+            p.upstream,
+            res.outputs if status == "succeeded" else {},
+            ohash if status == "succeeded" else {},
+            status,
+            message or None,
+            task_id,
+            run_id,
+            started,
+            res.ended,
+            time.time(),
+        )
+        if status != "succeeded":
+            old = records.get(step.name)
+            if old is not None:
+                rec.fields, rec.inputs, rec.upstream = old.fields, old.inputs, old.upstream
+        update: dict[str, Any] = {"status": status}
+        if message:
+            update["message"] = message
+        self.state.record_step(rec, update)
+        records[step.name] = rec
+        if step.breaker is not None:
+            self._breaker_result(step.breaker, status == "succeeded")
+        return StepResult(
+            wf.name,
+            step.name,
+            status,
+            p.reasons,
+            res.ended - started,
+            res.exit_code,
+            len(attempts),
+            log_rel,
+            message,
+            list(res.log_tail),
+            task_id,
+        )
+
+    def _record_status(
+        self,
+        wf: Workflow,
+        step: str,
+        env: str,
+        run_id: int,
+        records: dict[str, StepRecord],
+        status: str,
+        reason: str,
+    ) -> None:
+        old = records.get(step)
+        now = time.time()
+        rec = StepRecord(
+            wf.name,
+            step,
+            env,
+            None,
+            old.fields if old else {},
+            old.inputs if old else {},
+            old.upstream if old else {},
+            {},
+            {},
+            status,
+            reason,
+            None,
+            run_id,
+            now,
+            now,
+            now,
+        )
+        self.state.record_step(rec)
+        records[step] = rec
+
+    def _record_blocked(
+        self, wf: Workflow, step: str, env: str, run_id: int, records: dict[str, StepRecord]
+    ) -> None:
+        old = records.get(step)
+        if old is not None and old.status == "blocked":
+            return
+        self._record_status(wf, step, env, run_id, records, "blocked", "an upstream step failed")
+
+    def _held_by_others(self, run_id: int) -> dict[str, dict[str, float]]:
+        rows = self.state.query(
+            "SELECT run_id, quota, resource, amount FROM allocations WHERE run_id != ?", (run_id,)
+        )
+        out: dict[str, dict[str, float]] = {}
+        alive: dict[int, bool] = {}
+        for r in rows:
+            rid = r["run_id"]
+            if rid not in alive:
+                alive[rid] = self.state.run_alive(rid)
+            if not alive[rid]:
+                continue
+            q = out.setdefault(r["quota"], {})
+            q[r["resource"]] = q.get(r["resource"], 0.0) + r["amount"]
+        return out
+
+    def _allocate(
+        self,
+        run_id: int,
+        task_key: str,
+        qnames: list[str],
+        req: dict[str, float],
+        quotas: dict[str, Any],
+    ) -> None:
+        now = time.time()
+        with self.state.tx() as c:
+            for q in qnames:
+                for r in quotas[q].limits:
+                    if req.get(r):
+                        c.execute(
+                            "INSERT INTO allocations (run_id, task_key, quota, resource, amount, since) VALUES (?,?,?,?,?,?)",
+                            (run_id, task_key, q, r, req[r], now),
+                        )
+                if quotas[q].rate_runs:
+                    c.execute("INSERT INTO rate_events (quota, at) VALUES (?, ?)", (q, now))
+
+    def _free(
+        self,
+        run_id: int,
+        task_key: str,
+        qnames: list[str],
+        req: dict[str, float],
+        held: dict[str, dict[str, float]],
+        quotas: dict[str, Any],
+    ) -> None:
+        if qnames:
+            for q in qnames:
+                h = held.get(q, {})
+                for r in quotas[q].limits:
+                    if req.get(r):
+                        h[r] = max(0.0, h.get(r, 0.0) - req[r])
+            with self.state.tx() as c:
+                c.execute(
+                    "DELETE FROM allocations WHERE run_id=? AND task_key=?", (run_id, task_key)
+                )
+        self.state.release(task_key)
+
+    def _recent_starts(self, quota: str, per: float) -> int:
+        rows = self.state.query(
+            "SELECT count(*) AS n FROM rate_events WHERE quota=? AND at > ?",
+            (quota, time.time() - per),
+        )
+        return int(rows[0]["n"])
+
+    def _breaker_open(self, name: str) -> float | None:
+        rows = self.state.query("SELECT state, opened_until FROM breakers WHERE name=?", (name,))
+        if not rows or rows[0]["state"] != "open":
+            return None
+        until = rows[0]["opened_until"] or 0
+        if until > time.time():
+            return until
+        # cooldown over: half-open, let one trial through
+        with self.state.tx() as c:
+            c.execute(
+                "UPDATE breakers SET state='half-open', updated=? WHERE name=?", (time.time(), name)
+            )
+        return None
+
+    def _breaker_result(self, breaker: Any, ok: bool) -> None:
+        now = time.time()
+        with self.state.tx() as c:
+            row = c.execute(
+                "SELECT failures, state FROM breakers WHERE name=?", (breaker.name,)
+            ).fetchone()
+            failures = row[0] if row else 0
+            state = row[1] if row else "closed"
+            if ok:
+                failures, state, until = 0, "closed", None
+            else:
+                failures += 1
+                if state == "half-open" or failures >= breaker.threshold:
+                    state, until = "open", now + breaker.cooldown
+                else:
+                    until = None
+            c.execute(
+                "INSERT OR REPLACE INTO breakers (name, failures, opened_until, state, updated) VALUES (?,?,?,?,?)",
+                (breaker.name, failures, until, state, now),
+            )
+
+    def _poll_cancels(self, running: dict[tuple[str, str], Any]) -> None:
+        ids = []
+        by_id = {}
+        for key, (cancel, _t, _r) in running.items():
+            rows = self.state.query(
+                "SELECT id FROM tasks WHERE workflow=? AND step=? AND status='running' ORDER BY id DESC LIMIT 1",
+                key,
+            )
+            if rows:
+                ids.append(rows[0]["id"])
+                by_id[rows[0]["id"]] = cancel
+        for tid in self.state.cancel_requests(ids):
+            by_id[tid].cancel("cancelled")
+
+    def _run_handlers(
+        self, wfs: list[Workflow], result: ApplyResult, sel: Selection, opts: ApplyOptions
+    ) -> None:
+        ran = {r.workflow for r in result.results if r.status not in ("up-to-date",)}
+        for wf in wfs:
+            if wf.name not in ran or not wf.handlers:
+                continue
+            failed = any(
+                r.workflow == wf.name and r.status in (*FAILED, "blocked") for r in result.results
+            )
+            kinds = ["failure" if failed else "success", "always"]
+            for kind in kinds:
+                for h in wf.handlers.get(kind, ()):
+                    self._run_handler(wf, h, sel, failed, opts)
+
+    def _run_handler(
+        self, wf: Workflow, h: Any, sel: Selection, failed: bool, opts: ApplyOptions
+    ) -> None:
+        import subprocess
+
+        from runner.sources import clean_git_env
+        from runner.templating import render_argv, render_command
+
+        ctx = {
+            "params": base_params(self.m, wf, sel.env or None),
+            "workflow": {
+                "name": wf.name,
+                "project": wf.project or "",
+                "status": "failed" if failed else "succeeded",
+            },
+            "env": dict(os.environ),
+            "steps": {
+                n: {"outputs": r.outputs, "status": r.status}
+                for n, r in self.state.step_records(wf.name, sel.env).items()
+            },
+        }
+        try:
+            cmd = (
+                render_command(h.run, ctx)
+                if isinstance(h.run, str)
+                else render_argv(list(h.run), ctx)
+            )
+        except Exception as e:
+            if opts.echo:
+                opts.echo(f"[{wf.name}] on-handler template error: {e}")
+            return
+        env = clean_git_env()
+        env.update(h.env)
+        cwd = self.root / wf.base if wf.base else self.root
+        p = subprocess.run(
+            cmd if isinstance(cmd, list) else ["/bin/sh", "-c", cmd],
+            cwd=cwd,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if opts.echo:
+            for line in (p.stdout + p.stderr).splitlines():
+                opts.echo(f"[{wf.name}:on] {line}")
+
+
+def _add(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
+    out = dict(a)
+    for k, v in b.items():
+        out[k] = out.get(k, 0.0) + v
+    return out

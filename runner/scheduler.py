@@ -1,0 +1,112 @@
+"""Which ready task starts next, and whether the quotas let it (pure: no I/O, no clock).
+
+Order among ready tasks: higher ``priority`` first; then the workflow that has started
+the fewest tasks so far (fair when one apply reconciles many workflows); then declaration
+order. A task that does not fit its quotas *reserves* what it asked for: later tasks may
+only use what is left over, so a big task is never starved by a stream of small ones.
+
+Quota accounting here covers this process; ``Ledger`` is the interface through which the
+reconciler adds the allocations of other live runners (kept in the state database).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class QuotaLimits:
+    name: str
+    limits: dict[str, float]  # includes "concurrency" when set
+    rate_runs: int | None = None
+    rate_per: float | None = None
+
+
+@dataclass(order=True)
+class _Entry:
+    sort: tuple[Any, ...]
+    key: str = field(compare=False)
+    item: Any = field(compare=False)
+
+
+class ReadyQueue:
+    """Ready tasks, ordered by (-priority, workflow turns, sequence)."""
+
+    def __init__(self) -> None:
+        self._heap: list[_Entry] = []
+        self._turns: dict[str, int] = {}
+        self._seq = itertools.count()
+
+    def push(self, key: str, workflow: str, priority: int, order: int, item: Any) -> None:
+        heapq.heappush(
+            self._heap,
+            _Entry((-priority, self._turns.get(workflow, 0), order, next(self._seq)), key, item),
+        )
+
+    def started(self, workflow: str) -> None:
+        self._turns[workflow] = self._turns.get(workflow, 0) + 1
+
+    def __len__(self) -> int:
+        return len(self._heap)
+
+    def drain_in_order(self) -> list[tuple[str, Any]]:
+        """All entries, best first; the caller pushes back what it does not start."""
+        out = []
+        while self._heap:
+            e = heapq.heappop(self._heap)
+            out.append((e.key, e.item))
+        return out
+
+
+def request_of(resources: dict[str, float]) -> dict[str, float]:
+    """What one task holds: its resources, plus one unit of ``concurrency``."""
+    req = dict(resources)
+    req["concurrency"] = req.get("concurrency", 0) + 1
+    return req
+
+
+class Admission:
+    """Per scheduling pass: grants, with reservations for tasks that had to wait."""
+
+    def __init__(self, held: dict[str, dict[str, float]], quotas: dict[str, QuotaLimits]):
+        self.held = {q: dict(v) for q, v in held.items()}
+        self.reserved: dict[str, dict[str, float]] = {}
+        self.quotas = quotas
+
+    def fits(self, quota_names: Iterable[str], req: dict[str, float]) -> bool:
+        for qn in quota_names:
+            q = self.quotas[qn]
+            held = self.held.get(qn, {})
+            res = self.reserved.get(qn, {})
+            for r, limit in q.limits.items():
+                want = req.get(r, 0.0)
+                if want and held.get(r, 0.0) + res.get(r, 0.0) + want > limit + 1e-9:
+                    return False
+        return True
+
+    def take(self, quota_names: Iterable[str], req: dict[str, float]) -> None:
+        for qn in quota_names:
+            h = self.held.setdefault(qn, {})
+            for r in self.quotas[qn].limits:
+                if req.get(r):
+                    h[r] = h.get(r, 0.0) + req[r]
+
+    def reserve(self, quota_names: Iterable[str], req: dict[str, float]) -> None:
+        for qn in quota_names:
+            q = self.quotas[qn]
+            res = self.reserved.setdefault(qn, {})
+            held = self.held.get(qn, {})
+            for r, limit in q.limits.items():
+                if req.get(r):
+                    free = max(0.0, limit - held.get(r, 0.0) - res.get(r, 0.0))
+                    res[r] = res.get(r, 0.0) + min(free, req[r])
+
+
+def rate_allows(q: QuotaLimits, recent_starts: Callable[[str, float], int]) -> bool:
+    if not q.rate_runs or not q.rate_per:
+        return True
+    return recent_starts(q.name, q.rate_per) < q.rate_runs

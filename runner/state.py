@@ -1,0 +1,507 @@
+"""The recorded state: ``.orch/state.db`` (SQLite, WAL) and the kernel locks beside it.
+
+What is stored (schema version in ``PRAGMA user_version``; ``MIGRATIONS`` upgrades it)::
+
+    steps       current state per (workflow, step, env): fingerprint and its parts,
+                output values and output-file hashes, status, last task
+    runs        one row per orch apply: when, commit, dirty tree, owner pid
+    tasks       one row per attempt: status, reason, exit code, log, metrics
+    file_hashes the stat-keyed content-hash cache (as git's index)
+    breakers    circuit-breaker state shared by all runners
+    allocations resources held by running tasks, per runner, for quotas across processes
+    events      an append-only audit log
+
+Writes use ``BEGIN IMMEDIATE`` and one transaction per finished task, so a killed runner
+loses only the tasks in flight. Step claims and runner liveness are POSIX byte-range locks
+on ``.orch/locks`` (one byte per step key / per run id): the kernel drops them when their
+holder dies, so there is never a stale PID file to clean up.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.errors import LockBusy, StateError
+
+SCHEMA_VERSION = 1
+APP_ID = 0x6F726368  # "orch": marks the file as ours
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE steps (
+        workflow TEXT NOT NULL, step TEXT NOT NULL, env TEXT NOT NULL DEFAULT '',
+        fingerprint TEXT, fields TEXT, inputs TEXT, upstream TEXT,
+        outputs TEXT, output_files TEXT,
+        status TEXT NOT NULL, reason TEXT, task_id INTEGER, run_id INTEGER,
+        started REAL, ended REAL, updated REAL NOT NULL,
+        PRIMARY KEY (workflow, step, env)
+    ) WITHOUT ROWID;
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL NOT NULL, ended REAL,
+        status TEXT NOT NULL, pid INTEGER, host TEXT, argv TEXT, env TEXT,
+        git_commit TEXT, dirty INTEGER, workflows TEXT, summary TEXT
+    );
+    CREATE TABLE tasks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER NOT NULL,
+        workflow TEXT NOT NULL, step TEXT NOT NULL, env TEXT NOT NULL DEFAULT '',
+        attempt INTEGER NOT NULL DEFAULT 1, status TEXT NOT NULL, reason TEXT,
+        queued REAL, started REAL, ended REAL, exit_code INTEGER, delay REAL,
+        log_path TEXT, cpu_time REAL, peak_rss INTEGER, pid INTEGER,
+        fingerprint TEXT, message TEXT, cancel_requested INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX tasks_by_step ON tasks (workflow, step, id);
+    CREATE INDEX tasks_by_run ON tasks (run_id);
+    CREATE INDEX tasks_by_status ON tasks (status);
+    CREATE TABLE file_hashes (
+        path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER,
+        hash TEXT NOT NULL, hashed_ns INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE breakers (
+        name TEXT PRIMARY KEY, failures INTEGER NOT NULL DEFAULT 0,
+        opened_until REAL, state TEXT NOT NULL DEFAULT 'closed', updated REAL
+    ) WITHOUT ROWID;
+    CREATE TABLE allocations (
+        run_id INTEGER NOT NULL, task_key TEXT NOT NULL, quota TEXT NOT NULL,
+        resource TEXT NOT NULL, amount REAL NOT NULL, since REAL NOT NULL
+    );
+    CREATE TABLE rate_events (quota TEXT NOT NULL, at REAL NOT NULL);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, run_id INTEGER,
+        kind TEXT NOT NULL, subject TEXT, detail TEXT
+    );
+    """,
+}
+
+LIVE = ("running", "queued")
+
+
+def _loads(s: str | None) -> Any:
+    return json.loads(s) if s else {}
+
+
+def _dumps(v: Any) -> str:
+    return json.dumps(v, sort_keys=True, separators=(",", ":"))
+
+
+@dataclass
+class StepRecord:
+    workflow: str
+    step: str
+    env: str
+    fingerprint: str | None
+    fields: dict[str, str]
+    inputs: dict[str, str]
+    upstream: dict[str, str]
+    outputs: dict[str, str]
+    output_files: dict[str, str]
+    status: str
+    reason: str | None
+    task_id: int | None
+    run_id: int | None
+    started: float | None
+    ended: float | None
+    updated: float
+
+
+class State:
+    """One connection to ``state.db``; safe to share between the scheduler's threads."""
+
+    def __init__(self, orch_dir: Path):
+        self.dir = orch_dir
+        self.path = orch_dir / "state.db"
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._lockfd: int | None = None
+
+    # -- connection -------------------------------------------------------------------
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = self._open()
+        return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        new = not self.path.exists()
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            app = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as e:
+            raise self._corrupt(str(e)) from None
+        if version == 0 and app == 0:
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if tables and not new:
+                conn.close()
+                raise self._corrupt("it is not an orch state file")
+        elif app != APP_ID:
+            conn.close()
+            raise self._corrupt("it is not an orch state file")
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise StateError(
+                f"{self.path}: written by a newer orch (state version {version}, this orch reads "
+                f"up to {SCHEMA_VERSION}); upgrade orch, or run 'orch state reset' to start afresh"
+            )
+        if version < SCHEMA_VERSION:
+            self._migrate(conn, version)
+        return conn
+
+    def _corrupt(self, why: str) -> StateError:
+        return StateError(
+            f"{self.path}: cannot use the recorded state ({why}); "
+            "run 'orch state reset' to move it aside as a backup and start afresh"
+        )
+
+    def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            for v in range(current + 1, SCHEMA_VERSION + 1):
+                for stmt in MIGRATIONS[v].split(";"):
+                    if stmt.strip():
+                        conn.execute(stmt)
+            conn.execute(f"PRAGMA application_id={APP_ID}")
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            if self._lockfd is not None:
+                os.close(self._lockfd)
+                self._lockfd = None
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: the writer lock is taken up front)."""
+        with self._lock:
+            conn = self.conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.DatabaseError as e:
+                raise self._corrupt(str(e)) from None
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            conn = self.conn
+            conn.row_factory = sqlite3.Row
+            try:
+                return conn.execute(sql, args).fetchall()
+            except sqlite3.DatabaseError as e:
+                raise self._corrupt(str(e)) from None
+
+    # -- kernel locks -----------------------------------------------------------------
+    def _lockfile(self) -> int:
+        if self._lockfd is None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._lockfd = os.open(self.dir / "locks", os.O_RDWR | os.O_CREAT, 0o644)
+        return self._lockfd
+
+    @staticmethod
+    def _offset(key: str) -> int:
+        # 62 bits: distinct step keys practically never share a byte
+        return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") >> 2
+
+    def try_claim(self, key: str) -> bool:
+        """Take the kernel lock for ``key`` without waiting; False if another process has it."""
+        fd = self._lockfile()
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, self._offset(key))
+            return True
+        except OSError:
+            return False
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            if self._lockfd is not None:
+                fcntl.lockf(self._lockfd, fcntl.LOCK_UN, 1, self._offset(key))
+
+    def is_held_elsewhere(self, key: str) -> bool:
+        """Whether another live process holds ``key`` (we never hold it while asking)."""
+        if not self.try_claim(key):
+            return True
+        self.release(key)
+        return False
+
+    def run_key(self, run_id: int) -> str:
+        return f"run:{run_id}"
+
+    def run_alive(self, run_id: int, own: set[int] | None = None) -> bool:
+        if own and run_id in own:
+            return True
+        return self.is_held_elsewhere(self.run_key(run_id))
+
+    # -- runs -------------------------------------------------------------------------
+    def begin_run(
+        self,
+        argv: list[str],
+        env: str,
+        commit: str | None,
+        dirty: bool | None,
+        workflows: list[str],
+    ) -> int:
+        import socket
+
+        with self.tx() as c:
+            cur = c.execute(
+                "INSERT INTO runs (started, status, pid, host, argv, env, git_commit, dirty, workflows)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    time.time(),
+                    "running",
+                    os.getpid(),
+                    socket.gethostname(),
+                    _dumps(argv),
+                    env,
+                    commit,
+                    None if dirty is None else int(dirty),
+                    _dumps(workflows),
+                ),
+            )
+            run_id = int(cur.lastrowid or 0)
+        self.try_claim(self.run_key(run_id))
+        return run_id
+
+    def end_run(self, run_id: int, status: str, summary: dict[str, Any]) -> None:
+        with self.tx() as c:
+            c.execute(
+                "UPDATE runs SET ended=?, status=?, summary=? WHERE id=?",
+                (time.time(), status, _dumps(summary), run_id),
+            )
+            c.execute("DELETE FROM allocations WHERE run_id=?", (run_id,))
+        self.release(self.run_key(run_id))
+
+    def reap_dead_runs(self) -> list[int]:
+        """Mark runs whose runner died (kill -9) and their in-flight tasks interrupted,
+        and free what they held."""
+        rows = self.query("SELECT id FROM runs WHERE status='running'")
+        dead = [r["id"] for r in rows if not self.run_alive(r["id"])]
+        if not dead:
+            return []
+        with self.tx() as c:
+            for rid in dead:
+                c.execute(
+                    "UPDATE runs SET status='interrupted', ended=? WHERE id=?", (time.time(), rid)
+                )
+                c.execute(
+                    "UPDATE tasks SET status='interrupted', ended=coalesce(ended, ?), "
+                    "message='the runner was killed' WHERE run_id=? AND status IN ('running','queued')",
+                    (time.time(), rid),
+                )
+                c.execute(
+                    "UPDATE steps SET status='interrupted', reason='the runner was killed', updated=? "
+                    "WHERE run_id=? AND status='running'",
+                    (time.time(), rid),
+                )
+                c.execute("DELETE FROM allocations WHERE run_id=?", (rid,))
+                c.execute(
+                    "INSERT INTO events (at, run_id, kind, subject, detail) VALUES (?,?,?,?,?)",
+                    (
+                        time.time(),
+                        rid,
+                        "reaped",
+                        f"run {rid}",
+                        "runner died; in-flight tasks interrupted",
+                    ),
+                )
+        return dead
+
+    # -- steps ------------------------------------------------------------------------
+    def step_records(self, workflow: str, env: str = "") -> dict[str, StepRecord]:
+        """Current records of a workflow's steps for ``env`` (falling back to no env)."""
+        rows = self.query(
+            "SELECT * FROM steps WHERE workflow=? AND env IN (?, '') ORDER BY env", (workflow, env)
+        )
+        out: dict[str, StepRecord] = {}
+        for r in rows:
+            if r["step"] in out and r["env"] == "":
+                continue
+            out[r["step"]] = StepRecord(
+                r["workflow"],
+                r["step"],
+                r["env"],
+                r["fingerprint"],
+                _loads(r["fields"]),
+                _loads(r["inputs"]),
+                _loads(r["upstream"]),
+                _loads(r["outputs"]),
+                _loads(r["output_files"]),
+                r["status"],
+                r["reason"],
+                r["task_id"],
+                r["run_id"],
+                r["started"],
+                r["ended"],
+                r["updated"],
+            )
+        return out
+
+    def mark_running(self, run_id: int, workflow: str, step: str, env: str, task_id: int) -> None:
+        """Note in the step row that a task is in flight, so a killed runner is detectable."""
+        now = time.time()
+        with self.tx() as c:
+            c.execute(
+                "INSERT INTO steps (workflow, step, env, status, task_id, run_id, started, updated)"
+                " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(workflow, step, env) DO UPDATE SET"
+                " status='running', task_id=excluded.task_id, run_id=excluded.run_id,"
+                " started=excluded.started, updated=excluded.updated",
+                (workflow, step, env, "running", task_id, run_id, now, now),
+            )
+
+    def record_step(self, rec: StepRecord, task_update: dict[str, Any] | None = None) -> None:
+        """The result of a step, and its task row, in one transaction."""
+        with self.tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO steps (workflow, step, env, fingerprint, fields, inputs,"
+                " upstream, outputs, output_files, status, reason, task_id, run_id, started, ended,"
+                " updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    rec.workflow,
+                    rec.step,
+                    rec.env,
+                    rec.fingerprint,
+                    _dumps(rec.fields),
+                    _dumps(rec.inputs),
+                    _dumps(rec.upstream),
+                    _dumps(rec.outputs),
+                    _dumps(rec.output_files),
+                    rec.status,
+                    rec.reason,
+                    rec.task_id,
+                    rec.run_id,
+                    rec.started,
+                    rec.ended,
+                    time.time(),
+                ),
+            )
+            if task_update and rec.task_id:
+                _update_task(c, rec.task_id, task_update)
+
+    # -- tasks ------------------------------------------------------------------------
+    def add_task(
+        self,
+        run_id: int,
+        workflow: str,
+        step: str,
+        env: str,
+        attempt: int,
+        status: str,
+        reason: str,
+        **extra: Any,
+    ) -> int:
+        cols = [
+            "run_id",
+            "workflow",
+            "step",
+            "env",
+            "attempt",
+            "status",
+            "reason",
+            "queued",
+            *extra,
+        ]
+        vals = [run_id, workflow, step, env, attempt, status, reason, time.time(), *extra.values()]
+        with self.tx() as c:
+            cur = c.execute(
+                f"INSERT INTO tasks ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})", vals
+            )
+            return int(cur.lastrowid or 0)
+
+    def update_task(self, task_id: int, **fields: Any) -> None:
+        with self.tx() as c:
+            _update_task(c, task_id, fields)
+
+    def cancel_requests(self, task_ids: list[int]) -> list[int]:
+        if not task_ids:
+            return []
+        q = ",".join("?" * len(task_ids))
+        rows = self.query(
+            f"SELECT id FROM tasks WHERE cancel_requested=1 AND id IN ({q})", tuple(task_ids)
+        )
+        return [r["id"] for r in rows]
+
+    def event(self, kind: str, subject: str, detail: str = "", run_id: int | None = None) -> None:
+        with self.tx() as c:
+            c.execute(
+                "INSERT INTO events (at, run_id, kind, subject, detail) VALUES (?,?,?,?,?)",
+                (time.time(), run_id, kind, subject, detail),
+            )
+
+    # -- file-hash cache --------------------------------------------------------------
+    def hash_cache(self) -> dict[str, tuple[int, int, int, str, int]]:
+        rows = self.query("SELECT path, size, mtime_ns, inode, hash, hashed_ns FROM file_hashes")
+        return {r[0]: (r[1], r[2], r[3], r[4], r[5]) for r in rows}
+
+    def save_hashes(self, entries: dict[str, tuple[int, int, int, str, int]]) -> None:
+        if not entries:
+            return
+        with self.tx() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO file_hashes (path, size, mtime_ns, inode, hash, hashed_ns)"
+                " VALUES (?,?,?,?,?,?)",
+                [(p, *v) for p, v in entries.items()],
+            )
+
+
+def _update_task(c: sqlite3.Connection, task_id: int, fields: dict[str, Any]) -> None:
+    if not fields:
+        return
+    sets = ",".join(f"{k}=?" for k in fields)
+    c.execute(f"UPDATE tasks SET {sets} WHERE id=?", (*fields.values(), task_id))
+
+
+def open_state(orch_dir: Path) -> State:
+    return State(orch_dir)
+
+
+def reset(orch_dir: Path) -> Path | None:
+    """Move ``state.db`` (and its WAL files) aside as a timestamped backup."""
+    src = orch_dir / "state.db"
+    if not src.exists():
+        return None
+    fd = os.open(orch_dir / "locks", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        # refuse while any runner is alive: each live run holds a byte lock somewhere
+        try:
+            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 0, 0)
+        except OSError:
+            raise LockBusy("another orch process is using this repository; stop it first") from None
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        dst = orch_dir / f"state.db.bak-{stamp}"
+        os.replace(src, dst)
+        for suffix in ("-wal", "-shm"):
+            extra = orch_dir / f"state.db{suffix}"
+            if extra.exists():
+                os.replace(extra, orch_dir / f"{dst.name}{suffix}")
+        return dst
+    finally:
+        os.close(fd)
