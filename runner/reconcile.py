@@ -226,7 +226,6 @@ class Reconciler:
 
         commit, dirty = git_commit_state(self.root)
         run_id = self.state.begin_run(opts.argv, sel.env, commit, dirty, [w.name for w in wfs])
-        own_runs = {run_id}
         jobs = opts.jobs or os.cpu_count() or 2
         by_name = {w.name: w for w in wfs}
         results: dict[tuple[str, str], StepResult] = {}
