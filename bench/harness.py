@@ -1,33 +1,38 @@
 """Shared plumbing for the bench scripts: run a process, measure it, summarise, report.
 
-Why not ``subprocess.run`` + ``resource.getrusage(RUSAGE_CHILDREN)`` deltas: the
-children's ``ru_maxrss`` is the *maximum* over every child ever reaped, so a small
-process measured after a big one reports a delta of 0. Instead each process is
-reaped with ``os.wait4``, which returns the rusage of that one child (and of the
-descendants it reaped itself) -- the same numbers, without the max-not-sum trap.
+How a process is measured, and why this way:
 
-Before reaping, the exited process is held as a zombie (``waitid(WNOWAIT)``) and
-its ``/proc/<pid>/stat`` is read: the kernel keeps the process's *own* CPU time
-(utime/stime) apart from its children's (cutime/cstime) there, which is how the
-runner's own CPU is told apart from the CPU of the steps it ran.
+- Peak RSS is ``ru_maxrss`` from ``wait4`` on that one process (the same numbers as
+  ``getrusage(RUSAGE_CHILDREN)`` deltas, without their trap: the children's maximum is
+  over every child ever reaped, so a delta after a bigger child reads 0).
+- But on Linux a child's ``ru_maxrss`` starts at the *forking* process's high-water
+  RSS (exec records the old address space's peak), so a command forked from this
+  bench process -- 20 to 200 MB after generating repos -- would inherit it. So every
+  command is started by a small probe (``python -S -I -c PROBE``): the probe forks,
+  execs the command and reaps it. Its floor is the probe's own few MB (about 6.5 MB),
+  below any Python program (``python -c pass`` is about 10 MB) but above tiny tools
+  such as make or true, whose figures are therefore floors.
+- Before reaping, the probe holds the exited command as a zombie (``waitid(WNOWAIT)``)
+  and reads its ``/proc/<pid>/stat``, where the kernel keeps the process's *own* CPU
+  time apart from its reaped children's: that is how the runner's CPU is told apart
+  from the CPU of the steps it ran.
+- Wall time is taken by the probe from just before ``fork`` to the exit, so it is the
+  command's whole life (exec and interpreter start-up included), without the probe's.
 
 Nothing here knows orch's output formats; it only runs commands and keeps numbers.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
 import platform
 import shlex
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -35,7 +40,6 @@ from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
-CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def orch_command(override: str | None) -> list[str]:
@@ -73,16 +77,47 @@ class Sample:
         return f"exit {self.returncode}: {tail[:200]}"
 
 
-def _proc_stat_times(pid: int) -> tuple[float, float] | None:
-    """(own CPU, reaped children's CPU) of a zombie, from /proc; None off Linux."""
+# Runs in a fresh `python -S -I`: argv = result file, timeout (0 = none), command...
+PROBE = r"""
+import os, signal, sys, time
+out, timeout, argv = sys.argv[1], float(sys.argv[2]), sys.argv[3:]
+t0 = time.perf_counter()
+pid = os.fork()
+if pid == 0:
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
+        os.setpgid(0, 0)
+        os.execvp(argv[0], argv)
+    except OSError as exc:
+        os.write(2, ("cannot start %s: %s\n" % (argv[0], exc)).encode())
+    os._exit(127)
+timed_out = []
+def kill(*_):
+    timed_out.append(1)
+    try:
+        os.killpg(pid, signal.SIGKILL)
     except OSError:
-        return None
-    fields = raw.rsplit(")", 1)[1].split()
-    # fields[0] is the state; utime, stime, cutime, cstime are fields 14-17 of the man page.
-    utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
-    return (utime + stime) / CLK_TCK, (cutime + cstime) / CLK_TCK
+        pass
+if timeout:
+    signal.signal(signal.SIGALRM, kill)
+    signal.setitimer(signal.ITIMER_REAL, timeout)
+os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+wall = time.perf_counter() - t0
+signal.setitimer(signal.ITIMER_REAL, 0)
+split = None
+try:
+    with open("/proc/%d/stat" % pid) as fh:
+        f = fh.read().rsplit(")", 1)[1].split()
+    tck = os.sysconf("SC_CLK_TCK")
+    split = [(int(f[11]) + int(f[12])) / tck, (int(f[13]) + int(f[14])) / tck]
+except (OSError, ValueError, IndexError):
+    pass
+_, status, ru = os.wait4(pid, 0)
+import json  # only now: the fewer pages the probe has at fork, the lower the RSS floor
+with open(out, "w") as fh:
+    json.dump({"rc": os.waitstatus_to_exitcode(status), "wall": wall,
+               "maxrss": ru.ru_maxrss, "cpu": ru.ru_utime + ru.ru_stime,
+               "split": split, "timed_out": bool(timed_out)}, fh)
+"""
 
 
 def run(
@@ -92,58 +127,49 @@ def run(
     env: dict[str, str] | None = None,
     timeout: float | None = None,
 ) -> Sample:
-    """Run argv to completion and measure it as a whole process.
-
-    The child gets its own session so a timeout can kill its whole tree (the
-    group we created, nothing else).
-    """
+    """Run argv to completion (through the probe) and measure it as a whole process."""
     argv = [str(a) for a in argv]
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        start = time.perf_counter()
+    with (
+        tempfile.TemporaryFile() as out,
+        tempfile.TemporaryFile() as err,
+        tempfile.TemporaryDirectory(prefix="orch-bench-probe-") as tmp,
+    ):
+        report = Path(tmp) / "probe.json"
+        probe = [sys.executable, "-S", "-I", "-c", PROBE, str(report), str(timeout or 0)]
         try:
-            proc = subprocess.Popen(
-                argv,
+            subprocess.run(
+                [*probe, *argv],
                 cwd=cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=err,
-                start_new_session=True,
+                # The probe kills its child on timeout; this only guards a stuck probe.
+                timeout=timeout + 60 if timeout else None,
+                check=False,
             )
-        except OSError as exc:
-            return Sample(argv, 127, 0.0, 0, 0.0, None, None, "", f"cannot start: {exc}")
-        timed_out = threading.Event()
-
-        def _kill() -> None:
-            timed_out.set()
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-
-        timer = threading.Timer(timeout, _kill) if timeout else None
-        if timer:
-            timer.start()
-        os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)
-        wall = time.perf_counter() - start
-        if timer:
-            timer.cancel()
-        split = _proc_stat_times(proc.pid)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return Sample(argv, 127, 0.0, 0, 0.0, None, None, "", f"probe failed: {exc}")
         out.seek(0)
         err.seek(0)
         stdout = out.read().decode(errors="replace")
         stderr = err.read().decode(errors="replace")
+        try:
+            data = json.loads(report.read_text())
+        except (OSError, ValueError):
+            return Sample(argv, 127, 0.0, 0, 0.0, None, None, stdout, stderr or "probe died")
+    split = data["split"]
     return Sample(
         argv=argv,
-        returncode=proc.returncode,
-        wall_s=wall,
-        maxrss_kb=usage.ru_maxrss,
-        cpu_total_s=usage.ru_utime + usage.ru_stime,
+        returncode=data["rc"],
+        wall_s=data["wall"],
+        maxrss_kb=data["maxrss"],
+        cpu_total_s=data["cpu"],
         cpu_self_s=split[0] if split else None,
         cpu_children_s=split[1] if split else None,
         stdout=stdout,
         stderr=stderr,
-        timed_out=timed_out.is_set(),
+        timed_out=data["timed_out"],
     )
 
 

@@ -18,7 +18,7 @@ fork+exec (about 1 ms), which is inside the figure.
 Idle cost: after the edits and a short settle, the watch process (and any children it
 has then) is sampled with psutil for ``--idle`` seconds: CPU % = CPU seconds used /
 wall seconds x 100, and the largest RSS seen. Peak RSS over the whole session is
-``ru_maxrss`` from ``wait4`` when the watcher is reaped.
+sampled every 50 ms by a thread (not wait4: see harness.py on inherited ru_maxrss).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -147,24 +148,48 @@ def sample_idle(pid: int, seconds: float) -> dict[str, Any]:
     }
 
 
-def stop(proc: subprocess.Popen, grace: float = 10.0) -> tuple[int | None, int]:
-    """SIGINT, then SIGTERM, then SIGKILL to our own process group; (exit code, maxrss kB)."""
-    if proc.returncode is not None:  # already reaped by poll(): no rusage left to read
-        return proc.returncode, 0
+def stop(proc: subprocess.Popen, grace: float = 10.0) -> int | None:
+    """SIGINT, then SIGTERM, then SIGKILL to the watcher's own process group; its exit code."""
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
+        if proc.poll() is not None:
+            break
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
-        end = time.monotonic() + grace
-        while time.monotonic() < end:
-            try:
-                pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-            except ChildProcessError:
-                return proc.returncode, 0
-            if pid:
-                proc.returncode = os.waitstatus_to_exitcode(status)
-                return proc.returncode, usage.ru_maxrss
-            time.sleep(0.05)
-    return None, 0
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(grace)
+    return proc.returncode
+
+
+class PeakRss(threading.Thread):
+    """Samples the watcher's RSS (with its children) every 50 ms for the whole session.
+
+    wait4's ru_maxrss would be exact, but on Linux a child's ru_maxrss starts at the
+    forking process's own high-water mark (see harness.py), so it is sampled instead.
+    """
+
+    def __init__(self, pid: int) -> None:
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.peak_self = 0
+        self.peak_all = 0
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        import psutil
+
+        try:
+            proc = psutil.Process(self.pid)
+        except psutil.Error:
+            return
+        while not self.halt.wait(0.05):
+            with contextlib.suppress(psutil.Error):
+                own = proc.memory_info().rss
+                kids = 0
+                for child in proc.children(recursive=True):
+                    with contextlib.suppress(psutil.Error):
+                        kids += child.memory_info().rss
+                self.peak_self = max(self.peak_self, own)
+                self.peak_all = max(self.peak_all, own + kids)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -215,6 +240,8 @@ def session(orch: list[str], root: Path, work: Path, args: argparse.Namespace) -
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    sampler = PeakRss(proc.pid)
+    sampler.start()
     try:
         stamp = root / "out" / "stamp.txt"
         # Does watch apply on start? Give it a while, but an edit will trigger it anyway.
@@ -249,9 +276,11 @@ def session(orch: list[str], root: Path, work: Path, args: argparse.Namespace) -
             time.sleep(2.0)
             report.update(sample_idle(proc.pid, args.idle))
     finally:
-        code, maxrss = stop(proc)
-        report["exit_code_on_sigint"] = code
-        report["peak_rss_mb"] = maxrss / 1024 if maxrss else None
+        sampler.halt.set()
+        sampler.join()
+        report["exit_code_on_sigint"] = stop(proc)
+        report["peak_rss_mb"] = sampler.peak_self / 2**20 or None
+        report["peak_rss_with_children_mb"] = sampler.peak_all / 2**20 or None
     return report
 
 
@@ -279,7 +308,8 @@ def print_report(r: dict[str, Any]) -> None:
         ),
         ("idle RSS (watch process)", mb("idle_rss_mb")),
         ("idle RSS (with children)", mb("idle_rss_with_children_mb")),
-        ("peak RSS (wait4)", mb("peak_rss_mb")),
+        ("peak RSS (sampled, watch process)", mb("peak_rss_mb")),
+        ("peak RSS (sampled, with children)", mb("peak_rss_with_children_mb")),
         ("exit code after SIGINT", str(r.get("exit_code_on_sigint"))),
     ]
     width = max(len(k) for k, _ in rows)
