@@ -34,9 +34,10 @@ def plan(args: argparse.Namespace) -> int:
             force_all=args.force_all,
             since=args.since,
         )
+    stale = 1 if getattr(args, "check", False) and _stale_checked(repo, data) else 0
     if args.json:
         print_json(data)
-        return 0
+        return stale
     color = use_color()
     current = None
     for s in data["steps"]:
@@ -54,7 +55,14 @@ def plan(args: argparse.Namespace) -> int:
         f"\nPlan: {n['run']} to run, {n['may-run']} may run (if upstream outputs change), "
         f"{n['up-to-date']} up to date."
     )
-    return 0
+    if stale:
+        print("orch: workflows marked spec.check are out of date; run 'orch apply' and commit", file=sys.stderr)
+    return stale
+
+
+def _stale_checked(repo: api.Repo, data: dict[str, Any]) -> bool:
+    checked = {w.name for w in repo.manifests().workflows.values() if w.check}
+    return any(s["workflow"] in checked and s["action"] != "up-to-date" for s in data["steps"])
 
 
 def apply(args: argparse.Namespace) -> int:
