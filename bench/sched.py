@@ -12,9 +12,10 @@ How the figures are obtained:
 
 - Overlap, ground truth: the stamps the steps write themselves give each task's
   [start, end]; a sweep over them gives the most tasks ever running at once.
-- Overlap, orch's view: ``orch status --json`` then ``orch history --json`` (whichever
+- Overlap, orch's view: ``orch history --json`` then ``orch status --json`` (whichever
   works) is searched for the innermost objects that carry a start and an end time
-  (keys such as ``started_at``/``ended_at``, epoch numbers or ISO 8601); same sweep.
+  (keys such as ``started``/``ended`` or ``started_at``/``ended_at``, epoch numbers or
+  ISO 8601; or an end and a ``duration``); same sweep.
 - Runner RSS: ``ru_maxrss`` from ``wait4`` on the runner (the max over it and the tasks
   it reaped; the tasks are sh/date/sleep, a few MB, so this is the runner's peak).
 - Scheduler CPU per task, two ways:
@@ -155,6 +156,9 @@ def json_intervals(data: Any) -> list[tuple[float, float]]:
     def interval(obj: dict) -> tuple[float, float] | None:
         start = next((_time_value(obj[k]) for k in START_KEYS if k in obj), None)
         end = next((_time_value(obj[k]) for k in END_KEYS if k in obj), None)
+        duration = obj.get("duration")
+        if start is None and end is not None and isinstance(duration, int | float):
+            start = end - duration
         return (start, end) if start is not None and end is not None else None
 
     def walk(node: Any) -> bool:
@@ -178,7 +182,7 @@ def json_intervals(data: Any) -> list[tuple[float, float]]:
 def orch_view(orch: list[str], root: Path) -> dict:
     """Overlap as orch recorded it, from the first listing that answers in JSON."""
     tried = []
-    for verb in ("status", "history"):
+    for verb in ("history", "status"):
         sample = run([*orch, "-C", str(root), verb, "--json"], timeout=120)
         if not sample.ok:
             tried.append(f"{verb} --json: {sample.error()}")
