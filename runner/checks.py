@@ -305,6 +305,10 @@ def _check_templates(
                         did_you_mean(p, known_params)
                         or "declare it in spec.params, or use | default(...)",
                     )
+    key = (ctx.wf.name, s.name)
+    ctx.m.param_refs[key] = tuple(sorted(pref)) if pref is not None else None
+    if eref:
+        ctx.m.env_refs[key] = tuple(sorted(eref))
     return ups
 
 

@@ -1,0 +1,332 @@
+"""`orch validate`, `orch graph`, `orch init` through the real CLI on real repositories."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Repo, workflow
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GOOD = workflow(
+    "demo",
+    """\
+    - name: lint
+      run: echo lint
+      inputs: ["src/**/*.py"]
+    - name: build
+      needs: [lint]
+      run: mkdir -p {{ params.outdir }} && echo "wheel=w" >> "$ORCH_OUTPUT"
+      outputs: ["{{ params.outdir }}/"]
+    - name: test
+      run: echo {{ steps.build.outputs.wheel }}
+      when: "{{ params.run_tests | default(true) }}"
+""",
+    "  params: {outdir: dist}\n",
+)
+
+
+def errors(p: subprocess.CompletedProcess[str]) -> list[str]:
+    return [line for line in p.stderr.splitlines() if not line.startswith("orch: ")]
+
+
+def test_valid_repo_validates(repo: Repo) -> None:
+    repo.write("wf.yaml", GOOD)
+    p = repo.orch("validate", "--json")
+    assert p.returncode == 0, p.stderr
+    data = json.loads(p.stdout)
+    assert data["ok"] and data["workflows"] == ["demo"] and data["steps"] == 3
+
+
+def test_every_problem_in_every_file_in_one_run_sorted(repo: Repo) -> None:
+    repo.write(
+        "a.yaml",
+        workflow(
+            "a",
+            """\
+    - name: build
+      run: echo
+      needs: [compile]
+      retyr: {limit: 2}
+""",
+        ),
+    )
+    repo.write(
+        "b.yaml",
+        workflow(
+            "b",
+            """\
+    - name: one
+      run: echo {{ steps.tow.outputs.x }}
+    - name: two
+      run: echo
+      timeout: 10 minutes
+""",
+        ),
+    )
+    p = repo.orch("validate")
+    assert p.returncode == 1
+    assert errors(p) == [
+        "a.yaml:9:7: spec.steps[0].retyr: unknown field 'retyr' (did you mean 'retry'?)",
+        "b.yaml:10:16: spec.steps[1].timeout: '10 minutes' is not a duration (use e.g. 500ms, 30s, 10m, 1h30m)",
+    ]
+    assert "Traceback" not in p.stderr
+
+
+def test_semantic_checks_name_the_line_and_suggest(repo: Repo) -> None:
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            """\
+    - name: build
+      run: echo {{ steps.tset.outputs.x }}
+    - name: test
+      run: echo {{ params.outdri }}
+      needs: [biuld]
+    - name: test
+      run: echo
+      inputs: ["../secret.txt"]
+      outputs: [/etc/passwd]
+""",
+            "  quota: defualt\n  params: {outdir: d}\n",
+        ),
+    )
+    p = repo.orch("validate")
+    assert p.returncode == 1
+    assert errors(p) == [
+        "wf.yaml:5:10: spec.quota: no ResourceQuota named 'defualt' (define one, or remove spec.quota)",
+        "wf.yaml:9:12: spec.steps[0].run: no step named 'tset' (did you mean 'test'?)",
+        "wf.yaml:11:12: spec.steps[1].run: no param named 'outdri' (did you mean 'outdir'?)",
+        "wf.yaml:12:15: spec.steps[1].needs[0]: no step named 'biuld' (did you mean 'build'?)",
+        "wf.yaml:13:13: spec.steps[2].name: duplicate step name 'test' (first used by spec.steps[1])",
+        "wf.yaml:15:16: spec.steps[2].inputs[0]: '../secret.txt' escapes the repository (keep paths inside the repository)",
+        "wf.yaml:16:17: spec.steps[2].outputs[0]: '/etc/passwd' is an absolute path; write it relative to the manifest's folder (keep paths inside the repository)",
+    ]
+
+
+def test_cycle_names_every_step(repo: Repo) -> None:
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            """\
+    - {name: a, run: x, needs: [c]}
+    - {name: b, run: x, needs: [a]}
+    - {name: c, run: x, needs: [b]}
+    - {name: d, run: x}
+""",
+        ),
+    )
+    p = repo.orch("validate")
+    assert p.returncode == 1
+    assert errors(p) == [
+        "wf.yaml:6:14: spec.steps[0].name: cycle: a -> b -> c -> a (remove one of these dependencies)"
+    ]
+
+
+def test_template_syntax_error_is_reported_at_the_field(repo: Repo) -> None:
+    repo.write("wf.yaml", workflow("w", "    - name: a\n      run: echo {% if %}\n"))
+    p = repo.orch("validate")
+    assert p.returncode == 1
+    (line,) = errors(p)
+    assert line.startswith("wf.yaml:7:12: spec.steps[0].run: template error:")
+
+
+def test_symlink_escaping_the_repo_is_refused(repo: Repo, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (repo.path / "data").symlink_to(outside)
+    repo.write(
+        "wf.yaml", workflow("w", "    - name: a\n      run: echo\n      inputs: [data/x.csv]\n")
+    )
+    p = repo.orch("validate")
+    assert p.returncode == 1
+    assert "leads outside the repository through a symlink" in p.stderr
+
+
+def test_duplicate_workflow_names_across_files(repo: Repo) -> None:
+    repo.write("a.yaml", workflow("same", "    - {name: a, run: x}\n"))
+    repo.write("b.yaml", workflow("same", "    - {name: a, run: x}\n"))
+    p = repo.orch("validate")
+    assert errors(p) == [
+        "b.yaml:3:18: metadata.name: duplicate workflow name 'same' (first defined at a.yaml:1)"
+    ]
+
+
+def test_unrelated_yaml_and_ignored_files_are_skipped(repo: Repo) -> None:
+    repo.write("wf.yaml", GOOD)
+    repo.write(".github/workflows/ci.yml", "on: [push]\njobs: {build: {runs-on: x}}\n")
+    repo.write("docker-compose.yaml", "services: {}\n")
+    repo.write("k8s.yaml", "apiVersion: apps/v1\nkind: Deployment\n")
+    repo.write(".gitignore", "build/\n")
+    repo.write("build/broken.yaml", "apiVersion: orch/v1\nkind: Workflow\n: : :\n")
+    data = json.loads(repo.orch("validate", "--json").stdout)
+    assert data["ok"] and data["files"] == 4  # wf, ci.yml, compose, k8s: read but not ours
+
+
+def test_outside_git_every_file_but_dot_orch_is_read(tmp_path: Path) -> None:
+    r = Repo(tmp_path / "plain")
+    r.path.mkdir()
+    r.write(".orch/config.yaml", "apiVersion: orch/v1\nkind: Config\n")
+    r.write(".orch/stray.yaml", "apiVersion: orch/v1\nkind: Bogus\n")
+    r.write("sub/wf.yaml", GOOD)
+    data = json.loads(r.orch("validate", "--json").stdout)
+    assert data["ok"] and data["workflows"] == ["demo"]
+
+
+def test_config_limits_discovery_and_nested_repos_are_their_own(repo: Repo) -> None:
+    repo.write(".orch/config.yaml", "apiVersion: orch/v1\nkind: Config\nmanifests: [ci/]\n")
+    repo.write("ci/wf.yaml", GOOD)
+    repo.write("other/wf.yaml", "apiVersion: orch/v1\nkind: Workflo\n")
+    data = json.loads(repo.orch("validate", "--json").stdout)
+    assert data["ok"] and data["workflows"] == ["demo"]
+    repo.write(".orch/config.yaml", "apiVersion: orch/v1\nkind: Config\n")
+    repo.write("other/.orch/config.yaml", "apiVersion: orch/v1\nkind: Config\n")
+    data = json.loads(repo.orch("validate", "--json").stdout)
+    assert data["ok"], data  # other/ is a repository of its own
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (b"\xff\xfe\x00garbage", "not a text file (contains NUL bytes) (remove it or rename it)"),
+        (b"a: 1\nb: \xe9\n", "not valid UTF-8 (save the file as UTF-8)"),
+        (
+            b"apiVersion: orch/v1\nkind: Workflow\nmetadata: {name: x}\nmetadata: {name: y}\n",
+            "yaml: duplicate key 'metadata' (first defined at line 3)",
+        ),
+    ],
+)
+def test_junk_named_yaml_gets_one_clear_line(repo: Repo, content: bytes, expected: str) -> None:
+    (repo.path / "junk.yaml").write_bytes(content)
+    p = repo.orch("validate")
+    assert p.returncode == 1
+    (line,) = errors(p)
+    assert line.endswith(expected)
+    assert "Traceback" not in p.stderr
+
+
+def test_fifty_megabyte_manifest_is_refused_quickly(repo: Repo) -> None:
+    with open(repo.path / "huge.yaml", "wb") as f:
+        f.write(b"a: " + b"x" * (50 * 1024 * 1024) + b"\n")
+    p = repo.orch("validate", timeout=20)
+    assert p.returncode == 1
+    assert (
+        "huge.yaml: file is 50.0 MiB, over the 8 MiB limit for a manifest (split it into several files)"
+        in p.stderr
+    )
+
+
+def test_schema_violations(repo: Repo) -> None:
+    repo.write(
+        "wf.yaml",
+        """\
+        apiVersion: orch/v2
+        kind: Workflow
+        metadata: {name: x}
+        spec: {steps: []}
+        ---
+        apiVersion: orch/v1
+        kind: ResourceQuota
+        metadata: {name: q}
+        spec: {limits: {memory: lots}}
+        ---
+        apiVersion: orch/v1
+        kind: Project
+        metadata: {name: "bad name"}
+        spec: {lifecycle: deleted}
+        """,
+    )
+    p = repo.orch("validate")
+    assert errors(p) == [
+        "wf.yaml:1:13: apiVersion: unsupported apiVersion 'orch/v2' (this orch reads orch/v1)",
+        "wf.yaml:9:25: spec.limits.memory: 'lots' is not a quantity (use e.g. 2, 0.5, 500m, 512Mi, 2Gi)",
+        "wf.yaml:13:18: metadata.name: 'bad name' is not a valid name (use letters, digits, '_' and '-', at most 100)",
+        "wf.yaml:14:19: spec.lifecycle: 'deleted' is not allowed (use one of 'active', 'archived')",
+    ]
+
+
+def test_graph_formats(repo: Repo) -> None:
+    repo.write("wf.yaml", GOOD)
+    p = repo.orch("graph", "demo")
+    assert p.returncode == 0
+    assert p.stdout.splitlines()[1:] == [
+        "  lint",
+        "  build  <- lint (needs)",
+        "  test   <- build (template)",
+    ]
+    dot = repo.orch("graph", "demo", "--format", "dot").stdout
+    assert '"lint" -> "build"' in dot and '"build" -> "test"' in dot
+    mer = repo.orch("graph", "demo", "--format", "mermaid").stdout
+    assert mer.startswith("graph LR") and "s1 --> s2" in mer
+    p = repo.orch("graph", "dmeo")
+    assert p.returncode == 1 and "no workflow named 'dmeo' (did you mean 'demo'?)" in p.stderr
+
+
+def test_file_edges_join_outputs_to_inputs(repo: Repo) -> None:
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            """\
+    - {name: report, run: x, inputs: [out/summary.json]}
+    - {name: gen, run: x, outputs: [out/]}
+""",
+        ),
+    )
+    assert "report  <- gen (files)" in repo.orch("graph", "w").stdout
+
+
+def test_init_is_idempotent(tmp_path: Path) -> None:
+    r = Repo(tmp_path / "fresh")
+    r.path.mkdir()
+    p = r.orch("init")
+    assert (
+        p.returncode == 0 and "created .orch/config.yaml" in p.stdout or "config.yaml" in p.stdout
+    )
+    before = r.read(".orch/config.yaml")
+    r.write(".orch/config.yaml", before + "# mine\n", dedent=False)
+    p = r.orch("init")
+    assert p.returncode == 0 and "already initialised" in p.stdout
+    assert r.read(".orch/config.yaml").endswith("# mine\n")
+    assert "!config.yaml" in r.read(".orch/.gitignore")
+
+
+def test_usage_errors_exit_2(repo: Repo) -> None:
+    assert repo.orch("frobnicate").returncode == 2
+    assert repo.orch("graph").returncode == 2
+    p = subprocess.run(
+        [sys.executable, "-m", "runner", "-C", "/nonexistent/dir", "validate"],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 1 and "no such directory" in p.stderr
+
+
+def test_version_and_help_do_not_import_heavy_modules() -> None:
+    code = (
+        "import sys\nfrom runner.cli import main\n"
+        "for argv in (['--version'], ['--help']):\n"
+        "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+        "heavy = {'jinja2','networkx','jsonschema','watchdog','git','yaml','psutil','rich','mcp','sqlite3'}\n"
+        "print(sorted(heavy & set(sys.modules)))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert p.stdout.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("name", ["build-and-test", "data-pipeline", "ai-analysis"])
+def test_bundled_examples_validate(name: str) -> None:
+    p = subprocess.run(
+        [sys.executable, "-m", "runner", "-C", str(ROOT / "examples" / name), "validate", "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["workflows"] == [name]
