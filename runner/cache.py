@@ -34,26 +34,32 @@ def _stat_key(root: Path, files: list[str]) -> tuple[object, ...]:
 def load_cached(root: Path, prefix: str, extra_paths: list[str] | None = None) -> Manifests:
     if extra_paths or not (root / ".orch").is_dir():
         return load(root, extra_paths, prefix)
-    config, diags = read_config(root)
-    if diags:
-        return load(root, None, prefix)
-    files = select_files(list_manifest_files(root), config)
-    key = _stat_key(root, files)
     path = root / CACHE_FILE
+    cached = None
     try:
         with open(path, "rb") as f:
-            cached_key, m = pickle.load(f)
-        if cached_key == key and _racy_safe(path, key):
-            m.root = root
-            return m
+            cached = pickle.load(f)
     except Exception:  # a missing, stale or foreign cache is only a cache
-        pass
+        cached = None
+    config_key = _stat_key(root, [])
+    if cached is not None and cached[0] == config_key and cached[2].config.exists:
+        config = cached[2].config  # unchanged config: no need to parse or validate it again
+    else:
+        config, diags = read_config(root)
+        if diags:
+            return load(root, None, prefix)
+    files = select_files(list_manifest_files(root), config)
+    key = _stat_key(root, files)
+    if cached is not None and cached[1] == key and _racy_safe(path, key):
+        m: Manifests = cached[2]
+        m.root = root
+        return m
     m = load(root, None, prefix)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
         with open(tmp, "wb") as f:
-            pickle.dump((key, m), f, protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump((config_key, key, m), f, protocol=pickle.HIGHEST_PROTOCOL)
         os.replace(tmp, path)
     except OSError:
         pass

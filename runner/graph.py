@@ -30,10 +30,14 @@ class Dag:
     )  # (up, down) -> {"needs", ...}
 
     def downstream(self) -> dict[str, list[str]]:
+        cached = self.__dict__.get("_down")
+        if cached is not None:
+            return cached
         down: dict[str, list[str]] = {s: [] for s in self.order}
         for s, ups in self.upstream.items():
             for u in ups:
                 down[u].append(s)
+        self.__dict__["_down"] = down
         return down
 
     def descendants(self, names: set[str]) -> set[str]:

@@ -50,6 +50,7 @@ class Manifests:
     # (workflow, step) -> params / environment variables its templates read; None = all
     param_refs: dict[tuple[str, str], tuple[str, ...] | None] = field(default_factory=dict)
     env_refs: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    static_fields: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
 
     def workflow(self, name: str) -> Workflow:
         if name not in self.workflows:
@@ -208,6 +209,11 @@ def load_texts(
     diags.extend(check_all(m, display_prefix))
     if diags:
         raise OrchError(diagnostics=diags)
+    from runner.fingerprint import static_fields
+
+    for wf in m.workflows.values():
+        for s in wf.steps:
+            m.static_fields[(wf.name, s.name)] = static_fields(s)
     return m
 
 

@@ -85,12 +85,10 @@ class Workflow:
     check: bool = False
     handlers: dict[str, tuple[Handler, ...]] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
+    by_name: dict[str, Step] = field(default_factory=dict)
 
     def step(self, name: str) -> Step:
-        for s in self.steps:
-            if s.name == name:
-                return s
-        raise KeyError(name)
+        return self.by_name[name]
 
     @property
     def step_names(self) -> list[str]:
@@ -225,6 +223,7 @@ def build_workflow(path: str, doc_index: int, line: int, data: dict[str, Any]) -
         check=bool(spec.get("check", False)),
         handlers=handlers,
         labels=meta.get("labels") or {},
+        by_name={s.name: s for s in reversed(steps)},  # first of duplicates wins
     )
 
 

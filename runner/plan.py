@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.fingerprint import changed_keys, combine, definition_fields, upstream_digest
+from runner.fingerprint import changed_keys, combine, definition_fields
 from runner.hashing import MISSING, Hasher
 from runner.model import Step, Workflow
 from runner.state import StepRecord
@@ -87,8 +87,9 @@ def decide(
     will_run: set[str],
     hasher: Hasher,
     forced: bool,
+    static: dict[str, str] | None = None,
 ) -> StepPlan:
-    fields = definition_fields(wf, step, params, param_refs, env_refs)
+    fields = definition_fields(wf, step, params, param_refs, env_refs, static)
     plan = StepPlan(wf.name, step.name, UP_TO_DATE, fields=fields)
     reasons = plan.reasons
     plan.inputs = input_hashes(hasher, inputs) if inputs else {}
@@ -96,7 +97,7 @@ def decide(
     for u in upstream:
         r = records.get(u)
         if r is not None and u not in will_run:
-            plan.upstream[u] = upstream_digest(r.outputs, r.output_files, r.status)
+            plan.upstream[u] = r.result_digest
     plan.fingerprint = combine(fields, plan.inputs, plan.upstream)
 
     if forced:
@@ -106,23 +107,26 @@ def decide(
     elif rec.status in FAILED_REASONS:
         reasons.append(FAILED_REASONS[rec.status])
     if rec is not None and rec.fingerprint is not None:
-        changed = changed_keys(rec.fields, fields)
-        if changed:
-            reasons.append(f"definition changed ({', '.join(changed)})")
-        changed_in = changed_keys(rec.inputs, plan.inputs)
-        if changed_in:
-            reasons.append(_files_summary("input changed", changed_in))
+        if rec.fingerprint != plan.fingerprint:
+            # only now read the recorded parts, to say which one moved
+            changed = changed_keys(rec.fields, fields)
+            if changed:
+                reasons.append(f"definition changed ({', '.join(changed)})")
+            changed_in = changed_keys(rec.inputs, plan.inputs)
+            if changed_in:
+                reasons.append(_files_summary("input changed", changed_in))
+            ups = [u for u in changed_keys(rec.upstream, plan.upstream) if u not in pending_up]
+            if ups:
+                reasons.append(f"upstream changed: {', '.join(ups)}")
         if outputs:
             now = output_hashes(hasher, outputs)
+            recorded = rec.output_files
             missing = [o for o, h in now.items() if h == MISSING]
-            modified = [o for o, h in now.items() if h != MISSING and rec.output_files.get(o) != h]
+            modified = [o for o, h in now.items() if h != MISSING and recorded.get(o) != h]
             if missing:
                 reasons.append(_files_summary("output missing", missing))
             if modified:
                 reasons.append(_files_summary("output modified", modified))
-        ups = [u for u in changed_keys(rec.upstream, plan.upstream) if u not in pending_up]
-        if ups:
-            reasons.append(f"upstream changed: {', '.join(ups)}")
     if reasons:
         plan.action = RUN
     elif pending_up:

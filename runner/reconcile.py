@@ -181,6 +181,7 @@ class Reconciler:
                 rec,
                 params=params,
                 param_refs=self.m.param_refs.get((wf.name, name), ()),
+                static=self.m.static_fields.get((wf.name, name)),
                 env_refs=self.m.env_refs.get((wf.name, name), ()),
                 inputs=ins,
                 outputs=outs,
@@ -305,9 +306,9 @@ class Reconciler:
                 return "wait"
             waiting_lock.pop(key, None)
             # another runner may have just finished it: read the record afresh, then decide
-            fresh = self.state.step_records(wf.name, sel.env)
-            records[wf.name].update(fresh)
-            self.hasher.forget()
+            fresh = self.state.step_record(wf.name, step.name, sel.env)
+            if fresh is not None:
+                records[wf.name][step.name] = fresh
             params = params_of[wf.name]
             ins, outs, wd = self.step_paths(wf, step, params)
             dag = self.m.dags[wf.name]
@@ -317,6 +318,7 @@ class Reconciler:
                 records[wf.name].get(step.name),
                 params=params,
                 param_refs=self.m.param_refs.get(key, ()),
+                static=self.m.static_fields.get(key),
                 env_refs=self.m.env_refs.get(key, ()),
                 inputs=ins,
                 outputs=outs,
@@ -637,20 +639,17 @@ class Reconciler:
             log_dir = self.root / ".orch" / "logs" / str(run_id) / wf.name
             log_path = log_dir / f"{step.name}.{attempt}.log"
             reason = "; ".join(p.reasons) or "upstream changed"
-            task_id = self.state.add_task(
+            task_id = self.state.start_task(
                 run_id,
                 wf.name,
                 step.name,
                 env_name,
                 attempt,
-                "running",
                 reason,
                 started=time.time(),
                 log_path=str(log_path.relative_to(self.root)),
                 fingerprint=p.fingerprint,
             )
-            if attempt == 1:
-                self.state.mark_running(run_id, wf.name, step.name, env_name, task_id)
             spec = TaskSpec(
                 key=f"{wf.name}/{step.name}",
                 command=command,
@@ -672,20 +671,20 @@ class Reconciler:
             if will_retry:
                 base = retry.delay(attempt)
                 delay = base * (1 + random.uniform(-retry.jitter, retry.jitter))
-            self.state.update_task(
-                task_id,
-                status=res.status,
-                exit_code=res.exit_code,
-                ended=res.ended,
-                cpu_time=res.cpu_time,
-                peak_rss=res.peak_rss,
-                pid=res.pid,
-                delay=delay,
-                message=res.output_error,
-            )
-            attempts.append((task_id, res, str(log_path.relative_to(self.root))))
+            update = {
+                "status": res.status,
+                "exit_code": res.exit_code,
+                "ended": res.ended,
+                "cpu_time": res.cpu_time,
+                "peak_rss": res.peak_rss,
+                "pid": res.pid,
+                "delay": delay,
+                "message": res.output_error,
+            }
+            attempts.append((task_id, res, str(log_path.relative_to(self.root)), update))
             if not will_retry:
-                return attempts
+                return attempts  # the last attempt's row is written with the step's record
+            self.state.update_task(task_id, **update)
             if echo:
                 echo(
                     f"# orch: attempt {attempt} {res.status} (exit {res.exit_code}); retrying in {delay:.2f}s"
@@ -706,7 +705,7 @@ class Reconciler:
         attempts: list[Any],
         records: dict[str, StepRecord],
     ) -> StepResult:
-        task_id, res, log_rel = attempts[-1]
+        task_id, res, log_rel, update = attempts[-1]
         status = res.status
         message = res.output_error or ""
         _ins, outs, _wd = self.step_paths(wf, step, base_params(self.m, wf, env or None))
@@ -742,7 +741,7 @@ class Reconciler:
             old = records.get(step.name)
             if old is not None:
                 rec.fields, rec.inputs, rec.upstream = old.fields, old.inputs, old.upstream
-        update: dict[str, Any] = {"status": status}
+        update = {**update, "status": status}
         if message:
             update["message"] = message
         self.state.record_step(rec, update)

@@ -42,7 +42,7 @@ MIGRATIONS: dict[int, str] = {
     CREATE TABLE steps (
         workflow TEXT NOT NULL, step TEXT NOT NULL, env TEXT NOT NULL DEFAULT '',
         fingerprint TEXT, fields TEXT, inputs TEXT, upstream TEXT,
-        outputs TEXT, output_files TEXT,
+        outputs TEXT, output_files TEXT, result_digest TEXT,
         status TEXT NOT NULL, reason TEXT, task_id INTEGER, run_id INTEGER,
         started REAL, ended REAL, updated REAL NOT NULL,
         PRIMARY KEY (workflow, step, env)
@@ -94,24 +94,87 @@ def _dumps(v: Any) -> str:
     return json.dumps(v, sort_keys=True, separators=(",", ":"))
 
 
-@dataclass
+_LAZY = ("fields", "inputs", "upstream", "outputs", "output_files")
+
+
 class StepRecord:
-    workflow: str
-    step: str
-    env: str
-    fingerprint: str | None
-    fields: dict[str, str]
-    inputs: dict[str, str]
-    upstream: dict[str, str]
-    outputs: dict[str, str]
-    output_files: dict[str, str]
-    status: str
-    reason: str | None
-    task_id: int | None
-    run_id: int | None
-    started: float | None
-    ended: float | None
-    updated: float
+    """A step's recorded state. The JSON columns are parsed only when read: a no-op plan
+    compares fingerprints and never needs them."""
+
+    __slots__ = (
+        "workflow",
+        "step",
+        "env",
+        "fingerprint",
+        "status",
+        "reason",
+        "task_id",
+        "run_id",
+        "started",
+        "ended",
+        "updated",
+        "_result_digest",
+        "_fields",
+        "_inputs",
+        "_upstream",
+        "_outputs",
+        "_output_files",
+    )
+
+    def __init__(
+        self,
+        workflow: str,
+        step: str,
+        env: str,
+        fingerprint: str | None,
+        fields: dict[str, str] | str | None,
+        inputs: dict[str, str] | str | None,
+        upstream: dict[str, str] | str | None,
+        outputs: dict[str, str] | str | None,
+        output_files: dict[str, str] | str | None,
+        status: str,
+        reason: str | None,
+        task_id: int | None,
+        run_id: int | None,
+        started: float | None,
+        ended: float | None,
+        updated: float,
+        result_digest: str | None = None,
+    ):
+        self.workflow, self.step, self.env, self.fingerprint = workflow, step, env, fingerprint
+        self._fields, self._inputs, self._upstream = fields, inputs, upstream
+        self._outputs, self._output_files = outputs, output_files
+        self.status, self.reason, self.task_id, self.run_id = status, reason, task_id, run_id
+        self.started, self.ended, self.updated = started, ended, updated
+        self._result_digest = result_digest
+
+    def _get(self, name: str) -> dict[str, str]:
+        v = getattr(self, "_" + name)
+        if not isinstance(v, dict):
+            v = json.loads(v) if v else {}
+            setattr(self, "_" + name, v)
+        return v
+
+    fields = property(lambda self: self._get("fields"), lambda self, v: setattr(self, "_fields", v))
+    inputs = property(lambda self: self._get("inputs"), lambda self, v: setattr(self, "_inputs", v))
+    upstream = property(
+        lambda self: self._get("upstream"), lambda self, v: setattr(self, "_upstream", v)
+    )
+    outputs = property(
+        lambda self: self._get("outputs"), lambda self, v: setattr(self, "_outputs", v)
+    )
+    output_files = property(
+        lambda self: self._get("output_files"), lambda self, v: setattr(self, "_output_files", v)
+    )
+
+    @property
+    def result_digest(self) -> str:
+        """What downstream steps fingerprint of this one: output values, files, status."""
+        if self._result_digest is None:
+            from runner.fingerprint import upstream_digest
+
+            self._result_digest = upstream_digest(self.outputs, self.output_files, self.status)
+        return self._result_digest
 
 
 class State:
@@ -338,31 +401,33 @@ class State:
     # -- steps ------------------------------------------------------------------------
     def step_records(self, workflow: str, env: str = "") -> dict[str, StepRecord]:
         """Current records of a workflow's steps for ``env`` (falling back to no env)."""
-        rows = self.query(
-            "SELECT * FROM steps WHERE workflow=? AND env IN (?, '') ORDER BY env", (workflow, env)
+        return self._records(
+            "SELECT * FROM steps WHERE workflow=? AND env IN (?, '') ORDER BY env DESC",
+            (workflow, env),
         )
+
+    def step_record(self, workflow: str, step: str, env: str = "") -> StepRecord | None:
+        return self._records(
+            "SELECT * FROM steps WHERE workflow=? AND step=? AND env IN (?, '') ORDER BY env DESC",
+            (workflow, step, env),
+        ).get(step)
+
+    def _records(self, sql: str, args: tuple[Any, ...]) -> dict[str, StepRecord]:
+        cols = (
+            "workflow, step, env, fingerprint, fields, inputs, upstream, outputs, output_files,"
+            " status, reason, task_id, run_id, started, ended, updated, result_digest"
+        )
+        with self._lock:
+            conn = self.conn
+            conn.row_factory = None
+            try:
+                rows = conn.execute(sql.replace("SELECT *", f"SELECT {cols}"), args).fetchall()
+            except sqlite3.DatabaseError as e:
+                raise self._corrupt(str(e)) from None
         out: dict[str, StepRecord] = {}
         for r in rows:
-            if r["step"] in out and r["env"] == "":
-                continue
-            out[r["step"]] = StepRecord(
-                r["workflow"],
-                r["step"],
-                r["env"],
-                r["fingerprint"],
-                _loads(r["fields"]),
-                _loads(r["inputs"]),
-                _loads(r["upstream"]),
-                _loads(r["outputs"]),
-                _loads(r["output_files"]),
-                r["status"],
-                r["reason"],
-                r["task_id"],
-                r["run_id"],
-                r["started"],
-                r["ended"],
-                r["updated"],
-            )
+            if r[1] not in out:  # the env's own row first, then the no-env fallback
+                out[r[1]] = StepRecord(*r)
         return out
 
     def mark_running(self, run_id: int, workflow: str, step: str, env: str, task_id: int) -> None:
@@ -383,7 +448,7 @@ class State:
             c.execute(
                 "INSERT OR REPLACE INTO steps (workflow, step, env, fingerprint, fields, inputs,"
                 " upstream, outputs, output_files, status, reason, task_id, run_id, started, ended,"
-                " updated) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " updated, result_digest) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (
                     rec.workflow,
                     rec.step,
@@ -401,6 +466,7 @@ class State:
                     rec.started,
                     rec.ended,
                     time.time(),
+                    rec.result_digest,
                 ),
             )
             if task_update and rec.task_id:
@@ -435,6 +501,45 @@ class State:
                 f"INSERT INTO tasks ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})", vals
             )
             return int(cur.lastrowid or 0)
+
+    def start_task(
+        self,
+        run_id: int,
+        workflow: str,
+        step: str,
+        env: str,
+        attempt: int,
+        reason: str,
+        **extra: Any,
+    ) -> int:
+        """A new running task, and (first attempt) the step row marked running: one transaction."""
+        now = time.time()
+        cols = [
+            "run_id",
+            "workflow",
+            "step",
+            "env",
+            "attempt",
+            "status",
+            "reason",
+            "queued",
+            *extra,
+        ]
+        vals = [run_id, workflow, step, env, attempt, "running", reason, now, *extra.values()]
+        with self.tx() as c:
+            cur = c.execute(
+                f"INSERT INTO tasks ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})", vals
+            )
+            task_id = int(cur.lastrowid or 0)
+            if attempt == 1:
+                c.execute(
+                    "INSERT INTO steps (workflow, step, env, status, task_id, run_id, started, updated)"
+                    " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(workflow, step, env) DO UPDATE SET"
+                    " status='running', task_id=excluded.task_id, run_id=excluded.run_id,"
+                    " started=excluded.started, updated=excluded.updated",
+                    (workflow, step, env, "running", task_id, run_id, now, now),
+                )
+        return task_id
 
     def update_task(self, task_id: int, **fields: Any) -> None:
         with self.tx() as c:
