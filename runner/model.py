@@ -13,14 +13,14 @@ from typing import Any
 from runner.units import parse_duration, parse_quantity
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Loc:
     path: str
     line: int
     col: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Retry:
     limit: int = 0
     backoff: float = 1.0
@@ -34,14 +34,14 @@ class Retry:
         return min(self.max, self.backoff * (self.factor ** (attempt - 1)))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Breaker:
     name: str
     threshold: int = 3
     cooldown: float = 60.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Step:
     name: str
     index: int
@@ -63,13 +63,13 @@ class Step:
     spec: dict[str, Any] = field(default_factory=dict)  # as written, for fingerprints
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Handler:
     run: str | tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Workflow:
     name: str
     path: str  # the manifest file, repo-relative posix
@@ -95,7 +95,7 @@ class Workflow:
         return [s.name for s in self.steps]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Quota:
     name: str
     path: str
@@ -108,7 +108,7 @@ class Quota:
     description: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Milestone:
     name: str
     due: str | None = None
@@ -117,7 +117,7 @@ class Milestone:
     description: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Project:
     name: str
     path: str  # manifest file

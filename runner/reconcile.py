@@ -136,6 +136,8 @@ class Reconciler:
         self.m = m
         self.state = state
         self.hasher = Hasher(root, state)
+        self._environ: dict[str, str] | None = None
+        self._base_env: dict[str, str] | None = None
 
     # -- plan -------------------------------------------------------------------------
     def step_paths(
@@ -446,7 +448,9 @@ class Reconciler:
                 self._allocate(run_id, lock_key, qnames, req, quotas)
             from runner.sources import clean_git_env
 
-            env = clean_git_env()
+            if self._base_env is None:
+                self._base_env = clean_git_env()
+            env = dict(self._base_env)
             env.update(env_over)
             env.update(
                 {
@@ -606,11 +610,20 @@ class Reconciler:
         self, wf: Workflow, step: Step, params: dict[str, Any], records: dict[str, StepRecord]
     ) -> dict[str, Any]:
         proj = self.m.projects.get(wf.project) if wf.project else None
+        # validation turns every steps.X reference into an edge, so the direct upstream
+        # steps are all a template may read (and building more would be O(steps^2))
+        ups = self.m.dags[wf.name].upstream[step.name]
+        if self._environ is None:
+            self._environ = dict(os.environ)
         return {
             "params": {**params, **step.params},
-            "steps": {n: {"outputs": r.outputs, "status": r.status} for n, r in records.items()},
+            "steps": {
+                n: {"outputs": records[n].outputs, "status": records[n].status}
+                for n in ups
+                if n in records
+            },
             "workflow": {"name": wf.name, "project": wf.project or ""},
-            "env": dict(os.environ),
+            "env": self._environ,
             "project": {"name": proj.name, "path": proj.dir, "params": proj.params} if proj else {},
             "step": {"name": step.name},
         }
