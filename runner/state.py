@@ -33,7 +33,7 @@ from typing import Any
 
 from runner.errors import LockBusy, StateError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APP_ID = 0x6F726368  # "orch": marks the file as ours
 
 MIGRATIONS: dict[int, str] = {
@@ -41,7 +41,7 @@ MIGRATIONS: dict[int, str] = {
     CREATE TABLE steps (
         workflow TEXT NOT NULL, step TEXT NOT NULL, env TEXT NOT NULL DEFAULT '',
         fingerprint TEXT, fields TEXT, inputs TEXT, upstream TEXT,
-        outputs TEXT, output_files TEXT, result_digest TEXT,
+        outputs TEXT, output_files TEXT,
         status TEXT NOT NULL, reason TEXT, task_id INTEGER, run_id INTEGER,
         started REAL, ended REAL, updated REAL NOT NULL,
         PRIMARY KEY (workflow, step, env)
@@ -80,6 +80,8 @@ MIGRATIONS: dict[int, str] = {
         kind TEXT NOT NULL, subject TEXT, detail TEXT
     );
     """,
+    # 2: what downstream steps fingerprint of a step, stored so a plan need not parse JSON
+    2: "ALTER TABLE steps ADD COLUMN result_digest TEXT",
 }
 
 LIVE = ("running", "queued")

@@ -1,0 +1,50 @@
+"""The state store's schema versions: old files upgrade in place, newer ones are refused."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from runner.errors import StateError
+from runner.state import APP_ID, MIGRATIONS, SCHEMA_VERSION, State
+
+
+def make_v1(db: Path) -> None:
+    db.parent.mkdir(parents=True)
+    conn = sqlite3.connect(db)
+    for stmt in MIGRATIONS[1].split(";"):
+        if stmt.strip():
+            conn.execute(stmt)
+    conn.execute(
+        "INSERT INTO steps (workflow, step, env, fingerprint, status, updated) VALUES ('w','a','','f1','succeeded',1)"
+    )
+    conn.execute(f"PRAGMA application_id={APP_ID}")
+    conn.execute("PRAGMA user_version=1")
+    conn.commit()
+    conn.close()
+
+
+def test_version_1_state_is_migrated_keeping_its_rows(tmp_path: Path) -> None:
+    make_v1(tmp_path / ".orch" / "state.db")
+    st = State(tmp_path / ".orch")
+    rec = st.step_record("w", "a")
+    assert rec is not None and rec.fingerprint == "f1" and rec.status == "succeeded"
+    assert st.query("PRAGMA user_version")[0][0] == SCHEMA_VERSION
+    cols = {r[1] for r in st.query("PRAGMA table_info(steps)")}
+    assert "result_digest" in cols
+    st.close()
+
+
+def test_state_from_a_newer_orch_is_refused_untouched(tmp_path: Path) -> None:
+    make_v1(tmp_path / ".orch" / "state.db")
+    conn = sqlite3.connect(tmp_path / ".orch" / "state.db")
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StateError, match="written by a newer orch"):
+        State(tmp_path / ".orch").step_records("w")
+    conn = sqlite3.connect(tmp_path / ".orch" / "state.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+    conn.close()
