@@ -330,3 +330,14 @@ def test_bundled_examples_validate(name: str) -> None:
     )
     assert p.returncode == 0, p.stderr
     assert json.loads(p.stdout)["workflows"] == [name]
+
+
+def test_manifest_reference_is_generated_from_the_schemas() -> None:
+    p = subprocess.run(
+        [sys.executable, "-m", "runner.docgen", "--check"], capture_output=True, text=True, cwd=ROOT
+    )
+    assert p.returncode == 0, p.stderr
+    text = (ROOT / "docs" / "manifests.md").read_text()
+    schema = json.loads((ROOT / "schemas" / "workflow.json").read_text())
+    for field in schema["properties"]["spec"]["properties"]["steps"]["items"]["properties"]:
+        assert f"`spec.steps[].{field}`" in text
