@@ -224,7 +224,11 @@ class State:
                 f"up to {SCHEMA_VERSION}); upgrade orch, or run 'orch state reset' to start afresh"
             )
         if version < SCHEMA_VERSION:
-            self._migrate(conn, version)
+            try:
+                self._migrate(conn, version)
+            except sqlite3.DatabaseError as e:
+                conn.close()
+                raise self._corrupt(f"upgrading it from version {version} failed: {e}") from None
         return conn
 
     def _corrupt(self, why: str) -> StateError:

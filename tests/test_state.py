@@ -48,3 +48,17 @@ def test_state_from_a_newer_orch_is_refused_untouched(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / ".orch" / "state.db")
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
     conn.close()
+
+
+def test_a_migration_that_cannot_apply_is_a_clear_error_and_rolls_back(tmp_path: Path) -> None:
+    make_v1(tmp_path / ".orch" / "state.db")
+    conn = sqlite3.connect(tmp_path / ".orch" / "state.db")
+    conn.execute("ALTER TABLE steps ADD COLUMN result_digest TEXT")  # in the way of migration 2
+    conn.commit()
+    conn.close()
+    with pytest.raises(StateError, match="upgrading it from version 1 failed.*orch state reset"):
+        State(tmp_path / ".orch").step_records("w")
+    conn = sqlite3.connect(tmp_path / ".orch" / "state.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("SELECT fingerprint FROM steps").fetchall() == [("f1",)]
+    conn.close()
