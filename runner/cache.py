@@ -19,8 +19,20 @@ from runner.sources import list_manifest_files
 CACHE_FILE = ".orch/cache/manifests.pickle"
 
 
+def _code_stamp() -> tuple[object, ...]:
+    """orch's own modules by stat: a cache pickled by other code (an upgrade, a checkout
+    of another commit) must never be unpickled into objects of a different shape."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    out = []
+    for name in sorted(os.listdir(here)):
+        if name.endswith(".py"):
+            st = os.stat(os.path.join(here, name))
+            out.append((name, st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
 def _stat_key(root: Path, files: list[str]) -> tuple[object, ...]:
-    out: list[object] = [__version__, str(root)]
+    out: list[object] = [__version__, _code_stamp(), str(root)]
     for f in [CONFIG_PATH, *files]:
         try:
             st = os.stat(root / f)

@@ -138,6 +138,10 @@ def load(
     display_prefix: str = "",
 ) -> Manifests:
     """Everything under ``root``, validated; raises OrchError listing every problem."""
+    from runner.schema import set_cache_dir
+
+    if (root / ".orch").is_dir():
+        set_cache_dir(root / ".orch" / "cache")
     config, diags = read_config(root)
     files = select_files(list_manifest_files(root), config)
     for p in extra_paths or ():

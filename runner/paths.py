@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+from functools import lru_cache
 from pathlib import Path
 
 from runner import globs
@@ -36,7 +37,20 @@ def check_symlinks(root: Path, rel: str) -> None:
     head = globs.literal_prefix(rel) if globs.is_glob(rel) else rel.rstrip("/")
     if not head:
         return
-    real_root = os.path.realpath(root)
-    target = os.path.realpath(os.path.join(root, head))
+    real_root = _real(str(root))
+    target = _resolve(str(root), head)
     if target != real_root and not target.startswith(real_root + os.sep):
         raise PathEscape(f"'{rel}' leads outside the repository through a symlink")
+
+
+@lru_cache(maxsize=65536)
+def _real(path: str) -> str:
+    return os.path.realpath(path)
+
+
+def _resolve(root: str, rel: str) -> str:
+    """realpath of root/rel, resolving each folder once however many paths share it."""
+    parent, _, name = rel.rpartition("/")
+    base = _real(os.path.join(root, parent)) if parent else _real(root)
+    full = os.path.join(base, name)
+    return _real(full) if os.path.islink(full) else full

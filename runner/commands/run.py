@@ -56,7 +56,10 @@ def plan(args: argparse.Namespace) -> int:
         f"{n['up-to-date']} up to date."
     )
     if stale:
-        print("orch: workflows marked spec.check are out of date; run 'orch apply' and commit", file=sys.stderr)
+        print(
+            "orch: workflows marked spec.check are out of date; run 'orch apply' and commit",
+            file=sys.stderr,
+        )
     return stale
 
 
