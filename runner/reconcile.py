@@ -505,32 +505,32 @@ class Reconciler:
                     for c, _t, _r in running.values():
                         c.cancel("interrupted")
                 if not stopping:
-                    reserved_now = {}
-                    entries = ready.drain_in_order()
-                    waiting_keys = list(waiting_lock)
-                    for lk, key in entries:
-                        if len(running) >= jobs:
-                            wf = by_name[key[0]]
-                            ready.push(
-                                lk, wf.name, wf.step(key[1]).priority, wf.step(key[1]).index, key
-                            )
-                            continue
-                        outcome = start(key)
-                        if outcome in ("wait", "later"):
-                            wf = by_name[key[0]]
+                    # one scheduling pass; repeated while it makes progress, since a step
+                    # decided without running (early cutoff, skipped, blocked) frees its
+                    # dependants at once and they must not wait for a task to finish
+                    progressed = True
+                    while progressed and not stopping:
+                        progressed = False
+                        reserved_now = {}
+                        later: list[tuple[str, tuple[str, str]]] = []
+                        while len(ready) and len(running) < jobs:
+                            lk, key = ready.pop()
+                            outcome = start(key)
                             if outcome == "later":
-                                ready.push(
-                                    lk,
-                                    wf.name,
-                                    wf.step(key[1]).priority,
-                                    wf.step(key[1]).index,
-                                    key,
-                                )
-                    for key in waiting_keys:
-                        if key in waiting_lock and len(running) < jobs and start(key) == "later":
-                            wf = by_name[key[0]]
-                            st = wf.step(key[1])
-                            ready.push(f"{wf.name}/{st.name}", wf.name, st.priority, st.index, key)
+                                later.append((lk, key))
+                            elif outcome == "done":
+                                progressed = True
+                        for key in list(waiting_lock):
+                            if len(running) >= jobs:
+                                break
+                            outcome = start(key)
+                            if outcome == "later":
+                                later.append((f"{key[0]}/{key[1]}", key))
+                            elif outcome == "done":
+                                progressed = True
+                        for lk, key in later:
+                            st = by_name[key[0]].step(key[1])
+                            ready.push(lk, key[0], st.priority, st.index, key)
                 if not running and not waiting_lock and (len(ready) == 0 or stopping):
                     break
                 try:

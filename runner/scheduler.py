@@ -53,6 +53,10 @@ class ReadyQueue:
     def __len__(self) -> int:
         return len(self._heap)
 
+    def pop(self) -> tuple[str, Any]:
+        e = heapq.heappop(self._heap)
+        return e.key, e.item
+
     def drain_in_order(self) -> list[tuple[str, Any]]:
         """All entries, best first; the caller pushes back what it does not start."""
         out = []
