@@ -29,9 +29,20 @@ class _Parser(argparse.ArgumentParser):
 def _cmd(
     sub: argparse._SubParsersAction, name: str, help: str, target: str, **kw: object
 ) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=help, description=help, **kw)  # type: ignore[arg-type]
+    p = sub.add_parser(name, help=help, description=help, parents=[_COMMON], **kw)  # type: ignore[arg-type]
     p.set_defaults(target=target)
     return p
+
+
+# -C is accepted after the verb too (`orch apply -C DIR`), without overriding a global one
+_COMMON = argparse.ArgumentParser(add_help=False)
+_COMMON.add_argument(
+    "-C",
+    dest="directory",
+    metavar="DIR",
+    default=argparse.SUPPRESS,
+    help="run as if started in DIR",
+)
 
 
 def _json(p: argparse.ArgumentParser) -> None:

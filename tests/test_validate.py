@@ -341,3 +341,25 @@ def test_manifest_reference_is_generated_from_the_schemas() -> None:
     schema = json.loads((ROOT / "schemas" / "workflow.json").read_text())
     for field in schema["properties"]["spec"]["properties"]["steps"]["items"]["properties"]:
         assert f"`spec.steps[].{field}`" in text
+
+
+def test_dash_c_works_before_and_after_the_verb(repo: Repo) -> None:
+    repo.write("wf.yaml", GOOD)
+    before = subprocess.run(
+        [sys.executable, "-m", "runner", "-C", str(repo.path), "validate", "--json"],
+        capture_output=True,
+        text=True,
+    )
+    after = subprocess.run(
+        [sys.executable, "-m", "runner", "validate", "-C", str(repo.path), "--json"],
+        capture_output=True,
+        text=True,
+    )
+    nested = subprocess.run(
+        [sys.executable, "-m", "runner", "workflow", "list", "-C", str(repo.path), "--json"],
+        capture_output=True,
+        text=True,
+    )
+    assert before.returncode == after.returncode == nested.returncode == 0, after.stderr
+    assert json.loads(before.stdout) == json.loads(after.stdout)
+    assert [w["name"] for w in json.loads(nested.stdout)] == ["demo"]
