@@ -8,10 +8,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runner.errors import OrchError
-from runner.manifests import CONFIG_PATH, Manifests
+
+if TYPE_CHECKING:
+    from runner.manifests import Manifests
+
+CONFIG_PATH = ".orch/config.yaml"
 
 GITIGNORE = (
     "# machine-local orch state; only the config is committed\n*\n!config.yaml\n!.gitignore\n"
@@ -160,19 +164,63 @@ def plan(
     since: str | None = None,
 ) -> dict[str, Any]:
     """What apply would do, per step, with reasons (the same data ``--json`` prints)."""
+    key = _noop_key(workflows, project, env, force, force_all, since)
+    if key is not None:
+        from runner.noop import check
+
+        hit = check(repo.root, key)
+        if hit is not None:
+            return _plan_data([(w, s, "up-to-date", []) for w, s in hit], env or "")
     from runner.reconcile import Reconciler
 
     m, wfs, sel = _selection(repo, workflows, project, env, force, force_all, since)
     state = open_state(repo)
     try:
-        plans = Reconciler(repo.root, m, state).plan(wfs, sel)
+        rec = Reconciler(repo.root, m, state)
+        plans = rec.plan(wfs, sel)
     finally:
         state.close()
-    steps = [p.to_json() for ps in plans.values() for p in ps]
+    data = _plan_data(
+        [(p.workflow, p.step, p.action, p.reasons) for ps in plans.values() for p in ps], sel.env
+    )
+    if key is not None and data["summary"]["up-to-date"] == len(data["steps"]):
+        _witness(repo, m, wfs, key, rec)
+    return data
+
+
+def _plan_data(rows: list[tuple[str, str, str, list[str]]], env: str) -> dict[str, Any]:
+    steps = [{"workflow": w, "step": s, "action": a, "reasons": r} for w, s, a, r in rows]
     counts = {"run": 0, "may-run": 0, "up-to-date": 0}
     for s in steps:
         counts[s["action"]] += 1
-    return {"workflows": list(plans), "steps": steps, "summary": counts, "env": sel.env}
+    return {
+        "workflows": list(dict.fromkeys(w for w, *_ in rows)),
+        "steps": steps,
+        "summary": counts,
+        "env": env,
+    }
+
+
+def _noop_key(
+    workflows: list[str] | None,
+    project: str | None,
+    env: str | None,
+    force: list[str] | None,
+    force_all: bool,
+    since: str | None,
+) -> tuple[Any, ...] | None:
+    """The no-op witness applies to plain selections; forcing or --since always plans."""
+    if force or force_all or since:
+        return None
+    return ("v1", tuple(workflows or ()), project or "", env or "")
+
+
+def _witness(repo: Repo, m: Manifests, wfs: list[Any], key: tuple[Any, ...], rec: Any) -> None:
+    from runner.noop import record
+
+    names = {v for w in wfs for s in w.steps for v in m.env_refs.get((w.name, s.name), ())}
+    steps = [(w.name, n) for w in wfs for n in m.dags[w.name].order]
+    record(repo.root, key, steps, rec.hasher.seen, {n: os.environ.get(n) for n in names})
 
 
 def apply(
@@ -186,15 +234,33 @@ def apply(
     since: str | None = None,
     options: Any = None,
 ) -> Any:
-    """Run what the plan says; returns a ``reconcile.ApplyResult``."""
+    """Run what the plan says; returns a ``results.ApplyResult``."""
+    import time
+
+    t0 = time.time()
+    key = _noop_key(workflows, project, env, force, force_all, since)
+    if key is not None:
+        from runner.noop import check
+
+        hit = check(repo.root, key)
+        if hit is not None:
+            from runner.results import ApplyResult, StepResult
+
+            return ApplyResult(
+                None, [StepResult(w, s, "up-to-date") for w, s in hit], time.time() - t0
+            )
     from runner.reconcile import ApplyOptions, Reconciler
 
     m, wfs, sel = _selection(repo, workflows, project, env, force, force_all, since)
     state = open_state(repo)
     try:
-        return Reconciler(repo.root, m, state).apply(wfs, sel, options or ApplyOptions())
+        rec = Reconciler(repo.root, m, state)
+        result = rec.apply(wfs, sel, options or ApplyOptions())
     finally:
         state.close()
+    if key is not None and result.run_id is None:
+        _witness(repo, m, wfs, key, rec)
+    return result
 
 
 def status(

@@ -89,3 +89,13 @@ def _racy_safe(cache: Path, key: tuple[object, ...]) -> bool:
         if isinstance(entry, tuple) and len(entry) == 4 and entry[2] >= written - 10_000_000:
             return False
     return True
+
+
+def manifest_key(root: Path) -> tuple[object, ...] | None:
+    """Every YAML file git would show, and the config, by stat: any manifest added,
+    removed or edited anywhere moves it."""
+    try:
+        files = list_manifest_files(root)
+    except OSError:
+        return None
+    return _stat_key(root, files)

@@ -32,6 +32,9 @@ class Hasher:
         self._cache: dict[str, tuple[int, int, int, str, int]] | None = None
         self._new: dict[str, tuple[int, int, int, str, int]] = {}
         self._memo: dict[str, str] = {}
+        # every path whose stat a decision rested on: (size, mtime_ns, inode), or None when
+        # missing; folders walked for globs by their own stat. See runner/noop.py.
+        self.seen: dict[str, tuple[int, int, int] | None] = {}
 
     @property
     def cache(self) -> dict[str, tuple[int, int, int, str, int]]:
@@ -61,7 +64,9 @@ class Hasher:
             st = os.stat(full)
         except OSError:
             self._memo[rel] = MISSING
+            self.seen[rel] = None
             return MISSING
+        self.seen[rel] = (st.st_size, st.st_mtime_ns, st.st_ino)
         if stat_mod.S_ISDIR(st.st_mode):
             h = self.tree(rel)
             self._memo[rel] = h
@@ -114,6 +119,12 @@ class Hasher:
         while stack:
             d = stack.pop()
             try:
+                st = os.stat(d)
+                self.seen[d[root_len:] + "/" if len(d) > root_len else "/"] = (
+                    0,
+                    st.st_mtime_ns,
+                    st.st_ino,
+                )
                 with os.scandir(d) as it:
                     for e in it:
                         if e.is_dir(follow_symlinks=False):
@@ -122,6 +133,7 @@ class Hasher:
                         elif e.is_file():
                             out.append(e.path[root_len:].replace(os.sep, "/"))
             except (FileNotFoundError, NotADirectoryError, PermissionError):
+                self.seen[d[root_len:] + "/" if len(d) > root_len else "/"] = None
                 continue
         out.sort()
         return out
@@ -130,10 +142,14 @@ class Hasher:
         """Files matching a repo-relative input pattern (a literal path, folder or glob)."""
         if not globs.is_glob(pattern):
             p = pattern.rstrip("/")
-            full = os.path.join(self.root, p)
-            if os.path.isdir(full):
+            try:
+                st = os.stat(os.path.join(self.root, p))
+            except OSError:
+                self.seen[p] = None  # absent now: its appearing must be noticed
+                return []
+            if stat_mod.S_ISDIR(st.st_mode):
                 return self.walk(p)
-            return [p] if os.path.exists(full) else []
+            return [p]
         prefix = globs.literal_prefix(pattern)
         rx = globs.compile_glob(pattern)
         return [f for f in self.walk(prefix) if rx.match(f)]

@@ -1,0 +1,92 @@
+"""The stat-only no-op witness must never answer "up to date" after a change."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Repo, workflow
+
+WF = workflow(
+    "w",
+    """\
+    - name: a
+      run: cat src/*.txt > out.txt
+      inputs: ["src/*.txt"]
+      outputs: [out.txt]
+    - name: b
+      run: echo {{ env.ORCH_TEST_GREETING | default('hi') }} > b.txt
+      outputs: [b.txt]
+""",
+)
+
+
+def age_everything(root: Path) -> None:
+    """Push every mtime into the past, so the racy-git guard lets a witness be written."""
+    old = time.time_ns() - 10 * 10**9
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if d != ".git"]
+        for name in filenames:
+            os.utime(os.path.join(dirpath, name), ns=(old, old))
+        os.utime(dirpath, ns=(old, old))
+
+
+@pytest.fixture
+def settled(repo: Repo) -> Repo:
+    repo.write("wf.yaml", WF)
+    repo.write("src/one.txt", "1\n")
+    assert repo.apply()["ok"]
+    age_everything(repo.path)
+    assert all(a == "up-to-date" for a, _ in repo.plan().values())
+    witness = repo.path / ".orch" / "cache" / "noop.pickle"
+    assert witness.exists()
+    assert len(pickle.loads(witness.read_bytes())) == 1
+    assert all(a == "up-to-date" for a, _ in repo.plan().values())  # served by the witness
+    return repo
+
+
+def test_edited_input_is_seen(settled: Repo) -> None:
+    settled.write("src/one.txt", "changed\n")
+    assert settled.plan()[("w", "a")] == ("run", ["input changed: src/one.txt"])
+
+
+def test_new_file_matching_a_glob_is_seen(settled: Repo) -> None:
+    settled.write("src/two.txt", "2\n")
+    assert settled.plan()[("w", "a")] == ("run", ["input changed: src/two.txt"])
+
+
+def test_deleted_output_is_seen(settled: Repo) -> None:
+    (settled.path / "b.txt").unlink()
+    assert settled.plan()[("w", "b")] == ("run", ["output missing: b.txt"])
+
+
+def test_environment_read_by_a_template_is_seen(settled: Repo) -> None:
+    p = settled.orch("plan", "--json", env={"ORCH_TEST_GREETING": "hello"})
+    assert '"definition changed (environ)"' in p.stdout
+
+
+def test_state_written_by_another_run_is_seen(settled: Repo) -> None:
+    settled.write("wf.yaml", WF.replace("cat src", "test -f nope && cat src"))
+    assert not settled.apply()["ok"]
+    settled.write("wf.yaml", WF)  # back to the recorded definition, but a failed run since
+    assert settled.plan()[("w", "a")] == ("run", ["last run failed"])
+
+
+def test_manifest_edit_is_seen(settled: Repo) -> None:
+    settled.write("wf.yaml", WF.replace("> b.txt", ">  b.txt"))
+    assert settled.plan()[("w", "b")] == ("run", ["definition changed (run)"])
+
+
+def test_same_tick_edit_gets_no_witness(repo: Repo) -> None:
+    repo.write("wf.yaml", WF)
+    repo.write("src/one.txt", "1\n")
+    assert repo.apply()["ok"]
+    age_everything(repo.path)
+    future = time.time_ns() + 3_600 * 10**9  # "modified just now" for as long as the test runs
+    os.utime(repo.path / "src" / "one.txt", ns=(future, future))
+    repo.plan()
+    assert not (repo.path / ".orch" / "cache" / "noop.pickle").exists()
