@@ -363,13 +363,38 @@ def _check_resources(ctx: _Ctx, s: Step, sp: tuple[Any, ...]) -> None:
     from runner.quotas import governing
 
     for q in governing(ctx.m, ctx.wf):
+        if q.limits.get("concurrency", 1) < 1:  # every task holds one unit of concurrency
+            ctx.add(
+                sp + ("name",),
+                f"step '{s.name}' can never start: quota '{q.name}' allows concurrency {_fmt(q.limits['concurrency'])}",
+                "raise the quota's concurrency to at least 1",
+            )
         for res, amount in s.resources.items():
             if res in q.limits and amount > q.limits[res]:
                 ctx.add(
                     sp + ("resources", res),
-                    f"requests {res}={_fmt(amount)} but quota '{q.name}' allows at most {_fmt(q.limits[res])}",
+                    f"step '{s.name}' requests {res}={_qty(res, amount)} but quota '{q.name}' allows at most {_qty(res, q.limits[res])}",
                     "lower the request or raise the quota's limit",
                 )
+    if s.resources.get("cpu") or s.resources.get("memory"):
+        from runner.inventory import host_limits  # psutil: only when a step asks for cpu/memory
+
+        for res, limit in host_limits().items():
+            amount = s.resources.get(res, 0.0)
+            if amount > limit:
+                ctx.add(
+                    sp + ("resources", res),
+                    f"step '{s.name}' requests {res}={_qty(res, amount)} but this host has {_qty(res, limit)}",
+                    "the host is the ceiling of every quota; lower the request",
+                )
+
+
+def _qty(res: str, x: float) -> str:
+    if res == "memory":
+        from runner.units import format_bytes
+
+        return format_bytes(x)
+    return _fmt(x)
 
 
 def _fmt(x: float) -> str:

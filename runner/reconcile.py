@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import queue
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -244,6 +243,13 @@ class Reconciler:
         from runner.quotas import governing
 
         quota_of = {w.name: [q.name for q in governing(self.m, w)] for w in wfs}
+        if any(s.resources.get("cpu") or s.resources.get("memory") for w in wfs for s in w.steps):
+            from runner.inventory import HOST_QUOTA, host_limits
+
+            # the host is the ceiling of every quota, across all runners on this machine
+            quotas[HOST_QUOTA] = QuotaLimits(HOST_QUOTA, host_limits())
+            for names in quota_of.values():
+                names.append(HOST_QUOTA)
         held: dict[str, dict[str, float]] = {}
         done_q: queue.Queue[tuple[tuple[str, str], Any]] = queue.Queue()
         running: dict[tuple[str, str], tuple[Any, int | None, dict[str, float]]] = {}
@@ -299,6 +305,12 @@ class Reconciler:
             wf = by_name[key[0]]
             step = wf.step(key[1])
             lock_key = f"{wf.name}/{step.name}"
+            # quotas first (this process + live others, in memory): a task that cannot get
+            # its resources now is not claimed, re-read and re-decided on every pass
+            qnames = quota_of[wf.name]
+            req = request_of(step.resources)
+            if qnames and not admit(qnames, req):
+                return "later"
             if not self.state.try_claim(lock_key):
                 if not opts.wait:
                     raise LockBusy(
@@ -343,49 +355,6 @@ class Reconciler:
                 )
                 finish(key, StepResult(wf.name, step.name, "up-to-date", why))
                 return "done"
-            # quotas (this process + live others)
-            qnames = quota_of[wf.name]
-            req = request_of(step.resources)
-            if qnames:
-                others = self._held_by_others(run_id)
-                adm = Admission(
-                    {q: _add(held.get(q, {}), others.get(q, {})) for q in qnames}, quotas
-                )
-                for k2, r2 in reserved_now.items():
-                    adm.reserved.setdefault(k2, {}).update(r2)
-                if not adm.fits(qnames, req) or not all(
-                    rate_allows(quotas[q], self._recent_starts) for q in qnames
-                ):
-                    adm.reserve(qnames, req)
-                    for k2, r2 in adm.reserved.items():
-                        reserved_now.setdefault(k2, {}).update(r2)
-                    self.state.release(lock_key)
-                    return "later"
-            # breaker
-            if step.breaker is not None:
-                open_until = self._breaker_open(step.breaker.name)
-                if open_until:
-                    self.state.release(lock_key)
-                    until = time.strftime("%H:%M:%S", time.localtime(open_until))
-                    self._record_status(
-                        wf,
-                        step.name,
-                        sel.env,
-                        run_id,
-                        records[wf.name],
-                        "circuit_open",
-                        f"circuit open until {until}",
-                    )
-                    finish(
-                        key,
-                        StepResult(
-                            wf.name,
-                            step.name,
-                            "circuit_open",
-                            [f"skipped: circuit open until {until}"],
-                        ),
-                    )
-                    return "done"
             # render
             ctx = self._template_context(wf, step, params, records[wf.name])
             try:
@@ -440,12 +409,14 @@ class Reconciler:
                 finish(key, StepResult(wf.name, step.name, "failed", p.reasons, message=msg))
                 return "done"
             if qnames:
+                if not self._allocate(run_id, lock_key, qnames, req, quotas):
+                    self.state.release(lock_key)
+                    return "later"
                 for q in qnames:
                     h = held.setdefault(q, {})
                     for r in quotas[q].limits:
                         if req.get(r):
                             h[r] = h.get(r, 0.0) + req[r]
-                self._allocate(run_id, lock_key, qnames, req, quotas)
             from runner.sources import clean_git_env
 
             if self._base_env is None:
@@ -468,6 +439,33 @@ class Reconciler:
                 self._free(run_id, lock_key, qnames, req, held, quotas)
                 finish(key, StepResult(wf.name, step.name, "failed", p.reasons, message=msg))
                 return "done"
+            if step.breaker is not None:
+                gate, open_until = self._breaker_gate(step.breaker, run_id, lock_key, step.timeout)
+                if gate != "go":
+                    self._free(run_id, lock_key, qnames, req, held, quotas)
+                    if gate == "wait":  # a half-open trial is in flight: its result decides
+                        return "later"
+                    until = time.strftime("%H:%M:%S", time.localtime(open_until))
+                    self._record_status(
+                        wf,
+                        step.name,
+                        sel.env,
+                        run_id,
+                        records[wf.name],
+                        "circuit_open",
+                        f"circuit {step.breaker.name} open until {until}",
+                    )
+                    finish(
+                        key,
+                        StepResult(
+                            wf.name,
+                            step.name,
+                            "circuit_open",
+                            [f"skipped: circuit open until {until}"],
+                            message=f"circuit {step.breaker.name} open until {until}",
+                        ),
+                    )
+                    return "done"
             mask = tuple(os.environ[s] for s in step.secrets if os.environ.get(s))
             cancel = Cancel()
             prefix = f"[{wf.name}/{step.name}] " if len(wfs) > 1 else f"[{step.name}] "
@@ -496,6 +494,22 @@ class Reconciler:
             return "started"
 
         reserved_now: dict[str, dict[str, float]] = {}
+        others_now: dict[str, dict[str, float]] = {}
+
+        def admit(qnames: list[str], req: dict[str, float]) -> bool:
+            """Whether ``req`` fits now; if not, it reserves what is free for this pass, so
+            later (smaller) tasks cannot take it and the big task is never starved."""
+            adm = Admission(
+                {q: _add(held.get(q, {}), others_now.get(q, {})) for q in qnames}, quotas
+            )
+            adm.reserved = reserved_now
+            if adm.fits(qnames, req) and all(
+                rate_allows(quotas[q], self._recent_starts) for q in qnames
+            ):
+                return True
+            adm.reserve(qnames, req)
+            return False
+
         interrupted = False
         last_poll = 0.0
         try:
@@ -511,7 +525,9 @@ class Reconciler:
                     progressed = True
                     while progressed and not stopping:
                         progressed = False
-                        reserved_now = {}
+                        reserved_now.clear()
+                        if quotas:
+                            others_now = self._held_by_others(run_id)
                         later: list[tuple[str, tuple[str, str]]] = []
                         while len(ready) and len(running) < jobs:
                             lk, key = ready.pop()
@@ -533,13 +549,13 @@ class Reconciler:
                             ready.push(lk, key[0], st.priority, st.index, key)
                 if not running and not waiting_lock and (len(ready) == 0 or stopping):
                     break
+                now = time.time()
+                if running and now - last_poll > 0.25:
+                    last_poll = now
+                    self._poll_cancels(run_id, running)
                 try:
-                    key, fut = done_q.get(timeout=0.05 if (waiting_lock or len(ready)) else 0.5)
+                    key, fut = done_q.get(timeout=0.05 if (waiting_lock or len(ready)) else 0.25)
                 except queue.Empty:
-                    now = time.time()
-                    if running and now - last_poll > 0.5:
-                        last_poll = now
-                        self._poll_cancels(running)
                     continue
                 cancel, _tid, req = running.pop(key)
                 wf = by_name[key[0]]
@@ -644,6 +660,8 @@ class Reconciler:
         TaskSpec,
         run_task,
     ):  # noqa: ANN001, ANN202, N803
+        from runner.scheduler import backoff_delay
+
         attempts = []
         retry = step.retry
         attempt = 0
@@ -682,8 +700,7 @@ class Reconciler:
                 and not cancel.requested
             )
             if will_retry:
-                base = retry.delay(attempt)
-                delay = base * (1 + random.uniform(-retry.jitter, retry.jitter))
+                delay = backoff_delay(retry, attempt)
             update = {
                 "status": res.status,
                 "exit_code": res.exit_code,
@@ -705,8 +722,8 @@ class Reconciler:
             deadline = time.time() + (delay or 0)
             while time.time() < deadline and not cancel.requested:
                 time.sleep(min(0.05, max(0.0, deadline - time.time())))
-            if cancel.requested:
-                return attempts
+            # stopped while waiting: the next attempt is recorded cancelled/interrupted,
+            # never started (run_task sees the request first), and the loop ends after it
 
     def _complete(
         self,
@@ -760,7 +777,7 @@ class Reconciler:
         self.state.record_step(rec, update)
         records[step.name] = rec
         if step.breaker is not None:
-            self._breaker_result(step.breaker, status == "succeeded")
+            self._breaker_result(step.breaker, status)
         return StepResult(
             wf.name,
             step.name,
@@ -839,18 +856,45 @@ class Reconciler:
         qnames: list[str],
         req: dict[str, float],
         quotas: dict[str, Any],
-    ) -> None:
+    ) -> bool:
+        """Take ``req`` in every quota, or nothing. Checked against what every live runner
+        holds and written in one write transaction, so two runners can never both take
+        the last slot; rows of dead runners do not count (that is how they are reclaimed)."""
+        rows = [(q, r, req[r]) for q in qnames for r in quotas[q].limits if req.get(r)]
+        rated = [q for q in qnames if quotas[q].rate_runs and quotas[q].rate_per]
+        if not rows and not rated:
+            return True
         now = time.time()
         with self.state.tx() as c:
-            for q in qnames:
-                for r in quotas[q].limits:
-                    if req.get(r):
-                        c.execute(
-                            "INSERT INTO allocations (run_id, task_key, quota, resource, amount, since) VALUES (?,?,?,?,?,?)",
-                            (run_id, task_key, q, r, req[r], now),
-                        )
-                if quotas[q].rate_runs:
-                    c.execute("INSERT INTO rate_events (quota, at) VALUES (?, ?)", (q, now))
+            if rows:
+                used: dict[tuple[str, str], float] = {}
+                alive: dict[int, bool] = {run_id: True}
+                marks = ",".join("?" * len(qnames))
+                for rid, q, r, amount in c.execute(
+                    f"SELECT run_id, quota, resource, amount FROM allocations WHERE quota IN ({marks})",
+                    tuple(qnames),
+                ).fetchall():
+                    if rid not in alive:
+                        alive[rid] = self.state.run_alive(rid)
+                    if alive[rid]:
+                        used[(q, r)] = used.get((q, r), 0.0) + amount
+                for q, r, amount in rows:
+                    if used.get((q, r), 0.0) + amount > quotas[q].limits[r] + 1e-9:
+                        return False
+            for q in rated:
+                per = quotas[q].rate_per
+                c.execute("DELETE FROM rate_events WHERE quota=? AND at <= ?", (q, now - per))
+                n = c.execute("SELECT count(*) FROM rate_events WHERE quota=?", (q,)).fetchone()[0]
+                if n >= quotas[q].rate_runs:
+                    return False
+            c.executemany(
+                "INSERT INTO allocations (run_id, task_key, quota, resource, amount, since) VALUES (?,?,?,?,?,?)",
+                [(run_id, task_key, q, r, amount, now) for q, r, amount in rows],
+            )
+            c.executemany(
+                "INSERT INTO rate_events (quota, at) VALUES (?, ?)", [(q, now) for q in rated]
+            )
+        return True
 
     def _free(
         self,
@@ -880,29 +924,66 @@ class Reconciler:
         )
         return int(rows[0]["n"])
 
-    def _breaker_open(self, name: str) -> float | None:
-        rows = self.state.query("SELECT state, opened_until FROM breakers WHERE name=?", (name,))
-        if not rows or rows[0]["state"] != "open":
-            return None
-        until = rows[0]["opened_until"] or 0
-        if until > time.time():
-            return until
-        # cooldown over: half-open, let one trial through
-        with self.state.tx() as c:
-            c.execute(
-                "UPDATE breakers SET state='half-open', updated=? WHERE name=?", (time.time(), name)
-            )
-        return None
+    def _breaker_gate(
+        self, breaker: Any, run_id: int, task_key: str, timeout: float | None
+    ) -> tuple[str, float | None]:
+        """'go', ('open', until) or 'wait', decided in one write transaction::
 
-    def _breaker_result(self, breaker: Any, ok: bool) -> None:
+            closed ──N failures──> open ──cooldown over: one task is the trial──> half-open
+              ^                      ^                                            |
+              └───── trial succeeds ─┴──────────── trial fails ──────────────────┘
+
+        While a trial is in flight the others wait for its result. Its owner is the run
+        in the last ``breaker-trial`` event; if that runner died, or the trial outlived
+        its lease (its timeout + 30s, or an hour), the next task becomes the trial.
+        """
         now = time.time()
         with self.state.tx() as c:
+            row = c.execute(
+                "SELECT state, opened_until FROM breakers WHERE name=?", (breaker.name,)
+            ).fetchone()
+            if row is None or row[0] == "closed":
+                return "go", None
+            state, until = row[0], row[1] or 0.0
+            if state == "open" and until > now:
+                return "open", until
+            if state == "half-open" and until > now:
+                holder = c.execute(
+                    "SELECT run_id FROM events WHERE kind='breaker-trial' AND subject=?"
+                    " ORDER BY id DESC LIMIT 1",
+                    (breaker.name,),
+                ).fetchone()
+                if holder and self.state.run_alive(holder[0], {run_id}):
+                    return "wait", None
+            lease = now + (timeout + 30.0 if timeout else 3600.0)
+            c.execute(
+                "UPDATE breakers SET state='half-open', opened_until=?, updated=? WHERE name=?",
+                (lease, now, breaker.name),
+            )
+            c.execute(
+                "INSERT INTO events (at, run_id, kind, subject, detail) VALUES (?,?,?,?,?)",
+                (now, run_id, "breaker-trial", breaker.name, task_key),
+            )
+        return "go", None
+
+    def _breaker_result(self, breaker: Any, status: str) -> None:
+        """Count a finished task. A cancelled or interrupted one says nothing about the
+        service: it changes no count, and a stopped trial lets the next task try at once."""
+        now = time.time()
+        with self.state.tx() as c:
+            if status not in ("succeeded", "failed", "timed_out"):
+                c.execute(
+                    "UPDATE breakers SET state='open', opened_until=?, updated=?"
+                    " WHERE name=? AND state='half-open'",
+                    (now, now, breaker.name),
+                )
+                return
             row = c.execute(
                 "SELECT failures, state FROM breakers WHERE name=?", (breaker.name,)
             ).fetchone()
             failures = row[0] if row else 0
             state = row[1] if row else "closed"
-            if ok:
+            if status == "succeeded":
                 failures, state, until = 0, "closed", None
             else:
                 failures += 1
@@ -915,19 +996,17 @@ class Reconciler:
                 (breaker.name, failures, until, state, now),
             )
 
-    def _poll_cancels(self, running: dict[tuple[str, str], Any]) -> None:
-        ids = []
-        by_id = {}
-        for key, (cancel, _t, _r) in running.items():
-            rows = self.state.query(
-                "SELECT id FROM tasks WHERE workflow=? AND step=? AND status='running' ORDER BY id DESC LIMIT 1",
-                key,
-            )
-            if rows:
-                ids.append(rows[0]["id"])
-                by_id[rows[0]["id"]] = cancel
-        for tid in self.state.cancel_requests(ids):
-            by_id[tid].cancel("cancelled")
+    def _poll_cancels(self, run_id: int, running: dict[tuple[str, str], Any]) -> None:
+        """Honour ``orch task cancel`` from other processes: one query for this run."""
+        rows = self.state.query(
+            "SELECT workflow, step FROM tasks WHERE run_id=? AND status='running'"
+            " AND cancel_requested=1",
+            (run_id,),
+        )
+        for r in rows:
+            entry = running.get((r["workflow"], r["step"]))
+            if entry is not None:
+                entry[0].cancel("cancelled")
 
     def _run_handlers(
         self, wfs: list[Workflow], result: ApplyResult, sel: Selection, opts: ApplyOptions

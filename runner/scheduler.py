@@ -34,18 +34,25 @@ class _Entry:
 
 
 class ReadyQueue:
-    """Ready tasks, ordered by (-priority, workflow turns, sequence)."""
+    """Ready tasks, ordered by (-priority, workflow turns, declaration order, sequence).
+
+    A task keeps the place it got when it first became ready, however often it is pushed
+    back because it did not fit yet (ageing): re-keying it with its workflow's grown turn
+    count would let tasks that became ready later overtake it, pass after pass.
+    """
 
     def __init__(self) -> None:
         self._heap: list[_Entry] = []
         self._turns: dict[str, int] = {}
         self._seq = itertools.count()
+        self._place: dict[str, tuple[Any, ...]] = {}
 
     def push(self, key: str, workflow: str, priority: int, order: int, item: Any) -> None:
-        heapq.heappush(
-            self._heap,
-            _Entry((-priority, self._turns.get(workflow, 0), order, next(self._seq)), key, item),
-        )
+        place = self._place.get(key)
+        if place is None:
+            place = (-priority, self._turns.get(workflow, 0), order, next(self._seq))
+            self._place[key] = place
+        heapq.heappush(self._heap, _Entry(place, key, item))
 
     def started(self, workflow: str) -> None:
         self._turns[workflow] = self._turns.get(workflow, 0) + 1
@@ -114,3 +121,19 @@ def rate_allows(q: QuotaLimits, recent_starts: Callable[[str, float], int]) -> b
     if not q.rate_runs or not q.rate_per:
         return True
     return recent_starts(q.name, q.rate_per) < q.rate_runs
+
+
+def backoff_delay(
+    retry: Any, attempt: int, rand: Callable[[float, float], float] | None = None
+) -> float:
+    """Seconds to wait before retry number ``attempt`` (1-based): exponential, capped, jittered.
+
+    Jitter spreads the retries of many tasks that failed together (a service that went
+    down), so they do not all come back at the same instant.
+    """
+    import random
+
+    base = retry.delay(attempt)
+    if not retry.jitter:
+        return base
+    return max(0.0, base * (1 + (rand or random.uniform)(-retry.jitter, retry.jitter)))
