@@ -495,10 +495,13 @@ class Reconciler:
 
         reserved_now: dict[str, dict[str, float]] = {}
         others_now: dict[str, dict[str, float]] = {}
+        full_now: set[str] = set()  # quotas with no concurrency left in this pass
 
         def admit(qnames: list[str], req: dict[str, float]) -> bool:
             """Whether ``req`` fits now; if not, it reserves what is free for this pass, so
             later (smaller) tasks cannot take it and the big task is never starved."""
+            if full_now and not full_now.isdisjoint(qnames):
+                return False  # every task takes one unit of concurrency: none is left
             adm = Admission(
                 {q: _add(held.get(q, {}), others_now.get(q, {})) for q in qnames}, quotas
             )
@@ -508,6 +511,12 @@ class Reconciler:
             ):
                 return True
             adm.reserve(qnames, req)
+            for q in qnames:
+                cap = quotas[q].limits.get("concurrency")
+                taken = adm.held.get(q, {}).get("concurrency", 0.0)
+                taken += reserved_now.get(q, {}).get("concurrency", 0.0)
+                if cap is not None and taken >= cap:
+                    full_now.add(q)
             return False
 
         interrupted = False
@@ -526,6 +535,7 @@ class Reconciler:
                     while progressed and not stopping:
                         progressed = False
                         reserved_now.clear()
+                        full_now.clear()
                         if quotas:
                             others_now = self._held_by_others(run_id)
                         later: list[tuple[str, tuple[str, str]]] = []
