@@ -90,6 +90,37 @@ def test_concurrency_1_never_overlaps_while_free_steps_run_in_parallel(repo: Rep
     assert overlap(ts["p1"], ts["p2"])
 
 
+def test_quota_holds_across_two_runners(repo: Repo) -> None:
+    """Two ``orch apply`` processes at once share one slot: allocations live in state.db."""
+    docs = [quota("one", "{concurrency: 1}", '{workflows: ["*"]}')]
+    for name in ("left", "right"):
+        docs.append(
+            wf(
+                name,
+                [
+                    {"name": f"s{i}", "run": EXCLUSIVE.format(lock="slot.lock", t=0.05)}
+                    for i in range(3)
+                ],
+            )
+        )
+    setup(repo, *docs)
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "runner", "-C", str(repo.path), "apply", "-q", name],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name in ("left", "right")
+    ]
+    for p in procs:
+        _out, err = p.communicate(timeout=60)
+        assert p.returncode == 0, err
+    ts = tasks(repo)
+    assert len(ts) == 6 and {t["status"] for t in ts} == {"succeeded"}
+    assert max_concurrent(ts) == 1
+
+
 def test_gpu_quota_serialises_gpu_steps_only(repo: Repo) -> None:
     gpu_run = EXCLUSIVE.format(lock="gpu.lock", t=0).replace(
         "; sleep 0;", "; touch g.seen; " + WAIT.format(f="n.flag") + ";"
