@@ -1,12 +1,14 @@
 """Which ready task starts next, and whether the quotas let it (pure: no I/O, no clock).
 
-Order among ready tasks: higher ``priority`` first; then the workflow that has started
-the fewest tasks so far (fair when one apply reconciles many workflows); then declaration
-order. A task that does not fit its quotas *reserves* what it asked for: later tasks may
-only use what is left over, so a big task is never starved by a stream of small ones.
+Order among ready tasks: higher ``priority`` first; then the workflow that had started
+the fewest tasks when the task became ready (fair when one apply reconciles many
+workflows); then declaration order. A task keeps that place while it waits (ageing). A
+task that does not fit its quotas *reserves* what is free of what it asked for: later
+tasks may only use what is left over, so a big task is never starved by small ones.
 
-Quota accounting here covers this process; ``Ledger`` is the interface through which the
-reconciler adds the allocations of other live runners (kept in the state database).
+``Admission`` is handed what this process holds plus what other live runners hold (the
+reconciler reads the latter from the state database once per pass); the final check and
+the write happen together in one transaction there, so two runners never share a slot.
 """
 
 from __future__ import annotations
