@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--ref", metavar="REV", help="plan the manifests as they are at git revision REV"
     )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 when a workflow marked spec.check is out of date (for pre-commit and CI)",
+    )
     _json(p)
 
     for name in ("apply", "run"):

@@ -71,6 +71,11 @@ def read_config(root: Path) -> tuple[Config, list[Diagnostic]]:
         return Config(), []
     except OSError as e:
         return Config(), [Diagnostic(CONFIG_PATH, 0, 0, "", f"cannot read: {e.strerror}")]
+    return parse_config(raw)
+
+
+def parse_config(raw: bytes) -> tuple[Config, list[Diagnostic]]:
+    """The config from its bytes: also used for the config at a git revision."""
     text, diag = decode(raw, CONFIG_PATH)
     if diag:
         return Config(), [diag]
