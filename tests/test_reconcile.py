@@ -474,3 +474,13 @@ def test_unexpected_error_is_one_line_with_a_crash_log(repo: Repo, tmp_path: Pat
     p = repo.orch("apply")
     assert p.returncode in (1, 3) and "Traceback" not in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1
+
+
+def test_missing_log_file_is_a_clear_error(repo: Repo) -> None:
+    import shutil
+
+    repo.write("wf.yaml", workflow("w", "    - {name: a, run: echo hi}\n"))
+    assert repo.apply()["ok"]
+    shutil.rmtree(repo.path / ".orch" / "logs")
+    p = repo.orch("logs", "w", "a")
+    assert p.returncode == 1 and "the log is gone" in p.stderr and "Traceback" not in p.stderr

@@ -239,9 +239,16 @@ def _ago(t: float) -> str:
 
 def logs(args: argparse.Namespace) -> int:
     path = api.log_path(repo_from(args), args.workflow, args.step, args.run)
-    with open(path, encoding="utf-8", errors="replace") as f:
-        for line in f:
-            sys.stdout.write(line)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                sys.stdout.write(line)
+    except FileNotFoundError:
+        from runner.errors import OrchError
+
+        raise OrchError(
+            f"{path}: the log is gone (was .orch/logs cleaned?); re-run the step with orch apply --force"
+        ) from None
     return 0
 
 
