@@ -37,10 +37,11 @@ def validate(args: argparse.Namespace) -> int:
             print_json({"ok": False, "errors": [d.to_json() for d in e.diagnostics]})
         else:
             for d in e.diagnostics:
-                msg = f"{d.where}: {d.what}" + (f" ({d.hint})" if d.hint else "")
-                msg = msg.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+                msg = (f"{d.where}: " if d.where else "") + d.what
+                msg += f" ({d.hint})" if d.hint else ""
                 print(
-                    f"::error file={d.path},line={d.line or 1},col={d.col or 1},title=orch validate::{msg}"
+                    f"::error file={_gh(d.path, True)},line={d.line or 1},col={d.col or 1},"
+                    f"title=orch validate::{_gh(msg)}"
                 )
         return 1
     summary = {
@@ -61,6 +62,12 @@ def validate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def _gh(s: str, prop: bool = False) -> str:
+    """Escaped as GitHub's toolkit does: a ',' or ':' in a file name would end the property."""
+    s = s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return s.replace(":", "%3A").replace(",", "%2C") if prop else s
 
 
 def graph(args: argparse.Namespace) -> int:
