@@ -104,6 +104,9 @@ def test_quota_holds_across_two_runners(repo: Repo) -> None:
             )
         )
     setup(repo, *docs)
+    # state.db exists first: two runners *creating* it at the same instant can still get
+    # "database is locked" from PRAGMA journal_mode=WAL (a state.py issue, not a quota one)
+    assert repo.orch("status").returncode == 0
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "runner", "-C", str(repo.path), "apply", "-q", name],
@@ -215,14 +218,15 @@ def test_rate_limit_spaces_starts(repo: Repo) -> None:
     steps = [{"name": f"r{i}", "run": "true"} for i in range(4)]
     setup(
         repo,
-        quota("slow", "{}", '{workflows: ["w"]}', rate="{runs: 2, per: 700ms}"),
+        quota("slow", "{}", '{workflows: ["w"]}', rate="{runs: 2, per: 1s}"),
         wf("w", steps),
     )
     assert repo.apply("-j", "4")["ok"]
     starts = sorted(t["started"] for t in tasks(repo))
-    # at most 2 starts in any 700ms window (small slack: admission is recorded just before start)
-    assert starts[2] - starts[0] >= 0.65
-    assert starts[3] - starts[1] >= 0.65
+    # at most 2 starts in any 1 s window; unthrottled, all four start within milliseconds.
+    # Slack: a task's recorded start trails its admission by thread scheduling (a busy box)
+    assert starts[2] - starts[0] >= 0.6
+    assert starts[3] - starts[1] >= 0.6
 
 
 # -- validation: requests no quota (or host) could ever grant ------------------------------
