@@ -28,9 +28,8 @@ from runner.hashing import MISSING, Hasher
 from runner.manifests import Manifests
 from runner.model import Step, Workflow
 from runner.plan import MAY_RUN, RUN, UP_TO_DATE, StepPlan, decide, output_hashes
+from runner.results import FAILED, ApplyResult, StepResult  # noqa: F401 - re-exported
 from runner.state import State, StepRecord
-
-FAILED = ("failed", "timed_out", "cancelled", "interrupted")
 
 
 @dataclass
@@ -50,51 +49,6 @@ class ApplyOptions:
     report: Callable[[dict[str, Any]], None] | None = None  # progress events
     argv: list[str] = field(default_factory=list)
     stop: threading.Event | None = None  # set by watch --restart / Ctrl-C handlers
-
-
-@dataclass
-class StepResult:
-    workflow: str
-    step: str
-    status: str  # succeeded, failed, timed_out, cancelled, interrupted, skipped, blocked, up-to-date, circuit_open
-    reasons: list[str] = field(default_factory=list)
-    duration: float = 0.0
-    exit_code: int | None = None
-    attempts: int = 0
-    log_path: str | None = None
-    message: str = ""
-    log_tail: list[str] = field(default_factory=list)
-    task_id: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "workflow": self.workflow,
-            "step": self.step,
-            "status": self.status,
-            "reasons": self.reasons,
-            "duration": round(self.duration, 4),
-            "exit_code": self.exit_code,
-            "attempts": self.attempts,
-            "log": self.log_path,
-            "message": self.message,
-        }
-
-
-@dataclass
-class ApplyResult:
-    run_id: int | None
-    results: list[StepResult]
-    duration: float
-
-    @property
-    def ok(self) -> bool:
-        return not any(r.status in (*FAILED, "blocked") for r in self.results)
-
-    def counts(self) -> dict[str, int]:
-        c: dict[str, int] = {}
-        for r in self.results:
-            c[r.status] = c.get(r.status, 0) + 1
-        return c
 
 
 def select_workflows(m: Manifests, names: list[str], project: str | None) -> list[Workflow]:
