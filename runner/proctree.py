@@ -285,3 +285,48 @@ def _read(path: str) -> bytes:
         return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def kill_marked(markers: dict[str, str], grace: float = 2.0) -> list[int]:
+    """End every process whose environment carries all of ``markers`` (``K=V``).
+
+    For the processes of a runner that was killed outright: they live in sessions of their
+    own, so nothing ended them, and a step re-run beside its own orphan would run twice at
+    once. SIGTERM, up to ``grace`` seconds, then SIGKILL.
+    """
+    needles = [f"\0{k}={v}\0".encode() for k, v in markers.items()]
+    me = os.getpid()
+
+    def find() -> list[int]:
+        hits = []
+        if _HAS_PROC:
+            for name in os.listdir("/proc"):
+                if name.isdigit() and int(name) != me:
+                    env = b"\0" + _read(f"/proc/{name}/environ")
+                    if all(n in env for n in needles):
+                        hits.append(int(name))
+            return hits
+        import psutil
+
+        for p in psutil.process_iter():
+            try:
+                env = p.environ()
+            except (psutil.Error, OSError):
+                continue
+            if p.pid != me and all(env.get(k) == v for k, v in markers.items()):
+                hits.append(p.pid)
+        return hits
+
+    found = [p for p in find() if _state(p) not in (None, "Z")]
+    for pid in found:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGTERM)
+            os.kill(pid, signal.SIGCONT)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and any(_state(p) not in (None, "Z") for p in found):
+        time.sleep(0.02)
+    for pid in find():
+        if _state(pid) not in (None, "Z"):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    return found

@@ -160,7 +160,14 @@ class Reconciler:
         return plans
 
     def plan(self, wfs: list[Workflow], sel: Selection) -> dict[str, list[StepPlan]]:
-        self.state.reap_dead_runs()
+        dead = self.state.reap_dead_runs()
+        if dead:
+            # a runner killed outright leaves its tasks running in sessions of their own;
+            # end them before anything re-runs those steps beside them
+            from runner.proctree import kill_marked
+
+            for rid in dead:
+                kill_marked({"ORCH_RUN_ID": str(rid), "ORCH_ROOT": str(self.root)})
         out = {wf.name: self.plan_workflow(wf, sel) for wf in wfs}
         self.hasher.flush()
         return out

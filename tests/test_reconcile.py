@@ -338,7 +338,7 @@ def test_kill_9_mid_run_then_apply_reruns_exactly_the_interrupted(repo: Repo) ->
             "w",
             """\
     - {name: fast, run: echo fast >> trace.log}
-    - {name: slow, run: 'echo start >> trace.log; sleep 30; echo end >> trace.log', needs: [fast]}
+    - {name: slow, run: 'echo $$ > slow.pid; echo start >> trace.log; sleep 30; echo end >> trace.log', needs: [fast]}
     - {name: after, run: echo after >> trace.log, needs: [slow]}
     - {name: side, run: echo side >> trace.log}
 """,
@@ -357,7 +357,13 @@ def test_kill_9_mid_run_then_apply_reruns_exactly_the_interrupted(repo: Repo) ->
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert "start" in repo.read("trace.log")
+    orphan = int(repo.read("slow.pid"))
+    assert _alive(orphan)  # its own session: the kill did not reach it
     plan = repo.plan()
+    deadline = time.time() + 10
+    while _alive(orphan) and time.time() < deadline:
+        time.sleep(0.05)
+    assert not _alive(orphan), "the dead runner's task must be ended before anything re-runs it"
     assert plan[("w", "slow")] == ("run", ["interrupted"])
     assert plan[("w", "fast")] == ("up-to-date", []) and plan[("w", "side")] == ("up-to-date", [])
     assert plan[("w", "after")][0] == "run"
@@ -368,6 +374,14 @@ def test_kill_9_mid_run_then_apply_reruns_exactly_the_interrupted(repo: Repo) ->
     (repo.path / "trace.log").unlink()
     r = repo.apply()
     assert r["ok"] and r["ran"] == ["after", "slow"]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 def test_two_applies_at_once_never_run_a_step_twice(repo: Repo) -> None:
