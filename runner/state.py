@@ -196,7 +196,19 @@ class State:
         return self._conn
 
     def _open(self) -> sqlite3.Connection:
+        """Open (creating or upgrading) under a short exclusive flock: two runners starting
+        on a fresh repository at once would otherwise race in ``journal_mode=WAL``, which
+        does not wait on SQLite's busy timeout. (A BSD flock on its own file, so it never
+        interferes with the POSIX step locks on ``locks``.)"""
         self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.dir / "state.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return self._open_locked()
+        finally:
+            os.close(fd)
+
+    def _open_locked(self) -> sqlite3.Connection:
         new = not self.path.exists()
         try:
             conn = sqlite3.connect(

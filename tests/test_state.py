@@ -62,3 +62,23 @@ def test_a_migration_that_cannot_apply_is_a_clear_error_and_rolls_back(tmp_path:
     assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
     assert conn.execute("SELECT fingerprint FROM steps").fetchall() == [("f1",)]
     conn.close()
+
+
+def test_many_runners_creating_the_state_at_once_all_succeed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom runner.state import State\n"
+        "st = State(Path(sys.argv[1]))\nst.step_records('w')\nst.close()\n"
+    )
+    for round_ in range(3):
+        orch = tmp_path / f"r{round_}" / ".orch"
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-c", code, str(orch)], stderr=subprocess.PIPE, text=True
+            )
+            for _ in range(6)
+        ]
+        errs = [p.communicate(timeout=60)[1] for p in procs]
+        assert [p.returncode for p in procs] == [0] * 6, errs
