@@ -47,7 +47,9 @@ class ApplyResult:
 
     @property
     def ok(self) -> bool:
-        return not any(r.status in (*FAILED, "blocked") for r in self.results)
+        # a step held back by an open breaker did not do its work: that is not success,
+        # whether or not anything depends on it
+        return not any(r.status in (*FAILED, "blocked", "circuit_open") for r in self.results)
 
     def counts(self) -> dict[str, int]:
         c: dict[str, int] = {}

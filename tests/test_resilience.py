@@ -168,6 +168,10 @@ def test_breaker_opens_skips_and_closes_after_a_successful_trial(repo: Repo) -> 
     assert re.fullmatch(r"skipped: circuit open until \d\d:\d\d:\d\d", r["s3"]["reasons"][0])
     b = breaker(repo)
     assert (b["name"], b["state"], b["failures"]) == ("api", "open", 2)
+    # a step held back by the open breaker is not success, even with nothing downstream
+    alone = repo.orch("apply", "w", "--force", "s3", "-j", "1")
+    assert alone.returncode == 1 and "circuit open" in alone.stderr, alone.stderr
+    assert ran(repo) == []
 
     # cooldown over: exactly one trial runs while the others wait for it; it fails: open again
     wait_until(lambda: time.time() > b["opened_until"], "the cooldown", timeout=10)
