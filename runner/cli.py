@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _cmd(sub, "history", "past runs", "run:history")
     p.add_argument("workflows", nargs="*", metavar="WORKFLOW")
     p.add_argument("-n", "--limit", type=int, default=20)
+    p.add_argument(
+        "--tasks", action="store_true", help="each run's tasks with wall, CPU and peak RSS"
+    )
     _json(p)
 
     p = _cmd(sub, "watch", "apply, then re-apply on every change", "watch:watch")

@@ -498,3 +498,19 @@ def test_missing_log_file_is_a_clear_error(repo: Repo) -> None:
     shutil.rmtree(repo.path / ".orch" / "logs")
     p = repo.orch("logs", "w", "a")
     assert p.returncode == 1 and "the log is gone" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_history_tasks_and_system_verbs(repo: Repo) -> None:
+    repo.write("wf.yaml", workflow("w", "    - {name: a, run: echo hi}\n"))
+    assert repo.apply()["ok"]
+    p = repo.orch("history", "--tasks")
+    assert p.returncode == 0
+    lines = p.stdout.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("STEP"))
+    assert "CPU" in lines[header] and "PEAK RSS" in lines[header]
+    assert lines[header + 1].split()[:3] == ["w/a", "1", "succeeded"]
+    for verb in ("status", "metrics", "health"):
+        p = repo.orch("system", verb)
+        assert p.returncode == 0 and "Traceback" not in p.stderr, (verb, p.stderr)
+    health = repo.orch_json("system", "health")["health"]
+    assert health["ok"] and {c["name"] for c in health["checks"]} >= {"git", "state.db"}

@@ -272,6 +272,29 @@ def history(args: argparse.Namespace) -> int:
             ]
         )
     sys.stdout.write(table(rows, ["RUN", "STARTED", "STATUS", "COMMIT", "WORKFLOWS", "RESULT"]))
+    if runs and args.tasks:
+        from runner.units import format_bytes, format_duration
+
+        for r in runs:
+            print(f"\nrun {r['id']}:")
+            trows = [
+                [
+                    f"{t['workflow']}/{t['step']}",
+                    str(t["attempt"]),
+                    t["status"],
+                    "-" if t["exit_code"] is None else str(t["exit_code"]),
+                    format_duration(t["ended"] - t["started"])
+                    if t["ended"] and t["started"]
+                    else "-",
+                    f"{t['cpu_time']:.2f}s" if t["cpu_time"] is not None else "-",
+                    format_bytes(t["peak_rss"]) if t["peak_rss"] else "-",
+                    (t["reason"] or "")[:50],
+                ]
+                for t in r["tasks"]
+            ]
+            sys.stdout.write(
+                table(trows, ["STEP", "TRY", "STATUS", "EXIT", "WALL", "CPU", "PEAK RSS", "WHY"])
+            )
     return 0
 
 
@@ -324,17 +347,47 @@ def state_reset(args: argparse.Namespace) -> int:
     return 0
 
 
-def system_status(args: argparse.Namespace) -> int:
+def _system(args: argparse.Namespace, part: str) -> int:
     from runner.inventory import system_status as ss
+    from runner.units import format_bytes
 
     data = ss(repo_from(args))
+    ok = data["health"]["ok"]
     if args.json:
-        print_json(data)
-    else:
-        for k, v in data.items():
-            print(f"{k}: {v}")
-    return 0
+        print_json(data if part == "status" else {part: data[part]})
+        return 0 if (part != "health" or ok) else 1
+    if part in ("status", "health"):
+        h = data["host"]
+        load = ", ".join(f"{x:.2f}" for x in h.get("load", []))
+        print(f"host: {h['cpus']:g} cpus, {format_bytes(h['memory'])} memory, load {load}")
+        for c in data["health"]["checks"]:
+            print(f"  {'ok ' if c['ok'] else 'BAD'} {c['name']}: {c['detail']}")
+    if part in ("status", "metrics"):
+        for q in data["quotas"]:
+            use = ", ".join(
+                f"{k} {q['used'].get(k, 0):g}/{v:g}"
+                for k, v in q["limits"].items()
+                if k != "memory"
+            )
+            print(f"quota {q['name']}: {use or 'no counted limits'}")
+        for t in data["running"]:
+            print(f"running: task {t.get('id')} {t.get('workflow')}/{t.get('step')}")
+        mt = data["metrics"]
+        print(
+            f"last {mt['window_seconds'] / 3600:g}h: {mt['tasks']} tasks "
+            + ", ".join(f"{v} {k}" for k, v in sorted(mt["by_status"].items()))
+            + f"; wall {mt['wall_time']:.2f}s, cpu {mt['cpu_time']:.2f}s"
+        )
+    return 0 if (part != "health" or ok) else 1
 
 
-system_metrics = system_status
-system_health = system_status
+def system_status(args: argparse.Namespace) -> int:
+    return _system(args, "status")
+
+
+def system_metrics(args: argparse.Namespace) -> int:
+    return _system(args, "metrics")
+
+
+def system_health(args: argparse.Namespace) -> int:
+    return _system(args, "health")
