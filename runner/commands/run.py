@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from typing import Any
@@ -116,7 +117,8 @@ def apply(args: argparse.Namespace) -> int:
     if args.junit:
         from runner.junit import write_junit
 
-        write_junit(args.junit, result, repo.root)
+        # like every path on the command line, relative to -C DIR ("as if started in DIR")
+        write_junit(os.path.join(args.directory or ".", args.junit), result, repo.root)
     counts = result.counts()
     if json_out:
         print_json(
