@@ -161,3 +161,36 @@ def test_junit_replaces_a_report_whole(tmp_path: Path) -> None:
     root = ET.parse(out).getroot()
     assert root.tag == "testsuites" and root.get("tests") == "0" and list(root) == []
     assert sorted(os.listdir(tmp_path)) == ["r.xml"]
+
+
+# -- the rest of the CI contract ----------------------------------------------------------
+
+
+def test_validate_github_annotations(repo: Repo) -> None:
+    repo.write("good.yaml", workflow("good", "    - name: s\n      run: echo\n"))
+    p = repo.orch("validate", "--format", "github")
+    assert (p.returncode, p.stdout) == (0, "")
+
+    repo.write("a,b:c.yaml", workflow("a", "    - name: s\n      run: echo\n      re%try: 1\n"))
+    repo.write("d.yaml", workflow("d", "    - name: s\n      run: echo\n      needs: [nope]\n"))
+    p = repo.orch("validate", "--format", "github")
+    assert p.returncode == 1
+    assert p.stdout.splitlines() == [
+        # a ',' or ':' would end the file property; '%' starts an escape
+        "::error file=a%2Cb%3Ac.yaml,line=8,col=7,title=orch validate::"
+        "spec.steps[0].re%25try: unknown field 're%25try' (did you mean 'retry'?)",
+        "::error file=d.yaml,line=8,col=15,title=orch validate::"
+        "spec.steps[0].needs[0]: no step named 'nope'",
+    ]
+
+
+def test_exit_codes_json_and_colour(repo: Repo) -> None:
+    repo.write("wf.yaml", workflow("w", "    - name: a\n      run: echo a\n"))
+    repo.commit()
+    assert repo.orch("plan", "--no-such-flag").returncode == 2
+    p = repo.orch("apply")
+    assert p.returncode == 0 and "ok w/a" in p.stderr and "\x1b" not in p.stdout + p.stderr
+    assert repo.orch_json("status")["steps"][0]["status"] == "succeeded"
+    assert [r["status"] for r in repo.orch_json("history")] == ["succeeded"]
+    p = repo.orch("apply", "--force-all", env={"FORCE_COLOR": "1"})
+    assert "\x1b[32mok w/a" in p.stderr  # the same output on a terminal is coloured
