@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runner import allocations, attempts, breakers, handlers
 from runner.checks import base_params
 from runner.errors import LockBusy, OrchError
 from runner.graph import Dag
-from runner.hashing import MISSING, Hasher
+from runner.hashing import Hasher
 from runner.manifests import Manifests
 from runner.model import Step, Workflow
-from runner.plan import MAY_RUN, RUN, UP_TO_DATE, StepPlan, decide, output_hashes
+from runner.plan import MAY_RUN, RUN, UP_TO_DATE, StepPlan, decide
 from runner.results import FAILED, ApplyResult, StepResult  # noqa: F401 - re-exported
 from runner.state import State, StepRecord
 
@@ -242,7 +243,7 @@ class Reconciler:
                         [f"upstream {res.status.replace('_', ' ')}: {key[1]}"],
                     )
                     results[dk] = blocked
-                    self._record_blocked(wf, d, sel.env, run_id, records[wf.name])
+                    attempts.record_blocked(self, wf, d, sel.env, run_id, records[wf.name])
                     emit({"event": "finished", **blocked.to_json()})
                 return
             for d in dag.downstream()[key[1]]:
@@ -358,19 +359,23 @@ class Reconciler:
                 env_over = {k: render_text(v, ctx) for k, v in step.env.items()}
             except Exception as e:  # TemplateError, or a value the quoting refuses
                 msg = f"template error in {wf.path}: spec.steps[{step.index}]: {e}"
-                self._record_status(wf, step.name, sel.env, run_id, records[wf.name], "failed", msg)
+                attempts.record_status(
+                    self, wf, step.name, sel.env, run_id, records[wf.name], "failed", msg
+                )
                 self.state.release(lock_key)
                 finish(key, StepResult(wf.name, step.name, "failed", p.reasons, message=msg))
                 return "done"
             missing = [s for s in step.secrets if s not in os.environ]
             if missing:
                 msg = f"secret {', '.join(missing)} is not set in the environment"
-                self._record_status(wf, step.name, sel.env, run_id, records[wf.name], "failed", msg)
+                attempts.record_status(
+                    self, wf, step.name, sel.env, run_id, records[wf.name], "failed", msg
+                )
                 self.state.release(lock_key)
                 finish(key, StepResult(wf.name, step.name, "failed", p.reasons, message=msg))
                 return "done"
             if qnames:
-                if not self._allocate(run_id, lock_key, qnames, req, quotas):
+                if not allocations.allocate(self, run_id, lock_key, qnames, req, quotas):
                     self.state.release(lock_key)
                     return "later"
                 for q in qnames:
@@ -396,18 +401,21 @@ class Reconciler:
             cwd = self.root / wd if wd else self.root
             if not cwd.is_dir():
                 msg = f"workdir {wd or '.'} does not exist"
-                self._record_status(wf, step.name, sel.env, run_id, records[wf.name], "failed", msg)
-                self._free(run_id, lock_key, qnames, req, held, quotas)
+                attempts.record_status(
+                    self, wf, step.name, sel.env, run_id, records[wf.name], "failed", msg
+                )
+                allocations.free(self, run_id, lock_key, qnames, req, held, quotas)
                 finish(key, StepResult(wf.name, step.name, "failed", p.reasons, message=msg))
                 return "done"
             if step.breaker is not None:
-                gate, open_until = self._breaker_gate(step.breaker, run_id, lock_key, step.timeout)
+                gate, open_until = breakers.gate(self, step.breaker, run_id, lock_key, step.timeout)
                 if gate != "go":
-                    self._free(run_id, lock_key, qnames, req, held, quotas)
+                    allocations.free(self, run_id, lock_key, qnames, req, held, quotas)
                     if gate == "wait":  # a half-open trial is in flight: its result decides
                         return "later"
                     until = time.strftime("%H:%M:%S", time.localtime(open_until))
-                    self._record_status(
+                    attempts.record_status(
+                        self,
                         wf,
                         step.name,
                         sel.env,
@@ -434,7 +442,8 @@ class Reconciler:
             plan_of[key] = p  # record what was decided now, with upstream results known
             emit({"event": "started", "workflow": wf.name, "step": step.name, "reasons": p.reasons})
             fut = pool.submit(
-                self._run_attempts,
+                attempts.run_attempts,
+                self,
                 run_id,
                 wf,
                 step,
@@ -468,7 +477,8 @@ class Reconciler:
             )
             adm.reserved = reserved_now
             if adm.fits(qnames, req) and all(
-                rate_allows(quotas[q], self._recent_starts) for q in qnames
+                rate_allows(quotas[q], lambda name, per: allocations.recent_starts(self, name, per))
+                for q in qnames
             ):
                 return True
             adm.reserve(qnames, req)
@@ -498,7 +508,7 @@ class Reconciler:
                         reserved_now.clear()
                         full_now.clear()
                         if quotas:
-                            others_now = self._held_by_others(run_id)
+                            others_now = allocations.held_by_others(self, run_id)
                         later: list[tuple[str, tuple[str, str]]] = []
                         while len(ready) and len(running) < jobs:
                             lk, key = ready.pop()
@@ -533,8 +543,15 @@ class Reconciler:
                 step = wf.step(key[1])
                 lock_key = f"{wf.name}/{step.name}"
                 try:
-                    res: StepResult = self._complete(
-                        run_id, wf, step, sel.env, plan_of[key], fut.result(), records[wf.name]
+                    res: StepResult = attempts.complete(
+                        self,
+                        run_id,
+                        wf,
+                        step,
+                        sel.env,
+                        plan_of[key],
+                        fut.result(),
+                        records[wf.name],
                     )
                 except Exception as e:  # record, never lose the runner over one task
                     res = StepResult(
@@ -544,11 +561,18 @@ class Reconciler:
                         plan_of[key].reasons,
                         message=f"internal error: {e}",
                     )
-                    self._record_status(
-                        wf, step.name, sel.env, run_id, records[wf.name], "failed", res.message
+                    attempts.record_status(
+                        self,
+                        wf,
+                        step.name,
+                        sel.env,
+                        run_id,
+                        records[wf.name],
+                        "failed",
+                        res.message,
                     )
                 qn = quota_of[wf.name]
-                self._free(run_id, lock_key, qn, req, held, quotas)
+                allocations.free(self, run_id, lock_key, qn, req, held, quotas)
                 self.hasher.forget()
                 finish(key, res)
                 if res.status in FAILED and opts.fail_fast:
@@ -564,12 +588,21 @@ class Reconciler:
                 wf = by_name[key[0]]
                 step = wf.step(key[1])
                 try:
-                    res = self._complete(
-                        run_id, wf, step, sel.env, plan_of[key], fut.result(), records[wf.name]
+                    res = attempts.complete(
+                        self,
+                        run_id,
+                        wf,
+                        step,
+                        sel.env,
+                        plan_of[key],
+                        fut.result(),
+                        records[wf.name],
                     )
                 except Exception:
                     res = StepResult(wf.name, step.name, "interrupted")
-                self._free(run_id, f"{wf.name}/{step.name}", quota_of[wf.name], req, held, quotas)
+                allocations.free(
+                    self, run_id, f"{wf.name}/{step.name}", quota_of[wf.name], req, held, quotas
+                )
                 results[key] = res
         finally:
             pool.shutdown(wait=True)
@@ -585,7 +618,7 @@ class Reconciler:
                             StepResult(w.name, name, "not-started", ["not started (stopped early)"])
                         )
             result = ApplyResult(run_id, ordered, time.time() - t0)
-            self._run_handlers(wfs, result, sel, opts)
+            handlers.run_handlers(self, wfs, result, sel, opts)
             status = "interrupted" if interrupted else ("succeeded" if result.ok else "failed")
             self.state.end_run(run_id, status, result.counts())
         if interrupted:
@@ -615,358 +648,6 @@ class Reconciler:
             "step": {"name": step.name},
         }
 
-    def _run_attempts(
-        self,
-        run_id,
-        wf,
-        step,
-        env_name,
-        p,
-        command,
-        cwd,
-        env,
-        echo,
-        mask,
-        cancel,
-        TaskSpec,
-        run_task,
-    ):  # noqa: ANN001, ANN202, N803
-        from runner.scheduler import backoff_delay
-
-        attempts = []
-        retry = step.retry
-        attempt = 0
-        while True:
-            attempt += 1
-            log_dir = self.root / ".orch" / "logs" / str(run_id) / wf.name
-            log_path = log_dir / f"{step.name}.{attempt}.log"
-            reason = "; ".join(p.reasons) or "upstream changed"
-            task_id = self.state.start_task(
-                run_id,
-                wf.name,
-                step.name,
-                env_name,
-                attempt,
-                reason,
-                started=time.time(),
-                log_path=str(log_path.relative_to(self.root)),
-                fingerprint=p.fingerprint,
-            )
-            spec = TaskSpec(
-                key=f"{wf.name}/{step.name}",
-                command=command,
-                cwd=cwd,
-                env=env,
-                log_path=log_path,
-                timeout=step.timeout,
-                echo=echo,
-                mask=mask,
-            )
-            res = run_task(spec, cancel)
-            delay = None
-            will_retry = (
-                res.status in ("failed", "timed_out")
-                and attempt <= retry.limit
-                and (retry.on is None or res.exit_code in retry.on)
-                and not cancel.requested
-            )
-            if will_retry:
-                delay = backoff_delay(retry, attempt)
-            update = {
-                "status": res.status,
-                "exit_code": res.exit_code,
-                "ended": res.ended,
-                "cpu_time": res.cpu_time,
-                "peak_rss": res.peak_rss,
-                "pid": res.pid,
-                "delay": delay,
-                "message": res.output_error,
-            }
-            attempts.append((task_id, res, str(log_path.relative_to(self.root)), update))
-            if not will_retry:
-                return attempts  # the last attempt's row is written with the step's record
-            self.state.update_task(task_id, **update)
-            if echo:
-                echo(
-                    f"# orch: attempt {attempt} {res.status} (exit {res.exit_code}); retrying in {delay:.2f}s"
-                )
-            deadline = time.time() + (delay or 0)
-            while time.time() < deadline and not cancel.requested:
-                time.sleep(min(0.05, max(0.0, deadline - time.time())))
-            # stopped while waiting: the next attempt is recorded cancelled/interrupted,
-            # never started (run_task sees the request first), and the loop ends after it
-
-    def _complete(
-        self,
-        run_id: int,
-        wf: Workflow,
-        step: Step,
-        env: str,
-        p: StepPlan,
-        attempts: list[Any],
-        records: dict[str, StepRecord],
-    ) -> StepResult:
-        task_id, res, log_rel, update = attempts[-1]
-        status = res.status
-        message = res.output_error or ""
-        _ins, outs, _wd = self.step_paths(wf, step, base_params(self.m, wf, env or None))
-        self.hasher.forget(outs)
-        ohash = output_hashes(self.hasher, outs) if outs else {}
-        if status == "succeeded":
-            missing = [o for o, h in ohash.items() if h == MISSING]
-            if missing:
-                status = "failed"
-                message = f"declared output{'s' if len(missing) > 1 else ''} not produced: {', '.join(missing)}"
-        # a file edited while the step ran keeps its pre-run hash in the record, so the
-        # next plan sees the edit; nothing here may launder it into "up to date"
-        started = attempts[0][1].started
-        rec = StepRecord(
-            wf.name,
-            step.name,
-            env,
-            p.fingerprint if status == "succeeded" else None,
-            p.fields,
-            p.inputs,
-            p.upstream,
-            res.outputs if status == "succeeded" else {},
-            ohash if status == "succeeded" else {},
-            status,
-            message or None,
-            task_id,
-            run_id,
-            started,
-            res.ended,
-            time.time(),
-        )
-        if status != "succeeded":
-            old = records.get(step.name)
-            if old is not None:
-                rec.fields, rec.inputs, rec.upstream = old.fields, old.inputs, old.upstream
-        update = {**update, "status": status}
-        if message:
-            update["message"] = message
-        self.state.record_step(rec, update)
-        records[step.name] = rec
-        if step.breaker is not None:
-            self._breaker_result(step.breaker, status)
-        return StepResult(
-            wf.name,
-            step.name,
-            status,
-            p.reasons,
-            res.ended - started,
-            res.exit_code,
-            len(attempts),
-            log_rel,
-            message,
-            list(res.log_tail),
-            task_id,
-        )
-
-    def _record_status(
-        self,
-        wf: Workflow,
-        step: str,
-        env: str,
-        run_id: int,
-        records: dict[str, StepRecord],
-        status: str,
-        reason: str,
-    ) -> None:
-        old = records.get(step)
-        now = time.time()
-        rec = StepRecord(
-            wf.name,
-            step,
-            env,
-            None,
-            old.fields if old else {},
-            old.inputs if old else {},
-            old.upstream if old else {},
-            {},
-            {},
-            status,
-            reason,
-            None,
-            run_id,
-            now,
-            now,
-            now,
-        )
-        self.state.record_step(rec)
-        records[step] = rec
-
-    def _record_blocked(
-        self, wf: Workflow, step: str, env: str, run_id: int, records: dict[str, StepRecord]
-    ) -> None:
-        old = records.get(step)
-        if old is not None and old.status == "blocked":
-            return
-        self._record_status(wf, step, env, run_id, records, "blocked", "an upstream step failed")
-
-    def _held_by_others(self, run_id: int) -> dict[str, dict[str, float]]:
-        rows = self.state.query(
-            "SELECT run_id, quota, resource, amount FROM allocations WHERE run_id != ?", (run_id,)
-        )
-        out: dict[str, dict[str, float]] = {}
-        alive: dict[int, bool] = {}
-        for r in rows:
-            rid = r["run_id"]
-            if rid not in alive:
-                alive[rid] = self.state.run_alive(rid)
-            if not alive[rid]:
-                continue
-            q = out.setdefault(r["quota"], {})
-            q[r["resource"]] = q.get(r["resource"], 0.0) + r["amount"]
-        return out
-
-    def _allocate(
-        self,
-        run_id: int,
-        task_key: str,
-        qnames: list[str],
-        req: dict[str, float],
-        quotas: dict[str, Any],
-    ) -> bool:
-        """Take ``req`` in every quota, or nothing. Checked against what every live runner
-        holds and written in one write transaction, so two runners can never both take
-        the last slot; rows of dead runners do not count (that is how they are reclaimed)."""
-        rows = [(q, r, req[r]) for q in qnames for r in quotas[q].limits if req.get(r)]
-        rated = [q for q in qnames if quotas[q].rate_runs and quotas[q].rate_per]
-        if not rows and not rated:
-            return True
-        now = time.time()
-        with self.state.tx() as c:
-            if rows:
-                used: dict[tuple[str, str], float] = {}
-                alive: dict[int, bool] = {run_id: True}
-                marks = ",".join("?" * len(qnames))
-                for rid, q, r, amount in c.execute(
-                    f"SELECT run_id, quota, resource, amount FROM allocations WHERE quota IN ({marks})",
-                    tuple(qnames),
-                ).fetchall():
-                    if rid not in alive:
-                        alive[rid] = self.state.run_alive(rid)
-                    if alive[rid]:
-                        used[(q, r)] = used.get((q, r), 0.0) + amount
-                for q, r, amount in rows:
-                    if used.get((q, r), 0.0) + amount > quotas[q].limits[r] + 1e-9:
-                        return False
-            for q in rated:
-                per = quotas[q].rate_per
-                c.execute("DELETE FROM rate_events WHERE quota=? AND at <= ?", (q, now - per))
-                n = c.execute("SELECT count(*) FROM rate_events WHERE quota=?", (q,)).fetchone()[0]
-                if n >= quotas[q].rate_runs:
-                    return False
-            c.executemany(
-                "INSERT INTO allocations (run_id, task_key, quota, resource, amount, since) VALUES (?,?,?,?,?,?)",
-                [(run_id, task_key, q, r, amount, now) for q, r, amount in rows],
-            )
-            c.executemany(
-                "INSERT INTO rate_events (quota, at) VALUES (?, ?)", [(q, now) for q in rated]
-            )
-        return True
-
-    def _free(
-        self,
-        run_id: int,
-        task_key: str,
-        qnames: list[str],
-        req: dict[str, float],
-        held: dict[str, dict[str, float]],
-        quotas: dict[str, Any],
-    ) -> None:
-        if qnames:
-            for q in qnames:
-                h = held.get(q, {})
-                for r in quotas[q].limits:
-                    if req.get(r):
-                        h[r] = max(0.0, h.get(r, 0.0) - req[r])
-            with self.state.tx() as c:
-                c.execute(
-                    "DELETE FROM allocations WHERE run_id=? AND task_key=?", (run_id, task_key)
-                )
-        self.state.release(task_key)
-
-    def _recent_starts(self, quota: str, per: float) -> int:
-        rows = self.state.query(
-            "SELECT count(*) AS n FROM rate_events WHERE quota=? AND at > ?",
-            (quota, time.time() - per),
-        )
-        return int(rows[0]["n"])
-
-    def _breaker_gate(
-        self, breaker: Any, run_id: int, task_key: str, timeout: float | None
-    ) -> tuple[str, float | None]:
-        """'go', ('open', until) or 'wait', decided in one write transaction::
-
-            closed ──N failures──> open ──cooldown over: one task is the trial──> half-open
-              ^                      ^                                            |
-              └───── trial succeeds ─┴──────────── trial fails ──────────────────┘
-
-        While a trial is in flight the others wait for its result. Its owner is the run
-        in the last ``breaker-trial`` event; if that runner died, or the trial outlived
-        its lease (its timeout + 30s, or an hour), the next task becomes the trial.
-        """
-        now = time.time()
-        with self.state.tx() as c:
-            row = c.execute(
-                "SELECT state, opened_until FROM breakers WHERE name=?", (breaker.name,)
-            ).fetchone()
-            if row is None or row[0] == "closed":
-                return "go", None
-            state, until = row[0], row[1] or 0.0
-            if state == "open" and until > now:
-                return "open", until
-            if state == "half-open" and until > now:
-                holder = c.execute(
-                    "SELECT run_id FROM events WHERE kind='breaker-trial' AND subject=?"
-                    " ORDER BY id DESC LIMIT 1",
-                    (breaker.name,),
-                ).fetchone()
-                if holder and self.state.run_alive(holder[0], {run_id}):
-                    return "wait", None
-            lease = now + (timeout + 30.0 if timeout else 3600.0)
-            c.execute(
-                "UPDATE breakers SET state='half-open', opened_until=?, updated=? WHERE name=?",
-                (lease, now, breaker.name),
-            )
-            c.execute(
-                "INSERT INTO events (at, run_id, kind, subject, detail) VALUES (?,?,?,?,?)",
-                (now, run_id, "breaker-trial", breaker.name, task_key),
-            )
-        return "go", None
-
-    def _breaker_result(self, breaker: Any, status: str) -> None:
-        """Count a finished task. A cancelled or interrupted one says nothing about the
-        service: it changes no count, and a stopped trial lets the next task try at once."""
-        now = time.time()
-        with self.state.tx() as c:
-            if status not in ("succeeded", "failed", "timed_out"):
-                c.execute(
-                    "UPDATE breakers SET state='open', opened_until=?, updated=?"
-                    " WHERE name=? AND state='half-open'",
-                    (now, now, breaker.name),
-                )
-                return
-            row = c.execute(
-                "SELECT failures, state FROM breakers WHERE name=?", (breaker.name,)
-            ).fetchone()
-            failures = row[0] if row else 0
-            state = row[1] if row else "closed"
-            if status == "succeeded":
-                failures, state, until = 0, "closed", None
-            else:
-                failures += 1
-                if state == "half-open" or failures >= breaker.threshold:
-                    state, until = "open", now + breaker.cooldown
-                else:
-                    until = None
-            c.execute(
-                "INSERT OR REPLACE INTO breakers (name, failures, opened_until, state, updated) VALUES (?,?,?,?,?)",
-                (breaker.name, failures, until, state, now),
-            )
-
     def _poll_cancels(self, run_id: int, running: dict[tuple[str, str], Any]) -> None:
         """Honour ``orch task cancel`` from other processes: one query for this run."""
         rows = self.state.query(
@@ -978,67 +659,6 @@ class Reconciler:
             entry = running.get((r["workflow"], r["step"]))
             if entry is not None:
                 entry[0].cancel("cancelled")
-
-    def _run_handlers(
-        self, wfs: list[Workflow], result: ApplyResult, sel: Selection, opts: ApplyOptions
-    ) -> None:
-        ran = {r.workflow for r in result.results if r.status not in ("up-to-date",)}
-        for wf in wfs:
-            if wf.name not in ran or not wf.handlers:
-                continue
-            failed = any(
-                r.workflow == wf.name and r.status in (*FAILED, "blocked") for r in result.results
-            )
-            kinds = ["failure" if failed else "success", "always"]
-            for kind in kinds:
-                for h in wf.handlers.get(kind, ()):
-                    self._run_handler(wf, h, sel, failed, opts)
-
-    def _run_handler(
-        self, wf: Workflow, h: Any, sel: Selection, failed: bool, opts: ApplyOptions
-    ) -> None:
-        import subprocess
-
-        from runner.sources import clean_git_env
-        from runner.templating import render_argv, render_command
-
-        ctx = {
-            "params": base_params(self.m, wf, sel.env or None),
-            "workflow": {
-                "name": wf.name,
-                "project": wf.project or "",
-                "status": "failed" if failed else "succeeded",
-            },
-            "env": dict(os.environ),
-            "steps": {
-                n: {"outputs": r.outputs, "status": r.status}
-                for n, r in self.state.step_records(wf.name, sel.env).items()
-            },
-        }
-        try:
-            cmd = (
-                render_command(h.run, ctx)
-                if isinstance(h.run, str)
-                else render_argv(list(h.run), ctx)
-            )
-        except Exception as e:
-            if opts.echo:
-                opts.echo(f"[{wf.name}] on-handler template error: {e}")
-            return
-        env = clean_git_env()
-        env.update(h.env)
-        cwd = self.root / wf.base if wf.base else self.root
-        p = subprocess.run(
-            cmd if isinstance(cmd, list) else ["/bin/sh", "-c", cmd],
-            cwd=cwd,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if opts.echo:
-            for line in (p.stdout + p.stderr).splitlines():
-                opts.echo(f"[{wf.name}:on] {line}")
 
 
 def _add(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:

@@ -356,7 +356,7 @@ def _system(args: argparse.Namespace, part: str) -> int:
     data = ss(repo_from(args))
     ok = data["health"]["ok"]
     if args.json:
-        print_json(data if part == "status" else {part: data[part]})
+        print_json(data)
         return 0 if (part != "health" or ok) else 1
     if part in ("status", "health"):
         h = data["host"]
