@@ -50,6 +50,11 @@ class Repo:
             self._manifests = m
         return self._manifests
 
+    def reload(self) -> None:
+        """Forget the loaded manifests: a long-lived caller (orch watch, the MCP server)
+        sees edits on its next call (the stat-keyed cache keeps unchanged ones cheap)."""
+        self._manifests = None
+
 
 def open_repo(start: str | os.PathLike[str] | None = None, *, exact: bool = False) -> Repo:
     """The orch repository at or above ``start`` (``exact``: ``start`` itself)."""
