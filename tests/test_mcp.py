@@ -1,0 +1,337 @@
+"""``orch mcp``: a real server subprocess, driven by the MCP SDK's own stdio client.
+
+Starting a server costs about a second (importing the SDK), so the fast tests share one
+server over one repository; each uses workflows of its own and leaves the manifests as it
+found them. Hanging up mid-apply needs a server of its own and is marked slow.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import functools
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import GIT_ENV, Repo, workflow
+
+TOOLS = {
+    "validate",
+    "plan",
+    "apply",
+    "status",
+    "history",
+    "logs",
+    "graph",
+    "workflow_list",
+    "explain",
+}
+
+DEMO = workflow(
+    "demo",
+    """\
+    - name: build
+      run: mkdir -p out && tr a-z A-Z < src/a.txt > out/A.txt && echo built it
+      inputs: [src/a.txt]
+      outputs: [out/A.txt]
+    - name: count
+      run: echo "chars=$(wc -c < out/A.txt | tr -d ' ')" >> "$ORCH_OUTPUT"
+      inputs: [out/A.txt]
+""",
+    # The handler inherits the server's stdin: it must read EOF, not the agent's requests.
+    extra='  on:\n    success: [{run: "cat > handler.txt"}]\n',
+)
+BROKEN = workflow(
+    "broken",
+    """\
+    - name: fail
+      run: echo boom >&2; exit 3
+""",
+)
+# Runs until the test creates gate.go (or a minute passes).
+GATE = workflow(
+    "gate",
+    """\
+    - name: wait
+      run: echo $$ > gate.pid; for i in $(seq 3000); do [ -f gate.go ] && exit 0; sleep 0.02; done; exit 1
+""",
+)
+SLOW = workflow(
+    "slow",
+    """\
+    - name: sleep
+      run: echo $$ > step.pid; exec sleep 60
+""",
+)
+
+
+def _server_params(repo: Path, cwd: Path) -> Any:
+    from mcp import StdioServerParameters
+
+    return StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "runner", "-C", str(repo), "mcp"],
+        env=dict(os.environ),  # the isolated HOME and git identity
+        cwd=str(cwd),  # not the repository: the root comes from -C alone
+    )
+
+
+@contextlib.asynccontextmanager
+async def _connect(repo: Path, cwd: Path) -> AsyncIterator[Any]:
+    from mcp import ClientSession
+    from mcp.client.stdio import stdio_client
+
+    with open(cwd / "server.err", "w") as errlog:
+        async with (
+            stdio_client(_server_params(repo, cwd), errlog=errlog) as (r, w),
+            ClientSession(r, w) as session,
+        ):
+            await session.initialize()
+            yield session
+
+
+async def _call(session: Any, tool: str, args: dict[str, Any]) -> tuple[bool, Any]:
+    """(is_error, the tool's JSON answer or the error text), within a deadline."""
+    import anyio
+
+    with anyio.fail_after(60):
+        res = await session.call_tool(tool, args)
+    is_error = getattr(res, "is_error", None)  # mcp 2
+    if is_error is None:
+        is_error = res.isError  # mcp 1
+    text = "\n".join(c.text for c in res.content if getattr(c, "type", "") == "text")
+    return bool(is_error), (text if is_error else json.loads(text))
+
+
+class Server:
+    """A running ``orch mcp`` and its client session, called synchronously."""
+
+    def __init__(self, portal: Any, session: Any, repo: Repo, errlog: Path):
+        self.portal, self.session, self.repo, self.errlog = portal, session, repo, errlog
+
+    def call(self, tool: str, **args: Any) -> tuple[bool, Any]:
+        try:
+            return self.portal.call(functools.partial(_call, self.session, tool, args))
+        except Exception as e:  # the transport, not the tool: show what the server said
+            raise AssertionError(f"{tool}: {e!r}; server stderr:\n{self.errlog.read_text()}") from e
+
+    def ok(self, tool: str, **args: Any) -> Any:
+        is_error, data = self.call(tool, **args)
+        assert not is_error, data
+        return data
+
+    def error(self, tool: str, **args: Any) -> str:
+        is_error, data = self.call(tool, **args)
+        assert is_error, data
+        return data
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    pytest.importorskip("mcp")
+    from anyio.from_thread import start_blocking_portal
+
+    base = tmp_path_factory.mktemp("mcp")
+    with pytest.MonkeyPatch.context() as mp:  # the function-scoped isolation, for the module
+        mp.setenv("HOME", str(base / "home"))
+        mp.setenv("GIT_CONFIG_GLOBAL", str(base / "home" / ".gitconfig"))
+        for k, v in GIT_ENV.items():
+            mp.setenv(k, v)
+        repo = Repo(base / "repo")
+        repo.path.mkdir()
+        repo.git("init", "-q", "-b", "main")
+        repo.write(".orch/config.yaml", 'apiVersion: orch/v1\nkind: Config\nmanifests: ["."]\n')
+        repo.write(".orch/.gitignore", "*\n!config.yaml\n!.gitignore\n")
+        repo.write(".gitignore", "out/\nhandler.txt\ngate.pid\ngate.go\n")
+        repo.write("demo.yaml", DEMO)
+        repo.write("broken.yaml", BROKEN)
+        repo.write("gate.yaml", GATE)
+        repo.write("src/a.txt", "hello\n")
+        repo.commit("init")
+        (base / "outside.yaml").write_text("apiVersion: orch/v1\n")
+        with (
+            start_blocking_portal() as portal,
+            portal.wrap_async_context_manager(_connect(repo.path, base)) as session,
+        ):
+            yield Server(portal, session, repo, base / "server.err")
+
+
+def test_lists_every_tool(server: Server) -> None:
+    tools = server.portal.call(server.session.list_tools)
+    assert {t.name for t in tools.tools} == TOOLS
+
+
+def test_validate_plan_apply_status_explain(server: Server) -> None:
+    repo = server.repo
+    v = server.ok("validate")
+    assert (v["ok"], v["workflows"], v["steps"]) == (True, ["broken", "demo", "gate"], 4)
+    listed = {w["name"]: w["path"] for w in server.ok("workflow_list")["workflows"]}
+    assert listed == {"broken": "broken.yaml", "demo": "demo.yaml", "gate": "gate.yaml"}
+
+    plan = server.ok("plan", workflows=["demo"])
+    assert [(s["step"], s["action"], s["reasons"]) for s in plan["steps"]] == [
+        ("build", "run", ["never ran"]),
+        ("count", "run", ["never ran"]),
+    ]
+
+    done = server.ok("apply", workflows=["demo"])
+    assert done["ok"] is True
+    steps = {s["step"]: s for s in done["steps"]}
+    assert {k: s["status"] for k, s in steps.items()} == {
+        "build": "succeeded",
+        "count": "succeeded",
+    }
+    assert steps["build"]["reasons"] == ["never ran"]
+    assert "built it" in steps["build"]["log_tail"]
+    assert repo.read("out/A.txt") == "HELLO\n"
+    assert repo.read("handler.txt") == ""  # it read /dev/null, not the protocol
+
+    again = server.ok("plan", workflows=["demo"])
+    assert again["summary"] == {"run": 0, "may-run": 0, "up-to-date": 2}
+    st = {s["step"]: s for s in server.ok("status", workflows=["demo"])["steps"]}
+    assert (st["build"]["status"], st["count"]["outputs"]) == ("succeeded", {"chars": "6"})
+
+    repo.write("src/a.txt", "hello, world\n")  # seen by the next call: nothing is cached
+    why = server.ok("explain", workflow="demo", step="build")
+    assert (why["action"], why["reasons"]) == ("run", ["input changed: src/a.txt"])
+    assert why["last"]["status"] == "succeeded"
+    why = server.ok("explain", workflow="demo", step="count")
+    assert why["action"] == "may-run"
+    assert why["upstream"] == [
+        {"step": "build", "action": "run", "reasons": ["input changed: src/a.txt"]}
+    ]
+    g = server.ok("graph", workflow="demo", format="mermaid")
+    assert g["steps"] == [{"step": "build", "needs": []}, {"step": "count", "needs": ["build"]}]
+
+
+def test_a_failed_step_comes_back_with_its_exit_code_and_output(server: Server) -> None:
+    failed = server.ok("apply", workflows=["broken"])
+    assert failed["ok"] is False
+    (fail,) = failed["steps"]
+    assert (fail["status"], fail["exit_code"]) == ("failed", 3)
+    assert "boom" in fail["log_tail"]
+    log = server.ok("logs", workflow="broken", step="fail", lines=5)
+    assert "boom" in log["lines"]
+    assert log["log"] == fail["log"]
+    runs = server.ok("history", workflows=["broken"], limit=1)["runs"]
+    assert [(r["id"], r["status"]) for r in runs] == [(failed["run_id"], "failed")]
+
+
+def test_user_errors_are_tool_errors_with_the_message(server: Server) -> None:
+    msg = server.error("plan", workflows=["demo", "dmeo"])
+    assert "no workflow named 'dmeo' (did you mean 'demo'?)" in msg
+    assert "Traceback" not in msg
+    msg = server.error("explain", workflow="demo", step="nope")
+    assert "workflow 'demo' has no step 'nope'" in msg
+    msg = server.error("logs", workflow="broken", step="nope")
+    assert "workflow 'broken' has no step 'nope'" in msg
+    outside = server.repo.path.parent / "outside.yaml"
+    for path in ("../outside.yaml", str(outside)):
+        assert "outside the repository" in server.error("validate", paths=[path])
+
+
+def test_a_broken_manifest_is_listed_by_validate_and_stops_apply(server: Server) -> None:
+    repo = server.repo
+    repo.write("bad.yaml", "apiVersion: orch/v1\nkind: Workflow\nmetadata: {name: bad}\n")
+    try:
+        v = server.ok("validate")
+        assert v["ok"] is False
+        assert [(e["path"], e["line"]) for e in v["errors"]] == [("bad.yaml", 1)]
+        before = server.ok("history", limit=1)["runs"]
+        assert "bad.yaml:1:" in server.error("apply")
+    finally:
+        (repo.path / "bad.yaml").unlink()
+    assert server.ok("history", limit=1)["runs"] == before  # nothing ran
+    assert server.ok("validate")["ok"] is True
+
+
+def test_calls_run_one_at_a_time(server: Server) -> None:
+    """A status asked during an apply answers after it: run in parallel inside one process,
+    its dead-run check would take the running apply for dead and mark it interrupted."""
+    pid, go = server.repo.path / "gate.pid", server.repo.path / "gate.go"
+    applying = server.portal.start_task_soon(
+        _call, server.session, "apply", {"workflows": ["gate"]}
+    )
+    deadline = time.monotonic() + 30
+    while not pid.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    asking = server.portal.start_task_soon(_call, server.session, "status", {"workflows": ["gate"]})
+    concurrent.futures.wait([asking], timeout=1)  # a server that does not queue answers now
+    go.write_text("")
+    assert applying.result(timeout=60)[1]["ok"] is True
+    is_error, st = asking.result(timeout=60)
+    assert [s["status"] for s in st["steps"]] == ["succeeded"]
+
+
+@pytest.mark.slow
+def test_hanging_up_during_apply_stops_and_records_the_task(repo: Repo, tmp_path: Path) -> None:
+    pytest.importorskip("mcp")
+    import anyio
+
+    repo.write(".gitignore", "step.pid\n")
+    repo.write("slow.yaml", SLOW)
+    repo.commit()
+    pid_file = repo.path / "step.pid"
+
+    async def main() -> None:
+        with anyio.fail_after(60):
+            async with _connect(repo.path, tmp_path) as session, anyio.create_task_group() as tg:
+                tg.start_soon(_call, session, "apply", {})
+                while not pid_file.exists() or not pid_file.read_text().strip():
+                    await anyio.sleep(0.02)
+                tg.cancel_scope.cancel()  # leave mid-apply; then the session closes
+
+    anyio.run(main)
+    pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):  # the client waited for the server to end
+        os.kill(pid, 0)
+    st = repo.orch_json("status")["steps"]
+    assert [(s["step"], s["status"]) for s in st] == [("sleep", "interrupted")]
+
+
+def test_version_and_import_do_not_load_the_sdk() -> None:
+    code = (
+        "import sys, contextlib, io\n"
+        "import runner.mcp, runner.commands.mcp\n"
+        "from runner.cli import main\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['--version'])\n"
+        "print(sorted(m for m in ('mcp', 'anyio', 'pydantic') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+
+
+def test_without_the_sdk_one_line_and_exit_1(repo: Repo) -> None:
+    # None in sys.modules makes `import mcp` fail exactly as if it were not installed.
+    code = (
+        "import sys\n"
+        "sys.modules['mcp'] = None\n"
+        "from runner.cli import main\n"
+        f"sys.exit(main(['-C', {str(repo.path)!r}, 'mcp']))\n"
+    )
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert (p.returncode, p.stdout) == (1, "")
+    assert p.stderr == "orch mcp needs the MCP SDK: pip install 'orch[mcp]'\n"
+
+
+def test_tools_refuse_paths_outside_the_root(repo: Repo, tmp_path: Path) -> None:
+    from runner.errors import OrchError
+    from runner.mcp import Tools
+
+    (repo.path / "link").symlink_to(tmp_path)
+    tools = Tools(repo.path)
+    assert tools.inside("sub/../wf.yaml") == str(repo.path.resolve() / "wf.yaml")
+    for bad in ("../x.yaml", "/etc/passwd", "link/x.yaml"):
+        with pytest.raises(OrchError, match="outside the repository"):
+            tools.inside(bad)
