@@ -94,18 +94,9 @@ def file_edges(
             producers: set[str] = set()
             if globs.is_glob(i) or i.endswith("/"):
                 pat = globs.compile_glob(i)
-                prefix = globs.literal_prefix(i)
                 for o, p in all_outputs:
                     od = o.rstrip("/")
-                    if pat.match(od) or (
-                        o.endswith("/")
-                        and (
-                            prefix == od
-                            or prefix.startswith(od + "/")
-                            or od.startswith(prefix + "/")
-                            or not prefix
-                        )
-                    ):
+                    if pat.match(od) or (o.endswith("/") and _could_match_under(i, od)):
                         producers.add(p)
             else:
                 producers.update(exact.get(i, ()))
@@ -117,6 +108,23 @@ def file_edges(
                 if p != name:
                     edges.append((p, name))
     return edges
+
+
+def _could_match_under(pattern: str, folder: str) -> bool:
+    """Whether ``pattern`` can match a file inside ``folder``, segment by segment:
+    ``src/*.md`` cannot match under ``src/gen/``; ``src/**/*.md`` and ``src/*/x`` can."""
+    from fnmatch import fnmatchcase
+
+    pat = (pattern + "**" if pattern.endswith("/") else pattern).split("/")
+    segs = folder.split("/")
+    for k, seg in enumerate(segs):
+        if k >= len(pat):
+            return False
+        if pat[k] == "**":
+            return True
+        if not fnmatchcase(seg, pat[k]):
+            return False
+    return len(pat) > len(segs)
 
 
 def build_dag(

@@ -21,12 +21,15 @@ def run_handlers(
     for wf in wfs:
         if wf.name not in ran or not wf.handlers:
             continue
-        failed = any(
-            r.workflow == wf.name and r.status in (*FAILED, "blocked") for r in result.results
-        )
-        kinds = ["failure" if failed else "success", "always"]
+        mine = [r for r in result.results if r.workflow == wf.name]
+        if any(r.status == "interrupted" for r in mine):
+            kinds = ["always"]  # stopped (Ctrl-C, watch --restart): neither failed nor done
+            failed = False
+        else:
+            failed = any(r.status in (*FAILED, "blocked", "circuit_open") for r in mine)
+            kinds = ["failure" if failed else "success", "always"]
         for kind in kinds:
-            for h in wf.get(kind, ()):
+            for h in wf.handlers.get(kind, ()):
                 run_handler(rec, wf, h, sel, failed, opts)
 
 

@@ -178,6 +178,14 @@ class Reconciler:
         from runner.scheduler import Admission, QuotaLimits, ReadyQueue, rate_allows, request_of
 
         t0 = time.time()
+        # which commit this runs at costs two git processes: ask while we plan
+        from concurrent.futures import ThreadPoolExecutor
+
+        from runner.sources import git_commit_state
+
+        side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orch-git")
+        commit_state = side.submit(git_commit_state, self.root)
+        side.shutdown(wait=False)
         plans = self.plan(wfs, sel)
         if all(p.action == UP_TO_DATE for ps in plans.values() for p in ps):
             results = [
@@ -186,11 +194,10 @@ class Reconciler:
             return ApplyResult(None, results, time.time() - t0)
 
         from runner.executor import Cancel, TaskSpec, run_task
-        from runner.sources import git_commit_state
 
-        commit, dirty = git_commit_state(self.root)
+        commit, dirty = commit_state.result()
         run_id = self.state.begin_run(opts.argv, sel.env, commit, dirty, [w.name for w in wfs])
-        jobs = opts.jobs or os.cpu_count() or 2
+        jobs = opts.jobs or self.m.config.jobs or os.cpu_count() or 2
         by_name = {w.name: w for w in wfs}
         results: dict[tuple[str, str], StepResult] = {}
         records = {w.name: self.state.step_records(w.name, sel.env) for w in wfs}
@@ -218,8 +225,6 @@ class Reconciler:
         waiting_lock: dict[tuple[str, str], float] = {}
         failed_any = False
         stopping = False
-        from concurrent.futures import ThreadPoolExecutor
-
         pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="orch-task")
 
         def emit(ev: dict[str, Any]) -> None:

@@ -514,3 +514,51 @@ def test_history_tasks_and_system_verbs(repo: Repo) -> None:
         assert p.returncode == 0 and "Traceback" not in p.stderr, (verb, p.stderr)
     health = repo.orch_json("system", "health")["health"]
     assert health["ok"] and {c["name"] for c in health["checks"]} >= {"git", "state.db"}
+
+
+HANDLERS = """\
+  on:
+    failure: [{run: "echo {{ workflow.name }} failed >> notify.log"}]
+    success: [{run: "echo ok >> notify.log"}]
+    always: [{run: "echo always >> notify.log"}]
+"""
+
+
+def test_on_handlers_run_for_failure_and_success(repo: Repo) -> None:
+    repo.write("wf.yaml", workflow("w", "    - {name: a, run: 'test -f go'}\n") + HANDLERS)
+    assert not repo.apply()["ok"]
+    assert repo.read("notify.log").split("\n")[:2] == ["w failed", "always"]
+    (repo.path / "notify.log").unlink()
+    repo.write("go", "")
+    assert repo.apply()["ok"]
+    assert repo.read("notify.log").split() == ["ok", "always"]
+    (repo.path / "notify.log").unlink()
+    assert repo.apply()["ran"] == [] and not repo.exists("notify.log")  # nothing ran: no handlers
+
+
+def test_interrupted_apply_does_not_fire_failure_handlers(repo: Repo) -> None:
+    repo.write(
+        "wf.yaml", workflow("w", "    - {name: a, run: 'touch started; sleep 30'}\n") + HANDLERS
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "-C", str(repo.path), "apply", "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 20
+    while not repo.exists("started") and time.time() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 130
+    assert repo.read("notify.log").split() == ["always"]
+
+
+def test_jobs_from_the_config_limit_parallelism(repo: Repo) -> None:
+    excl = "mkdir held || exit 9; sleep 0.3; rmdir held"
+    repo.write(".orch/config.yaml", "apiVersion: orch/v1\nkind: Config\njobs: 1\n")
+    repo.write(
+        "wf.yaml",
+        workflow("w", f"    - {{name: a, run: '{excl}'}}\n    - {{name: b, run: '{excl}'}}\n"),
+    )
+    r = repo.apply()
+    assert r["ok"], r

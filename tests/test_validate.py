@@ -363,3 +363,28 @@ def test_dash_c_works_before_and_after_the_verb(repo: Repo) -> None:
     assert before.returncode == after.returncode == nested.returncode == 0, after.stderr
     assert json.loads(before.stdout) == json.loads(after.stdout)
     assert [w["name"] for w in json.loads(nested.stdout)] == ["demo"]
+
+
+@pytest.mark.parametrize(
+    "pattern, edge",
+    [
+        ("src/*.md", False),
+        ("src/**/*.md", True),
+        ("src/*/x.md", True),
+        ("src/gen/", True),
+        ("docs/*.md", False),
+        ("src/gen/a.md", True),
+    ],
+)
+def test_file_edges_from_a_folder_output_only_where_the_input_can_match(
+    repo: Repo, pattern: str, edge: bool
+) -> None:
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            f"    - {{name: gen, run: x, outputs: [src/gen/]}}\n    - {{name: scan, run: x, inputs: ['{pattern}']}}\n",
+        ),
+    )
+    out = repo.orch("graph", "w").stdout
+    assert ("scan  <- gen (files)" in out) is edge, out
