@@ -319,3 +319,14 @@ def test_ref_and_since_leave_no_git_processes_behind(repo: Repo) -> None:
     changed_files(r, "HEAD")
     after = {c.pid for c in psutil.Process().children(recursive=True)}
     assert after - before == set()
+
+
+def test_plan_ref_refuses_options_it_cannot_honour(repo: Repo) -> None:
+    repo.write(
+        "wf.yaml",
+        "apiVersion: orch/v1\nkind: Workflow\nmetadata: {name: w}\nspec:\n  steps:\n    - {name: a, run: 'true'}\n",
+    )
+    repo.commit("one")
+    for extra in (["--force", "a"], ["--force-all"], ["--since", "HEAD"]):
+        p = repo.orch("plan", "--ref", "HEAD", *extra)
+        assert p.returncode == 2 and "--ref plans the manifests at REV" in p.stderr, extra

@@ -24,6 +24,11 @@ def plan(args: argparse.Namespace) -> int:
     if args.ref:
         from runner.revisions import plan_at
 
+        if args.force or args.force_all or args.since:
+            from runner.errors import UsageError
+
+            raise UsageError("--ref plans the manifests at REV as they stand; drop --force/--since")
+
         data = plan_at(repo, args.ref, args.workflows, project=args.project, env=args.env)
     else:
         data = api.plan(
