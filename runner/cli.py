@@ -12,10 +12,8 @@ import contextlib
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 from runner import __version__
-from runner.errors import OrchError
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -277,6 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "--help"])
         return 2
     module, _, func = args.target.partition(":")
+    from runner.errors import OrchError  # after parsing: --version and --help never need it
+
     try:
         if args.directory and not os.path.isdir(args.directory):
             raise OrchError(f"-C {args.directory}: no such directory")
@@ -304,6 +304,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _crash(args: argparse.Namespace, e: BaseException) -> int:
     import traceback
+    from pathlib import Path
 
     where = Path(args.directory or ".").resolve()
     log = None
