@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -85,6 +86,27 @@ MIGRATIONS: dict[int, str] = {
 }
 
 LIVE = ("running", "queued")
+
+
+_OFD = hasattr(fcntl, "F_OFD_SETLK")
+
+
+def byte_lock(fd: int, start: int, length: int, unlock: bool = False) -> None:
+    """Take (without waiting) or drop an exclusive lock on bytes of ``fd``'s file.
+
+    On Linux these are open-file-description locks: owned by the descriptor, not the
+    process, so two threads with their own ``State`` exclude each other, and closing one
+    descriptor does not drop the locks taken through another (both are true of plain
+    POSIX ``lockf``, used where OFD locks do not exist). Raises OSError when held.
+    """
+    if _OFD:
+        kind = fcntl.F_UNLCK if unlock else fcntl.F_WRLCK
+        # struct flock: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid
+        fcntl.fcntl(
+            fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi4x", kind, os.SEEK_SET, start, length, 0)
+        )
+    else:
+        fcntl.lockf(fd, fcntl.LOCK_UN if unlock else fcntl.LOCK_EX | fcntl.LOCK_NB, length, start)
 
 
 def _loads(s: str | None) -> Any:
@@ -315,7 +337,7 @@ class State:
         """Take the kernel lock for ``key`` without waiting; False if another process has it."""
         fd = self._lockfile()
         try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 1, self._offset(key))
+            byte_lock(fd, self._offset(key), 1)
             return True
         except OSError:
             return False
@@ -323,7 +345,7 @@ class State:
     def release(self, key: str) -> None:
         with self._lock:
             if self._lockfd is not None:
-                fcntl.lockf(self._lockfd, fcntl.LOCK_UN, 1, self._offset(key))
+                byte_lock(self._lockfd, self._offset(key), 1, unlock=True)
 
     def is_held_elsewhere(self, key: str) -> bool:
         """Whether another live process holds ``key`` (we never hold it while asking)."""
@@ -614,7 +636,7 @@ def reset(orch_dir: Path) -> Path | None:
     try:
         # refuse while any runner is alive: each live run holds a byte lock somewhere
         try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, 0, 0)
+            byte_lock(fd, 0, 0)
         except OSError:
             raise LockBusy("another orch process is using this repository; stop it first") from None
         stamp = time.strftime("%Y%m%d-%H%M%S")

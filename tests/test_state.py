@@ -86,3 +86,24 @@ def test_many_runners_creating_the_state_at_once_all_succeed(tmp_path: Path) -> 
         ]
         errs = [p.communicate(timeout=60)[1] for p in procs]
         assert [p.returncode for p in procs] == [0] * 4, errs
+
+
+def test_step_claims_exclude_threads_and_survive_other_descriptors_closing(tmp_path: Path) -> None:
+    """Long-lived processes (orch mcp, orch watch) open a State per call, in threads."""
+    import threading
+
+    orch = tmp_path / ".orch"
+    a, b = State(orch), State(orch)
+    assert a.try_claim("w/s")
+    seen: list[bool] = []
+    t = threading.Thread(target=lambda: seen.append(b.try_claim("w/s")))
+    t.start()
+    t.join()
+    assert seen == [False]
+    b.close()  # with plain POSIX locks this would drop every lock the process holds
+    c = State(orch)
+    assert not c.try_claim("w/s")
+    a.release("w/s")
+    assert c.try_claim("w/s")
+    a.close()
+    c.close()
