@@ -80,9 +80,9 @@ def init(repo: Repo) -> list[str]:
     for rel, text in ((CONFIG_PATH, CONFIG_TEMPLATE), (".orch/.gitignore", GITIGNORE)):
         p = repo.root / rel
         if not p.exists():
-            tmp = p.with_name(p.name + ".tmp")
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, p)
+            from runner.fsutil import atomic_write
+
+            atomic_write(p, text)
             created.append(rel)
     return created
 

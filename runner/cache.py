@@ -8,6 +8,7 @@ atomically; any problem reading it just means a fresh load.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 from pathlib import Path
@@ -67,14 +68,10 @@ def load_cached(root: Path, prefix: str, extra_paths: list[str] | None = None) -
         m.root = root
         return m
     m = load(root, None, prefix)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump((config_key, key, m), f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except OSError:
-        pass
+    from runner.fsutil import atomic_write
+
+    with contextlib.suppress(OSError):  # only a cache
+        atomic_write(path, pickle.dumps((config_key, key, m), protocol=pickle.HIGHEST_PROTOCOL))
     return m
 
 

@@ -12,6 +12,7 @@ be trusted (racy git) -- and the caller does the full plan, which explains itsel
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import time
@@ -123,11 +124,7 @@ def record(
         "paths": dict(seen),
         "steps": steps,
     }
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
-            pickle.dump(witnesses, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except OSError:
-        pass
+    from runner.fsutil import atomic_write
+
+    with contextlib.suppress(OSError):  # only a cache
+        atomic_write(path, pickle.dumps(witnesses, protocol=pickle.HIGHEST_PROTOCOL))

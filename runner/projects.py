@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import stat
+import threading
 import time
 from datetime import date
 from pathlib import Path
@@ -384,7 +385,7 @@ def archive(repo: Repo, name: str) -> dict[str, Any]:
         "milestones": [ms.name for ms in p.milestones],
         "entries": entries,
     }
-    tmp_tar = adir / f".{name}.tar.gz.{os.getpid()}.tmp"
+    tmp_tar = adir / f".{name}.tar.gz.{os.getpid()}.{threading.get_ident()}.tmp"
     try:
         _write_tar(root, tmp_tar, entries)
         _verify_tar(tmp_tar, entries)
@@ -552,13 +553,9 @@ def _verify_tar(path: Path, entries: list[dict[str, Any]]) -> None:
 
 
 def _atomic_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=1, sort_keys=True)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    from runner.fsutil import atomic_write
+
+    atomic_write(path, json.dumps(data, indent=1, sort_keys=True) + "\n", durable=True)
 
 
 def _remove(root: Path, entries: list[dict[str, Any]]) -> list[str]:

@@ -7,8 +7,8 @@ for a misspelling, the accepted syntax for a duration, ...).
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -88,13 +88,10 @@ def _gate(name: str) -> Any:
 
         code = fastjsonschema.compile_to_code(schema)
         if cached is not None:
-            try:
-                cached.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cached.with_name(cached.name + f".{os.getpid()}.tmp")
-                tmp.write_text(code, encoding="utf-8")
-                os.replace(tmp, cached)
-            except OSError:
-                pass
+            from runner.fsutil import atomic_write
+
+            with contextlib.suppress(OSError):  # only a cache
+                atomic_write(cached, code)
     namespace: dict[str, Any] = {}
     exec(compile(code, f"<schema {name}>", "exec"), namespace)  # noqa: S102 - our own schema
     import re
