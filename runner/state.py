@@ -439,15 +439,20 @@ class State:
 
     # -- steps ------------------------------------------------------------------------
     def step_records(self, workflow: str, env: str = "") -> dict[str, StepRecord]:
-        """Current records of a workflow's steps for ``env`` (falling back to no env)."""
+        """Current records of a workflow's steps for ``env``.
+
+        A step never run in ``env`` falls back to its latest record in any environment:
+        the fingerprint then decides, so a step that reads no environment-specific param
+        is up to date in a new environment, and one that does re-runs (params changed).
+        """
         return self._records(
-            "SELECT * FROM steps WHERE workflow=? AND env IN (?, '') ORDER BY env DESC",
+            "SELECT * FROM steps WHERE workflow=? ORDER BY (env = ?) DESC, updated DESC",
             (workflow, env),
         )
 
     def step_record(self, workflow: str, step: str, env: str = "") -> StepRecord | None:
         return self._records(
-            "SELECT * FROM steps WHERE workflow=? AND step=? AND env IN (?, '') ORDER BY env DESC",
+            "SELECT * FROM steps WHERE workflow=? AND step=? ORDER BY (env = ?) DESC, updated DESC",
             (workflow, step, env),
         ).get(step)
 

@@ -521,12 +521,6 @@ def test_switching_environments_reruns_only_what_depends_on_them(repo: Any) -> N
     assert repo.orch("project", "status", "shop", "--env", "prd").returncode == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="state is keyed per env with a fallback only to '': a step that reads no "
-    "environment param runs again in each environment never used before (runner/state.py "
-    "step_records; reported, not fixed here)",
-)
 def test_a_step_that_reads_no_env_param_does_not_rerun_in_a_new_environment(repo: Any) -> None:
     small_project(repo, "shop", ENV_STEPS, envs=ENVS)
     assert ran(repo.apply("--env", "dev")) == ["fixed", "uses"]
