@@ -46,7 +46,8 @@ def template_names(data: Any) -> list[str]:
         if isinstance(item, str):
             names.append(item)
         elif isinstance(item, dict) and isinstance(item.get("name"), str):
-            names.append(item["name"])
+            if item.get("kind", "project") == "project":  # `project create` takes project templates
+                names.append(item["name"])
     return names
 
 

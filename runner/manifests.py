@@ -114,6 +114,8 @@ def select_files(all_files: list[str], config: Config) -> list[str]:
     submodule): the outer one does not read its manifests.
     """
     nested = [f[: -len(CONFIG_PATH)] for f in all_files if f.endswith("/" + CONFIG_PATH)]
+    if config.templates:  # the repository's own templates are sources, not manifests
+        nested.append(config.templates.strip("/").removeprefix("./") + "/")
     out = []
     for f in all_files:
         if f.endswith(CONFIG_PATH) or any(f.startswith(n) for n in nested):

@@ -388,3 +388,13 @@ def test_file_edges_from_a_folder_output_only_where_the_input_can_match(
     )
     out = repo.orch("graph", "w").stdout
     assert ("scan  <- gen (files)" in out) is edge, out
+
+
+def test_the_repositorys_template_folder_is_not_read_as_manifests(repo: Repo) -> None:
+    repo.write(".orch/config.yaml", "apiVersion: orch/v1\nkind: Config\ntemplates: tpl\n")
+    repo.write(
+        "tpl/thing/wf.yaml", "apiVersion: orch/v1\nkind: Workflow\nmetadata: {name: '{{ name }}'}\n"
+    )
+    repo.write("wf.yaml", GOOD)
+    data = json.loads(repo.orch("validate", "--json").stdout)
+    assert data["ok"] and data["workflows"] == ["demo"], data
