@@ -45,9 +45,12 @@ def template_names(data: Any) -> list[str]:
     for item in data if isinstance(data, list) else []:
         if isinstance(item, str):
             names.append(item)
-        elif isinstance(item, dict) and isinstance(item.get("name"), str):
-            if item.get("kind", "project") == "project":  # `project create` takes project templates
-                names.append(item["name"])
+        elif (
+            isinstance(item, dict)
+            and isinstance(item.get("name"), str)
+            and item.get("kind", "project") == "project"  # `project create` takes these only
+        ):
+            names.append(item["name"])
     return names
 
 
