@@ -6,7 +6,6 @@ Every function takes an opened ``Repo`` and returns data; none prints or exits.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,11 +29,16 @@ exclude: []
 """
 
 
-@dataclass
 class Repo:
-    root: Path
-    prefix: str = ""  # how paths under root are shown to the user
-    _manifests: Manifests | None = field(default=None, repr=False)
+    """An opened orch repository: its root, how its paths are shown, its manifests."""
+
+    def __init__(self, root: Path, prefix: str = ""):
+        self.root = root
+        self.prefix = prefix  # how paths under root are shown to the user
+        self._manifests: Manifests | None = None
+
+    def __repr__(self) -> str:
+        return f"Repo(root={self.root!r}, prefix={self.prefix!r})"
 
     @property
     def orch_dir(self) -> Path:

@@ -12,11 +12,15 @@ import contextlib
 import os
 import pickle
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runner import __version__
-from runner.manifests import CONFIG_PATH, Manifests, load, read_config, select_files
 from runner.sources import list_manifest_files
 
+if TYPE_CHECKING:
+    from runner.manifests import Manifests
+
+CONFIG_PATH = ".orch/config.yaml"
 CACHE_FILE = ".orch/cache/manifests.pickle"
 
 
@@ -45,6 +49,8 @@ def _stat_key(root: Path, files: list[str]) -> tuple[object, ...]:
 
 
 def load_cached(root: Path, prefix: str, extra_paths: list[str] | None = None) -> Manifests:
+    from runner.manifests import load, read_config, select_files
+
     if extra_paths or not (root / ".orch").is_dir():
         return load(root, extra_paths, prefix)
     path = root / CACHE_FILE

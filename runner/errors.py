@@ -7,11 +7,13 @@ Every mistake a user can make in a manifest becomes a ``Diagnostic``; they are c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 
-@dataclass(frozen=True, order=True)
-class Diagnostic:
+class Diagnostic(NamedTuple):
+    """One problem at one place. A NamedTuple (ordered, hashable, immutable) rather than a
+    dataclass: every command imports this module, and dataclasses cost start-up time."""
+
     path: str
     line: int
     col: int

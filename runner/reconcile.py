@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import os
 import queue
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,7 @@ from runner.hashing import Hasher
 from runner.manifests import Manifests
 from runner.model import Step, Workflow
 from runner.plan import MAY_RUN, RUN, UP_TO_DATE, StepPlan, decide
-from runner.results import FAILED, ApplyResult, StepResult  # noqa: F401 - re-exported
+from runner.results import FAILED, ApplyOptions, ApplyResult, StepResult  # noqa: F401 - re-exported
 from runner.state import State, StepRecord
 
 
@@ -39,17 +37,6 @@ class Selection:
     env: str = ""
     forced: set[tuple[str, str]] = field(default_factory=set)
     force_all: bool = False
-
-
-@dataclass
-class ApplyOptions:
-    jobs: int = 0
-    fail_fast: bool = False
-    wait: bool = True
-    echo: Callable[[str], None] | None = None  # live task output, prefixed; None = quiet
-    report: Callable[[dict[str, Any]], None] | None = None  # progress events
-    argv: list[str] = field(default_factory=list)
-    stop: threading.Event | None = None  # set by watch --restart / Ctrl-C handlers
 
 
 def select_workflows(m: Manifests, names: list[str], project: str | None) -> list[Workflow]:
@@ -196,7 +183,9 @@ class Reconciler:
         from runner.executor import Cancel, TaskSpec, run_task
 
         commit, dirty = commit_state.result()
-        run_id = self.state.begin_run(opts.argv, sel.env, commit, dirty, [w.name for w in wfs])
+        run_id = self.state.begin_run(
+            list(opts.argv), sel.env, commit, dirty, [w.name for w in wfs]
+        )
         jobs = opts.jobs or self.m.config.jobs or os.cpu_count() or 2
         by_name = {w.name: w for w in wfs}
         results: dict[tuple[str, str], StepResult] = {}

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from runner.graph import Dag
-from runner.model import Workflow
+if TYPE_CHECKING:  # a no-op plan prints through here: keep it light
+    from runner.graph import Dag
+    from runner.model import Workflow
 
 
 def use_color(stream: Any = None) -> bool:

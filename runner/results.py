@@ -1,28 +1,39 @@
-"""What an apply did, step by step: plain data for the CLI, JSON, JUnit and MCP.
+"""What an apply is asked to do and what it did: plain data for the CLI, JSON, JUnit, MCP.
 
-Kept apart from ``reconcile`` so a no-op answered by ``runner.noop`` need not import it.
+Kept apart from ``reconcile``, and NamedTuples rather than dataclasses, so a no-op answered
+by ``runner.noop`` imports neither the reconciler nor ``dataclasses``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 FAILED = ("failed", "timed_out", "cancelled", "interrupted")
 
 
-@dataclass
-class StepResult:
+class ApplyOptions(NamedTuple):
+    jobs: int = 0
+    fail_fast: bool = False
+    wait: bool = True
+    echo: Callable[[str], None] | None = None  # live task output, prefixed; None = quiet
+    report: Callable[[dict[str, Any]], None] | None = None  # progress events
+    argv: tuple[str, ...] | list[str] = ()
+    stop: threading.Event | None = None  # set by watch --restart / Ctrl-C handlers
+
+
+class StepResult(NamedTuple):
     workflow: str
     step: str
     status: str  # succeeded, failed, timed_out, cancelled, interrupted, skipped, blocked, up-to-date, circuit_open
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[str] | tuple[str, ...] = ()
     duration: float = 0.0
     exit_code: int | None = None
     attempts: int = 0
     log_path: str | None = None
     message: str = ""
-    log_tail: list[str] = field(default_factory=list)
+    log_tail: list[str] | tuple[str, ...] = ()
     task_id: int | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -30,7 +41,7 @@ class StepResult:
             "workflow": self.workflow,
             "step": self.step,
             "status": self.status,
-            "reasons": self.reasons,
+            "reasons": list(self.reasons),
             "duration": round(self.duration, 4),
             "exit_code": self.exit_code,
             "attempts": self.attempts,
@@ -39,8 +50,7 @@ class StepResult:
         }
 
 
-@dataclass
-class ApplyResult:
+class ApplyResult(NamedTuple):
     run_id: int | None
     results: list[StepResult]
     duration: float

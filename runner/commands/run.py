@@ -75,7 +75,7 @@ def _stale_checked(repo: api.Repo, data: dict[str, Any]) -> bool:
 
 
 def apply(args: argparse.Namespace) -> int:
-    from runner.reconcile import ApplyOptions
+    from runner.results import ApplyOptions
 
     if getattr(args, "dry_run", False):
         args.ref = None
