@@ -62,8 +62,7 @@ class Repo:
 
 def open_repo(start: str | os.PathLike[str] | None = None, *, exact: bool = False) -> Repo:
     """The orch repository at or above ``start`` (``exact``: ``start`` itself)."""
-    from runner.manifests import display_prefix
-    from runner.sources import find_root
+    from runner.sources import display_prefix, find_root
 
     base = Path(start) if start is not None else Path.cwd()
     if not base.is_dir():

@@ -12,7 +12,6 @@ Every problem in every file is collected before anything is raised, so one
 from __future__ import annotations
 
 import os
-import posixpath
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -260,15 +259,3 @@ def _relpath(root: Path, p: str) -> str:
         return ap.resolve().relative_to(root.resolve()).as_posix()
     except ValueError:
         raise OrchError(f"{p}: outside the repository {root}") from None
-
-
-def display_prefix(root: Path) -> str:
-    """Paths in messages are relative to where the user stands, so editors can open them."""
-    try:
-        rel = Path(os.path.relpath(root, Path.cwd()))
-    except ValueError:
-        return ""
-    s = rel.as_posix()
-    if s == "." or s.startswith(".."):
-        return ""
-    return posixpath.join(s, "")

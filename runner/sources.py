@@ -116,3 +116,15 @@ def git_commit_state(root: Path) -> tuple[str | None, bool | None]:
         return None, None
     status = git(root, "status", "--porcelain", "--untracked-files=no", check=False)
     return head.stdout.decode().strip(), bool(status.stdout.strip())
+
+
+def display_prefix(root: Path) -> str:
+    """Paths in messages are relative to where the user stands, so editors can open them."""
+    try:
+        rel = Path(os.path.relpath(root, Path.cwd()))
+    except ValueError:
+        return ""
+    s = rel.as_posix()
+    if s == "." or s.startswith(".."):
+        return ""
+    return s + "/"
