@@ -261,6 +261,15 @@ class Reconciler:
             wf = by_name[key[0]]
             step = wf.step(key[1])
             lock_key = f"{wf.name}/{step.name}"
+            if plan_of[key].action == UP_TO_DATE and all(
+                results[(wf.name, u)].status == "up-to-date"
+                for u in self.m.dags[wf.name].upstream[step.name]
+            ):
+                # the plan found it up to date moments ago and nothing upstream has run
+                # since: that answer stands (re-deciding 900 of 1,000 steps costs more
+                # than the 100 that changed)
+                finish(key, StepResult(wf.name, step.name, "up-to-date"))
+                return "done"
             # quotas first (this process + live others, in memory): a task that cannot get
             # its resources now is not claimed, re-read and re-decided on every pass
             qnames = quota_of[wf.name]
