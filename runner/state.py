@@ -420,9 +420,9 @@ class State:
                     (time.time(), rid),
                 )
                 c.execute(
-                    "UPDATE steps SET status='interrupted', reason='the runner was killed', updated=? "
-                    "WHERE run_id=? AND status='running'",
-                    (time.time(), rid),
+                    "UPDATE steps SET status='interrupted', reason='the runner was killed',"
+                    " ended=max(coalesce(started, ?), ?), updated=? WHERE run_id=? AND status='running'",
+                    (time.time(), time.time(), time.time(), rid),
                 )
                 c.execute("DELETE FROM allocations WHERE run_id=?", (rid,))
                 c.execute(

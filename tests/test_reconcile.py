@@ -367,6 +367,8 @@ def test_kill_9_mid_run_then_apply_reruns_exactly_the_interrupted(repo: Repo) ->
     assert plan[("w", "slow")] == ("run", ["interrupted"])
     assert plan[("w", "fast")] == ("up-to-date", []) and plan[("w", "side")] == ("up-to-date", [])
     assert plan[("w", "after")][0] == "run"
+    slow = {s["step"]: s for s in repo.orch_json("status")["steps"]}["slow"]
+    assert slow["status"] == "interrupted" and slow["duration"] >= 0
     hist = repo.orch_json("history")
     assert hist[0]["status"] == "interrupted"
     assert {t["step"]: t["status"] for t in hist[0]["tasks"]}["slow"] == "interrupted"
