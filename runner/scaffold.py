@@ -27,6 +27,7 @@ import os
 import re
 import shutil
 import stat
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,6 +120,14 @@ class Include:
 
 
 @dataclass(frozen=True)
+class Borrow:
+    """Files a template takes from a workflow template, so a shared script has one copy."""
+
+    template: str
+    paths: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class Template:
     kind: str
     name: str
@@ -127,6 +136,7 @@ class Template:
     source: str  # "builtin", or the repository folder it came from
     params: tuple[Param, ...] = ()
     workflows: tuple[Include, ...] = ()
+    borrows: tuple[Borrow, ...] = ()
 
     def param(self, name: str) -> Param | None:
         return next((p for p in self.params if p.name == name), None)
@@ -141,6 +151,7 @@ class Template:
             "workflows": [
                 {"template": i.template, "name": i.name, "params": i.params} for i in self.workflows
             ],
+            "files": [{"template": b.template, "paths": list(b.paths)} for b in self.borrows],
         }
 
 
@@ -262,7 +273,7 @@ def _read_template(d: Path, source: str, display: str) -> tuple[Template | None,
         line, col = doc.where(path, key=key)
         out.append(Diagnostic(display, line, col, dotted(path), what, hint))
 
-    allowed = ("kind", "description", "parameters", "workflows")
+    allowed = ("kind", "description", "parameters", "workflows", "files")
     for k in data:
         if k not in allowed:
             err((k,), f"unknown field '{k}'", did_you_mean(str(k), allowed), key=True)
@@ -329,10 +340,39 @@ def _read_template(d: Path, source: str, display: str) -> tuple[Template | None,
             includes.append(
                 Include(inc["template"], str(inc.get("name") or "{{ name }}"), dict(params_inc))
             )
+    borrows: list[Borrow] = []
+    raw_files = data.get("files") or []
+    if not isinstance(raw_files, list):
+        err(("files",), "expected a list of {template, paths}")
+        raw_files = []
+    for i, b in enumerate(raw_files):
+        p = ("files", i)
+        paths = b.get("paths") if isinstance(b, dict) else None
+        if (
+            not isinstance(b, dict)
+            or not isinstance(b.get("template"), str)
+            or not isinstance(paths, list)
+            or not all(isinstance(x, str) and x for x in paths)
+        ):
+            err(p, "expected {template: WORKFLOW-TEMPLATE, paths: [FILE, ...]}")
+            continue
+        for k in b:
+            if k not in ("template", "paths"):
+                err(p + (k,), f"unknown field '{k}'", "use template, paths", key=True)
+        borrows.append(Borrow(b["template"], tuple(paths)))
     if out:
         return None, out
     return (
-        Template(str(kind), d.name, description.strip(), d, source, tuple(params), tuple(includes)),
+        Template(
+            str(kind),
+            d.name,
+            description.strip(),
+            d,
+            source,
+            tuple(params),
+            tuple(includes),
+            tuple(borrows),
+        ),
         [],
     )
 
@@ -427,16 +467,25 @@ def resolve_params(t: Template, given: dict[str, Any], context: dict[str, Any]) 
 # --------------------------------------------------------------------------- rendering
 
 
-def render_files(t: Template, context: dict[str, Any]) -> list[_File]:
-    """Every file of ``t``, rendered in memory, as (path in the target folder, bytes)."""
+def render_files(
+    t: Template, context: dict[str, Any], only: tuple[str, ...] | None = None
+) -> list[_File]:
+    """Every file of ``t`` (or just the ``only`` ones, named as they are in the template
+    folder), rendered in memory, as (path in the target folder, bytes)."""
     from runner.templating import TemplateError, is_templated, render_text
 
+    if only is not None:
+        missing = [o for o in only if not (t.dir / o).is_file()]
+        if missing:
+            raise OrchError(f"{t.source}:{t.kind}/{t.name}: has no file {', '.join(missing)}")
     files: list[_File] = []
     for src in sorted(t.dir.rglob("*")):
         rel_src = src.relative_to(t.dir)
         if any(part in _SKIP_NAMES for part in rel_src.parts) or src.suffix in _SKIP_SUFFIXES:
             continue
         if rel_src.as_posix() == META or src.is_dir():
+            continue
+        if only is not None and rel_src.as_posix() not in only:
             continue
         where = f"{t.source}:{t.kind}/{t.name}/{rel_src.as_posix()}"
         if src.is_symlink() or not src.is_file():
@@ -471,6 +520,14 @@ def render_files(t: Template, context: dict[str, Any]) -> list[_File]:
                 raise OrchError(f"{where}{line}: {e.message}") from None
         executable = bool(src.stat().st_mode & stat.S_IXUSR)
         files.append(_File(rel, data, executable, where))
+    return files
+
+
+def borrowed_files(t: Template, templates: list[Template], context: dict[str, Any]) -> list[_File]:
+    """The files ``t`` takes from workflow templates, rendered with ``t``'s own context."""
+    files: list[_File] = []
+    for b in t.borrows:
+        files.extend(render_files(find(templates, "workflow", b.template), context, b.paths))
     return files
 
 
@@ -512,6 +569,7 @@ def create(
     context = {"name": name, "project": project, "path": dest_rel or ".", "template": t.name}
     values = resolve_params(t, dict(params or {}), context)
     files = render_files(t, {**context, "params": values})
+    files.extend(borrowed_files(t, templates, {**context, "params": values}))
     for inc in t.workflows:
         sub = find(templates, "workflow", inc.template)
         from runner.templating import render_text
@@ -786,3 +844,102 @@ def _write(dest: Path, files: list[_File]) -> None:
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- examples
+
+# The bundled examples' scripts are rendered from the templates (like docs/manifests.md from
+# the schemas), so a fix lands in one place. Per example: (kind, template, files as named in
+# the template folder). Everything else in examples/NAME/ (orch.yaml, README.md, .gitignore,
+# .orch/, quota.yaml, the sample code and tests it has of its own) is the example's own.
+EXAMPLES: dict[str, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
+    "build-and-test": (
+        (
+            "workflow",
+            "build-and-test",
+            ("tools/build.py", "tools/lint.py", "tools/orch_output.py", "tools/verify.py"),
+        ),
+    ),
+    "data-pipeline": (
+        (
+            "workflow",
+            "data-pipeline",
+            tuple(
+                f"scripts/{n}.py"
+                for n in ("clean", "common", "generate", "profile", "report", "summarise")
+            ),
+        ),
+    ),
+    "ai-analysis": (
+        (
+            "workflow",
+            "ai-analysis",
+            tuple(
+                f"analysis/{n}.py"
+                for n in ("common", "deps", "index", "metrics", "report", "summarise")
+            ),
+        ),
+        (
+            "project",
+            "ai-analysis",
+            tuple(
+                f"src/shelf/{n}.py" for n in ("__init__", "models", "pricing", "search", "storage")
+            ),
+        ),
+    ),
+}
+
+
+def example_files() -> dict[str, bytes]:
+    """Every template-made file of the bundled examples, as ``NAME/path`` -> bytes."""
+    templates = discover(builtin_dir())
+    out: dict[str, bytes] = {}
+    for example, parts in EXAMPLES.items():
+        for kind, name, paths in parts:
+            t = find(templates, kind, name)
+            context = {"name": example, "project": None, "path": ".", "template": t.name}
+            values = resolve_params(t, {}, context)
+            for f in render_files(t, {**context, "params": values}, paths):
+                out[f"{example}/{f.rel}"] = f.data
+    return out
+
+
+def render_examples(dest: Path, check: bool = False) -> list[str]:
+    """Write the examples' template-made files under ``dest`` (or, with ``check``, write
+    nothing); returns the ``NAME/path`` of each file that was (or would be) changed."""
+    changed = []
+    for rel, data in sorted(example_files().items()):
+        target = dest / rel
+        if target.is_file() and not target.is_symlink() and target.read_bytes() == data:
+            continue
+        changed.append(rel)
+        if not check:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+    return changed
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m runner.scaffold", description="Render the bundled examples' scripts."
+    )
+    parser.add_argument("--examples", action="store_true", required=True)
+    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if stale")
+    parser.add_argument(
+        "--dest", type=Path, default=Path(__file__).resolve().parents[1] / "examples"
+    )
+    args = parser.parse_args(argv)
+    changed = render_examples(args.dest, check=args.check)
+    for rel in changed:
+        verb = "out of date" if args.check else "written"
+        print(f"{args.dest / rel}: {verb}")
+    if args.check and changed:
+        print("run: python -m runner.scaffold --examples", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
