@@ -1,11 +1,11 @@
-"""Build a deterministic zip archive of a package: same sources => byte-identical archive.
+"""Build a deterministic zip of the code under a source folder: same sources, same bytes.
 
-Reproducibility is what lets orch's early cutoff work: if a source edit does not change
-the archive (say, only a test changed upstream), the archive's hash is unchanged and the
-steps after ``build`` are not run again. So every entry gets a fixed timestamp and mode,
-entries are sorted, and a RECORD file lists each entry's sha256 (as a wheel's RECORD does).
+Reproducibility is what lets orch's early cutoff work: if an edit does not change the
+archive (say, only a test changed upstream), its hash is unchanged and the steps after
+``build`` do not run again. So every entry gets a fixed timestamp and mode, entries are
+sorted, and a RECORD file lists each entry's sha256 (as a wheel's RECORD does).
 
-Usage: python3 tools/build.py --src src/calc --outdir dist --version 0.1.0
+Usage: python3 tools/build.py --src src --outdir dist --name myapp --version 0.1.0
 Passes on ``archive=<path>``, ``sha256=<hex>`` and ``files=<n>`` (see orch_output.py).
 """
 
@@ -22,8 +22,10 @@ from orch_output import emit
 FIXED_TIME = (1980, 1, 1, 0, 0, 0)  # the earliest date a zip entry can hold
 
 
-def sources(package: Path) -> list[Path]:
-    return sorted(p for p in package.rglob("*.py") if "__pycache__" not in p.parts and p.is_file())
+def sources(src: Path) -> list[Path]:
+    if not src.is_dir():
+        return []
+    return sorted(p for p in src.rglob("*.py") if "__pycache__" not in p.parts and p.is_file())
 
 
 def add_entry(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
@@ -34,17 +36,16 @@ def add_entry(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
     archive.writestr(info, data, compresslevel=9)
 
 
-def build(package: Path, outdir: Path, version: str) -> Path:
-    name = package.name
+def build(src: Path, outdir: Path, name: str, version: str) -> Path:
     outdir.mkdir(parents=True, exist_ok=True)
     for stale in outdir.glob(f"{name}-*.zip"):
-        stale.unlink()  # an old version left behind would make the output dir differ
+        stale.unlink()  # an old version left behind would make the output folder differ
     target = outdir / f"{name}-{version}.zip"
     partial = target.with_suffix(".zip.partial")
     record: list[str] = []
     with zipfile.ZipFile(partial, "w") as archive:
-        for path in sources(package):
-            arcname = f"{name}/{path.relative_to(package).as_posix()}"
+        for path in sources(src):
+            arcname = path.relative_to(src).as_posix()
             data = path.read_bytes()
             add_entry(archive, arcname, data)
             record.append(f"{arcname},sha256={hashlib.sha256(data).hexdigest()},{len(data)}")
@@ -56,13 +57,12 @@ def build(package: Path, outdir: Path, version: str) -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--src", type=Path, required=True, help="the package directory")
+    parser.add_argument("--src", type=Path, required=True, help="the folder holding the code")
     parser.add_argument("--outdir", type=Path, required=True)
+    parser.add_argument("--name", required=True)
     parser.add_argument("--version", required=True)
     args = parser.parse_args()
-    if not (args.src / "__init__.py").is_file():
-        parser.error(f"{args.src} is not a package (no __init__.py)")
-    target = build(args.src, args.outdir, args.version)
+    target = build(args.src, args.outdir, args.name, args.version)
     digest = hashlib.sha256(target.read_bytes()).hexdigest()
     emit(archive=target.as_posix(), sha256=digest, files=len(sources(args.src)))
     return 0

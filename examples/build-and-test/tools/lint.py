@@ -5,7 +5,8 @@ a module docstring (except in empty files); no unused imports (names listed in `
 count as used, so package ``__init__`` re-exports are fine).
 
 Usage: python3 tools/lint.py PATH [PATH ...]   (files or directories, searched for *.py)
-Prints ``path:line:col: CODE message`` per problem, sorted; exit 1 if there were any.
+Prints ``path:line:col: CODE message`` per problem, sorted; exit 1 if there were any. A
+folder that does not exist yet is noted and skipped, so a new project lints clean.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ def python_files(paths: list[str]) -> list[Path]:
     found: set[Path] = set()
     for raw in paths:
         path = Path(raw)
-        if path.is_dir():
+        if not path.exists():
+            print(f"lint: {raw} does not exist yet, skipped", file=sys.stderr)
+        elif path.is_dir():
             found.update(p for p in path.rglob("*.py") if "__pycache__" not in p.parts)
         elif path.suffix == ".py":
             found.add(path)
