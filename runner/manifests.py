@@ -224,6 +224,10 @@ def load_texts(
     for wf in m.workflows.values():
         for s in wf.steps:
             m.static_fields[(wf.name, s.name)] = static_fields(s)
+    for doc in m.documents.values():
+        # positions only ever serve diagnostics, all of which are found by now; at 10,000
+        # steps they are a third of the memory and of the cached pickle
+        doc.pos, doc.keypos = {}, {}
     return m
 
 
