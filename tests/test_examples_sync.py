@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from runner import scaffold
+from runner import examples, scaffold, templates_index
 from runner.errors import OrchError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,8 +22,8 @@ TEMPLATES = ROOT / "runner" / "templates"
 
 
 def test_committed_examples_match_the_templates(tmp_path: Path) -> None:
-    written = scaffold.render_examples(tmp_path)
-    assert written == sorted(scaffold.example_files())
+    written = examples.render_examples(tmp_path)
+    assert written == sorted(examples.example_files())
     assert len(written) >= 20
     stale = [
         rel
@@ -34,20 +34,20 @@ def test_committed_examples_match_the_templates(tmp_path: Path) -> None:
 
 
 def test_check_reports_a_stale_example_and_writes_nothing(tmp_path: Path) -> None:
-    scaffold.render_examples(tmp_path)
+    examples.render_examples(tmp_path)
     target = tmp_path / "data-pipeline" / "scripts" / "clean.py"
     target.write_bytes(target.read_bytes() + b"# drift\n")
     (tmp_path / "ai-analysis" / "analysis" / "deps.py").unlink()
-    assert scaffold.render_examples(tmp_path, check=True) == [
+    assert examples.render_examples(tmp_path, check=True) == [
         "ai-analysis/analysis/deps.py",
         "data-pipeline/scripts/clean.py",
     ]
     assert target.read_bytes().endswith(b"# drift\n")
-    assert scaffold.render_examples(tmp_path) == [
+    assert examples.render_examples(tmp_path) == [
         "ai-analysis/analysis/deps.py",
         "data-pipeline/scripts/clean.py",
     ]
-    assert scaffold.render_examples(tmp_path, check=True) == []
+    assert examples.render_examples(tmp_path, check=True) == []
 
 
 def test_check_command_passes_on_the_repository(tmp_path: Path) -> None:
@@ -81,8 +81,8 @@ def test_no_script_is_held_twice_by_the_templates() -> None:
 
 
 def test_a_project_template_borrows_files_byte_for_byte() -> None:
-    templates = scaffold.discover(ROOT)
-    web = scaffold.find(templates, "project", "web-app")
+    templates = templates_index.discover(ROOT)
+    web = templates_index.find(templates, "project", "web-app")
     ctx = {"name": "shop", "project": "shop", "path": "shop", "template": "web-app"}
     files = scaffold.borrowed_files(web, templates, {**ctx, "params": {}})
     source = TEMPLATES / "workflow" / "build-and-test" / "tools"
@@ -92,16 +92,16 @@ def test_a_project_template_borrows_files_byte_for_byte() -> None:
     }
 
 
-def _repo_template(tmp_path: Path, files: str) -> list[scaffold.Template]:
+def _repo_template(tmp_path: Path, files: str) -> list[templates_index.Template]:
     d = tmp_path / "templates" / "project" / "p"
     d.mkdir(parents=True)
     (d / "template.yaml").write_text(f"kind: project\ndescription: x\nfiles: {files}\n")
-    return scaffold.discover(tmp_path, "templates")
+    return templates_index.discover(tmp_path, "templates")
 
 
 def test_borrowing_a_file_the_template_lacks_is_an_error(tmp_path: Path) -> None:
     templates = _repo_template(tmp_path, "[{template: build-and-test, paths: [tools/nope.py]}]")
-    p = scaffold.find(templates, "project", "p")
+    p = templates_index.find(templates, "project", "p")
     with pytest.raises(OrchError, match="has no file tools/nope.py"):
         scaffold.borrowed_files(p, templates, {"name": "p", "params": {}})
 
@@ -134,8 +134,8 @@ def test_every_example_file_is_template_made_or_the_examples_own() -> None:
         ["git", "ls-files", "-z", "examples"], capture_output=True, cwd=ROOT, check=True
     )
     tracked = [f.removeprefix("examples/") for f in p.stdout.decode().split("\0") if f]
-    made = scaffold.example_files()
-    assert sorted(OWN_EXTRA) == sorted(scaffold.EXAMPLES)
+    made = examples.example_files()
+    assert sorted(OWN_EXTRA) == sorted(examples.EXAMPLES)
     stray = []
     for rel in tracked:
         example, _, inner = rel.partition("/")

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from runner import scaffold
+from runner import scaffold, templates_index
 from runner.api import open_repo
 from runner.errors import OrchError, UsageError
 
@@ -156,7 +156,8 @@ def test_every_template_creates_validates_and_runs_offline(repo: Any) -> None:
 def test_modules_import_nothing_heavy(repo: Any) -> None:
     """The module imports nothing heavy: templating loads Jinja only when a file renders."""
     code = (
-        "import sys, runner.scaffold, runner.projects, runner.commands.projects;"
+        "import sys, runner.scaffold, runner.templates_index, runner.examples, runner.projects,"
+        " runner.archive, runner.commands.projects;"
         "print(sorted(m for m in ('jinja2', 'networkx', 'jsonschema') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -233,21 +234,21 @@ def test_manifests_that_would_never_be_read_are_refused(repo: Any) -> None:
 
 def test_params_are_typed_checked_and_defaulted(repo: Any) -> None:
     r = open_repo(repo.path)
-    t = scaffold.find(scaffold.list_templates(r), "workflow", "data-pipeline")
+    t = templates_index.find(templates_index.list_templates(r), "workflow", "data-pipeline")
     ctx = {"name": "sales", "project": None, "path": ".", "template": t.name}
-    values = scaffold.resolve_params(t, {"rows": "12", "group_by": "product"}, ctx)
+    values = templates_index.resolve_params(t, {"rows": "12", "group_by": "product"}, ctx)
     assert values["rows"] == 12 and values["seed"] == 42
     assert values["title"] == "sales: sales by region"  # a templated default
     with pytest.raises(UsageError, match="expected a whole number"):
-        scaffold.resolve_params(t, {"rows": "many"}, ctx)
+        templates_index.resolve_params(t, {"rows": "many"}, ctx)
     with pytest.raises(UsageError, match="did you mean 'rows'"):
-        scaffold.resolve_params(t, {"row": "1"}, ctx)
+        templates_index.resolve_params(t, {"row": "1"}, ctx)
     with pytest.raises(UsageError, match="not one of 'region', 'product'"):
-        scaffold.resolve_params(t, {"group_by": "colour"}, ctx)
+        templates_index.resolve_params(t, {"group_by": "colour"}, ctx)
     with pytest.raises(UsageError, match="NAME=VALUE"):
-        scaffold.parse_pairs(["rows"])
+        templates_index.parse_pairs(["rows"])
     with pytest.raises(UsageError, match="project template, not a workflow template"):
-        scaffold.find(scaffold.list_templates(r), "workflow", "web-app")
+        templates_index.find(templates_index.list_templates(r), "workflow", "web-app")
 
     p = repo.orch(
         "project",
@@ -562,16 +563,16 @@ def test_project_selects_workflows_on_plan_apply_status_and_watch(repo: Any) -> 
 
 def test_create_then_archive_in_process_api(repo: Any) -> None:
     """The modules are callable as a library, without the CLI."""
-    from runner import projects
+    from runner import archive, projects
 
     r = open_repo(repo.path)
     made = scaffold.create(r, "project", "lib", "data-pipeline", {"dev_rows": "50"}, cwd=repo.path)
     assert made.workflows == ["lib-pipeline"] and "lib/lib-pipeline.yaml" in made.files
     r = open_repo(repo.path)
     assert [p["name"] for p in projects.list_projects(r)] == ["lib"]
-    out = projects.archive(r, "lib")
+    out = archive.archive(r, "lib")
     assert out["files"] == len(made.files) and out["not_removed"] == []
     r = open_repo(repo.path)
     with pytest.raises(OrchError, match="already archived"):
-        projects.archive(r, "lib")
-    assert projects.restore(r, "lib")["files"] == len(made.files)
+        archive.archive(r, "lib")
+    assert archive.restore(r, "lib")["files"] == len(made.files)

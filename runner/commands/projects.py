@@ -20,6 +20,7 @@ def _cwd(args: argparse.Namespace) -> Path:
 
 def _create(args: argparse.Namespace, kind: str) -> int:
     from runner import scaffold
+    from runner.templates_index import parse_pairs
 
     repo = repo_from(args)
     try:
@@ -28,7 +29,7 @@ def _create(args: argparse.Namespace, kind: str) -> int:
             kind,
             args.name,
             args.template,
-            scaffold.parse_pairs(args.param),
+            parse_pairs(args.param),
             args.path,
             _cwd(args),
         )
@@ -193,7 +194,7 @@ def _ago(t: float | None) -> str:
 
 
 def project_archive(args: argparse.Namespace) -> int:
-    from runner.projects import archive
+    from runner.archive import archive
 
     try:
         out = archive(repo_from(args), args.name)
@@ -217,7 +218,7 @@ def project_archive(args: argparse.Namespace) -> int:
 
 
 def project_restore(args: argparse.Namespace) -> int:
-    from runner.projects import restore
+    from runner.archive import restore
 
     out = restore(repo_from(args), args.name)
     print(
@@ -235,7 +236,7 @@ def _size(n: int) -> str:
 
 
 def template_list(args: argparse.Namespace) -> int:
-    from runner.scaffold import list_templates
+    from runner.templates_index import list_templates
 
     templates = list_templates(repo_from(args))
     if args.json:
