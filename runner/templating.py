@@ -11,10 +11,9 @@ quotes every ``{{ expr }}`` for the spot of the command it lands in, and only ``
             placeholder is replaced by its value escaped for that spot:
             echo "wheel: a\\$b" && ls 'my dir'/*.whl
 
-Where a value cannot be escaped portably (inside ``${...}``, ``$'...'``, nested
-backquotes, a here-document delimiter, anything but an integer inside ``$(( ))``, a
-value that would end a here-document) rendering fails with a ``TemplateError`` instead
-of guessing. Values are never rendered twice, so ``{{ 7*7 }}`` in a value stays literal.
+The scanning and escaping live in ``runner.shellquote``; where a value cannot be escaped
+portably, rendering fails with a ``TemplateError`` instead of guessing. Values are never
+rendered twice, so ``{{ 7*7 }}`` in a value stays literal.
 
 Jinja is imported inside functions only, so ``orch --version`` never pays for it.
 """
@@ -24,12 +23,11 @@ from __future__ import annotations
 import functools
 import json
 import re
-import secrets
-import shlex
 from collections.abc import Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass, field
 from typing import Any
+
+from runner.shellquote import QuoteRefused, Slots, quote_values
 
 
 class TemplateError(Exception):
@@ -70,19 +68,7 @@ def _raw_filter(value: Any) -> _Raw:
     return _Raw(_format(value))
 
 
-@dataclass
-class _Slots:
-    """Values of one ``render_command`` call, kept out of the text until it is scanned."""
-
-    nonce: str = field(default_factory=lambda: secrets.token_hex(8))
-    values: list[str] = field(default_factory=list)
-
-    def add(self, value: str) -> str:
-        self.values.append(value)
-        return f"\x00{self.nonce}{len(self.values) - 1}\x00"
-
-
-_SLOTS: ContextVar[_Slots] = ContextVar("orch_template_slots")
+_SLOTS: ContextVar[Slots] = ContextVar("orch_template_slots")
 
 
 def _finalize_text(value: Any) -> str:
@@ -183,7 +169,7 @@ def render_command(source: str, context: dict[str, Any]) -> str:
     """For ``run`` as a shell string: each value is escaped for where it lands (see module doc)."""
     if not is_templated(source):
         return source
-    slots = _Slots()
+    slots = Slots()
     token = _SLOTS.set(slots)
     try:
         text = _render(source, context, shell=True)
@@ -191,7 +177,10 @@ def render_command(source: str, context: dict[str, Any]) -> str:
         _SLOTS.reset(token)
     if not slots.values:
         return text
-    return _ShellScan(text, slots).run()
+    try:
+        return quote_values(text, slots)
+    except QuoteRefused as exc:
+        raise TemplateError(exc.message) from None
 
 
 _FALSE_WORDS = frozenset({"false", "0", "no", "off", ""})
@@ -420,337 +409,3 @@ def _stored_names(target: Any) -> set[str]:
     return {n.name for n in target.find_all(nodes.Name)} | (
         {target.name} if isinstance(target, nodes.Name) else set()
     )
-
-
-# --------------------------------------------------------------------------- shell scan
-
-_BARE = frozenset({"top", "sub", "bt", "param"})
-_UNSAFE = frozenset({"param", "ansi"})
-_WORD_BREAK = frozenset(" \t\n;&|()<>")
-_PLACEHOLDER = re.compile(r"\x00([0-9a-f]{16})(\d+)\x00")
-_INTEGER = re.compile(r"\s*[-+]?[0-9]+\s*")
-_BLANKS = re.compile(r"[ \t]+")
-_PLAIN_BARE = re.compile(r"[^\s;&|()<>\\'\"`$}#\x00]+")
-_PLAIN_RUN = {
-    "dq": re.compile(r'[^\\"`$\x00]+'),
-    "sq": re.compile(r"[^'`\x00]+"),
-    "ansi": re.compile(r"[^'`\\\x00]+"),
-    "comment": re.compile(r"[^\n\x00]+"),
-    "arith": re.compile(r"[^()$`\\\x00]+"),
-}
-_ESCAPE_DQ = re.compile(r'([\\$`"])')
-_ESCAPE_EXPANDING = re.compile(r"([\\$`])")
-
-
-@dataclass
-class _Frame:
-    kind: str  # top | sub ($( or ( ) | bt (`) | param (${) | arith ($(( or (( ) | dq | sq
-    #            | ansi ($') | comment
-    case_depth: int = 0
-    parens: int = 0
-
-
-@dataclass
-class _Heredoc:
-    delimiter: str
-    strip_tabs: bool
-    quoted: bool
-    backquotes: int
-
-
-class _ShellScan:
-    """Replaces value placeholders in a rendered command with values quoted for their spot.
-
-    It follows the parts of the POSIX shell grammar that change how text is read: quotes,
-    backslashes, ``$( )``/``( )``, backquotes, ``case`` patterns, comments and
-    here-documents. Anything it does not model that holds a value is refused, not guessed.
-    """
-
-    def __init__(self, text: str, slots: _Slots):
-        self.text = text
-        self.values = slots.values
-        self.nonce = slots.nonce
-        self.out: list[str] = []
-        self.stack = [_Frame("top")]
-        self.pending: list[_Heredoc] = []
-        self.word_start = True
-        self.nested_backquotes = False
-
-    # -- escaping
-    def _backquotes(self) -> int:
-        return sum(1 for f in self.stack if f.kind == "bt")
-
-    def _escape(self, value: str, kind: str, backquotes: int) -> str:
-        if kind in _UNSAFE or any(f.kind in _UNSAFE for f in self.stack):
-            raise TemplateError(
-                "a value inside ${...} or $'...' cannot be quoted safely;"
-                " move the {{ }} out of it (or use | raw)"
-            )
-        if kind == "arith":
-            # sh expands and then evaluates $(( )); only a plain integer is inert there
-            if not _INTEGER.fullmatch(value):
-                raise TemplateError(
-                    f"only an integer can go into $(( )), not {value!r}; compute it outside"
-                )
-            text = value
-        elif kind in _BARE:
-            text = shlex.quote(value)
-        elif kind == "dq":
-            text = _ESCAPE_DQ.sub(r"\\\1", value)
-        elif kind == "sq":
-            text = value.replace("'", "'\\''")
-        elif kind == "comment":
-            text = value.replace("\n", " ")
-        elif kind == "heredoc":
-            text = _ESCAPE_EXPANDING.sub(r"\\\1", value)
-        else:  # quoted here-document: the shell reads nothing in it
-            text = value
-        for _ in range(backquotes):
-            text = _ESCAPE_EXPANDING.sub(r"\\\1", text)
-        return text
-
-    # -- scanning
-    def run(self) -> str:
-        text, n = self.text, len(self.text)
-        i = 0
-        while i < n:
-            if text[i] == "\x00":
-                m = _PLACEHOLDER.match(text, i)
-                if m and m[1] == self.nonce:
-                    value = self.values[int(m[2])]
-                    top = self.stack[-1]
-                    self.out.append(self._escape(value, top.kind, self._backquotes()))
-                    self.word_start = False
-                    i = m.end()
-                    continue
-            kind = self.stack[-1].kind
-            plain = _PLAIN_RUN.get(kind, _PLAIN_BARE).match(text, i)
-            if not plain and kind in _BARE:
-                plain = _BLANKS.match(text, i)
-                self.word_start = self.word_start or bool(plain)
-            elif plain and kind in _BARE:
-                self._word(plain[0], plain.end())
-            if plain:  # fast path: a stretch with nothing the shell treats specially
-                self.out.append(plain[0])
-                i = plain.end()
-                continue
-            if kind == "comment":
-                i = self._comment(i)
-            elif kind in ("sq", "ansi"):
-                i = self._single(i)
-            elif kind == "dq":
-                i = self._double(i)
-            elif kind == "arith":
-                i = self._arith(i)
-            else:
-                i = self._bare(i)
-        if self.nested_backquotes:
-            raise TemplateError(
-                "values cannot be quoted safely in nested backquotes; use $(...) instead"
-            )
-        return "".join(self.out)
-
-    def _emit(self, i: int, count: int = 1) -> int:
-        self.out.append(self.text[i : i + count])
-        return i + count
-
-    def _close_backquote(self) -> None:
-        while self.stack[-1].kind != "bt":
-            self.stack.pop()
-        self.stack.pop()
-
-    def _comment(self, i: int) -> int:
-        if self.text[i] == "\n":
-            self.stack.pop()
-            return self._newline(i)
-        return self._emit(i)
-
-    def _single(self, i: int) -> int:
-        c = self.text[i]
-        if c == "\\" and self.stack[-1].kind == "ansi":
-            return self._emit(i, 2)
-        if c == "'":
-            self.stack.pop()
-        elif c == "`" and self._backquotes():
-            self._close_backquote()
-        return self._emit(i)
-
-    def _double(self, i: int) -> int:
-        text, c = self.text, self.text[i]
-        if c == "\\":
-            return self._emit(i, 2)
-        if c == '"':
-            self.stack.pop()
-        elif c == "`":
-            if self._backquotes():
-                self._close_backquote()
-            else:
-                self.stack.append(_Frame("bt"))
-                self.word_start = True
-        elif text.startswith("$((", i):
-            self.stack.append(_Frame("arith"))
-            return self._emit(i, 3)
-        elif text.startswith("$(", i):
-            self.stack.append(_Frame("sub"))
-            self.word_start = True
-            return self._emit(i, 2)
-        elif text.startswith("${", i):
-            self.stack.append(_Frame("param"))
-            return self._emit(i, 2)
-        return self._emit(i)
-
-    def _arith(self, i: int) -> int:
-        text, c, top = self.text, self.text[i], self.stack[-1]
-        if c == "(":
-            top.parens += 1
-        elif c == ")":
-            if top.parens == 0 and text.startswith("))", i):
-                self.stack.pop()
-                return self._emit(i, 2)
-            top.parens -= 1
-        elif c == "`":
-            if self._backquotes():
-                self._close_backquote()
-            else:
-                self.stack.append(_Frame("bt"))
-                self.word_start = True
-        elif text.startswith("$((", i):
-            self.stack.append(_Frame("arith"))
-            return self._emit(i, 3)
-        elif text.startswith("$(", i):
-            self.stack.append(_Frame("sub"))
-            self.word_start = True
-            return self._emit(i, 2)
-        elif text.startswith("${", i):
-            self.stack.append(_Frame("param"))
-            return self._emit(i, 2)
-        elif c == "\\":
-            return self._emit(i, 2)
-        return self._emit(i)
-
-    def _bare(self, i: int) -> int:
-        text, c, top = self.text, self.text[i], self.stack[-1]
-        word_start, self.word_start = self.word_start, False
-        if c == "\\":
-            if text.startswith("`", i + 1) and self._backquotes():
-                self.nested_backquotes = True
-            return self._emit(i, 2)
-        if c == "'":
-            self.stack.append(_Frame("sq"))
-        elif c == '"':
-            self.stack.append(_Frame("dq"))
-        elif c == "`":
-            if self._backquotes():
-                self._close_backquote()
-            else:
-                self.stack.append(_Frame("bt"))
-                self.word_start = True
-        elif text.startswith("$((", i) or (word_start and text.startswith("((", i)):
-            self.stack.append(_Frame("arith"))
-            return self._emit(i, 3 if c == "$" else 2)
-        elif c == "$":
-            nxt = text[i + 1 : i + 2]
-            if nxt in ("(", "{", "'"):
-                self.stack.append(_Frame({"(": "sub", "{": "param", "'": "ansi"}[nxt]))
-                self.word_start = nxt == "("
-                return self._emit(i, 2)
-        elif c == "(":
-            self.stack.append(_Frame("sub"))
-            self.word_start = True
-        elif c == ")":
-            if top.case_depth == 0 and top.kind == "sub":
-                self.stack.pop()
-            self.word_start = True
-        elif c == "}" and top.kind == "param":
-            self.stack.pop()
-        elif c == "#" and word_start:
-            self.stack.append(_Frame("comment"))
-        elif c == "<" and text.startswith("<<", i):
-            return self._heredoc_operator(i)
-        elif c == "\n":
-            self.word_start = True
-            return self._newline(i)
-        elif c in _WORD_BREAK:
-            self.word_start = True
-        return self._emit(i)
-
-    def _word(self, word: str, end: int) -> None:
-        """Count ``case``/``esac`` so a pattern's ``)`` is not taken to close ``$(``."""
-        if (
-            self.word_start
-            and word in ("case", "esac")
-            and (end == len(self.text) or self.text[end] in _WORD_BREAK)
-        ):
-            top = self.stack[-1]
-            top.case_depth = max(0, top.case_depth + (1 if word == "case" else -1))
-        self.word_start = False
-
-    def _heredoc_operator(self, i: int) -> int:
-        text, n = self.text, len(self.text)
-        if text.startswith("<<<", i):  # a here-string: an ordinary word follows
-            self.word_start = True
-            return self._emit(i, 3)
-        j = i + 2
-        strip_tabs = text.startswith("-", j)
-        j += strip_tabs
-        while j < n and text[j] in " \t":
-            j += 1
-        delimiter: list[str] = []
-        quoted = False
-        while j < n and text[j] not in _WORD_BREAK:
-            c = text[j]
-            if c in "'\"":
-                end = text.find(c, j + 1)
-                end = n if end < 0 else end
-                delimiter.append(
-                    text[j + 1 : end].replace("\\", "") if c == '"' else text[j + 1 : end]
-                )
-                quoted, j = True, end + 1
-            elif c == "\\":
-                delimiter.append(text[j + 1 : j + 2])
-                quoted, j = True, j + 2
-            else:
-                delimiter.append(c)
-                j += 1
-        word = text[i:j]
-        if "\x00" in word:
-            raise TemplateError("a here-document delimiter cannot come from a template value")
-        self.pending.append(_Heredoc("".join(delimiter), strip_tabs, quoted, self._backquotes()))
-        self.word_start = True
-        return self._emit(i, j - i)
-
-    def _newline(self, i: int) -> int:
-        """After the line holding ``<<WORD``, read each pending here-document body."""
-        i = self._emit(i)
-        text, n = self.text, len(self.text)
-        for doc in self.pending:
-            kind = "heredoc-quoted" if doc.quoted else "heredoc"
-            while i < n:
-                end = text.find("\n", i)
-                end = n if end < 0 else end + 1
-                line = text[i:end]
-                body = line.rstrip("\n")
-                if "\x00" not in line:
-                    self.out.append(line)
-                    i = end
-                    if (body.lstrip("\t") if doc.strip_tabs else body) == doc.delimiter:
-                        break
-                    continue
-                filled = _PLACEHOLDER.sub(
-                    lambda m, kind=kind, doc=doc: (
-                        self._escape(self.values[int(m[2])], kind, doc.backquotes)
-                        if m[1] == self.nonce
-                        else m[0]
-                    ),
-                    line,
-                )
-                for physical in filled.rstrip("\n").split("\n"):
-                    if (physical.lstrip("\t") if doc.strip_tabs else physical) == doc.delimiter:
-                        raise TemplateError(
-                            f"a value would end the here-document early (a line '{doc.delimiter}');"
-                            " choose another delimiter"
-                        )
-                self.out.append(filled)
-                i = end
-        self.pending.clear()
-        return i
