@@ -35,9 +35,8 @@ def run_attempts(
     echo,
     mask,
     cancel,
-    TaskSpec,
-    run_task,
-):  # noqa: ANN001, ANN202, N803
+):  # noqa: ANN001, ANN202
+    from runner.executor import TaskSpec, run_task
     from runner.scheduler import backoff_delay
 
     attempts = []

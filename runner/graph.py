@@ -52,17 +52,6 @@ class Dag:
                     todo.append(d)
         return seen
 
-    def ancestors(self, names: set[str]) -> set[str]:
-        seen: set[str] = set()
-        todo = list(names)
-        while todo:
-            n = todo.pop()
-            for u in self.upstream.get(n, ()):
-                if u not in seen:
-                    seen.add(u)
-                    todo.append(u)
-        return seen
-
 
 class CycleError(ValueError):
     def __init__(self, cycle: list[str]):

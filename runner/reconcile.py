@@ -180,7 +180,7 @@ class Reconciler:
             ]
             return ApplyResult(None, results, time.time() - t0)
 
-        from runner.executor import Cancel, TaskSpec, run_task
+        from runner.executor import Cancel
 
         commit, dirty = commit_state.result()
         run_id = self.state.begin_run(
@@ -255,6 +255,32 @@ class Reconciler:
                 if remaining_up[k] == 0:
                     st = w.step(name)
                     ready.push(f"{w.name}/{name}", w.name, st.priority, st.index, k)
+
+        def settle(key: tuple[str, str], fut: Any) -> StepResult:
+            """A finished task: its outputs hashed and its result recorded (one transaction),
+            its quota allocations and step lock given back -- on every way it ended."""
+            _cancel, _tid, req = running.pop(key)
+            wf = by_name[key[0]]
+            step = wf.step(key[1])
+            try:
+                res = attempts.complete(
+                    self, run_id, wf, step, sel.env, plan_of[key], fut.result(), records[wf.name]
+                )
+            except Exception as e:  # record, never lose the runner over one task
+                res = StepResult(
+                    wf.name,
+                    step.name,
+                    "failed",
+                    plan_of[key].reasons,
+                    message=f"internal error: {e}",
+                )
+                attempts.record_status(
+                    self, wf, step.name, sel.env, run_id, records[wf.name], "failed", res.message
+                )
+            allocations.free(
+                self, run_id, f"{wf.name}/{step.name}", quota_of[wf.name], req, held, quotas
+            )
+            return res
 
         def start(key: tuple[str, str]) -> str:
             """Try to start ``key``: 'started', 'done' (decided without running), 'wait', 'later'."""
@@ -458,8 +484,6 @@ class Reconciler:
                 echo,
                 mask,
                 cancel,
-                TaskSpec,
-                run_task,
             )
             fut.add_done_callback(lambda f, _k=key: done_q.put((_k, f)))
             running[key] = (cancel, None, req)
@@ -541,41 +565,7 @@ class Reconciler:
                     key, fut = done_q.get(timeout=0.05 if (waiting_lock or len(ready)) else 0.25)
                 except queue.Empty:
                     continue
-                cancel, _tid, req = running.pop(key)
-                wf = by_name[key[0]]
-                step = wf.step(key[1])
-                lock_key = f"{wf.name}/{step.name}"
-                try:
-                    res: StepResult = attempts.complete(
-                        self,
-                        run_id,
-                        wf,
-                        step,
-                        sel.env,
-                        plan_of[key],
-                        fut.result(),
-                        records[wf.name],
-                    )
-                except Exception as e:  # record, never lose the runner over one task
-                    res = StepResult(
-                        wf.name,
-                        step.name,
-                        "failed",
-                        plan_of[key].reasons,
-                        message=f"internal error: {e}",
-                    )
-                    attempts.record_status(
-                        self,
-                        wf,
-                        step.name,
-                        sel.env,
-                        run_id,
-                        records[wf.name],
-                        "failed",
-                        res.message,
-                    )
-                qn = quota_of[wf.name]
-                allocations.free(self, run_id, lock_key, qn, req, held, quotas)
+                res = settle(key, fut)
                 self.hasher.forget()
                 finish(key, res)
                 if res.status in FAILED and opts.fail_fast:
@@ -587,26 +577,7 @@ class Reconciler:
                 c.cancel("interrupted")
             while running:
                 key, fut = done_q.get()
-                _c, _t, req = running.pop(key)
-                wf = by_name[key[0]]
-                step = wf.step(key[1])
-                try:
-                    res = attempts.complete(
-                        self,
-                        run_id,
-                        wf,
-                        step,
-                        sel.env,
-                        plan_of[key],
-                        fut.result(),
-                        records[wf.name],
-                    )
-                except Exception:
-                    res = StepResult(wf.name, step.name, "interrupted")
-                allocations.free(
-                    self, run_id, f"{wf.name}/{step.name}", quota_of[wf.name], req, held, quotas
-                )
-                results[key] = res
+                results[key] = settle(key, fut)
         finally:
             pool.shutdown(wait=True)
             self.hasher.flush()

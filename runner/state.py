@@ -474,18 +474,6 @@ class State:
                 out[r[1]] = StepRecord(*r)
         return out
 
-    def mark_running(self, run_id: int, workflow: str, step: str, env: str, task_id: int) -> None:
-        """Note in the step row that a task is in flight, so a killed runner is detectable."""
-        now = time.time()
-        with self.tx() as c:
-            c.execute(
-                "INSERT INTO steps (workflow, step, env, status, task_id, run_id, started, updated)"
-                " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(workflow, step, env) DO UPDATE SET"
-                " status='running', task_id=excluded.task_id, run_id=excluded.run_id,"
-                " started=excluded.started, updated=excluded.updated",
-                (workflow, step, env, "running", task_id, run_id, now, now),
-            )
-
     def record_step(self, rec: StepRecord, task_update: dict[str, Any] | None = None) -> None:
         """The result of a step, and its task row, in one transaction."""
         with self.tx() as c:
@@ -517,35 +505,6 @@ class State:
                 _update_task(c, rec.task_id, task_update)
 
     # -- tasks ------------------------------------------------------------------------
-    def add_task(
-        self,
-        run_id: int,
-        workflow: str,
-        step: str,
-        env: str,
-        attempt: int,
-        status: str,
-        reason: str,
-        **extra: Any,
-    ) -> int:
-        cols = [
-            "run_id",
-            "workflow",
-            "step",
-            "env",
-            "attempt",
-            "status",
-            "reason",
-            "queued",
-            *extra,
-        ]
-        vals = [run_id, workflow, step, env, attempt, status, reason, time.time(), *extra.values()]
-        with self.tx() as c:
-            cur = c.execute(
-                f"INSERT INTO tasks ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})", vals
-            )
-            return int(cur.lastrowid or 0)
-
     def start_task(
         self,
         run_id: int,
@@ -588,22 +547,6 @@ class State:
     def update_task(self, task_id: int, **fields: Any) -> None:
         with self.tx() as c:
             _update_task(c, task_id, fields)
-
-    def cancel_requests(self, task_ids: list[int]) -> list[int]:
-        if not task_ids:
-            return []
-        q = ",".join("?" * len(task_ids))
-        rows = self.query(
-            f"SELECT id FROM tasks WHERE cancel_requested=1 AND id IN ({q})", tuple(task_ids)
-        )
-        return [r["id"] for r in rows]
-
-    def event(self, kind: str, subject: str, detail: str = "", run_id: int | None = None) -> None:
-        with self.tx() as c:
-            c.execute(
-                "INSERT INTO events (at, run_id, kind, subject, detail) VALUES (?,?,?,?,?)",
-                (time.time(), run_id, kind, subject, detail),
-            )
 
     # -- file-hash cache --------------------------------------------------------------
     def hash_cache(self) -> dict[str, tuple[int, int, int, str, int]]:
