@@ -2,6 +2,10 @@
 
 python -m runner.docgen            # rewrite docs/manifests.md
 python -m runner.docgen --check    # exit 1 if it is out of date (tests run this)
+
+The file has two parts: the field reference, generated, and below ``HANDWRITTEN`` the
+rules no schema can say (how paths and globs are read, what counts as a change), written
+by hand and kept as they are when the reference is regenerated.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from typing import Any
 
 from runner.schema import load_schema
 from runner.units import DURATION_PATTERN, QUANTITY_PATTERN
+
+HANDWRITTEN = "<!-- Below this line is written by hand; python -m runner.docgen keeps it. -->"
 
 ORDER = [
     ("workflow", "Workflow"),
@@ -107,12 +113,16 @@ def render() -> str:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     target = Path(__file__).resolve().parent.parent / "docs" / "manifests.md"
+    old = target.read_text(encoding="utf-8") if target.exists() else ""
+    generated, sep, handwritten = old.partition("\n" + HANDWRITTEN + "\n")
     text = render()
     if "--check" in argv:
-        if not target.exists() or target.read_text(encoding="utf-8") != text:
+        if generated != text:
             print(f"{target} is out of date: run python -m runner.docgen", file=sys.stderr)
             return 1
         return 0
+    if sep:
+        text += sep + handwritten
     target.parent.mkdir(exist_ok=True)
     target.write_text(text, encoding="utf-8")
     print(f"wrote {target}")
