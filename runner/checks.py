@@ -175,10 +175,10 @@ def _check_workflow(ctx: _Ctx) -> None:
                 err = _syntax(r)
                 if err:
                     ctx.add(("spec", "on", hk, i, "run"), f"template error: {err}")
-    if any(d.path == ctx.doc.path for d in ctx.out):
-        return
+    # a cycle is looked for even when other problems were found: the edges collected are
+    # the ones that were valid, so a cycle among them is real and worth saying now
     try:
-        dag = build_dag(wf.name, [s.name for s in wf.steps], edges)
+        dag = build_dag(wf.name, list(names), edges)
     except CycleError as e:
         first = min(e.cycle, key=lambda n: names.get(n, 0))
         ctx.add(
@@ -187,7 +187,8 @@ def _check_workflow(ctx: _Ctx) -> None:
             "remove one of these dependencies",
         )
         return
-    m.dags[wf.name] = dag
+    if not ctx.out:
+        m.dags[wf.name] = dag
 
 
 def _rotate(cycle: list[str], first: str) -> list[str]:

@@ -19,7 +19,7 @@ from typing import Any
 from runner import globs
 from runner.errors import Diagnostic, OrchError
 from runner.model import Project, Quota, Workflow, build_project, build_quota, build_workflow
-from runner.schema import check_header, validate_document
+from runner.schema import check_header, repaired, validate_document
 from runner.sources import list_manifest_files
 from runner.yamlsrc import Document, decode, load_text
 
@@ -204,7 +204,11 @@ def load_texts(
             d = validate_document(doc, schema_name)
             if d:
                 diags.extend(d)
-                continue
+                # check the rest of it too: one schema error must not hide the others
+                data = repaired(doc, schema_name)
+                if data is None:
+                    continue
+                doc = Document(doc.path, doc.index, data, doc.line, doc.pos, doc.keypos)
             m.documents[(f, doc.index)] = doc
             kind = data["kind"]
             if kind == "Workflow":

@@ -114,6 +114,65 @@ def validate_document(doc: Document, schema_name: str) -> list[Diagnostic]:
     return out
 
 
+def repaired(doc: Document, schema_name: str, rounds: int = 8) -> dict[str, Any] | None:
+    """A copy of an invalid document with each offending field dropped, or None.
+
+    Only for diagnostics: the semantic checks (references, cycles, paths) then run on the
+    rest of the document, so a schema error does not hide the other problems in it (as a
+    compiler goes on after a syntax error). Values in lists are never dropped, since that
+    would shift the indexes diagnostics name; a document that cannot be made valid by
+    dropping mapping fields gives None.
+    """
+    import copy
+
+    data = copy.deepcopy(doc.data)
+    validator = _validator(schema_name)
+    for _ in range(rounds):
+        errors = list(validator.iter_errors(data))
+        if not errors:
+            return data
+        for err in errors:
+            if not _drop(data, err):
+                return None
+    return None
+
+
+def _drop(data: Any, err: Any) -> bool:
+    """Remove what ``err`` complains about from ``data``; False when it cannot be done."""
+    path = list(err.absolute_path)
+    keys: list[Any] = []
+    if "propertyNames" in err.absolute_schema_path:  # the instance is the bad key itself
+        keys = [err.instance]
+    elif err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        known = err.schema.get("properties", {}) if isinstance(err.schema, dict) else {}
+        keys = [k for k in err.instance if k not in known]
+    if keys:
+        parent = _at(data, path)
+        if not isinstance(parent, dict):
+            return False
+        for k in keys:
+            parent.pop(k, None)
+        return True
+    while path and not isinstance(path[-1], str):
+        path.pop()  # a bad list item: drop the whole optional field that holds it
+    if len(path) < 2:
+        return False  # the document's header itself
+    parent = _at(data, path[:-1])
+    if not isinstance(parent, dict) or path[-1] not in parent:
+        return False
+    del parent[path[-1]]
+    return True
+
+
+def _at(data: Any, path: list[Any]) -> Any:
+    for p in path:
+        try:
+            data = data[p]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
 def _to_diagnostics(doc: Document, err: Any) -> list[Diagnostic]:
     path = tuple(err.absolute_path)
     line, col = doc.where(path)

@@ -104,6 +104,7 @@ class _Frame:
 
 
 _NOKEY = object()
+_DROP = object()  # the key whose value is being skipped (a duplicate)
 
 
 class YamlError(Exception):
@@ -142,23 +143,40 @@ def load_text(text: str, display: str) -> tuple[list[Document], list[Diagnostic]
 
     loader_cls = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     docs: list[Document] = []
+    dups: list[YamlError] = []
     try:
-        _build(yaml, yaml.parse(text, Loader=loader_cls), display, docs)
+        _build(yaml, yaml.parse(text, Loader=loader_cls), display, docs, dups)
     except YamlError as e:
-        return docs, [Diagnostic(display, e.line, e.col, "yaml", e.message, e.hint)]
+        dups.append(e)
+        return docs, [_diag(display, d) for d in dups]
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
         what = e.problem or str(e)
         if e.context and e.problem:
             what = f"{e.context}: {e.problem}" if "while" not in e.context else e.problem
-        return docs, [Diagnostic(display, line, col, "yaml", what)]
+        return docs, [
+            *(_diag(display, d) for d in dups),
+            Diagnostic(display, line, col, "yaml", what),
+        ]
     except yaml.YAMLError as e:  # reader errors (control characters) carry no mark
-        return docs, [Diagnostic(display, 0, 0, "yaml", str(e).splitlines()[0])]
-    return docs, []
+        return docs, [
+            *(_diag(display, d) for d in dups),
+            Diagnostic(display, 0, 0, "yaml", str(e).splitlines()[0]),
+        ]
+    return docs, [_diag(display, d) for d in dups]
 
 
-def _build(yaml: Any, events: Any, display: str, docs: list[Document]) -> None:
+def _diag(display: str, e: YamlError) -> Diagnostic:
+    return Diagnostic(display, e.line, e.col, "yaml", e.message, e.hint)
+
+
+def _build(
+    yaml: Any, events: Any, display: str, docs: list[Document], dups: list[YamlError]
+) -> None:
+    """Documents from libyaml's events into ``docs``. A duplicate key is noted in ``dups``
+    and its later value dropped (the first one stands), so parsing goes on and every
+    duplicate, and every other problem of the file, is reported in one go."""
     ScalarEvent = yaml.ScalarEvent
     MappingStartEvent = yaml.MappingStartEvent
     SequenceStartEvent = yaml.SequenceStartEvent
@@ -204,14 +222,21 @@ def _build(yaml: Any, events: Any, display: str, docs: list[Document]) -> None:
                 raise YamlError(here[0], here[1], "a mapping key must be a plain value")
             if value in top.value:
                 first = keypos.get(top.path + (value,), (0, 0))
-                raise YamlError(
-                    here[0],
-                    here[1],
-                    f"duplicate key '{value}'",
-                    f"first defined at line {first[0]}",
+                dups.append(
+                    YamlError(
+                        here[0],
+                        here[1],
+                        f"duplicate key '{value}'",
+                        f"first defined at line {first[0]}",
+                    )
                 )
+                top.key = _DROP
+                return
             top.key = value
             top.keymark = here
+            return
+        if top.key is _DROP:  # the value of a duplicate key: the first one stands
+            top.key = _NOKEY
             return
         p = top.path + (top.key,)
         keypos[p] = top.keymark

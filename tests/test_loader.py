@@ -111,3 +111,12 @@ def test_oversize_binary_and_non_utf8_files_get_one_clear_line() -> None:
 def test_syntax_error_has_position() -> None:
     _docs, diags = load_text("a: [1, 2\nb: 3\n", "f.yaml")
     assert diags and diags[0].line >= 2 and diags[0].where == "yaml"
+
+
+def test_every_duplicate_key_is_reported_and_the_first_value_stands() -> None:
+    docs, diags = load_text("a: 1\nb: {x: 1, x: 2}\na: [3]\nc: 4\n", "f.yaml")
+    assert [(d.line, d.what) for d in diags] == [
+        (2, "duplicate key 'x'"),
+        (3, "duplicate key 'a'"),
+    ]
+    assert docs[0].data == {"a": 1, "b": {"x": 1}, "c": 4}

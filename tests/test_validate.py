@@ -71,8 +71,11 @@ def test_every_problem_in_every_file_in_one_run_sorted(repo: Repo) -> None:
     )
     p = repo.orch("validate")
     assert p.returncode == 1
+    # a schema error does not hide the semantic problems of the same document
     assert errors(p) == [
+        "a.yaml:8:15: spec.steps[0].needs[0]: no step named 'compile'",
         "a.yaml:9:7: spec.steps[0].retyr: unknown field 'retyr' (did you mean 'retry'?)",
+        "b.yaml:7:12: spec.steps[0].run: no step named 'tow' (did you mean 'two'?)",
         "b.yaml:10:16: spec.steps[1].timeout: '10 minutes' is not a duration (use e.g. 500ms, 30s, 10m, 1h30m)",
     ]
     assert "Traceback" not in p.stderr
@@ -198,7 +201,8 @@ def test_config_limits_discovery_and_nested_repos_are_their_own(repo: Repo) -> N
         (b"\xff\xfe\x00garbage", "not a text file (contains NUL bytes) (remove it or rename it)"),
         (b"a: 1\nb: \xe9\n", "not valid UTF-8 (save the file as UTF-8)"),
         (
-            b"apiVersion: orch/v1\nkind: Workflow\nmetadata: {name: x}\nmetadata: {name: y}\n",
+            b"apiVersion: orch/v1\nkind: Workflow\nmetadata: {name: x}\nmetadata: {name: y}\n"
+            b"spec: {steps: [{name: a, run: x}]}\n",
             "yaml: duplicate key 'metadata' (first defined at line 3)",
         ),
     ],
@@ -398,3 +402,38 @@ def test_the_repositorys_template_folder_is_not_read_as_manifests(repo: Repo) ->
     repo.write("wf.yaml", GOOD)
     data = json.loads(repo.orch("validate", "--json").stdout)
     assert data["ok"] and data["workflows"] == ["demo"], data
+
+
+def test_every_duplicate_key_a_template_error_and_a_cycle_at_once(repo: Repo) -> None:
+    """Validation reports every problem of a file in one go: each duplicate key (not just
+    the first), a template error together with a cycle, and the file's other errors."""
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            """\
+    - name: a
+      run: echo {{ steps.c.outputs.x }}
+      needs: [c]
+      needs: [b]
+    - name: b
+      run: echo {% if %}
+      needs: [a]
+      timeout: 5s
+      timeout: 6s
+    - name: c
+      run: echo
+      needs: [a]
+""",
+        ),
+    )
+    p = repo.orch("validate")
+    assert p.returncode == 1
+    lines = errors(p)
+    assert len(lines) == 4, lines
+    assert lines[2].startswith("wf.yaml:11:12: spec.steps[1].run: template error: ")
+    assert lines[:2] + lines[3:] == [
+        "wf.yaml:6:13: spec.steps[0].name: cycle: a -> c -> a (remove one of these dependencies)",
+        "wf.yaml:9:7: yaml: duplicate key 'needs' (first defined at line 8)",
+        "wf.yaml:14:7: yaml: duplicate key 'timeout' (first defined at line 13)",
+    ]
