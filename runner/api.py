@@ -36,6 +36,7 @@ class Repo:
         self.root = root
         self.prefix = prefix  # how paths under root are shown to the user
         self._manifests: Manifests | None = None
+        self.warnings: dict[str, None] = {}  # said once each, by the caller (CLI: stderr)
 
     def __repr__(self) -> str:
         return f"Repo(root={self.root!r}, prefix={self.prefix!r})"
@@ -48,7 +49,12 @@ class Repo:
         if self._manifests is None or extra_paths:
             from runner.cache import load_cached
 
-            m = load_cached(self.root, self.prefix, extra_paths)
+            try:
+                m = load_cached(self.root, self.prefix, extra_paths)
+            except OrchError as e:
+                self.warnings.update(dict.fromkeys(e.warnings))
+                raise
+            self.warnings.update(dict.fromkeys(m.warnings))
             if extra_paths:
                 return m
             self._manifests = m

@@ -80,6 +80,7 @@ def check_all(m: Manifests, prefix: str = "") -> list[Diagnostic]:
         ctx = _Ctx(m, wf, doc, prefix)
         _check_workflow(ctx)
         out.extend(ctx.out)
+    out.extend(check_breakers(m, prefix))
     for p in m.projects.values():
         doc = m.documents[(p.path, _doc_index(m, p.path, p.name, "Project"))]
         for i, ms in enumerate(p.milestones):
@@ -168,13 +169,7 @@ def _check_workflow(ctx: _Ctx) -> None:
         _check_resources(ctx, s, sp)
     for u, d in file_edges(file_spec):
         edges.setdefault((u, d), set()).add("files")
-    for hk, handlers in wf.handlers.items():
-        for i, h in enumerate(handlers):
-            runs = [h.run] if isinstance(h.run, str) else list(h.run)
-            for r in runs:
-                err = _syntax(r)
-                if err:
-                    ctx.add(("spec", "on", hk, i, "run"), f"template error: {err}")
+    _check_handlers(ctx, names, known_params)
     # a cycle is looked for even when other problems were found: the edges collected are
     # the ones that were valid, so a cycle among them is real and worth saying now
     try:
@@ -311,6 +306,99 @@ def _check_templates(
     if eref:
         ctx.m.env_refs[key] = tuple(sorted(eref))
     return ups
+
+
+HANDLER_ROOTS = ("params", "steps", "workflow", "env")
+
+
+def _check_handlers(ctx: _Ctx, names: dict[str, int], known_params: set[str]) -> None:
+    """``on:`` commands are templates too: syntax and every name they read, as for steps.
+
+    They see ``params``, ``workflow`` (with ``status``), ``env`` and every step's
+    ``steps.NAME.outputs``/``status`` (they run after all steps), nothing else."""
+    from runner.templating import references
+
+    for hk, handlers in ctx.wf.handlers.items():
+        for i, h in enumerate(handlers):
+            base = ("spec", "on", hk, i, "run")
+            if isinstance(h.run, str):
+                runs = [(base, h.run)]
+            else:
+                runs = [((*base, j), a) for j, a in enumerate(h.run)]
+            for path, r in runs:
+                err = _syntax(r)
+                if err:
+                    ctx.add(path, f"template error: {err}")
+                    continue
+                if not _is_templated(r):
+                    continue
+                guarded = "default" in r or " is defined" in r
+                for ref in sorted(references(r)):
+                    root = ref[0]
+                    if root in JINJA_GLOBALS:
+                        continue
+                    if root not in HANDLER_ROOTS:
+                        ctx.add(
+                            path,
+                            f"unknown name '{root}' in template",
+                            did_you_mean(root, HANDLER_ROOTS)
+                            or f"on: commands may use {', '.join(HANDLER_ROOTS)}",
+                        )
+                    elif root == "steps" and len(ref) >= 2 and str(ref[1]) not in names:
+                        target = str(ref[1])
+                        ctx.add(
+                            path, f"no step named '{target}'", did_you_mean(target, list(names))
+                        )
+                    elif (
+                        root == "params"
+                        and len(ref) >= 2
+                        and not guarded
+                        and str(ref[1]) not in known_params
+                    ):
+                        ctx.add(
+                            path,
+                            f"no param named '{ref[1]}'",
+                            did_you_mean(str(ref[1]), known_params)
+                            or "declare it in spec.params, or use | default(...)",
+                        )
+
+
+def check_breakers(m: Manifests, prefix: str = "") -> list[Diagnostic]:
+    """One breaker name, one set of settings: the steps that share a breaker count failures
+    together, so two steps that disagree on its threshold or cooldown would each trip it by
+    their own rule. ``breaker: NAME`` alone means the defaults (threshold 3, cooldown 1m)."""
+    first: dict[str, tuple[Any, Workflow, Step]] = {}
+    out: list[Diagnostic] = []
+    for wf in sorted(m.workflows.values(), key=lambda w: (w.path, w.loc.line)):
+        for s in wf.steps:
+            b = s.breaker
+            if b is None:
+                continue
+            seen = first.get(b.name)
+            if seen is None:
+                first[b.name] = (b, wf, s)
+                continue
+            b0, wf0, s0 = seen
+            if (b0.threshold, b0.cooldown) != (b.threshold, b.cooldown):
+                doc = m.documents[(wf.path, wf.doc_index)]
+                line, col = doc.where(("spec", "steps", s.index, "breaker"))
+                line0, _ = m.documents[(wf0.path, wf0.doc_index)].where(
+                    ("spec", "steps", s0.index, "breaker")
+                )
+                out.append(
+                    Diagnostic(
+                        prefix + wf.path,
+                        line,
+                        col,
+                        f"spec.steps[{s.index}].breaker",
+                        f"breaker '{b.name}' has threshold {b.threshold}, cooldown "
+                        f"{_fmt(b.cooldown)}s here but threshold {b0.threshold}, cooldown "
+                        f"{_fmt(b0.cooldown)}s in step '{wf0.name}/{s0.name}' "
+                        f"({prefix}{wf0.path}:{line0})",
+                        "give every step that shares a breaker the same settings",
+                    )
+                )
+    return out
 
 
 def _line_hint(err: Any) -> str:

@@ -284,7 +284,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         mod = importlib.import_module(f"runner.commands.{module}")
         handler: Handler = getattr(mod, func)
-        return handler(args)
+        try:
+            return handler(args)
+        finally:
+            _print_warnings()
     except OrchError as e:
         for line in e.lines():
             print(f"orch: {line}" if not e.diagnostics else line, file=sys.stderr)
@@ -300,6 +303,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     except Exception as e:  # the one place an unexpected error becomes one line
         return _crash(args, e)
+
+
+def _print_warnings() -> None:
+    from runner.commands import OPENED
+
+    said: set[str] = set()
+    for repo in OPENED:
+        for line in repo.warnings:
+            if line not in said:
+                said.add(line)
+                print(f"orch: warning: {line}", file=sys.stderr)
 
 
 def _crash(args: argparse.Namespace, e: BaseException) -> int:

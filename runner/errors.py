@@ -47,6 +47,7 @@ class OrchError(Exception):
 
     def __init__(self, message: str = "", diagnostics: list[Diagnostic] | None = None):
         self.diagnostics = sorted(set(diagnostics or []))
+        self.warnings: list[str] = []  # said before the errors (files skipped, ...)
         if not message and self.diagnostics:
             n = len(self.diagnostics)
             message = f"{n} error{'s' if n != 1 else ''}"

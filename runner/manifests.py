@@ -12,6 +12,7 @@ Every problem in every file is collected before anything is raised, so one
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from runner.sources import list_manifest_files
 from runner.yamlsrc import Document, decode, load_text
 
 CONFIG_PATH = ".orch/config.yaml"
+_ORCH_API = re.compile(r"apiVersion[\"']?\s*:\s*[\"']?orch/")
 
 
 @dataclass
@@ -50,6 +52,8 @@ class Manifests:
     param_refs: dict[tuple[str, str], tuple[str, ...] | None] = field(default_factory=dict)
     env_refs: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
     static_fields: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    # files skipped as not ours (YAML that does not parse, with no orch apiVersion in it)
+    warnings: list[str] = field(default_factory=list)
 
     def workflow(self, name: str) -> Workflow:
         if name not in self.workflows:
@@ -187,6 +191,14 @@ def load_texts(
     for f in sorted(texts):
         display = display_prefix + f
         docs, d = load_text(texts[f], display)
+        if d and not _ORCH_API.search(texts[f]):
+            # not ours and not YAML we can read (a Helm chart's template, say): a manifest
+            # would say apiVersion: orch/..., so this one is skipped, with a word about it
+            m.warnings.append(
+                f"{d[0]}: skipped (no apiVersion: orch/ in it); "
+                f"list it under exclude: in {CONFIG_PATH} to silence this"
+            )
+            continue
         diags.extend(d)
         for doc in docs:
             data = doc.data
@@ -222,7 +234,9 @@ def load_texts(
                 _add(m.projects, p.name, p, doc, diags, "project", m)
     diags.extend(check_all(m, display_prefix))
     if diags:
-        raise OrchError(diagnostics=diags)
+        err = OrchError(diagnostics=diags)
+        err.warnings = m.warnings
+        raise err
     from runner.fingerprint import static_fields
 
     for wf in m.workflows.values():

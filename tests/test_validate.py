@@ -437,3 +437,69 @@ def test_every_duplicate_key_a_template_error_and_a_cycle_at_once(repo: Repo) ->
         "wf.yaml:9:7: yaml: duplicate key 'needs' (first defined at line 8)",
         "wf.yaml:14:7: yaml: duplicate key 'timeout' (first defined at line 13)",
     ]
+
+
+def test_on_handler_templates_are_checked_for_names(repo: Repo) -> None:
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            "    - {name: build, run: echo}\n",
+            "  params: {dest: out}\n"
+            "  on:\n"
+            "    failure:\n"
+            "      - run: echo {{ steps.biuld.outputs.x }} {{ params.dset }}\n"
+            "    always:\n"
+            "      - run: [echo, '{{ wokflow.name }}', '{{ workflow.status }} {{ params.dest }}']\n",
+        ),
+    )
+    p = repo.orch("validate")
+    assert p.returncode == 1
+    assert errors(p) == [
+        "wf.yaml:8:14: spec.on.failure[0].run: no param named 'dset' (did you mean 'dest'?)",
+        "wf.yaml:8:14: spec.on.failure[0].run: no step named 'biuld' (did you mean 'build'?)",
+        "wf.yaml:10:21: spec.on.always[0].run[1]: unknown name 'wokflow' in template (did you mean 'workflow'?)",
+    ]
+
+
+def test_one_breaker_name_with_two_settings_is_an_error_naming_both(repo: Repo) -> None:
+    repo.write(
+        "a.yaml",
+        workflow(
+            "a",
+            "    - {name: pay, run: echo, breaker: {name: api, threshold: 5}}\n"
+            "    - {name: refund, run: echo, breaker: {name: api, threshold: 5, cooldown: 60s}}\n",
+        ),
+    )
+    repo.write("b.yaml", workflow("b", "    - {name: charge, run: echo, breaker: api}\n"))
+    p = repo.orch("validate")
+    assert p.returncode == 1
+    assert errors(p) == [
+        "b.yaml:6:42: spec.steps[0].breaker: breaker 'api' has threshold 3, cooldown 60s here"
+        " but threshold 5, cooldown 60s in step 'a/pay' (a.yaml:6) (give every step that"
+        " shares a breaker the same settings)"
+    ]
+
+
+def test_unparsable_yaml_that_is_not_ours_is_skipped_with_a_warning(repo: Repo) -> None:
+    repo.write("wf.yaml", GOOD)
+    repo.write(
+        "chart/templates/deploy.yaml",
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {{ .Release.Name }}\n"
+        "{{- if .Values.x }}\n  labels: {a: b}\n{{- end }}\n",
+    )
+    repo.write("k8s/dup.yaml", "kind: ConfigMap\ndata: {a: 1}\ndata: {b: 2}\n")
+    for verb in ("validate", "plan"):
+        p = repo.orch(verb)
+        assert p.returncode == 0, p.stderr
+        warnings = [line for line in p.stderr.splitlines() if "warning" in line]
+        assert len(warnings) == 2, p.stderr
+        assert warnings[0].startswith("orch: warning: chart/templates/deploy.yaml:")
+        assert warnings[1].startswith("orch: warning: k8s/dup.yaml:3:1:")
+        assert all("exclude:" in w for w in warnings)
+    assert repo.apply()["ok"]
+    # a manifest of ours that does not parse is still an error
+    repo.write("bad.yaml", "apiVersion: orch/v1\nkind: Workflow\nmetadata: {name: [\n")
+    p = repo.orch("validate")
+    assert p.returncode == 1
+    assert [line for line in errors(p) if line.startswith("bad.yaml:")]

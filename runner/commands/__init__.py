@@ -9,9 +9,13 @@ from typing import Any
 
 from runner.api import Repo, open_repo
 
+OPENED: list[Repo] = []  # the CLI prints their warnings when the verb ends
+
 
 def repo_from(args: argparse.Namespace, exact: bool = False) -> Repo:
-    return open_repo(args.directory, exact=exact)
+    repo = open_repo(args.directory, exact=exact)
+    OPENED.append(repo)
+    return repo
 
 
 def print_json(data: Any) -> None:
