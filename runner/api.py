@@ -179,10 +179,13 @@ def plan(
 ) -> dict[str, Any]:
     """What apply would do, per step, with reasons (the same data ``--json`` prints)."""
     key = _noop_key(workflows, project, env, force, force_all, since)
+    mkey = None
     if key is not None:
+        from runner.cache import manifest_key
         from runner.noop import check
 
-        hit = check(repo.root, key)
+        mkey = manifest_key(repo.root)  # before loading: an edit from now on is seen next time
+        hit = check(repo.root, key, mkey)
         if hit is not None:
             return _plan_data([(w, s, "up-to-date", []) for w, s in hit], env or "")
     from runner.reconcile import Reconciler
@@ -198,7 +201,7 @@ def plan(
         [(p.workflow, p.step, p.action, p.reasons) for ps in plans.values() for p in ps], sel.env
     )
     if key is not None and data["summary"]["up-to-date"] == len(data["steps"]):
-        _witness(repo, m, wfs, key, rec)
+        _witness(repo, m, wfs, key, rec, mkey)
     return data
 
 
@@ -229,12 +232,19 @@ def _noop_key(
     return ("v1", tuple(workflows or ()), project or "", env or "")
 
 
-def _witness(repo: Repo, m: Manifests, wfs: list[Any], key: tuple[Any, ...], rec: Any) -> None:
+def _witness(
+    repo: Repo,
+    m: Manifests,
+    wfs: list[Any],
+    key: tuple[Any, ...],
+    rec: Any,
+    mkey: tuple[Any, ...] | None,
+) -> None:
     from runner.noop import record
 
     names = {v for w in wfs for s in w.steps for v in m.env_refs.get((w.name, s.name), ())}
     steps = [(w.name, n) for w in wfs for n in m.dags[w.name].order]
-    record(repo.root, key, steps, rec.hasher.seen, {n: os.environ.get(n) for n in names})
+    record(repo.root, key, steps, rec.hasher.seen, {n: os.environ.get(n) for n in names}, mkey)
 
 
 def apply(
@@ -253,10 +263,13 @@ def apply(
 
     t0 = time.time()
     key = _noop_key(workflows, project, env, force, force_all, since)
+    mkey = None
     if key is not None:
+        from runner.cache import manifest_key
         from runner.noop import check
 
-        hit = check(repo.root, key)
+        mkey = manifest_key(repo.root)  # before loading: an edit from now on is seen next time
+        hit = check(repo.root, key, mkey)
         if hit is not None:
             from runner.results import ApplyResult, StepResult
 
@@ -273,7 +286,7 @@ def apply(
     finally:
         state.close()
     if key is not None and result.run_id is None:
-        _witness(repo, m, wfs, key, rec)
+        _witness(repo, m, wfs, key, rec, mkey)
     return result
 
 

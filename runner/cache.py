@@ -1,8 +1,9 @@
 """Parsed manifests cached by the stat of every file they came from.
 
 A no-op ``orch plan`` must not pay for YAML parsing, schema validation, Jinja checks and DAG
-building on every call; like git's index, we trust (path, size, mtime_ns, inode) and
-re-read when any of them moves. The cache is a pickle in ``.orch/cache/`` written
+building on every call; like git's index, we trust each file's stat key (``runner.statkey``:
+size, mtime, ctime, inode, mode) and re-read when any of them moves, or when a file changed
+in the same timestamp tick as the cache was written (git's racy-clean rule). The cache is a pickle in ``.orch/cache/`` written
 atomically; any problem reading it just means a fresh load.
 """
 
@@ -14,7 +15,7 @@ import pickle
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runner import __version__
+from runner import __version__, statkey
 from runner.sources import list_manifest_files
 
 if TYPE_CHECKING:
@@ -31,20 +32,14 @@ def _code_stamp() -> tuple[object, ...]:
     out = []
     for name in sorted(os.listdir(here)):
         if name.endswith(".py"):
-            st = os.stat(os.path.join(here, name))
-            out.append((name, st.st_size, st.st_mtime_ns))
+            out.append((name, statkey.stat(os.path.join(here, name))))
     return tuple(out)
 
 
 def _stat_key(root: Path, files: list[str]) -> tuple[object, ...]:
     out: list[object] = [__version__, _code_stamp(), str(root)]
     for f in [CONFIG_PATH, *files]:
-        try:
-            st = os.stat(root / f)
-        except OSError:
-            out.append((f, None))
-            continue
-        out.append((f, st.st_size, st.st_mtime_ns, st.st_ino))
+        out.append((f, statkey.stat(root / f)))
     return tuple(out)
 
 
@@ -82,14 +77,14 @@ def load_cached(root: Path, prefix: str, extra_paths: list[str] | None = None) -
 
 
 def _racy_safe(cache: Path, key: tuple[object, ...]) -> bool:
-    """A file modified in the same timestamp tick as the cache was written may have changed
+    """A file changed in the same timestamp tick as the cache was written may have changed
     after we read it ("racy git"): distrust the cache for it."""
     try:
         written = os.stat(cache).st_mtime_ns
     except OSError:
         return False
-    for entry in key[2:]:
-        if isinstance(entry, tuple) and len(entry) == 4 and entry[2] >= written - 10_000_000:
+    for entry in key[3:]:
+        if entry[1] is not None and statkey.is_racy(entry[1], written):
             return False
     return True
 

@@ -1,9 +1,13 @@
 """Content hashes of files and folders, cached by stat as git's index does.
 
-A cache entry is trusted only while (size, mtime_ns, inode) are unchanged. An entry whose
-file was modified within ``RACY_NS`` of being hashed is never saved ("racy git": a second
-write in the same timestamp tick would be invisible to stat), so that file is re-read next
-time rather than wrongly found unchanged.
+A cache entry is trusted only while the file's stat key (``runner.statkey``: size, mtime,
+ctime, inode, type and executable bit) is unchanged. An entry whose file changed in the
+same timestamp tick as it was hashed is never saved ("racy git": a second write in that
+tick would be invisible to stat), so that file is re-read next time rather than wrongly
+found unchanged.
+
+A file's content is its bytes and, as git records it, its executable bit: ``chmod +x`` on
+an input is a change.
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runner import globs
+from runner import globs, statkey
 
 if TYPE_CHECKING:
     from runner.state import State
 
-RACY_NS = 50_000_000  # 50 ms: above any file system's timestamp tick
+# a cached hash: the stat key it was taken under, the hash, when it was taken (ns)
+CacheEntry = tuple[statkey.StatKey, str, int]
 SKIP_DIRS = frozenset({".git", ".orch", "__pycache__"})
 MISSING = ""
 
@@ -29,15 +34,15 @@ class Hasher:
     def __init__(self, root: Path, state: State | None = None):
         self.root = root
         self.state = state
-        self._cache: dict[str, tuple[int, int, int, str, int]] | None = None
-        self._new: dict[str, tuple[int, int, int, str, int]] = {}
+        self._cache: dict[str, CacheEntry] | None = None
+        self._new: dict[str, CacheEntry] = {}
         self._memo: dict[str, str] = {}
-        # every path whose stat a decision rested on: (size, mtime_ns, inode), or None when
-        # missing; folders walked for globs by their own stat. See runner/noop.py.
-        self.seen: dict[str, tuple[int, int, int] | None] = {}
+        # every path whose stat a decision rested on (its stat key, or None when missing);
+        # folders walked for globs by their own stat, under "path/". See runner/noop.py.
+        self.seen: dict[str, statkey.StatKey | None] = {}
 
     @property
-    def cache(self) -> dict[str, tuple[int, int, int, str, int]]:
+    def cache(self) -> dict[str, CacheEntry]:
         if self._cache is None:
             self._cache = self.state.hash_cache() if self.state is not None else {}
         return self._cache
@@ -66,35 +71,24 @@ class Hasher:
             self._memo[rel] = MISSING
             self.seen[rel] = None
             return MISSING
-        self.seen[rel] = (st.st_size, st.st_mtime_ns, st.st_ino)
+        key = statkey.of(st)
+        self.seen[rel] = key
         if stat_mod.S_ISDIR(st.st_mode):
             h = self.tree(rel)
             self._memo[rel] = h
             return h
         entry = self.cache.get(rel)
-        if (
-            entry is not None
-            and entry[0] == st.st_size
-            and entry[1] == st.st_mtime_ns
-            and entry[2] == st.st_ino
-        ):
-            self._memo[rel] = entry[3]
-            return entry[3]
-        h = _hash_file(full)
+        if entry is not None and entry[0] == key:
+            self._memo[rel] = entry[1]
+            return entry[1]
+        h = _hash_file(full, statkey.executable(st))
         now = time.time_ns()
-        if now - st.st_mtime_ns > RACY_NS:
-            e = (st.st_size, st.st_mtime_ns, st.st_ino, h, now)
+        if not statkey.is_racy(key, now):
+            e = (key, h, now)
             self.cache[rel] = e
             self._new[rel] = e
         self._memo[rel] = h
         return h
-
-    def stat_key(self, rel: str) -> tuple[int, int, int] | None:
-        try:
-            st = os.stat(os.path.join(self.root, rel))
-        except OSError:
-            return None
-        return (st.st_size, st.st_mtime_ns, st.st_ino)
 
     def tree(self, rel: str) -> str:
         """Hash of a folder: every file under it, by relative path and content."""
@@ -119,11 +113,8 @@ class Hasher:
         while stack:
             d = stack.pop()
             try:
-                st = os.stat(d)
-                self.seen[d[root_len:] + "/" if len(d) > root_len else "/"] = (
-                    0,
-                    st.st_mtime_ns,
-                    st.st_ino,
+                self.seen[d[root_len:] + "/" if len(d) > root_len else "/"] = statkey.of(
+                    os.stat(d), folder=True
                 )
                 with os.scandir(d) as it:
                     for e in it:
@@ -160,8 +151,10 @@ class Hasher:
         self._new = {}
 
 
-def _hash_file(path: str) -> str:
-    h = hashlib.blake2b(digest_size=16)
+def _hash_file(path: str, executable: bool = False) -> str:
+    """blake2b-128 of the bytes; an executable file's hash is personalised with git's mode
+    ``100755``, so the same bytes hash differently with and without ``x``."""
+    h = hashlib.blake2b(digest_size=16, person=b"100755" if executable else b"")
     try:
         with open(path, "rb") as f:
             while chunk := f.read(1 << 20):

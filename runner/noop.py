@@ -19,24 +19,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from runner import statkey
+
 WITNESS = ".orch/cache/noop.pickle"
-RACY_NS = 50_000_000
-
-
-def _stat(path: str) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_size, st.st_mtime_ns, st.st_ino)
-
-
-def _dir_stat(path: str) -> tuple[int, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (0, st.st_mtime_ns, st.st_ino)
 
 
 def _state_key(root: Path) -> tuple[Any, ...] | None:
@@ -63,29 +48,32 @@ def _state_key(root: Path) -> tuple[Any, ...] | None:
         return None
 
 
-def check(root: Path, selection: tuple[Any, ...]) -> list[tuple[str, str]] | None:
-    """The selected (workflow, step) pairs if the witness still holds, else None."""
+def check(
+    root: Path, selection: tuple[Any, ...], mkey: tuple[Any, ...] | None
+) -> list[tuple[str, str]] | None:
+    """The selected (workflow, step) pairs if the witness still holds, else None.
+    ``mkey``: ``runner.cache.manifest_key(root)``, taken by the caller."""
     try:
         with open(root / WITNESS, "rb") as f:
             witnesses = pickle.load(f)
         w = witnesses[selection]
     except Exception:
         return None
-    from runner.cache import _code_stamp, manifest_key
+    from runner.cache import _code_stamp
 
     if w["code"] != _code_stamp() or w["state"] is None or w["state"] != _state_key(root):
         return None
     for name, value in w["environ"].items():
         if os.environ.get(name) != value:
             return None
-    if w["manifests"] != manifest_key(root):
+    if mkey is None or w["manifests"] != mkey:
         return None
     rootstr = str(root)
     for rel, seen in w["paths"].items():
         if rel.endswith("/"):
-            now = _dir_stat(os.path.join(rootstr, rel[:-1]) if rel != "/" else rootstr)
+            now = statkey.dir_stat(os.path.join(rootstr, rel[:-1]) if rel != "/" else rootstr)
         else:
-            now = _stat(os.path.join(rootstr, rel))
+            now = statkey.stat(os.path.join(rootstr, rel))
         if now != seen:
             return None
     return w["steps"]
@@ -95,15 +83,24 @@ def record(
     root: Path,
     selection: tuple[Any, ...],
     steps: list[tuple[str, str]],
-    seen: dict[str, tuple[int, int, int] | None],
+    seen: dict[str, statkey.StatKey | None],
     environ: dict[str, str | None],
+    mkey: tuple[Any, ...] | None,
 ) -> None:
-    """Write the witness of an all-up-to-date plan (after the state store is closed)."""
-    from runner.cache import _code_stamp, manifest_key
+    """Write the witness of an all-up-to-date plan (after the state store is closed).
+
+    ``mkey`` is ``runner.cache.manifest_key`` taken before the manifests were loaded, so an
+    edit made while the plan ran leaves a witness that no longer matches."""
+    from runner.cache import _code_stamp
 
     now = time.time_ns()
-    if any(v is not None and now - v[1] < RACY_NS for v in seen.values()):
-        return  # something changed too recently for its mtime to vouch for it
+    if any(v is not None and statkey.is_racy(v, now) for v in seen.values()):
+        return  # something changed too recently for its stat to vouch for it
+    if mkey is None or any(
+        isinstance(e, tuple) and len(e) == 2 and e[1] is not None and statkey.is_racy(e[1], now)
+        for e in mkey[3:]
+    ):
+        return
     path = root / WITNESS
     try:
         with open(path, "rb") as f:
@@ -112,9 +109,6 @@ def record(
             witnesses = {}
     except Exception:
         witnesses = {}
-    mkey = manifest_key(root)
-    if mkey is None:
-        return
     witnesses = {k: v for k, v in witnesses.items() if v.get("manifests") == mkey}
     witnesses[selection] = {
         "code": _code_stamp(),

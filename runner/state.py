@@ -34,7 +34,7 @@ from typing import Any
 
 from runner.errors import LockBusy, StateError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APP_ID = 0x6F726368  # "orch": marks the file as ours
 
 MIGRATIONS: dict[int, str] = {
@@ -83,6 +83,15 @@ MIGRATIONS: dict[int, str] = {
     """,
     # 2: what downstream steps fingerprint of a step, stored so a plan need not parse JSON
     2: "ALTER TABLE steps ADD COLUMN result_digest TEXT",
+    # 3: the hash cache keys on ctime and the executable bit too (runner.statkey); the old
+    # entries, keyed without them, are dropped (a cache: the files are hashed again)
+    3: """
+    DROP TABLE file_hashes;
+    CREATE TABLE file_hashes (
+        path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER,
+        inode INTEGER, mode INTEGER, hash TEXT NOT NULL, hashed_ns INTEGER NOT NULL
+    ) WITHOUT ROWID
+    """,
 }
 
 LIVE = ("running", "queued")
@@ -549,18 +558,24 @@ class State:
             _update_task(c, task_id, fields)
 
     # -- file-hash cache --------------------------------------------------------------
-    def hash_cache(self) -> dict[str, tuple[int, int, int, str, int]]:
-        rows = self.query("SELECT path, size, mtime_ns, inode, hash, hashed_ns FROM file_hashes")
-        return {r[0]: (r[1], r[2], r[3], r[4], r[5]) for r in rows}
+    def hash_cache(self) -> dict[str, tuple[tuple[int, int, int, int, int], str, int]]:
+        """{path: (stat key, hash, hashed_ns)}; see runner.statkey for the key."""
+        rows = self.query(
+            "SELECT path, size, mtime_ns, ctime_ns, inode, mode, hash, hashed_ns FROM file_hashes"
+        )
+        return {r[0]: ((r[1], r[2], r[3], r[4], r[5]), r[6], r[7]) for r in rows}
 
-    def save_hashes(self, entries: dict[str, tuple[int, int, int, str, int]]) -> None:
+    def save_hashes(
+        self, entries: dict[str, tuple[tuple[int, int, int, int, int], str, int]]
+    ) -> None:
         if not entries:
             return
         with self.tx() as c:
             c.executemany(
-                "INSERT OR REPLACE INTO file_hashes (path, size, mtime_ns, inode, hash, hashed_ns)"
-                " VALUES (?,?,?,?,?,?)",
-                [(p, *v) for p, v in entries.items()],
+                "INSERT OR REPLACE INTO file_hashes"
+                " (path, size, mtime_ns, ctime_ns, inode, mode, hash, hashed_ns)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                [(p, *k, h, at) for p, (k, h, at) in entries.items()],
             )
 
 
