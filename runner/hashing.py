@@ -19,14 +19,13 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runner import globs, statkey
+from runner import globs, links, statkey
 
 if TYPE_CHECKING:
     from runner.state import State
 
 # a cached hash: the stat key it was taken under, the hash, when it was taken (ns)
 CacheEntry = tuple[statkey.StatKey, str, int]
-SKIP_DIRS = frozenset({".git", ".orch", "__pycache__"})
 MISSING = ""
 
 
@@ -81,7 +80,12 @@ class Hasher:
         if entry is not None and entry[0] == key:
             self._memo[rel] = entry[1]
             return entry[1]
-        h = _hash_file(full, statkey.executable(st))
+        if os.path.islink(full) and not links.inside(
+            links.real_root(str(self.root)), os.path.realpath(full)
+        ):
+            h = digest("symlink", os.readlink(full))  # an output's link out: git's view
+        else:
+            h = _hash_file(full, statkey.executable(st))
         now = time.time_ns()
         if not statkey.is_racy(key, now):
             e = (key, h, now)
@@ -91,9 +95,9 @@ class Hasher:
         return h
 
     def tree(self, rel: str) -> str:
-        """Hash of a folder: every file under it, by relative path and content."""
+        """Hash of an output folder: every file under it, by relative path and content."""
         rel = rel.rstrip("/")
-        files = self.walk(rel)
+        files = self.walk(rel, outputs=True)
         if not files and not os.path.isdir(os.path.join(self.root, rel)):
             return MISSING
         h = hashlib.blake2b(digest_size=16)
@@ -104,28 +108,18 @@ class Hasher:
             h.update(b"\n")
         return "d" + h.hexdigest()
 
-    def walk(self, rel_dir: str) -> list[str]:
-        """Files under ``rel_dir`` (repo-relative), not following symlinked folders."""
+    def walk(self, rel_dir: str, *, outputs: bool = False) -> list[str]:
+        """Files under ``rel_dir`` (repo-relative), sorted; symlinks as ``runner.links``
+        says (inside the repository followed, leaving it ``LinkEscape``, or in an output
+        folder hashed as a link). Each folder's stat is noted in ``seen`` under "path/",
+        so a file added there is noticed."""
         out: list[str] = []
-        base = os.path.join(self.root, rel_dir) if rel_dir else str(self.root)
-        stack = [base]
-        root_len = len(str(self.root)) + 1
-        while stack:
-            d = stack.pop()
-            try:
-                self.seen[d[root_len:] + "/" if len(d) > root_len else "/"] = statkey.of(
-                    os.stat(d), folder=True
-                )
-                with os.scandir(d) as it:
-                    for e in it:
-                        if e.is_dir(follow_symlinks=False):
-                            if e.name not in SKIP_DIRS:
-                                stack.append(e.path)
-                        elif e.is_file():
-                            out.append(e.path[root_len:].replace(os.sep, "/"))
-            except (FileNotFoundError, NotADirectoryError, PermissionError):
-                self.seen[d[root_len:] + "/" if len(d) > root_len else "/"] = None
-                continue
+        root = str(self.root)
+        for rel, full, is_dir in links.walk(root, rel_dir, outputs=outputs):
+            if is_dir:
+                self.seen[rel + "/" if rel else "/"] = statkey.dir_stat(full)
+            else:
+                out.append(rel)
         out.sort()
         return out
 

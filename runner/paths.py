@@ -12,7 +12,7 @@ import posixpath
 from functools import lru_cache
 from pathlib import Path
 
-from runner import globs
+from runner import globs, links
 
 
 class PathEscape(ValueError):
@@ -37,9 +37,8 @@ def check_symlinks(root: Path, rel: str) -> None:
     head = globs.literal_prefix(rel) if globs.is_glob(rel) else rel.rstrip("/")
     if not head:
         return
-    real_root = _real(str(root))
     target = _resolve(str(root), head)
-    if target != real_root and not target.startswith(real_root + os.sep):
+    if not links.inside(_real(str(root)), target):
         raise PathEscape(f"'{rel}' leads outside the repository through a symlink")
 
 

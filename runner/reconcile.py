@@ -24,6 +24,7 @@ from runner.checks import base_params
 from runner.errors import LockBusy, OrchError
 from runner.graph import Dag
 from runner.hashing import Hasher
+from runner.links import LinkEscape
 from runner.manifests import Manifests
 from runner.model import Step, Workflow
 from runner.plan import MAY_RUN, RUN, UP_TO_DATE, StepPlan, decide
@@ -118,22 +119,25 @@ class Reconciler:
             ins, outs, _wd = self.step_paths(wf, step, params)
             rec = records.get(name)
             forced = sel.force_all or (wf.name, name) in sel.forced
-            p = decide(
-                wf,
-                step,
-                rec,
-                params=params,
-                param_refs=self.m.param_refs.get((wf.name, name), ()),
-                static=self.m.static_fields.get((wf.name, name)),
-                env_refs=self.m.env_refs.get((wf.name, name), ()),
-                inputs=ins,
-                outputs=outs,
-                upstream=dag.upstream[name],
-                records=records,
-                will_run=will_run,
-                hasher=self.hasher,
-                forced=forced,
-            )
+            try:
+                p = decide(
+                    wf,
+                    step,
+                    rec,
+                    params=params,
+                    param_refs=self.m.param_refs.get((wf.name, name), ()),
+                    static=self.m.static_fields.get((wf.name, name)),
+                    env_refs=self.m.env_refs.get((wf.name, name), ()),
+                    inputs=ins,
+                    outputs=outs,
+                    upstream=dag.upstream[name],
+                    records=records,
+                    will_run=will_run,
+                    hasher=self.hasher,
+                    forced=forced,
+                )
+            except LinkEscape as e:
+                raise LinkEscape(f"{wf.path}: step '{name}': inputs: {e}") from None
             if (
                 rec is not None
                 and rec.status == "running"

@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import globs
+from runner import globs, links
 from runner.errors import OrchError
 from runner.manifests import (
     CONFIG_PATH,
@@ -108,8 +108,20 @@ def plan_at(
 
 
 def affected_workflows(repo: Repo, m: Manifests, since: str) -> set[str]:
-    """Names of the workflows in ``m`` touched by what changed since ``since``."""
-    return affected(m, changed_files(repo, since))
+    """Names of the workflows in ``m`` touched by what changed since ``since``. A file
+    changed at a symlink's target is changed at every path through the link (the rule of
+    ``runner.links``), so a step reading ``src/vendor/`` is affected by ``third/lib/x.c``."""
+    changed = changed_files(repo, since)
+    roots = {
+        globs.literal_prefix(p) if globs.is_glob(p) else p.rstrip("/")
+        for wf in m.workflows.values()
+        for s in wf.steps
+        for p in _input_patterns(m, wf, s)
+    }
+    table = links.find(str(repo.root), roots)
+    if table:
+        changed = {a for f in changed for a in links.aliases(f, table)}
+    return affected(m, changed)
 
 
 def changed_files(repo: Repo, since: str) -> set[str]:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import globs
+from runner import globs, links
 from runner.errors import OrchError
 from runner.manifests import CONFIG_PATH, Config, _selected, read_config, select_files
 
@@ -115,8 +115,12 @@ class EventFilter:
         workflows: Iterable[Workflow] = (),
         env: str | None = None,
         known: Iterable[str] = (),
+        link_table: dict[str, str] | None = None,
     ):
         self.config = config
+        # {link: target} for symlinks under input folders (runner.links.find): a change at
+        # a link's target is a change at every path through the link
+        self.links = dict(link_table or {})
         self.known = frozenset(manifests.files if manifests else known)
         self.dags: dict[str, Any] = dict(manifests.dags) if manifests else {}
         inputs: dict[str, set[StepKey]] = {}
@@ -136,6 +140,11 @@ class EventFilter:
         self.outputs = [_pattern(o) for o in sorted(outputs) if o.rstrip("/")]
         self.manifest_outputs = any(_matches(o, f, False) for o in self.outputs for f in self.known)
         self._cache: dict[tuple[str, bool], Hit | None] = {}
+
+    def set_links(self, table: dict[str, str]) -> None:
+        if table != self.links:
+            self.links = dict(table)
+            self._cache = {}
 
     def classify(self, rel: str, is_dir: bool = False) -> Hit | None:
         key = (rel, is_dir)
@@ -163,8 +172,9 @@ class EventFilter:
         elif rel in self.known:
             return Hit(MANIFEST)
         steps: set[StepKey] = set()
+        names = links.aliases(rel, self.links) if self.links else [rel]
         for pat, keys in self.inputs:
-            if _matches(pat, rel, is_dir):
+            if any(_matches(pat, name, is_dir) for name in names):
                 steps |= keys
         if (
             not is_dir
@@ -580,6 +590,7 @@ class Watcher:
         if m is not self._loaded:
             self._loaded = m
             self.filter = EventFilter(config, m, wfs, self.opts.env)
+        self.filter.set_links(self._links(self.filter))
         stop = threading.Event()
         with self._lock:
             self._running.clear()
@@ -621,6 +632,15 @@ class Watcher:
         for line in cycle.errors:
             self.out(line)
         self._finish(cycle, t0)
+
+    def _links(self, f: EventFilter) -> dict[str, str]:
+        """The symlinks under the input folders, found anew each cycle (a link made since
+        is a change the cycle itself saw); one that leaves the repository is the plan's
+        error to report, and adds nothing here."""
+        try:
+            return links.find(str(self.repo.root), {pat.root for pat, _ in f.inputs})
+        except links.LinkEscape:
+            return {}
 
     def _manifest_files(self, config: Config) -> tuple[str, ...]:
         from runner.sources import list_manifest_files

@@ -172,6 +172,19 @@ def test_input_edit_reruns_that_step(repo: Repo, start) -> None:
     assert repo.read("out/a.txt") == "two\n"
 
 
+def test_edit_reached_through_a_symlinked_input_folder_reruns(repo: Repo, start) -> None:
+    setup(repo)
+    repo.write("third/lib/b.txt", "b1\n")
+    os.symlink("../third/lib", repo.path / "src" / "vendor")
+    repo.write("wf.yaml", COPY.replace('["src/*.txt"]', '["src/**"]'))
+    w = start()
+    assert w.cycle().ran == 2
+    save_atomically(repo.path / "third/lib/b.txt", "b2\n")
+    c = w.cycle()
+    assert (c.ran, c.failed) == (1, 0)
+    assert "> demo/copy (input changed: src/vendor/b.txt)" in w.seen
+
+
 def test_unrelated_and_editor_files_run_nothing(repo: Repo, start) -> None:
     setup(repo)
     w = start("-q")

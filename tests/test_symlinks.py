@@ -1,0 +1,113 @@
+"""Symlinks under input folders: one rule (runner.links) for hashing, plan, watch, --since.
+Inside the repository a link is followed; leaving it is an error naming the link."""
+
+from __future__ import annotations
+
+import os
+
+from runner import links
+from runner.manifests import load
+from runner.watch import INPUT, EventFilter, Hit
+from tests.conftest import Repo, workflow
+
+WF = workflow(
+    "w",
+    """\
+    - name: build
+      run: cat src/vendor/lib.c > out.txt
+      inputs: ["src/**"]
+      outputs: [out.txt]
+""",
+)
+
+
+def vendored(repo: Repo) -> Repo:
+    repo.write("wf.yaml", WF)
+    repo.write("src/main.c", "int main;\n")
+    repo.write("third/lib/lib.c", "v1\n")
+    os.symlink("../third/lib", repo.path / "src" / "vendor")
+    return repo
+
+
+def test_a_linked_folder_inside_the_repo_is_hashed_and_edits_through_it_rerun(repo: Repo) -> None:
+    vendored(repo)
+    assert repo.apply()["ok"]
+    assert repo.plan()[("w", "build")][0] == "up-to-date"
+    repo.write("third/lib/lib.c", "v2\n")
+    assert repo.plan()[("w", "build")] == ("run", ["input changed: src/vendor/lib.c"])
+    repo.write("src/vendor/new.c", "x\n")  # a new file reached through the link
+    assert "src/vendor/new.c" in repo.plan()[("w", "build")][1][0]
+
+
+def test_a_link_leaving_the_repo_is_an_error_naming_it(repo: Repo, tmp_path) -> None:
+    repo.write("wf.yaml", WF)
+    repo.write("src/main.c", "int main;\n")
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "secret.c").write_text("s\n")
+    os.symlink(outside, repo.path / "src" / "vendor")
+    for verb in ("plan", "apply"):
+        p = repo.orch(verb)
+        assert p.returncode == 1, p.stderr
+        lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
+        assert len(lines) == 1, p.stderr
+        assert "src/vendor" in lines[0] and "outside the repository" in lines[0]
+        assert "build" in lines[0] and "internal error" not in lines[0]
+    assert not repo.exists("out.txt")
+
+
+def test_a_linked_file_leaving_the_repo_is_refused_too(repo: Repo, tmp_path) -> None:
+    repo.write("wf.yaml", WF)
+    (tmp_path / "passwd").write_text("root\n")
+    (repo.path / "src").mkdir()
+    os.symlink(tmp_path / "passwd", repo.path / "src" / "p.c")
+    p = repo.orch("plan")
+    assert p.returncode == 1 and "src/p.c" in p.stderr and "outside" in p.stderr
+
+
+def test_a_link_loop_and_a_dangling_link_are_not_followed(repo: Repo) -> None:
+    vendored(repo)
+    os.symlink("..", repo.path / "src" / "up")  # src/up/src/up/... would never end
+    os.symlink("nowhere", repo.path / "src" / "gone.c")
+    assert repo.apply()["ok"]
+    assert repo.plan()[("w", "build")][0] == "up-to-date"
+
+
+def test_an_output_folder_may_hold_links_out_of_the_repo(repo: Repo, tmp_path) -> None:
+    """A virtualenv as an output: bin/python -> /usr/bin/python3 is the step's own work;
+    its link text is hashed (as git stores a link), its target never read."""
+    (tmp_path / "py").write_text("#!/bin/sh\n")
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            f"    - name: venv\n      run: mkdir -p env/bin && ln -sf {tmp_path / 'py'} env/bin/python\n"
+            "      outputs: [env/]\n",
+        ),
+    )
+    assert repo.apply()["ok"]
+    assert repo.plan()[("w", "venv")][0] == "up-to-date"
+    os.remove(repo.path / "env" / "bin" / "python")
+    os.symlink("/elsewhere", repo.path / "env" / "bin" / "python")
+    assert repo.plan()[("w", "venv")] == ("run", ["output modified: env/"])
+
+
+def test_since_sees_a_change_at_the_links_target(repo: Repo) -> None:
+    vendored(repo)
+    repo.write(
+        "other.yaml",
+        workflow("o", "    - name: x\n      run: echo x\n      inputs: [docs/]\n"),
+    )
+    base = repo.commit()
+    repo.write("third/lib/lib.c", "v2\n")
+    assert repo.orch_json("plan", "--since", base)["workflows"] == ["w"]
+
+
+def test_watch_filter_maps_a_change_at_the_target_to_the_link(repo: Repo) -> None:
+    vendored(repo)
+    m = load(repo.path)
+    f = EventFilter(m.config, m, list(m.workflows.values()))
+    assert f.classify("third/lib/lib.c") is None
+    f.set_links(links.find(str(repo.path), ["src"]))
+    assert f.classify("third/lib/lib.c") == Hit(INPUT, frozenset({("w", "build")}))
+    assert f.classify("third/other.c") is None
