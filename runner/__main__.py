@@ -1,6 +1,6 @@
 import sys
 
-from runner.cli import main
+from runner.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from runner.errors import OrchError
 
 if TYPE_CHECKING:
-    from runner.manifests import Manifests
+    from runner.manifests.load import Manifests
 
 CONFIG_PATH = ".orch/config.yaml"
 
@@ -47,7 +47,7 @@ class Repo:
 
     def manifests(self, extra_paths: list[str] | None = None) -> Manifests:
         if self._manifests is None or extra_paths:
-            from runner.cache import load_cached
+            from runner.manifests.cache import load_cached
 
             try:
                 m = load_cached(self.root, self.prefix, extra_paths)
@@ -68,7 +68,7 @@ class Repo:
 
 def open_repo(start: str | os.PathLike[str] | None = None, *, exact: bool = False) -> Repo:
     """The orch repository at or above ``start`` (``exact``: ``start`` itself)."""
-    from runner.sources import display_prefix, find_root
+    from runner.manifests.sources import display_prefix, find_root
 
     base = Path(start) if start is not None else Path.cwd()
     if not base.is_dir():
@@ -124,7 +124,7 @@ def workflows(repo: Repo) -> list[dict[str, Any]]:
 
 def open_state(repo: Repo) -> Any:
     """The state store, creating ``.orch/`` (with its .gitignore) on first use."""
-    from runner.state import State
+    from runner.store.state import State
 
     if not (repo.orch_dir / ".gitignore").exists():
         repo.orch_dir.mkdir(exist_ok=True)
@@ -141,12 +141,12 @@ def _selection(
     force_all: bool,
     since: str | None = None,
 ) -> tuple[Manifests, list[Any], Any]:
-    from runner.reconcile import Selection, parse_forced, select_workflows
+    from runner.reconcile.flow import Selection, parse_forced, select_workflows
 
     m = repo.manifests()
     wfs = select_workflows(m, list(workflows or []), project)
     if since:
-        from runner.revisions import affected_workflows
+        from runner.manifests.revisions import affected_workflows
 
         keep = affected_workflows(repo, m, since)
         wfs = [w for w in wfs if w.name in keep]
@@ -181,14 +181,14 @@ def plan(
     key = _noop_key(workflows, project, env, force, force_all, since)
     mkey = None
     if key is not None:
-        from runner.cache import manifest_key
+        from runner.manifests.cache import manifest_key
         from runner.noop import check
 
         mkey = manifest_key(repo.root)  # before loading: an edit from now on is seen next time
         hit = check(repo.root, key, mkey)
         if hit is not None:
             return _plan_data([(w, s, "up-to-date", []) for w, s in hit], env or "")
-    from runner.reconcile import Reconciler
+    from runner.reconcile.flow import Reconciler
 
     m, wfs, sel = _selection(repo, workflows, project, env, force, force_all, since)
     state = open_state(repo)
@@ -265,18 +265,18 @@ def apply(
     key = _noop_key(workflows, project, env, force, force_all, since)
     mkey = None
     if key is not None:
-        from runner.cache import manifest_key
+        from runner.manifests.cache import manifest_key
         from runner.noop import check
 
         mkey = manifest_key(repo.root)  # before loading: an edit from now on is seen next time
         hit = check(repo.root, key, mkey)
         if hit is not None:
-            from runner.results import ApplyResult, StepResult
+            from runner.reconcile.results import ApplyResult, StepResult
 
             return ApplyResult(
                 None, [StepResult(w, s, "up-to-date") for w, s in hit], time.time() - t0
             )
-    from runner.reconcile import ApplyOptions, Reconciler
+    from runner.reconcile.flow import ApplyOptions, Reconciler
 
     m, wfs, sel = _selection(repo, workflows, project, env, force, force_all, since)
     state = open_state(repo)
@@ -294,7 +294,7 @@ def status(
     repo: Repo, workflows: list[str] | None = None, project: str | None = None
 ) -> list[dict[str, Any]]:
     """The recorded state of each step of the selected workflows."""
-    from runner.reconcile import select_workflows
+    from runner.reconcile.flow import select_workflows
 
     m = repo.manifests()
     wfs = select_workflows(m, list(workflows or []), project)
@@ -443,7 +443,7 @@ def log_path(repo: Repo, workflow: str, step: str, run: int | None = None) -> Pa
 
 
 def state_reset(repo: Repo) -> Path | None:
-    from runner.state import reset
+    from runner.store.state import reset
 
     return reset(repo.orch_dir)
 

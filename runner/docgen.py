@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from runner.schema import load_schema
+from runner.manifests.schema import load_schema
 from runner.units import DURATION_PATTERN, QUANTITY_PATTERN
 
 HANDWRITTEN = "<!-- Below this line is written by hand; python -m runner.docgen keeps it. -->"

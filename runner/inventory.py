@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from runner.api import Repo
-    from runner.state import State
+    from runner.store.state import State
 
 HOST_QUOTA = "@host"  # the scheduler's name for the host ceiling ('@' is not a valid quota name)
 CGROUP_ROOT = Path("/sys/fs/cgroup")

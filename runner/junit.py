@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from runner.results import ApplyResult, StepResult
+    from runner.reconcile.results import ApplyResult, StepResult
 
 TAIL_LINES = 50
 TAIL_BYTES = 64 * 1024

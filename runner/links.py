@@ -1,6 +1,6 @@
 """Symbolic links met under an input folder: one rule for every reader.
 
-Hashing (``runner.hashing``), the plan, ``orch watch`` and ``--since`` all ask this module,
+Hashing (``runner.manifests.hashing``), the plan, ``orch watch`` and ``--since`` all ask this module,
 so they cannot disagree about what a link means:
 
 - a link whose target is inside the repository is followed: a linked folder is read as if
@@ -9,7 +9,7 @@ so they cannot disagree about what a link means:
   make, DVC and Bazel's glob do, and what the user sees in an editor.
 - a link whose target leaves the repository is an error naming the link: nothing outside
   the repository is read, hashed or deleted (a literal input outside is refused the same
-  way, by ``runner.paths``).
+  way, by ``runner.manifests.paths``).
 - a link that points nowhere (dangling) is skipped, as a missing file is.
 - a link to a folder the walk is inside (a loop: ``src/up -> ..``) is not walked again,
   as ``find -L`` does.
@@ -66,7 +66,7 @@ def walk(root: str, rel_dir: str, *, outputs: bool = False) -> Iterator[tuple[st
 
     ``outputs``: the folder is a step's output, written by the step, not read by orch as an
     input (a virtualenv's ``bin/python -> /usr/bin/python3``): a link leaving the
-    repository is yielded as a file (``runner.hashing`` hashes its target text, as git
+    repository is yielded as a file (``runner.manifests.hashing`` hashes its target text, as git
     stores a link) rather than refused."""
     rroot = real_root(root)
     base = os.path.join(root, rel_dir) if rel_dir else root

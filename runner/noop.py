@@ -52,14 +52,14 @@ def check(
     root: Path, selection: tuple[Any, ...], mkey: tuple[Any, ...] | None
 ) -> list[tuple[str, str]] | None:
     """The selected (workflow, step) pairs if the witness still holds, else None.
-    ``mkey``: ``runner.cache.manifest_key(root)``, taken by the caller."""
+    ``mkey``: ``runner.manifests.cache.manifest_key(root)``, taken by the caller."""
     try:
         with open(root / WITNESS, "rb") as f:
             witnesses = pickle.load(f)
         w = witnesses[selection]
     except Exception:
         return None
-    from runner.cache import _code_stamp
+    from runner.manifests.cache import _code_stamp
 
     if w["code"] != _code_stamp() or w["state"] is None or w["state"] != _state_key(root):
         return None
@@ -89,9 +89,9 @@ def record(
 ) -> None:
     """Write the witness of an all-up-to-date plan (after the state store is closed).
 
-    ``mkey`` is ``runner.cache.manifest_key`` taken before the manifests were loaded, so an
+    ``mkey`` is ``runner.manifests.cache.manifest_key`` taken before the manifests were loaded, so an
     edit made while the plan ran leaves a witness that no longer matches."""
-    from runner.cache import _code_stamp
+    from runner.manifests.cache import _code_stamp
 
     now = time.time_ns()
     if any(v is not None and statkey.is_racy(v, now) for v in seen.values()):

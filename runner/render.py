@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # a no-op plan prints through here: keep it light
-    from runner.graph import Dag
+    from runner.manifests.graph import Dag
     from runner.model import Workflow
 
 

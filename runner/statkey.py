@@ -1,7 +1,7 @@
 """When a file's stat may stand in for its content: the stat key and git's racy-clean rule.
 
-Every cache that skips re-reading a file (the hash cache in ``runner.hashing``, the
-manifest cache in ``runner.cache``, the no-op witness in ``runner.noop``) trusts the same
+Every cache that skips re-reading a file (the hash cache in ``runner.manifests.hashing``, the
+manifest cache in ``runner.manifests.cache``, the no-op witness in ``runner.noop``) trusts the same
 key and the same rule, kept here so they can never disagree.
 
 The key is what git's index records (``Documentation/technical/index-format.txt``): size,

@@ -86,8 +86,8 @@ def test_manifest_edited_under_its_old_mtime_is_reloaded(settled: Repo) -> None:
 
 
 def test_hash_cache_distrusts_a_same_size_rewrite_under_the_old_mtime(tmp_path: Path) -> None:
-    from runner.hashing import Hasher
-    from runner.state import State
+    from runner.manifests.hashing import Hasher
+    from runner.store.state import State
 
     state = State(tmp_path / ".orch")
     f = tmp_path / "in.txt"

@@ -1,6 +1,6 @@
 """The bundled examples' scripts are the templates' scripts, and each script exists once.
 
-The examples are partly generated (``python -m runner.scaffold --examples``), so a fix made
+The examples are partly generated (``python -m runner.projects.scaffold --examples``), so a fix made
 in a template that is not re-rendered into ``examples/`` is caught here, as is a template
 that copies a script another template already holds instead of borrowing it (``files:``).
 """
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from runner import examples, scaffold, templates_index
 from runner.errors import OrchError
+from runner.projects import examples, scaffold, templates_index
 
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "runner" / "templates"
@@ -52,14 +52,22 @@ def test_check_reports_a_stale_example_and_writes_nothing(tmp_path: Path) -> Non
 
 def test_check_command_passes_on_the_repository(tmp_path: Path) -> None:
     ok = subprocess.run(
-        [sys.executable, "-m", "runner.scaffold", "--examples", "--check"],
+        [sys.executable, "-m", "runner.projects.scaffold", "--examples", "--check"],
         capture_output=True,
         text=True,
         cwd=ROOT,
     )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     empty = subprocess.run(
-        [sys.executable, "-m", "runner.scaffold", "--examples", "--check", "--dest", str(tmp_path)],
+        [
+            sys.executable,
+            "-m",
+            "runner.projects.scaffold",
+            "--examples",
+            "--check",
+            "--dest",
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,

@@ -15,8 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from runner import proctree
-from runner.executor import Cancel, Masker, TaskResult, TaskSpec, run_task
+from runner.execute import proctree
+from runner.execute.local import Cancel, Masker, TaskResult, TaskSpec, run_task
 
 PY = shlex.quote(sys.executable)
 GRACE = 0.3

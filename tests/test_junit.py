@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from runner.junit import write_junit
-from runner.results import ApplyResult, StepResult
+from runner.reconcile.results import ApplyResult, StepResult
 from tests.conftest import Repo, workflow
 
 NASTY = r"""printf 'bad \033[31mred\033[0m \001 & <tag> "q" ]]> \377\n'"""

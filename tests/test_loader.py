@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from runner.yamlsrc import MAX_BYTES, MAX_DEPTH, decode, load_text
+from runner.manifests.yamlsrc import MAX_BYTES, MAX_DEPTH, decode, load_text
 
 
 def one(text: str):

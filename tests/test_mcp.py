@@ -300,8 +300,8 @@ def test_hanging_up_during_apply_stops_and_records_the_task(repo: Repo, tmp_path
 def test_version_and_import_do_not_load_the_sdk() -> None:
     code = (
         "import sys, contextlib, io\n"
-        "import runner.mcp, runner.commands.mcp\n"
-        "from runner.cli import main\n"
+        "import runner.mcp.server, runner.cli.mcp\n"
+        "from runner.cli.main import main\n"
         "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
         "    main(['--version'])\n"
         "print(sorted(m for m in ('mcp', 'anyio', 'pydantic') if m in sys.modules))\n"
@@ -317,7 +317,7 @@ def test_without_the_sdk_one_line_and_exit_1(repo: Repo) -> None:
     code = (
         "import sys\n"
         "sys.modules['mcp'] = None\n"
-        "from runner.cli import main\n"
+        "from runner.cli.main import main\n"
         f"sys.exit(main(['-C', {str(repo.path)!r}, 'mcp']))\n"
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
@@ -327,7 +327,7 @@ def test_without_the_sdk_one_line_and_exit_1(repo: Repo) -> None:
 
 def test_tools_refuse_paths_outside_the_root(repo: Repo, tmp_path: Path) -> None:
     from runner.errors import OrchError
-    from runner.mcp import Tools
+    from runner.mcp.server import Tools
 
     (repo.path / "link").symlink_to(tmp_path)
     tools = Tools(repo.path)

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from runner.outputs import MAX_BYTES, OutputError, parse_outputs, read_outputs
+from runner.execute.outputs import MAX_BYTES, OutputError, parse_outputs, read_outputs
 
 
 def error_of(text: str) -> OutputError:

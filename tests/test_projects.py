@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from runner import scaffold, templates_index
 from runner.api import open_repo
 from runner.errors import OrchError, UsageError
+from runner.projects import scaffold, templates_index
 
 PROJECT_TEMPLATES = ["ai-analysis", "data-pipeline", "web-app"]
 WORKFLOW_TEMPLATES = ["ai-analysis", "build-and-test", "data-pipeline"]
@@ -156,8 +156,8 @@ def test_every_template_creates_validates_and_runs_offline(repo: Any) -> None:
 def test_modules_import_nothing_heavy(repo: Any) -> None:
     """The module imports nothing heavy: templating loads Jinja only when a file renders."""
     code = (
-        "import sys, runner.scaffold, runner.templates_index, runner.examples, runner.projects,"
-        " runner.archive, runner.commands.projects;"
+        "import sys, runner.projects.scaffold, runner.projects.templates_index, runner.projects.examples, runner.projects.core,"
+        " runner.projects.archive, runner.cli.projects;"
         "print(sorted(m for m in ('jinja2', 'networkx', 'jsonschema') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -563,7 +563,8 @@ def test_project_selects_workflows_on_plan_apply_status_and_watch(repo: Any) -> 
 
 def test_create_then_archive_in_process_api(repo: Any) -> None:
     """The modules are callable as a library, without the CLI."""
-    from runner import archive, projects
+    from runner.projects import archive
+    from runner.projects import core as projects
 
     r = open_repo(repo.path)
     made = scaffold.create(r, "project", "lib", "data-pipeline", {"dev_rows": "50"}, cwd=repo.path)

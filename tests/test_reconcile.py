@@ -296,8 +296,8 @@ def test_input_edited_while_its_step_runs_is_not_recorded_up_to_date(repo: Repo)
 def test_same_tick_edit_is_not_hidden_by_the_hash_cache(tmp_path: Path) -> None:
     """Racy git: a file hashed in the same timestamp tick as its last write may be written
     again without its stat changing; such a hash must never be trusted from the cache."""
-    from runner.hashing import Hasher
-    from runner.state import State
+    from runner.manifests.hashing import Hasher
+    from runner.store.state import State
 
     state = State(tmp_path / ".orch")
     f = tmp_path / "in.txt"
@@ -314,9 +314,9 @@ def test_same_tick_edit_is_not_hidden_by_the_hash_cache(tmp_path: Path) -> None:
 
 
 def test_hash_cache_is_used_for_files_not_touched_recently(tmp_path: Path) -> None:
-    from runner.hashing import Hasher
-    from runner.state import State
+    from runner.manifests.hashing import Hasher
     from runner.statkey import CLOCK_SLACK_NS
+    from runner.store.state import State
 
     state = State(tmp_path / ".orch")
     f = tmp_path / "old.txt"

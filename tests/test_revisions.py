@@ -10,7 +10,7 @@ import pytest
 
 from runner import api
 from runner.errors import OrchError
-from runner.revisions import affected_workflows, changed_files, manifests_at
+from runner.manifests.revisions import affected_workflows, changed_files, manifests_at
 from tests.conftest import Repo, workflow
 
 TWO = (

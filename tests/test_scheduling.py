@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from runner.scheduler import Admission, QuotaLimits, ReadyQueue, backoff_delay, request_of
+from runner.reconcile.queue import Admission, QuotaLimits, ReadyQueue, backoff_delay, request_of
 from tests.conftest import Repo
 
 # Wait (up to ~10 s) for a file; exit 7 if it never comes. Used as a barrier.

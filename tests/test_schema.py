@@ -6,7 +6,7 @@ import copy
 
 import pytest
 
-from runner.schema import _gate, _validator
+from runner.manifests.schema import _gate, _validator
 
 VALID = {
     "apiVersion": "orch/v1",

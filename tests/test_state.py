@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runner.errors import StateError
-from runner.state import APP_ID, MIGRATIONS, SCHEMA_VERSION, State
+from runner.store.state import APP_ID, MIGRATIONS, SCHEMA_VERSION, State
 
 
 def make_v1(db: Path) -> None:
@@ -71,7 +71,7 @@ def test_many_runners_creating_the_state_at_once_all_succeed(tmp_path: Path) -> 
 
     # every process imports first, then waits for the same instant to open the state
     code = (
-        "import sys, time\nfrom pathlib import Path\nfrom runner.state import State\n"
+        "import sys, time\nfrom pathlib import Path\nfrom runner.store.state import State\n"
         "t = float(sys.argv[2])\nwhile time.time() < t: pass\n"
         "st = State(Path(sys.argv[1]))\nst.step_records('w')\nst.close()\n"
     )

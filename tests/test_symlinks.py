@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 
 from runner import links
-from runner.manifests import load
-from runner.watch import INPUT, EventFilter, Hit
+from runner.manifests.load import load
+from runner.watch.loop import INPUT, EventFilter, Hit
 from tests.conftest import Repo, workflow
 
 WF = workflow(

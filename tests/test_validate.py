@@ -315,7 +315,7 @@ def test_usage_errors_exit_2(repo: Repo) -> None:
 
 def test_version_and_help_do_not_import_heavy_modules() -> None:
     code = (
-        "import sys\nfrom runner.cli import main\n"
+        "import sys\nfrom runner.cli.main import main\n"
         "for argv in (['--version'], ['--help']):\n"
         "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
         "heavy = {'jinja2','networkx','jsonschema','watchdog','git','yaml','psutil','rich','mcp','sqlite3'}\n"

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from runner.manifests import Config, load
-from runner.watch import CANDIDATE, CONFIG, INPUT, MANIFEST, Debouncer, EventFilter, Hit
-from runner.watch import Change as WatchChange
+from runner.manifests.load import Config, load
+from runner.watch.loop import CANDIDATE, CONFIG, INPUT, MANIFEST, Debouncer, EventFilter, Hit
+from runner.watch.loop import Change as WatchChange
 from tests.conftest import Repo, workflow
 
 DEADLINE = 30.0

@@ -1,0 +1,94 @@
+"""init, validate, graph, workflow list."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from runner import api
+from runner.cli.common import print_json, repo_from
+from runner.errors import OrchError
+
+
+def init(args: argparse.Namespace) -> int:
+    repo = repo_from(args, exact=True)
+    created = api.init(repo)
+    for rel in created:
+        print(f"created {repo.prefix}{rel}")
+    if not created:
+        print("already initialised")
+    return 0
+
+
+def validate(args: argparse.Namespace) -> int:
+    fmt = "json" if args.json else args.format
+    repo = repo_from(args)
+    try:
+        if args.ref:
+            from runner.manifests.revisions import manifests_at
+
+            m = manifests_at(repo, args.ref)
+        else:
+            m = api.validate(repo, args.paths)
+    except OrchError as e:
+        if not e.diagnostics or fmt == "text":
+            raise
+        if fmt == "json":
+            print_json({"ok": False, "errors": [d.to_json() for d in e.diagnostics]})
+        else:
+            for d in e.diagnostics:
+                msg = (f"{d.where}: " if d.where else "") + d.what
+                msg += f" ({d.hint})" if d.hint else ""
+                print(
+                    f"::error file={_gh(d.path, True)},line={d.line or 1},col={d.col or 1},"
+                    f"title=orch validate::{_gh(msg)}"
+                )
+        return 1
+    summary = {
+        "ok": True,
+        "errors": [],
+        "files": len(m.files),
+        "workflows": sorted(m.workflows),
+        "projects": sorted(m.projects),
+        "quotas": sorted(m.quotas),
+        "steps": sum(len(w.steps) for w in m.workflows.values()),
+    }
+    if fmt == "json":
+        print_json(summary)
+    elif fmt == "text":
+        print(
+            f"ok: {summary['files']} files, {len(m.workflows)} workflows "
+            f"({summary['steps']} steps), {len(m.projects)} projects, {len(m.quotas)} quotas",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _gh(s: str, prop: bool = False) -> str:
+    """Escaped as GitHub's toolkit does: a ',' or ':' in a file name would end the property."""
+    s = s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return s.replace(":", "%3A").replace(",", "%2C") if prop else s
+
+
+def graph(args: argparse.Namespace) -> int:
+    sys.stdout.write(api.graph(repo_from(args), args.workflow, args.format))
+    return 0
+
+
+def workflow_list(args: argparse.Namespace) -> int:
+    rows = api.workflows(repo_from(args))
+    if args.json:
+        print_json(rows)
+        return 0
+    from runner.render import table
+
+    sys.stdout.write(
+        table(
+            [
+                [r["name"], r["project"] or "-", str(r["steps"]), r["path"], r["description"]]
+                for r in rows
+            ],
+            ["WORKFLOW", "PROJECT", "STEPS", "FILE", "DESCRIPTION"],
+        )
+    )
+    return 0

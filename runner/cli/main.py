@@ -1,0 +1,339 @@
+"""``orch``: argparse wired to ``runner.api``, one error handler, exit codes.
+
+Exit codes: 0 ok, 1 a step or validation failed, 2 usage error, 130 interrupted.
+Commands live in ``runner/cli/``, a few lines each; heavy imports happen there, inside
+the function that needs them, so ``orch --version`` stays near bare-Python start-up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from runner import __version__
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(2, f"orch: error: {message}\n")
+
+
+def _cmd(
+    sub: argparse._SubParsersAction, name: str, help: str, target: str, **kw: object
+) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help, description=help, parents=[_COMMON], **kw)  # type: ignore[arg-type]
+    p.set_defaults(target=target)
+    return p
+
+
+# -C is accepted after the verb too (`orch apply -C DIR`), without overriding a global one
+_COMMON = argparse.ArgumentParser(add_help=False)
+_COMMON.add_argument(
+    "-C",
+    dest="directory",
+    metavar="DIR",
+    default=argparse.SUPPRESS,
+    help="run as if started in DIR",
+)
+
+
+def _json(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def _selection(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "workflows", nargs="*", metavar="WORKFLOW", help="workflows to act on (default: all)"
+    )
+    p.add_argument("--project", help="only the workflows of this project")
+    p.add_argument("--env", help="the project environment whose params to use (e.g. dev, prod)")
+    p.add_argument(
+        "--since", metavar="REV", help="only workflows whose manifests or inputs changed since REV"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="orch", description="A declarative, GitOps-style workflow runner.")
+    parser.add_argument("--version", action="version", version=f"orch {__version__}")
+    parser.add_argument("-C", dest="directory", metavar="DIR", help="run as if started in DIR")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    _cmd(sub, "init", "create .orch/config.yaml and .orch/.gitignore here", "basic:init")
+
+    p = _cmd(
+        sub,
+        "validate",
+        "check every manifest; print each problem as path:line:col",
+        "basic:validate",
+    )
+    p.add_argument("paths", nargs="*", metavar="PATH", help="also check these files")
+    p.add_argument("--format", choices=["text", "json", "github"], default="text")
+    p.add_argument(
+        "--ref", metavar="REV", help="validate the manifests as they are at git revision REV"
+    )
+    _json(p)
+
+    p = _cmd(sub, "graph", "show a workflow's DAG", "basic:graph")
+    p.add_argument("workflow", metavar="WORKFLOW")
+    p.add_argument("--format", choices=["text", "dot", "mermaid"], default="text")
+
+    p = _cmd(sub, "plan", "show what apply would run, and why", "run:plan")
+    _selection(p)
+    p.add_argument(
+        "--force",
+        action="append",
+        default=[],
+        metavar="STEP",
+        help="plan STEP (WORKFLOW/STEP or STEP) as forced",
+    )
+    p.add_argument("--force-all", action="store_true")
+    p.add_argument(
+        "--ref", metavar="REV", help="plan the manifests as they are at git revision REV"
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 when a workflow marked spec.check is out of date (for pre-commit and CI)",
+    )
+    _json(p)
+
+    for name in ("apply", "run"):
+        p = _cmd(
+            sub,
+            name,
+            "run what changed or failed" + (" (alias of apply)" if name == "run" else ""),
+            "run:apply",
+        )
+        _selection(p)
+        p.add_argument(
+            "-j", "--jobs", type=int, metavar="N", help="tasks at once (default: CPU count)"
+        )
+        p.add_argument(
+            "--force",
+            action="append",
+            default=[],
+            metavar="STEP",
+            help="run STEP even if up to date",
+        )
+        p.add_argument("--force-all", action="store_true", help="run every step")
+        p.add_argument("--dry-run", action="store_true", help="only plan")
+        p.add_argument(
+            "--fail-fast", action="store_true", help="stop starting tasks after the first failure"
+        )
+        p.add_argument(
+            "--no-wait",
+            action="store_true",
+            help="exit 1 instead of waiting for steps another orch holds",
+        )
+        p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
+        p.add_argument("-q", "--quiet", action="store_true", help="do not stream task output")
+        _json(p)
+
+    p = _cmd(sub, "status", "recorded state of each step", "run:status")
+    p.add_argument("workflows", nargs="*", metavar="WORKFLOW")
+    p.add_argument("--project")
+    _json(p)
+
+    p = _cmd(sub, "logs", "print a task's log", "run:logs")
+    p.add_argument("workflow")
+    p.add_argument("step")
+    p.add_argument(
+        "--run", type=int, metavar="ID", help="the run (default: the latest that ran the step)"
+    )
+
+    p = _cmd(sub, "history", "past runs", "run:history")
+    p.add_argument("workflows", nargs="*", metavar="WORKFLOW")
+    p.add_argument("-n", "--limit", type=int, default=20)
+    p.add_argument(
+        "--tasks", action="store_true", help="each run's tasks with wall, CPU and peak RSS"
+    )
+    _json(p)
+
+    p = _cmd(sub, "watch", "apply, then re-apply on every change", "watch:watch")
+    _selection(p)
+    p.add_argument("-j", "--jobs", type=int, metavar="N")
+    p.add_argument(
+        "--restart", action="store_true", help="end affected running tasks and start over on change"
+    )
+    p.add_argument("--debounce", type=float, metavar="SECONDS")
+    p.add_argument("-q", "--quiet", action="store_true")
+
+    wf = _cmd(sub, "workflow", "list, run or create workflows", "")
+    wsub = wf.add_subparsers(
+        dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser, required=True
+    )
+    p = _cmd(wsub, "list", "list workflows", "basic:workflow_list")
+    _json(p)
+    p = _cmd(wsub, "run", "apply one workflow", "run:apply")
+    p.add_argument("workflows", nargs=1, metavar="WORKFLOW")
+    for a, kw in (("--project", {}), ("--env", {}), ("--since", {})):
+        p.add_argument(a, **kw)
+    p.add_argument("-j", "--jobs", type=int)
+    p.add_argument("--force", action="append", default=[])
+    p.add_argument("--force-all", action="store_true")
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--fail-fast", action="store_true")
+    p.add_argument("--no-wait", action="store_true")
+    p.add_argument("--junit")
+    p.add_argument("-q", "--quiet", action="store_true")
+    _json(p)
+    p = _cmd(
+        wsub, "create", "write a workflow manifest from a template", "projects:workflow_create"
+    )
+    p.add_argument("name")
+    p.add_argument("--template", required=True)
+    p.add_argument("--param", action="append", default=[], metavar="K=V")
+    p.add_argument("--path", help="folder to write it in (default: the current folder)")
+
+    pr = _cmd(sub, "project", "create and manage projects", "")
+    psub = pr.add_subparsers(
+        dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser, required=True
+    )
+    p = _cmd(psub, "create", "lay out a new project from a template", "projects:project_create")
+    p.add_argument("name")
+    p.add_argument("--template", required=True)
+    p.add_argument("--param", action="append", default=[], metavar="K=V")
+    p.add_argument("--path", help="its folder (default: NAME)")
+    p = _cmd(psub, "list", "list projects", "projects:project_list")
+    _json(p)
+    p = _cmd(
+        psub,
+        "status",
+        "a project's workflows, failing steps and milestones",
+        "projects:project_status",
+    )
+    p.add_argument("name")
+    p.add_argument("--env")
+    _json(p)
+    p = _cmd(
+        psub,
+        "archive",
+        "pack a project into .orch/archive/ and stop reconciling it",
+        "projects:project_archive",
+    )
+    p.add_argument("name")
+    p = _cmd(psub, "restore", "unpack an archived project", "projects:project_restore")
+    p.add_argument("name")
+
+    tp = _cmd(sub, "template", "templates for projects and workflows", "")
+    tsub = tp.add_subparsers(
+        dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser, required=True
+    )
+    p = _cmd(tsub, "list", "list templates and their parameters", "projects:template_list")
+    _json(p)
+
+    tk = _cmd(sub, "task", "inspect and cancel tasks", "")
+    ksub = tk.add_subparsers(
+        dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser, required=True
+    )
+    p = _cmd(ksub, "list", "queued, running and recent tasks", "run:task_list")
+    p.add_argument("-n", "--limit", type=int, default=20)
+    _json(p)
+    p = _cmd(ksub, "status", "one task", "run:task_status")
+    p.add_argument("id", type=int)
+    _json(p)
+    p = _cmd(ksub, "cancel", "end a running task's process tree", "run:task_cancel")
+    p.add_argument("id", type=int)
+
+    st = _cmd(sub, "state", "manage .orch/state.db", "")
+    ssub = st.add_subparsers(
+        dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser, required=True
+    )
+    _cmd(
+        ssub, "reset", "move state.db aside (kept as a backup) and start afresh", "run:state_reset"
+    )
+
+    sy = _cmd(sub, "system", "the host and the runner", "")
+    ysub = sy.add_subparsers(
+        dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser, required=True
+    )
+    for name, helptext in (
+        ("status", "host resources and quota use"),
+        ("metrics", "task metrics"),
+        ("health", "can orch run here?"),
+    ):
+        p = _cmd(ysub, name, helptext, f"run:system_{name}")
+        _json(p)
+
+    _cmd(sub, "mcp", "serve orch to AI agents over MCP (stdio)", "mcp:serve")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "target", None):
+        if args.command is None:
+            parser.print_help()
+            return 2
+        parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "--help"])
+        return 2
+    module, _, func = args.target.partition(":")
+    from runner.errors import OrchError  # after parsing: --version and --help never need it
+
+    try:
+        if args.directory and not os.path.isdir(args.directory):
+            raise OrchError(f"-C {args.directory}: no such directory")
+        import importlib
+
+        mod = importlib.import_module(f"runner.cli.{module}")
+        handler: Handler = getattr(mod, func)
+        try:
+            return handler(args)
+        finally:
+            _print_warnings()
+    except OrchError as e:
+        for line in e.lines():
+            print(f"orch: {line}" if not e.diagnostics else line, file=sys.stderr)
+        if e.diagnostics and len(e.diagnostics) > 1:
+            print(f"orch: {len(e.diagnostics)} errors", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("orch: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the final flush
+        return 0
+    except Exception as e:  # the one place an unexpected error becomes one line
+        return _crash(args, e)
+
+
+def _print_warnings() -> None:
+    from runner.cli.common import OPENED
+
+    said: set[str] = set()
+    for repo in OPENED:
+        for line in repo.warnings:
+            if line not in said:
+                said.add(line)
+                print(f"orch: warning: {line}", file=sys.stderr)
+
+
+def _crash(args: argparse.Namespace, e: BaseException) -> int:
+    import traceback
+    from pathlib import Path
+
+    where = Path(args.directory or ".").resolve()
+    log = None
+    try:
+        from runner.manifests.sources import find_root
+
+        log = find_root(where) / ".orch" / "logs" / "crash.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a", encoding="utf-8") as f:
+            f.write(f"orch {__version__}: {' '.join(sys.argv)}\n")
+            traceback.print_exc(file=f)
+    except OSError:
+        log = None
+    msg = f"orch: internal error: {type(e).__name__}: {e}"
+    if log:
+        msg += f" (traceback in {log}; please report it)"
+    print(msg, file=sys.stderr)
+    return 3

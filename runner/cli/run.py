@@ -1,0 +1,406 @@
+"""plan, apply/run, status, logs, history, task *, state reset, system *."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+from runner import api
+from runner.cli.common import print_json, repo_from
+from runner.render import paint, table, use_color
+
+ICONS = {
+    "run": ("+", "yellow"),
+    "may-run": ("~", "cyan"),
+    "up-to-date": ("=", "dim"),
+}
+
+
+def plan(args: argparse.Namespace) -> int:
+    repo = repo_from(args)
+    if args.ref:
+        from runner.manifests.revisions import plan_at
+
+        if args.force or args.force_all or args.since:
+            from runner.errors import UsageError
+
+            raise UsageError("--ref plans the manifests at REV as they stand; drop --force/--since")
+
+        data = plan_at(repo, args.ref, args.workflows, project=args.project, env=args.env)
+    else:
+        data = api.plan(
+            repo,
+            args.workflows,
+            project=args.project,
+            env=args.env,
+            force=args.force,
+            force_all=args.force_all,
+            since=args.since,
+        )
+    stale = 1 if getattr(args, "check", False) and _stale_checked(repo, data) else 0
+    if args.json:
+        print_json(data)
+        return stale
+    color = use_color()
+    labels = {"run": "will run", "may-run": "may run", "up-to-date": "up to date"}
+    styled = {
+        a: (paint(ICONS[a][0], ICONS[a][1], color), paint(labels[a], ICONS[a][1], color))
+        for a in labels
+    }
+    out: list[str] = []  # one write: 10,000 print calls cost more than planning them
+    current = None
+    for s in data["steps"]:
+        if s["workflow"] != current:
+            current = s["workflow"]
+            out.append(paint(f"workflow {current}", "bold", color))
+        icon, label = styled[s["action"]]
+        why = f": {'; '.join(s['reasons'])}" if s["reasons"] else ""
+        out.append(f"  {icon} {s['step']}  {label}{why}")
+    n = data["summary"]
+    if not data["steps"]:
+        out.append("no workflows selected")
+    out.append(
+        f"\nPlan: {n['run']} to run, {n['may-run']} may run (if upstream outputs change), "
+        f"{n['up-to-date']} up to date."
+    )
+    sys.stdout.write("\n".join(out) + "\n")
+    if stale:
+        print(
+            "orch: workflows marked spec.check are out of date; run 'orch apply' and commit",
+            file=sys.stderr,
+        )
+    return stale
+
+
+def _stale_checked(repo: api.Repo, data: dict[str, Any]) -> bool:
+    checked = {w.name for w in repo.manifests().workflows.values() if w.check}
+    return any(s["workflow"] in checked and s["action"] != "up-to-date" for s in data["steps"])
+
+
+def apply(args: argparse.Namespace) -> int:
+    from runner.reconcile.results import ApplyOptions
+
+    if getattr(args, "dry_run", False):
+        args.ref = None
+        return plan(args)
+    repo = repo_from(args)
+    color = use_color(sys.stderr)
+    json_out = getattr(args, "json", False)
+    quiet = args.quiet or json_out
+
+    def echo(line: str) -> None:
+        print(line, flush=True)
+
+    def report(ev: dict[str, Any]) -> None:
+        if json_out:
+            return
+        if ev["event"] == "started":
+            why = "; ".join(ev["reasons"]) or "upstream changed"
+            print(
+                paint(f"> {ev['workflow']}/{ev['step']}", "bold", color) + f" ({why})",
+                file=sys.stderr,
+                flush=True,
+            )
+        elif ev["event"] == "finished":
+            _print_finished(ev, color)
+
+    opts = ApplyOptions(
+        jobs=args.jobs or 0,
+        fail_fast=args.fail_fast,
+        wait=not args.no_wait,
+        echo=None if quiet else echo,
+        report=report,
+        argv=sys.argv[1:],
+    )
+    result = api.apply(
+        repo,
+        args.workflows,
+        project=args.project,
+        env=args.env,
+        force=args.force,
+        force_all=args.force_all,
+        since=args.since,
+        options=opts,
+    )
+    if args.junit:
+        from runner.junit import write_junit
+
+        # like every path on the command line, relative to -C DIR ("as if started in DIR")
+        write_junit(os.path.join(args.directory or ".", args.junit), result, repo.root)
+    counts = result.counts()
+    if json_out:
+        print_json(
+            {
+                "run_id": result.run_id,
+                "ok": result.ok,
+                "duration": round(result.duration, 3),
+                "counts": counts,
+                "steps": [r.to_json() for r in result.results],
+            }
+        )
+    else:
+        if result.run_id is None:
+            print(
+                f"Up to date: {counts.get('up-to-date', 0)} steps, nothing to run.", file=sys.stderr
+            )
+        else:
+            parts = [f"{v} {k.replace('_', ' ')}" for k, v in sorted(counts.items())]
+            verdict = paint("ok", "green", color) if result.ok else paint("FAILED", "red", color)
+            print(
+                f"\nRun {result.run_id} {verdict} in {result.duration:.2f}s: {', '.join(parts)}.",
+                file=sys.stderr,
+            )
+    return 0 if result.ok else 1
+
+
+def _print_finished(ev: dict[str, Any], color: bool) -> None:
+    st = ev["status"]
+    name = f"{ev['workflow']}/{ev['step']}"
+    if st == "up-to-date":
+        if ev["reasons"]:
+            print(
+                paint(f"= {name}: up to date ({'; '.join(ev['reasons'])})", "dim", color),
+                file=sys.stderr,
+            )
+        return
+    if st == "succeeded":
+        print(
+            paint(f"ok {name}", "green", color) + f" {ev['duration']:.2f}s",
+            file=sys.stderr,
+            flush=True,
+        )
+        return
+    if st in ("skipped", "circuit_open", "blocked", "not-started"):
+        why = "; ".join(ev["reasons"]) or ev["message"]
+        print(
+            paint(f"- {name}: {st.replace('_', ' ')} ({why})", "yellow", color),
+            file=sys.stderr,
+            flush=True,
+        )
+        return
+    bits = [f"{st.replace('_', ' ')}"]
+    if ev["exit_code"] is not None:
+        bits.append(f"exit {ev['exit_code']}")
+    if ev["attempts"] and ev["attempts"] > 1:
+        bits.append(f"after {ev['attempts']} attempts")
+    msg = f"!! {name}: {', '.join(bits)}"
+    if ev["message"]:
+        msg += f": {ev['message']}"
+    if ev["log"]:
+        msg += f" (log: {ev['log']})"
+    print(paint(msg, "red", color), file=sys.stderr, flush=True)
+
+
+def status(args: argparse.Namespace) -> int:
+    repo = repo_from(args)
+    rows = api.status(repo, args.workflows, args.project)
+    brk = api.breakers(repo)
+    if args.json:
+        print_json({"steps": rows, "breakers": brk})
+        return 0
+    color = use_color()
+    from runner.units import format_bytes, format_duration
+
+    out = []
+    for r in rows:
+        st = r["status"]
+        c = {
+            "succeeded": "green",
+            "failed": "red",
+            "timed_out": "red",
+            "blocked": "yellow",
+            "interrupted": "red",
+        }.get(st, "dim")
+        out.append(
+            [
+                r["workflow"],
+                r["step"],
+                paint(st, c, color),
+                _ago(r["ended"]) if r["ended"] else "-",
+                format_duration(r["duration"]) if r["duration"] is not None else "-",
+                f"{r['cpu_time']:.2f}s" if r["cpu_time"] is not None else "-",
+                format_bytes(r["peak_rss"]) if r["peak_rss"] else "-",
+                (r["message"] or r["reason"] or "")[:70],
+            ]
+        )
+    sys.stdout.write(
+        table(out, ["WORKFLOW", "STEP", "STATUS", "WHEN", "TOOK", "CPU", "PEAK RSS", "WHY"])
+    )
+    for b in brk:
+        until = (
+            f" until {time.strftime('%H:%M:%S', time.localtime(b['opened_until']))}"
+            if b["state"] == "open"
+            else ""
+        )
+        print(f"breaker {b['name']}: {b['state']}{until} ({b['failures']} consecutive failures)")
+    return 0
+
+
+def _ago(t: float) -> str:
+    d = time.time() - t
+    if d < 60:
+        return f"{d:.0f}s ago"
+    if d < 3600:
+        return f"{d / 60:.0f}m ago"
+    if d < 86400:
+        return f"{d / 3600:.0f}h ago"
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+
+
+def logs(args: argparse.Namespace) -> int:
+    path = api.log_path(repo_from(args), args.workflow, args.step, args.run)
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                sys.stdout.write(line)
+    except FileNotFoundError:
+        from runner.errors import OrchError
+
+        raise OrchError(
+            f"{path}: the log is gone (was .orch/logs cleaned?); re-run the step with orch apply --force"
+        ) from None
+    return 0
+
+
+def history(args: argparse.Namespace) -> int:
+    runs = api.history(repo_from(args), args.workflows, args.limit)
+    if args.json:
+        print_json(runs)
+        return 0
+    rows = []
+    for r in runs:
+        summary = ", ".join(f"{v} {k}" for k, v in sorted(r["summary"].items()))
+        commit = (r["commit"] or "-")[:10] + ("+dirty" if r["dirty"] else "")
+        rows.append(
+            [
+                str(r["id"]),
+                time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"])),
+                r["status"],
+                commit,
+                ",".join(r["workflows"])[:40],
+                summary,
+            ]
+        )
+    sys.stdout.write(table(rows, ["RUN", "STARTED", "STATUS", "COMMIT", "WORKFLOWS", "RESULT"]))
+    if runs and args.tasks:
+        from runner.units import format_bytes, format_duration
+
+        for r in runs:
+            print(f"\nrun {r['id']}:")
+            trows = [
+                [
+                    f"{t['workflow']}/{t['step']}",
+                    str(t["attempt"]),
+                    t["status"],
+                    "-" if t["exit_code"] is None else str(t["exit_code"]),
+                    format_duration(t["ended"] - t["started"])
+                    if t["ended"] and t["started"]
+                    else "-",
+                    f"{t['cpu_time']:.2f}s" if t["cpu_time"] is not None else "-",
+                    format_bytes(t["peak_rss"]) if t["peak_rss"] else "-",
+                    (t["reason"] or "")[:50],
+                ]
+                for t in r["tasks"]
+            ]
+            sys.stdout.write(
+                table(trows, ["STEP", "TRY", "STATUS", "EXIT", "WALL", "CPU", "PEAK RSS", "WHY"])
+            )
+    return 0
+
+
+def task_list(args: argparse.Namespace) -> int:
+    rows = api.tasks(repo_from(args), args.limit)
+    if args.json:
+        print_json(rows)
+        return 0
+    sys.stdout.write(
+        table(
+            [
+                [
+                    str(t["id"]),
+                    str(t["run_id"]),
+                    f"{t['workflow']}/{t['step']}",
+                    str(t["attempt"]),
+                    t["status"],
+                    "-" if t["exit_code"] is None else str(t["exit_code"]),
+                    (t["reason"] or "")[:50],
+                ]
+                for t in rows
+            ],
+            ["ID", "RUN", "STEP", "TRY", "STATUS", "EXIT", "WHY"],
+        )
+    )
+    return 0
+
+
+def task_status(args: argparse.Namespace) -> int:
+    t = api.task(repo_from(args), args.id)
+    if args.json:
+        print_json(t)
+        return 0
+    for k, v in t.items():
+        print(f"{k}: {v}")
+    return 0
+
+
+def task_cancel(args: argparse.Namespace) -> int:
+    t = api.cancel_task(repo_from(args), args.id)
+    print(
+        f"cancel requested for task {t['id']} ({t['workflow']}/{t['step']}); its runner ends it within a second"
+    )
+    return 0
+
+
+def state_reset(args: argparse.Namespace) -> int:
+    dst = api.state_reset(repo_from(args))
+    print(f"moved the state to {dst}; the next apply starts afresh" if dst else "no state to reset")
+    return 0
+
+
+def _system(args: argparse.Namespace, part: str) -> int:
+    from runner.inventory import system_status as ss
+    from runner.units import format_bytes
+
+    data = ss(repo_from(args))
+    ok = data["health"]["ok"]
+    if args.json:
+        print_json(data)
+        return 0 if (part != "health" or ok) else 1
+    if part in ("status", "health"):
+        h = data["host"]
+        load = ", ".join(f"{x:.2f}" for x in h.get("load", []))
+        print(f"host: {h['cpus']:g} cpus, {format_bytes(h['memory'])} memory, load {load}")
+        for c in data["health"]["checks"]:
+            print(f"  {'ok ' if c['ok'] else 'BAD'} {c['name']}: {c['detail']}")
+    if part in ("status", "metrics"):
+        for q in data["quotas"]:
+            use = ", ".join(
+                f"{k} {q['used'].get(k, 0):g}/{v:g}"
+                for k, v in q["limits"].items()
+                if k != "memory"
+            )
+            print(f"quota {q['name']}: {use or 'no counted limits'}")
+        for t in data["running"]:
+            print(f"running: task {t.get('id')} {t.get('workflow')}/{t.get('step')}")
+        mt = data["metrics"]
+        print(
+            f"last {mt['window_seconds'] / 3600:g}h: {mt['tasks']} tasks "
+            + ", ".join(f"{v} {k}" for k, v in sorted(mt["by_status"].items()))
+            + f"; wall {mt['wall_time']:.2f}s, cpu {mt['cpu_time']:.2f}s"
+        )
+    return 0 if (part != "health" or ok) else 1
+
+
+def system_status(args: argparse.Namespace) -> int:
+    return _system(args, "status")
+
+
+def system_metrics(args: argparse.Namespace) -> int:
+    return _system(args, "metrics")
+
+
+def system_health(args: argparse.Namespace) -> int:
+    return _system(args, "health")

@@ -1,0 +1,55 @@
+"""watch: the signal handling around ``runner.watch.loop``; the loop itself lives there."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import threading
+from types import FrameType
+
+from runner.cli.common import repo_from
+from runner.errors import UsageError
+
+
+def watch(args: argparse.Namespace) -> int:
+    """Ctrl-C (or SIGTERM) ends running tasks and exits 0; a second Ctrl-C forces (130)."""
+    from runner.watch.loop import WatchOptions
+    from runner.watch.loop import watch as run_watch
+
+    if args.debounce is not None and args.debounce < 0:
+        raise UsageError("--debounce must be 0 or more seconds")
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError("-j must be 1 or more")
+    repo = repo_from(args)
+    opts = WatchOptions(
+        workflows=list(args.workflows),
+        project=args.project,
+        env=args.env,
+        since=args.since,
+        jobs=args.jobs or 0,
+        restart=args.restart,
+        debounce=args.debounce,
+        quiet=args.quiet,
+    )
+    stop = threading.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.getsignal(s) for s in signals}
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():  # asked twice: stop waiting for tasks to end
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt
+        stop.set()
+
+    for s in signals:
+        signal.signal(s, on_signal)
+    try:
+        run_watch(repo, opts, stop, _print)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return 0
+
+
+def _print(line: str) -> None:
+    print(line, flush=True)

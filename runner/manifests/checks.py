@@ -1,0 +1,490 @@
+"""Checks beyond the schema: names, references, templates, paths, quotas and cycles.
+
+Each returns Diagnostics pointing at the exact key or value in the manifest, with a hint
+("did you mean 'build'?") wherever one can be worked out.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runner.errors import Diagnostic, did_you_mean
+from runner.manifests import paths
+from runner.manifests.graph import CycleError, build_dag, file_edges
+from runner.manifests.yamlsrc import Document
+from runner.model import Step, Workflow
+
+if TYPE_CHECKING:
+    from runner.manifests.load import Manifests
+
+TEMPLATE_ROOTS = ("params", "steps", "workflow", "env", "project", "step")
+JINJA_GLOBALS = (
+    "range",
+    "dict",
+    "lipsum",
+    "cycler",
+    "joiner",
+    "namespace",
+    "true",
+    "false",
+    "none",
+)
+
+
+def _is_templated(s: Any) -> bool:
+    return isinstance(s, str) and ("{{" in s or "{%" in s)
+
+
+class _Ctx:
+    def __init__(self, m: Manifests, wf: Workflow, doc: Document, prefix: str):
+        self.m, self.wf, self.doc, self.prefix = m, wf, doc, prefix
+        self.out: list[Diagnostic] = []
+
+    def add(self, path: tuple[Any, ...], what: str, hint: str = "", key: bool = False) -> None:
+        from runner.manifests.schema import dotted
+
+        line, col = self.doc.where(path, key=key)
+        self.out.append(Diagnostic(self.doc.path, line, col, dotted(path), what, hint))
+
+
+def workflow_params(m: Manifests, wf: Workflow) -> set[str]:
+    names = set(wf.params)
+    proj = m.projects.get(wf.project) if wf.project else None
+    if proj:
+        names |= set(proj.params)
+        for env in proj.environments.values():
+            names |= set(env)
+    return names
+
+
+def base_params(m: Manifests, wf: Workflow, env: str | None = None) -> dict[str, Any]:
+    """The params a workflow's templates see: project, then environment overlay, then workflow."""
+    out: dict[str, Any] = {}
+    proj = m.projects.get(wf.project) if wf.project else None
+    if proj:
+        out.update(proj.params)
+        if env and env in proj.environments:
+            out.update(proj.environments[env])
+    out.update(wf.params)
+    if proj and env and env in proj.environments:
+        # the environment is the most specific choice the user made: it wins
+        out.update(proj.environments[env])
+    return out
+
+
+def check_all(m: Manifests, prefix: str = "") -> list[Diagnostic]:
+    out: list[Diagnostic] = []
+    for wf in m.workflows.values():
+        doc = m.documents[(wf.path, wf.doc_index)]
+        ctx = _Ctx(m, wf, doc, prefix)
+        _check_workflow(ctx)
+        out.extend(ctx.out)
+    out.extend(check_breakers(m, prefix))
+    for p in m.projects.values():
+        doc = m.documents[(p.path, _doc_index(m, p.path, p.name, "Project"))]
+        for i, ms in enumerate(p.milestones):
+            for j, w in enumerate(ms.workflows):
+                if w not in m.workflows:
+                    line, col = doc.where(("spec", "milestones", i, "workflows", j))
+                    out.append(
+                        Diagnostic(
+                            prefix + p.path,
+                            line,
+                            col,
+                            f"spec.milestones[{i}].workflows[{j}]",
+                            f"no workflow named '{w}'",
+                            did_you_mean(w, list(m.workflows)),
+                        )
+                    )
+            for j, s in enumerate(ms.steps):
+                wname, _, sname = s.partition("/")
+                wf = m.workflows.get(wname)
+                if wf is None or sname not in wf.step_names:
+                    line, col = doc.where(("spec", "milestones", i, "steps", j))
+                    out.append(
+                        Diagnostic(
+                            prefix + p.path,
+                            line,
+                            col,
+                            f"spec.milestones[{i}].steps[{j}]",
+                            f"no step '{s}'",
+                            "write it as workflow/step",
+                        )
+                    )
+        try:
+            paths.join("", p.dir)
+        except paths.PathEscape as e:
+            line, col = doc.where(("spec", "path"))
+            out.append(Diagnostic(prefix + p.path, line, col, "spec.path", str(e)))
+    return out
+
+
+def _doc_index(m: Manifests, path: str, name: str, kind: str) -> int:
+    for (f, i), d in m.documents.items():
+        if f == path and d.data.get("kind") == kind and d.data["metadata"]["name"] == name:
+            return i
+    return 0
+
+
+def _check_workflow(ctx: _Ctx) -> None:
+    wf, m = ctx.wf, ctx.m
+    names: dict[str, int] = {}
+    for s in wf.steps:
+        if s.name in names:
+            ctx.add(
+                ("spec", "steps", s.index, "name"),
+                f"duplicate step name '{s.name}'",
+                f"first used by spec.steps[{names[s.name]}]",
+            )
+        else:
+            names[s.name] = s.index
+    if wf.quota is not None and wf.quota not in m.quotas:
+        ctx.add(
+            ("spec", "quota"),
+            f"no ResourceQuota named '{wf.quota}'",
+            did_you_mean(wf.quota, list(m.quotas)) or "define one, or remove spec.quota",
+        )
+    edges: dict[tuple[str, str], set[str]] = {}
+    known_params = workflow_params(m, wf)
+    params = base_params(m, wf)
+    file_spec: list[tuple[str, list[str], list[str]]] = []
+    for s in wf.steps:
+        sp = ("spec", "steps", s.index)
+        for j, n in enumerate(s.needs):
+            if n == s.name:
+                ctx.add(sp + ("needs", j), f"step '{s.name}' needs itself")
+            elif n not in names:
+                ctx.add(
+                    sp + ("needs", j),
+                    f"no step named '{n}'",
+                    did_you_mean(n, list(names)),
+                )
+            else:
+                edges.setdefault((n, s.name), set()).add("needs")
+        for up in _check_templates(ctx, s, sp, names, known_params | set(s.params)):
+            edges.setdefault((up, s.name), set()).add("template")
+        ins, outs = _check_paths(ctx, s, sp, {**params, **s.params})
+        file_spec.append((s.name, ins, outs))
+        _check_resources(ctx, s, sp)
+    for u, d in file_edges(file_spec):
+        edges.setdefault((u, d), set()).add("files")
+    _check_handlers(ctx, names, known_params)
+    # a cycle is looked for even when other problems were found: the edges collected are
+    # the ones that were valid, so a cycle among them is real and worth saying now
+    try:
+        dag = build_dag(wf.name, list(names), edges)
+    except CycleError as e:
+        first = min(e.cycle, key=lambda n: names.get(n, 0))
+        ctx.add(
+            ("spec", "steps", names.get(first, 0), "name"),
+            f"cycle: {' -> '.join(_rotate(e.cycle, first))}",
+            "remove one of these dependencies",
+        )
+        return
+    if not ctx.out:
+        m.dags[wf.name] = dag
+
+
+def _rotate(cycle: list[str], first: str) -> list[str]:
+    body = cycle[:-1] if len(cycle) > 1 and cycle[0] == cycle[-1] else cycle
+    k = body.index(first)
+    body = body[k:] + body[:k]
+    return body + [body[0]]
+
+
+def _syntax(source: str) -> str | None:
+    if not _is_templated(source):
+        return None
+    from runner.templating import check_syntax
+
+    err = check_syntax(source)
+    if err is None:
+        return None
+    return str(err)
+
+
+def _template_fields(s: Step) -> list[tuple[tuple[Any, ...], str]]:
+    fields: list[tuple[tuple[Any, ...], str]] = []
+    if isinstance(s.run, str):
+        fields.append((("run",), s.run))
+    else:
+        fields.extend((("run", i), a) for i, a in enumerate(s.run))
+    if isinstance(s.when, str):
+        fields.append((("when",), s.when))
+    for k, v in (s.spec.get("env") or {}).items():
+        if isinstance(v, str):
+            fields.append((("env", k), v))
+    for key in ("inputs", "outputs"):
+        fields.extend(((key, i), v) for i, v in enumerate(s.spec.get(key, ())))
+    if "workdir" in s.spec:
+        fields.append((("workdir",), s.spec["workdir"]))
+    return [(p, v) for p, v in fields if _is_templated(v)]
+
+
+def _check_templates(
+    ctx: _Ctx, s: Step, sp: tuple[Any, ...], names: dict[str, int], known_params: set[str]
+) -> set[str]:
+    """Syntax and references of every templated field; returns the steps referenced."""
+    fields = _template_fields(s)
+    if not fields:
+        return set()
+    from runner.templating import TemplateError, check_syntax, references
+
+    ups: set[str] = set()
+    pref: set[str] | None = set()
+    eref: set[str] = set()
+    for rel, source in fields:
+        path = sp + rel
+        err = check_syntax(source)
+        if err is not None:
+            ctx.add(path, f"template error: {err}", _line_hint(err))
+            continue
+        try:
+            refs = references(source)
+        except TemplateError as e:  # pragma: no cover - syntax already checked
+            ctx.add(path, f"template error: {e}")
+            continue
+        guarded = "default" in source or " is defined" in source
+        is_path = rel[0] in ("inputs", "outputs", "workdir")
+        for ref in sorted(refs):
+            root = ref[0]
+            if root in JINJA_GLOBALS:
+                continue
+            if root not in TEMPLATE_ROOTS:
+                ctx.add(
+                    path,
+                    f"unknown name '{root}' in template",
+                    did_you_mean(root, TEMPLATE_ROOTS) or f"use one of {', '.join(TEMPLATE_ROOTS)}",
+                )
+                continue
+            if root == "steps":
+                if len(ref) < 2:
+                    continue
+                target = str(ref[1])
+                if is_path:
+                    ctx.add(
+                        path,
+                        "paths may use params, not step outputs",
+                        "declare the file as an input instead",
+                    )
+                elif target == s.name:
+                    ctx.add(path, f"step '{s.name}' refers to its own outputs")
+                elif target not in names:
+                    ctx.add(path, f"no step named '{target}'", did_you_mean(target, list(names)))
+                else:
+                    ups.add(target)
+                    if (
+                        len(ref) >= 3
+                        and ref[2] != "outputs"
+                        and ref[2] not in ("status", "exit_code")
+                    ):
+                        ctx.add(
+                            path,
+                            f"steps.{target}.{ref[2]} is not defined",
+                            "use steps.NAME.outputs.KEY",
+                        )
+            elif root == "env":
+                if len(ref) >= 2:
+                    eref.add(str(ref[1]))
+            elif root == "params":
+                if len(ref) < 2:
+                    pref = None
+                    continue
+                p = str(ref[1])
+                if pref is not None:
+                    pref.add(p)
+                if not guarded and p not in known_params:
+                    ctx.add(
+                        path,
+                        f"no param named '{p}'",
+                        did_you_mean(p, known_params)
+                        or "declare it in spec.params, or use | default(...)",
+                    )
+    key = (ctx.wf.name, s.name)
+    ctx.m.param_refs[key] = tuple(sorted(pref)) if pref is not None else None
+    if eref:
+        ctx.m.env_refs[key] = tuple(sorted(eref))
+    return ups
+
+
+HANDLER_ROOTS = ("params", "steps", "workflow", "env")
+
+
+def _check_handlers(ctx: _Ctx, names: dict[str, int], known_params: set[str]) -> None:
+    """``on:`` commands are templates too: syntax and every name they read, as for steps.
+
+    They see ``params``, ``workflow`` (with ``status``), ``env`` and every step's
+    ``steps.NAME.outputs``/``status`` (they run after all steps), nothing else."""
+    from runner.templating import references
+
+    for hk, handlers in ctx.wf.handlers.items():
+        for i, h in enumerate(handlers):
+            base = ("spec", "on", hk, i, "run")
+            if isinstance(h.run, str):
+                runs = [(base, h.run)]
+            else:
+                runs = [((*base, j), a) for j, a in enumerate(h.run)]
+            for path, r in runs:
+                err = _syntax(r)
+                if err:
+                    ctx.add(path, f"template error: {err}")
+                    continue
+                if not _is_templated(r):
+                    continue
+                guarded = "default" in r or " is defined" in r
+                for ref in sorted(references(r)):
+                    root = ref[0]
+                    if root in JINJA_GLOBALS:
+                        continue
+                    if root not in HANDLER_ROOTS:
+                        ctx.add(
+                            path,
+                            f"unknown name '{root}' in template",
+                            did_you_mean(root, HANDLER_ROOTS)
+                            or f"on: commands may use {', '.join(HANDLER_ROOTS)}",
+                        )
+                    elif root == "steps" and len(ref) >= 2 and str(ref[1]) not in names:
+                        target = str(ref[1])
+                        ctx.add(
+                            path, f"no step named '{target}'", did_you_mean(target, list(names))
+                        )
+                    elif (
+                        root == "params"
+                        and len(ref) >= 2
+                        and not guarded
+                        and str(ref[1]) not in known_params
+                    ):
+                        ctx.add(
+                            path,
+                            f"no param named '{ref[1]}'",
+                            did_you_mean(str(ref[1]), known_params)
+                            or "declare it in spec.params, or use | default(...)",
+                        )
+
+
+def check_breakers(m: Manifests, prefix: str = "") -> list[Diagnostic]:
+    """One breaker name, one set of settings: the steps that share a breaker count failures
+    together, so two steps that disagree on its threshold or cooldown would each trip it by
+    their own rule. ``breaker: NAME`` alone means the defaults (threshold 3, cooldown 1m)."""
+    first: dict[str, tuple[Any, Workflow, Step]] = {}
+    out: list[Diagnostic] = []
+    for wf in sorted(m.workflows.values(), key=lambda w: (w.path, w.loc.line)):
+        for s in wf.steps:
+            b = s.breaker
+            if b is None:
+                continue
+            seen = first.get(b.name)
+            if seen is None:
+                first[b.name] = (b, wf, s)
+                continue
+            b0, wf0, s0 = seen
+            if (b0.threshold, b0.cooldown) != (b.threshold, b.cooldown):
+                doc = m.documents[(wf.path, wf.doc_index)]
+                line, col = doc.where(("spec", "steps", s.index, "breaker"))
+                line0, _ = m.documents[(wf0.path, wf0.doc_index)].where(
+                    ("spec", "steps", s0.index, "breaker")
+                )
+                out.append(
+                    Diagnostic(
+                        prefix + wf.path,
+                        line,
+                        col,
+                        f"spec.steps[{s.index}].breaker",
+                        f"breaker '{b.name}' has threshold {b.threshold}, cooldown "
+                        f"{_fmt(b.cooldown)}s here but threshold {b0.threshold}, cooldown "
+                        f"{_fmt(b0.cooldown)}s in step '{wf0.name}/{s0.name}' "
+                        f"({prefix}{wf0.path}:{line0})",
+                        "give every step that shares a breaker the same settings",
+                    )
+                )
+    return out
+
+
+def _line_hint(err: Any) -> str:
+    lineno = getattr(err, "lineno", None)
+    return f"template line {lineno}" if lineno and lineno > 1 else ""
+
+
+def _check_paths(
+    ctx: _Ctx, s: Step, sp: tuple[Any, ...], params: dict[str, Any]
+) -> tuple[list[str], list[str]]:
+    """Repo-relative inputs and outputs of ``s``; reports absolute/escaping/symlinked ones."""
+    root: Path = ctx.m.root
+    base = ctx.wf.base
+    result: dict[str, list[str]] = {"inputs": [], "outputs": []}
+    for key in ("inputs", "outputs"):
+        for i, raw in enumerate(getattr(s, key)):
+            value = raw
+            if _is_templated(raw):
+                value = _render_path(raw, params, ctx.wf)
+                if value is None:
+                    continue
+            try:
+                rel = paths.join(base, value)
+                paths.check_symlinks(root, rel)
+            except paths.PathEscape as e:
+                ctx.add(sp + (key, i), str(e), "keep paths inside the repository")
+                continue
+            result[key].append(rel)
+    wd = s.workdir
+    if _is_templated(wd):
+        wd = _render_path(wd, params, ctx.wf) or "."
+    try:
+        rel = paths.join(base, wd)
+        paths.check_symlinks(root, rel)
+    except paths.PathEscape as e:
+        ctx.add(sp + ("workdir",), str(e), "keep paths inside the repository")
+    return result["inputs"], result["outputs"]
+
+
+def _render_path(raw: str, params: dict[str, Any], wf: Workflow) -> str | None:
+    from runner.templating import TemplateError, render_text
+
+    try:
+        return render_text(raw, {"params": params, "workflow": {"name": wf.name}, "env": {}})
+    except TemplateError:
+        return None  # reported by the template checks
+
+
+def _check_resources(ctx: _Ctx, s: Step, sp: tuple[Any, ...]) -> None:
+    """A request no quota governing the step could ever grant is an error now, not a hang."""
+    from runner.reconcile.quotas import governing
+
+    for q in governing(ctx.m, ctx.wf):
+        if q.limits.get("concurrency", 1) < 1:  # every task holds one unit of concurrency
+            ctx.add(
+                sp + ("name",),
+                f"step '{s.name}' can never start: quota '{q.name}' allows concurrency {_fmt(q.limits['concurrency'])}",
+                "raise the quota's concurrency to at least 1",
+            )
+        for res, amount in s.resources.items():
+            if res in q.limits and amount > q.limits[res]:
+                ctx.add(
+                    sp + ("resources", res),
+                    f"step '{s.name}' requests {res}={_qty(res, amount)} but quota '{q.name}' allows at most {_qty(res, q.limits[res])}",
+                    "lower the request or raise the quota's limit",
+                )
+    if s.resources.get("cpu") or s.resources.get("memory"):
+        from runner.inventory import host_limits  # psutil: only when a step asks for cpu/memory
+
+        for res, limit in host_limits().items():
+            amount = s.resources.get(res, 0.0)
+            if amount > limit:
+                ctx.add(
+                    sp + ("resources", res),
+                    f"step '{s.name}' requests {res}={_qty(res, amount)} but this host has {_qty(res, limit)}",
+                    "the host is the ceiling of every quota; lower the request",
+                )
+
+
+def _qty(res: str, x: float) -> str:
+    if res == "memory":
+        from runner.units import format_bytes
+
+        return format_bytes(x)
+    return _fmt(x)
+
+
+def _fmt(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else str(x)

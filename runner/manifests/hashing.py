@@ -1,0 +1,166 @@
+"""Content hashes of files and folders, cached by stat as git's index does.
+
+A cache entry is trusted only while the file's stat key (``runner.statkey``: size, mtime,
+ctime, inode, type and executable bit) is unchanged. An entry whose file changed in the
+same timestamp tick as it was hashed is never saved ("racy git": a second write in that
+tick would be invisible to stat), so that file is re-read next time rather than wrongly
+found unchanged.
+
+A file's content is its bytes and, as git records it, its executable bit: ``chmod +x`` on
+an input is a change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat as stat_mod
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from runner import globs, links, statkey
+
+if TYPE_CHECKING:
+    from runner.store.state import State
+
+# a cached hash: the stat key it was taken under, the hash, when it was taken (ns)
+CacheEntry = tuple[statkey.StatKey, str, int]
+MISSING = ""
+
+
+class Hasher:
+    def __init__(self, root: Path, state: State | None = None):
+        self.root = root
+        self.state = state
+        self._cache: dict[str, CacheEntry] | None = None
+        self._new: dict[str, CacheEntry] = {}
+        self._memo: dict[str, str] = {}
+        # every path whose stat a decision rested on (its stat key, or None when missing);
+        # folders walked for globs by their own stat, under "path/". See runner/noop.py.
+        self.seen: dict[str, statkey.StatKey | None] = {}
+
+    @property
+    def cache(self) -> dict[str, CacheEntry]:
+        if self._cache is None:
+            self._cache = self.state.hash_cache() if self.state is not None else {}
+        return self._cache
+
+    def forget(self, paths: list[str] | None = None) -> None:
+        """Drop memoised results (after a step ran and may have changed files)."""
+        if paths is None:
+            self._memo.clear()
+            return
+        for p in paths:
+            p = p.rstrip("/")
+            self._memo.pop(p, None)
+            prefix = p + "/"
+            for k in [k for k in self._memo if k.startswith(prefix)]:
+                self._memo.pop(k, None)
+
+    def file(self, rel: str) -> str:
+        """Hash of a file's content; '' if it does not exist."""
+        memo = self._memo.get(rel)
+        if memo is not None:
+            return memo
+        full = os.path.join(self.root, rel)
+        try:
+            st = os.stat(full)
+        except OSError:
+            self._memo[rel] = MISSING
+            self.seen[rel] = None
+            return MISSING
+        key = statkey.of(st)
+        self.seen[rel] = key
+        if stat_mod.S_ISDIR(st.st_mode):
+            h = self.tree(rel)
+            self._memo[rel] = h
+            return h
+        entry = self.cache.get(rel)
+        if entry is not None and entry[0] == key:
+            self._memo[rel] = entry[1]
+            return entry[1]
+        if os.path.islink(full) and not links.inside(
+            links.real_root(str(self.root)), os.path.realpath(full)
+        ):
+            h = digest("symlink", os.readlink(full))  # an output's link out: git's view
+        else:
+            h = _hash_file(full, statkey.executable(st))
+        now = time.time_ns()
+        if not statkey.is_racy(key, now):
+            e = (key, h, now)
+            self.cache[rel] = e
+            self._new[rel] = e
+        self._memo[rel] = h
+        return h
+
+    def tree(self, rel: str) -> str:
+        """Hash of an output folder: every file under it, by relative path and content."""
+        rel = rel.rstrip("/")
+        files = self.walk(rel, outputs=True)
+        if not files and not os.path.isdir(os.path.join(self.root, rel)):
+            return MISSING
+        h = hashlib.blake2b(digest_size=16)
+        for f in files:
+            h.update(f.encode())
+            h.update(b"\0")
+            h.update(self.file(f).encode())
+            h.update(b"\n")
+        return "d" + h.hexdigest()
+
+    def walk(self, rel_dir: str, *, outputs: bool = False) -> list[str]:
+        """Files under ``rel_dir`` (repo-relative), sorted; symlinks as ``runner.links``
+        says (inside the repository followed, leaving it ``LinkEscape``, or in an output
+        folder hashed as a link). Each folder's stat is noted in ``seen`` under "path/",
+        so a file added there is noticed."""
+        out: list[str] = []
+        root = str(self.root)
+        for rel, full, is_dir in links.walk(root, rel_dir, outputs=outputs):
+            if is_dir:
+                self.seen[rel + "/" if rel else "/"] = statkey.dir_stat(full)
+            else:
+                out.append(rel)
+        out.sort()
+        return out
+
+    def expand(self, pattern: str) -> list[str]:
+        """Files matching a repo-relative input pattern (a literal path, folder or glob)."""
+        if not globs.is_glob(pattern):
+            p = pattern.rstrip("/")
+            try:
+                st = os.stat(os.path.join(self.root, p))
+            except OSError:
+                self.seen[p] = None  # absent now: its appearing must be noticed
+                return []
+            if stat_mod.S_ISDIR(st.st_mode):
+                return self.walk(p)
+            return [p]
+        prefix = globs.literal_prefix(pattern)
+        rx = globs.compile_glob(pattern)
+        return [f for f in self.walk(prefix) if rx.match(f)]
+
+    def flush(self) -> None:
+        if self.state is not None and self._new:
+            self.state.save_hashes(self._new)
+        self._new = {}
+
+
+def _hash_file(path: str, executable: bool = False) -> str:
+    """blake2b-128 of the bytes; an executable file's hash is personalised with git's mode
+    ``100755``, so the same bytes hash differently with and without ``x``."""
+    h = hashlib.blake2b(digest_size=16, person=b"100755" if executable else b"")
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+    except OSError:
+        return MISSING
+    return h.hexdigest()
+
+
+def digest(*parts: str) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    for p in parts:
+        h.update(p.encode())
+        h.update(b"\0")
+    return h.hexdigest()

@@ -1,0 +1,283 @@
+"""The load pipeline: discover -> read -> YAML -> schema -> model -> checks -> DAGs.
+
+Every problem in every file is collected before anything is raised, so one
+``orch validate`` shows the whole list::
+
+    sources.list_manifest_files ──> yamlsrc.load_text ──> schema.validate_document
+          │                                                      │
+          └── config (.orch/config.yaml)                         v
+                                          model.build_* ──> checks.check_all ──> graph.build_dag
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runner import globs
+from runner.errors import Diagnostic, OrchError
+from runner.manifests.schema import check_header, repaired, validate_document
+from runner.manifests.sources import list_manifest_files
+from runner.manifests.yamlsrc import Document, decode, load_text
+from runner.model import Project, Quota, Workflow, build_project, build_quota, build_workflow
+
+CONFIG_PATH = ".orch/config.yaml"
+_ORCH_API = re.compile(r"apiVersion[\"']?\s*:\s*[\"']?orch/")
+
+
+@dataclass
+class Config:
+    manifests: tuple[str, ...] = (".",)
+    exclude: tuple[str, ...] = ()
+    templates: str | None = None
+    jobs: int | None = None
+    debounce: float = 0.1
+    exists: bool = False
+
+
+@dataclass
+class Manifests:
+    root: Path
+    config: Config
+    workflows: dict[str, Workflow] = field(default_factory=dict)
+    quotas: dict[str, Quota] = field(default_factory=dict)
+    projects: dict[str, Project] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
+    dags: dict[str, Any] = field(default_factory=dict)  # name -> graph.Dag
+    documents: dict[tuple[str, int], Document] = field(default_factory=dict)
+    # (workflow, step) -> params / environment variables its templates read; None = all
+    param_refs: dict[tuple[str, str], tuple[str, ...] | None] = field(default_factory=dict)
+    env_refs: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    static_fields: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    # files skipped as not ours (YAML that does not parse, with no orch apiVersion in it)
+    warnings: list[str] = field(default_factory=list)
+
+    def workflow(self, name: str) -> Workflow:
+        if name not in self.workflows:
+            from runner.errors import did_you_mean
+
+            hint = did_you_mean(name, list(self.workflows)) or (
+                f"known: {', '.join(sorted(self.workflows))}" if self.workflows else "none found"
+            )
+            raise OrchError(f"no workflow named '{name}' ({hint})")
+        return self.workflows[name]
+
+
+def read_config(root: Path) -> tuple[Config, list[Diagnostic]]:
+    path = root / CONFIG_PATH
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return Config(), []
+    except OSError as e:
+        return Config(), [Diagnostic(CONFIG_PATH, 0, 0, "", f"cannot read: {e.strerror}")]
+    return parse_config(raw)
+
+
+def parse_config(raw: bytes) -> tuple[Config, list[Diagnostic]]:
+    """The config from its bytes: also used for the config at a git revision."""
+    text, diag = decode(raw, CONFIG_PATH)
+    if diag:
+        return Config(), [diag]
+    assert text is not None
+    docs, diags = load_text(text, CONFIG_PATH)
+    if diags:
+        return Config(), diags
+    if not docs or docs[0].data is None:
+        return Config(exists=True), []
+    doc = docs[0]
+    if not isinstance(doc.data, dict):
+        return Config(), [Diagnostic(CONFIG_PATH, doc.line, 1, "", "expected a mapping")]
+    diags = validate_document(doc, "config")
+    if diags:
+        return Config(), diags
+    from runner.units import parse_duration
+
+    d = doc.data
+    return (
+        Config(
+            manifests=tuple(d.get("manifests", (".",))),
+            exclude=tuple(d.get("exclude", ())),
+            templates=d.get("templates"),
+            jobs=d.get("jobs"),
+            debounce=parse_duration(d["debounce"]) if "debounce" in d else 0.1,
+            exists=True,
+        ),
+        [],
+    )
+
+
+def select_files(all_files: list[str], config: Config) -> list[str]:
+    """Manifest candidates named by the config, minus nested orch repositories.
+
+    A folder holding its own ``.orch/config.yaml`` is a repository of its own (like a git
+    submodule): the outer one does not read its manifests.
+    """
+    nested = [f[: -len(CONFIG_PATH)] for f in all_files if f.endswith("/" + CONFIG_PATH)]
+    if config.templates:  # the repository's own templates are sources, not manifests
+        nested.append(config.templates.strip("/").removeprefix("./") + "/")
+    out = []
+    for f in all_files:
+        if f.endswith(CONFIG_PATH) or any(f.startswith(n) for n in nested):
+            continue
+        if not _selected(f, config.manifests):
+            continue
+        if any(globs.match(x, f) for x in config.exclude):
+            continue
+        out.append(f)
+    return out
+
+
+def _selected(f: str, patterns: tuple[str, ...]) -> bool:
+    for p in patterns:
+        p = p.strip()
+        if p in (".", "./", ""):
+            return True
+        p = p[2:] if p.startswith("./") else p
+        if f == p or f.startswith(p.rstrip("/") + "/") or globs.match(p, f):
+            return True
+    return False
+
+
+def load(
+    root: Path,
+    extra_paths: list[str] | None = None,
+    display_prefix: str = "",
+) -> Manifests:
+    """Everything under ``root``, validated; raises OrchError listing every problem."""
+    from runner.manifests.schema import set_cache_dir
+
+    if (root / ".orch").is_dir():
+        set_cache_dir(root / ".orch" / "cache")
+    config, diags = read_config(root)
+    files = select_files(list_manifest_files(root), config)
+    for p in extra_paths or ():
+        rel = _relpath(root, p)
+        if rel not in files:
+            files.append(rel)
+    texts: dict[str, str] = {}
+    for f in files:
+        try:
+            raw = (root / f).read_bytes()
+        except (IsADirectoryError, FileNotFoundError):
+            continue
+        except OSError as e:
+            diags.append(Diagnostic(display_prefix + f, 0, 0, "", f"cannot read: {e.strerror}"))
+            continue
+        text, d = decode(raw, display_prefix + f)
+        if d:
+            diags.append(d)
+        elif text is not None:
+            texts[f] = text
+    m = load_texts(root, config, texts, display_prefix, diags)
+    return m
+
+
+def load_texts(
+    root: Path,
+    config: Config,
+    texts: dict[str, str],
+    display_prefix: str = "",
+    diags: list[Diagnostic] | None = None,
+) -> Manifests:
+    """The pipeline after reading: also used for manifests read from a git revision."""
+    from runner.manifests.checks import check_all
+
+    diags = list(diags or [])
+    m = Manifests(root=root, config=config, files=tuple(sorted(texts)))
+    for f in sorted(texts):
+        display = display_prefix + f
+        docs, d = load_text(texts[f], display)
+        if d and not _ORCH_API.search(texts[f]):
+            # not ours and not YAML we can read (a Helm chart's template, say): a manifest
+            # would say apiVersion: orch/..., so this one is skipped, with a word about it
+            m.warnings.append(
+                f"{d[0]}: skipped (no apiVersion: orch/ in it); "
+                f"list it under exclude: in {CONFIG_PATH} to silence this"
+            )
+            continue
+        diags.extend(d)
+        for doc in docs:
+            data = doc.data
+            if not isinstance(data, dict):
+                continue
+            api = data.get("apiVersion")
+            if not (isinstance(api, str) and api.startswith("orch/")):
+                continue  # not ours
+            if data.get("kind") == "Config":
+                continue
+            schema_name, d = check_header(doc)
+            diags.extend(d)
+            if schema_name is None:
+                continue
+            d = validate_document(doc, schema_name)
+            if d:
+                diags.extend(d)
+                # check the rest of it too: one schema error must not hide the others
+                data = repaired(doc, schema_name)
+                if data is None:
+                    continue
+                doc = Document(doc.path, doc.index, data, doc.line, doc.pos, doc.keypos)
+            m.documents[(f, doc.index)] = doc
+            kind = data["kind"]
+            if kind == "Workflow":
+                wf = build_workflow(f, doc.index, doc.line, data)
+                _add(m.workflows, wf.name, wf, doc, diags, "workflow", m)
+            elif kind == "ResourceQuota":
+                q = build_quota(f, doc.line, data)
+                _add(m.quotas, q.name, q, doc, diags, "quota", m)
+            elif kind == "Project":
+                p = build_project(f, doc.line, data)
+                _add(m.projects, p.name, p, doc, diags, "project", m)
+    diags.extend(check_all(m, display_prefix))
+    if diags:
+        err = OrchError(diagnostics=diags)
+        err.warnings = m.warnings
+        raise err
+    from runner.reconcile.fingerprint import static_fields
+
+    for wf in m.workflows.values():
+        for s in wf.steps:
+            m.static_fields[(wf.name, s.name)] = static_fields(s)
+    for doc in m.documents.values():
+        # positions only ever serve diagnostics, all of which are found by now; at 10,000
+        # steps they are a third of the memory and of the cached pickle
+        doc.pos, doc.keypos = {}, {}
+    return m
+
+
+def _add(
+    table: dict[str, Any],
+    name: str,
+    obj: Any,
+    doc: Document,
+    diags: list[Diagnostic],
+    what: str,
+    m: Manifests,
+) -> None:
+    if name in table:
+        first = table[name]
+        line, col = doc.where(("metadata", "name"))
+        diags.append(
+            Diagnostic(
+                doc.path,
+                line,
+                col,
+                "metadata.name",
+                f"duplicate {what} name '{name}'",
+                f"first defined at {first.loc.path}:{first.loc.line}",
+            )
+        )
+        return
+    table[name] = obj
+
+
+def _relpath(root: Path, p: str) -> str:
+    ap = Path(p) if os.path.isabs(p) else Path.cwd() / p
+    try:
+        return ap.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        raise OrchError(f"{p}: outside the repository {root}") from None

@@ -1,0 +1,282 @@
+"""Manifests at a git revision, and which workflows a change since a revision touches.
+
+``--ref REV`` reads ``.orch/config.yaml`` and the manifests it selects straight from git's
+objects (tree -> blobs), so the work tree, the index and HEAD are never touched: a hook or a
+CI job can validate or plan another commit while the user keeps editing.
+
+``--since REV`` is "affected" selection as Nx and Turborepo do it::
+
+    merge-base(REV, HEAD) ──git diff──> work tree      (staged + unstaged, renames split)
+                                  + untracked files    (git's ignore rules apply)
+                                  = changed files ──> workflows whose manifest, project,
+                                                      quota or step inputs match one
+
+The merge base, not REV itself, so that on a branch, files that changed only on ``main``
+after the branch point do not select workflows the branch never touched.
+
+gitpython is imported inside each function that needs it (``orch --version`` stays fast).
+Its git processes get this repository's own ``GIT_DIR``/``GIT_WORK_TREE``/``GIT_INDEX_FILE``:
+inside a git hook those variables point at the hook's repository, which need not be ours.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runner import globs, links
+from runner.errors import OrchError
+from runner.manifests.load import (
+    CONFIG_PATH,
+    Config,
+    Manifests,
+    load_texts,
+    parse_config,
+    select_files,
+)
+from runner.manifests.sources import MANIFEST_SUFFIXES
+from runner.manifests.yamlsrc import decode
+
+if TYPE_CHECKING:
+    import git
+
+    from runner.api import Repo
+    from runner.model import Step, Workflow
+
+_BLOB_SYMLINK = 0o120000
+
+
+def manifests_at(repo: Repo, ref: str) -> Manifests:
+    """The manifests as committed at ``ref``, validated like the work tree's (raises the same
+    ``OrchError`` diagnostics). Symlinked manifests are skipped: their target at ``ref`` is
+    another blob, and following it is what a checkout would do, not what git stores."""
+    with _git_repo(repo, "--ref") as (g, prefix):
+        tree = _tree(g, ref, "--ref")
+        if prefix:
+            try:
+                tree = tree / prefix.rstrip("/")
+            except KeyError:  # the orch folder did not exist yet at ref: nothing to read
+                return load_texts(repo.root, Config(), {}, repo.prefix)
+        blobs = {
+            b.path[len(prefix) :]: b
+            for b in tree.traverse(predicate=lambda o, _d: o.type == "blob")
+            if b.mode != _BLOB_SYMLINK
+        }
+        config_blob = blobs.get(CONFIG_PATH)
+        config, diags = (
+            (Config(), []) if config_blob is None else parse_config(config_blob.data_stream.read())
+        )
+        candidates = sorted(p for p in blobs if _is_manifest_name(p))
+        texts: dict[str, str] = {}
+        for f in select_files(candidates, config):
+            text, d = decode(blobs[f].data_stream.read(), repo.prefix + f)
+            if d:
+                diags.append(d)
+            elif text is not None:
+                texts[f] = text
+    return load_texts(repo.root, config, texts, repo.prefix, diags)
+
+
+def plan_at(
+    repo: Repo,
+    ref: str,
+    workflows: list[str] | None,
+    project: str | None = None,
+    env: str | None = None,
+) -> dict[str, Any]:
+    """``api.plan``'s answer for the manifests at ``ref``, against the recorded state and
+    the files in the work tree: "what would apply do if I checked out REV's manifests"."""
+    from runner import api
+    from runner.reconcile.flow import Reconciler, Selection, select_workflows
+
+    m = manifests_at(repo, ref)
+    wfs = select_workflows(m, list(workflows or []), project)
+    if env:
+        api._check_env(m, wfs, env)
+    sel = Selection([w.name for w in wfs], env or "")
+    state = api.open_state(repo)
+    try:
+        plans = Reconciler(repo.root, m, state).plan(wfs, sel)
+    finally:
+        state.close()
+    rows = [(p.workflow, p.step, p.action, p.reasons) for ps in plans.values() for p in ps]
+    return api._plan_data(rows, sel.env)
+
+
+def affected_workflows(repo: Repo, m: Manifests, since: str) -> set[str]:
+    """Names of the workflows in ``m`` touched by what changed since ``since``. A file
+    changed at a symlink's target is changed at every path through the link (the rule of
+    ``runner.links``), so a step reading ``src/vendor/`` is affected by ``third/lib/x.c``."""
+    changed = changed_files(repo, since)
+    roots = {
+        globs.literal_prefix(p) if globs.is_glob(p) else p.rstrip("/")
+        for wf in m.workflows.values()
+        for s in wf.steps
+        for p in _input_patterns(m, wf, s)
+    }
+    table = links.find(str(repo.root), roots)
+    if table:
+        changed = {a for f in changed for a in links.aliases(f, table)}
+    return affected(m, changed)
+
+
+def changed_files(repo: Repo, since: str) -> set[str]:
+    """Paths (relative to the orch root) that differ between the merge base of ``since`` and
+    HEAD and the work tree: staged, unstaged, deleted, and untracked-but-not-ignored."""
+    import git
+
+    with _git_repo(repo, "--since") as (g, prefix):
+        base = _resolve(g, since, "commit", "--since")
+        if g.head.is_valid():
+            try:
+                shas = g.git.merge_base(base, g.head.commit.hexsha).split()
+            except git.GitCommandError:  # unrelated histories: compare with REV itself
+                shas = []
+            if shas:
+                base = shas[0]
+        out = g.git.diff(
+            "--name-only", "--no-renames", "-z", base, "--", strip_newline_in_stdout=False
+        )
+        untracked = g.git.ls_files(
+            "--others", "--exclude-standard", "-z", strip_newline_in_stdout=False
+        )
+    names = [n for n in (out + "\0" + untracked).split("\0") if n]
+    return {n[len(prefix) :] for n in names if n.startswith(prefix)}
+
+
+def affected(m: Manifests, changed: Iterable[str]) -> set[str]:
+    """Pure: the workflows whose manifest, project, governing quotas or step inputs are among
+    ``changed``. A changed ``.orch/config.yaml`` affects every workflow (it decides which
+    manifests exist at all). Where an input path is a template that cannot be rendered
+    without running upstream steps, everything under its literal part counts, so the answer
+    errs towards running."""
+    from runner.reconcile.quotas import governing
+
+    changed = set(changed)
+    if not changed:
+        return set()
+    if CONFIG_PATH in changed:
+        return set(m.workflows)
+    out = set()
+    for wf in m.workflows.values():
+        docs = {wf.path}
+        if wf.project and wf.project in m.projects:
+            docs.add(m.projects[wf.project].path)
+        docs.update(q.path for q in governing(m, wf))
+        if docs & changed:
+            out.add(wf.name)
+            continue
+        patterns = {p for s in wf.steps for p in _input_patterns(m, wf, s)}
+        if any(_matches(p, f) for p in patterns for f in changed):
+            out.add(wf.name)
+    return out
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _input_patterns(m: Manifests, wf: Workflow, step: Step) -> Iterator[str]:
+    """Repo-relative patterns of a step's inputs, rendered for every environment of its
+    project (params may differ per environment, and so may the paths)."""
+    from runner.manifests import paths
+    from runner.manifests.checks import base_params
+
+    proj = m.projects.get(wf.project) if wf.project else None
+    envs: list[str | None] = [None, *(proj.environments if proj else ())]
+    for raw in step.inputs:
+        if "{{" not in raw and "{%" not in raw:
+            rendered = [raw]
+        else:
+            rendered = []
+            for env in envs:
+                ctx = {
+                    "params": {**base_params(m, wf, env), **step.params},
+                    "workflow": {"name": wf.name},
+                    "env": {},
+                }
+                try:
+                    from runner.templating import render_text
+
+                    rendered.append(render_text(raw, ctx))
+                except Exception:  # reads steps.* or the like: widen to its literal part
+                    cut = min(i for i in (raw.find("{{"), raw.find("{%")) if i >= 0)
+                    head = raw[:cut]
+                    rendered.append(head.rsplit("/", 1)[0] + "/" if "/" in head else "")
+        for p in rendered:
+            try:
+                yield paths.join(wf.base, p) if p else (wf.base + "/" if wf.base else "")
+            except paths.PathEscape:  # validation reports it; nothing of ours to match
+                continue
+
+
+def _matches(pattern: str, path: str) -> bool:
+    """An input pattern against a changed file; a plain name may be a folder."""
+    if pattern == "":
+        return True  # the repository root
+    if pattern.endswith("/"):
+        return path.startswith(pattern)
+    if globs.is_glob(pattern):
+        return globs.match(pattern, path)
+    return path == pattern or path.startswith(pattern + "/")
+
+
+def _is_manifest_name(path: str) -> bool:
+    if not path.endswith(MANIFEST_SUFFIXES):
+        return False
+    # as sources.list_files: orch's own folders hold no manifests, but nested configs count
+    return not (
+        path.startswith(".orch/") or ("/.orch/" in path and not path.endswith("/" + CONFIG_PATH))
+    )
+
+
+@contextmanager
+def _git_repo(repo: Repo, flag: str) -> Iterator[tuple[git.Repo, str]]:
+    """The git repository holding ``repo`` and the orch root's path inside it ("" or
+    "sub/dir/"), with its git processes pinned to this repository."""
+    import git
+
+    try:
+        g = git.Repo(repo.root, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise OrchError(
+            f"{flag}: {repo.root} is not in a git repository",
+        ) from None
+    try:
+        top = g.working_tree_dir
+        if top is None:
+            raise OrchError(f"{flag}: {g.git_dir} is a bare repository; run orch in a work tree")
+        rel = Path(os.path.relpath(repo.root.resolve(), Path(top).resolve())).as_posix()
+        prefix = "" if rel == "." else posixpath.join(rel, "")
+        g.git.update_environment(
+            GIT_DIR=str(g.git_dir),
+            GIT_WORK_TREE=str(top),
+            GIT_INDEX_FILE=str(Path(g.git_dir) / "index"),
+        )
+        yield g, prefix
+    finally:
+        g.close()
+
+
+def _resolve(g: git.Repo, ref: str, kind: str, flag: str) -> str:
+    """The full sha of ``ref`` peeled to ``kind``, resolved by git itself (so every
+    revision syntax git knows works: ``origin/main``, ``v1.2``, ``HEAD~3``, ``@{u}``)."""
+    import git
+
+    try:
+        out = g.git.rev_parse("--verify", "--quiet", "--end-of-options", f"{ref}^{{{kind}}}")
+    except git.GitCommandError:
+        out = ""
+    if not out.strip():
+        raise OrchError(f"{flag} {ref}: unknown revision (try a branch, tag or commit)")
+    return out.strip()
+
+
+def _tree(g: git.Repo, ref: str, flag: str) -> Any:
+    import git
+
+    sha = _resolve(g, ref, "tree", flag)
+    return git.Tree(g, bytes.fromhex(sha), mode=git.Tree.tree_id << 12, path="")

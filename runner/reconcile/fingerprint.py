@@ -1,0 +1,83 @@
+"""A step's fingerprint: what, if unchanged, means its last result still stands.
+
+    fingerprint = H( definition fields , input files' content , upstream results )
+
+* definition: the command template and everything that renders it (the params and
+  environment variables it reads, the step's env, workdir, when, declared paths), each
+  field hashed separately so a plan can say *which* field changed. Formatting, comments,
+  key order, ``description``, ``priority``, ``timeout``, ``retry`` change nothing.
+* inputs: the content hash of every file the input patterns match.
+* upstream: each upstream step's output values and output-file hashes, so a re-run that
+  produced identical outputs does not ripple further (early cutoff).
+
+Hashing the inputs of rendering rather than the rendered text gives the same decisions
+without importing Jinja on a no-op plan.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from runner.manifests.hashing import digest
+from runner.model import Step, Workflow
+
+FIELDS = ("run", "env", "workdir", "when", "inputs", "outputs", "params", "environ", "secrets")
+
+
+def _canon(v: Any) -> str:
+    return json.dumps(v, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _flat(d: dict[str, str]) -> str:
+    """Canonical text of a flat str->str mapping; much cheaper than json.dumps."""
+    return "\x1e".join(f"{k}\x1f{d[k]}" for k in sorted(d))
+
+
+STATIC = ("run", "env", "workdir", "when", "inputs", "outputs", "secrets")
+
+
+def static_fields(step: Step) -> dict[str, str]:
+    """The parts of the definition that depend on nothing but the manifest: hashed once
+    per manifest load and cached with it."""
+    raw = {
+        "run": step.run,
+        "env": step.env,
+        "workdir": step.workdir,
+        "when": step.when,
+        "inputs": step.inputs,
+        "outputs": step.outputs,
+        "secrets": step.secrets,
+    }
+    return {k: digest(_canon(v)) for k, v in raw.items() if v not in (None, (), {}, ".")}
+
+
+def definition_fields(
+    wf: Workflow,
+    step: Step,
+    params: dict[str, Any],
+    param_refs: tuple[str, ...] | None,
+    env_refs: tuple[str, ...] = (),
+    static: dict[str, str] | None = None,
+) -> dict[str, str]:
+    fields = dict(static if static is not None else static_fields(step))
+    if param_refs is None or param_refs:
+        merged = {**params, **step.params}
+        used = merged if param_refs is None else {k: merged.get(k) for k in param_refs}
+        fields["params"] = digest(_canon(used))
+    if env_refs:
+        fields["environ"] = digest(_canon({k: os.environ.get(k) for k in env_refs}))
+    return fields
+
+
+def upstream_digest(outputs: dict[str, str], output_files: dict[str, str], status: str) -> str:
+    return digest(_flat(outputs), _flat(output_files), status)
+
+
+def combine(fields: dict[str, str], inputs: dict[str, str], upstream: dict[str, str]) -> str:
+    return digest(_flat(fields), _flat(inputs), _flat(upstream))
+
+
+def changed_keys(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))

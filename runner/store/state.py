@@ -1,0 +1,614 @@
+"""The recorded state: ``.orch/state.db`` (SQLite, WAL) and the kernel locks beside it.
+
+What is stored (schema version in ``PRAGMA user_version``; ``MIGRATIONS`` upgrades it)::
+
+    steps       current state per (workflow, step, env): fingerprint and its parts,
+                output values and output-file hashes, status, last task
+    runs        one row per orch apply: when, commit, dirty tree, owner pid
+    tasks       one row per attempt: status, reason, exit code, log, metrics
+    file_hashes the stat-keyed content-hash cache (as git's index)
+    breakers    circuit-breaker state shared by all runners
+    allocations resources held by running tasks, per runner, for quotas across processes
+    events      an append-only audit log
+
+Writes use ``BEGIN IMMEDIATE`` and one transaction per finished task, so a killed runner
+loses only the tasks in flight. Step claims and runner liveness are POSIX byte-range locks
+on ``.orch/locks`` (one byte per step key / per run id): the kernel drops them when their
+holder dies, so there is never a stale PID file to clean up.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import sqlite3
+import struct
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from runner.errors import LockBusy, StateError
+
+SCHEMA_VERSION = 3
+APP_ID = 0x6F726368  # "orch": marks the file as ours
+
+MIGRATIONS: dict[int, str] = {
+    1: """
+    CREATE TABLE steps (
+        workflow TEXT NOT NULL, step TEXT NOT NULL, env TEXT NOT NULL DEFAULT '',
+        fingerprint TEXT, fields TEXT, inputs TEXT, upstream TEXT,
+        outputs TEXT, output_files TEXT,
+        status TEXT NOT NULL, reason TEXT, task_id INTEGER, run_id INTEGER,
+        started REAL, ended REAL, updated REAL NOT NULL,
+        PRIMARY KEY (workflow, step, env)
+    ) WITHOUT ROWID;
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL NOT NULL, ended REAL,
+        status TEXT NOT NULL, pid INTEGER, host TEXT, argv TEXT, env TEXT,
+        git_commit TEXT, dirty INTEGER, workflows TEXT, summary TEXT
+    );
+    CREATE TABLE tasks (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER NOT NULL,
+        workflow TEXT NOT NULL, step TEXT NOT NULL, env TEXT NOT NULL DEFAULT '',
+        attempt INTEGER NOT NULL DEFAULT 1, status TEXT NOT NULL, reason TEXT,
+        queued REAL, started REAL, ended REAL, exit_code INTEGER, delay REAL,
+        log_path TEXT, cpu_time REAL, peak_rss INTEGER, pid INTEGER,
+        fingerprint TEXT, message TEXT, cancel_requested INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX tasks_by_step ON tasks (workflow, step, id);
+    CREATE INDEX tasks_by_run ON tasks (run_id);
+    CREATE INDEX tasks_by_status ON tasks (status);
+    CREATE TABLE file_hashes (
+        path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, inode INTEGER,
+        hash TEXT NOT NULL, hashed_ns INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE breakers (
+        name TEXT PRIMARY KEY, failures INTEGER NOT NULL DEFAULT 0,
+        opened_until REAL, state TEXT NOT NULL DEFAULT 'closed', updated REAL
+    ) WITHOUT ROWID;
+    CREATE TABLE allocations (
+        run_id INTEGER NOT NULL, task_key TEXT NOT NULL, quota TEXT NOT NULL,
+        resource TEXT NOT NULL, amount REAL NOT NULL, since REAL NOT NULL
+    );
+    CREATE TABLE rate_events (quota TEXT NOT NULL, at REAL NOT NULL);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, run_id INTEGER,
+        kind TEXT NOT NULL, subject TEXT, detail TEXT
+    );
+    """,
+    # 2: what downstream steps fingerprint of a step, stored so a plan need not parse JSON
+    2: "ALTER TABLE steps ADD COLUMN result_digest TEXT",
+    # 3: the hash cache keys on ctime and the executable bit too (runner.statkey); the old
+    # entries, keyed without them, are dropped (a cache: the files are hashed again)
+    3: """
+    DROP TABLE file_hashes;
+    CREATE TABLE file_hashes (
+        path TEXT PRIMARY KEY, size INTEGER, mtime_ns INTEGER, ctime_ns INTEGER,
+        inode INTEGER, mode INTEGER, hash TEXT NOT NULL, hashed_ns INTEGER NOT NULL
+    ) WITHOUT ROWID
+    """,
+}
+
+LIVE = ("running", "queued")
+
+
+_OFD = hasattr(fcntl, "F_OFD_SETLK")
+
+
+def byte_lock(fd: int, start: int, length: int, unlock: bool = False) -> None:
+    """Take (without waiting) or drop an exclusive lock on bytes of ``fd``'s file.
+
+    On Linux these are open-file-description locks: owned by the descriptor, not the
+    process, so two threads with their own ``State`` exclude each other, and closing one
+    descriptor does not drop the locks taken through another (both are true of plain
+    POSIX ``lockf``, used where OFD locks do not exist). Raises OSError when held.
+    """
+    if _OFD:
+        kind = fcntl.F_UNLCK if unlock else fcntl.F_WRLCK
+        # struct flock: short l_type, short l_whence, off_t l_start, off_t l_len, pid_t l_pid
+        fcntl.fcntl(
+            fd, fcntl.F_OFD_SETLK, struct.pack("hhqqi4x", kind, os.SEEK_SET, start, length, 0)
+        )
+    else:
+        fcntl.lockf(fd, fcntl.LOCK_UN if unlock else fcntl.LOCK_EX | fcntl.LOCK_NB, length, start)
+
+
+def _loads(s: str | None) -> Any:
+    return json.loads(s) if s else {}
+
+
+def _dumps(v: Any) -> str:
+    return json.dumps(v, sort_keys=True, separators=(",", ":"))
+
+
+_LAZY = ("fields", "inputs", "upstream", "outputs", "output_files")
+
+
+class StepRecord:
+    """A step's recorded state. The JSON columns are parsed only when read: a no-op plan
+    compares fingerprints and never needs them."""
+
+    __slots__ = (
+        "workflow",
+        "step",
+        "env",
+        "fingerprint",
+        "status",
+        "reason",
+        "task_id",
+        "run_id",
+        "started",
+        "ended",
+        "updated",
+        "_result_digest",
+        "_fields",
+        "_inputs",
+        "_upstream",
+        "_outputs",
+        "_output_files",
+    )
+
+    def __init__(
+        self,
+        workflow: str,
+        step: str,
+        env: str,
+        fingerprint: str | None,
+        fields: dict[str, str] | str | None,
+        inputs: dict[str, str] | str | None,
+        upstream: dict[str, str] | str | None,
+        outputs: dict[str, str] | str | None,
+        output_files: dict[str, str] | str | None,
+        status: str,
+        reason: str | None,
+        task_id: int | None,
+        run_id: int | None,
+        started: float | None,
+        ended: float | None,
+        updated: float,
+        result_digest: str | None = None,
+    ):
+        self.workflow, self.step, self.env, self.fingerprint = workflow, step, env, fingerprint
+        self._fields, self._inputs, self._upstream = fields, inputs, upstream
+        self._outputs, self._output_files = outputs, output_files
+        self.status, self.reason, self.task_id, self.run_id = status, reason, task_id, run_id
+        self.started, self.ended, self.updated = started, ended, updated
+        self._result_digest = result_digest
+
+    def _get(self, name: str) -> dict[str, str]:
+        v = getattr(self, "_" + name)
+        if not isinstance(v, dict):
+            v = json.loads(v) if v else {}
+            setattr(self, "_" + name, v)
+        return v
+
+    fields = property(lambda self: self._get("fields"), lambda self, v: setattr(self, "_fields", v))
+    inputs = property(lambda self: self._get("inputs"), lambda self, v: setattr(self, "_inputs", v))
+    upstream = property(
+        lambda self: self._get("upstream"), lambda self, v: setattr(self, "_upstream", v)
+    )
+    outputs = property(
+        lambda self: self._get("outputs"), lambda self, v: setattr(self, "_outputs", v)
+    )
+    output_files = property(
+        lambda self: self._get("output_files"), lambda self, v: setattr(self, "_output_files", v)
+    )
+
+    @property
+    def result_digest(self) -> str:
+        """What downstream steps fingerprint of this one: output values, files, status."""
+        if self._result_digest is None:
+            from runner.reconcile.fingerprint import upstream_digest
+
+            self._result_digest = upstream_digest(self.outputs, self.output_files, self.status)
+        return self._result_digest
+
+
+class State:
+    """One connection to ``state.db``; safe to share between the scheduler's threads."""
+
+    def __init__(self, orch_dir: Path):
+        self.dir = orch_dir
+        self.path = orch_dir / "state.db"
+        self._lock = threading.RLock()
+        self._conn: sqlite3.Connection | None = None
+        self._lockfd: int | None = None
+
+    # -- connection -------------------------------------------------------------------
+    @property
+    def conn(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = self._open()
+        return self._conn
+
+    def _open(self) -> sqlite3.Connection:
+        """Open (creating or upgrading) under a short exclusive flock: two runners starting
+        on a fresh repository at once would otherwise race in ``journal_mode=WAL``, which
+        does not wait on SQLite's busy timeout. (A BSD flock on its own file, so it never
+        interferes with the POSIX step locks on ``locks``.)"""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.dir / "state.lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return self._open_locked()
+        finally:
+            os.close(fd)
+
+    def _open_locked(self) -> sqlite3.Connection:
+        new = not self.path.exists()
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=30.0, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            app = conn.execute("PRAGMA application_id").fetchone()[0]
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as e:
+            raise self._corrupt(str(e)) from None
+        if version == 0 and app == 0:
+            tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if tables and not new:
+                conn.close()
+                raise self._corrupt("it is not an orch state file")
+        elif app != APP_ID:
+            conn.close()
+            raise self._corrupt("it is not an orch state file")
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise StateError(
+                f"{self.path}: written by a newer orch (state version {version}, this orch reads "
+                f"up to {SCHEMA_VERSION}); upgrade orch, or run 'orch state reset' to start afresh"
+            )
+        if version < SCHEMA_VERSION:
+            try:
+                self._migrate(conn, version)
+            except sqlite3.DatabaseError as e:
+                conn.close()
+                raise self._corrupt(f"upgrading it from version {version} failed: {e}") from None
+        return conn
+
+    def _corrupt(self, why: str) -> StateError:
+        return StateError(
+            f"{self.path}: cannot use the recorded state ({why}); "
+            "run 'orch state reset' to move it aside as a backup and start afresh"
+        )
+
+    def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            current = conn.execute("PRAGMA user_version").fetchone()[0]
+            for v in range(current + 1, SCHEMA_VERSION + 1):
+                for stmt in MIGRATIONS[v].split(";"):
+                    if stmt.strip():
+                        conn.execute(stmt)
+            conn.execute(f"PRAGMA application_id={APP_ID}")
+            conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+            if self._lockfd is not None:
+                os.close(self._lockfd)
+                self._lockfd = None
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: the writer lock is taken up front)."""
+        with self._lock:
+            conn = self.conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+            except sqlite3.DatabaseError as e:
+                raise self._corrupt(str(e)) from None
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            else:
+                conn.execute("COMMIT")
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            conn = self.conn
+            conn.row_factory = sqlite3.Row
+            try:
+                return conn.execute(sql, args).fetchall()
+            except sqlite3.DatabaseError as e:
+                raise self._corrupt(str(e)) from None
+
+    # -- kernel locks -----------------------------------------------------------------
+    def _lockfile(self) -> int:
+        if self._lockfd is None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            self._lockfd = os.open(self.dir / "locks", os.O_RDWR | os.O_CREAT, 0o644)
+        return self._lockfd
+
+    @staticmethod
+    def _offset(key: str) -> int:
+        # 62 bits: distinct step keys practically never share a byte
+        return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") >> 2
+
+    def try_claim(self, key: str) -> bool:
+        """Take the kernel lock for ``key`` without waiting; False if another process has it."""
+        fd = self._lockfile()
+        try:
+            byte_lock(fd, self._offset(key), 1)
+            return True
+        except OSError:
+            return False
+
+    def release(self, key: str) -> None:
+        with self._lock:
+            if self._lockfd is not None:
+                byte_lock(self._lockfd, self._offset(key), 1, unlock=True)
+
+    def is_held_elsewhere(self, key: str) -> bool:
+        """Whether another live process holds ``key`` (we never hold it while asking)."""
+        if not self.try_claim(key):
+            return True
+        self.release(key)
+        return False
+
+    def run_key(self, run_id: int) -> str:
+        return f"run:{run_id}"
+
+    def run_alive(self, run_id: int, own: set[int] | None = None) -> bool:
+        if own and run_id in own:
+            return True
+        return self.is_held_elsewhere(self.run_key(run_id))
+
+    # -- runs -------------------------------------------------------------------------
+    def begin_run(
+        self,
+        argv: list[str],
+        env: str,
+        commit: str | None,
+        dirty: bool | None,
+        workflows: list[str],
+    ) -> int:
+        import socket
+
+        with self.tx() as c:
+            cur = c.execute(
+                "INSERT INTO runs (started, status, pid, host, argv, env, git_commit, dirty, workflows)"
+                " VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    time.time(),
+                    "running",
+                    os.getpid(),
+                    socket.gethostname(),
+                    _dumps(argv),
+                    env,
+                    commit,
+                    None if dirty is None else int(dirty),
+                    _dumps(workflows),
+                ),
+            )
+            run_id = int(cur.lastrowid or 0)
+        self.try_claim(self.run_key(run_id))
+        return run_id
+
+    def end_run(self, run_id: int, status: str, summary: dict[str, Any]) -> None:
+        with self.tx() as c:
+            c.execute(
+                "UPDATE runs SET ended=?, status=?, summary=? WHERE id=?",
+                (time.time(), status, _dumps(summary), run_id),
+            )
+            c.execute("DELETE FROM allocations WHERE run_id=?", (run_id,))
+        self.release(self.run_key(run_id))
+
+    def reap_dead_runs(self) -> list[int]:
+        """Mark runs whose runner died (kill -9) and their in-flight tasks interrupted,
+        and free what they held."""
+        rows = self.query("SELECT id FROM runs WHERE status='running'")
+        dead = [r["id"] for r in rows if not self.run_alive(r["id"])]
+        if not dead:
+            return []
+        with self.tx() as c:
+            for rid in dead:
+                c.execute(
+                    "UPDATE runs SET status='interrupted', ended=? WHERE id=?", (time.time(), rid)
+                )
+                c.execute(
+                    "UPDATE tasks SET status='interrupted', ended=coalesce(ended, ?), "
+                    "message='the runner was killed' WHERE run_id=? AND status IN ('running','queued')",
+                    (time.time(), rid),
+                )
+                c.execute(
+                    "UPDATE steps SET status='interrupted', reason='the runner was killed',"
+                    " ended=max(coalesce(started, ?), ?), updated=? WHERE run_id=? AND status='running'",
+                    (time.time(), time.time(), time.time(), rid),
+                )
+                c.execute("DELETE FROM allocations WHERE run_id=?", (rid,))
+                c.execute(
+                    "INSERT INTO events (at, run_id, kind, subject, detail) VALUES (?,?,?,?,?)",
+                    (
+                        time.time(),
+                        rid,
+                        "reaped",
+                        f"run {rid}",
+                        "runner died; in-flight tasks interrupted",
+                    ),
+                )
+        return dead
+
+    # -- steps ------------------------------------------------------------------------
+    def step_records(self, workflow: str, env: str = "") -> dict[str, StepRecord]:
+        """Current records of a workflow's steps for ``env``.
+
+        A step never run in ``env`` falls back to its latest record in any environment:
+        the fingerprint then decides, so a step that reads no environment-specific param
+        is up to date in a new environment, and one that does re-runs (params changed).
+        """
+        return self._records(
+            "SELECT * FROM steps WHERE workflow=? ORDER BY (env = ?) DESC, updated DESC",
+            (workflow, env),
+        )
+
+    def step_record(self, workflow: str, step: str, env: str = "") -> StepRecord | None:
+        return self._records(
+            "SELECT * FROM steps WHERE workflow=? AND step=? ORDER BY (env = ?) DESC, updated DESC",
+            (workflow, step, env),
+        ).get(step)
+
+    def _records(self, sql: str, args: tuple[Any, ...]) -> dict[str, StepRecord]:
+        cols = (
+            "workflow, step, env, fingerprint, fields, inputs, upstream, outputs, output_files,"
+            " status, reason, task_id, run_id, started, ended, updated, result_digest"
+        )
+        with self._lock:
+            conn = self.conn
+            conn.row_factory = None
+            try:
+                rows = conn.execute(sql.replace("SELECT *", f"SELECT {cols}"), args).fetchall()
+            except sqlite3.DatabaseError as e:
+                raise self._corrupt(str(e)) from None
+        out: dict[str, StepRecord] = {}
+        for r in rows:
+            if r[1] not in out:  # the env's own row first, then the no-env fallback
+                out[r[1]] = StepRecord(*r)
+        return out
+
+    def record_step(self, rec: StepRecord, task_update: dict[str, Any] | None = None) -> None:
+        """The result of a step, and its task row, in one transaction."""
+        with self.tx() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO steps (workflow, step, env, fingerprint, fields, inputs,"
+                " upstream, outputs, output_files, status, reason, task_id, run_id, started, ended,"
+                " updated, result_digest) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    rec.workflow,
+                    rec.step,
+                    rec.env,
+                    rec.fingerprint,
+                    _dumps(rec.fields),
+                    _dumps(rec.inputs),
+                    _dumps(rec.upstream),
+                    _dumps(rec.outputs),
+                    _dumps(rec.output_files),
+                    rec.status,
+                    rec.reason,
+                    rec.task_id,
+                    rec.run_id,
+                    rec.started,
+                    rec.ended,
+                    time.time(),
+                    rec.result_digest,
+                ),
+            )
+            if task_update and rec.task_id:
+                _update_task(c, rec.task_id, task_update)
+
+    # -- tasks ------------------------------------------------------------------------
+    def start_task(
+        self,
+        run_id: int,
+        workflow: str,
+        step: str,
+        env: str,
+        attempt: int,
+        reason: str,
+        **extra: Any,
+    ) -> int:
+        """A new running task, and (first attempt) the step row marked running: one transaction."""
+        now = time.time()
+        cols = [
+            "run_id",
+            "workflow",
+            "step",
+            "env",
+            "attempt",
+            "status",
+            "reason",
+            "queued",
+            *extra,
+        ]
+        vals = [run_id, workflow, step, env, attempt, "running", reason, now, *extra.values()]
+        with self.tx() as c:
+            cur = c.execute(
+                f"INSERT INTO tasks ({','.join(cols)}) VALUES ({','.join('?' * len(cols))})", vals
+            )
+            task_id = int(cur.lastrowid or 0)
+            if attempt == 1:
+                c.execute(
+                    "INSERT INTO steps (workflow, step, env, status, task_id, run_id, started, updated)"
+                    " VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(workflow, step, env) DO UPDATE SET"
+                    " status='running', task_id=excluded.task_id, run_id=excluded.run_id,"
+                    " started=excluded.started, updated=excluded.updated",
+                    (workflow, step, env, "running", task_id, run_id, now, now),
+                )
+        return task_id
+
+    def update_task(self, task_id: int, **fields: Any) -> None:
+        with self.tx() as c:
+            _update_task(c, task_id, fields)
+
+    # -- file-hash cache --------------------------------------------------------------
+    def hash_cache(self) -> dict[str, tuple[tuple[int, int, int, int, int], str, int]]:
+        """{path: (stat key, hash, hashed_ns)}; see runner.statkey for the key."""
+        rows = self.query(
+            "SELECT path, size, mtime_ns, ctime_ns, inode, mode, hash, hashed_ns FROM file_hashes"
+        )
+        return {r[0]: ((r[1], r[2], r[3], r[4], r[5]), r[6], r[7]) for r in rows}
+
+    def save_hashes(
+        self, entries: dict[str, tuple[tuple[int, int, int, int, int], str, int]]
+    ) -> None:
+        if not entries:
+            return
+        with self.tx() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO file_hashes"
+                " (path, size, mtime_ns, ctime_ns, inode, mode, hash, hashed_ns)"
+                " VALUES (?,?,?,?,?,?,?,?)",
+                [(p, *k, h, at) for p, (k, h, at) in entries.items()],
+            )
+
+
+def _update_task(c: sqlite3.Connection, task_id: int, fields: dict[str, Any]) -> None:
+    if not fields:
+        return
+    sets = ",".join(f"{k}=?" for k in fields)
+    c.execute(f"UPDATE tasks SET {sets} WHERE id=?", (*fields.values(), task_id))
+
+
+def open_state(orch_dir: Path) -> State:
+    return State(orch_dir)
+
+
+def reset(orch_dir: Path) -> Path | None:
+    """Move ``state.db`` (and its WAL files) aside as a timestamped backup."""
+    src = orch_dir / "state.db"
+    if not src.exists():
+        return None
+    fd = os.open(orch_dir / "locks", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        # refuse while any runner is alive: each live run holds a byte lock somewhere
+        try:
+            byte_lock(fd, 0, 0)
+        except OSError:
+            raise LockBusy("another orch process is using this repository; stop it first") from None
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        dst = orch_dir / f"state.db.bak-{stamp}"
+        os.replace(src, dst)
+        for suffix in ("-wal", "-shm"):
+            extra = orch_dir / f"state.db{suffix}"
+            if extra.exists():
+                os.replace(extra, orch_dir / f"{dst.name}{suffix}")
+        return dst
+    finally:
+        os.close(fd)

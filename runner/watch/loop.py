@@ -1,0 +1,710 @@
+"""``orch watch``: re-plan and apply on every change that could matter, and on nothing else.
+
+    watchdog thread (inotify)                     the caller's thread
+    ───────────────────────────                   ──────────────────────────────────────────
+    event ──> EventFilter.classify ──> Debouncer ──> take() ──> confirm ──> reload manifests
+                │   (by path only: no stat,                      ──> api.apply ──> Cycle line
+                │    no hashing, cached per path)                  (stop event: Ctrl-C, --restart)
+                └── --restart: a change to a running step's inputs (or its upstream's, or a
+                    manifest) sets that cycle's stop event
+
+The filter decides from the path alone, so an idle watch on a big repository costs nothing
+and a ``git checkout`` of 500 files costs 500 dictionary look-ups: ``.git/``, ``.orch/``,
+editor swap and temp files and the selected workflows' declared outputs (the runner's own
+work, so watch never loops on it) are dropped; manifests, the config, and paths some step's
+``inputs`` could match are kept. The plan then decides what actually changed, by content.
+
+A change that lands while a cycle runs stays pending and starts the next cycle, so nothing
+is lost. An invalid manifest is printed and the watch goes on with what it last knew.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runner import globs, links
+from runner.errors import OrchError
+from runner.manifests.load import CONFIG_PATH, Config, _selected, read_config, select_files
+
+if TYPE_CHECKING:
+    from runner.api import Repo
+    from runner.manifests.load import Manifests
+    from runner.model import Workflow
+
+Out = Callable[[str], None]
+StepKey = tuple[str, str]
+
+CONFIG = "config"
+MANIFEST = "manifest"  # a file the last load read as a manifest
+CANDIDATE = "candidate"  # a YAML file the config points at; git decides (at cycle time)
+INPUT = "input"
+
+# Directories whose content is never a manifest or an input: the hasher skips them too.
+SKIP_SEGMENTS = frozenset({".git", ".orch", "__pycache__", ".hg", ".svn"})
+# Editor swap, backup and temp files: they come and go while a person types.
+_TEMP_NAME = re.compile(
+    r"""(
+        ~$ | \.sw[pox]$ | \.swpx$ | ^\..*\.sw[a-p]$ | ^4913$      # vim
+      | ^\.\# | ^\#.*\#$                                          # emacs
+      | \.kate-swp$ | ^\.goutputstream- | ___jb_(tmp|old)___$     # kate, gedit, JetBrains
+      | ^\.~lock\..*\#$ | \.crdownload$ | \.part$ | \.tmp$ | \.temp$
+      | ^\.nfs[0-9a-f]+ | ^\.DS_Store$
+    )""",
+    re.VERBOSE,
+)
+MAX_PATH_CACHE = 50_000
+
+
+def is_temp_name(name: str) -> bool:
+    return _TEMP_NAME.search(name) is not None
+
+
+@dataclass(frozen=True)
+class Hit:
+    """Why a path matters: its kind, and for inputs the steps whose inputs it may be."""
+
+    kind: str
+    steps: frozenset[StepKey] = frozenset()
+
+
+@dataclass(frozen=True)
+class _Pattern:
+    root: str  # the folder before the first glob character ("" = the whole repository)
+    rx: re.Pattern[str] | None  # None: a literal file or folder
+    literal: str
+
+
+def _pattern(p: str) -> _Pattern:
+    if globs.is_glob(p):
+        return _Pattern(globs.literal_prefix(p), globs.compile_glob(p), "")
+    lit = p.rstrip("/")
+    return _Pattern(lit, None, lit)
+
+
+def _under(path: str, folder: str) -> bool:
+    return not folder or path == folder or path.startswith(folder + "/")
+
+
+def _matches(pat: _Pattern, path: str, is_dir: bool) -> bool:
+    if is_dir:  # a folder appeared, went or moved: could anything the pattern reads be in it?
+        return _under(path, pat.root) or _under(pat.root, path)
+    if pat.rx is None:
+        return _under(path, pat.literal)
+    return _under(path, pat.root) and pat.rx.match(path) is not None
+
+
+class EventFilter:
+    """Which repo-relative paths can change what the selected workflows would do.
+
+    Built from data only (config, manifests, the selection), so it is tested without a
+    file system; ``classify`` is called on the watchdog thread and must stay cheap.
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        manifests: Manifests | None = None,
+        workflows: Iterable[Workflow] = (),
+        env: str | None = None,
+        known: Iterable[str] = (),
+        link_table: dict[str, str] | None = None,
+    ):
+        self.config = config
+        # {link: target} for symlinks under input folders (runner.links.find): a change at
+        # a link's target is a change at every path through the link
+        self.links = dict(link_table or {})
+        self.known = frozenset(manifests.files if manifests else known)
+        self.dags: dict[str, Any] = dict(manifests.dags) if manifests else {}
+        inputs: dict[str, set[StepKey]] = {}
+        outputs: set[str] = set()
+        for wf in workflows:
+            params = _params(manifests, wf, env) if manifests else dict(wf.params)
+            for step in wf.steps:
+                for p in step.inputs:
+                    i = _resolve(wf, step, p, params, widen=True)
+                    if i is not None:
+                        inputs.setdefault(i, set()).add((wf.name, step.name))
+                for p in step.outputs:
+                    o = _resolve(wf, step, p, params, widen=False)
+                    if o is not None:
+                        outputs.add(o)
+        self.inputs = [(_pattern(p), frozenset(s)) for p, s in sorted(inputs.items())]
+        self.outputs = [_pattern(o) for o in sorted(outputs) if o.rstrip("/")]
+        self.manifest_outputs = any(_matches(o, f, False) for o in self.outputs for f in self.known)
+        self._cache: dict[tuple[str, bool], Hit | None] = {}
+
+    def set_links(self, table: dict[str, str]) -> None:
+        if table != self.links:
+            self.links = dict(table)
+            self._cache = {}
+
+    def classify(self, rel: str, is_dir: bool = False) -> Hit | None:
+        key = (rel, is_dir)
+        if key in self._cache:
+            return self._cache[key]
+        hit = self._classify(rel, is_dir)
+        if len(self._cache) >= MAX_PATH_CACHE:
+            self._cache.clear()
+        self._cache[key] = hit
+        return hit
+
+    def _classify(self, rel: str, is_dir: bool) -> Hit | None:
+        if not rel or rel.startswith("../"):
+            return None
+        if rel == CONFIG_PATH:
+            return Hit(CONFIG)
+        parts = rel.split("/")
+        if any(s in SKIP_SEGMENTS for s in parts) or is_temp_name(parts[-1]):
+            return None
+        if any(_matches(o, rel, False) for o in self.outputs):
+            return None  # the runner's own work (or a hand edit the next plan will notice)
+        if is_dir:
+            if any(f.startswith(rel + "/") for f in self.known):
+                return Hit(MANIFEST)
+        elif rel in self.known:
+            return Hit(MANIFEST)
+        steps: set[StepKey] = set()
+        names = links.aliases(rel, self.links) if self.links else [rel]
+        for pat, keys in self.inputs:
+            if any(_matches(pat, name, is_dir) for name in names):
+                steps |= keys
+        if (
+            not is_dir
+            and rel.endswith((".yaml", ".yml"))
+            and _selected(rel, self.config.manifests)
+            and not any(globs.match(x, rel) for x in self.config.exclude)
+        ):
+            return Hit(CANDIDATE, frozenset(steps))
+        if steps:
+            return Hit(INPUT, frozenset(steps))
+        return None
+
+    def affects(self, hit: Hit, running: Iterable[StepKey]) -> bool:
+        """Whether a change can alter a running task: its own input, an upstream step's
+        input, or any manifest (which may redefine anything)."""
+        if hit.kind in (CONFIG, MANIFEST):
+            return True
+        for wf, step in running:
+            for w, s in hit.steps:
+                if w != wf:
+                    continue
+                if s == step:
+                    return True
+                dag = self.dags.get(w)
+                if dag is not None and step in dag.descendants({s}):
+                    return True
+        return False
+
+
+def _params(m: Manifests, wf: Workflow, env: str | None) -> dict[str, Any]:
+    from runner.manifests.checks import base_params
+
+    return base_params(m, wf, env)
+
+
+def _resolve(wf: Workflow, step: Any, p: str, params: dict[str, Any], widen: bool) -> str | None:
+    """A manifest path as a repo-relative pattern, rendered as the reconciler renders it.
+
+    When it cannot be rendered here, an input widens to the folder before the template
+    (watch more, the plan decides) and an output is not ignored (never hide a change)."""
+    from runner.manifests import paths as pathmod
+
+    if "{{" in p or "{%" in p:
+        from runner.templating import render_text
+
+        ctx = {"params": {**params, **step.params}, "workflow": {"name": wf.name}, "env": {}}
+        try:
+            p = render_text(p, ctx)
+        except Exception:
+            if not widen:
+                return None
+            head = p[: min(i for i in (p.find("{{"), p.find("{%")) if i >= 0)]
+            p = head.rsplit("/", 1)[0] + "/" if "/" in head else "./"
+    try:
+        return pathmod.join(wf.base, p)
+    except ValueError:
+        return None
+
+
+# -- debouncing ---------------------------------------------------------------------------
+
+
+@dataclass
+class Change:
+    path: str
+    hit: Hit
+    created: bool = False  # the batch's first event for it was a creation
+
+
+class Debouncer:
+    """Collects changes until none has arrived for ``delay`` seconds (or ``max_delay``
+    passed since the first), so an editor's temp-file-and-rename save or a ``git
+    checkout`` of 500 files is one batch; a burst that never pauses is cut at
+    ``max_delay`` and its tail is the next batch."""
+
+    def __init__(
+        self,
+        delay: float,
+        max_delay: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.delay = max(0.0, delay)
+        self._max_delay = max_delay
+        self.clock = clock
+        self._cond = threading.Condition()
+        self._pending: dict[str, Change] = {}
+        self._first = 0.0
+        self._last = 0.0
+        self._closed = False
+
+    def add(self, change: Change) -> None:
+        with self._cond:
+            now = self.clock()
+            old = self._pending.get(change.path)
+            if old is None:
+                self._pending[change.path] = change
+                if len(self._pending) == 1:
+                    self._first = now
+            else:
+                steps = old.hit.steps | change.hit.steps
+                kind = (
+                    old.hit.kind
+                    if _RANK[old.hit.kind] >= _RANK[change.hit.kind]
+                    else change.hit.kind
+                )
+                self._pending[change.path] = Change(change.path, Hit(kind, steps), old.created)
+            self._last = now
+            self._cond.notify_all()
+
+    def due(self) -> float | None:
+        """Seconds until the pending batch is due (0: now); None when nothing is pending."""
+        with self._cond:
+            if not self._pending:
+                return None
+            cap = self._max_delay if self._max_delay is not None else max(2.0, 20 * self.delay)
+            at = min(self._last + self.delay, self._first + cap)
+            return max(0.0, at - self.clock())
+
+    def take(self) -> dict[str, Change] | None:
+        """Block until a batch is due and return it; None once closed."""
+        with self._cond:
+            while not self._closed:
+                wait = self.due()
+                if wait == 0.0:
+                    batch, self._pending = self._pending, {}
+                    return batch
+                self._cond.wait(wait)
+            return None
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+_RANK = {CANDIDATE: 0, INPUT: 1, MANIFEST: 2, CONFIG: 3}
+
+
+# -- cycles -------------------------------------------------------------------------------
+
+
+@dataclass
+class WatchOptions:
+    workflows: list[str] = field(default_factory=list)
+    project: str | None = None
+    env: str | None = None
+    since: str | None = None
+    jobs: int = 0
+    restart: bool = False
+    debounce: float | None = None  # None: the config's (default 0.1 s)
+    quiet: bool = False  # do not stream task output
+
+
+@dataclass
+class Cycle:
+    """One reconcile: what set it off, and what it did. ``summary()`` is the parseable line."""
+
+    number: int
+    changed: list[str]  # repo-relative; empty for the start-up cycle
+    result: Any = None  # runner.reconcile.results.ApplyResult, None when loading failed
+    errors: list[str] = field(default_factory=list)  # an OrchError's lines
+    restart_for: str | None = None  # the path that ended this cycle early (--restart)
+    duration: float = 0.0
+
+    def count(self, *statuses: str) -> int:
+        if self.result is None:
+            return 0
+        return sum(1 for r in self.result.results if r.status in statuses)
+
+    @property
+    def ran(self) -> int:
+        return self.count("succeeded", "failed", "timed_out", "cancelled", "interrupted")
+
+    @property
+    def failed(self) -> int:
+        return self.count("failed", "timed_out", "cancelled")
+
+    def summary(self) -> str:
+        what = "start" if not self.changed else "changed " + _files(self.changed)
+        line = f"watch: cycle {self.number}: {what} -> {self.ran} ran, {self.failed} failed"
+        extra = []
+        for status in ("interrupted", "blocked"):
+            n = self.count(status)
+            if n:
+                extra.append(f"{n} {status}")
+        if extra:
+            line += ", " + ", ".join(extra)
+        if self.errors:
+            n = len(self.errors)
+            line += f"; not applied: {n} error{'s' if n != 1 else ''} (fix and save to retry)"
+        if self.restart_for:
+            line += f"; restarting: {self.restart_for} changed"
+        return line + f" ({self.duration:.2f}s)"
+
+
+def _files(paths: list[str], limit: int = 3) -> str:
+    more = f" (+{len(paths) - limit} more)" if len(paths) > limit else ""
+    return ", ".join(paths[:limit]) + more
+
+
+class Watcher:
+    """The watch loop. ``run()`` blocks in the caller's thread until ``stop`` is set.
+
+    ``out`` receives every line watch prints (cycle summaries, task progress, errors,
+    and task output unless ``quiet``), possibly from worker threads.
+    """
+
+    def __init__(
+        self,
+        repo: Repo,
+        opts: WatchOptions,
+        stop: threading.Event,
+        out: Out,
+        on_cycle: Callable[[Cycle], None] | None = None,
+    ):
+        self.repo = repo
+        self.opts = opts
+        self.stop = stop
+        self.out = out
+        self.on_cycle = on_cycle
+        self.cycles = 0
+        config, _ = read_config(repo.root)
+        self.filter = EventFilter(config)
+        self.debouncer = Debouncer(self._debounce(config))
+        self._lock = threading.Lock()
+        self._running: set[StepKey] = set()
+        self._cycle_stop: threading.Event | None = None
+        self._restart_for: str | None = None
+        self._done = threading.Event()
+        self._loaded: Manifests | None = None  # what the filter was built from
+
+    def _debounce(self, config: Config) -> float:
+        return self.opts.debounce if self.opts.debounce is not None else config.debounce
+
+    # -- the watchdog side (its own thread) ----------------------------------------------
+    def on_path(self, abs_path: str, is_dir: bool, created: bool) -> None:
+        try:
+            rel = Path(abs_path).relative_to(self.repo.root).as_posix()
+        except ValueError:
+            return
+        hit = self.filter.classify(rel, is_dir)
+        if hit is None:
+            return
+        self.debouncer.add(Change(rel, hit, created))
+        if self.opts.restart:
+            with self._lock:
+                stop, running = self._cycle_stop, set(self._running)
+            if stop is not None and not stop.is_set() and self.filter.affects(hit, running):
+                with self._lock:
+                    self._restart_for = rel
+                stop.set()
+
+    # -- the loop ------------------------------------------------------------------------
+    def run(self) -> int:
+        """Reconcile once, then once per batch of changes; returns the number of cycles."""
+        observer = self._start_observer()
+        forwarder = threading.Thread(target=self._forward_stop, name="orch-watch-stop", daemon=True)
+        forwarder.start()
+        try:
+            names = ", ".join(self.opts.workflows) or "all workflows"
+            self.out(
+                f"watch: watching {self.repo.root} ({names}; debounce "
+                f"{self.debouncer.delay:g}s); Ctrl-C to stop"
+            )
+            self._cycle({}, first=True)
+            while not self.stop.is_set():
+                batch = self.debouncer.take()
+                if batch is None:
+                    break
+                changes = self._confirm(batch)
+                if changes and not self.stop.is_set():
+                    self._cycle(changes)
+        finally:
+            self._done.set()
+            self.debouncer.close()
+            observer.stop()
+            observer.join()
+        self.out(f"watch: stopped after {self.cycles} cycle{'s' if self.cycles != 1 else ''}")
+        return self.cycles
+
+    def _forward_stop(self) -> None:
+        """Turn the caller's stop event into a wake-up of the loop and of a running apply."""
+        while not self.stop.wait(1.0):
+            if self._done.is_set():
+                return
+        with self._lock:
+            if self._cycle_stop is not None:
+                self._cycle_stop.set()
+        self.debouncer.close()
+
+    def _start_observer(self) -> Any:
+        from watchdog.events import (
+            DirDeletedEvent,
+            DirMovedEvent,
+            FileCreatedEvent,
+            FileDeletedEvent,
+            FileModifiedEvent,
+            FileMovedEvent,
+            FileSystemEvent,
+            FileSystemEventHandler,
+        )
+        from watchdog.observers import Observer
+
+        # watchdog warns when a new folder's watch is added twice (its own creation event
+        # and its parent's walk both add it); harmless, and not the user's business
+        warnings.filterwarnings(
+            "ignore", r"Callback with id .* already exists", RuntimeWarning, r"watchdog\."
+        )
+        watcher = self
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                src = os.fsdecode(event.src_path)
+                dest = os.fsdecode(event.dest_path) if event.dest_path else ""
+                created = event.event_type == "created"
+                if src:
+                    watcher.on_path(src, event.is_directory, created)
+                if dest:
+                    watcher.on_path(dest, event.is_directory, False)
+
+        observer = Observer()
+        try:
+            observer.schedule(
+                Handler(),
+                str(self.repo.root),
+                recursive=True,
+                # no opened/closed events: hashing inputs must not look like a change; no
+                # folder creations: a new folder's files report themselves (watchdog walks
+                # it), and an empty one changes no hash
+                event_filter=[
+                    FileCreatedEvent,
+                    FileModifiedEvent,
+                    FileDeletedEvent,
+                    FileMovedEvent,
+                    DirDeletedEvent,
+                    DirMovedEvent,
+                ],
+            )
+            observer.start()
+        except OSError as e:
+            raise OrchError(
+                f"cannot watch {self.repo.root}: {e.strerror or e}"
+                + (
+                    " (the inotify limit is reached: raise fs.inotify.max_user_watches"
+                    " or fs.inotify.max_user_instances with sysctl)"
+                    if e.errno in (28, 24)  # ENOSPC, EMFILE
+                    else ""
+                )
+            ) from None
+        return observer
+
+    def _confirm(self, batch: dict[str, Change]) -> dict[str, Change]:
+        """The batch minus what only seemed to change: files created and gone again within
+        it (temp files of a save), and YAML files git does not show (ignored) nor any
+        step reads."""
+        root = self.repo.root
+        keep: dict[str, Change] = {}
+        for path, c in batch.items():
+            if c.created and not os.path.lexists(root / path):
+                continue
+            keep[path] = c
+        candidates = [p for p, c in keep.items() if c.hit.kind == CANDIDATE]
+        if candidates:
+            from runner.manifests.sources import list_manifest_files
+
+            try:
+                listed = set(select_files(list_manifest_files(root), self.filter.config))
+            except OSError:
+                listed = set(candidates)
+            for p in candidates:
+                if p not in listed and not keep[p].hit.steps:
+                    del keep[p]
+        return dict(sorted(keep.items()))
+
+    def _cycle(self, changes: dict[str, Change], first: bool = False) -> None:
+        from runner import api
+        from runner.reconcile.flow import ApplyOptions, select_workflows
+
+        self.cycles += 1
+        cycle = Cycle(self.cycles, list(changes))
+        t0 = time.monotonic()
+        config = self.filter.config
+        # only inputs changed: the manifests cannot have, so skip re-listing them with git
+        # (unless a step declares a manifest as its output: those events are not reported)
+        reload = (
+            first
+            or self._loaded is None
+            or self.filter.manifest_outputs
+            or any(c.hit.kind != INPUT for c in changes.values())
+        )
+        if reload:
+            self.repo.reload()
+            config, _ = read_config(self.repo.root)
+            self.debouncer.delay = self._debounce(config)
+        try:
+            m = self.repo.manifests()
+        except OrchError as e:
+            # keep watching the manifests (a fix starts the next cycle); input edits can
+            # wait, as the plan after the fix sees them by content anyway
+            self._loaded = None
+            self.filter = EventFilter(config, known=self._manifest_files(config))
+            self._failed(cycle, e, t0)
+            return
+        try:
+            wfs = select_workflows(m, list(self.opts.workflows), self.opts.project)
+        except OrchError as e:
+            if first:
+                raise  # a wrong workflow or project name on the command line
+            self._loaded = None
+            self.filter = EventFilter(config, known=m.files)
+            self._failed(cycle, e, t0)
+            return
+        if m is not self._loaded:
+            self._loaded = m
+            self.filter = EventFilter(config, m, wfs, self.opts.env)
+        self.filter.set_links(self._links(self.filter))
+        stop = threading.Event()
+        with self._lock:
+            self._running.clear()
+            self._cycle_stop = stop
+            self._restart_for = None
+        if self.stop.is_set():
+            stop.set()
+        options = ApplyOptions(
+            jobs=self.opts.jobs or config.jobs or 0,
+            echo=None if self.opts.quiet else self.out,
+            report=self._report,
+            argv=["watch", *self.opts.workflows],
+            stop=stop,
+        )
+        try:
+            cycle.result = api.apply(
+                self.repo,
+                list(self.opts.workflows),
+                project=self.opts.project,
+                env=self.opts.env,
+                since=self.opts.since,
+                options=options,
+            )
+        except OrchError as e:
+            if first and not e.diagnostics:
+                raise  # --env or --since that cannot work, a state file to repair
+            self._failed(cycle, e, t0)
+            return
+        finally:
+            with self._lock:
+                self._cycle_stop = None
+                self._running.clear()
+        if stop.is_set() and not self.stop.is_set():
+            cycle.restart_for = self._restart_for
+        self._finish(cycle, t0)
+
+    def _failed(self, cycle: Cycle, e: OrchError, t0: float) -> None:
+        cycle.errors = e.lines()
+        for line in cycle.errors:
+            self.out(line)
+        self._finish(cycle, t0)
+
+    def _links(self, f: EventFilter) -> dict[str, str]:
+        """The symlinks under the input folders, found anew each cycle (a link made since
+        is a change the cycle itself saw); one that leaves the repository is the plan's
+        error to report, and adds nothing here."""
+        try:
+            return links.find(str(self.repo.root), {pat.root for pat, _ in f.inputs})
+        except links.LinkEscape:
+            return {}
+
+    def _manifest_files(self, config: Config) -> tuple[str, ...]:
+        from runner.manifests.sources import list_manifest_files
+
+        try:
+            return tuple(select_files(list_manifest_files(self.repo.root), config))
+        except OSError:
+            return self.filter.known
+
+    def _finish(self, cycle: Cycle, t0: float) -> None:
+        cycle.duration = time.monotonic() - t0
+        self.out(cycle.summary())
+        if self.on_cycle is not None:
+            self.on_cycle(cycle)
+
+    def _report(self, ev: dict[str, Any]) -> None:
+        key = (ev["workflow"], ev["step"])
+        if ev["event"] == "started":
+            with self._lock:
+                self._running.add(key)
+            why = "; ".join(ev["reasons"]) or "upstream changed"
+            self.out(f"> {key[0]}/{key[1]} ({why})")
+            return
+        with self._lock:
+            self._running.discard(key)
+        st = ev["status"]
+        if st == "up-to-date":
+            return
+        name = f"{key[0]}/{key[1]}"
+        if st == "succeeded":
+            self.out(f"ok {name} {ev['duration']:.2f}s")
+            return
+        bits = [st.replace("_", " ")]
+        if ev.get("exit_code") is not None:
+            bits.append(f"exit {ev['exit_code']}")
+        msg = f"!! {name}: {', '.join(bits)}"
+        detail = ev.get("message") or "; ".join(ev.get("reasons") or [])
+        if detail:
+            msg += f": {detail}"
+        if ev.get("log"):
+            msg += f" (log: {ev['log']})"
+        self.out(msg)
+
+
+def watch(
+    repo: Repo,
+    opts: WatchOptions,
+    stop: threading.Event,
+    out: Out,
+    on_cycle: Callable[[Cycle], None] | None = None,
+) -> int:
+    """Watch ``repo`` until ``stop`` is set (by a signal handler, the MCP server, a test);
+    returns the number of cycles run."""
+    return Watcher(repo, opts, stop, out, on_cycle).run()
+
+
+__all__ = [
+    "Change",
+    "Cycle",
+    "Debouncer",
+    "EventFilter",
+    "Hit",
+    "WatchOptions",
+    "Watcher",
+    "is_temp_name",
+    "watch",
+]
