@@ -35,15 +35,20 @@ import shlex
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runner.execute import proctree
+from runner.execute.api import (  # noqa: F401 - re-exported for callers of run_task
+    CANCEL_STATUSES,
+    STATUSES,
+    Cancel,
+    TaskResult,
+    TaskSpec,
+)
 from runner.execute.outputs import OutputError, read_outputs
 
 if TYPE_CHECKING:
@@ -51,80 +56,11 @@ if TYPE_CHECKING:
 
     import psutil
 
-STATUSES = ("succeeded", "failed", "timed_out", "cancelled", "interrupted")
-CANCEL_STATUSES = ("cancelled", "interrupted")
 TAIL_LINES = 20
 _CHUNK = 65536
 _ECHO_LINE_MAX = 65536
 _DRAIN_TIMEOUT = 1.0
 _MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes there, KiB here
-
-
-@dataclass
-class TaskSpec:
-    key: str  # "workflow/step", for messages
-    command: str | list[str]  # str => ["/bin/sh", "-c", command]; list => argv as is
-    cwd: Path
-    env: dict[str, str]  # the complete environment for the child (the caller builds it)
-    log_path: Path  # combined stdout+stderr goes here (parents created)
-    timeout: float | None = None
-    grace: float = 5.0  # SIGTERM -> wait grace -> SIGKILL
-    echo: Callable[[str], None] | None = None  # each output line, no newline; None = quiet
-    mask: tuple[str, ...] = ()  # secret values, replaced by "***" in the log and echo
-    sample_interval: float = 0.2
-
-
-@dataclass
-class TaskResult:
-    status: str  # one of STATUSES
-    exit_code: int | None  # None if killed by us or never started; -N if killed by signal N
-    started: float  # time.time()
-    ended: float
-    cpu_time: float  # user+sys seconds of the whole tree (see the module docstring)
-    peak_rss: int  # bytes
-    outputs: dict[str, str]  # parsed $ORCH_OUTPUT; empty unless the step succeeded
-    output_error: str | None  # why $ORCH_OUTPUT was rejected (the task is then "failed")
-    log_tail: list[str]  # last lines of the task's output (masked), orch's notes included
-    pid: int | None
-    swept: list[int] = field(default_factory=list)  # leftover pids killed after the exit
-
-
-class Cancel:
-    """The handle the scheduler keeps per running task; ``cancel()`` from any thread.
-
-    The first request wins. A running ``run_task`` is woken at once through a self-pipe
-    (not by polling), so ending a tree starts within microseconds of the request.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._status: str | None = None
-        self._wake: list[int] = []
-
-    def cancel(self, status: str = "cancelled") -> None:
-        if status not in CANCEL_STATUSES:
-            raise ValueError(f"cancel status must be one of {CANCEL_STATUSES}, not {status!r}")
-        with self._lock:
-            if self._status is None:
-                self._status = status
-            for fd in self._wake:
-                with contextlib.suppress(OSError):  # pipe full: a wake-up is pending
-                    os.write(fd, b"!")
-
-    @property
-    def requested(self) -> str | None:
-        return self._status
-
-    def _attach(self, fd: int) -> None:
-        with self._lock:
-            self._wake.append(fd)
-            if self._status is not None:
-                os.write(fd, b"!")
-
-    def _detach(self, fd: int) -> None:
-        # Under the lock, so cancel() never writes to an fd number we are about to close.
-        with self._lock:
-            self._wake.remove(fd)
 
 
 class Masker:
@@ -199,6 +135,13 @@ def run_task(spec: TaskSpec, cancel: Cancel | None = None) -> TaskResult:
         os.close(log_fd)
 
 
+class LocalExecutor:
+    """The ``Executor`` that runs each task as a process tree on this machine."""
+
+    def run(self, spec: TaskSpec, cancel: Cancel) -> TaskResult:
+        return run_task(spec, cancel)
+
+
 def command_argv(command: str | list[str]) -> list[str]:
     if isinstance(command, str):
         return ["/bin/sh", "-c", command]
@@ -239,7 +182,7 @@ class _Run:
     def _spawn_and_wait(self, started: float, out_path: str) -> TaskResult:
         spec = self.spec
         token = proctree.new_token()
-        env = {**spec.env, "ORCH_OUTPUT": out_path, proctree.TOKEN_VAR: token}
+        env = {**spec.env, spec.output_var: out_path, proctree.TOKEN_VAR: token}
         streaming = bool(spec.echo) or bool(self.masker)
         pipe_r, pipe_w = os.pipe() if streaming else (None, None)
         if pipe_r is not None:

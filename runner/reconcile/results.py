@@ -7,6 +7,7 @@ by ``runner.noop`` imports neither the reconciler nor ``dataclasses``.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -21,6 +22,8 @@ class ApplyOptions(NamedTuple):
     report: Callable[[dict[str, Any]], None] | None = None  # progress events
     argv: tuple[str, ...] | list[str] = ()
     stop: threading.Event | None = None  # set by watch --restart / Ctrl-C handlers
+    executor: Any = None  # an execute.api.Executor; None = the local executor
+    clock: Callable[[], float] = time.time  # seconds since the epoch, for the records
 
 
 class StepResult(NamedTuple):
