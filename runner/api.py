@@ -141,7 +141,7 @@ def _selection(
     force_all: bool,
     since: str | None = None,
 ) -> tuple[Manifests, list[Any], Any]:
-    from runner.reconcile.flow import Selection, parse_forced, select_workflows
+    from runner.reconcile.selection import Selection, check_env, parse_forced, select_workflows
 
     m = repo.manifests()
     wfs = select_workflows(m, list(workflows or []), project)
@@ -151,20 +151,9 @@ def _selection(
         keep = affected_workflows(repo, m, since)
         wfs = [w for w in wfs if w.name in keep]
     if env:
-        _check_env(m, wfs, env)
+        check_env(m, wfs, env)
     sel = Selection([w.name for w in wfs], env or "", parse_forced(m, wfs, force or []), force_all)
     return m, wfs, sel
-
-
-def _check_env(m: Manifests, wfs: list[Any], env: str) -> None:
-    known = {e for p in m.projects.values() for e in p.environments}
-    if known and env not in known:
-        from runner.errors import did_you_mean
-
-        raise OrchError(
-            f"--env {env}: no project defines that environment "
-            f"({did_you_mean(env, known) or 'known: ' + ', '.join(sorted(known))})"
-        )
 
 
 def plan(
@@ -188,20 +177,17 @@ def plan(
         hit = check(repo.root, key, mkey)
         if hit is not None:
             return _plan_data([(w, s, "up-to-date", []) for w, s in hit], env or "")
-    from runner.reconcile.flow import Reconciler
+    from runner.reconcile import flow
 
     m, wfs, sel = _selection(repo, workflows, project, env, force, force_all, since)
     state = open_state(repo)
     try:
-        rec = Reconciler(repo.root, m, state)
-        plans = rec.plan(wfs, sel)
+        plans = flow.plan(repo.root, m, state, wfs, sel)
     finally:
         state.close()
-    data = _plan_data(
-        [(p.workflow, p.step, p.action, p.reasons) for ps in plans.values() for p in ps], sel.env
-    )
+    data = _plan_data(plans.rows(), sel.env)
     if key is not None and data["summary"]["up-to-date"] == len(data["steps"]):
-        _witness(repo, m, wfs, key, rec, mkey)
+        _witness(repo, m, wfs, key, plans.seen, mkey)
     return data
 
 
@@ -237,14 +223,14 @@ def _witness(
     m: Manifests,
     wfs: list[Any],
     key: tuple[Any, ...],
-    rec: Any,
+    seen: dict[str, Any],
     mkey: tuple[Any, ...] | None,
 ) -> None:
     from runner.noop import record
 
     names = {v for w in wfs for s in w.steps for v in m.env_refs.get((w.name, s.name), ())}
     steps = [(w.name, n) for w in wfs for n in m.dags[w.name].order]
-    record(repo.root, key, steps, rec.hasher.seen, {n: os.environ.get(n) for n in names}, mkey)
+    record(repo.root, key, steps, seen, {n: os.environ.get(n) for n in names}, mkey)
 
 
 def apply(
@@ -276,17 +262,17 @@ def apply(
             return ApplyResult(
                 None, [StepResult(w, s, "up-to-date") for w, s in hit], time.time() - t0
             )
-    from runner.reconcile.flow import ApplyOptions, Reconciler
+    from runner.reconcile import flow
+    from runner.reconcile.results import ApplyOptions
 
     m, wfs, sel = _selection(repo, workflows, project, env, force, force_all, since)
     state = open_state(repo)
     try:
-        rec = Reconciler(repo.root, m, state)
-        result = rec.apply(wfs, sel, options or ApplyOptions())
+        result, plans = flow.apply(repo.root, m, state, wfs, sel, options or ApplyOptions())
     finally:
         state.close()
     if key is not None and result.run_id is None:
-        _witness(repo, m, wfs, key, rec, mkey)
+        _witness(repo, m, wfs, key, plans.seen, mkey)
     return result
 
 
@@ -294,7 +280,7 @@ def status(
     repo: Repo, workflows: list[str] | None = None, project: str | None = None
 ) -> list[dict[str, Any]]:
     """The recorded state of each step of the selected workflows."""
-    from runner.reconcile.flow import select_workflows
+    from runner.reconcile.selection import select_workflows
 
     m = repo.manifests()
     wfs = select_workflows(m, list(workflows or []), project)

@@ -91,20 +91,20 @@ def plan_at(
     """``api.plan``'s answer for the manifests at ``ref``, against the recorded state and
     the files in the work tree: "what would apply do if I checked out REV's manifests"."""
     from runner import api
-    from runner.reconcile.flow import Reconciler, Selection, select_workflows
+    from runner.reconcile import flow
+    from runner.reconcile.selection import Selection, check_env, select_workflows
 
     m = manifests_at(repo, ref)
     wfs = select_workflows(m, list(workflows or []), project)
     if env:
-        api._check_env(m, wfs, env)
+        check_env(m, wfs, env)
     sel = Selection([w.name for w in wfs], env or "")
     state = api.open_state(repo)
     try:
-        plans = Reconciler(repo.root, m, state).plan(wfs, sel)
+        plans = flow.plan(repo.root, m, state, wfs, sel)
     finally:
         state.close()
-    rows = [(p.workflow, p.step, p.action, p.reasons) for ps in plans.values() for p in ps]
-    return api._plan_data(rows, sel.env)
+    return api._plan_data(plans.rows(), sel.env)
 
 
 def affected_workflows(repo: Repo, m: Manifests, since: str) -> set[str]:

@@ -120,7 +120,7 @@ class Tools:
         fail_fast: bool = False,
         stop: threading.Event | None = None,
     ) -> dict[str, Any]:
-        from runner.reconcile.flow import ApplyOptions
+        from runner.reconcile.results import ApplyOptions
 
         if jobs is not None and jobs < 1:
             raise OrchError(f"jobs must be at least 1 (got {jobs})")

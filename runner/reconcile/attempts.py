@@ -1,83 +1,93 @@
-"""One step's task: its attempts (with retries), then its result recorded.
+"""One step's task: its attempts, with retries and back-off, through the executor.
 
-Runs in a worker thread (``run_attempts``) and then on the scheduler's thread
-(``complete``), which hashes the outputs and writes the step's record and the task's row
-in one transaction.
+Runs in a worker thread. Each attempt is a task row (``tasks``), started before the
+executor is called so ``orch task list`` shows it; a retried attempt's row is finished
+here, the last one together with the step's record (``record.complete``).
 """
 
 from __future__ import annotations
 
-import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from runner.manifests.checks import base_params
-from runner.manifests.hashing import MISSING
-from runner.model import Step, Workflow
-from runner.reconcile.decide import StepPlan, output_hashes
-from runner.reconcile.results import StepResult
-from runner.store import breakers
-from runner.store.state import StepRecord
+from runner.execute.api import Cancel, Executor, TaskResult, TaskSpec
+from runner.reconcile.queue import backoff_delay
 
 if TYPE_CHECKING:
-    from runner.reconcile.flow import Reconciler
+    from runner.reconcile.decide import StepDecision
+    from runner.reconcile.planner import StepView
+    from runner.store.state import State
+
+
+@dataclass(frozen=True)
+class TaskRun:
+    """Everything one task of one step needs, decided before it is submitted."""
+
+    run_id: int
+    env_name: str  # the selection's environment ("" = none)
+    view: StepView
+    decision: StepDecision
+    command: str | list[str]  # rendered
+    cwd: Path
+    env: dict[str, str]  # the child's whole environment
+    echo: Callable[[str], None] | None
+    mask: tuple[str, ...]  # secret values
+    cancel: Cancel
+
+
+class Attempt(NamedTuple):
+    task_id: int
+    result: TaskResult
+    log_rel: str  # the log, relative to the repository root
+    update: dict[str, Any]  # the task row's columns, written with the step's record
 
 
 def run_attempts(
-    orch: Reconciler,
-    run_id,
-    wf,
-    step,
-    env_name,
-    p,
-    command,
-    cwd,
-    env,
-    echo,
-    mask,
-    cancel,
-):  # noqa: ANN001, ANN202
-    from runner.execute.local import TaskSpec, run_task
-    from runner.reconcile.queue import backoff_delay
+    task: TaskRun,
+    *,
+    executor: Executor,
+    state: State,
+    root: Path,
+    clock: Callable[[], float],
+) -> list[Attempt]:
+    """Run ``task`` until an attempt succeeds, may not be retried, or is cancelled.
 
-    attempts = []
-    retry = step.retry
+    ``step.retry`` says how often (``limit``), on which exit codes (``on``) and how long
+    to wait between (``backoff_delay``: exponential, capped, jittered). A cancel during a
+    back-off ends the wait; the next attempt is then recorded cancelled or interrupted
+    without starting (the executor sees the request first).
+    """
+    view, cancel = task.view, task.cancel
+    retry = view.step.retry
+    log_dir = root / ".orch" / "logs" / str(task.run_id) / view.wf.name
+    reason = "; ".join(task.decision.reasons) or "upstream changed"
+    attempts: list[Attempt] = []
     attempt = 0
     while True:
         attempt += 1
-        log_dir = orch.root / ".orch" / "logs" / str(run_id) / wf.name
-        log_path = log_dir / f"{step.name}.{attempt}.log"
-        reason = "; ".join(p.reasons) or "upstream changed"
-        task_id = orch.state.start_task(
-            run_id,
-            wf.name,
-            step.name,
-            env_name,
+        log_path = log_dir / f"{view.step.name}.{attempt}.log"
+        log_rel = str(log_path.relative_to(root))
+        task_id = state.start_task(
+            task.run_id,
+            view.wf.name,
+            view.step.name,
+            task.env_name,
             attempt,
             reason,
-            started=time.time(),
-            log_path=str(log_path.relative_to(orch.root)),
-            fingerprint=p.fingerprint,
+            started=clock(),
+            log_path=log_rel,
+            fingerprint=task.decision.fingerprint,
         )
-        spec = TaskSpec(
-            key=f"{wf.name}/{step.name}",
-            command=command,
-            cwd=cwd,
-            env=env,
-            log_path=log_path,
-            timeout=step.timeout,
-            echo=echo,
-            mask=mask,
-        )
-        res = run_task(spec, cancel)
-        delay = None
+        res = executor.run(_spec(task, log_path), cancel)
         will_retry = (
             res.status in ("failed", "timed_out")
             and attempt <= retry.limit
             and (retry.on is None or res.exit_code in retry.on)
             and not cancel.requested
         )
-        if will_retry:
-            delay = backoff_delay(retry, attempt)
+        delay = backoff_delay(retry, attempt) if will_retry else None
         update = {
             "status": res.status,
             "exit_code": res.exit_code,
@@ -88,127 +98,25 @@ def run_attempts(
             "delay": delay,
             "message": res.output_error,
         }
-        attempts.append((task_id, res, str(log_path.relative_to(orch.root)), update))
-        if not will_retry:
+        attempts.append(Attempt(task_id, res, log_rel, update))
+        if delay is None:
             return attempts  # the last attempt's row is written with the step's record
-        orch.state.update_task(task_id, **update)
-        if echo:
-            echo(
+        state.update_task(task_id, **update)
+        if task.echo:
+            task.echo(
                 f"# orch: attempt {attempt} {res.status} (exit {res.exit_code}); retrying in {delay:.2f}s"
             )
-        deadline = time.time() + (delay or 0)
-        while time.time() < deadline and not cancel.requested:
-            time.sleep(min(0.05, max(0.0, deadline - time.time())))
-        # stopped while waiting: the next attempt is recorded cancelled/interrupted,
-        # never started (run_task sees the request first), and the loop ends after it
+        cancel.wait(delay)
 
 
-def complete(
-    orch: Reconciler,
-    run_id: int,
-    wf: Workflow,
-    step: Step,
-    env: str,
-    p: StepPlan,
-    attempts: list[Any],
-    records: dict[str, StepRecord],
-) -> StepResult:
-    task_id, res, log_rel, update = attempts[-1]
-    status = res.status
-    message = res.output_error or ""
-    _ins, outs, _wd = orch.step_paths(wf, step, base_params(orch.m, wf, env or None))
-    orch.hasher.forget(outs)
-    ohash = output_hashes(orch.hasher, outs) if outs else {}
-    if status == "succeeded":
-        missing = [o for o, h in ohash.items() if h == MISSING]
-        if missing:
-            status = "failed"
-            message = f"declared output{'s' if len(missing) > 1 else ''} not produced: {', '.join(missing)}"
-    # a file edited while the step ran keeps its pre-run hash in the record, so the
-    # next plan sees the edit; nothing here may launder it into "up to date"
-    started = attempts[0][1].started
-    rec = StepRecord(
-        wf.name,
-        step.name,
-        env,
-        p.fingerprint if status == "succeeded" else None,
-        p.fields,
-        p.inputs,
-        p.upstream,
-        res.outputs if status == "succeeded" else {},
-        ohash if status == "succeeded" else {},
-        status,
-        message or None,
-        task_id,
-        run_id,
-        started,
-        res.ended,
-        time.time(),
+def _spec(task: TaskRun, log_path: Path) -> TaskSpec:
+    return TaskSpec(
+        key=task.view.task_key,
+        command=task.command,
+        cwd=task.cwd,
+        env=task.env,
+        log_path=log_path,
+        timeout=task.view.step.timeout,
+        echo=task.echo,
+        mask=task.mask,
     )
-    if status != "succeeded":
-        old = records.get(step.name)
-        if old is not None:
-            rec.fields, rec.inputs, rec.upstream = old.fields, old.inputs, old.upstream
-    update = {**update, "status": status}
-    if message:
-        update["message"] = message
-    orch.state.record_step(rec, update)
-    records[step.name] = rec
-    if step.breaker is not None:
-        breakers.record_result(orch, step.breaker, status)
-    return StepResult(
-        wf.name,
-        step.name,
-        status,
-        p.reasons,
-        res.ended - started,
-        res.exit_code,
-        len(attempts),
-        log_rel,
-        message,
-        list(res.log_tail),
-        task_id,
-    )
-
-
-def record_status(
-    orch: Reconciler,
-    wf: Workflow,
-    step: str,
-    env: str,
-    run_id: int,
-    records: dict[str, StepRecord],
-    status: str,
-    reason: str,
-) -> None:
-    old = records.get(step)
-    now = time.time()
-    rec = StepRecord(
-        wf.name,
-        step,
-        env,
-        None,
-        old.fields if old else {},
-        old.inputs if old else {},
-        old.upstream if old else {},
-        {},
-        {},
-        status,
-        reason,
-        None,
-        run_id,
-        now,
-        now,
-        now,
-    )
-    orch.state.record_step(rec)
-    records[step] = rec
-
-
-def record_blocked(
-    orch: Reconciler, wf: Workflow, step: str, env: str, run_id: int, records: dict[str, StepRecord]
-) -> None:
-    old = records.get(step)
-    if old is not None and old.status == "blocked":
-        return
-    record_status(orch, wf, step, env, run_id, records, "blocked", "an upstream step failed")

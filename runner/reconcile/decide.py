@@ -6,18 +6,22 @@ Reasons are data (as doit does), in the words a person acts on::
     input changed: src/a.py · output missing: dist/ · output modified: report.md
     upstream changed: build · upstream will run: build (shown as "may run")
 
-``decide`` is pure given its inputs; the caller passes the hasher (the only I/O).
+``decide`` is pure given its inputs; the caller passes the hasher and ``live_runs`` (the
+only I/O). Its answer, a ``StepDecision``, is frozen: nothing downstream overrides it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from runner.manifests.hashing import MISSING, Hasher
-from runner.model import Step, Workflow
 from runner.reconcile.fingerprint import changed_keys, combine, definition_fields
 from runner.store.state import StepRecord
+
+if TYPE_CHECKING:
+    from runner.reconcile.planner import StepView
 
 RUN = "run"
 MAY_RUN = "may-run"
@@ -34,12 +38,18 @@ FAILED_REASONS = {
 }
 
 
-@dataclass
-class StepPlan:
+@dataclass(frozen=True)
+class StepDecision:
+    """What to do with one step, and why: the answer of ``decide``, never changed after.
+
+    ``fields``/``inputs``/``upstream`` are the parts of ``fingerprint`` (what a success
+    records); ``reasons`` are in the words a person acts on.
+    """
+
     workflow: str
     step: str
-    action: str
-    reasons: list[str] = field(default_factory=list)
+    action: str  # RUN, MAY_RUN or UP_TO_DATE
+    reasons: tuple[str, ...] = ()
     fields: dict[str, str] = field(default_factory=dict)
     inputs: dict[str, str] = field(default_factory=dict)
     upstream: dict[str, str] = field(default_factory=dict)
@@ -50,7 +60,7 @@ class StepPlan:
             "workflow": self.workflow,
             "step": self.step,
             "action": self.action,
-            "reasons": self.reasons,
+            "reasons": list(self.reasons),
         }
 
 
@@ -73,32 +83,58 @@ def output_hashes(hasher: Hasher, outputs: list[str]) -> dict[str, str]:
 
 
 def decide(
-    wf: Workflow,
-    step: Step,
+    view: StepView,
     rec: StepRecord | None,
     *,
-    params: dict[str, Any],
-    param_refs: tuple[str, ...] | None,
-    env_refs: tuple[str, ...],
-    inputs: list[str],
-    outputs: list[str],
-    upstream: list[str],
     records: dict[str, StepRecord],
     will_run: set[str],
     hasher: Hasher,
     forced: bool,
-    static: dict[str, str] | None = None,
-) -> StepPlan:
-    fields = definition_fields(wf, step, params, param_refs, env_refs, static)
-    plan = StepPlan(wf.name, step.name, UP_TO_DATE, fields=fields)
-    reasons = plan.reasons
-    plan.inputs = input_hashes(hasher, inputs) if inputs else {}
-    pending_up = [u for u in upstream if u in will_run]
-    for u in upstream:
+    live_runs: Callable[[int], bool] | None = None,
+) -> StepDecision:
+    """Decide ``view``'s step against its record ``rec`` (None: never ran).
+
+    ``records`` are the workflow's other records (upstream result digests); ``will_run``
+    the upstream steps already decided to run in this plan (their results are not known
+    yet: "may run"); ``live_runs(run_id)`` tells whether another orch process is running
+    a run (None: do not ask, e.g. when the caller holds the step's claim).
+
+    Every override of the plain rules lives here: a step recorded ``running`` by a live
+    run of another orch is "running in another orch", whatever else changed.
+    """
+    if (
+        live_runs is not None
+        and rec is not None
+        and rec.status == "running"
+        and rec.run_id
+        and live_runs(rec.run_id)
+    ):
+        d = _decide(view, rec, records=records, will_run=will_run, hasher=hasher, forced=forced)
+        return replace(d, action=RUN, reasons=(f"running in another orch (run {rec.run_id})",))
+    return _decide(view, rec, records=records, will_run=will_run, hasher=hasher, forced=forced)
+
+
+def _decide(
+    view: StepView,
+    rec: StepRecord | None,
+    *,
+    records: dict[str, StepRecord],
+    will_run: set[str],
+    hasher: Hasher,
+    forced: bool,
+) -> StepDecision:
+    fields = definition_fields(
+        view.wf, view.step, view.params, view.param_refs, view.env_refs, view.static
+    )
+    reasons: list[str] = []
+    inputs = input_hashes(hasher, view.inputs) if view.inputs else {}
+    upstream: dict[str, str] = {}
+    pending_up = [u for u in view.upstream if u in will_run]
+    for u in view.upstream:
         r = records.get(u)
         if r is not None and u not in will_run:
-            plan.upstream[u] = r.result_digest
-    plan.fingerprint = combine(fields, plan.inputs, plan.upstream)
+            upstream[u] = r.result_digest
+    fingerprint = combine(fields, inputs, upstream)
 
     if forced:
         reasons.append("forced")
@@ -107,29 +143,39 @@ def decide(
     elif rec.status in FAILED_REASONS:
         reasons.append(FAILED_REASONS[rec.status])
     if rec is not None and rec.fingerprint is not None:
-        if rec.fingerprint != plan.fingerprint:
+        if rec.fingerprint != fingerprint:
             # only now read the recorded parts, to say which one moved
             changed = changed_keys(rec.fields, fields)
             if changed:
                 reasons.append(f"definition changed ({', '.join(changed)})")
-            changed_in = changed_keys(rec.inputs, plan.inputs)
+            changed_in = changed_keys(rec.inputs, inputs)
             if changed_in:
                 reasons.append(_files_summary("input changed", changed_in))
-            ups = [u for u in changed_keys(rec.upstream, plan.upstream) if u not in pending_up]
+            ups = [u for u in changed_keys(rec.upstream, upstream) if u not in pending_up]
             if ups:
                 reasons.append(f"upstream changed: {', '.join(ups)}")
-        if outputs:
-            now = output_hashes(hasher, outputs)
-            recorded = rec.output_files
-            missing = [o for o, h in now.items() if h == MISSING]
-            modified = [o for o, h in now.items() if h != MISSING and recorded.get(o) != h]
-            if missing:
-                reasons.append(_files_summary("output missing", missing))
-            if modified:
-                reasons.append(_files_summary("output modified", modified))
+        if view.outputs:
+            reasons += _output_reasons(hasher, view.outputs, rec.output_files)
+    action = UP_TO_DATE
     if reasons:
-        plan.action = RUN
+        action = RUN
     elif pending_up:
-        plan.action = MAY_RUN
+        action = MAY_RUN
         reasons.append(f"upstream will run: {', '.join(pending_up)}")
-    return plan
+    return StepDecision(
+        view.wf.name, view.step.name, action, tuple(reasons), fields, inputs, upstream, fingerprint
+    )
+
+
+def _output_reasons(
+    hasher: Hasher, outputs: tuple[str, ...], recorded: dict[str, str]
+) -> list[str]:
+    now = output_hashes(hasher, list(outputs))
+    missing = [o for o, h in now.items() if h == MISSING]
+    modified = [o for o, h in now.items() if h != MISSING and recorded.get(o) != h]
+    out = []
+    if missing:
+        out.append(_files_summary("output missing", missing))
+    if modified:
+        out.append(_files_summary("output modified", modified))
+    return out

@@ -1,47 +1,70 @@
-"""The ``on: {failure, success, always}`` commands a workflow runs after an apply."""
+"""The ``on: {failure, success, always}`` commands a workflow runs after an apply.
+
+They run through the same executor as steps (so the executor is the only thing that
+starts processes), one at a time, each with a 300 s limit; their output is echoed as
+``[workflow:on] line`` and kept in ``.orch/logs/<run>/<workflow>/on-<kind>.<n>.log``.
+A hook's failure changes nothing of the apply's result, as in GitHub Actions' ``if:
+always()`` steps after a job: it is reported, not recorded.
+"""
 
 from __future__ import annotations
 
 import os
-import subprocess
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.manifests.checks import base_params
-from runner.model import Workflow
+from runner.execute.api import Cancel, Executor, TaskSpec
 from runner.reconcile.results import FAILED, ApplyResult
 
 if TYPE_CHECKING:
-    from runner.reconcile.flow import ApplyOptions, Reconciler, Selection
+    from runner.manifests.load import Manifests
+    from runner.model import Workflow
+    from runner.store.state import State
+
+HOOK_TIMEOUT = 300.0  # seconds
 
 
-def run_handlers(
-    rec: Reconciler, wfs: list[Workflow], result: ApplyResult, sel: Selection, opts: ApplyOptions
+def hook_kinds(wf: Workflow, result: ApplyResult) -> tuple[list[str], bool]:
+    """Which of ``wf``'s hook kinds fire for ``result``, and whether the workflow failed."""
+    mine = [r for r in result.results if r.workflow == wf.name]
+    if any(r.status == "interrupted" for r in mine):
+        return ["always"], False  # stopped (Ctrl-C, watch --restart): neither failed nor done
+    failed = any(r.status in (*FAILED, "blocked", "circuit_open") for r in mine)
+    return ["failure" if failed else "success", "always"], failed
+
+
+def run(
+    wfs: list[Workflow],
+    result: ApplyResult,
+    *,
+    catalog: Manifests,
+    state: State,
+    root: Path,
+    env_name: str,
+    executor: Executor,
+    echo: Callable[[str], None] | None,
 ) -> None:
+    """Run the hooks of every workflow in ``wfs`` that had a step run in ``result``."""
     ran = {r.workflow for r in result.results if r.status not in ("up-to-date",)}
     for wf in wfs:
         if wf.name not in ran or not wf.handlers:
             continue
-        mine = [r for r in result.results if r.workflow == wf.name]
-        if any(r.status == "interrupted" for r in mine):
-            kinds = ["always"]  # stopped (Ctrl-C, watch --restart): neither failed nor done
-            failed = False
-        else:
-            failed = any(r.status in (*FAILED, "blocked", "circuit_open") for r in mine)
-            kinds = ["failure" if failed else "success", "always"]
+        kinds, failed = hook_kinds(wf, result)
         for kind in kinds:
-            for h in wf.handlers.get(kind, ()):
-                run_handler(rec, wf, h, sel, failed, opts)
+            for n, h in enumerate(wf.handlers.get(kind, ()), 1):
+                ctx = _context(catalog, state, wf, env_name, failed)
+                log = root / ".orch" / "logs" / str(result.run_id) / wf.name / f"on-{kind}.{n}.log"
+                _run_one(wf, h, ctx, root=root, log_path=log, executor=executor, echo=echo)
 
 
-def run_handler(
-    rec: Reconciler, wf: Workflow, h: Any, sel: Selection, failed: bool, opts: ApplyOptions
-) -> None:
+def _context(
+    m: Manifests, state: State, wf: Workflow, env_name: str, failed: bool
+) -> dict[str, Any]:
+    from runner.manifests.checks import base_params
 
-    from runner.manifests.sources import clean_git_env
-    from runner.templating import render_argv, render_command
-
-    ctx = {
-        "params": base_params(rec.m, wf, sel.env or None),
+    return {
+        "params": base_params(m, wf, env_name or None),
         "workflow": {
             "name": wf.name,
             "project": wf.project or "",
@@ -50,28 +73,43 @@ def run_handler(
         "env": dict(os.environ),
         "steps": {
             n: {"outputs": r.outputs, "status": r.status}
-            for n, r in rec.state.step_records(wf.name, sel.env).items()
+            for n, r in state.step_records(wf.name, env_name).items()
         },
     }
+
+
+def _run_one(
+    wf: Workflow,
+    h: Any,
+    ctx: dict[str, Any],
+    *,
+    root: Path,
+    log_path: Path,
+    executor: Executor,
+    echo: Callable[[str], None] | None,
+) -> None:
+    from runner.manifests.sources import clean_git_env
+    from runner.templating import render_argv, render_command
+
     try:
         cmd = (
             render_command(h.run, ctx) if isinstance(h.run, str) else render_argv(list(h.run), ctx)
         )
     except Exception as e:
-        if opts.echo:
-            opts.echo(f"[{wf.name}] on-handler template error: {e}")
+        if echo:
+            echo(f"[{wf.name}] on-handler template error: {e}")
         return
     env = clean_git_env()
     env.update(h.env)
-    cwd = rec.root / wf.base if wf.base else rec.root
-    p = subprocess.run(
-        cmd if isinstance(cmd, list) else ["/bin/sh", "-c", cmd],
-        cwd=cwd,
+    spec = TaskSpec(
+        key=f"{wf.name}:on",
+        command=cmd,
+        cwd=root / wf.base if wf.base else root,
         env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        log_path=log_path,
+        timeout=HOOK_TIMEOUT,
+        echo=(lambda line: echo(f"[{wf.name}:on] {line}")) if echo else None,
     )
-    if opts.echo:
-        for line in (p.stdout + p.stderr).splitlines():
-            opts.echo(f"[{wf.name}:on] {line}")
+    res = executor.run(spec, Cancel())
+    if echo and res.exit_code is None and res.log_tail:  # it never ran, or was stopped
+        echo(f"[{wf.name}:on] {res.log_tail[-1]}")

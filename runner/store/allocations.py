@@ -10,11 +10,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from runner.reconcile.flow import Reconciler
+    from runner.store.state import State
 
 
-def held_by_others(rec: Reconciler, run_id: int) -> dict[str, dict[str, float]]:
-    rows = rec.state.query(
+def held_by_others(state: State, run_id: int) -> dict[str, dict[str, float]]:
+    """What live runners other than ``run_id`` hold: {quota: {resource: amount}}."""
+    rows = state.query(
         "SELECT run_id, quota, resource, amount FROM allocations WHERE run_id != ?", (run_id,)
     )
     out: dict[str, dict[str, float]] = {}
@@ -22,7 +23,7 @@ def held_by_others(rec: Reconciler, run_id: int) -> dict[str, dict[str, float]]:
     for r in rows:
         rid = r["run_id"]
         if rid not in alive:
-            alive[rid] = rec.state.run_alive(rid)
+            alive[rid] = state.run_alive(rid)
         if not alive[rid]:
             continue
         q = out.setdefault(r["quota"], {})
@@ -31,7 +32,7 @@ def held_by_others(rec: Reconciler, run_id: int) -> dict[str, dict[str, float]]:
 
 
 def allocate(
-    rec: Reconciler,
+    state: State,
     run_id: int,
     task_key: str,
     qnames: list[str],
@@ -46,7 +47,7 @@ def allocate(
     if not rows and not rated:
         return True
     now = time.time()
-    with rec.state.tx() as c:
+    with state.tx() as c:
         if rows:
             used: dict[tuple[str, str], float] = {}
             alive: dict[int, bool] = {run_id: True}
@@ -56,7 +57,7 @@ def allocate(
                 tuple(qnames),
             ).fetchall():
                 if rid not in alive:
-                    alive[rid] = rec.state.run_alive(rid)
+                    alive[rid] = state.run_alive(rid)
                 if alive[rid]:
                     used[(q, r)] = used.get((q, r), 0.0) + amount
             for q, r, amount in rows:
@@ -78,28 +79,16 @@ def allocate(
     return True
 
 
-def free(
-    rec: Reconciler,
-    run_id: int,
-    task_key: str,
-    qnames: list[str],
-    req: dict[str, float],
-    held: dict[str, dict[str, float]],
-    quotas: dict[str, Any],
-) -> None:
-    if qnames:
-        for q in qnames:
-            h = held.get(q, {})
-            for r in quotas[q].limits:
-                if req.get(r):
-                    h[r] = max(0.0, h.get(r, 0.0) - req[r])
-        with rec.state.tx() as c:
-            c.execute("DELETE FROM allocations WHERE run_id=? AND task_key=?", (run_id, task_key))
-    rec.state.release(task_key)
+def free(state: State, run_id: int, task_key: str) -> None:
+    """Give back every allocation of ``task_key`` in run ``run_id``. The step's kernel claim
+    is not touched: its holder releases it (``State.release``)."""
+    with state.tx() as c:
+        c.execute("DELETE FROM allocations WHERE run_id=? AND task_key=?", (run_id, task_key))
 
 
-def recent_starts(rec: Reconciler, quota: str, per: float) -> int:
-    rows = rec.state.query(
+def recent_starts(state: State, quota: str, per: float) -> int:
+    """Tasks started under ``quota`` in the last ``per`` seconds (its rate limit)."""
+    rows = state.query(
         "SELECT count(*) AS n FROM rate_events WHERE quota=? AND at > ?",
         (quota, time.time() - per),
     )

@@ -10,11 +10,11 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from runner.reconcile.flow import Reconciler
+    from runner.store.state import State
 
 
 def gate(
-    rec: Reconciler, breaker: Any, run_id: int, task_key: str, timeout: float | None
+    state: State, breaker: Any, run_id: int, task_key: str, timeout: float | None
 ) -> tuple[str, float | None]:
     """'go', ('open', until) or 'wait', decided in one write transaction::
 
@@ -27,22 +27,22 @@ def gate(
     its lease (its timeout + 30s, or an hour), the next task becomes the trial.
     """
     now = time.time()
-    with rec.state.tx() as c:
+    with state.tx() as c:
         row = c.execute(
             "SELECT state, opened_until FROM breakers WHERE name=?", (breaker.name,)
         ).fetchone()
         if row is None or row[0] == "closed":
             return "go", None
-        state, until = row[0], row[1] or 0.0
-        if state == "open" and until > now:
+        phase, until = row[0], row[1] or 0.0
+        if phase == "open" and until > now:
             return "open", until
-        if state == "half-open" and until > now:
+        if phase == "half-open" and until > now:
             holder = c.execute(
                 "SELECT run_id FROM events WHERE kind='breaker-trial' AND subject=?"
                 " ORDER BY id DESC LIMIT 1",
                 (breaker.name,),
             ).fetchone()
-            if holder and rec.state.run_alive(holder[0], {run_id}):
+            if holder and state.run_alive(holder[0], {run_id}):
                 return "wait", None
         lease = now + (timeout + 30.0 if timeout else 3600.0)
         c.execute(
@@ -56,11 +56,11 @@ def gate(
     return "go", None
 
 
-def record_result(rec: Reconciler, breaker: Any, status: str) -> None:
+def record_result(state: State, breaker: Any, status: str) -> None:
     """Count a finished task. A cancelled or interrupted one says nothing about the
     service: it changes no count, and a stopped trial lets the next task try at once."""
     now = time.time()
-    with rec.state.tx() as c:
+    with state.tx() as c:
         if status not in ("succeeded", "failed", "timed_out"):
             c.execute(
                 "UPDATE breakers SET state='open', opened_until=?, updated=?"
@@ -72,16 +72,16 @@ def record_result(rec: Reconciler, breaker: Any, status: str) -> None:
             "SELECT failures, state FROM breakers WHERE name=?", (breaker.name,)
         ).fetchone()
         failures = row[0] if row else 0
-        state = row[1] if row else "closed"
+        phase = row[1] if row else "closed"
         if status == "succeeded":
-            failures, state, until = 0, "closed", None
+            failures, phase, until = 0, "closed", None
         else:
             failures += 1
-            if state == "half-open" or failures >= breaker.threshold:
-                state, until = "open", now + breaker.cooldown
+            if phase == "half-open" or failures >= breaker.threshold:
+                phase, until = "open", now + breaker.cooldown
             else:
                 until = None
         c.execute(
             "INSERT OR REPLACE INTO breakers (name, failures, opened_until, state, updated) VALUES (?,?,?,?,?)",
-            (breaker.name, failures, until, state, now),
+            (breaker.name, failures, until, phase, now),
         )

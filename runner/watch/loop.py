@@ -551,7 +551,8 @@ class Watcher:
 
     def _cycle(self, changes: dict[str, Change], first: bool = False) -> None:
         from runner import api
-        from runner.reconcile.flow import ApplyOptions, select_workflows
+        from runner.reconcile.results import ApplyOptions
+        from runner.reconcile.selection import select_workflows
 
         self.cycles += 1
         cycle = Cycle(self.cycles, list(changes))

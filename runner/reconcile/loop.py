@@ -1,0 +1,320 @@
+"""The apply loop: ready steps started in order, finished tasks settled, until done.
+
+    run ──► _pass (repeated while it makes progress) ──► Start(key).run() per ready step
+     │         └─ DONE ─► _finish ─► wake dependants (or block them)
+     ├─► _poll_cancels (``orch task cancel`` from other processes)
+     └─► a task ended ─► _settle (record, give back) ─► _finish
+
+Tasks run on a thread pool through the executor (``attempts.run_attempts``); everything
+else (deciding, recording, quotas) happens on the loop's own thread, so the store is
+written from one place. Results and progress events are the loop's output; the caller
+runs the hooks and ends the run.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runner.reconcile import record
+from runner.reconcile.attempts import Attempt, run_attempts
+from runner.reconcile.queue import ReadyQueue
+from runner.reconcile.quotas import Quotas
+from runner.reconcile.results import FAILED, ApplyOptions, ApplyResult, StepResult
+from runner.reconcile.start import Outcome, Start, StartContext
+
+if TYPE_CHECKING:
+    from runner.execute.api import Executor
+    from runner.manifests.hashing import Hasher
+    from runner.manifests.load import Manifests
+    from runner.model import Workflow
+    from runner.reconcile.planner import Key, Plans
+    from runner.reconcile.selection import Selection
+    from runner.store.state import State
+
+NOT_OK = (*FAILED, "blocked", "circuit_open")  # a step that did not do its work
+
+
+class ApplyLoop:
+    """One apply's scheduling loop. ``run()`` fills ``results``; ``result()`` orders them."""
+
+    def __init__(
+        self,
+        catalog: Manifests,
+        wfs: list[Workflow],
+        sel: Selection,
+        plans: Plans,
+        *,
+        state: State,
+        hasher: Hasher,
+        root: Path,
+        run_id: int,
+        opts: ApplyOptions,
+        executor: Executor,
+        clock: Callable[[], float],
+    ):
+        from runner.manifests.sources import clean_git_env
+
+        self.catalog, self.wfs, self.sel = catalog, wfs, sel
+        self.state, self.hasher, self.root, self.run_id = state, hasher, root, run_id
+        self.opts, self.executor, self.clock = opts, executor, clock
+        self.jobs = opts.jobs or catalog.config.jobs or os.cpu_count() or 2
+        self.by_name = {w.name: w for w in wfs}
+        self.results: dict[Key, StepResult] = {}
+        self.ready = ReadyQueue()
+        self.running: dict[Key, Start] = {}
+        self.waiting_lock: dict[Key, float] = {}
+        self.done_q: queue.Queue[tuple[Key, Future[list[Attempt]]]] = queue.Queue()
+        self.stopping = False
+        self.interrupted = False
+        self.quotas = Quotas(catalog, wfs, state=state, run_id=run_id)
+        self.ctx = StartContext(
+            catalog=catalog,
+            state=state,
+            hasher=hasher,
+            quotas=self.quotas,
+            views=plans.views,
+            planned={(d.workflow, d.step): d for ds in plans.decisions.values() for d in ds},
+            # read afresh: another runner may have recorded something since the plan
+            records={w.name: state.step_records(w.name, sel.env) for w in wfs},
+            results=self.results,
+            run_id=run_id,
+            env_name=sel.env,
+            root=root,
+            clock=clock,
+            wait=opts.wait,
+            echo=opts.echo,
+            prefix_workflow=len(wfs) > 1,
+            environ=dict(os.environ),
+            base_env=clean_git_env(),
+        )
+        self._remaining_up: dict[Key, int] = {}
+
+    # -- the loop ---------------------------------------------------------------------
+    def run(self) -> None:
+        """Run until every step has a result, or until stopped (fail-fast, ``opts.stop``);
+        Ctrl-C interrupts the running tasks, records them, and is re-raised."""
+        self._push_roots()
+        pool = ThreadPoolExecutor(max_workers=self.jobs, thread_name_prefix="orch-task")
+        try:
+            self._loop(pool)
+        except KeyboardInterrupt:
+            self.interrupted = True
+            for start in self.running.values():
+                assert start.task is not None
+                start.task.cancel.cancel("interrupted")
+            while self.running:
+                key, fut = self.done_q.get()
+                self.results[key] = self._settle(key, fut)
+        finally:
+            pool.shutdown(wait=True)
+            self.hasher.flush()
+
+    def _loop(self, pool: ThreadPoolExecutor) -> None:
+        last_poll = 0.0
+        while True:
+            stop = self.opts.stop
+            if not self.stopping and stop is not None and stop.is_set():
+                self._stop("interrupted")
+            if not self.stopping:
+                # one scheduling pass, repeated while it makes progress: a step decided
+                # without running (early cutoff, skipped, blocked) frees its dependants at
+                # once and they must not wait for a task to finish
+                while self._pass(pool) and not self.stopping:
+                    pass
+            if not self.running and not self.waiting_lock and (not self.ready or self.stopping):
+                return
+            now = self.clock()
+            if self.running and now - last_poll > 0.25:
+                last_poll = now
+                self._poll_cancels()
+            busy = self.waiting_lock or len(self.ready)
+            try:
+                key, fut = self.done_q.get(timeout=0.05 if busy else 0.25)
+            except queue.Empty:
+                continue
+            res = self._settle(key, fut)
+            self.hasher.forget()
+            self._finish(key, res)
+            if res.status in FAILED and self.opts.fail_fast:
+                self.stopping = True
+
+    def _pass(self, pool: ThreadPoolExecutor) -> bool:
+        """Start what can start now, best first; True if a step was decided without running."""
+        progressed = False
+        self.quotas.new_pass()
+        later: list[tuple[str, Key]] = []
+        while len(self.ready) and len(self.running) < self.jobs:
+            lk, key = self.ready.pop()
+            outcome = self._start(pool, key)
+            if outcome is Outcome.LATER:
+                later.append((lk, key))
+            progressed = progressed or outcome is Outcome.DONE
+        for key in list(self.waiting_lock):
+            if len(self.running) >= self.jobs:
+                break
+            outcome = self._start(pool, key)
+            if outcome is Outcome.LATER:
+                later.append((f"{key[0]}/{key[1]}", key))
+            progressed = progressed or outcome is Outcome.DONE
+        for lk, key in later:
+            st = self.by_name[key[0]].step(key[1])
+            self.ready.push(lk, key[0], st.priority, st.index, key)
+        return progressed
+
+    def _start(self, pool: ThreadPoolExecutor, key: Key) -> Outcome:
+        start = Start(self.ctx, key)
+        outcome = start.run()
+        if outcome is Outcome.WAIT:
+            self.waiting_lock.setdefault(key, self.clock())
+            return outcome
+        self.waiting_lock.pop(key, None)
+        if outcome is Outcome.DONE:
+            assert start.result is not None
+            self._finish(key, start.result)
+        elif outcome is Outcome.STARTED:
+            self._submit(pool, key, start)
+        return outcome
+
+    def _submit(self, pool: ThreadPoolExecutor, key: Key, start: Start) -> None:
+        task = start.task
+        assert task is not None
+        self._emit(
+            {
+                "event": "started",
+                "workflow": key[0],
+                "step": key[1],
+                "reasons": list(task.decision.reasons),
+            }
+        )
+        fut = pool.submit(
+            run_attempts,
+            task,
+            executor=self.executor,
+            state=self.state,
+            root=self.root,
+            clock=self.clock,
+        )
+        self.running[key] = start
+        fut.add_done_callback(lambda f, _k=key: self.done_q.put((_k, f)))
+        self.ready.started(key[0])
+
+    # -- a step's end -----------------------------------------------------------------
+    def _settle(self, key: Key, fut: Future[list[Attempt]]) -> StepResult:
+        """A finished task: its outputs hashed and its result recorded (one transaction),
+        its quota allocations and step claim given back -- on every way it ended."""
+        start = self.running.pop(key)
+        task = start.task
+        assert task is not None
+        records = self.ctx.records[key[0]]
+        try:
+            res = record.complete(
+                task,
+                fut.result(),
+                state=self.state,
+                hasher=self.hasher,
+                records=records,
+                clock=self.clock,
+            )
+        except Exception as e:  # record, never lose the runner over one task
+            message = f"internal error: {e}"
+            res = StepResult(key[0], key[1], "failed", task.decision.reasons, message=message)
+            record.record_status(
+                self.state,
+                records,
+                key[0],
+                key[1],
+                env=self.sel.env,
+                run_id=self.run_id,
+                status="failed",
+                reason=message,
+                now=self.clock(),
+            )
+        start.give_back()
+        return res
+
+    def _finish(self, key: Key, res: StepResult) -> None:
+        """Keep ``res``; block the step's descendants if it did not do its work, else
+        push the dependants it was the last upstream of."""
+        self.results[key] = res
+        self._emit({"event": "finished", **res.to_json()})
+        wf = self.by_name[key[0]]
+        dag = self.catalog.dags[wf.name]
+        if res.status in NOT_OK:
+            self._block(
+                wf, dag.descendants({key[1]}), f"upstream {res.status.replace('_', ' ')}: {key[1]}"
+            )
+            return
+        for d in dag.downstream()[key[1]]:
+            dk = (wf.name, d)
+            self._remaining_up[dk] -= 1
+            if self._remaining_up[dk] == 0 and dk not in self.results:
+                st = wf.step(d)
+                self.ready.push(f"{wf.name}/{d}", wf.name, st.priority, st.index, dk)
+
+    def _block(self, wf: Workflow, names: set[str], why: str) -> None:
+        for d in sorted(names, key=lambda n: wf.step(n).index):
+            dk = (wf.name, d)
+            if dk in self.results:
+                continue
+            blocked = StepResult(wf.name, d, "blocked", [why])
+            self.results[dk] = blocked
+            record.record_blocked(
+                self.state,
+                self.ctx.records[wf.name],
+                wf.name,
+                d,
+                env=self.sel.env,
+                run_id=self.run_id,
+                now=self.clock(),
+            )
+            self._emit({"event": "finished", **blocked.to_json()})
+
+    # -- helpers ----------------------------------------------------------------------
+    def _push_roots(self) -> None:
+        for w in self.wfs:
+            dag = self.catalog.dags[w.name]
+            for name in dag.order:
+                k = (w.name, name)
+                self._remaining_up[k] = len(dag.upstream[name])
+                if self._remaining_up[k] == 0:
+                    st = w.step(name)
+                    self.ready.push(f"{w.name}/{name}", w.name, st.priority, st.index, k)
+
+    def _stop(self, status: str) -> None:
+        self.stopping = True
+        for start in self.running.values():
+            assert start.task is not None
+            start.task.cancel.cancel(status)
+
+    def _poll_cancels(self) -> None:
+        """Honour ``orch task cancel`` from other processes: one query for this run."""
+        from runner.store.tasks import cancel_requests
+
+        for key in cancel_requests(self.state, self.run_id):
+            start = self.running.get(key)
+            if start is not None and start.task is not None:
+                start.task.cancel.cancel("cancelled")
+
+    def _emit(self, ev: dict[str, Any]) -> None:
+        if self.opts.report:
+            self.opts.report(ev)
+
+    def result(self, duration: float) -> ApplyResult:
+        """The results in declaration order; steps never reached when stopped early are
+        "not-started"."""
+        ordered = []
+        for w in self.wfs:
+            for name in self.catalog.dags[w.name].order:
+                k = (w.name, name)
+                if k in self.results:
+                    ordered.append(self.results[k])
+                elif self.stopping or self.interrupted:
+                    ordered.append(
+                        StepResult(w.name, name, "not-started", ["not started (stopped early)"])
+                    )
+        return ApplyResult(self.run_id, ordered, duration)

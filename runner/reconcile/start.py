@@ -1,0 +1,327 @@
+"""Starting one ready task: a pipeline of named checks, each of which may end it.
+
+    still up to date ─► admit (quotas, in memory) ─► claim (kernel lock) ─► re-decide
+    ─► template context ─► when ─► render ─► secrets ─► allocate (quotas, in the store)
+    ─► workdir ─► breaker ─► submit
+
+Each stage returns ``None`` (go on) or an ``Outcome``. Whatever ends the pipeline, one
+``give_back()`` frees exactly what this start holds (its allocations, then its claim);
+a started task holds them until the loop settles it and calls ``give_back()`` then.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runner.errors import LockBusy
+from runner.execute.api import Cancel
+from runner.reconcile import record
+from runner.reconcile.attempts import TaskRun
+from runner.reconcile.decide import MAY_RUN, UP_TO_DATE, StepDecision, decide
+from runner.reconcile.queue import request_of
+from runner.reconcile.results import StepResult
+from runner.store import breakers
+
+if TYPE_CHECKING:
+    from runner.manifests.hashing import Hasher
+    from runner.manifests.load import Manifests
+    from runner.reconcile.planner import Key, StepView
+    from runner.reconcile.quotas import Quotas
+    from runner.store.state import State, StepRecord
+
+
+class Outcome(Enum):
+    STARTED = "started"  # submitted; holds its claim and allocations until settled
+    DONE = "done"  # decided without running (up to date, skipped, failed to start...)
+    WAIT = "wait"  # another orch process holds the step's claim
+    LATER = "later"  # its quotas (or a half-open breaker's trial) make it wait
+
+
+@dataclass(frozen=True)
+class StartContext:
+    """What every start of one apply shares (plain data and the stores, no engine)."""
+
+    catalog: Manifests
+    state: State
+    hasher: Hasher
+    quotas: Quotas
+    views: dict[Key, StepView]
+    planned: dict[Key, StepDecision]
+    records: dict[str, dict[str, StepRecord]]  # by workflow, kept current in memory
+    results: dict[Key, StepResult]  # the steps finished so far in this apply
+    run_id: int
+    env_name: str
+    root: Path
+    clock: Callable[[], float]
+    wait: bool  # wait for a claim another orch holds (False: --no-wait, raise LockBusy)
+    echo: Callable[[str], None] | None
+    prefix_workflow: bool  # more than one workflow: echo lines say "[wf/step]"
+    environ: dict[str, str]  # os.environ, as templates see it
+    base_env: dict[str, str]  # the tasks' environment before the step's own
+
+
+class Start:
+    """One attempt to start the task of one ready step. ``run()`` returns the outcome;
+    ``result`` is set for DONE, ``task`` for STARTED."""
+
+    def __init__(self, ctx: StartContext, key: Key):
+        self.ctx = ctx
+        self.view = ctx.views[key]
+        self.key = key
+        self.decision = ctx.planned[key]
+        self.records = ctx.records[key[0]]
+        self.qnames: list[str] = ctx.quotas.of.get(key[0], [])
+        self.req = request_of(self.view.step.resources)
+        self.claimed = False
+        self.allocated = False
+        self.result: StepResult | None = None
+        self.task: TaskRun | None = None
+        self._tctx: dict[str, Any] = {}
+        self._command: str | list[str] = ""
+        self._env: dict[str, str] = {}
+
+    def run(self) -> Outcome:
+        stages = (
+            self._still_up_to_date,
+            self._admit,
+            self._claim,
+            self._redecide,
+            self._template_context,
+            self._when,
+            self._render,
+            self._secrets,
+            self._allocate,
+            self._workdir,
+            self._breaker,
+            self._submit,
+        )
+        for stage in stages:
+            outcome = stage()
+            if outcome is not None:
+                if outcome is not Outcome.STARTED:
+                    self.give_back()
+                return outcome
+        raise AssertionError("the last stage submits")  # pragma: no cover
+
+    def give_back(self) -> None:
+        """Free what this start holds: its quota allocations, then its step claim."""
+        if self.allocated:
+            self.ctx.quotas.give_back(self.view.task_key, self.qnames, self.req)
+            self.allocated = False
+        if self.claimed:
+            self.ctx.state.release(self.view.task_key)
+            self.claimed = False
+
+    # -- the stages, in order ---------------------------------------------------------
+    def _still_up_to_date(self) -> Outcome | None:
+        # the plan found it up to date moments ago and nothing upstream has run since:
+        # that answer stands (re-deciding 900 of 1,000 steps costs more than the 100
+        # that changed)
+        if self.decision.action == UP_TO_DATE and all(
+            self.ctx.results[(self.key[0], u)].status == "up-to-date" for u in self.view.upstream
+        ):
+            return self._done("up-to-date")
+        return None
+
+    def _admit(self) -> Outcome | None:
+        # quotas first (this process + live others, in memory): a task that cannot get
+        # its resources now is not claimed, re-read and re-decided on every pass
+        if self.qnames and not self.ctx.quotas.admit(self.qnames, self.req):
+            return Outcome.LATER
+        return None
+
+    def _claim(self) -> Outcome | None:
+        if not self.ctx.state.try_claim(self.view.task_key):
+            if not self.ctx.wait:
+                raise LockBusy(
+                    f"step {self.view.task_key} is being run by another orch process (--no-wait given)"
+                )
+            return Outcome.WAIT
+        self.claimed = True
+        return None
+
+    def _redecide(self) -> Outcome | None:
+        # another runner may have just finished it: read the record afresh, then decide
+        # again, now with the upstream results of this apply (early cutoff, as Bazel's)
+        wf, step = self.key
+        fresh = self.ctx.state.step_record(wf, step, self.ctx.env_name)
+        if fresh is not None:
+            self.records[step] = fresh
+        planned = self.decision
+        self.decision = decide(
+            self.view,
+            self.records.get(step),
+            records=self.records,
+            will_run=set(),
+            hasher=self.ctx.hasher,
+            forced=self.view.forced,
+        )
+        if self.decision.action == UP_TO_DATE:
+            why = ["early cutoff: upstream outputs unchanged"] if planned.action == MAY_RUN else []
+            return self._done("up-to-date", why)
+        return None
+
+    def _template_context(self) -> Outcome | None:
+        wf, step = self.view.wf, self.view.step
+        proj = self.ctx.catalog.projects.get(wf.project) if wf.project else None
+        # validation turns every steps.X reference into an edge, so the direct upstream
+        # steps are all a template may read (and building more would be O(steps^2))
+        self._tctx = {
+            "params": {**self.view.params, **step.params},
+            "steps": {
+                n: {"outputs": self.records[n].outputs, "status": self.records[n].status}
+                for n in self.view.upstream
+                if n in self.records
+            },
+            "workflow": {"name": wf.name, "project": wf.project or ""},
+            "env": self.ctx.environ,
+            "project": {"name": proj.name, "path": proj.dir, "params": proj.params} if proj else {},
+            "step": {"name": step.name},
+        }
+        return None
+
+    def _when(self) -> Outcome | None:
+        from runner.templating import evaluate_when
+
+        step = self.view.step
+        if step.when is None:
+            return None
+        try:
+            go = evaluate_when(step.when, self._tctx)
+        except Exception as e:  # TemplateError, or a value the quoting refuses
+            return self._template_failed(e)
+        if go:
+            return None
+        record.record_skipped(
+            self.ctx.state,
+            self.records,
+            self.decision,
+            env=self.ctx.env_name,
+            run_id=self.ctx.run_id,
+            reason="when: false",
+            now=self.ctx.clock(),
+        )
+        return self._done("skipped", ["when: false"])
+
+    def _render(self) -> Outcome | None:
+        from runner.templating import render_argv, render_command, render_text
+
+        step = self.view.step
+        try:
+            self._command = (
+                render_command(step.run, self._tctx)
+                if isinstance(step.run, str)
+                else render_argv(list(step.run), self._tctx)
+            )
+            self._env = {k: render_text(v, self._tctx) for k, v in step.env.items()}
+        except Exception as e:  # TemplateError, or a value the quoting refuses
+            return self._template_failed(e)
+        return None
+
+    def _secrets(self) -> Outcome | None:
+        missing = [s for s in self.view.step.secrets if s not in os.environ]
+        if missing:
+            return self._failed(f"secret {', '.join(missing)} is not set in the environment")
+        return None
+
+    def _allocate(self) -> Outcome | None:
+        if self.qnames:
+            if not self.ctx.quotas.take(self.view.task_key, self.qnames, self.req):
+                return Outcome.LATER
+            self.allocated = True
+        return None
+
+    def _workdir(self) -> Outcome | None:
+        wd = self.view.workdir
+        if not self._cwd().is_dir():
+            return self._failed(f"workdir {wd or '.'} does not exist")
+        return None
+
+    def _breaker(self) -> Outcome | None:
+        brk = self.view.step.breaker
+        if brk is None:
+            return None
+        gate, open_until = breakers.gate(
+            self.ctx.state, brk, self.ctx.run_id, self.view.task_key, self.view.step.timeout
+        )
+        if gate == "go":
+            return None
+        if gate == "wait":  # a half-open trial is in flight: its result decides
+            return Outcome.LATER
+        until = time.strftime("%H:%M:%S", time.localtime(open_until))
+        message = f"circuit {brk.name} open until {until}"
+        self._record("circuit_open", message)
+        return self._done("circuit_open", [f"skipped: circuit open until {until}"], message)
+
+    def _submit(self) -> Outcome | None:
+        wf, step = self.view.wf, self.view.step
+        env = dict(self.ctx.base_env)
+        env.update(self._env)
+        env.update(
+            {
+                "ORCH_WORKFLOW": wf.name,
+                "ORCH_STEP": step.name,
+                "ORCH_RUN_ID": str(self.ctx.run_id),
+                "ORCH_ROOT": str(self.ctx.root),
+                "ORCH_ENV": self.ctx.env_name,
+            }
+        )
+        self.task = TaskRun(
+            run_id=self.ctx.run_id,
+            env_name=self.ctx.env_name,
+            view=self.view,
+            decision=self.decision,
+            command=self._command,
+            cwd=self._cwd(),
+            env=env,
+            echo=self._echo(),
+            mask=tuple(os.environ[s] for s in step.secrets if os.environ.get(s)),
+            cancel=Cancel(),
+        )
+        return Outcome.STARTED
+
+    # -- helpers ----------------------------------------------------------------------
+    def _cwd(self) -> Path:
+        wd = self.view.workdir
+        return self.ctx.root / wd if wd else self.ctx.root
+
+    def _echo(self) -> Callable[[str], None] | None:
+        echo = self.ctx.echo
+        if echo is None:
+            return None
+        wf, step = self.key
+        prefix = f"[{wf}/{step}] " if self.ctx.prefix_workflow else f"[{step}] "
+        return lambda line: echo(prefix + line)
+
+    def _done(
+        self, status: str, reasons: list[str] | tuple[str, ...] = (), message: str = ""
+    ) -> Outcome:
+        self.result = StepResult(self.key[0], self.key[1], status, reasons, message=message)
+        return Outcome.DONE
+
+    def _record(self, status: str, reason: str) -> None:
+        record.record_status(
+            self.ctx.state,
+            self.records,
+            self.key[0],
+            self.key[1],
+            env=self.ctx.env_name,
+            run_id=self.ctx.run_id,
+            status=status,
+            reason=reason,
+            now=self.ctx.clock(),
+        )
+
+    def _failed(self, message: str) -> Outcome:
+        self._record("failed", message)
+        return self._done("failed", self.decision.reasons, message)
+
+    def _template_failed(self, e: Exception) -> Outcome:
+        wf, step = self.view.wf, self.view.step
+        return self._failed(f"template error in {wf.path}: spec.steps[{step.index}]: {e}")
