@@ -1,4 +1,7 @@
-"""Retries, timeouts, circuit breakers, cancel, Ctrl-C and killed runners, with real processes.
+"""Timeouts, cancel, Ctrl-C and killed runners, end to end with real processes.
+
+Retries and circuit breakers are decided by the engine alone: they run in-process over
+the fake executor in test_engine.py.
 
 Every process a step starts writes its pid to a file, so the tests can check that the
 whole tree is gone afterwards (a zombie waiting for init counts as gone). Runners that the
@@ -9,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -87,32 +89,6 @@ def by_step(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {s["step"]: s for s in data["steps"]}
 
 
-# -- retries --------------------------------------------------------------------------------
-
-FLAKY = 'n=$(cat count 2>/dev/null || echo 0); n=$((n+1)); echo $n > count; [ "$n" -ge 3 ]'
-
-
-def test_retry_fails_twice_then_succeeds_with_growing_delays(repo: Repo) -> None:
-    steps = [
-        {"name": "flaky", "run": FLAKY},  # retry from spec.defaults
-        {"name": "picky", "run": "exit 1", "retry": {"limit": 3, "backoff": "50ms", "on": [75]}},
-    ]
-    retry = {"limit": 3, "backoff": "100ms", "factor": 2, "jitter": 0}
-    setup(repo, wf("w", steps, defaults={"retry": retry}))
-    r = by_step(repo.apply())
-    assert (r["flaky"]["status"], r["flaky"]["attempts"]) == ("succeeded", 3)
-    assert (r["picky"]["status"], r["picky"]["attempts"]) == ("failed", 1)  # 1 is not in `on`
-    attempts = sorted(
-        (t for t in history_tasks(repo) if t["step"] == "flaky"), key=lambda t: t["id"]
-    )
-    assert [t["attempt"] for t in attempts] == [1, 2, 3]
-    assert [t["exit_code"] for t in attempts] == [1, 1, 0]
-    assert [t["status"] for t in attempts] == ["failed", "failed", "succeeded"]
-    assert [t["delay"] for t in attempts] == [0.1, 0.2, None]
-    for before, after in zip(attempts, attempts[1:], strict=False):
-        assert after["started"] >= before["ended"] + before["delay"] - 1e-3  # it really waited
-
-
 # -- timeouts -------------------------------------------------------------------------------
 
 STUBBORN = """\
@@ -138,57 +114,6 @@ def test_timeout_ends_the_whole_tree_even_a_grandchild_ignoring_sigterm(repo: Re
     wait_until(lambda: not any(alive(p) for p in pids), "the tree to be gone", timeout=5)
     status = {s["step"]: s for s in repo.orch_json("status")["steps"]}
     assert status["stubborn"]["status"] == "timed_out"
-
-
-# -- circuit breakers -----------------------------------------------------------------------
-
-
-def breaker(repo: Repo) -> dict[str, Any]:
-    (b,) = repo.orch_json("status")["breakers"]
-    return b
-
-
-def ran(repo: Repo) -> list[str]:
-    p = repo.path / "ran.log"
-    lines = p.read_text().split() if p.exists() else []
-    p.unlink(missing_ok=True)
-    return lines
-
-
-def test_breaker_opens_skips_and_closes_after_a_successful_trial(repo: Repo) -> None:
-    call = 'echo $ORCH_STEP >> ran.log; [ "$(cat mode)" = ok ]'
-    brk = {"name": "api", "threshold": 2, "cooldown": "1500ms"}
-    setup(repo, wf("w", [{"name": f"s{i}", "run": call, "breaker": brk} for i in (1, 2, 3)]))
-    repo.write("mode", "down\n")
-
-    # two failures open it; the third step is not started
-    r = by_step(repo.apply("-j", "1"))
-    assert ran(repo) == ["s1", "s2"]
-    assert [r[s]["status"] for s in ("s1", "s2", "s3")] == ["failed", "failed", "circuit_open"]
-    assert re.fullmatch(r"skipped: circuit open until \d\d:\d\d:\d\d", r["s3"]["reasons"][0])
-    b = breaker(repo)
-    assert (b["name"], b["state"], b["failures"]) == ("api", "open", 2)
-    # a step held back by the open breaker is not success, even with nothing downstream
-    alone = repo.orch("apply", "w", "--force", "s3", "-j", "1")
-    assert alone.returncode == 1 and "circuit open" in alone.stderr, alone.stderr
-    assert ran(repo) == []
-
-    # cooldown over: exactly one trial runs while the others wait for it; it fails: open again
-    wait_until(lambda: time.time() > b["opened_until"], "the cooldown", timeout=10)
-    r = by_step(repo.apply("-j", "4"))
-    assert len(ran(repo)) == 1
-    assert sorted(s["status"] for s in r.values()) == ["circuit_open", "circuit_open", "failed"]
-    b = breaker(repo)
-    assert (b["state"], b["failures"]) == ("open", 3)
-
-    # the service is back: the trial succeeds, closes it, and the others run
-    wait_until(lambda: time.time() > b["opened_until"], "the cooldown", timeout=10)
-    repo.write("mode", "ok\n")
-    r = by_step(repo.apply("-j", "4"))
-    assert sorted(ran(repo)) == ["s1", "s2", "s3"]
-    assert {s["status"] for s in r.values()} == {"succeeded"}
-    b = breaker(repo)
-    assert (b["state"], b["failures"]) == ("closed", 0)
 
 
 # -- task control ---------------------------------------------------------------------------

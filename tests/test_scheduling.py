@@ -1,4 +1,7 @@
-"""Quotas, priorities, fairness and the host ceiling, with real processes.
+"""Quotas across runners, validation of requests and the pure scheduler.
+
+Priorities, fairness, quotas within one apply and the host ceiling run in-process over
+the fake executor (test_engine.py); here only what needs real processes.
 
 Overlap is proven two ways: steps that must not overlap take a ``mkdir`` lock and fail if
 it is taken (so the run itself fails on a violation), and the recorded start/end times in
@@ -57,10 +60,6 @@ def tasks(repo: Repo) -> list[dict[str, Any]]:
     return [t for r in runs for t in r["tasks"]]
 
 
-def overlap(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    return a["started"] < b["ended"] and b["started"] < a["ended"]
-
-
 def max_concurrent(ts: list[dict[str, Any]]) -> int:
     events = sorted([(t["started"], 1) for t in ts] + [(t["ended"], -1) for t in ts])
     best = cur = 0
@@ -68,26 +67,6 @@ def max_concurrent(ts: list[dict[str, Any]]) -> int:
         cur += d
         best = max(best, cur)
     return best
-
-
-def statuses(data: dict[str, Any]) -> dict[str, str]:
-    return {f"{s['workflow']}/{s['step']}": s["status"] for s in data["steps"]}
-
-
-def test_concurrency_1_never_overlaps_while_free_steps_run_in_parallel(repo: Repo) -> None:
-    serial = [{"name": f"s{i}", "run": EXCLUSIVE.format(lock="slot.lock", t=0.1)} for i in range(3)]
-    free = [
-        {"name": "p1", "run": "touch p1.flag; " + WAIT.format(f="p2.flag")},
-        {"name": "p2", "run": "touch p2.flag; " + WAIT.format(f="p1.flag")},
-    ]
-    setup(repo, quota("one", "{concurrency: 1}"), wf("serial", serial, "one"), wf("free", free))
-    r = repo.apply("-j", "8")
-    assert r["ok"], r["steps"]
-    assert set(statuses(r).values()) == {"succeeded"}
-    ts = {t["step"]: t for t in tasks(repo)}
-    for a, b in (("s0", "s1"), ("s0", "s2"), ("s1", "s2")):
-        assert not overlap(ts[a], ts[b]), (a, b)
-    assert overlap(ts["p1"], ts["p2"])
 
 
 def test_quota_holds_across_two_runners(repo: Repo) -> None:
@@ -122,111 +101,6 @@ def test_quota_holds_across_two_runners(repo: Repo) -> None:
     ts = tasks(repo)
     assert len(ts) == 6 and {t["status"] for t in ts} == {"succeeded"}
     assert max_concurrent(ts) == 1
-
-
-def test_gpu_quota_serialises_gpu_steps_only(repo: Repo) -> None:
-    gpu_run = EXCLUSIVE.format(lock="gpu.lock", t=0).replace(
-        "; sleep 0;", "; touch g.seen; " + WAIT.format(f="n.flag") + ";"
-    )
-    steps = [
-        {"name": "g1", "run": gpu_run, "resources": {"gpu": 1}},
-        {"name": "g2", "run": gpu_run, "resources": {"gpu": 1}},
-        {"name": "n1", "run": "touch n.flag; " + WAIT.format(f="g.seen")},
-    ]
-    setup(repo, quota("gpus", "{gpu: 1}", '{workflows: ["ml*"]}'), wf("ml", steps))
-    r = repo.apply("-j", "8")
-    assert r["ok"], r["steps"]
-    ts = {t["step"]: t for t in tasks(repo)}
-    assert not overlap(ts["g1"], ts["g2"])
-    assert overlap(ts["n1"], ts["g1"]) or overlap(ts["n1"], ts["g2"])
-
-
-def test_priority_order_under_contention(repo: Repo) -> None:
-    prios = {"a": 0, "b": 0, "c": 10, "d": 5, "e": -1}
-    steps = [
-        {"name": n, "run": "echo $ORCH_STEP >> order.log", "priority": p} for n, p in prios.items()
-    ]
-    setup(repo, quota("one", "{concurrency: 1}"), wf("w", steps, "one"))
-    r = repo.apply("-j", "4")
-    assert r["ok"]
-    assert repo.read("order.log").split() == ["c", "d", "a", "b", "e"]
-    recorded = [t["step"] for t in sorted(tasks(repo), key=lambda t: t["started"])]
-    assert recorded == ["c", "d", "a", "b", "e"]
-
-
-def test_big_task_is_not_starved_by_later_small_ones(repo: Repo) -> None:
-    """cpu 2: s1 and s2 run; 'big' (cpu 2) reserves what frees up, so s3.. wait behind it."""
-    small = "echo $ORCH_STEP >> order.log; sleep 0.2"
-    steps = [{"name": "s1", "run": small, "resources": {"cpu": "500m"}}]
-    steps.append({"name": "s2", "run": small, "resources": {"cpu": "500m"}})
-    steps.append({"name": "big", "run": small, "resources": {"cpu": 1}})
-    steps += [{"name": f"t{i}", "run": small, "resources": {"cpu": "500m"}} for i in range(3)]
-    setup(repo, quota("cpu", "{cpu: 1}"), wf("w", steps, "cpu"))
-    r = repo.apply("-j", "8")
-    assert r["ok"]
-    order = repo.read("order.log").split()
-    assert sorted(order[:2]) == ["s1", "s2"]
-    assert order[2] == "big"
-    ts = {t["step"]: t for t in tasks(repo)}
-    assert all(not overlap(ts["big"], ts[o]) for o in ts if o != "big")
-
-
-def test_workflows_take_turns(repo: Repo) -> None:
-    """Under one slot, no workflow gets a second task before every other ready one had one."""
-    docs = [quota("one", "{concurrency: 1}", '{workflows: ["*"]}')]
-    # w1 declares more steps at index 0..2; w2/w3 become ready at the same moment
-    for name in ("w1", "w2", "w3"):
-        docs.append(
-            wf(
-                name,
-                [{"name": f"x{i}", "run": "echo $ORCH_WORKFLOW >> order.log"} for i in range(3)],
-            )
-        )
-    setup(repo, *docs)
-    assert repo.apply()["ok"]
-    order = repo.read("order.log").split()
-    assert order == ["w1", "w2", "w3"] * 3
-
-
-def test_many_workflows_in_one_apply(repo: Repo) -> None:
-    docs = [quota("four", "{concurrency: 4}", '{workflows: ["*"]}')]
-    for i in range(120):
-        docs.append(
-            wf(
-                f"wf-{i:03d}",
-                [
-                    {"name": "a", "run": "true"},
-                    {"name": "b", "run": "true", "needs": ["a"]},
-                ],
-            )
-        )
-    setup(repo, *docs)
-    p = repo.orch("apply", "--json", "-j", "8", timeout=120)
-    assert p.returncode == 0, p.stderr[-2000:]
-    data = json.loads(p.stdout)
-    assert data["counts"] == {"succeeded": 240}
-    runs = repo.orch_json("history", "--limit", "1")
-    assert len(runs[0]["tasks"]) == 240
-    assert max_concurrent(runs[0]["tasks"]) <= 4
-    # fair: every workflow's first step starts before any workflow's second
-    ts = sorted(runs[0]["tasks"], key=lambda t: t["started"])
-    firsts = [t["step"] for t in ts[:120]]
-    assert firsts.count("a") >= 110  # b of the first workflows may slip in as slots free
-
-
-def test_rate_limit_spaces_starts(repo: Repo) -> None:
-    steps = [{"name": f"r{i}", "run": "true"} for i in range(4)]
-    setup(
-        repo,
-        quota("slow", "{}", '{workflows: ["w"]}', rate="{runs: 2, per: 1s}"),
-        wf("w", steps),
-    )
-    assert repo.apply("-j", "4")["ok"]
-    starts = sorted(t["started"] for t in tasks(repo))
-    # at most 2 starts in any 1 s window; unthrottled, all four start within milliseconds.
-    # Slack: a task's recorded start trails its admission by thread scheduling (a busy box)
-    assert starts[2] - starts[0] >= 0.6
-    assert starts[3] - starts[1] >= 0.6
 
 
 # -- validation: requests no quota (or host) could ever grant ------------------------------
@@ -265,27 +139,6 @@ def test_request_beyond_the_host_is_a_validation_error(repo: Repo) -> None:
     assert "step 'huge'" in p.stderr and "step 'fat'" in p.stderr
     assert "step 'fits'" not in p.stderr
     assert "host" in p.stderr
-
-
-def test_host_is_the_ceiling_of_the_scheduler(repo: Repo) -> None:
-    """Two steps each asking for every CPU of the host never run at once, quota or not."""
-    from runner.inventory import host
-
-    cpus = host()["cpus"]
-    steps = [
-        {
-            "name": f"h{i}",
-            "run": EXCLUSIVE.format(lock="cpu.lock", t=0.1),
-            "resources": {"cpu": cpus},
-        }
-        for i in range(2)
-    ]
-    steps.append({"name": "free", "run": "true"})
-    setup(repo, wf("w", steps))
-    r = repo.apply("-j", "8")
-    assert r["ok"], r["steps"]
-    ts = {t["step"]: t for t in tasks(repo)}
-    assert not overlap(ts["h0"], ts["h1"])
 
 
 # -- the pure scheduler ---------------------------------------------------------------------
