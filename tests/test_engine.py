@@ -466,3 +466,73 @@ def test_a_step_that_waited_for_its_claim_starts_once_and_keeps_its_result(repo:
     assert statuses(r) == {"w/x": "succeeded", "w/y": "succeeded"}
     finished = [(e["step"], e["status"]) for e in events if e["event"] == "finished"]
     assert sorted(finished) == [("x", "succeeded"), ("y", "succeeded")]
+
+
+# -- beside another orch process --------------------------------------------------------
+
+
+def test_plan_names_a_step_another_orch_is_running(repo: Repo) -> None:
+    """The one override of the plain rules, made in decide: a step recorded "running" by a
+    live run of another orch is "running in another orch", not "interrupted"."""
+    import subprocess
+    import sys
+
+    hold = 'touch started.flag; i=0; while [ ! -e go.flag ] && [ "$i" -lt 500 ]; do sleep 0.02; i=$((i+1)); done'
+    path = setup(repo, wf("w", [{"name": "hold", "run": hold}]))
+    other = subprocess.Popen(
+        [sys.executable, "-m", "runner", "-C", str(path), "apply", "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 15
+        while not (path / "started.flag").exists():
+            assert time.monotonic() < deadline, "the other orch never started its task"
+            time.sleep(0.02)
+        (run,) = api.history(api.open_repo(path))
+        (step,) = api.plan(api.open_repo(path))["steps"]
+        assert (step["action"], step["reasons"]) == (
+            "run",
+            [f"running in another orch (run {run['id']})"],
+        )
+    finally:
+        (path / "go.flag").touch()
+        assert other.wait(timeout=30) == 0
+    # that run is over: the step is up to date, whoever ran it
+    (step,) = api.plan(api.open_repo(path))["steps"]
+    assert (step["action"], step["reasons"]) == ("up-to-date", [])
+
+
+def test_freeing_allocations_leaves_the_step_claim_to_its_holder(tmp_path: Path) -> None:
+    """store.allocations.free gives back quota rows only; the claim is released by whoever
+    took it (Start.give_back), so freeing can never let a second runner in early."""
+    import subprocess
+    import sys
+
+    from runner.reconcile.queue import QuotaLimits
+    from runner.store import allocations
+    from runner.store.state import State
+
+    orch = tmp_path / ".orch"
+    orch.mkdir()
+    state = State(orch)
+    limits = {"q": QuotaLimits("q", {"concurrency": 1.0})}
+    assert state.try_claim("w/x")
+    assert allocations.allocate(state, 7, "w/x", ["q"], {"concurrency": 1.0}, limits)
+    assert state.query("SELECT count(*) AS n FROM allocations")[0]["n"] == 1
+    allocations.free(state, 7, "w/x")
+    assert state.query("SELECT count(*) AS n FROM allocations")[0]["n"] == 0
+    probe = (
+        "import sys; from pathlib import Path; from runner.store.state import State;"
+        "print(State(Path(sys.argv[1])).is_held_elsewhere('w/x'))"
+    )
+    held = subprocess.run(
+        [sys.executable, "-c", probe, str(orch)], capture_output=True, text=True, check=True
+    )
+    assert held.stdout.strip() == "True"
+    state.release("w/x")
+    held = subprocess.run(
+        [sys.executable, "-c", probe, str(orch)], capture_output=True, text=True, check=True
+    )
+    assert held.stdout.strip() == "False"
+    state.close()
