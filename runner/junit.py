@@ -21,13 +21,15 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from runner.status import CANCELS, Status
+
 if TYPE_CHECKING:
     from runner.reconcile.results import ApplyResult, StepResult
 
 TAIL_LINES = 50
 TAIL_BYTES = 64 * 1024
-FAILURE = ("failed", "timed_out")
-ERROR = ("cancelled", "interrupted")
+FAILURE = (Status.FAILED, Status.TIMED_OUT)
+ERROR = CANCELS
 
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
 # characters XML 1.0 cannot hold even escaped (C0 controls but tab/LF/CR, lone surrogates, ...)

@@ -11,6 +11,7 @@ from typing import Any
 from runner import api
 from runner.cli.common import print_json, repo_from
 from runner.render import paint, table, use_color
+from runner.status import Status
 
 ICONS = {
     "run": ("+", "yellow"),
@@ -159,21 +160,21 @@ def apply(args: argparse.Namespace) -> int:
 def _print_finished(ev: dict[str, Any], color: bool) -> None:
     st = ev["status"]
     name = f"{ev['workflow']}/{ev['step']}"
-    if st == "up-to-date":
+    if st == Status.UP_TO_DATE:
         if ev["reasons"]:
             print(
                 paint(f"= {name}: up to date ({'; '.join(ev['reasons'])})", "dim", color),
                 file=sys.stderr,
             )
         return
-    if st == "succeeded":
+    if st == Status.SUCCEEDED:
         print(
             paint(f"ok {name}", "green", color) + f" {ev['duration']:.2f}s",
             file=sys.stderr,
             flush=True,
         )
         return
-    if st in ("skipped", "circuit_open", "blocked", "not-started"):
+    if st in (Status.SKIPPED, Status.CIRCUIT_OPEN, Status.BLOCKED, Status.NOT_STARTED):
         why = "; ".join(ev["reasons"]) or ev["message"]
         print(
             paint(f"- {name}: {st.replace('_', ' ')} ({why})", "yellow", color),
@@ -208,11 +209,11 @@ def status(args: argparse.Namespace) -> int:
     for r in rows:
         st = r["status"]
         c = {
-            "succeeded": "green",
-            "failed": "red",
-            "timed_out": "red",
-            "blocked": "yellow",
-            "interrupted": "red",
+            Status.SUCCEEDED: "green",
+            Status.FAILED: "red",
+            Status.TIMED_OUT: "red",
+            Status.BLOCKED: "yellow",
+            Status.INTERRUPTED: "red",
         }.get(st, "dim")
         out.append(
             [

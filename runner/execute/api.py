@@ -22,8 +22,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-STATUSES = ("succeeded", "failed", "timed_out", "cancelled", "interrupted")
-CANCEL_STATUSES = ("cancelled", "interrupted")
+from runner.status import CANCELS, TASK_ENDS
+
+STATUSES = TASK_ENDS  # how a task can end
+CANCEL_STATUSES = CANCELS
 OUTPUT_VAR = "ORCH_OUTPUT"
 
 

@@ -18,13 +18,12 @@ from runner.projects.archive import (
     unknown_project,
     workflows_of,
 )
+from runner.status import GREEN, NOT_OK
 
 if TYPE_CHECKING:
     from runner.api import Repo
     from runner.model import Workflow
 
-GREEN = ("succeeded", "skipped")
-FAILING = ("failed", "timed_out", "cancelled", "interrupted", "blocked", "circuit_open")
 
 # --------------------------------------------------------------------------- list
 
@@ -178,7 +177,7 @@ def _workflow_status(
                 "task_id": r.task_id if r else None,
             }
         )
-    failing = [s for s in steps if s["status"] in FAILING]
+    failing = [s for s in steps if s["status"] in NOT_OK]
     ids = [s["task_id"] for s in failing if s["task_id"] is not None]
     logs = {}
     if ids:
@@ -216,7 +215,7 @@ def _workflow_status(
         }
         last = {k: last[k] for k in ("id", "started", "ended", "env")}
         last["ran"] = len(final)
-        if any(st in FAILING for st in final.values()):
+        if any(st in NOT_OK for st in final.values()):
             last["status"] = "failed"
         elif "running" in final.values():
             last["status"] = "running"

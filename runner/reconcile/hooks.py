@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.execute.api import Cancel, Executor, TaskSpec
-from runner.reconcile.results import FAILED, ApplyResult
+from runner.reconcile.results import ApplyResult
+from runner.status import NOT_OK, Status
 
 if TYPE_CHECKING:
     from runner.manifests.load import Manifests
@@ -28,9 +29,9 @@ HOOK_TIMEOUT = 300.0  # seconds
 def hook_kinds(wf: Workflow, result: ApplyResult) -> tuple[list[str], bool]:
     """Which of ``wf``'s hook kinds fire for ``result``, and whether the workflow failed."""
     mine = [r for r in result.results if r.workflow == wf.name]
-    if any(r.status == "interrupted" for r in mine):
+    if any(r.status == Status.INTERRUPTED for r in mine):
         return ["always"], False  # stopped (Ctrl-C, watch --restart): neither failed nor done
-    failed = any(r.status in (*FAILED, "blocked", "circuit_open") for r in mine)
+    failed = any(r.status in NOT_OK for r in mine)
     return ["failure" if failed else "success", "always"], failed
 
 

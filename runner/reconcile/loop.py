@@ -24,8 +24,9 @@ from runner.reconcile import record
 from runner.reconcile.attempts import Attempt, run_attempts
 from runner.reconcile.queue import ReadyQueue
 from runner.reconcile.quotas import Quotas
-from runner.reconcile.results import FAILED, ApplyOptions, ApplyResult, StepResult
+from runner.reconcile.results import ApplyOptions, ApplyResult, StepResult
 from runner.reconcile.start import Outcome, Start, StartContext
+from runner.status import FAILED, NOT_OK
 
 if TYPE_CHECKING:
     from runner.execute.api import Executor
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
     from runner.reconcile.planner import Key, Plans
     from runner.reconcile.selection import Selection
     from runner.store.state import State
-
-NOT_OK = (*FAILED, "blocked", "circuit_open")  # a step that did not do its work
 
 
 class ApplyLoop:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-FAILED = ("failed", "timed_out", "cancelled", "interrupted")
+from runner.status import FAILED, NOT_OK  # noqa: F401 - FAILED re-exported
 
 
 class ApplyOptions(NamedTuple):
@@ -29,7 +29,7 @@ class ApplyOptions(NamedTuple):
 class StepResult(NamedTuple):
     workflow: str
     step: str
-    status: str  # succeeded, failed, timed_out, cancelled, interrupted, skipped, blocked, up-to-date, circuit_open
+    status: str  # a runner.status.Status
     reasons: list[str] | tuple[str, ...] = ()
     duration: float = 0.0
     exit_code: int | None = None
@@ -62,7 +62,7 @@ class ApplyResult(NamedTuple):
     def ok(self) -> bool:
         # a step held back by an open breaker did not do its work: that is not success,
         # whether or not anything depends on it
-        return not any(r.status in (*FAILED, "blocked", "circuit_open") for r in self.results)
+        return not any(r.status in NOT_OK for r in self.results)
 
     def counts(self) -> dict[str, int]:
         c: dict[str, int] = {}

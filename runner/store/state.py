@@ -94,8 +94,6 @@ MIGRATIONS: dict[int, str] = {
     """,
 }
 
-LIVE = ("running", "queued")
-
 
 _OFD = hasattr(fcntl, "F_OFD_SETLK")
 

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from runner import globs, links
 from runner.errors import OrchError
 from runner.manifests.load import CONFIG_PATH, Config, _selected, read_config, select_files
+from runner.status import TASK_ENDS, Status
 
 if TYPE_CHECKING:
     from runner.api import Repo
@@ -346,17 +347,17 @@ class Cycle:
 
     @property
     def ran(self) -> int:
-        return self.count("succeeded", "failed", "timed_out", "cancelled", "interrupted")
+        return self.count(*TASK_ENDS)
 
     @property
     def failed(self) -> int:
-        return self.count("failed", "timed_out", "cancelled")
+        return self.count(Status.FAILED, Status.TIMED_OUT, Status.CANCELLED)
 
     def summary(self) -> str:
         what = "start" if not self.changed else "changed " + _files(self.changed)
         line = f"watch: cycle {self.number}: {what} -> {self.ran} ran, {self.failed} failed"
         extra = []
-        for status in ("interrupted", "blocked"):
+        for status in (Status.INTERRUPTED, Status.BLOCKED):
             n = self.count(status)
             if n:
                 extra.append(f"{n} {status}")
