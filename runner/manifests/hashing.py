@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runner import globs, links, statkey
+from runner.digests import digest
 
 if TYPE_CHECKING:
     from runner.store.state import State
@@ -155,12 +156,4 @@ def _hash_file(path: str, executable: bool = False) -> str:
                 h.update(chunk)
     except OSError:
         return MISSING
-    return h.hexdigest()
-
-
-def digest(*parts: str) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    for p in parts:
-        h.update(p.encode())
-        h.update(b"\0")
     return h.hexdigest()

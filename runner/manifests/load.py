@@ -237,7 +237,7 @@ def load_texts(
         err = OrchError(diagnostics=diags)
         err.warnings = m.warnings
         raise err
-    from runner.reconcile.fingerprint import static_fields
+    from runner.manifests.fingerprint import static_fields
 
     for wf in m.workflows.values():
         for s in wf.steps:

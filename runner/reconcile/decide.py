@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from runner.manifests.fingerprint import changed_keys, combine, definition_fields
 from runner.manifests.hashing import MISSING, Hasher
-from runner.reconcile.fingerprint import changed_keys, combine, definition_fields
 from runner.store.state import StepRecord
 
 if TYPE_CHECKING:

@@ -201,7 +201,7 @@ class StepRecord:
     def result_digest(self) -> str:
         """What downstream steps fingerprint of this one: output values, files, status."""
         if self._result_digest is None:
-            from runner.reconcile.fingerprint import upstream_digest
+            from runner.digests import upstream_digest
 
             self._result_digest = upstream_digest(self.outputs, self.output_files, self.status)
         return self._result_digest

@@ -20,7 +20,7 @@ import json
 import os
 from typing import Any
 
-from runner.manifests.hashing import digest
+from runner.digests import combine, digest, upstream_digest  # noqa: F401 - re-exported
 from runner.model import Step, Workflow
 
 FIELDS = ("run", "env", "workdir", "when", "inputs", "outputs", "params", "environ", "secrets")
@@ -28,11 +28,6 @@ FIELDS = ("run", "env", "workdir", "when", "inputs", "outputs", "params", "envir
 
 def _canon(v: Any) -> str:
     return json.dumps(v, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def _flat(d: dict[str, str]) -> str:
-    """Canonical text of a flat str->str mapping; much cheaper than json.dumps."""
-    return "\x1e".join(f"{k}\x1f{d[k]}" for k in sorted(d))
 
 
 STATIC = ("run", "env", "workdir", "when", "inputs", "outputs", "secrets")
@@ -69,14 +64,6 @@ def definition_fields(
     if env_refs:
         fields["environ"] = digest(_canon({k: os.environ.get(k) for k in env_refs}))
     return fields
-
-
-def upstream_digest(outputs: dict[str, str], output_files: dict[str, str], status: str) -> str:
-    return digest(_flat(outputs), _flat(output_files), status)
-
-
-def combine(fields: dict[str, str], inputs: dict[str, str], upstream: dict[str, str]) -> str:
-    return digest(_flat(fields), _flat(inputs), _flat(upstream))
 
 
 def changed_keys(old: dict[str, str], new: dict[str, str]) -> list[str]:
