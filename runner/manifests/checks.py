@@ -449,7 +449,7 @@ def _render_path(raw: str, params: dict[str, Any], wf: Workflow) -> str | None:
 
 def _check_resources(ctx: _Ctx, s: Step, sp: tuple[Any, ...]) -> None:
     """A request no quota governing the step could ever grant is an error now, not a hang."""
-    from runner.reconcile.quotas import governing
+    from runner.manifests.quotas import governing
 
     for q in governing(ctx.m, ctx.wf):
         if q.limits.get("concurrency", 1) < 1:  # every task holds one unit of concurrency

@@ -154,7 +154,7 @@ def affected(m: Manifests, changed: Iterable[str]) -> set[str]:
     manifests exist at all). Where an input path is a template that cannot be rendered
     without running upstream steps, everything under its literal part counts, so the answer
     errs towards running."""
-    from runner.reconcile.quotas import governing
+    from runner.manifests.quotas import governing
 
     changed = set(changed)
     if not changed:

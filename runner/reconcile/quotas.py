@@ -1,4 +1,5 @@
-"""ResourceQuotas during an apply: which govern a workflow, what this run holds, admission.
+"""ResourceQuotas during an apply: what this run holds, admission (which quotas govern a
+workflow is ``manifests/quotas``).
 
 Two checks, as Kubernetes' scheduler does (filter in memory, then bind): ``admit`` asks
 the in-memory picture (this run's holdings + other live runners', read once per pass)
@@ -11,29 +12,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from runner import globs
+from runner.manifests.quotas import governing
 from runner.reconcile.queue import Admission, QuotaLimits, rate_allows
 from runner.store import allocations
 
 if TYPE_CHECKING:
     from runner.manifests.load import Manifests
-    from runner.model import Quota, Workflow
+    from runner.model import Workflow
     from runner.store.state import State
-
-
-def governing(m: Manifests, wf: Workflow) -> list[Quota]:
-    """The quota the workflow names, plus every quota whose selector picks it."""
-    out: list[Quota] = []
-    if wf.quota and wf.quota in m.quotas:
-        out.append(m.quotas[wf.quota])
-    for q in m.quotas.values():
-        if q in out:
-            continue
-        if any(globs.match(p, wf.name) for p in q.workflows) or (
-            wf.project and any(globs.match(p, wf.project) for p in q.projects)
-        ):
-            out.append(q)
-    return out
 
 
 class Quotas:

@@ -1,0 +1,26 @@
+"""Which ResourceQuotas govern a workflow (pure; the accounting lives in reconcile/)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from runner import globs
+
+if TYPE_CHECKING:
+    from runner.manifests.load import Manifests
+    from runner.model import Quota, Workflow
+
+
+def governing(m: Manifests, wf: Workflow) -> list[Quota]:
+    """The quota the workflow names, plus every quota whose selector picks it."""
+    out: list[Quota] = []
+    if wf.quota and wf.quota in m.quotas:
+        out.append(m.quotas[wf.quota])
+    for q in m.quotas.values():
+        if q in out:
+            continue
+        if any(globs.match(p, wf.name) for p in q.workflows) or (
+            wf.project and any(globs.match(p, wf.project) for p in q.projects)
+        ):
+            out.append(q)
+    return out
