@@ -1,6 +1,6 @@
 """The bundled examples' scripts are the templates' scripts, and each script exists once.
 
-The examples are partly generated (``python -m runner.projects.scaffold --examples``), so a fix made
+The examples are partly generated (``python -m runner.projects.examples``), so a fix made
 in a template that is not re-rendered into ``examples/`` is caught here, as is a template
 that copies a script another template already holds instead of borrowing it (``files:``).
 """
@@ -52,7 +52,7 @@ def test_check_reports_a_stale_example_and_writes_nothing(tmp_path: Path) -> Non
 
 def test_check_command_passes_on_the_repository(tmp_path: Path) -> None:
     ok = subprocess.run(
-        [sys.executable, "-m", "runner.projects.scaffold", "--examples", "--check"],
+        [sys.executable, "-m", "runner.projects.examples", "--check"],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -62,8 +62,7 @@ def test_check_command_passes_on_the_repository(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "runner.projects.scaffold",
-            "--examples",
+            "runner.projects.examples",
             "--check",
             "--dest",
             str(tmp_path),

@@ -1,7 +1,6 @@
 """The bundled examples' template-made files: which they are, and rendering them in place.
 
-Run as ``python -m runner.projects.scaffold --examples [--check]`` (``runner.projects.scaffold`` hands over to
-``main`` here), as docs/projects.md says.
+Run as ``python -m runner.projects.examples [--check]``, as docs/projects.md says.
 """
 
 from __future__ import annotations
@@ -87,10 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m runner.projects.scaffold",
+        prog="python -m runner.projects.examples",
         description="Render the bundled examples' scripts.",
     )
-    parser.add_argument("--examples", action="store_true", required=True)
+    parser.add_argument("--examples", action="store_true", help=argparse.SUPPRESS)  # older spelling
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if stale")
     parser.add_argument(
         "--dest", type=Path, default=Path(__file__).resolve().parents[2] / "examples"
@@ -101,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         verb = "out of date" if args.check else "written"
         print(f"{args.dest / rel}: {verb}")
     if args.check and changed:
-        print("run: python -m runner.projects.scaffold --examples", file=sys.stderr)
+        print("run: python -m runner.projects.examples", file=sys.stderr)
         return 1
     return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

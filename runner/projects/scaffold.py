@@ -466,9 +466,3 @@ def _write(dest: Path, files: list[_File]) -> None:
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-if __name__ == "__main__":  # the documented entry point; the generator is runner.projects.examples
-    from runner.projects.examples import main
-
-    raise SystemExit(main())
