@@ -20,32 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from runner import statkey
+from runner.store.stamp import state_key
 
 WITNESS = ".orch/cache/noop.pickle"
-
-
-def _state_key(root: Path) -> tuple[Any, ...] | None:
-    """What the recorded state says, in three numbers: any run, task or step record
-    written by any orch process moves one of them. Read-only; a stat of the files would
-    not do, as SQLite rewrites them on checkpoints without a change of content."""
-    import sqlite3
-
-    db = root / ".orch" / "state.db"
-    if not db.exists():
-        return None
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
-        try:
-            return tuple(
-                conn.execute(
-                    "SELECT (SELECT max(id) FROM runs), (SELECT max(id) FROM tasks),"
-                    " (SELECT max(updated) FROM steps), (SELECT count(*) FROM steps)"
-                ).fetchone()
-            )
-        finally:
-            conn.close()
-    except sqlite3.Error:
-        return None
 
 
 def check(
@@ -61,7 +38,7 @@ def check(
         return None
     from runner.manifests.cache import _code_stamp
 
-    if w["code"] != _code_stamp() or w["state"] is None or w["state"] != _state_key(root):
+    if w["code"] != _code_stamp() or w["state"] is None or w["state"] != state_key(root):
         return None
     for name, value in w["environ"].items():
         if os.environ.get(name) != value:
@@ -112,7 +89,7 @@ def record(
     witnesses = {k: v for k, v in witnesses.items() if v.get("manifests") == mkey}
     witnesses[selection] = {
         "code": _code_stamp(),
-        "state": _state_key(root),
+        "state": state_key(root),
         "environ": environ,
         "manifests": mkey,
         "paths": dict(seen),
