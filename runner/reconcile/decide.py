@@ -21,7 +21,7 @@ from runner.manifests.hashing import MISSING, Hasher
 from runner.store.state import StepRecord
 
 if TYPE_CHECKING:
-    from runner.reconcile.planner import StepView
+    from runner.reconcile.view import StepView
 
 RUN = "run"
 MAY_RUN = "may-run"

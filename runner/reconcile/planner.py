@@ -14,41 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 from runner.links import LinkEscape
 from runner.reconcile.decide import UP_TO_DATE, StepDecision, decide
+from runner.reconcile.view import Key, StepView
 
 if TYPE_CHECKING:
+    from runner.manifests.catalog import Manifests
     from runner.manifests.hashing import Hasher
-    from runner.manifests.load import Manifests
     from runner.model import Step, Workflow
     from runner.reconcile.selection import Selection
     from runner.store.state import State, StepRecord
-
-Key = tuple[str, str]  # (workflow, step)
-
-
-@dataclass(frozen=True)
-class StepView:
-    """One step as this selection sees it. Paths are repo-relative, rendered."""
-
-    wf: Workflow
-    step: Step
-    params: dict[str, Any]  # the workflow's base params (project, env overlay, workflow)
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    workdir: str  # "" = the repository root
-    upstream: tuple[str, ...]  # direct upstream step names
-    param_refs: tuple[str, ...] | None
-    env_refs: tuple[str, ...]
-    static: dict[str, str] | None
-    forced: bool = False
-
-    @property
-    def key(self) -> Key:
-        return (self.wf.name, self.step.name)
-
-    @property
-    def task_key(self) -> str:
-        """``workflow/step``: the step's kernel claim and its quota allocations."""
-        return f"{self.wf.name}/{self.step.name}"
 
 
 @dataclass
