@@ -19,7 +19,7 @@ from runner import __version__, statkey
 from runner.manifests.sources import list_manifest_files
 
 if TYPE_CHECKING:
-    from runner.manifests.load import Manifests
+    from runner.manifests.catalog import Manifests
 
 CONFIG_PATH = ".orch/config.yaml"
 CACHE_FILE = ".orch/cache/manifests.pickle"

@@ -13,57 +13,19 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from runner import globs
 from runner.errors import Diagnostic, OrchError
+from runner.manifests.catalog import Config, Manifests
 from runner.manifests.schema import check_header, repaired, validate_document
 from runner.manifests.sources import list_manifest_files
 from runner.manifests.yamlsrc import Document, decode, load_text
-from runner.model import Project, Quota, Workflow, build_project, build_quota, build_workflow
+from runner.model import build_project, build_quota, build_workflow
 
 CONFIG_PATH = ".orch/config.yaml"
 _ORCH_API = re.compile(r"apiVersion[\"']?\s*:\s*[\"']?orch/")
-
-
-@dataclass
-class Config:
-    manifests: tuple[str, ...] = (".",)
-    exclude: tuple[str, ...] = ()
-    templates: str | None = None
-    jobs: int | None = None
-    debounce: float = 0.1
-    exists: bool = False
-
-
-@dataclass
-class Manifests:
-    root: Path
-    config: Config
-    workflows: dict[str, Workflow] = field(default_factory=dict)
-    quotas: dict[str, Quota] = field(default_factory=dict)
-    projects: dict[str, Project] = field(default_factory=dict)
-    files: tuple[str, ...] = ()
-    dags: dict[str, Any] = field(default_factory=dict)  # name -> graph.Dag
-    documents: dict[tuple[str, int], Document] = field(default_factory=dict)
-    # (workflow, step) -> params / environment variables its templates read; None = all
-    param_refs: dict[tuple[str, str], tuple[str, ...] | None] = field(default_factory=dict)
-    env_refs: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
-    static_fields: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
-    # files skipped as not ours (YAML that does not parse, with no orch apiVersion in it)
-    warnings: list[str] = field(default_factory=list)
-
-    def workflow(self, name: str) -> Workflow:
-        if name not in self.workflows:
-            from runner.errors import did_you_mean
-
-            hint = did_you_mean(name, list(self.workflows)) or (
-                f"known: {', '.join(sorted(self.workflows))}" if self.workflows else "none found"
-            )
-            raise OrchError(f"no workflow named '{name}' ({hint})")
-        return self.workflows[name]
 
 
 def read_config(root: Path) -> tuple[Config, list[Diagnostic]]:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from runner import globs
 
 if TYPE_CHECKING:
-    from runner.manifests.load import Manifests
+    from runner.manifests.catalog import Manifests
     from runner.model import Quota, Workflow
 
 

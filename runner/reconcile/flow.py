@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     from runner.execute.api import Executor
-    from runner.manifests.load import Manifests
+    from runner.manifests.catalog import Manifests
     from runner.model import Workflow
     from runner.reconcile.selection import Selection
     from runner.store.state import State

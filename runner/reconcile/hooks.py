@@ -19,7 +19,7 @@ from runner.reconcile.results import ApplyResult
 from runner.status import NOT_OK, Status
 
 if TYPE_CHECKING:
-    from runner.manifests.load import Manifests
+    from runner.manifests.catalog import Manifests
     from runner.model import Workflow
     from runner.store.state import State
 

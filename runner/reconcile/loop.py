@@ -30,8 +30,8 @@ from runner.status import FAILED, NOT_OK
 
 if TYPE_CHECKING:
     from runner.execute.api import Executor
+    from runner.manifests.catalog import Manifests
     from runner.manifests.hashing import Hasher
-    from runner.manifests.load import Manifests
     from runner.model import Workflow
     from runner.reconcile.planner import Key, Plans
     from runner.reconcile.selection import Selection

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from runner.errors import OrchError, did_you_mean
 
 if TYPE_CHECKING:
-    from runner.manifests.load import Manifests
+    from runner.manifests.catalog import Manifests
     from runner.model import Workflow
 
 

@@ -29,8 +29,8 @@ from runner.reconcile.results import StepResult
 from runner.store import breakers
 
 if TYPE_CHECKING:
+    from runner.manifests.catalog import Manifests
     from runner.manifests.hashing import Hasher
-    from runner.manifests.load import Manifests
     from runner.reconcile.planner import Key, StepView
     from runner.reconcile.quotas import Quotas
     from runner.store.state import State, StepRecord

@@ -1,0 +1,56 @@
+"""The parsed manifests of a repository (``Manifests``) and its ``.orch/config.yaml``
+(``Config``): plain data every stage below the loader reads.
+
+Kept apart from ``load`` (which builds them and runs ``checks``) so ``checks``, ``quotas``
+and the engine can name the type without importing the loader.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runner.errors import OrchError
+
+if TYPE_CHECKING:
+    from runner.manifests.yamlsrc import Document
+    from runner.model import Project, Quota, Workflow
+
+
+@dataclass
+class Config:
+    manifests: tuple[str, ...] = (".",)
+    exclude: tuple[str, ...] = ()
+    templates: str | None = None
+    jobs: int | None = None
+    debounce: float = 0.1
+    exists: bool = False
+
+
+@dataclass
+class Manifests:
+    root: Path
+    config: Config
+    workflows: dict[str, Workflow] = field(default_factory=dict)
+    quotas: dict[str, Quota] = field(default_factory=dict)
+    projects: dict[str, Project] = field(default_factory=dict)
+    files: tuple[str, ...] = ()
+    dags: dict[str, Any] = field(default_factory=dict)  # name -> graph.Dag
+    documents: dict[tuple[str, int], Document] = field(default_factory=dict)
+    # (workflow, step) -> params / environment variables its templates read; None = all
+    param_refs: dict[tuple[str, str], tuple[str, ...] | None] = field(default_factory=dict)
+    env_refs: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
+    static_fields: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    # files skipped as not ours (YAML that does not parse, with no orch apiVersion in it)
+    warnings: list[str] = field(default_factory=list)
+
+    def workflow(self, name: str) -> Workflow:
+        if name not in self.workflows:
+            from runner.errors import did_you_mean
+
+            hint = did_you_mean(name, list(self.workflows)) or (
+                f"known: {', '.join(sorted(self.workflows))}" if self.workflows else "none found"
+            )
+            raise OrchError(f"no workflow named '{name}' ({hint})")
+        return self.workflows[name]
