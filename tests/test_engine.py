@@ -176,7 +176,7 @@ def test_rate_limit_spaces_starts(repo: Repo) -> None:
 
 def test_host_is_the_ceiling_of_the_scheduler(repo: Repo) -> None:
     """Two steps each asking for every CPU of the host never run at once, quota or not."""
-    from runner.inventory import host
+    from runner.execute.host import host
 
     cpus = host()["cpus"]
     steps = [{"name": f"h{i}", "run": "true", "resources": {"cpu": cpus}} for i in range(2)]

@@ -125,7 +125,7 @@ def test_concurrency_zero_quota_is_an_error_not_a_hang(repo: Repo) -> None:
 
 
 def test_request_beyond_the_host_is_a_validation_error(repo: Repo) -> None:
-    from runner.inventory import host
+    from runner.execute.host import host
 
     cpus = host()["cpus"]
     steps = [

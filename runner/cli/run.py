@@ -22,25 +22,16 @@ ICONS = {
 
 def plan(args: argparse.Namespace) -> int:
     repo = repo_from(args)
-    if args.ref:
-        from runner.manifests.revisions import plan_at
-
-        if args.force or args.force_all or args.since:
-            from runner.errors import UsageError
-
-            raise UsageError("--ref plans the manifests at REV as they stand; drop --force/--since")
-
-        data = plan_at(repo, args.ref, args.workflows, project=args.project, env=args.env)
-    else:
-        data = api.plan(
-            repo,
-            args.workflows,
-            project=args.project,
-            env=args.env,
-            force=args.force,
-            force_all=args.force_all,
-            since=args.since,
-        )
+    data = api.plan(
+        repo,
+        args.workflows,
+        project=args.project,
+        env=args.env,
+        ref=args.ref,
+        force=args.force,
+        force_all=args.force_all,
+        since=args.since,
+    )
     stale = 1 if getattr(args, "check", False) and _stale_checked(repo, data) else 0
     if args.json:
         print_json(data)
@@ -362,10 +353,10 @@ def state_reset(args: argparse.Namespace) -> int:
 
 
 def _system(args: argparse.Namespace, part: str) -> int:
-    from runner.inventory import system_status as ss
+
     from runner.units import format_bytes
 
-    data = ss(repo_from(args))
+    data = api.system_status(repo_from(args))
     ok = data["health"]["ok"]
     if args.json:
         print_json(data)

@@ -16,7 +16,7 @@ from runner.manifests.yamlsrc import Document
 from runner.model import Step, Workflow
 
 if TYPE_CHECKING:
-    from runner.manifests.load import Manifests
+    from runner.manifests.catalog import Manifests
 
 TEMPLATE_ROOTS = ("params", "steps", "workflow", "env", "project", "step")
 JINJA_GLOBALS = (
@@ -466,7 +466,7 @@ def _check_resources(ctx: _Ctx, s: Step, sp: tuple[Any, ...]) -> None:
                     "lower the request or raise the quota's limit",
                 )
     if s.resources.get("cpu") or s.resources.get("memory"):
-        from runner.inventory import host_limits  # psutil: only when a step asks for cpu/memory
+        from runner.execute.host import host_limits  # psutil: only when a step asks for cpu/memory
 
         for res, limit in host_limits().items():
             amount = s.resources.get(res, 0.0)

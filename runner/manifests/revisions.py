@@ -26,7 +26,7 @@ import posixpath
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runner import globs, links
 from runner.errors import OrchError
@@ -44,10 +44,17 @@ from runner.manifests.yamlsrc import decode
 if TYPE_CHECKING:
     import git
 
-    from runner.api import Repo
     from runner.model import Step, Workflow
 
 _BLOB_SYMLINK = 0o120000
+
+
+class Repo(Protocol):
+    """What these functions read of a ``workspace.Repo``: structural, so ``manifests/``
+    need not import the workspace above it."""
+
+    root: Path
+    prefix: str
 
 
 def manifests_at(repo: Repo, ref: str) -> Manifests:
@@ -79,32 +86,6 @@ def manifests_at(repo: Repo, ref: str) -> Manifests:
             elif text is not None:
                 texts[f] = text
     return load_texts(repo.root, config, texts, repo.prefix, diags)
-
-
-def plan_at(
-    repo: Repo,
-    ref: str,
-    workflows: list[str] | None,
-    project: str | None = None,
-    env: str | None = None,
-) -> dict[str, Any]:
-    """``api.plan``'s answer for the manifests at ``ref``, against the recorded state and
-    the files in the work tree: "what would apply do if I checked out REV's manifests"."""
-    from runner import api
-    from runner.reconcile import flow
-    from runner.reconcile.selection import Selection, check_env, select_workflows
-
-    m = manifests_at(repo, ref)
-    wfs = select_workflows(m, list(workflows or []), project)
-    if env:
-        check_env(m, wfs, env)
-    sel = Selection([w.name for w in wfs], env or "")
-    state = api.open_state(repo)
-    try:
-        plans = flow.plan(repo.root, m, state, wfs, sel)
-    finally:
-        state.close()
-    return api._plan_data(plans.rows(), sel.env)
 
 
 def affected_workflows(repo: Repo, m: Manifests, since: str) -> set[str]:

@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from runner.errors import OrchError, UsageError, did_you_mean
 
 if TYPE_CHECKING:
-    from runner.api import Repo
-    from runner.manifests.load import Manifests
+    from runner.manifests.catalog import Manifests
+    from runner.workspace import Repo
 
 ARCHIVE_DIR = ".orch/archive"
 INDEX_VERSION = 1
@@ -233,20 +233,17 @@ def _check_remaining(repo: Repo, m: Manifests, gone: set[str], name: str) -> Non
 def _check_not_running(repo: Repo, workflows: list[str], name: str) -> None:
     if not workflows or not (repo.orch_dir / "state.db").exists():
         return
-    from runner.api import open_state
+    from runner.store import reads
+    from runner.workspace import open_state
 
     state = open_state(repo)
     try:
         state.reap_dead_runs()
-        marks = ",".join("?" * len(workflows))
-        busy = state.query(
-            f"SELECT workflow, step FROM steps WHERE status='running' AND workflow IN ({marks})",
-            tuple(workflows),
-        )
+        busy = reads.running_steps(state, workflows)
     finally:
         state.close()
     if busy:
-        running = ", ".join(f"{r['workflow']}/{r['step']}" for r in busy)
+        running = ", ".join(f"{w}/{s}" for w, s in busy)
         raise OrchError(f"project '{name}' not archived: {running} is running")
 
 

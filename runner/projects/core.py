@@ -6,7 +6,6 @@ archived project (``runner.projects.archive``) is listed from its archive index.
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +20,8 @@ from runner.projects.archive import (
 from runner.status import GREEN, NOT_OK
 
 if TYPE_CHECKING:
-    from runner.api import Repo
     from runner.model import Workflow
+    from runner.workspace import Repo
 
 
 # --------------------------------------------------------------------------- list
@@ -112,7 +111,7 @@ def project_status(
     for ms in p.milestones:  # a milestone may name another project's workflow
         names += [w for w in ms.workflows if w not in names]
         names += [s.partition("/")[0] for s in ms.steps if s.partition("/")[0] not in names]
-    from runner.api import open_state
+    from runner.workspace import open_state
 
     state = open_state(repo)
     try:
@@ -138,25 +137,9 @@ def project_status(
 
 def _runs(state: Any, names: set[str]) -> list[dict[str, Any]]:
     """Recent runs that touched any of ``names``, newest first."""
-    out = []
-    for r in state.query(
-        "SELECT id, started, ended, status, env, workflows, summary FROM runs ORDER BY id DESC LIMIT 500"
-    ):
-        wfs = json.loads(r["workflows"] or "[]")
-        if not names & set(wfs):
-            continue
-        out.append(
-            {
-                "id": r["id"],
-                "started": r["started"],
-                "ended": r["ended"],
-                "status": r["status"],
-                "env": r["env"] or "",
-                "workflows": [w for w in wfs if w in names],
-                "summary": json.loads(r["summary"]) if r["summary"] else {},
-            }
-        )
-    return out
+    from runner.store import reads
+
+    return reads.runs_touching(state, names)
 
 
 def _workflow_status(
@@ -179,15 +162,9 @@ def _workflow_status(
         )
     failing = [s for s in steps if s["status"] in NOT_OK]
     ids = [s["task_id"] for s in failing if s["task_id"] is not None]
-    logs = {}
-    if ids:
-        marks = ",".join("?" * len(ids))
-        logs = {
-            t["id"]: t
-            for t in state.query(
-                f"SELECT id, log_path, exit_code FROM tasks WHERE id IN ({marks})", tuple(ids)
-            )
-        }
+    from runner.store import reads
+
+    logs = reads.task_logs(state, ids)
     for s in failing:
         t = logs.get(s["task_id"])
         s["log"] = t["log_path"] if t else None
@@ -206,13 +183,7 @@ def _workflow_status(
     last = next((r for r in runs if wf.name in r["workflows"] and r["env"] == env), None)
     if last is not None:
         # the run's own status covers every workflow it ran: report this one's share of it
-        final = {
-            t["step"]: t["status"]
-            for t in state.query(
-                "SELECT step, status FROM tasks WHERE run_id=? AND workflow=? ORDER BY id",
-                (last["id"], wf.name),
-            )
-        }
+        final = reads.run_step_statuses(state, last["id"], wf.name)
         last = {k: last[k] for k in ("id", "started", "ended", "env")}
         last["ran"] = len(final)
         if any(st in NOT_OK for st in final.values()):

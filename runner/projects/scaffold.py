@@ -46,8 +46,8 @@ from runner.projects.templates_index import (
 )
 
 if TYPE_CHECKING:
-    from runner.api import Repo
-    from runner.manifests.load import Manifests
+    from runner.manifests.catalog import Manifests
+    from runner.workspace import Repo
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,99}$")
 

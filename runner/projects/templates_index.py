@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from runner.errors import Diagnostic, OrchError, UsageError, did_you_mean
 
 if TYPE_CHECKING:
-    from runner.api import Repo
+    from runner.workspace import Repo
 
 KINDS = ("project", "workflow")
 META = "template.yaml"

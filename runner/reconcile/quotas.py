@@ -17,7 +17,7 @@ from runner.reconcile.queue import Admission, QuotaLimits, rate_allows
 from runner.store import allocations
 
 if TYPE_CHECKING:
-    from runner.manifests.load import Manifests
+    from runner.manifests.catalog import Manifests
     from runner.model import Workflow
     from runner.store.state import State
 
@@ -34,7 +34,7 @@ class Quotas:
         }
         self.of = {w.name: [q.name for q in governing(m, w)] for w in wfs}
         if any(s.resources.get("cpu") or s.resources.get("memory") for w in wfs for s in w.steps):
-            from runner.inventory import HOST_QUOTA, host_limits
+            from runner.execute.host import HOST_QUOTA, host_limits
 
             # the host is the ceiling of every quota, across all runners on this machine
             self.limits[HOST_QUOTA] = QuotaLimits(HOST_QUOTA, host_limits())

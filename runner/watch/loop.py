@@ -36,9 +36,9 @@ from runner.manifests.load import CONFIG_PATH, Config, _selected, read_config, s
 from runner.status import TASK_ENDS, Status
 
 if TYPE_CHECKING:
-    from runner.api import Repo
-    from runner.manifests.load import Manifests
+    from runner.manifests.catalog import Manifests
     from runner.model import Workflow
+    from runner.workspace import Repo
 
 Out = Callable[[str], None]
 StepKey = tuple[str, str]

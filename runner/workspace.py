@@ -1,0 +1,103 @@
+"""The workspace: an opened orch repository (``Repo``) and the ``.orch/`` folder in it.
+
+Below ``api`` (the facade) and above the engine: use cases (projects, the system report)
+open a repository and its state store through here, never through ``api``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from runner.errors import OrchError
+
+if TYPE_CHECKING:
+    from runner.manifests.catalog import Manifests
+    from runner.store.state import State
+
+CONFIG_PATH = ".orch/config.yaml"
+
+GITIGNORE = (
+    "# machine-local orch state; only the config is committed\n*\n!config.yaml\n!.gitignore\n"
+)
+CONFIG_TEMPLATE = """\
+apiVersion: orch/v1
+kind: Config
+# Where manifests live: files, folders or globs relative to the repository root.
+manifests: ["."]
+# Globs never read as manifests.
+exclude: []
+"""
+
+
+class Repo:
+    """An opened orch repository: its root, how its paths are shown, its manifests."""
+
+    def __init__(self, root: Path, prefix: str = ""):
+        self.root = root
+        self.prefix = prefix  # how paths under root are shown to the user
+        self._manifests: Manifests | None = None
+        self.warnings: dict[str, None] = {}  # said once each, by the caller (CLI: stderr)
+
+    def __repr__(self) -> str:
+        return f"Repo(root={self.root!r}, prefix={self.prefix!r})"
+
+    @property
+    def orch_dir(self) -> Path:
+        return self.root / ".orch"
+
+    def manifests(self, extra_paths: list[str] | None = None) -> Manifests:
+        if self._manifests is None or extra_paths:
+            from runner.manifests.cache import load_cached
+
+            try:
+                m = load_cached(self.root, self.prefix, extra_paths)
+            except OrchError as e:
+                self.warnings.update(dict.fromkeys(e.warnings))
+                raise
+            self.warnings.update(dict.fromkeys(m.warnings))
+            if extra_paths:
+                return m
+            self._manifests = m
+        return self._manifests
+
+    def reload(self) -> None:
+        """Forget the loaded manifests: a long-lived caller (orch watch, the MCP server)
+        sees edits on its next call (the stat-keyed cache keeps unchanged ones cheap)."""
+        self._manifests = None
+
+
+def open_repo(start: str | os.PathLike[str] | None = None, *, exact: bool = False) -> Repo:
+    """The orch repository at or above ``start`` (``exact``: ``start`` itself)."""
+    from runner.manifests.sources import display_prefix, find_root
+
+    base = Path(start) if start is not None else Path.cwd()
+    if not base.is_dir():
+        raise OrchError(f"{base}: no such directory")
+    root = base.resolve() if exact else find_root(base)
+    return Repo(root=root, prefix=display_prefix(root))
+
+
+def init(repo: Repo) -> list[str]:
+    """Create ``.orch/config.yaml`` and ``.orch/.gitignore`` if missing; idempotent."""
+    created = []
+    repo.orch_dir.mkdir(exist_ok=True)
+    for rel, text in ((CONFIG_PATH, CONFIG_TEMPLATE), (".orch/.gitignore", GITIGNORE)):
+        p = repo.root / rel
+        if not p.exists():
+            from runner.fsutil import atomic_write
+
+            atomic_write(p, text)
+            created.append(rel)
+    return created
+
+
+def open_state(repo: Repo) -> State:
+    """The state store, creating ``.orch/`` (with its .gitignore) on first use."""
+    from runner.store.state import State
+
+    if not (repo.orch_dir / ".gitignore").exists():
+        repo.orch_dir.mkdir(exist_ok=True)
+        (repo.orch_dir / ".gitignore").write_text(GITIGNORE, encoding="utf-8")
+    return State(repo.orch_dir)
