@@ -1,0 +1,235 @@
+"""The code's shape, enforced: imports point down the layers of docs/ARCHITECTURE.md.
+
+Every import in ``runner/**/*.py`` counts -- top-level, function-local and ``TYPE_CHECKING``
+alike: a function-local import is still a dependency, it only moves the cost. The rules:
+
+* an import never points up a layer (the table below is the one in the architecture doc);
+* the two edges, ``store/`` and ``execute/``, never import each other;
+* no import cycle between modules, of any length;
+* only ``store/`` imports ``sqlite3``; only ``execute/`` and ``manifests/sources.py`` (git)
+  import ``subprocess``;
+* every ``__init__.py`` is import-free (start-up budget), and pyproject lists every package
+  (a package missing there is missing from a wheel).
+
+The checks read source text (``ast``), never import it.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PKG = ROOT / "runner"
+
+# module name (or package prefix ending in ".") -> level; the most specific entry wins
+LAYERS: dict[str, int] = {
+    # 0 leaves
+    "runner": 0,
+    "runner.errors": 0,
+    "runner.status": 0,
+    "runner.model": 0,
+    "runner.digests": 0,
+    "runner.units": 0,
+    "runner.globs": 0,
+    "runner.fsutil": 0,
+    "runner.statkey": 0,
+    "runner.links": 0,
+    # 1 shared core
+    "runner.templating": 1,
+    "runner.shellquote": 1,
+    # 2 edges
+    "runner.store.": 2,
+    "runner.execute.": 2,
+    # 3 desired state
+    "runner.manifests.": 3,
+    # 4 engine
+    "runner.reconcile.": 4,
+    # 5 use cases
+    "runner.workspace": 5,
+    "runner.noop": 5,
+    "runner.projects.": 5,
+    "runner.render": 5,
+    "runner.junit": 5,
+    "runner.docgen": 5,
+    "runner.system": 5,
+    # 6 facade
+    "runner.api": 6,
+    # 7 clients
+    "runner.cli.": 7,
+    "runner.mcp.": 7,
+    "runner.watch.": 7,
+    "runner.__main__": 7,
+}
+EDGES = ("runner.store.", "runner.execute.")
+SQL_ONLY = ("runner.store.",)
+SUBPROCESS_ONLY = ("runner.execute.", "runner.manifests.sources")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def sources() -> dict[str, Path]:
+    return {
+        module_name(p): p
+        for p in sorted(PKG.rglob("*.py"))
+        if "templates" not in p.relative_to(PKG).parts
+    }
+
+
+MODULES = sources()
+
+
+def level(mod: str) -> int | None:
+    best, found = -1, None
+    for key, lvl in LAYERS.items():
+        hit = mod == key.rstrip(".") or (key.endswith(".") and mod.startswith(key))
+        if hit and len(key) > best:
+            best, found = len(key), lvl
+    return found
+
+
+def imports(mod: str) -> list[tuple[str, int]]:
+    """(imported module, line) for every import statement anywhere in ``mod``."""
+    path = MODULES[mod]
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+    out: list[tuple[str, int]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.extend((a.name, node.lineno) for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            for a in node.names:
+                sub = f"{base}.{a.name}"
+                out.append((sub if sub in MODULES else base, node.lineno))
+    return out
+
+
+def ours(name: str) -> str | None:
+    """The module of ours an import names (``runner.x.y`` may be a name inside runner.x)."""
+    while name and name not in MODULES:
+        name = name.rpartition(".")[0]
+    return name or None
+
+
+def graph() -> dict[str, set[str]]:
+    g: dict[str, set[str]] = {m: set() for m in MODULES}
+    for m in MODULES:
+        for name, _ in imports(m):
+            if name == "runner" or not name.startswith("runner"):
+                continue
+            target = ours(name)
+            if target and target != m:
+                g[m].add(target)
+    return g
+
+
+def test_every_module_has_a_layer() -> None:
+    assert [m for m in MODULES if level(m) is None] == []
+
+
+def test_imports_point_down() -> None:
+    bad = []
+    for m in MODULES:
+        for name, line in imports(m):
+            target = ours(name) if name.startswith("runner") else None
+            if not target or target == m:
+                continue
+            lm, lt = level(m), level(target)
+            if lm is not None and lt is not None and lt > lm:
+                bad.append(
+                    f"{MODULES[m].relative_to(ROOT)}:{line}: {m} (level {lm}) -> {target} (level {lt})"
+                )
+            edge_m = next((e for e in EDGES if m.startswith(e)), None)
+            edge_t = next((e for e in EDGES if target.startswith(e)), None)
+            if edge_m and edge_t and edge_m != edge_t:
+                bad.append(f"{MODULES[m].relative_to(ROOT)}:{line}: edge {m} -> edge {target}")
+    assert bad == []
+
+
+def strongly_connected(g: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's algorithm; components with more than one module are cycles."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(g[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(g):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycles() -> None:
+    assert strongly_connected(graph()) == []
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    """The cycle test can fail: a three-module ring and a self-free chain."""
+    ring = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert strongly_connected(ring) == [["a", "b", "c"]]
+    assert strongly_connected({"a": {"b"}, "b": set()}) == []
+
+
+@pytest.mark.parametrize(
+    ("lib", "allowed"), [("sqlite3", SQL_ONLY), ("subprocess", SUBPROCESS_ONLY)]
+)
+def test_only_the_edges_import(lib: str, allowed: tuple[str, ...]) -> None:
+    bad = [
+        f"{MODULES[m].relative_to(ROOT)}:{line}: {m} imports {lib}"
+        for m in MODULES
+        for name, line in imports(m)
+        if name.split(".")[0] == lib and not m.startswith(allowed)
+    ]
+    assert bad == []
+
+
+def test_init_files_import_nothing() -> None:
+    bad = [
+        str(p.relative_to(ROOT))
+        for m, p in MODULES.items()
+        if p.name == "__init__.py" and imports(m)
+    ]
+    assert bad == []
+
+
+def test_pyproject_lists_every_package() -> None:
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    listed = set(
+        re.findall(r'"(runner(?:\.\w+)*)"', text.split("packages = [", 1)[1].split("]")[0])
+    )
+    on_disk = {m for m, p in MODULES.items() if p.name == "__init__.py"}
+    assert on_disk - listed == set()
