@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from runner.execute.api import Cancel, Executor, TaskResult, TaskSpec
 from runner.reconcile.queue import backoff_delay
+from runner.status import Status
 
 if TYPE_CHECKING:
     from runner.reconcile.decide import StepDecision
@@ -82,7 +83,7 @@ def run_attempts(
         )
         res = executor.run(_spec(task, log_path), cancel)
         will_retry = (
-            res.status in ("failed", "timed_out")
+            res.status in (Status.FAILED, Status.TIMED_OUT)
             and attempt <= retry.limit
             and (retry.on is None or res.exit_code in retry.on)
             and not cancel.requested

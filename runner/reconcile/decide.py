@@ -18,23 +18,22 @@ from typing import TYPE_CHECKING, Any
 
 from runner.manifests.fingerprint import changed_keys, combine, definition_fields
 from runner.manifests.hashing import MISSING, Hasher
+from runner.status import Action, Status
 from runner.store.state import StepRecord
 
 if TYPE_CHECKING:
     from runner.reconcile.view import StepView
 
-RUN = "run"
-MAY_RUN = "may-run"
-UP_TO_DATE = "up-to-date"
+RUN, MAY_RUN, UP_TO_DATE = Action.RUN, Action.MAY_RUN, Action.UP_TO_DATE
 
 FAILED_REASONS = {
-    "failed": "last run failed",
-    "timed_out": "last run timed out",
-    "cancelled": "last run was cancelled",
-    "blocked": "blocked last time (an upstream step failed)",
-    "interrupted": "interrupted",
-    "running": "interrupted",
-    "circuit_open": "skipped last time (circuit open)",
+    Status.FAILED: "last run failed",
+    Status.TIMED_OUT: "last run timed out",
+    Status.CANCELLED: "last run was cancelled",
+    Status.BLOCKED: "blocked last time (an upstream step failed)",
+    Status.INTERRUPTED: "interrupted",
+    Status.RUNNING: "interrupted",  # its runner died (a live one is "running in another orch")
+    Status.CIRCUIT_OPEN: "skipped last time (circuit open)",
 }
 
 
@@ -105,7 +104,7 @@ def decide(
     if (
         live_runs is not None
         and rec is not None
-        and rec.status == "running"
+        and rec.status == Status.RUNNING
         and rec.run_id
         and live_runs(rec.run_id)
     ):

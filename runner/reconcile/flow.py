@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from runner.manifests.hashing import Hasher
 from runner.reconcile.planner import Plans, plan_workflows
 from runner.reconcile.results import ApplyOptions, ApplyResult, StepResult
+from runner.status import Status
 
 if TYPE_CHECKING:
     from concurrent.futures import Future
@@ -68,7 +69,7 @@ def apply(
     hasher = Hasher(root, state)
     plans = plan(root, m, state, wfs, sel, hasher)
     if plans.all_up_to_date:
-        results = [StepResult(w, s, "up-to-date") for w, s, *_ in plans.rows()]
+        results = [StepResult(w, s, Status.UP_TO_DATE) for w, s, *_ in plans.rows()]
         return ApplyResult(None, results, clock() - t0), plans
     from runner.reconcile.loop import ApplyLoop
 
@@ -89,7 +90,11 @@ def apply(
             wfs, result, catalog=m, state=state, root=root, env_name=sel.env,
             executor=executor, echo=opts.echo,
         )  # fmt: skip
-        status = "interrupted" if loop.interrupted else ("succeeded" if result.ok else "failed")
+        status = (
+            Status.INTERRUPTED
+            if loop.interrupted
+            else (Status.SUCCEEDED if result.ok else Status.FAILED)
+        )
         state.end_run(run_id, status, result.counts())
     if loop.interrupted:
         raise KeyboardInterrupt

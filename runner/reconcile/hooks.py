@@ -47,7 +47,7 @@ def run(
     echo: Callable[[str], None] | None,
 ) -> None:
     """Run the hooks of every workflow in ``wfs`` that had a step run in ``result``."""
-    ran = {r.workflow for r in result.results if r.status not in ("up-to-date",)}
+    ran = {r.workflow for r in result.results if r.status not in (Status.UP_TO_DATE,)}
     for wf in wfs:
         if wf.name not in ran or not wf.handlers:
             continue
@@ -69,7 +69,7 @@ def _context(
         "workflow": {
             "name": wf.name,
             "project": wf.project or "",
-            "status": "failed" if failed else "succeeded",
+            "status": Status.FAILED if failed else Status.SUCCEEDED,
         },
         "env": dict(os.environ),
         "steps": {

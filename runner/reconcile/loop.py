@@ -26,7 +26,7 @@ from runner.reconcile.queue import ReadyQueue
 from runner.reconcile.quotas import Quotas
 from runner.reconcile.results import ApplyOptions, ApplyResult, StepResult
 from runner.reconcile.start import Outcome, Start, StartContext
-from runner.status import FAILED, NOT_OK
+from runner.status import FAILED, NOT_OK, Status
 
 if TYPE_CHECKING:
     from runner.execute.api import Executor
@@ -105,7 +105,7 @@ class ApplyLoop:
             self.interrupted = True
             for start in self.running.values():
                 assert start.task is not None
-                start.task.cancel.cancel("interrupted")
+                start.task.cancel.cancel(Status.INTERRUPTED)
             while self.running:
                 key, fut = self.done_q.get()
                 self.results[key] = self._settle(key, fut)
@@ -118,7 +118,7 @@ class ApplyLoop:
         while True:
             stop = self.opts.stop
             if not self.stopping and stop is not None and stop.is_set():
-                self._stop("interrupted")
+                self._stop(Status.INTERRUPTED)
             if not self.stopping:
                 # one scheduling pass, repeated while it makes progress: a step decided
                 # without running (early cutoff, skipped, blocked) frees its dependants at
@@ -221,7 +221,7 @@ class ApplyLoop:
             )
         except Exception as e:  # record, never lose the runner over one task
             message = f"internal error: {e}"
-            res = StepResult(key[0], key[1], "failed", task.decision.reasons, message=message)
+            res = StepResult(key[0], key[1], Status.FAILED, task.decision.reasons, message=message)
             record.record_status(
                 self.state,
                 records,
@@ -229,7 +229,7 @@ class ApplyLoop:
                 key[1],
                 env=self.sel.env,
                 run_id=self.run_id,
-                status="failed",
+                status=Status.FAILED,
                 reason=message,
                 now=self.clock(),
             )
@@ -260,7 +260,7 @@ class ApplyLoop:
             dk = (wf.name, d)
             if dk in self.results:
                 continue
-            blocked = StepResult(wf.name, d, "blocked", [why])
+            blocked = StepResult(wf.name, d, Status.BLOCKED, [why])
             self.results[dk] = blocked
             record.record_blocked(
                 self.state,
@@ -297,7 +297,7 @@ class ApplyLoop:
         for key in cancel_requests(self.state, self.run_id):
             start = self.running.get(key)
             if start is not None and start.task is not None:
-                start.task.cancel.cancel("cancelled")
+                start.task.cancel.cancel(Status.CANCELLED)
 
     def _emit(self, ev: dict[str, Any]) -> None:
         if self.opts.report:
@@ -314,6 +314,8 @@ class ApplyLoop:
                     ordered.append(self.results[k])
                 elif self.stopping or self.interrupted:
                     ordered.append(
-                        StepResult(w.name, name, "not-started", ["not started (stopped early)"])
+                        StepResult(
+                            w.name, name, Status.NOT_STARTED, ["not started (stopped early)"]
+                        )
                     )
         return ApplyResult(self.run_id, ordered, duration)

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from runner.manifests.hashing import MISSING
 from runner.reconcile.decide import StepDecision, output_hashes
 from runner.reconcile.results import StepResult
+from runner.status import Status
 from runner.store import breakers
 from runner.store.state import StepRecord
 
@@ -94,7 +95,7 @@ def record_blocked(
 ) -> None:
     """A descendant of a step that did not succeed; written once, not on every apply."""
     old = records.get(step)
-    if old is not None and old.status == "blocked":
+    if old is not None and old.status == Status.BLOCKED:
         return
     record_status(
         state,
@@ -103,7 +104,7 @@ def record_blocked(
         step,
         env=env,
         run_id=run_id,
-        status="blocked",
+        status=Status.BLOCKED,
         reason="an upstream step failed",
         now=now,
     )
@@ -130,7 +131,7 @@ def record_skipped(
         upstream=d.upstream,
         outputs={},
         output_files={},
-        status="skipped",
+        status=Status.SKIPPED,
         reason=reason,
         task_id=None,
         run_id=run_id,
@@ -160,14 +161,14 @@ def complete(
     outs = list(view.outputs)
     hasher.forget(outs)
     ohash = output_hashes(hasher, outs) if outs else {}
-    if status == "succeeded":
+    if status == Status.SUCCEEDED:
         missing = [o for o, h in ohash.items() if h == MISSING]
         if missing:
-            status = "failed"
+            status = Status.FAILED
             message = f"declared output{'s' if len(missing) > 1 else ''} not produced: {', '.join(missing)}"
     # a file edited while the step ran keeps its pre-run hash in the record, so the
     # next plan sees the edit; nothing here may launder it into "up to date"
-    ok = status == "succeeded"
+    ok = status == Status.SUCCEEDED
     old = records.get(d.step)
     keep_old = not ok and old is not None
     started = attempts[0].result.started

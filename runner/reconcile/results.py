@@ -9,9 +9,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from runner.status import FAILED, NOT_OK  # noqa: F401 - FAILED re-exported
+
+if TYPE_CHECKING:
+    from runner.execute.api import Executor
 
 
 class ApplyOptions(NamedTuple):
@@ -22,8 +25,8 @@ class ApplyOptions(NamedTuple):
     report: Callable[[dict[str, Any]], None] | None = None  # progress events
     argv: tuple[str, ...] | list[str] = ()
     stop: threading.Event | None = None  # set by watch --restart / Ctrl-C handlers
-    executor: Any = None  # an execute.api.Executor; None = the local executor
-    clock: Callable[[], float] = time.time  # seconds since the epoch, for the records
+    executor: Executor | None = None  # None = the local executor (imported only to run)
+    clock: Callable[[], float] = time.time  # seconds since the epoch: record and task times
 
 
 class StepResult(NamedTuple):

@@ -26,6 +26,7 @@ from runner.reconcile.attempts import TaskRun
 from runner.reconcile.decide import MAY_RUN, UP_TO_DATE, StepDecision, decide
 from runner.reconcile.queue import request_of
 from runner.reconcile.results import StepResult
+from runner.status import Status
 from runner.store import breakers
 
 if TYPE_CHECKING:
@@ -124,9 +125,10 @@ class Start:
         # that answer stands (re-deciding 900 of 1,000 steps costs more than the 100
         # that changed)
         if self.decision.action == UP_TO_DATE and all(
-            self.ctx.results[(self.key[0], u)].status == "up-to-date" for u in self.view.upstream
+            self.ctx.results[(self.key[0], u)].status == Status.UP_TO_DATE
+            for u in self.view.upstream
         ):
-            return self._done("up-to-date")
+            return self._done(Status.UP_TO_DATE)
         return None
 
     def _admit(self) -> Outcome | None:
@@ -164,7 +166,7 @@ class Start:
         )
         if self.decision.action == UP_TO_DATE:
             why = ["early cutoff: upstream outputs unchanged"] if planned.action == MAY_RUN else []
-            return self._done("up-to-date", why)
+            return self._done(Status.UP_TO_DATE, why)
         return None
 
     def _template_context(self) -> Outcome | None:
@@ -207,7 +209,7 @@ class Start:
             reason="when: false",
             now=self.ctx.clock(),
         )
-        return self._done("skipped", ["when: false"])
+        return self._done(Status.SKIPPED, ["when: false"])
 
     def _render(self) -> Outcome | None:
         from runner.templating import render_argv, render_command, render_text
@@ -256,8 +258,8 @@ class Start:
             return Outcome.LATER
         until = time.strftime("%H:%M:%S", time.localtime(open_until))
         message = f"circuit {brk.name} open until {until}"
-        self._record("circuit_open", message)
-        return self._done("circuit_open", [f"skipped: circuit open until {until}"], message)
+        self._record(Status.CIRCUIT_OPEN, message)
+        return self._done(Status.CIRCUIT_OPEN, [f"skipped: circuit open until {until}"], message)
 
     def _submit(self) -> Outcome | None:
         wf, step = self.view.wf, self.view.step
@@ -319,8 +321,8 @@ class Start:
         )
 
     def _failed(self, message: str) -> Outcome:
-        self._record("failed", message)
-        return self._done("failed", self.decision.reasons, message)
+        self._record(Status.FAILED, message)
+        return self._done(Status.FAILED, self.decision.reasons, message)
 
     def _template_failed(self, e: Exception) -> Outcome:
         wf, step = self.view.wf, self.view.step

@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from runner.status import Status
+
 if TYPE_CHECKING:
     from runner.store.state import State
 
@@ -61,7 +63,7 @@ def record_result(state: State, breaker: Any, status: str) -> None:
     service: it changes no count, and a stopped trial lets the next task try at once."""
     now = time.time()
     with state.tx() as c:
-        if status not in ("succeeded", "failed", "timed_out"):
+        if status not in (Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT):
             c.execute(
                 "UPDATE breakers SET state='open', opened_until=?, updated=?"
                 " WHERE name=? AND state='half-open'",
@@ -73,7 +75,7 @@ def record_result(state: State, breaker: Any, status: str) -> None:
         ).fetchone()
         failures = row[0] if row else 0
         phase = row[1] if row else "closed"
-        if status == "succeeded":
+        if status == Status.SUCCEEDED:
             failures, phase, until = 0, "closed", None
         else:
             failures += 1
