@@ -108,8 +108,13 @@ def plan(
         plans = flow.plan(repo.root, m, state, wfs, sel)
     finally:
         state.close()
+    repo.warnings.update(dict.fromkeys(plans.warnings))
     data = _plan_data(plans.rows(), sel.env)
-    if key is not None and data["summary"]["up-to-date"] == len(data["steps"]):
+    if (
+        key is not None
+        and not plans.warnings  # said again each time, until fixed
+        and data["summary"]["up-to-date"] == len(data["steps"])
+    ):
         _witness(repo, m, wfs, key, plans.seen, mkey)
     return data
 
@@ -223,7 +228,8 @@ def apply(
         result, plans = flow.apply(repo.root, m, state, wfs, sel, options or ApplyOptions())
     finally:
         state.close()
-    if key is not None and result.run_id is None:
+    repo.warnings.update(dict.fromkeys(plans.warnings))
+    if key is not None and not plans.warnings and result.run_id is None:
         _witness(repo, m, wfs, key, plans.seen, mkey)
     return result
 

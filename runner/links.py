@@ -59,7 +59,9 @@ def follow(real_root_: str, full: str, rel: str) -> str | None:
     return target
 
 
-def walk(root: str, rel_dir: str, *, outputs: bool = False) -> Iterator[tuple[str, str, bool]]:
+def walk(
+    root: str, rel_dir: str, *, outputs: bool = False, skip: frozenset[str] = SKIP_DIRS
+) -> Iterator[tuple[str, str, bool]]:
     """Every folder and file under repo-relative ``rel_dir``, links followed by the rule
     above: yields (repo-relative path through the links, full path, is_folder), folders
     before their content. ``rel_dir`` "" is the repository root.
@@ -67,7 +69,7 @@ def walk(root: str, rel_dir: str, *, outputs: bool = False) -> Iterator[tuple[st
     ``outputs``: the folder is a step's output, written by the step, not read by orch as an
     input (a virtualenv's ``bin/python -> /usr/bin/python3``): a link leaving the
     repository is yielded as a file (``runner.manifests.hashing`` hashes its target text, as git
-    stores a link) rather than refused."""
+    stores a link) rather than refused. Folders named in ``skip`` are not entered."""
     rroot = real_root(root)
     base = os.path.join(root, rel_dir) if rel_dir else root
     start = os.path.realpath(base)
@@ -95,14 +97,14 @@ def walk(root: str, rel_dir: str, *, outputs: bool = False) -> Iterator[tuple[st
                     if (
                         target in above
                         or (real + os.sep).startswith(target + os.sep)
-                        or _skipped(rroot, target)
+                        or _skipped(rroot, target, skip)
                     ):
                         continue  # a loop (a folder above this one), or git's or orch's
                     stack.append((child, e.path, target, above))
                 else:
                     yield child, e.path, False
             elif e.is_dir(follow_symlinks=False):
-                if e.name not in SKIP_DIRS:
+                if e.name not in skip:
                     stack.append((child, e.path, os.path.join(real, e.name), above))
             elif e.is_file(follow_symlinks=False):
                 yield child, e.path, False
@@ -144,9 +146,9 @@ def aliases(path: str, table: dict[str, str]) -> list[str]:
     return out
 
 
-def _skipped(rroot: str, target: str) -> bool:
+def _skipped(rroot: str, target: str, skip: frozenset[str]) -> bool:
     rel = os.path.relpath(target, rroot)
-    return any(part in SKIP_DIRS for part in rel.split(os.sep))
+    return any(part in skip for part in rel.split(os.sep))
 
 
 def _shown(path: str) -> str:

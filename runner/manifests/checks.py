@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runner import globs
 from runner.errors import Diagnostic, did_you_mean
 from runner.manifests import paths
 from runner.manifests.graph import CycleError, build_dag, file_edges
@@ -117,6 +118,18 @@ def check_all(m: Manifests, prefix: str = "") -> list[Diagnostic]:
         except paths.PathEscape as e:
             line, col = doc.where(("spec", "path"))
             out.append(Diagnostic(prefix + p.path, line, col, "spec.path", str(e)))
+    for q in m.quotas.values():
+        doc = m.documents[(q.path, _doc_index(m, q.path, q.name, "ResourceQuota"))]
+        for key, names in (("workflows", q.workflows), ("projects", q.projects)):
+            for j, pattern in enumerate(names):
+                try:
+                    globs.check(pattern)
+                except globs.GlobError as e:
+                    where = ("spec", "selector", key, j)
+                    line, col = doc.where(where)
+                    out.append(
+                        Diagnostic(prefix + q.path, line, col, f"spec.selector.{key}[{j}]", str(e))
+                    )
     return out
 
 
@@ -421,10 +434,12 @@ def _check_paths(
                 if value is None:
                     continue
             try:
-                rel = paths.join(base, value)
+                rel = paths.join_pattern(base, value)
                 paths.check_symlinks(root, rel)
             except paths.PathEscape as e:
                 ctx.add(sp + (key, i), str(e), "keep paths inside the repository")
+                continue
+            if not _check_glob(ctx, sp + (key, i), key, rel):
                 continue
             result[key].append(rel)
     wd = s.workdir
@@ -436,6 +451,28 @@ def _check_paths(
     except paths.PathEscape as e:
         ctx.add(sp + ("workdir",), str(e), "keep paths inside the repository")
     return result["inputs"], result["outputs"]
+
+
+def _check_glob(ctx: _Ctx, where: tuple[Any, ...], key: str, rel: str) -> bool:
+    """A pattern is checked now, never at apply: malformed, or a glob where a step names
+    what it writes (an output is a path; only its "!" exclusions may be globs)."""
+    pattern = rel.removeprefix("!")
+    try:
+        globs.check(pattern)
+    except globs.GlobError as e:
+        ctx.add(where, str(e), "escape a literal [ * ? with a backslash, as \\[")
+        return False
+    if rel.startswith("!") and not pattern:
+        ctx.add(where, "an exclusion needs a path after '!'", "write !PATH or !GLOB")
+        return False
+    if key == "outputs" and not rel.startswith("!") and globs.is_glob(pattern):
+        ctx.add(
+            where,
+            f"an output is a path, not a glob: '{pattern}'",
+            "name the file or folder the step writes (escape a literal [ * ? as \\[)",
+        )
+        return False
+    return True
 
 
 def _render_path(raw: str, params: dict[str, Any], wf: Workflow) -> str | None:

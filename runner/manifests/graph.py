@@ -72,6 +72,9 @@ def file_edges(
     all_outputs: list[tuple[str, str]] = []
     for name, _ins, outs in steps:
         for o in outs:
+            if o.startswith("!"):
+                continue  # an exclusion: what the step leaves out of its outputs
+            o = globs.literal(o)
             all_outputs.append((o, name))
             if o.endswith("/"):
                 dirs.setdefault(o.rstrip("/"), []).append(name)
@@ -79,15 +82,19 @@ def file_edges(
                 exact.setdefault(o, []).append(name)
     edges: list[tuple[str, str]] = []
     for name, ins, _outs in steps:
-        for i in ins:
+        pos, neg = globs.split(ins)
+        for i in pos:
             producers: set[str] = set()
             if globs.is_glob(i) or i.endswith("/"):
                 pat = globs.compile_glob(i)
                 for o, p in all_outputs:
                     od = o.rstrip("/")
+                    if neg and globs.excluded(od, neg):
+                        continue
                     if pat.match(od) or (o.endswith("/") and _could_match_under(i, od)):
                         producers.add(p)
             else:
+                i = globs.literal(i)
                 producers.update(exact.get(i, ()))
                 parts = i.split("/")
                 for k in range(1, len(parts)):

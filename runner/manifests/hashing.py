@@ -59,8 +59,13 @@ class Hasher:
             for k in [k for k in self._memo if k.startswith(prefix)]:
                 self._memo.pop(k, None)
 
-    def file(self, rel: str) -> str:
-        """Hash of a file's content; '' if it does not exist."""
+    def file(self, rel: str, exclude: tuple[str, ...] = ()) -> str:
+        """Hash of a file's content, or of a folder's (less the paths under ``exclude``,
+        repo-relative patterns); '' if it does not exist."""
+        if exclude:
+            full = os.path.join(self.root, rel)
+            if os.path.isdir(full):
+                return self.tree(rel, exclude)
         memo = self._memo.get(rel)
         if memo is not None:
             return memo
@@ -95,10 +100,13 @@ class Hasher:
         self._memo[rel] = h
         return h
 
-    def tree(self, rel: str) -> str:
-        """Hash of an output folder: every file under it, by relative path and content."""
+    def tree(self, rel: str, exclude: tuple[str, ...] = ()) -> str:
+        """Hash of an output folder: every file under it, by relative path and content,
+        but those under ``exclude`` (a tool's cache folder inside the output)."""
         rel = rel.rstrip("/")
         files = self.walk(rel, outputs=True)
+        if exclude:
+            files = [f for f in files if not globs.excluded(f, exclude)]
         if not files and not os.path.isdir(os.path.join(self.root, rel)):
             return MISSING
         h = hashlib.blake2b(digest_size=16)
@@ -109,14 +117,16 @@ class Hasher:
             h.update(b"\n")
         return "d" + h.hexdigest()
 
-    def walk(self, rel_dir: str, *, outputs: bool = False) -> list[str]:
+    def walk(
+        self, rel_dir: str, *, outputs: bool = False, skip: frozenset[str] = links.SKIP_DIRS
+    ) -> list[str]:
         """Files under ``rel_dir`` (repo-relative), sorted; symlinks as ``runner.links``
         says (inside the repository followed, leaving it ``LinkEscape``, or in an output
         folder hashed as a link). Each folder's stat is noted in ``seen`` under "path/",
         so a file added there is noticed."""
         out: list[str] = []
         root = str(self.root)
-        for rel, full, is_dir in links.walk(root, rel_dir, outputs=outputs):
+        for rel, full, is_dir in links.walk(root, rel_dir, outputs=outputs, skip=skip):
             if is_dir:
                 self.seen[rel + "/" if rel else "/"] = statkey.dir_stat(full)
             else:
@@ -125,20 +135,27 @@ class Hasher:
         return out
 
     def expand(self, pattern: str) -> list[str]:
-        """Files matching a repo-relative input pattern (a literal path, folder or glob)."""
-        if not globs.is_glob(pattern):
-            p = pattern.rstrip("/")
-            try:
-                st = os.stat(os.path.join(self.root, p))
-            except OSError:
-                self.seen[p] = None  # absent now: its appearing must be noticed
+        """Files matching a repo-relative input pattern (a literal path, folder or glob).
+
+        A path that exists spelled exactly as the pattern is that file or folder, glob
+        characters and all (a file named ``in[1].txt``), as make and the shells do."""
+        literal = not globs.is_glob(pattern)
+        p = (globs.literal(pattern) if literal else pattern).rstrip("/")
+        try:
+            st = os.stat(os.path.join(self.root, p))
+        except (OSError, ValueError):
+            self.seen[p] = None  # absent now: its appearing must be noticed
+            if literal:
                 return []
+        else:
             if stat_mod.S_ISDIR(st.st_mode):
                 return self.walk(p)
             return [p]
         prefix = globs.literal_prefix(pattern)
         rx = globs.compile_glob(pattern)
-        return [f for f in self.walk(prefix) if rx.match(f)]
+        # .git/, .orch/, __pycache__/ are entered only by a pattern that names them
+        skip = links.SKIP_DIRS.difference(pattern.split("/"))
+        return [f for f in self.walk(prefix, skip=skip) if rx.match(f)]
 
     def flush(self) -> None:
         if self.state is not None and self._new:

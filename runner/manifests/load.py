@@ -53,12 +53,22 @@ def parse_config(raw: bytes) -> tuple[Config, list[Diagnostic]]:
     doc = docs[0]
     if not isinstance(doc.data, dict):
         return Config(), [Diagnostic(CONFIG_PATH, doc.line, 1, "", "expected a mapping")]
-    diags = validate_document(doc, "config")
+    diags = list(validate_document(doc, "config"))
+    d = doc.data
+    for key in ("manifests", "exclude"):
+        patterns = d.get(key)
+        for i, pattern in enumerate(patterns if isinstance(patterns, list) else ()):
+            if not isinstance(pattern, str):
+                continue
+            try:
+                globs.check(pattern)
+            except globs.GlobError as e:
+                line, col = doc.where((key, i))
+                diags.append(Diagnostic(CONFIG_PATH, line, col, f"{key}[{i}]", str(e)))
     if diags:
         return Config(), diags
     from runner.units import parse_duration
 
-    d = doc.data
     return (
         Config(
             manifests=tuple(d.get("manifests", (".",))),

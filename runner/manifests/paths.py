@@ -32,9 +32,18 @@ def join(base: str, p: str) -> str:
     return j + "/" if trailing else j
 
 
+def join_pattern(base: str, p: str) -> str:
+    """``join`` for an ``inputs``/``outputs`` entry: a leading "!" (an exclusion) is kept
+    in front of the joined path."""
+    if p.startswith("!"):
+        return "!" + join(base, p[1:])
+    return join(base, p)
+
+
 def check_symlinks(root: Path, rel: str) -> None:
     """Raise if the existing part of ``rel`` resolves outside ``root``."""
-    head = globs.literal_prefix(rel) if globs.is_glob(rel) else rel.rstrip("/")
+    rel = rel.removeprefix("!")
+    head = globs.literal_prefix(rel) if globs.is_glob(rel) else globs.literal(rel).rstrip("/")
     if not head:
         return
     target = _resolve(str(root), head)

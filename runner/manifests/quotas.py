@@ -19,8 +19,15 @@ def governing(m: Manifests, wf: Workflow) -> list[Quota]:
     for q in m.quotas.values():
         if q in out:
             continue
-        if any(globs.match(p, wf.name) for p in q.workflows) or (
-            wf.project and any(globs.match(p, wf.project) for p in q.projects)
+        if any(_picks(p, wf.name) for p in q.workflows) or (
+            wf.project and any(_picks(p, wf.project) for p in q.projects)
         ):
             out.append(q)
     return out
+
+
+def _picks(pattern: str, name: str) -> bool:
+    try:
+        return globs.match(pattern, name)
+    except globs.GlobError:  # reported by validation (runner.manifests.checks), picks nothing
+        return False

@@ -94,7 +94,7 @@ def affected_workflows(repo: Repo, m: Manifests, since: str) -> set[str]:
     ``runner.links``), so a step reading ``src/vendor/`` is affected by ``third/lib/x.c``."""
     changed = changed_files(repo, since)
     roots = {
-        globs.literal_prefix(p) if globs.is_glob(p) else p.rstrip("/")
+        globs.literal_prefix(p).rstrip("/")
         for wf in m.workflows.values()
         for s in wf.steps
         for p in _input_patterns(m, wf, s)
@@ -169,6 +169,8 @@ def _input_patterns(m: Manifests, wf: Workflow, step: Step) -> Iterator[str]:
     proj = m.projects.get(wf.project) if wf.project else None
     envs: list[str | None] = [None, *(proj.environments if proj else ())]
     for raw in step.inputs:
+        if raw.startswith("!"):
+            continue  # an exclusion: selecting a little more errs towards running
         if "{{" not in raw and "{%" not in raw:
             rendered = [raw]
         else:
@@ -202,6 +204,7 @@ def _matches(pattern: str, path: str) -> bool:
         return path.startswith(pattern)
     if globs.is_glob(pattern):
         return globs.match(pattern, path)
+    pattern = globs.literal(pattern)
     return path == pattern or path.startswith(pattern + "/")
 
 

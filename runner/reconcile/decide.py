@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from runner import globs
 from runner.manifests.fingerprint import changed_keys, combine, definition_fields
 from runner.manifests.hashing import MISSING, Hasher
 from runner.status import Action, Status
@@ -53,6 +54,7 @@ class StepDecision:
     inputs: dict[str, str] = field(default_factory=dict)
     upstream: dict[str, str] = field(default_factory=dict)
     fingerprint: str = ""
+    empty_inputs: list[str] = field(default_factory=list)  # patterns that matched nothing
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -69,16 +71,30 @@ def _files_summary(kind: str, files: list[str], limit: int = 3) -> str:
     return f"{kind}: {head}{more}"
 
 
-def input_hashes(hasher: Hasher, patterns: list[str]) -> dict[str, str]:
+def input_hashes(
+    hasher: Hasher, patterns: list[str], empty: list[str] | None = None
+) -> dict[str, str]:
+    """{file: hash} of every file the patterns match, less those a ``!pattern`` excludes
+    (exclusions apply to the whole list, whatever their place: inputs are a set). A
+    pattern that matched nothing is appended to ``empty``."""
+    pos, neg = globs.split(patterns)
     out: dict[str, str] = {}
-    for p in patterns:
-        for f in hasher.expand(p):
+    for p in pos:
+        files = hasher.expand(p)
+        if not files and empty is not None:
+            empty.append(p)
+        for f in files:
+            if neg and globs.excluded(f, neg):
+                continue
             out[f] = hasher.file(f)
     return out
 
 
 def output_hashes(hasher: Hasher, outputs: list[str]) -> dict[str, str]:
-    return {o: hasher.file(o.rstrip("/")) for o in outputs}
+    """{output as declared: hash}; a folder's hash leaves out its ``!`` exclusions."""
+    pos, neg = globs.split(outputs)
+    exclude = tuple(neg)
+    return {o: hasher.file(globs.literal(o).rstrip("/"), exclude) for o in pos}
 
 
 def decide(
@@ -126,7 +142,8 @@ def _decide(
         view.wf, view.step, view.params, view.param_refs, view.env_refs, view.static
     )
     reasons: list[str] = []
-    inputs = input_hashes(hasher, view.inputs) if view.inputs else {}
+    empty: list[str] = []
+    inputs = input_hashes(hasher, list(view.inputs), empty) if view.inputs else {}
     upstream: dict[str, str] = {}
     pending_up = [u for u in view.upstream if u in will_run]
     for u in view.upstream:
@@ -162,7 +179,15 @@ def _decide(
         action = MAY_RUN
         reasons.append(f"upstream will run: {', '.join(pending_up)}")
     return StepDecision(
-        view.wf.name, view.step.name, action, tuple(reasons), fields, inputs, upstream, fingerprint
+        view.wf.name,
+        view.step.name,
+        action,
+        tuple(reasons),
+        fields,
+        inputs,
+        upstream,
+        fingerprint,
+        empty,
     )
 
 

@@ -32,6 +32,7 @@ class Plans:
     views: dict[Key, StepView]
     records: dict[str, dict[str, StepRecord]]
     seen: dict[str, Any] = field(default_factory=dict)  # the hasher's stat witness (noop.py)
+    warnings: list[str] = field(default_factory=list)  # for the caller to say once
 
     @property
     def all_up_to_date(self) -> bool:
@@ -58,7 +59,7 @@ def step_paths(
 
             ctx = {"params": {**params, **step.params}, "workflow": {"name": wf.name}, "env": {}}
             p = render_text(p, ctx)
-        return pathmod.join(wf.base, p)
+        return pathmod.join_pattern(wf.base, p)
 
     ins = [resolve(p) for p in step.inputs]
     outs = [resolve(p) for p in step.outputs]
@@ -93,6 +94,59 @@ def step_views(m: Manifests, wf: Workflow, sel: Selection) -> dict[str, StepView
     return out
 
 
+def _check_empty(wf: Workflow, step: str, patterns: list[str], outputs: list[str]) -> list[str]:
+    """An input that names nothing: a missing literal path no step produces is an error
+    (make's "No rule to make target"; DVC and Snakemake stop there too), raised; a glob
+    that matches nothing is a warning, returned. Either is fine when some step's outputs
+    may be it."""
+    from runner import globs
+    from runner.errors import OrchError
+    from runner.manifests.graph import _could_match_under
+
+    warnings = []
+    for pat in patterns:
+        glob = globs.is_glob(pat)
+        lit = globs.literal(pat).rstrip("/")
+        rx = globs.compile_glob(pat)
+        if any(
+            o == lit
+            or o.startswith(lit + "/")
+            or lit.startswith(o + "/")
+            or (glob and (rx.match(o) is not None or _could_match_under(pat, o)))
+            for o in outputs
+        ):
+            continue
+        if not glob:
+            raise OrchError(
+                f"{wf.path}: step '{step}': input '{lit}' does not exist and no step "
+                "produces it (create it, fix the path, or list it in the outputs of the step "
+                "that writes it)"
+            )
+        warnings.append(
+            f"{wf.path}: step '{step}': input '{pat}' matches no file "
+            "(check the pattern; a step that writes them should list them in its outputs)"
+        )
+    return warnings
+
+
+def _all_outputs(m: Manifests) -> list[str]:
+    """Every declared output of every step of every workflow: repo-relative, literal,
+    without a trailing "/" (an output that reads ``steps.*`` is known only when it runs)."""
+    from runner import globs
+    from runner.manifests.checks import base_params
+
+    out: list[str] = []
+    for w in m.workflows.values():
+        params = base_params(m, w, None)
+        for s in w.steps:
+            try:
+                _ins, outs, _wd = step_paths(w, s, params)
+            except Exception:  # a template that needs a run's values: not knowable now
+                continue
+            out += [globs.literal(o).rstrip("/") for o in outs if not o.startswith("!")]
+    return out
+
+
 def plan_workflows(
     m: Manifests,
     wfs: list[Workflow],
@@ -104,6 +158,7 @@ def plan_workflows(
 ) -> Plans:
     """Decide every step of ``wfs`` against the recorded state (``sel.env``'s records)."""
     plans = Plans({}, {}, {})
+    outputs: list[str] | None = None  # every declared output, once an input names nothing
     for wf in wfs:
         records = state.step_records(wf.name, sel.env)
         views = step_views(m, wf, sel)
@@ -122,6 +177,9 @@ def plan_workflows(
                 )
             except LinkEscape as e:
                 raise LinkEscape(f"{wf.path}: step '{name}': inputs: {e}") from None
+            if d.empty_inputs:
+                outputs = outputs if outputs is not None else _all_outputs(m)
+                plans.warnings += _check_empty(wf, name, d.empty_inputs, outputs)
             if d.action != UP_TO_DATE:
                 will_run.add(name)
             decisions.append(d)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from runner import globs
 from runner.manifests.hashing import MISSING
 from runner.reconcile.decide import StepDecision, output_hashes
 from runner.reconcile.results import StepResult
@@ -159,7 +160,7 @@ def complete(
     status, message = res.status, res.output_error or ""
     view, d = task.view, task.decision
     outs = list(view.outputs)
-    hasher.forget(outs)
+    hasher.forget([globs.literal(o) for o in outs if not o.startswith("!")])
     ohash = output_hashes(hasher, outs) if outs else {}
     if status == Status.SUCCEEDED:
         missing = [o for o, h in ohash.items() if h == MISSING]

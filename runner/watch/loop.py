@@ -86,7 +86,7 @@ class _Pattern:
 def _pattern(p: str) -> _Pattern:
     if globs.is_glob(p):
         return _Pattern(globs.literal_prefix(p), globs.compile_glob(p), "")
-    lit = p.rstrip("/")
+    lit = globs.literal(p).rstrip("/")
     return _Pattern(lit, None, lit)
 
 
@@ -130,10 +130,14 @@ class EventFilter:
             params = _params(manifests, wf, env) if manifests else dict(wf.params)
             for step in wf.steps:
                 for p in step.inputs:
+                    if p.startswith("!"):
+                        continue  # exclusions: watching a little more is harmless
                     i = _resolve(wf, step, p, params, widen=True)
                     if i is not None:
                         inputs.setdefault(i, set()).add((wf.name, step.name))
                 for p in step.outputs:
+                    if p.startswith("!"):
+                        continue
                     o = _resolve(wf, step, p, params, widen=False)
                     if o is not None:
                         outputs.add(o)
