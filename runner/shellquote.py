@@ -8,10 +8,11 @@ escaped for that spot::
     values:   <0> = a$b, <1> = my dir
     result:   echo "wheel: a\\$b" && ls 'my dir'/*.whl
 
-Where a value cannot be escaped portably (inside ``${...}``, ``$'...'``, nested
-backquotes, a here-document delimiter, anything but an integer inside ``$(( ))``, a
-value that would end a here-document) it raises ``QuoteRefused`` instead of guessing, and
-the caller reports that as a template error.
+Where a value cannot be escaped portably (right after an unescaped ``$`` or ``\\``,
+where the shell would read the quoted value as a parameter name or an escaped quote;
+inside ``${...}``, ``$'...'``, nested backquotes, a here-document delimiter; anything but
+an integer inside ``$(( ))``; a value that would end a here-document) it raises
+``QuoteRefused`` instead of guessing, and the caller reports that as a template error.
 
 It is its own module because it is a different job from the Jinja sandbox: plain text in,
 plain text out, no Jinja, so it can be read and tested on its own.
@@ -28,9 +29,10 @@ from dataclasses import dataclass, field
 class QuoteRefused(Exception):
     """A value sits where no escaping is safe; the message says where and what to do instead."""
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, slot: int | None = None):
         super().__init__(message)
         self.message = message
+        self.slot = slot  # which value was refused, where the refusal is about one
 
 
 @dataclass
@@ -70,6 +72,15 @@ _PLAIN_RUN = {
     "comment": re.compile(r"[^\n\x00]+"),
     "arith": re.compile(r"[^()$`\\\x00]+"),
 }
+_LITERAL = frozenset({"sq", "ansi", "comment"})
+_AFTER_DOLLAR = (
+    "a {{ }} right after an unescaped '$' would be expanded by the shell, not quoted;"
+    " drop the '$' (orch writes {{ x }}, not ${{ x }}) or escape it as '\\$'"
+)
+_AFTER_BACKSLASH = (
+    "a {{ }} right after an unescaped '\\' would undo the quoting of the value;"
+    " drop the '\\' or double it"
+)
 _ESCAPE_DQ = re.compile(r'([\\$`"])')
 _ESCAPE_EXPANDING = re.compile(r"([\\$`])")
 
@@ -151,7 +162,13 @@ class _ShellScan:
                 if m and m[1] == self.nonce:
                     value = self.values[int(m[2])]
                     top = self.stack[-1]
-                    self.out.append(self._escape(value, top.kind, self._backquotes()))
+                    slot = int(m[2])
+                    if top.kind not in _LITERAL and self.out and self.out[-1] == "$":
+                        raise QuoteRefused(_AFTER_DOLLAR, slot)
+                    try:
+                        self.out.append(self._escape(value, top.kind, self._backquotes()))
+                    except QuoteRefused as exc:
+                        raise QuoteRefused(exc.message, slot) from None
                     self.word_start = False
                     i = m.end()
                     continue
@@ -182,6 +199,13 @@ class _ShellScan:
             )
         return "".join(self.out)
 
+    def _escaped(self, i: int) -> int:
+        """A backslash at ``i`` escapes the next character; before a value it is refused."""
+        m = _PLACEHOLDER.match(self.text, i + 1)
+        if m and m[1] == self.nonce:
+            raise QuoteRefused(_AFTER_BACKSLASH, int(m[2]))
+        return self._emit(i, 2)
+
     def _emit(self, i: int, count: int = 1) -> int:
         self.out.append(self.text[i : i + count])
         return i + count
@@ -210,7 +234,7 @@ class _ShellScan:
     def _double(self, i: int) -> int:
         text, c = self.text, self.text[i]
         if c == "\\":
-            return self._emit(i, 2)
+            return self._escaped(i)
         if c == '"':
             self.stack.pop()
         elif c == "`":
@@ -257,7 +281,7 @@ class _ShellScan:
             self.stack.append(_Frame("param"))
             return self._emit(i, 2)
         elif c == "\\":
-            return self._emit(i, 2)
+            return self._escaped(i)
         return self._emit(i)
 
     def _bare(self, i: int) -> int:
@@ -266,7 +290,7 @@ class _ShellScan:
         if c == "\\":
             if text.startswith("`", i + 1) and self._backquotes():
                 self.nested_backquotes = True
-            return self._emit(i, 2)
+            return self._escaped(i)
         if c == "'":
             self.stack.append(_Frame("sq"))
         elif c == '"':
@@ -368,6 +392,8 @@ class _ShellScan:
                     if (body.lstrip("\t") if doc.strip_tabs else body) == doc.delimiter:
                         break
                     continue
+                if not doc.quoted:
+                    _check_before_values(line, self.nonce)
                 filled = _PLACEHOLDER.sub(
                     lambda m, kind=kind, doc=doc: (
                         self._escape(self.values[int(m[2])], kind, doc.backquotes)
@@ -386,3 +412,19 @@ class _ShellScan:
                 i = end
         self.pending.clear()
         return i
+
+
+def _check_before_values(line: str, nonce: str) -> None:
+    """In an unquoted here-document ``\\`` and ``$`` act as in double quotes: refuse a value
+    right after an unescaped one."""
+    for m in _PLACEHOLDER.finditer(line):
+        if m[1] != nonce:
+            continue
+        before = line[: m.start()]
+        slashes = len(before) - len(before.rstrip("\\"))
+        if slashes % 2:
+            raise QuoteRefused(_AFTER_BACKSLASH, int(m[2]))
+        if before.endswith("$"):
+            ahead = before[:-1]
+            if (len(ahead) - len(ahead.rstrip("\\"))) % 2 == 0:
+                raise QuoteRefused(_AFTER_DOLLAR, int(m[2]))

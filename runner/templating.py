@@ -52,9 +52,14 @@ class _Raw(str):
 
 
 def _format(value: Any) -> str:
-    """Text for a value as YAML users expect it: ``true``/``false``, ``null`` as empty."""
+    """Text for a value as YAML users expect it: ``true``/``false``, ``null`` as empty.
+
+    Always a plain ``str``: filters such as ``| e``, ``| safe`` and ``| tojson`` return
+    ``markupsafe.Markup``, whose ``+`` HTML-escapes the other side, so the shell quotes
+    added around it later would turn into ``&#39;`` and the value would run as code.
+    """
     if isinstance(value, str):
-        return value
+        return value if type(value) is str else str.__str__(value)
     if value is None:
         return ""
     if isinstance(value, bool):
@@ -137,6 +142,48 @@ def check_syntax(source: str) -> TemplateError | None:
         _template(source, False)
     except TemplateError as exc:
         return exc
+    return None
+
+
+def check_shell_spots(source: str) -> TemplateError | None:
+    """Where a shell ``run`` puts a ``{{ }}`` that no quoting can make safe, found statically.
+
+    Each ``{{ }}`` of the template (but ``| raw`` ones) becomes a placeholder for the
+    integer ``0``, ``{% %}`` tags and comments are dropped, and the text is scanned as
+    ``render_command`` does. Only refusals about one value's spot are reported (right after
+    ``$`` or ``\\``, inside ``${...}`` or ``$'...'``), with that value's template line, so
+    ``orch validate`` shows them before anything runs; rendering checks again with the real
+    text, since ``{% if %}`` branches can put a ``$`` before a value too.
+    """
+    if "{{" not in source:
+        return None
+    from jinja2 import TemplateSyntaxError
+
+    slots = Slots()
+    parts: list[str] = []
+    lines: list[int] = []
+    expr: list[str] | None = None
+    try:
+        for lineno, kind, value in _env(False).lex(source):
+            if kind == "data" and expr is None:
+                parts.append(value)
+            elif kind == "variable_begin":
+                expr, start = [], lineno
+            elif kind == "variable_end" and expr is not None:
+                raw = expr[-2:] == ["|", "name:raw"]
+                parts.append("0" if raw else slots.add("0"))
+                if not raw:
+                    lines.append(start)
+                expr = None
+            elif expr is not None and kind != "whitespace":
+                expr.append(f"name:{value}" if kind == "name" else value)
+    except TemplateSyntaxError:
+        return None  # reported by check_syntax
+    try:
+        quote_values("".join(parts), slots)
+    except QuoteRefused as exc:
+        if exc.slot is not None:
+            return TemplateError(exc.message, lines[exc.slot])
     return None
 
 

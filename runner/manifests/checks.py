@@ -206,12 +206,14 @@ def _rotate(cycle: list[str], first: str) -> list[str]:
     return body + [body[0]]
 
 
-def _syntax(source: str) -> str | None:
+def _syntax(source: str, shell: bool = False) -> str | None:
     if not _is_templated(source):
         return None
-    from runner.templating import check_syntax
+    from runner.templating import check_shell_spots, check_syntax
 
     err = check_syntax(source)
+    if err is None and shell:
+        err = check_shell_spots(source)
     if err is None:
         return None
     return str(err)
@@ -242,7 +244,7 @@ def _check_templates(
     fields = _template_fields(s)
     if not fields:
         return set()
-    from runner.templating import TemplateError, check_syntax, references
+    from runner.templating import TemplateError, check_shell_spots, check_syntax, references
 
     ups: set[str] = set()
     pref: set[str] | None = set()
@@ -250,6 +252,8 @@ def _check_templates(
     for rel, source in fields:
         path = sp + rel
         err = check_syntax(source)
+        if err is None and rel == ("run",):
+            err = check_shell_spots(source)
         if err is not None:
             ctx.add(path, f"template error: {err}", _line_hint(err))
             continue
@@ -339,7 +343,7 @@ def _check_handlers(ctx: _Ctx, names: dict[str, int], known_params: set[str]) ->
             else:
                 runs = [((*base, j), a) for j, a in enumerate(h.run)]
             for path, r in runs:
-                err = _syntax(r)
+                err = _syntax(r, shell=isinstance(h.run, str))
                 if err:
                     ctx.add(path, f"template error: {err}")
                     continue

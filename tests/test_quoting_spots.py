@@ -1,0 +1,140 @@
+"""Issue 11, kind 1: the character before a value and the filters around it.
+
+A value is quoted for where it lands; a ``$`` or ``\\`` written right before the ``{{ }}``
+would take the quoted value apart again, and HTML-escaping filters return a ``Markup``
+string whose concatenation undid the shell quotes. Each case here ran ``touch`` before.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from runner.templating import TemplateError, render_command
+
+SHELLS = [sh for sh in ("/bin/sh", "/bin/bash", "/bin/dash") if Path(sh).exists()]
+
+
+def _sh(shell: str, command: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([shell, "-c", command], cwd=cwd, capture_output=True, text=True)
+
+
+@pytest.mark.parametrize(
+    "template,value",
+    [
+        ('echo "${{ v }}"', "(touch pwned)"),
+        ("echo ${{ v }}", "(touch pwned)"),
+        ("echo ${{ v }}", "HOME"),
+        ("echo \\{{ v }}", "'; touch pwned; '"),
+        ('echo "\\{{ v }}"', "$(touch pwned)"),
+        ("cat <<EOF\n\\{{ v }}\nEOF\n", "$(touch pwned)"),
+        ("cat <<EOF\n${{ v }}\nEOF\n", "(touch pwned)"),
+        ("echo $(( ${{ v }} ))", "1"),
+        ("echo `echo ${{ v }}`", "(touch pwned)"),
+        ("echo $(echo \\{{ v }})", "'; touch pwned; '"),
+        ('{{ "$" | raw }}{{ v }}', "(touch pwned)"),
+        ("{% if true %}${% endif %}{{ v }}", "(touch pwned)"),
+    ],
+)
+def test_a_value_right_after_dollar_or_backslash_is_refused(
+    template: str, value: str, tmp_path: Path
+) -> None:
+    with pytest.raises(TemplateError, match="right after"):
+        render_command(template, {"v": value})
+
+
+@pytest.mark.parametrize(
+    "template,expect",
+    [
+        ("printf '%s' \\${{ v }}", "$HOME"),
+        ("printf '%s' \\\\{{ v }}", "\\HOME"),
+        ("printf '%s' \"\\${{ v }}\"", "$HOME"),
+        ("printf '%s' '${{ v }}'", "$HOME"),
+        ("printf '%s' '\\{{ v }}'", "\\HOME"),
+        ("cat <<'EOF'\n${{ v }}\nEOF\n", "$HOME\n"),
+        ("printf '%s' ok # ${{ v }}", "ok"),
+    ],
+)
+def test_an_escaped_dollar_or_backslash_before_a_value_is_literal(
+    template: str, expect: str, tmp_path: Path
+) -> None:
+    for shell in SHELLS:
+        done = _sh(shell, render_command(template, {"v": "HOME"}), tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == expect
+
+
+@pytest.mark.parametrize("flt", ["e", "escape", "safe", "tojson", "forceescape", "urlize"])
+@pytest.mark.parametrize("value", ["'; touch pwned; '", "a; touch pwned", "$(touch pwned)"])
+def test_no_filter_but_raw_changes_how_a_value_is_quoted(
+    flt: str, value: str, tmp_path: Path
+) -> None:
+    for shell in SHELLS:
+        command = render_command(f"printf '%s' {{{{ v | {flt} }}}}", {"v": value})
+        _sh(shell, command, tmp_path)
+        assert not (tmp_path / "pwned").exists(), command
+    plain = render_command("printf '%s' {{ v | safe }}", {"v": value})
+    assert _sh("/bin/sh", plain, tmp_path).stdout == value
+
+
+def test_validate_names_the_line_of_a_value_after_dollar_or_backslash(repo) -> None:
+    from tests.conftest import workflow
+
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            """\
+    - name: evil
+      run: echo 'x=(touch pwned)' >> "$ORCH_OUTPUT"
+    - name: use
+      run: |
+        echo ok
+        echo "${{ steps.evil.outputs.x }}"
+    - name: doc
+      run: "cat <<EOF\\n\\\\{{ steps.evil.outputs.x }}\\nEOF\\n"
+    - name: fine
+      run: echo \\${{ steps.evil.outputs.x }} '${{ steps.evil.outputs.x }}'
+""",
+            "  on:\n    failure: [{run: 'echo ${{ workflow.name }}'}]\n",
+        ),
+    )
+    p = repo.orch("validate")
+    assert p.returncode == 1
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("wf.yaml:")]
+    assert [ln.split(" ", 2)[:2] for ln in lines] == [
+        ["wf.yaml:6:21:", "spec.on.failure[0].run:"],
+        ["wf.yaml:11:12:", "spec.steps[1].run:"],
+        ["wf.yaml:15:12:", "spec.steps[2].run:"],
+    ], p.stderr
+    assert "right after an unescaped '$'" in lines[0]
+    assert "right after an unescaped '$'" in lines[1] and "template line 2" in lines[1]
+    assert "right after an unescaped '\\'" in lines[2] and "template line 2" in lines[2]
+    p = repo.orch("apply")
+    assert p.returncode == 1
+    assert not (repo.path / "pwned").exists()
+
+
+def test_apply_refuses_a_dollar_that_only_rendering_puts_before_a_value(repo) -> None:
+    from tests.conftest import workflow
+
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            """\
+    - name: evil
+      run: echo 'x=(touch pwned)' >> "$ORCH_OUTPUT"
+    - name: use
+      run: echo "{{ params.d | raw }}{{ steps.evil.outputs.x }}"
+""",
+            "  params: {d: $}\n",
+        ),
+    )
+    assert repo.orch("validate").returncode == 0
+    data = repo.apply()
+    assert data["by_step"]["use"]["status"] == "failed"
+    assert "right after an unescaped '$'" in data["by_step"]["use"]["message"]
+    assert not (repo.path / "pwned").exists()
