@@ -19,6 +19,7 @@ from typing import Any
 from runner import globs
 from runner.errors import Diagnostic, OrchError
 from runner.manifests.catalog import Config, Manifests
+from runner.manifests.paths import LINK_OUT, LINK_OUT_HINT, leaves_repository
 from runner.manifests.schema import check_header, repaired, validate_document
 from runner.manifests.sources import list_manifest_files
 from runner.manifests.yamlsrc import Document, decode, load_text
@@ -30,6 +31,8 @@ _ORCH_API = re.compile(r"apiVersion[\"']?\s*:\s*[\"']?orch/")
 
 def read_config(root: Path) -> tuple[Config, list[Diagnostic]]:
     path = root / CONFIG_PATH
+    if path.is_symlink() and leaves_repository(root, CONFIG_PATH):
+        return Config(), [Diagnostic(CONFIG_PATH, 0, 0, "", LINK_OUT, LINK_OUT_HINT)]
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
@@ -132,6 +135,9 @@ def load(
             files.append(rel)
     texts: dict[str, str] = {}
     for f in files:
+        if leaves_repository(root, f):
+            diags.append(Diagnostic(display_prefix + f, 0, 0, "", LINK_OUT, LINK_OUT_HINT))
+            continue
         try:
             raw = (root / f).read_bytes()
         except (IsADirectoryError, FileNotFoundError):

@@ -62,3 +62,32 @@ def _resolve(root: str, rel: str) -> str:
     base = _real(os.path.join(root, parent)) if parent else _real(root)
     full = os.path.join(base, name)
     return _real(full) if os.path.islink(full) else full
+
+
+LINK_OUT = "a symlink that leads outside the repository; orch reads manifests from inside it only"
+LINK_OUT_HINT = "copy the file into the repository, or point the link inside it"
+
+
+def leaves_repository(root: Path, rel: str) -> bool:
+    """Whether reading ``root/rel`` would follow a symlink out of ``root``.
+
+    The one rule for manifests and the config, at every entry point (load, watch, ``--ref``,
+    ``--since``, MCP): a link whose target stays inside is followed, like any path in a
+    manifest; one that leaves is never read. Costs one ``lstat`` per path component.
+    """
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(os.path.join(root, rel))  # not cached: watch sees links change
+    return real != real_root and not real.startswith(real_root + os.sep)
+
+
+def target_at_revision(link: str, target: str) -> str | None:
+    """Where a symlink committed at ``link`` (repo-relative) points, as a repo-relative path,
+    or None when it leaves the repository (absolute, or climbing above the root). At a git
+    revision the link's text is all there is: resolved against the tree, never the disk."""
+    if target.startswith("/"):
+        return None
+    parent = posixpath.dirname(link)
+    j = posixpath.normpath(posixpath.join(parent, target))
+    if j == ".." or j.startswith("../") or j == ".":
+        return None
+    return j

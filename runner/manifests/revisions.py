@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from runner import globs, links
-from runner.errors import OrchError
+from runner.errors import Diagnostic, OrchError
 from runner.manifests.load import (
     CONFIG_PATH,
     Config,
@@ -38,6 +38,7 @@ from runner.manifests.load import (
     parse_config,
     select_files,
 )
+from runner.manifests.paths import LINK_OUT, LINK_OUT_HINT, target_at_revision
 from runner.manifests.sources import MANIFEST_SUFFIXES
 from runner.manifests.yamlsrc import decode
 
@@ -59,8 +60,9 @@ class Repo(Protocol):
 
 def manifests_at(repo: Repo, ref: str) -> Manifests:
     """The manifests as committed at ``ref``, validated like the work tree's (raises the same
-    ``OrchError`` diagnostics). Symlinked manifests are skipped: their target at ``ref`` is
-    another blob, and following it is what a checkout would do, not what git stores."""
+    ``OrchError`` diagnostics). A committed symlink is followed through the tree at ``ref``
+    when it stays inside the repository; one that leaves it is a diagnostic, as in the
+    work tree."""
     with _git_repo(repo, "--ref") as (g, prefix):
         tree = _tree(g, ref, "--ref")
         if prefix:
@@ -71,21 +73,44 @@ def manifests_at(repo: Repo, ref: str) -> Manifests:
         blobs = {
             b.path[len(prefix) :]: b
             for b in tree.traverse(predicate=lambda o, _d: o.type == "blob")
-            if b.mode != _BLOB_SYMLINK
         }
-        config_blob = blobs.get(CONFIG_PATH)
-        config, diags = (
+        diags: list[Diagnostic] = []
+        config_blob = _follow(blobs, CONFIG_PATH, repo.prefix, diags)
+        config, d = (
             (Config(), []) if config_blob is None else parse_config(config_blob.data_stream.read())
         )
+        diags.extend(d)
         candidates = sorted(p for p in blobs if _is_manifest_name(p))
         texts: dict[str, str] = {}
         for f in select_files(candidates, config):
-            text, d = decode(blobs[f].data_stream.read(), repo.prefix + f)
+            blob = _follow(blobs, f, repo.prefix, diags)
+            if blob is None:
+                continue
+            text, d = decode(blob.data_stream.read(), repo.prefix + f)
             if d:
                 diags.append(d)
             elif text is not None:
                 texts[f] = text
     return load_texts(repo.root, config, texts, repo.prefix, diags)
+
+
+def _follow(blobs: dict[str, Any], path: str, prefix: str, diags: list[Diagnostic]) -> Any:
+    """The blob ``path`` names at the revision, through committed symlinks as a checkout
+    would follow them (``paths.leaves_repository``'s rule, on the tree instead of the
+    disk): None when missing or a link to a folder; a link leaving the repository is a
+    diagnostic and is not read."""
+    seen: set[str] = set()
+    blob = blobs.get(path)
+    while blob is not None and blob.mode == _BLOB_SYMLINK:
+        target = target_at_revision(path, os.fsdecode(blob.data_stream.read()))
+        if target is None:
+            diags.append(Diagnostic(prefix + path, 0, 0, "", LINK_OUT, LINK_OUT_HINT))
+            return None
+        if target in seen or len(seen) > 32:
+            return None  # a loop: nothing to read, as open() would find
+        seen.add(target)
+        blob = blobs.get(target)
+    return blob
 
 
 def affected_workflows(repo: Repo, m: Manifests, since: str) -> set[str]:
