@@ -8,13 +8,15 @@ unchanged the answer is still "up to date" and nothing else is loaded: no YAML, 
 no hashing. Anything different -- a touched file, a new file in a globbed folder, another
 orch having written the state, a file modified too close to the witness for its mtime to
 be trusted (racy git) -- and the caller does the full plan, which explains itself.
+The witness is JSON: a hostile ``.orch/`` can make orch believe no more than a forged
+``state.db`` could, and never run code.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-import pickle
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ from typing import Any
 from runner import statkey
 from runner.store.stamp import state_key
 
-WITNESS = ".orch/cache/noop.pickle"
+WITNESS = ".orch/cache/noop.json"
 
 
 def check(
@@ -30,11 +32,10 @@ def check(
 ) -> list[tuple[str, str]] | None:
     """The selected (workflow, step) pairs if the witness still holds, else None.
     ``mkey``: ``runner.manifests.cache.manifest_key(root)``, taken by the caller."""
+    witnesses = _codec().read(root / WITNESS)
     try:
-        with open(root / WITNESS, "rb") as f:
-            witnesses = pickle.load(f)
         w = witnesses[selection]
-    except Exception:
+    except Exception:  # no witness, or not one this code wrote: a full plan decides
         return None
     from runner.manifests.cache import _code_stamp
 
@@ -79,14 +80,12 @@ def record(
     ):
         return
     path = root / WITNESS
-    try:
-        with open(path, "rb") as f:
-            witnesses = pickle.load(f)
-        if not isinstance(witnesses, dict):
-            witnesses = {}
-    except Exception:
+    witnesses = _codec().read(path)
+    if not isinstance(witnesses, dict):
         witnesses = {}
-    witnesses = {k: v for k, v in witnesses.items() if v.get("manifests") == mkey}
+    witnesses = {
+        k: v for k, v in witnesses.items() if isinstance(v, dict) and v.get("manifests") == mkey
+    }
     witnesses[selection] = {
         "code": _code_stamp(),
         "state": state_key(root),
@@ -97,5 +96,13 @@ def record(
     }
     from runner.fsutil import atomic_write
 
-    with contextlib.suppress(OSError):  # only a cache
-        atomic_write(path, pickle.dumps(witnesses, protocol=pickle.HIGHEST_PROTOCOL))
+    with contextlib.suppress(OSError, TypeError, ValueError):  # only a cache
+        atomic_write(path, _codec().dumps(witnesses))
+
+
+@functools.cache
+def _codec() -> Any:
+    """Witnesses are plain data (JSON, ``runner.store.datacache``): reading one runs no code."""
+    from runner.store.datacache import Codec
+
+    return Codec(())

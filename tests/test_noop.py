@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import pickle
 import time
 from pathlib import Path
 
 import pytest
 
+from runner.store.datacache import Codec
 from tests.conftest import Repo, workflow
 
 WF = workflow(
@@ -42,9 +42,9 @@ def settled(repo: Repo) -> Repo:
     assert repo.apply()["ok"]
     age_everything(repo.path)
     assert all(a == "up-to-date" for a, _ in repo.plan().values())
-    witness = repo.path / ".orch" / "cache" / "noop.pickle"
+    witness = repo.path / ".orch" / "cache" / "noop.json"
     assert witness.exists()
-    assert len(pickle.loads(witness.read_bytes())) == 1
+    assert len(Codec(()).read(witness)) == 1
     assert all(a == "up-to-date" for a, _ in repo.plan().values())  # served by the witness
     return repo
 
@@ -89,4 +89,4 @@ def test_same_tick_edit_gets_no_witness(repo: Repo) -> None:
     future = time.time_ns() + 3_600 * 10**9  # "modified just now" for as long as the test runs
     os.utime(repo.path / "src" / "one.txt", ns=(future, future))
     repo.plan()
-    assert not (repo.path / ".orch" / "cache" / "noop.pickle").exists()
+    assert not (repo.path / ".orch" / "cache" / "noop.json").exists()

@@ -3,17 +3,19 @@
 A no-op ``orch plan`` must not pay for YAML parsing, schema validation, Jinja checks and DAG
 building on every call; like git's index, we trust each file's stat key (``runner.statkey``:
 size, mtime, ctime, inode, mode) and re-read when any of them moves, or when a file changed
-in the same timestamp tick as the cache was written (git's racy-clean rule). The cache is a pickle in ``.orch/cache/`` written
-atomically; any problem reading it just means a fresh load.
+in the same timestamp tick as the cache was written (git's racy-clean rule). The cache is
+JSON in ``.orch/cache/`` (``runner.store.datacache``: reading it can build values, never run code,
+so a hostile ``.orch/`` gains nothing), written atomically; a missing, stale, foreign or
+broken file just means a fresh load.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
-import pickle
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from runner import __version__, statkey
 from runner.manifests.sources import list_manifest_files
@@ -22,12 +24,12 @@ if TYPE_CHECKING:
     from runner.manifests.catalog import Manifests
 
 CONFIG_PATH = ".orch/config.yaml"
-CACHE_FILE = ".orch/cache/manifests.pickle"
+CACHE_FILE = ".orch/cache/manifests.json"
 
 
 def _code_stamp() -> tuple[object, ...]:
-    """orch's own modules by stat: a cache pickled by other code (an upgrade, a checkout
-    of another commit) must never be unpickled into objects of a different shape."""
+    """orch's own modules by stat: a cache written by other code (an upgrade, a checkout
+    of another commit) must never be read into objects of a different shape."""
     top = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # runner/
     out: list[object] = []
     todo = [""]
@@ -54,12 +56,9 @@ def load_cached(root: Path, prefix: str, extra_paths: list[str] | None = None) -
     if extra_paths or not (root / ".orch").is_dir():
         return load(root, extra_paths, prefix)
     path = root / CACHE_FILE
-    cached = None
-    try:
-        with open(path, "rb") as f:
-            cached = pickle.load(f)
-    except Exception:  # a missing, stale or foreign cache is only a cache
-        cached = None
+    cached = _codec().read(path, _stamp())
+    if not (isinstance(cached, tuple) and len(cached) == 3 and _is_manifests(cached[2])):
+        cached = None  # a missing, stale, foreign or broken cache is only a cache
     config_key = _stat_key(root, [])
     if cached is not None and cached[0] == config_key and cached[2].config.exists:
         config = cached[2].config  # unchanged config: no need to parse or validate it again
@@ -76,9 +75,50 @@ def load_cached(root: Path, prefix: str, extra_paths: list[str] | None = None) -
     m = load(root, None, prefix)
     from runner.fsutil import atomic_write
 
-    with contextlib.suppress(OSError):  # only a cache
-        atomic_write(path, pickle.dumps((config_key, key, m), protocol=pickle.HIGHEST_PROTOCOL))
+    with contextlib.suppress(OSError, TypeError, ValueError):  # only a cache
+        atomic_write(path, _codec().dumps((config_key, key, m), _stamp()))
     return m
+
+
+def _stamp() -> tuple[object, ...]:
+    return (__version__, _code_stamp())
+
+
+def _is_manifests(value: Any) -> bool:
+    from runner.manifests.load import Manifests
+
+    return type(value) is Manifests
+
+
+@functools.cache
+def _codec() -> Any:
+    """The classes a manifest cache may hold, and nothing else."""
+    from runner.manifests.graph import Dag
+    from runner.manifests.load import Config, Manifests
+    from runner.manifests.yamlsrc import Document
+    from runner.model import (
+        Breaker,
+        Handler,
+        Loc,
+        Milestone,
+        Project,
+        Quota,
+        Retry,
+        Step,
+        Workflow,
+    )
+    from runner.store.datacache import Codec
+
+    def steps_by_name(fields: dict[str, Any]) -> None:
+        # as model.build_workflow: the first of duplicate names wins
+        fields["by_name"] = {s.name: s for s in reversed(fields["steps"])}
+
+    classes = (Loc, Retry, Breaker, Step, Handler, Workflow, Quota, Milestone, Project)
+    return Codec(
+        (*classes, Dag, Document, Config, Manifests),
+        derived={Workflow: ("by_name",)},
+        rebuild={Workflow: steps_by_name},
+    )
 
 
 def _racy_safe(cache: Path, key: tuple[object, ...]) -> bool:

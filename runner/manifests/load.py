@@ -123,10 +123,6 @@ def load(
     display_prefix: str = "",
 ) -> Manifests:
     """Everything under ``root``, validated; raises OrchError listing every problem."""
-    from runner.manifests.schema import set_cache_dir
-
-    if (root / ".orch").is_dir():
-        set_cache_dir(root / ".orch" / "cache")
     config, diags = read_config(root)
     files = select_files(list_manifest_files(root), config)
     for p in extra_paths or ():
@@ -222,7 +218,7 @@ def load_texts(
             m.static_fields[(wf.name, s.name)] = static_fields(s)
     for doc in m.documents.values():
         # positions only ever serve diagnostics, all of which are found by now; at 10,000
-        # steps they are a third of the memory and of the cached pickle
+        # steps they are a third of the memory and of the manifest cache
         doc.pos, doc.keypos = {}, {}
     return m
 

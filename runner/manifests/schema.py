@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import stat
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -53,13 +55,28 @@ def dotted(path: tuple[Any, ...] | list[Any]) -> str:
     return out
 
 
-_cache_dir: Path | None = None
+def _code_cache() -> Path:
+    """Where compiled validators are kept between processes: the user's cache folder.
+
+    Never the repository's ``.orch/``: the cached file is Python that is executed, and a
+    cache anyone who can write ``.orch/`` could edit would let them run code in every later
+    ``orch`` (issue 11, kind 3). The user's own cache is as trusted as their shell profile.
+    """
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "orch"
 
 
-def set_cache_dir(path: Path | None) -> None:
-    """Where compiled validators may be kept between processes (``.orch/cache``)."""
-    global _cache_dir
-    _cache_dir = path
+def _owned(*paths: Path) -> bool:
+    """Ours alone: each path owned by this user, not a link, not writable by group or
+    others (what ssh asks of ``~/.ssh``)."""
+    try:
+        for p in paths:
+            st = os.lstat(p)
+            if st.st_uid != os.getuid() or st.st_mode & 0o022 or stat.S_ISLNK(st.st_mode):
+                return False
+    except OSError:
+        return False
+    return True
 
 
 @cache
@@ -69,28 +86,28 @@ def _gate(name: str) -> Any:
     jsonschema walks a 10,000-step workflow in seconds; the compiled gate takes a tenth of
     that. Valid documents (the common case) stop here; an invalid one goes on to
     jsonschema, whose errors carry the paths our diagnostics need. The generated code is
-    cached by the schema's hash, so its compile cost is paid once per machine.
+    cached in the user's cache folder by the schema's hash and fastjsonschema's version,
+    so its compile cost is paid once per machine.
     """
     import hashlib
 
+    import fastjsonschema
+
     schema = load_schema(name)
-    text = json.dumps(schema, sort_keys=True)
+    text = json.dumps(schema, sort_keys=True) + fastjsonschema.VERSION
     tag = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+    cached = _code_cache() / f"schema-{name}-{tag}.py"
     code = None
-    cached = _cache_dir / f"schema-{name}-{tag}.py" if _cache_dir else None
-    if cached is not None:
-        try:
+    if _owned(cached.parent, cached):
+        with contextlib.suppress(OSError, UnicodeDecodeError):
             code = cached.read_text(encoding="utf-8")
-        except OSError:
-            code = None
     if code is None:
-        import fastjsonschema
-
         code = fastjsonschema.compile_to_code(schema)
-        if cached is not None:
-            from runner.fsutil import atomic_write
+        from runner.fsutil import atomic_write
 
-            with contextlib.suppress(OSError):  # only a cache
+        with contextlib.suppress(OSError):  # only a cache
+            cached.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            if _owned(cached.parent):
                 atomic_write(cached, code)
     namespace: dict[str, Any] = {}
     exec(compile(code, f"<schema {name}>", "exec"), namespace)  # noqa: S102 - our own schema

@@ -335,7 +335,6 @@ def _validate_new(
     Returns the names of the workflows the new files define.
     """
     from runner.manifests.load import load_texts, read_config, select_files
-    from runner.manifests.schema import set_cache_dir
     from runner.manifests.sources import list_manifest_files
     from runner.manifests.yamlsrc import decode
 
@@ -351,8 +350,6 @@ def _validate_new(
                 new[_join(dest_rel, f.rel)] = text
     if not new:
         return []
-    if (root / ".orch").is_dir():
-        set_cache_dir(root / ".orch" / "cache")
     config, diags = read_config(root)
     if diags:
         raise OrchError(diagnostics=diags)
