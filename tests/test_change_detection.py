@@ -52,14 +52,14 @@ def settled(repo: Repo) -> Repo:
     assert repo.apply()["ok"]
     age(repo.path)
     assert all(a == "up-to-date" for a, _ in repo.plan().values())  # hashes cached, witness
-    assert (repo.path / ".orch" / "cache" / "noop.pickle").exists()
+    assert (repo.path / ".orch" / "cache" / "noop.json").exists()
     return repo
 
 
 def test_same_size_bytes_under_the_old_mtime_are_an_input_change(settled: Repo) -> None:
     replace_keeping_mtime(settled.path / "in.txt", b"bbbb\n")
     assert settled.plan()[("w", "a")] == ("run", ["input changed: in.txt"])
-    (settled.path / ".orch" / "cache" / "noop.pickle").unlink()  # the hash cache alone
+    (settled.path / ".orch" / "cache" / "noop.json").unlink()  # the hash cache alone
     assert settled.plan()[("w", "a")] == ("run", ["input changed: in.txt"])
 
 
@@ -80,7 +80,7 @@ def test_manifest_edited_under_its_old_mtime_is_reloaded(settled: Repo) -> None:
     wf = settled.path / "wf.yaml"
     replace_keeping_mtime(wf, wf.read_bytes().replace(b"echo aa", b"echo bb"))
     assert settled.plan()[("w", "b")] == ("run", ["definition changed (run)"])
-    (settled.path / ".orch" / "cache" / "noop.pickle").unlink()  # the manifest cache alone
+    (settled.path / ".orch" / "cache" / "noop.json").unlink()  # the manifest cache alone
     replace_keeping_mtime(wf, wf.read_bytes().replace(b"echo bb", b"echo cc"))
     assert settled.plan()[("w", "b")] == ("run", ["definition changed (run)"])
 
