@@ -12,6 +12,15 @@ then removes them, so reconcile no longer sees its workflows (their manifests ar
 no ``..``, no links out), checks every hash against the index, and only then moves the
 files back, never over an existing file. ``runner.projects.core`` reads the index to list an
 archived project.
+
+One rule for links, applied by both sides (``check_entries``): a symlink travels as a
+symlink when its target, read relative to the link's folder, stays inside the repository;
+no entry lies under a link; every entry is in the project's folder or is one of its
+manifests (``*.yaml``/``*.yml``), and none is in a ``.git`` or ``.orch`` folder. ``archive``
+checks it before it writes or removes anything; ``restore`` checks it before it writes
+anything, takes each link's target from the tar (it must equal the index's), and never
+writes through a link already on disk. So what archive accepts, restore restores, and a
+tampered index or tar cannot make restore write anywhere else.
 """
 
 from __future__ import annotations
@@ -128,6 +137,9 @@ def archive(repo: Repo, name: str) -> dict[str, Any]:
     outside = sorted(f for f in own if not _under(f, d))
     for f in outside:
         entries.append(_entry(root, f))
+    problem = check_entries(entries, d) or _links_on_disk(root, entries)
+    if problem:
+        raise OrchError(f"project '{name}' not archived, nothing was changed: {problem}")
     _check_remaining(repo, m, {e["path"] for e in entries if e["type"] != "dir"}, name)
     workflows = workflows_of(m, name)
     _check_not_running(repo, workflows, name)
@@ -173,6 +185,57 @@ def archive(repo: Repo, name: str) -> dict[str, Any]:
 
 def _under(path: str, d: str) -> bool:
     return path == d or path.startswith(d + "/")
+
+
+def check_entries(entries: list[dict[str, Any]], d: str) -> str | None:
+    """The one rule both archive and restore apply (see the module doc), on the index alone:
+    a description of the first entry that breaks it, or None."""
+    kinds: dict[str, str] = {}
+    for e in entries:
+        path, kind = e.get("path"), e.get("type")
+        if not isinstance(path, str) or kind not in ("file", "dir", "symlink") or path in kinds:
+            return f"{path!r} is not an entry orch archives"
+        kinds[path] = kind
+        if not _under(path, d) and not (kind == "file" and path.endswith((".yaml", ".yml"))):
+            return f"{path} is neither in the project's folder {d}/ nor one of its manifests"
+        if kind == "symlink" and not _link_stays_inside(path, e.get("target")):
+            return (
+                f"{path} is a symlink to {e.get('target')!r}, outside the repository; orch"
+                " archives links that stay inside it (remove the link, e.g. a virtualenv that"
+                " can be re-created, or make it point inside)"
+            )
+    for path in kinds:
+        parent = path.rpartition("/")[0]
+        while parent:
+            if kinds.get(parent) == "symlink":
+                return f"{path} lies under the symlink {parent}; nothing is written through a link"
+            parent = parent.rpartition("/")[0]
+    return None
+
+
+def _link_stays_inside(path: str, target: Any) -> bool:
+    """A link's target, read relative to the link's folder as the kernel would, stays in
+    the repository (lexically: at restore time nothing else exists to look at)."""
+    import posixpath
+
+    if not isinstance(target, str) or not target or target.startswith("/") or "\0" in target:
+        return False
+    j = posixpath.normpath(posixpath.join(posixpath.dirname(path), target))
+    return j != ".." and not j.startswith("../")
+
+
+def _links_on_disk(root: Path, entries: list[dict[str, Any]]) -> str | None:
+    """A folder on the way to an entry that is a symlink on disk: writing there would go
+    wherever it points."""
+    seen: set[str] = set()
+    for e in entries:
+        parent = e["path"].rpartition("/")[0]
+        while parent and parent not in seen:
+            seen.add(parent)
+            if (root / parent).is_symlink():
+                return f"{parent} is a symlink; nothing is read or written through a link"
+            parent = parent.rpartition("/")[0]
+    return None
 
 
 def _walk(root: Path, d: str) -> list[dict[str, Any]]:
@@ -368,8 +431,19 @@ def restore(repo: Repo, name: str) -> dict[str, Any]:
     if not tar_path.is_file():
         raise OrchError(f"{ARCHIVE_DIR}/{name}.tar.gz is missing; the index alone cannot restore")
     entries: list[dict[str, Any]] = idx.get("entries") or []
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise OrchError(f"{ARCHIVE_DIR}/{name}.json: not an archive index this orch can read")
     for e in entries:
         _safe_rel(e.get("path", ""), name)
+    d = idx.get("dir")
+    if not isinstance(d, str):
+        raise OrchError(f"{ARCHIVE_DIR}/{name}.json: not an archive index this orch can read")
+    _safe_rel(d, name)
+    problem = check_entries(entries, d) or _links_on_disk(root, entries)
+    if problem:
+        raise OrchError(
+            f"{ARCHIVE_DIR}/{name}: cannot be unpacked safely, nothing was written: {problem}"
+        )
     todo, present, conflicts = [], [], []
     for e in entries:
         full = root / e["path"]
@@ -422,7 +496,7 @@ def _safe_rel(rel: str, name: str) -> None:
         j = paths.join("", rel)
     except paths.PathEscape:
         j = ""
-    if not j or j != rel or j.split("/", 1)[0] in (".git", ".orch"):
+    if not j or j != rel or any(part in (".git", ".orch") for part in j.split("/")):
         raise OrchError(f"{ARCHIVE_DIR}/{name}.json: refusing the unsafe path {rel!r}")
 
 
@@ -473,18 +547,22 @@ def _unpack(tar_path: Path, dest: Path, entries: list[dict[str, Any]]) -> None:
                 kind = "special file"
             if kind != e["type"]:
                 raise OrchError(f"{tar_path}: {mm.name} is a {kind}, the index says {e['type']}")
+            if mm.issym() and mm.linkname != e.get("target"):
+                raise OrchError(
+                    f"{tar_path}: {mm.name} links to {mm.linkname!r} in the archive but to"
+                    f" {e.get('target')!r} in the index; nothing was restored"
+                )
+            if mm.issym() and not _link_stays_inside(mm.name, mm.linkname):
+                raise OrchError(
+                    f"{tar_path}: cannot be unpacked safely: {mm.name} links outside the"
+                    f" repository ({mm.linkname}); nothing was restored"
+                )
+        # links are placed by _place from the checked targets; nothing is unpacked through one
+        plain = [mm for mm in members if not mm.issym()]
         if hasattr(tarfile, "data_filter"):
-            tar.extractall(dest, filter="data")
+            tar.extractall(dest, members=plain, filter="data")
         else:  # pragma: no cover - Pythons before the extraction filters (3.10.11 and older)
-            for mm in members:
-                if mm.issym() and (
-                    mm.linkname.startswith("/")
-                    or not os.path.realpath(dest / Path(mm.name).parent / mm.linkname).startswith(
-                        os.path.realpath(dest)
-                    )
-                ):
-                    raise OrchError(f"{tar_path}: {mm.name} links outside the project")
-            tar.extractall(dest)  # noqa: S202 - names and link targets checked above
+            tar.extractall(dest, members=plain)  # noqa: S202 - names checked by check_entries
 
 
 def _place(root: Path, tmp: Path, todo: list[dict[str, Any]]) -> None:
@@ -495,7 +573,11 @@ def _place(root: Path, tmp: Path, todo: list[dict[str, Any]]) -> None:
             final = root / e["path"]
             for parent in reversed(Path(e["path"]).parents):
                 d = root / parent
-                if str(parent) != "." and not d.exists():
+                if str(parent) == ".":
+                    continue
+                if d.is_symlink():  # appeared since the check: never write through it
+                    raise OrchError(f"{parent} became a symlink; nothing was restored")
+                if not d.exists():
                     d.mkdir()
                     placed.append((d, "dir"))
             if e["type"] == "dir":
