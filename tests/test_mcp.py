@@ -335,3 +335,24 @@ def test_tools_refuse_paths_outside_the_root(repo: Repo, tmp_path: Path) -> None
     for bad in ("../x.yaml", "/etc/passwd", "link/x.yaml"):
         with pytest.raises(OrchError, match="outside the repository"):
             tools.inside(bad)
+
+
+def test_tools_carry_annotations_that_say_which_change_things(server: Server) -> None:
+    tools = {t.name: t for t in server.portal.call(server.session.list_tools).tools}
+    hints = {
+        name: (t.annotations.model_dump(by_alias=True, exclude_none=True) if t.annotations else {})
+        for name, t in tools.items()
+    }
+    assert hints["apply"] == {
+        "readOnlyHint": False,
+        "destructiveHint": True,
+        "idempotentHint": False,
+        "openWorldHint": True,
+    }
+    for name in TOOLS - {"apply"}:
+        assert hints[name] == {
+            "readOnlyHint": True,
+            "destructiveHint": False,
+            "idempotentHint": True,
+            "openWorldHint": False,
+        }, name

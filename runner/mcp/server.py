@@ -397,7 +397,7 @@ def _build(sdk: _Sdk, tools: Tools) -> _Server:
     from pydantic import Field
 
     s = _Server(sdk, tools)
-    tool = s.app.tool
+    tool = _annotated(s.app.tool)
 
     Names = Annotated[
         list[str] | None,
@@ -415,7 +415,7 @@ def _build(sdk: _Sdk, tools: Tools) -> _Server:
     Workflow = Annotated[str, Field(description="workflow name")]
     Step = Annotated[str, Field(description="step name within the workflow")]
 
-    @tool()
+    @tool(READ)
     async def validate(
         paths: Annotated[
             list[str] | None,
@@ -426,7 +426,7 @@ def _build(sdk: _Sdk, tools: Tools) -> _Server:
         path/line/col/where/message/hint."""
         return await s.call(tools.validate, paths=paths)
 
-    @tool()
+    @tool(READ)
     async def plan(
         workflows: Names = None,
         project: Project = None,
@@ -446,7 +446,7 @@ def _build(sdk: _Sdk, tools: Tools) -> _Server:
             force_all=force_all,
         )
 
-    @tool()
+    @tool(RUN)
     async def apply(
         workflows: Names = None,
         project: Project = None,
@@ -473,13 +473,13 @@ def _build(sdk: _Sdk, tools: Tools) -> _Server:
             fail_fast=fail_fast,
         )
 
-    @tool()
+    @tool(READ)
     async def status(workflows: Names = None, project: Project = None) -> dict[str, Any]:
         """The recorded state of each step (succeeded, failed, never-ran, ...), with its last
         exit code, duration, outputs and log path; and the circuit breakers."""
         return await s.call(tools.status, workflows=workflows, project=project)
 
-    @tool()
+    @tool(READ)
     async def history(
         workflows: Names = None,
         limit: Annotated[int, Field(description="how many runs, newest first")] = 20,
@@ -487,7 +487,7 @@ def _build(sdk: _Sdk, tools: Tools) -> _Server:
         """Past runs, newest first, each with its tasks (attempts), statuses and exit codes."""
         return await s.call(tools.history, workflows=workflows, limit=limit)
 
-    @tool()
+    @tool(READ)
     async def logs(
         workflow: Workflow,
         step: Step,
@@ -499,7 +499,7 @@ def _build(sdk: _Sdk, tools: Tools) -> _Server:
         """The last lines of a step's task log (its output, and orch's notes on it)."""
         return await s.call(tools.logs, workflow=workflow, step=step, run=run, lines=lines)
 
-    @tool()
+    @tool(READ)
     async def graph(
         workflow: Workflow,
         format: Annotated[str, Field(description="text, dot or mermaid")] = "text",
@@ -507,18 +507,58 @@ def _build(sdk: _Sdk, tools: Tools) -> _Server:
         """A workflow's DAG: each step with the steps it needs, and a rendering."""
         return await s.call(tools.graph, workflow=workflow, format=format)
 
-    @tool()
+    @tool(READ)
     async def workflow_list() -> dict[str, Any]:
         """Every workflow: name, project, manifest file, number of steps, description."""
         return await s.call(tools.workflow_list)
 
-    @tool()
+    @tool(READ)
     async def explain(workflow: Workflow, step: Step, env: Env = None) -> dict[str, Any]:
         """Why this step would (or would not) run now: its plan action and reasons, those of
         the steps it needs, and its last recorded result."""
         return await s.call(tools.explain, workflow=workflow, step=step, env=env)
 
     return s
+
+
+# MCP tool annotations (spec 2025-03-26, ``ToolAnnotations``): hints a client shows or uses
+# to ask the user before a call. Every tool but apply only reads the repository and the
+# recorded state (status and history also close the rows of runs whose process is gone,
+# which is bookkeeping, not a change a user made). apply runs the manifests' commands:
+# they may change or delete files and reach the network, and a failed step runs again on
+# the next call, so it is neither read-only nor idempotent.
+READ = {
+    "readOnlyHint": True,
+    "destructiveHint": False,
+    "idempotentHint": True,
+    "openWorldHint": False,
+}
+RUN = {
+    "readOnlyHint": False,
+    "destructiveHint": True,
+    "idempotentHint": False,
+    "openWorldHint": True,
+}
+
+
+def _annotated(register: Any) -> Any:
+    """``app.tool`` with the hints passed as ``ToolAnnotations`` where the SDK takes them
+    (mcp 2, and mcp 1 from 1.9); an older SDK registers the tool without them."""
+    import inspect
+
+    try:
+        from mcp.types import ToolAnnotations
+    except ImportError:  # pragma: no cover - SDKs before the 2025-03-26 spec
+        ToolAnnotations = None  # noqa: N806
+    takes = ToolAnnotations is not None and "annotations" in inspect.signature(register).parameters
+
+    def tool(hints: dict[str, bool]) -> Any:
+        if not takes:  # pragma: no cover - old SDKs
+            return register()
+        # the wire names: mcp 1 declares them so, mcp 2 takes them as aliases
+        return register(annotations=ToolAnnotations.model_validate(hints))
+
+    return tool
 
 
 def _take_stdio() -> tuple[int, int]:
