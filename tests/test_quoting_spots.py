@@ -138,3 +138,36 @@ def test_apply_refuses_a_dollar_that_only_rendering_puts_before_a_value(repo) ->
     assert data["by_step"]["use"]["status"] == "failed"
     assert "right after an unescaped '$'" in data["by_step"]["use"]["message"]
     assert not (repo.path / "pwned").exists()
+
+
+def test_a_run_list_that_starts_a_shell_on_a_template_is_warned_about(repo) -> None:
+    from tests.conftest import workflow
+
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            """\
+    - name: a
+      run: [sh, -c, "echo {{ params.x }}"]
+    - name: b
+      run: [/bin/bash, -euo, pipefail, -lc, "echo {{ params.x }}"]
+    - name: quiet
+      run: [sh, -c, 'echo "$1"', sh, "{{ params.x }}"]
+    - name: python
+      run: [python3, -c, "print('{{ params.x }}')"]
+""",
+            "  params: {x: hi}\n  on:\n    failure: [{run: [env, dash, -c, 'echo {{ workflow.name }}']}]\n",
+        ),
+    )
+    p = repo.orch("validate")
+    assert p.returncode == 0, p.stderr
+    warned = [ln for ln in p.stderr.splitlines() if ln.startswith("orch: warning: wf.yaml:")]
+    assert sorted(ln.split(" ")[2:4] for ln in warned) == [
+        ["wf.yaml:10:21:", "spec.steps[0].run[2]:"],
+        ["wf.yaml:12:45:", "spec.steps[1].run[4]:"],
+        ["wf.yaml:7:37:", "spec.on.failure[0].run[3]:"],
+    ], p.stderr
+    assert all("not quoted" in ln for ln in warned)
+    again = repo.orch("plan")  # the warning outlives the manifest cache
+    assert len([ln for ln in again.stderr.splitlines() if "not quoted" in ln]) == 3

@@ -48,6 +48,46 @@ class _Ctx:
         line, col = self.doc.where(path, key=key)
         self.out.append(Diagnostic(self.doc.path, line, col, dotted(path), what, hint))
 
+    def warn(self, path: tuple[Any, ...], what: str, hint: str = "") -> None:
+        """Said on stderr (``orch: warning: ...``), kept with the cached manifests; not an error."""
+        from runner.schema import dotted
+
+        line, col = self.doc.where(path)
+        self.m.warnings.append(str(Diagnostic(self.doc.path, line, col, dotted(path), what, hint)))
+
+
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "fish"})
+
+
+def shell_command_string(argv: list[Any] | tuple[Any, ...]) -> int | None:
+    """Index of the command string in an argv that starts a shell with ``-c``, else None.
+
+    ``[sh, -c, CMD, ...]``, ``[/bin/bash, -euo, pipefail, -c, CMD]``, ``[bash, -lc, CMD]``,
+    ``[env, X=1, zsh, -c, CMD]``: the shell parses CMD itself, so a value templated into it
+    is shell code again, and orch does not quote list items (each is one argument).
+    """
+    words = [a if isinstance(a, str) else "" for a in argv]
+    i = 0
+    while i < len(words) and (
+        words[i].rsplit("/", 1)[-1] in ("env", "nohup", "sudo", "exec", "command")
+        or "=" in words[i]
+    ):
+        i += 1
+    if i >= len(words) or words[i].rsplit("/", 1)[-1] not in SHELLS:
+        return None
+    i += 1
+    command = False
+    while i < len(words):
+        w = words[i]
+        if w == "--" or not w.startswith(("-", "+")) or w in ("-", "+"):
+            return i if command else None
+        if not w.startswith("--"):
+            command = command or "c" in w[1:]
+            if w[-1] in "oO":  # -o NAME, -O NAME take the next word
+                i += 1
+        i += 1
+    return None
+
 
 def workflow_params(m: Manifests, wf: Workflow) -> set[str]:
     names = set(wf.params)
@@ -246,6 +286,9 @@ def _check_templates(
         return set()
     from runner.templating import TemplateError, check_shell_spots, check_syntax, references
 
+    if not isinstance(s.run, str):
+        _warn_shell_list(ctx, sp + ("run",), s.run)
+
     ups: set[str] = set()
     pref: set[str] | None = set()
     eref: set[str] = set()
@@ -342,6 +385,7 @@ def _check_handlers(ctx: _Ctx, names: dict[str, int], known_params: set[str]) ->
                 runs = [(base, h.run)]
             else:
                 runs = [((*base, j), a) for j, a in enumerate(h.run)]
+                _warn_shell_list(ctx, base, h.run)
             for path, r in runs:
                 err = _syntax(r, shell=isinstance(h.run, str))
                 if err:
@@ -416,6 +460,19 @@ def check_breakers(m: Manifests, prefix: str = "") -> list[Diagnostic]:
                     )
                 )
     return out
+
+
+def _warn_shell_list(ctx: _Ctx, path: tuple[Any, ...], argv: Any) -> None:
+    """A ``run`` list that hands a templated string to a shell: its values go in unquoted."""
+    i = shell_command_string(argv)
+    if i is not None and _is_templated(argv[i]):
+        ctx.warn(
+            (*path, i),
+            "values in this shell command string are not quoted (a run list passes each item"
+            " as one argument, and the shell parses this one)",
+            "write run as a string and orch quotes each value, or pass values as arguments:"
+            " [sh, -c, 'echo \"$1\"', sh, '{{ x }}']",
+        )
 
 
 def _line_hint(err: Any) -> str:
