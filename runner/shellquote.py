@@ -91,6 +91,7 @@ class _Frame:
     #            | ansi ($') | comment
     case_depth: int = 0
     parens: int = 0
+    cmd_start: int = 0  # where the current simple command began (bare frames)
 
 
 @dataclass
@@ -99,6 +100,7 @@ class _Heredoc:
     strip_tabs: bool
     quoted: bool
     backquotes: int
+    script: bool = False  # read by a shell as code: no value may go in
 
 
 class _ShellScan:
@@ -165,6 +167,8 @@ class _ShellScan:
                     slot = int(m[2])
                     if top.kind not in _LITERAL and self.out and self.out[-1] == "$":
                         raise QuoteRefused(_AFTER_DOLLAR, slot)
+                    if top.kind != "comment":
+                        self._check_not_code_again(i, slot)
                     try:
                         self.out.append(self._escape(value, top.kind, self._backquotes()))
                     except QuoteRefused as exc:
@@ -198,6 +202,13 @@ class _ShellScan:
                 "values cannot be quoted safely in nested backquotes; use $(...) instead"
             )
         return "".join(self.out)
+
+    def _check_not_code_again(self, i: int, slot: int) -> None:
+        """Refuse a value that a command of this line would parse as shell code again."""
+        frame = next((f for f in reversed(self.stack) if f.kind in _BARE), self.stack[0])
+        why = code_again(self.text[frame.cmd_start : i])
+        if why:
+            raise QuoteRefused(why, slot)
 
     def _escaped(self, i: int) -> int:
         """A backslash at ``i`` escapes the next character; before a value it is refused."""
@@ -241,13 +252,13 @@ class _ShellScan:
             if self._backquotes():
                 self._close_backquote()
             else:
-                self.stack.append(_Frame("bt"))
+                self.stack.append(_Frame("bt", cmd_start=i + 1))
                 self.word_start = True
         elif text.startswith("$((", i):
             self.stack.append(_Frame("arith"))
             return self._emit(i, 3)
         elif text.startswith("$(", i):
-            self.stack.append(_Frame("sub"))
+            self.stack.append(_Frame("sub", cmd_start=i + 2))
             self.word_start = True
             return self._emit(i, 2)
         elif text.startswith("${", i):
@@ -268,13 +279,13 @@ class _ShellScan:
             if self._backquotes():
                 self._close_backquote()
             else:
-                self.stack.append(_Frame("bt"))
+                self.stack.append(_Frame("bt", cmd_start=i + 1))
                 self.word_start = True
         elif text.startswith("$((", i):
             self.stack.append(_Frame("arith"))
             return self._emit(i, 3)
         elif text.startswith("$(", i):
-            self.stack.append(_Frame("sub"))
+            self.stack.append(_Frame("sub", cmd_start=i + 2))
             self.word_start = True
             return self._emit(i, 2)
         elif text.startswith("${", i):
@@ -299,7 +310,7 @@ class _ShellScan:
             if self._backquotes():
                 self._close_backquote()
             else:
-                self.stack.append(_Frame("bt"))
+                self.stack.append(_Frame("bt", cmd_start=i + 1))
                 self.word_start = True
         elif text.startswith("$((", i) or (word_start and text.startswith("((", i)):
             self.stack.append(_Frame("arith"))
@@ -307,15 +318,17 @@ class _ShellScan:
         elif c == "$":
             nxt = text[i + 1 : i + 2]
             if nxt in ("(", "{", "'"):
-                self.stack.append(_Frame({"(": "sub", "{": "param", "'": "ansi"}[nxt]))
+                kind = {"(": "sub", "{": "param", "'": "ansi"}[nxt]
+                self.stack.append(_Frame(kind, cmd_start=i + 2))
                 self.word_start = nxt == "("
                 return self._emit(i, 2)
         elif c == "(":
-            self.stack.append(_Frame("sub"))
+            self.stack.append(_Frame("sub", cmd_start=i + 1))
             self.word_start = True
         elif c == ")":
             if top.case_depth == 0 and top.kind == "sub":
                 self.stack.pop()
+            self.stack[-1].cmd_start = i + 1  # what follows ( ... ) or a case pattern
             self.word_start = True
         elif c == "}" and top.kind == "param":
             self.stack.pop()
@@ -325,9 +338,12 @@ class _ShellScan:
             return self._heredoc_operator(i)
         elif c == "\n":
             self.word_start = True
+            self.stack[-1].cmd_start = i + 1
             return self._newline(i)
         elif c in _WORD_BREAK:
             self.word_start = True
+            if c in ";&|":
+                top.cmd_start = i + 1
         return self._emit(i)
 
     def _word(self, word: str, end: int) -> None:
@@ -371,7 +387,11 @@ class _ShellScan:
         word = text[i:j]
         if "\x00" in word:
             raise QuoteRefused("a here-document delimiter cannot come from a template value")
-        self.pending.append(_Heredoc("".join(delimiter), strip_tabs, quoted, self._backquotes()))
+        frame = next((f for f in reversed(self.stack) if f.kind in _BARE), self.stack[0])
+        script = feeds_a_shell(text[frame.cmd_start : i])
+        self.pending.append(
+            _Heredoc("".join(delimiter), strip_tabs, quoted, self._backquotes(), script)
+        )
         self.word_start = True
         return self._emit(i, j - i)
 
@@ -392,6 +412,13 @@ class _ShellScan:
                     if (body.lstrip("\t") if doc.strip_tabs else body) == doc.delimiter:
                         break
                     continue
+                if doc.script:
+                    m = next(m for m in _PLACEHOLDER.finditer(line) if m[1] == self.nonce)
+                    raise QuoteRefused(
+                        "a value in a here-document that a shell reads as its script would"
+                        " run as code; pass it in an environment variable instead",
+                        int(m[2]),
+                    )
                 if not doc.quoted:
                     _check_before_values(line, self.nonce)
                 filled = _PLACEHOLDER.sub(
@@ -428,3 +455,68 @@ def _check_before_values(line: str, nonce: str) -> None:
             ahead = before[:-1]
             if (len(ahead) - len(ahead.rstrip("\\"))) % 2 == 0:
                 raise QuoteRefused(_AFTER_DOLLAR, int(m[2]))
+
+
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "fish"})
+_RESERVED = frozenset({"!", "{", "if", "then", "else", "elif", "do", "while", "until", "time"})
+_WRAPPERS = frozenset({"command", "builtin", "exec"})
+_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=")
+_C_OPTION = re.compile(r"-[A-Za-z]*c[A-Za-z]*")
+
+
+def code_again(prefix: str) -> str | None:
+    """Why a value after ``prefix`` (the current simple command up to the value) would be
+    read as shell code a second time, or None.
+
+    Quoting makes a value one literal word for the shell that runs ``run``; these commands
+    hand that word to a shell again: ``eval WORDS``, ``trap WORD``, and the command string
+    of ``sh -c WORD`` (also bash, dash, zsh..., ``-lc``, ``-ec``, behind ``xargs``,
+    ``sudo``, ``docker exec`` and the like). Arguments after the command string are
+    ``$0``, ``$1``... of that shell and are safe.
+    """
+    words = _words(prefix)
+    if words is None:
+        return None
+    done, _partial = words
+    head = [w for w in done if not _ASSIGNMENT.match(w)]
+    while head and head[0] in _RESERVED:
+        head.pop(0)
+    while head and head[0] in _WRAPPERS:
+        head.pop(0)
+    if head and head[0] == "eval":
+        return (
+            "a value given to eval would run as shell code; use the value directly,"
+            " or pass it in an environment variable"
+        )
+    if len(head) == 1 and head[0] == "trap":
+        return "a value as trap's command would run as shell code; put the command in the run"
+    shell = next((w for w in head[:-1] if w.rsplit("/", 1)[-1] in SHELLS), None)
+    if shell and _C_OPTION.fullmatch(head[-1]):
+        return (
+            f"a value inside the command string of '{shell} {head[-1]}' would be parsed as"
+            " shell code again; pass it as an argument instead: sh -c 'echo \"$1\"' sh {{ x }}"
+        )
+    return None
+
+
+def feeds_a_shell(prefix: str) -> bool:
+    """Whether the command holding a here-document (``prefix``: up to its ``<<``) is a
+    shell, which reads the document as a script: ``sh <<EOF``, ``ssh host bash -s <<EOF``."""
+    words = _words(prefix)
+    return words is not None and any(w.rsplit("/", 1)[-1] in SHELLS for w in words[0])
+
+
+def _words(prefix: str) -> tuple[list[str], bool] | None:
+    """The words before the current one, as the shell splits them (best effort), and
+    whether the current word has begun; None if the text cannot be split."""
+    for closing in ("", '"', "'"):
+        try:
+            lexer = shlex.shlex(prefix + closing, posix=True)
+            lexer.whitespace_split = True
+            lexer.commenters = ""
+            words = list(lexer)
+        except ValueError:
+            continue
+        partial = bool(closing) or (bool(prefix) and not prefix[-1].isspace())
+        return (words[:-1] if partial and words else words), partial
+    return None

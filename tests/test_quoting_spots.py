@@ -171,3 +171,48 @@ def test_a_run_list_that_starts_a_shell_on_a_template_is_warned_about(repo) -> N
     assert all("not quoted" in ln for ln in warned)
     again = repo.orch("plan")  # the warning outlives the manifest cache
     assert len([ln for ln in again.stderr.splitlines() if "not quoted" in ln]) == 3
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        'sh -c "echo {{ v }}"',
+        "bash -lc 'echo {{ v }}'",
+        "/bin/dash -ec {{ v }}",
+        "printf '%s\\n' a | xargs sh -c {{ v }}",
+        'echo "$(sh -c "echo {{ v }}")"',
+        "eval {{ v }}",
+        'if true; then X=1 eval "echo {{ v }}"; fi',
+        "trap {{ v }} EXIT",
+        "sh <<EOF\necho {{ v }}\nEOF\n",
+        "bash -s <<'EOF'\necho {{ v }}\nEOF\n",
+    ],
+)
+def test_a_value_a_command_would_parse_as_shell_code_again_is_refused(
+    template: str, tmp_path: Path
+) -> None:
+    from runner.templating import check_shell_spots
+
+    for value in ["$(touch pwned)", "'; touch pwned; '", "x; touch pwned"]:
+        with pytest.raises(TemplateError, match="shell code|run as code"):
+            render_command(template, {"v": value})
+    err = check_shell_spots(template)
+    assert err is not None and ("shell code" in err.message or "run as code" in err.message)
+
+
+@pytest.mark.parametrize(
+    "template,expect",
+    [
+        ('sh -c \'printf "%s" "$1"\' sh {{ v }}', "{v}"),
+        ("printf '%s' {{ v }} # eval {{ v }}", "{v}"),
+        ("cat <<EOF\n{{ v }}\nEOF\n", "{v}\n"),
+        ("printf '%s' {{ v }}; sh -c 'printf ok'", "{v}ok"),
+    ],
+)
+def test_values_next_to_such_commands_stay_data(template: str, expect: str, tmp_path: Path) -> None:
+    value = "$(touch pwned) 'q' \"d\""
+    for shell in SHELLS:
+        done = _sh(shell, render_command(template, {"v": value}), tmp_path)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == expect.format(v=value)
+        assert not (tmp_path / "pwned").exists()
