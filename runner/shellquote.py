@@ -51,6 +51,14 @@ class Slots:
         return f"\x00{self.nonce}{len(self.values) - 1}\x00"
 
 
+def placeholders_to(text: str, slots: Slots, words: list[str]) -> str:
+    """``text`` with placeholder k replaced by ``words[k]`` as it is, unquoted."""
+    return _PLACEHOLDER.sub(
+        lambda m: words[int(m[2])] if m[1] == slots.nonce else m[0],
+        text,
+    )
+
+
 def quote_values(text: str, slots: Slots) -> str:
     """``text`` with each placeholder of ``slots`` replaced by its value quoted for its spot."""
     return _ShellScan(text, slots).run()

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 
-from runner.shellquote import QuoteRefused, Slots, quote_values
+from runner.shellquote import QuoteRefused, Slots, placeholders_to, quote_values
 
 
 class TemplateError(Exception):
@@ -225,9 +225,26 @@ def render_command(source: str, context: dict[str, Any]) -> str:
     if not slots.values:
         return text
     try:
-        return quote_values(text, slots)
+        final = quote_values(text, slots)
     except QuoteRefused as exc:
         raise TemplateError(exc.message) from None
+    _check_landed(text, final, slots)
+    return final
+
+
+def _check_landed(text: str, final: str, slots: Slots) -> None:
+    """The second line of defence (``runner.shellwords``): each value must read back as
+    literal text of the words where harmless sentinels stand in the same template."""
+    from runner.shellwords import landed_literally
+
+    sentinels = [f"orch{slots.nonce}v{k}z" for k in range(len(slots.values))]
+    with_sentinels = placeholders_to(text, slots, sentinels)
+    why = landed_literally(with_sentinels, final, sentinels, slots.values)
+    if why:
+        raise TemplateError(
+            f"refusing to run a command whose quoting did not hold: {why}; please report"
+            " this template (it is a bug in orch), or use | raw where you mean it"
+        )
 
 
 _FALSE_WORDS = frozenset({"false", "0", "no", "off", ""})
