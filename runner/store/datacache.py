@@ -13,8 +13,10 @@ Encoding (compact, a JSON object only where JSON has no type of its own)::
     tuple                            {"~t": [...]}
     set, frozenset                   {"~s": [...]}
     dict with str keys               {...}   (keys starting with "~" take the next form)
-    any other dict                   {"~d": [[key, value], ...]}
-    dataclass                        {"~c": "Name", "f": {field: value}}  (init fields only)
+    any other dict                   {"~d": [[key, value], ...]}  (a tuple key as a list)
+    dataclass                        {"~c": "Name", "f": {field: value}}  (init fields only;
+                                     one left at its default is left out; one declared
+                                     tuple[...] is a plain list)
     pathlib path                     {"~p": "text"}
 
 A class can leave out fields it derives from others (``derived``) and rebuild them on
@@ -55,6 +57,14 @@ class Codec:
         self._known = {
             c.__name__: frozenset(f.name for f in dataclasses.fields(c)) for c in self._fields
         }
+        # fields declared ``tuple[...]`` travel as plain lists: the class says what they are,
+        # which saves a tagged object per tuple (the bulk of a manifest cache)
+        self._tuples = {
+            c.__name__: frozenset(
+                f.name for f in dataclasses.fields(c) if str(f.type).startswith("tuple[")
+            )
+            for c in self._fields
+        }
 
     # -- writing
     def _enc(self, o: Any) -> Any:
@@ -66,16 +76,21 @@ class Codec:
         if t is dict:
             if all(type(k) is str and not k.startswith("~") for k in o):
                 return {k: self._enc(v) for k, v in o.items()}
-            return {"~d": [[self._enc(k), self._enc(v)] for k, v in o.items()]}
+            return {"~d": [[_enc_key(self._enc, k), self._enc(v)] for k, v in o.items()]}
         if t is tuple:
             return {"~t": [self._enc(x) for x in o]}
         names = self._fields.get(t)
         if names is not None:
             skip = self._defaults[t.__name__]
+            tuples = self._tuples[t.__name__]
             fields = {}
             for n in names:  # a field left at its plain default is not written
                 v = getattr(o, n)
-                if n not in skip or v != skip[n] or type(v) is not type(skip[n]):
+                if n in skip and v == skip[n] and type(v) is type(skip[n]):
+                    continue
+                if n in tuples and type(v) is tuple:
+                    fields[n] = [self._enc(x) for x in v]
+                else:
                     fields[n] = self._enc(v)
             return {"~c": t.__name__, "f": fields}
         if t is set or t is frozenset:
@@ -113,6 +128,9 @@ class Codec:
         cls = self._by_name[name]
         values = dict(self._defaults[name])
         values.update(fields)
+        for n in self._tuples[name]:
+            if type(values.get(n)) is list:
+                values[n] = tuple(values[n])
         rebuild = self._rebuild.get(name)
         if rebuild is not None:
             rebuild(values)
@@ -141,6 +159,14 @@ class Codec:
         except OSError:
             return None
         return self.loads(data, stamp)
+
+
+def _enc_key(enc: Callable[[Any], Any], k: Any) -> Any:
+    """A dict key written: a tuple of plain values as a list (keys are tuples when not
+    strings: ``(workflow, step)``), which ``_key`` turns back."""
+    if type(k) is tuple and all(type(x) in (str, int, float, bool) or x is None for x in k):
+        return list(k)
+    return enc(k)
 
 
 def _key(k: Any) -> Any:
