@@ -47,7 +47,7 @@ def test_a_hostile_pickle_in_the_cache_folder_is_never_loaded(repo: Repo) -> Non
 
 
 def _schema_tag(name: str, extra: str = "") -> str:
-    from runner.schema import load_schema
+    from runner.manifests.schema import load_schema
 
     text = json.dumps(load_schema(name), sort_keys=True) + extra
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()

@@ -102,7 +102,7 @@ def test_the_config_linked_from_outside_is_refused(repo: Repo, tmp_path: Path) -
 
 
 def test_mcp_validate_answers_with_the_same_problem(repo: Repo, tmp_path: Path) -> None:
-    from runner.mcp import Tools
+    from runner.mcp.server import Tools
 
     _link_out(repo, tmp_path)
     answer = Tools(repo.path).validate()

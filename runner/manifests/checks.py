@@ -50,7 +50,7 @@ class _Ctx:
 
     def warn(self, path: tuple[Any, ...], what: str, hint: str = "") -> None:
         """Said on stderr (``orch: warning: ...``), kept with the cached manifests; not an error."""
-        from runner.schema import dotted
+        from runner.manifests.schema import dotted
 
         line, col = self.doc.where(path)
         self.m.warnings.append(str(Diagnostic(self.doc.path, line, col, dotted(path), what, hint)))
