@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     # 1 shared core
     "runner.templating": 1,
     "runner.shellquote": 1,
+    "runner.shellwords": 1,
     # 2 edges
     "runner.store.": 2,
     "runner.execute.": 2,

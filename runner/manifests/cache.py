@@ -85,7 +85,7 @@ def _stamp() -> tuple[object, ...]:
 
 
 def _is_manifests(value: Any) -> bool:
-    from runner.manifests.load import Manifests
+    from runner.manifests.catalog import Manifests
 
     return type(value) is Manifests
 
@@ -93,8 +93,8 @@ def _is_manifests(value: Any) -> bool:
 @functools.cache
 def _codec() -> Any:
     """The classes a manifest cache may hold, and nothing else."""
+    from runner.manifests.catalog import Config, Manifests
     from runner.manifests.graph import Dag
-    from runner.manifests.load import Config, Manifests
     from runner.manifests.yamlsrc import Document
     from runner.model import (
         Breaker,
