@@ -184,7 +184,23 @@ def test_create_never_overwrites_and_writes_nothing(repo: Any) -> None:
 
 def test_create_into_an_existing_folder_keeps_identical_files(repo: Any) -> None:
     ok(repo.orch("workflow", "create", "one", "--template", "data-pipeline", "--path", "jobs"))
-    p = ok(repo.orch("workflow", "create", "two", "--template", "data-pipeline", "--path", "jobs"))
+    # the same data folder would give each output two producing steps: refused, unwritten
+    p = repo.orch("workflow", "create", "two", "--template", "data-pipeline", "--path", "jobs")
+    assert p.returncode == 1 and "both declare output 'jobs/data/raw.csv'" in p.stderr
+    assert not repo.exists("jobs/two.yaml")
+    p = ok(
+        repo.orch(
+            "workflow",
+            "create",
+            "two",
+            "--template",
+            "data-pipeline",
+            "--path",
+            "jobs",
+            "--param",
+            "data=data-two",
+        )
+    )
     assert "+ jobs/two.yaml" in p.stdout
     assert "= jobs/scripts/clean.py (already there, identical)" in p.stdout
     names = {w["name"] for w in repo.orch_json("workflow", "list")}

@@ -504,3 +504,34 @@ def test_unparsable_yaml_that_is_not_ours_is_skipped_with_a_warning(repo: Repo) 
     p = repo.orch("validate")
     assert p.returncode == 1
     assert [line for line in errors(p) if line.startswith("bad.yaml:")]
+
+
+def test_two_producers_of_one_path_are_an_error_naming_both(repo: Repo) -> None:
+    """Two steps writing one path (or one inside the other's output folder) never settle:
+    each sees the other's writes as its output modified."""
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            """\
+    - {name: a, run: echo, outputs: [dist/]}
+    - {name: b, run: echo, outputs: [dist-x, dist/app.whl]}
+    - {name: c, run: echo, outputs: [report.md]}
+    - {name: d, run: echo, outputs: [report.md, dist-x/]}
+    - {name: e, run: echo, outputs: [site/, site/index.html]}
+""",
+        ),
+    )
+    repo.write("other.yaml", workflow("o", "    - {name: z, run: echo, outputs: [site/x.css]}\n"))
+    p = repo.orch("validate")
+    assert p.returncode == 1
+    assert errors(p) == [
+        "other.yaml:6:38: spec.steps[0].outputs[0]: output 'site/x.css' of step 'o/z'"
+        " is inside output 'site/' of step 'w/e' (give each path one producing step)",
+        "wf.yaml:7:46: spec.steps[1].outputs[1]: output 'dist/app.whl' of step 'b'"
+        " is inside output 'dist/' of step 'a' (give each path one producing step)",
+        "wf.yaml:9:38: spec.steps[3].outputs[0]: steps 'c' and 'd' both declare output"
+        " 'report.md' (give each path one producing step)",
+        "wf.yaml:9:49: spec.steps[3].outputs[1]: steps 'b' and 'd' both declare output"
+        " 'dist-x/' (give each path one producing step)",
+    ]

@@ -42,6 +42,8 @@ class Manifests:
     param_refs: dict[tuple[str, str], tuple[str, ...] | None] = field(default_factory=dict)
     env_refs: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
     static_fields: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
+    # (output path, workflow, step, index, prefix), collected by the checks, then dropped
+    producers: list[Any] = field(default_factory=list)
     # files skipped as not ours (YAML that does not parse, with no orch apiVersion in it)
     warnings: list[str] = field(default_factory=list)
 

@@ -122,6 +122,7 @@ def check_all(m: Manifests, prefix: str = "") -> list[Diagnostic]:
         _check_workflow(ctx)
         out.extend(ctx.out)
     out.extend(check_breakers(m, prefix))
+    out.extend(check_producers(m))
     for p in m.projects.values():
         doc = m.documents[(p.path, _doc_index(m, p.path, p.name, "Project"))]
         for i, ms in enumerate(p.milestones):
@@ -222,6 +223,9 @@ def _check_workflow(ctx: _Ctx) -> None:
         _check_resources(ctx, s, sp)
     for u, d in file_edges(file_spec):
         edges.setdefault((u, d), set()).add("files")
+    for name, _ins, outs in file_spec:
+        for k, o in enumerate(outs):
+            ctx.m.producers.append((o, ctx.wf, wf.step(name), k, ctx.prefix))
     _check_handlers(ctx, names, known_params)
     # a cycle is looked for even when other problems were found: the edges collected are
     # the ones that were valid, so a cycle among them is real and worth saying now
@@ -422,6 +426,50 @@ def _check_handlers(ctx: _Ctx, names: dict[str, int], known_params: set[str]) ->
                             did_you_mean(str(ref[1]), known_params)
                             or "declare it in spec.params, or use | default(...)",
                         )
+
+
+def check_producers(m: Manifests) -> list[Diagnostic]:
+    """Each path has one producer: two steps declaring the same output, or one step's
+    output folder holding another's output, would each see the other's writes as their
+    output modified and re-run forever (make warns "overriding recipe"; DVC refuses
+    overlapping outputs). Across workflows too: they share the files."""
+    outs = sorted(m.producers, key=lambda t: (t[0].rstrip("/").split("/"), t[1].path, t[2].index))
+    m.producers = []
+    out: list[Diagnostic] = []
+    owner: list[tuple[str, Workflow, Step]] = []  # folders and files still open, by path
+    for path, wf, step, k, prefix in outs:
+        bare = path.rstrip("/")
+        while owner and not (
+            bare == owner[-1][0] or bare.startswith(owner[-1][0].rstrip("/") + "/")
+        ):
+            owner.pop()
+        clash = next((o for o in owner if (o[1].name, o[2].name) != (wf.name, step.name)), None)
+        if clash is not None:
+            other, wf0, s0 = clash
+            doc = m.documents[(wf.path, wf.doc_index)]
+            line, col = doc.where(("spec", "steps", step.index, "outputs", k))
+            a, b = _qualified(wf0, s0, wf), _qualified(wf, step, wf0)
+            if other.rstrip("/") == bare:
+                what = f"steps '{a}' and '{b}' both declare output '{path}'"
+            else:
+                what = f"output '{path}' of step '{b}' is inside output '{other}' of step '{a}'"
+            out.append(
+                Diagnostic(
+                    prefix + wf.path,
+                    line,
+                    col,
+                    f"spec.steps[{step.index}].outputs[{k}]",
+                    what,
+                    "give each path one producing step",
+                )
+            )
+            continue
+        owner.append((path, wf, step))
+    return out
+
+
+def _qualified(wf: Workflow, step: Step, other: Workflow) -> str:
+    return step.name if wf.name == other.name else f"{wf.name}/{step.name}"
 
 
 def check_breakers(m: Manifests, prefix: str = "") -> list[Diagnostic]:
