@@ -185,7 +185,10 @@ def _witness(
 ) -> None:
     from runner.noop import record
 
-    names = {v for w in wfs for s in w.steps for v in m.env_refs.get((w.name, s.name), ())}
+    refs = [m.env_refs.get((w.name, s.name), ()) for w in wfs for s in w.steps]
+    if any(r is None for r in refs):
+        return  # a template reads the environment by a computed name: always plan
+    names = {v for r in refs for v in r or ()}
     steps = [(w.name, n) for w in wfs for n in m.dags[w.name].order]
     record(repo.root, key, steps, seen, {n: os.environ.get(n) for n in names}, mkey)
 

@@ -352,6 +352,45 @@ def _explain_undefined(message: str, source: str, context: Mapping[str, Any]) ->
     return None
 
 
+# --------------------------------------------------------------------------- canonical text
+
+
+def canonical(source: str) -> str:
+    """The template as the renderer sees it, for fingerprints: spacing inside ``{{ }}`` and
+    ``{% %}``, comments and the quoting of string literals do not change what a command
+    renders to, so they do not change this text either (DESIGN.md: the command after
+    rendering is what counts). A template that does not parse is returned as it is."""
+    if not is_templated(source):
+        return source
+    from jinja2 import TemplateSyntaxError
+
+    try:
+        tokens = list(_env(False).lexer.tokeniter(source, None))
+    except TemplateSyntaxError:
+        return source
+    out: list[tuple[str, str]] = []
+    for _line, kind, value in tokens:
+        if kind == "whitespace" or kind.startswith(("comment", "linecomment")):
+            continue
+        if kind == "string":
+            value = json.dumps(_literal(value))
+        if kind == "data" and out and out[-1][0] == "data":  # text around a comment
+            out[-1] = ("data", out[-1][1] + value)
+        elif value or kind != "data":
+            out.append((kind, value))
+    return "\x1e".join(f"{kind}\x1f{value}" for kind, value in out)
+
+
+def _literal(text: str) -> str:
+    import ast
+
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+    return value if isinstance(value, str) else text
+
+
 # --------------------------------------------------------------------------- references
 
 
@@ -391,7 +430,9 @@ class _RefWalker:
     def visit(self, node: Any, bound: set[str]) -> None:
         from jinja2 import nodes
 
-        if isinstance(node, (nodes.Getattr, nodes.Getitem)):
+        if isinstance(node, nodes.Call) and isinstance(node.node, nodes.Getattr):
+            self._method_call(node, bound)
+        elif isinstance(node, (nodes.Getattr, nodes.Getitem)):
             self._chain(node, bound)
         elif isinstance(node, nodes.Name):
             if node.ctx == "load" and node.name not in bound and node.name not in self.globals:
@@ -438,6 +479,28 @@ class _RefWalker:
     def _body(self, body: list[Any], bound: set[str]) -> None:
         for child in body:
             self.visit(child, bound)
+
+    def _method_call(self, node: Any, bound: set[str]) -> None:
+        """``x.get('k', d)`` reads ``x.k``; any other method (``items()``, ``get(name)``
+        with a computed name) reads all of ``x``: the chain ends before the method, so a
+        caller fingerprinting what a template reads fails closed."""
+        from jinja2 import nodes
+
+        for child in (*node.args, *node.kwargs):
+            self.visit(child, bound)
+        for extra in (node.dyn_args, node.dyn_kwargs):
+            if extra is not None:
+                self.visit(extra, bound)
+        method = node.node
+        key = node.args[0] if node.args else None
+        start = len(self.found)
+        self.visit(method.node, bound)
+        if len(self.found) == start + 1 and isinstance(
+            method.node, (nodes.Name, nodes.Getattr, nodes.Getitem)
+        ):
+            chain = self.found[-1]
+            if method.attr == "get" and isinstance(key, nodes.Const) and isinstance(key.value, str):
+                self.found[-1] = (*chain, key.value)
 
     def _chain(self, node: Any, bound: set[str]) -> None:
         from jinja2 import nodes

@@ -295,7 +295,7 @@ def _check_templates(
 
     ups: set[str] = set()
     pref: set[str] | None = set()
-    eref: set[str] = set()
+    eref: set[str] | None = set()
     for rel, source in fields:
         path = sp + rel
         err = check_syntax(source)
@@ -309,7 +309,7 @@ def _check_templates(
         except TemplateError as e:  # pragma: no cover - syntax already checked
             ctx.add(path, f"template error: {e}")
             continue
-        guarded = "default" in source or " is defined" in source
+        guarded = "default" in source or " is defined" in source or ".get(" in source
         is_path = rel[0] in ("inputs", "outputs", "workdir")
         for ref in sorted(refs):
             root = ref[0]
@@ -349,7 +349,9 @@ def _check_templates(
                             "use steps.NAME.outputs.KEY",
                         )
             elif root == "env":
-                if len(ref) >= 2:
+                if len(ref) < 2:
+                    eref = None  # read by a name computed at render time: all of it counts
+                elif eref is not None:
                     eref.add(str(ref[1]))
             elif root == "params":
                 if len(ref) < 2:
@@ -367,8 +369,8 @@ def _check_templates(
                     )
     key = (ctx.wf.name, s.name)
     ctx.m.param_refs[key] = tuple(sorted(pref)) if pref is not None else None
-    if eref:
-        ctx.m.env_refs[key] = tuple(sorted(eref))
+    if eref is None or eref:
+        ctx.m.env_refs[key] = tuple(sorted(eref)) if eref is not None else None
     return ups
 
 

@@ -5,7 +5,9 @@
 * definition: the command template and everything that renders it (the params and
   environment variables it reads, the step's env, workdir, when, declared paths), each
   field hashed separately so a plan can say *which* field changed. Formatting, comments,
-  key order, ``description``, ``priority``, ``timeout``, ``retry`` change nothing.
+  key order, ``description``, ``priority``, ``timeout``, ``retry`` change nothing; nor do
+  spacing and comments inside a template, a command's trailing newlines, or the order of
+  ``inputs``/``outputs`` (templates are hashed by their tokens: ``templating.canonical``).
 * inputs: the content hash of every file the input patterns match.
 * upstream: each upstream step's output values and output-file hashes, so a re-run that
   produced identical outputs does not ripple further (early cutoff).
@@ -36,16 +38,21 @@ STATIC = ("run", "env", "workdir", "when", "inputs", "outputs", "secrets")
 def static_fields(step: Step) -> dict[str, str]:
     """The parts of the definition that depend on nothing but the manifest: hashed once
     per manifest load and cached with it."""
+    from runner.templating import canonical
+
+    run = step.run
     raw = {
-        "run": step.run,
-        "env": step.env,
-        "workdir": step.workdir,
-        "when": step.when,
-        "inputs": step.inputs,
-        "outputs": step.outputs,
-        "secrets": step.secrets,
+        # a shell command's trailing newlines (YAML's `|` against `|-`) change nothing
+        "run": canonical(run.rstrip("\n")) if isinstance(run, str) else [canonical(a) for a in run],
+        "env": {k: canonical(v) for k, v in step.env.items()},
+        "workdir": canonical(step.workdir),
+        "when": canonical(step.when) if isinstance(step.when, str) else step.when,
+        # inputs and outputs are sets: order and repeats change nothing
+        "inputs": sorted({canonical(p) for p in step.inputs}),
+        "outputs": sorted({canonical(p) for p in step.outputs}),
+        "secrets": sorted(set(step.secrets)),
     }
-    return {k: digest(_canon(v)) for k, v in raw.items() if v not in (None, (), {}, ".")}
+    return {k: digest(_canon(v)) for k, v in raw.items() if v not in (None, (), [], {}, ".", "")}
 
 
 def definition_fields(
@@ -53,15 +60,19 @@ def definition_fields(
     step: Step,
     params: dict[str, Any],
     param_refs: tuple[str, ...] | None,
-    env_refs: tuple[str, ...] = (),
+    env_refs: tuple[str, ...] | None = (),
     static: dict[str, str] | None = None,
 ) -> dict[str, str]:
+    """``param_refs``/``env_refs``: the names the templates read; None means a name computed
+    at render time (``env[name]``, ``params.items()``), so all of them count (fail closed)."""
     fields = dict(static if static is not None else static_fields(step))
     if param_refs is None or param_refs:
         merged = {**params, **step.params}
         used = merged if param_refs is None else {k: merged.get(k) for k in param_refs}
         fields["params"] = digest(_canon(used))
-    if env_refs:
+    if env_refs is None:
+        fields["environ"] = digest(_flat(dict(os.environ)))
+    elif env_refs:
         fields["environ"] = digest(_canon({k: os.environ.get(k) for k in env_refs}))
     return fields
 

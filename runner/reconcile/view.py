@@ -25,7 +25,7 @@ class StepView:
     workdir: str  # "" = the repository root
     upstream: tuple[str, ...]  # direct upstream step names
     param_refs: tuple[str, ...] | None
-    env_refs: tuple[str, ...]
+    env_refs: tuple[str, ...] | None  # None: a computed name, the whole environment
     static: dict[str, str] | None
     forced: bool = False
 
