@@ -60,6 +60,7 @@ class Step:
     breaker: Breaker | None = None
     secrets: tuple[str, ...] = ()
     description: str = ""
+    shell: tuple[str, ...] | None = None  # how a `run` string is run; None: DEFAULT_SHELL
     spec: dict[str, Any] = field(default_factory=dict)  # as written, for fingerprints
 
 
@@ -166,6 +167,22 @@ def _breaker(v: Any) -> Breaker | None:
     return Breaker(v["name"], int(v.get("threshold", 3)), parse_duration(v.get("cooldown", 60)))
 
 
+DEFAULT_SHELL = ("/bin/sh", "-e")  # fail fast, as CI runners run scripts (sh -e {0})
+
+
+def shell_argv(text: str | None) -> tuple[str, ...] | None:
+    """``shell:`` split as a shell would (``bash -eo pipefail``); None for the default.
+    Text that does not split (an open quote) is kept whole for validation to report."""
+    if text is None:
+        return None
+    import shlex
+
+    try:
+        return tuple(shlex.split(text)) or (text,)
+    except ValueError:
+        return (text,)
+
+
 def build_workflow(path: str, doc_index: int, line: int, data: dict[str, Any]) -> Workflow:
     meta = data["metadata"]
     spec = data["spec"]
@@ -174,6 +191,7 @@ def build_workflow(path: str, doc_index: int, line: int, data: dict[str, Any]) -
     d_timeout = defaults.get("timeout")
     d_retry = defaults.get("retry")
     d_res = _resources(defaults.get("resources"))
+    d_shell = defaults.get("shell")
     steps = []
     for i, s in enumerate(spec["steps"]):
         run = s["run"]
@@ -197,6 +215,7 @@ def build_workflow(path: str, doc_index: int, line: int, data: dict[str, Any]) -
                 breaker=_breaker(s.get("breaker")),
                 secrets=tuple(s.get("secrets", ())),
                 description=s.get("description", ""),
+                shell=shell_argv(s.get("shell", d_shell)),
                 spec=s,
             )
         )

@@ -94,3 +94,64 @@ def test_spacing_comments_block_style_and_input_order_rerun_nothing(repo: Repo) 
     # what the command renders to still counts
     repo.write("wf.yaml", repo.read("wf.yaml").replace("cat a.txt b.txt", "cat b.txt a.txt"))
     assert repo.plan()[("w", "one")] == ("run", ["definition changed (run)"])
+
+
+# --------------------------------------------------------------------------- shell
+
+
+def test_a_failing_first_line_fails_the_step_and_shell_chooses_otherwise(repo: Repo) -> None:
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            """\
+    - name: strict
+      run: |
+        false
+        echo went on > strict.txt
+    - name: lenient
+      shell: sh
+      run: |
+        false
+        echo went on > lenient.txt
+    - name: piped
+      shell: bash -eo pipefail
+      run: |
+        false | cat
+        echo went on > piped.txt
+""",
+        ),
+    )
+    r = repo.apply()
+    assert r["by_step"]["strict"]["status"] == "failed" and not repo.exists("strict.txt")
+    assert r["by_step"]["lenient"]["status"] == "succeeded" and repo.exists("lenient.txt")
+    assert r["by_step"]["piped"]["status"] == "failed" and not repo.exists("piped.txt")
+    # the shell is part of the definition
+    repo.write("wf.yaml", repo.read("wf.yaml").replace("shell: sh\n", "shell: sh -e\n"))
+    assert repo.plan()[("w", "lenient")] == ("run", ["definition changed (shell)"])
+
+
+def test_workflow_default_shell_and_a_shell_that_cannot_be_run(repo: Repo) -> None:
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            "    - {name: a, run: 'false; echo ok > a.txt'}\n"
+            "    - {name: b, run: 'echo', shell: \"no-such-shell-x -e\"}\n"
+            "    - {name: c, run: 'echo', shell: \"sh '-e\"}\n",
+            "  defaults: {shell: sh}\n",
+        ),
+    )
+    p = repo.orch("validate")
+    assert p.returncode == 1
+    lines = [line for line in p.stderr.splitlines() if not line.startswith("orch: ")]
+    assert len(lines) == 2, p.stderr
+    assert lines[0].startswith("wf.yaml:8:37: spec.steps[1].shell: shell program 'no-such-shell-x'")
+    assert lines[1].startswith("wf.yaml:9:37: spec.steps[2].shell: shell ")
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w", "    - {name: a, run: 'false; echo ok > a.txt'}\n", "  defaults: {shell: sh}\n"
+        ),
+    )
+    assert repo.apply()["by_step"]["a"]["status"] == "succeeded" and repo.exists("a.txt")

@@ -40,7 +40,7 @@ class TaskSpec:
     """
 
     key: str  # "workflow/step", for messages
-    command: str | list[str]  # str => ["/bin/sh", "-c", command]; list => argv as is
+    command: str | list[str]  # str => [*shell, "-c", command]; list => argv as is
     cwd: Path
     env: dict[str, str]  # the complete environment for the child (the caller builds it)
     log_path: Path  # combined stdout+stderr goes here (parents created)
@@ -50,6 +50,7 @@ class TaskSpec:
     mask: tuple[str, ...] = ()  # secret values, replaced by "***" in the log and echo
     sample_interval: float = 0.2  # seconds between samples of the tree (peak RSS)
     output_var: str = OUTPUT_VAR
+    shell: tuple[str, ...] | None = None  # for a str command; None: model.DEFAULT_SHELL (sh -e)
 
 
 @dataclass

@@ -142,9 +142,13 @@ class LocalExecutor:
         return run_task(spec, cancel)
 
 
-def command_argv(command: str | list[str]) -> list[str]:
+def command_argv(command: str | list[str], shell: tuple[str, ...] | None = None) -> list[str]:
+    """A ``run`` string goes to the shell (default ``/bin/sh -e``: the first failing
+    command ends the script) as ``-c SCRIPT``; a list is the argv itself."""
     if isinstance(command, str):
-        return ["/bin/sh", "-c", command]
+        from runner.model import DEFAULT_SHELL
+
+        return [*(shell or DEFAULT_SHELL), "-c", command]
     if not command:
         raise ValueError("empty command")
     return list(command)
@@ -158,7 +162,7 @@ class _Run:
         self.cancel = cancel
         self.log_fd = log_fd
         self.masker = Masker(spec.mask)
-        self.argv = command_argv(spec.command)
+        self.argv = command_argv(spec.command, spec.shell)
         self.notes: list[str] = []
         self.echo_line = b""
         self.echo = spec.echo

@@ -221,6 +221,7 @@ def _check_workflow(ctx: _Ctx) -> None:
         ins, outs = _check_paths(ctx, s, sp, {**params, **s.params})
         file_spec.append((s.name, ins, outs))
         _check_resources(ctx, s, sp)
+        _check_shell(ctx, s, sp)
     for u, d in file_edges(file_spec):
         edges.setdefault((u, d), set()).add("files")
     for name, _ins, outs in file_spec:
@@ -593,6 +594,28 @@ def _render_path(raw: str, params: dict[str, Any], wf: Workflow) -> str | None:
         return render_text(raw, {"params": params, "workflow": {"name": wf.name}, "env": {}})
     except TemplateError:
         return None  # reported by the template checks
+
+
+def _check_shell(ctx: _Ctx, s: Step, sp: tuple[Any, ...]) -> None:
+    """``shell:`` must split into a command line whose program can be found now."""
+    if s.shell is None:
+        return
+    import shlex
+    import shutil
+
+    where = sp + ("shell",) if "shell" in s.spec else ("spec", "defaults", "shell")
+    text = s.spec.get("shell") or " ".join(s.shell)
+    try:
+        argv = shlex.split(text)
+    except ValueError as e:
+        ctx.add(where, f"shell {text!r} does not split into words: {e}", "close the quote")
+        return
+    if not shutil.which(argv[0]):
+        ctx.add(
+            where,
+            f"shell program '{argv[0]}' is not on PATH",
+            "install it, or leave shell: out for sh -e",
+        )
 
 
 def _check_resources(ctx: _Ctx, s: Step, sp: tuple[Any, ...]) -> None:

@@ -22,17 +22,28 @@ import json
 import os
 from typing import Any
 
-from runner.digests import combine, digest, upstream_digest  # noqa: F401 - re-exported
+from runner.digests import combine, digest, flat, upstream_digest  # noqa: F401 - re-exported
 from runner.model import Step, Workflow
 
-FIELDS = ("run", "env", "workdir", "when", "inputs", "outputs", "params", "environ", "secrets")
+FIELDS = (
+    "run",
+    "env",
+    "workdir",
+    "when",
+    "inputs",
+    "outputs",
+    "params",
+    "environ",
+    "secrets",
+    "shell",
+)
 
 
 def _canon(v: Any) -> str:
     return json.dumps(v, sort_keys=True, separators=(",", ":"), default=str)
 
 
-STATIC = ("run", "env", "workdir", "when", "inputs", "outputs", "secrets")
+STATIC = ("run", "env", "workdir", "when", "inputs", "outputs", "secrets", "shell")
 
 
 def static_fields(step: Step) -> dict[str, str]:
@@ -51,6 +62,7 @@ def static_fields(step: Step) -> dict[str, str]:
         "inputs": sorted({canonical(p) for p in step.inputs}),
         "outputs": sorted({canonical(p) for p in step.outputs}),
         "secrets": sorted(set(step.secrets)),
+        "shell": list(step.shell) if step.shell else None,
     }
     return {k: digest(_canon(v)) for k, v in raw.items() if v not in (None, (), [], {}, ".", "")}
 
@@ -71,7 +83,7 @@ def definition_fields(
         used = merged if param_refs is None else {k: merged.get(k) for k in param_refs}
         fields["params"] = digest(_canon(used))
     if env_refs is None:
-        fields["environ"] = digest(_flat(dict(os.environ)))
+        fields["environ"] = digest(flat(dict(os.environ)))
     elif env_refs:
         fields["environ"] = digest(_canon({k: os.environ.get(k) for k in env_refs}))
     return fields

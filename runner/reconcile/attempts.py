@@ -120,4 +120,5 @@ def _spec(task: TaskRun, log_path: Path) -> TaskSpec:
         timeout=task.view.step.timeout,
         echo=task.echo,
         mask=task.mask,
+        shell=task.view.step.shell,
     )
