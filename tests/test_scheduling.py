@@ -222,3 +222,33 @@ def wait_for(path: Path, timeout: float = 15.0) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"{path} never appeared")
         time.sleep(0.02)
+
+
+def test_ageing_a_low_priority_task_is_not_starved_by_a_chain() -> None:
+    """A ready priority-0 task gains a point per task started while it waits: a chain of
+    priority-3 tasks, each ready only once the one before it started, overtakes it 3 times."""
+    rq = ReadyQueue()
+    rq.push("w/low", "w", 0, 0, "low")
+    order = []
+    for k in range(1, 6):
+        rq.push(f"w/h{k}", "w", 3, k, f"h{k}")
+        key, _ = rq.pop()
+        order.append(key)
+        rq.started("w")
+        if key == "w/low":
+            break
+    assert order == ["w/h1", "w/h2", "w/h3", "w/low"]
+
+
+def test_low_priority_step_waits_behind_a_chain_only_as_long_as_its_priority_gap(
+    repo: Repo,
+) -> None:
+    steps = [{"name": "low", "run": "echo $ORCH_STEP >> order.log"}]
+    for k in range(1, 6):
+        step = {"name": f"h{k}", "run": "echo $ORCH_STEP >> order.log", "priority": 3}
+        if k > 1:
+            step["needs"] = [f"h{k - 1}"]
+        steps.append(step)
+    setup(repo, quota("one", "{concurrency: 1}"), wf("w", steps, "one"))
+    assert repo.apply()["ok"]
+    assert repo.read("order.log").split() == ["h1", "h2", "h3", "low", "h4", "h5"]

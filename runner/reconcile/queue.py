@@ -1,10 +1,12 @@
 """Which ready task starts next, and whether the quotas let it (pure: no I/O, no clock).
 
-Order among ready tasks: higher ``priority`` first; then the workflow that had started
-the fewest tasks when the task became ready (fair when one apply reconciles many
-workflows); then declaration order. A task keeps that place while it waits (ageing). A
-task that does not fit its quotas *reserves* what is free of what it asked for: later
-tasks may only use what is left over, so a big task is never starved by small ones.
+Order among ready tasks: higher *effective* priority first, where a ready task gains one
+point for every task started while it waits (ageing, as in Unix schedulers), so a stream
+of higher-priority tasks that become ready later cannot keep it waiting forever; then the
+workflow that had started the fewest tasks when the task became ready (fair when one
+apply reconciles many workflows); then declaration order. A task that does not fit its
+quotas *reserves* what is free of what it asked for: later tasks may only use what is
+left over, so a big task is never starved by small ones.
 
 ``Admission`` is handed what this process holds plus what other live runners hold (the
 reconciler reads the latter from the state database once per pass); the final check and
@@ -36,28 +38,38 @@ class _Entry:
 
 
 class ReadyQueue:
-    """Ready tasks, ordered by (-priority, workflow turns, declaration order, sequence).
+    """Ready tasks, ordered by (starts when ready - priority, workflow turns, declaration
+    order, sequence).
 
-    A task keeps the place it got when it first became ready, however often it is pushed
-    back because it did not fit yet (ageing): re-keying it with its workflow's grown turn
-    count would let tasks that became ready later overtake it, pass after pass.
+    Ageing: at any moment a waiting task's effective priority is its ``priority`` plus the
+    tasks started since it became ready; comparing two tasks, the common "now" cancels
+    out, so the key is fixed when the task becomes ready and a heap keeps the order. A task
+    pushed back because it did not fit yet keeps that key: tasks that became ready later
+    overtake it only while their priority exceeds its own by more than the starts between.
     """
 
     def __init__(self) -> None:
         self._heap: list[_Entry] = []
         self._turns: dict[str, int] = {}
+        self._starts = 0
         self._seq = itertools.count()
         self._place: dict[str, tuple[Any, ...]] = {}
 
     def push(self, key: str, workflow: str, priority: int, order: int, item: Any) -> None:
         place = self._place.get(key)
         if place is None:
-            place = (-priority, self._turns.get(workflow, 0), order, next(self._seq))
+            place = (
+                self._starts - priority,
+                self._turns.get(workflow, 0),
+                order,
+                next(self._seq),
+            )
             self._place[key] = place
         heapq.heappush(self._heap, _Entry(place, key, item))
 
     def started(self, workflow: str) -> None:
         self._turns[workflow] = self._turns.get(workflow, 0) + 1
+        self._starts += 1
 
     def __len__(self) -> int:
         return len(self._heap)
