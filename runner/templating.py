@@ -59,6 +59,7 @@ def _format(value: Any) -> str:
     added around it later would turn into ``&#39;`` and the value would run as code.
     """
     if isinstance(value, str):
+        # plain text: a Flag's truth (or a Markup's escaping) stays inside expressions
         return value if type(value) is str else str.__str__(value)
     if value is None:
         return ""
@@ -193,7 +194,7 @@ def check_shell_spots(source: str) -> TemplateError | None:
 def _render(source: str, context: dict[str, Any], shell: bool) -> str:
     template = _template(source, shell)
     try:
-        return template.render(context)
+        return template.render(text_truth(context))
     except TemplateError:
         raise
     except Exception as exc:  # any failure inside a user's template is the user's to fix
@@ -248,6 +249,53 @@ def _check_landed(text: str, final: str, slots: Slots) -> None:
 
 
 _FALSE_WORDS = frozenset({"false", "0", "no", "off", ""})
+_TRUE_WORDS = frozenset({"true", "1", "yes", "on"})
+
+
+class Flag(str):
+    """Text from outside the manifest that reads as a yes/no (``false``, ``0``, ``no``,
+    ``off``, ``true``...): still that text when printed or compared with text, but a
+    boolean to ``not``, ``and``, ``or``, ``if`` and ``== true``/``== false``, by the same
+    rule ``when:`` applies to text. Without it ``{{ not steps.a.outputs.flag }}`` with
+    ``flag=false`` is ``not "false"``: false, so a condition and its negation both skip."""
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:
+        return self.strip().lower() not in _FALSE_WORDS
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, bool):
+            return bool(self) is other
+        return str.__eq__(self, other)
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    __hash__ = str.__hash__
+
+
+_FLAG_WORDS = _FALSE_WORDS | _TRUE_WORDS
+_TEXT_ROOTS = ("params", "env", "steps")
+
+
+def _flagged(value: Any) -> Any:
+    if type(value) is str:
+        return Flag(value) if value.strip().lower() in _FLAG_WORDS else value
+    if isinstance(value, dict):
+        return {k: _flagged(v) for k, v in value.items()}
+    return value
+
+
+def text_truth(context: dict[str, Any]) -> dict[str, Any]:
+    """``context`` with every yes/no text under params, env and steps made a ``Flag``."""
+    out = dict(context)
+    for root in _TEXT_ROOTS:
+        if root in out:
+            out[root] = _flagged(out[root])
+    return out
+
+
 _ONE_EXPRESSION = re.compile(r"\A\s*\{\{(?P<expr>(?:(?!\{\{|\}\}|\{%|%\}|\{#).)*)\}\}\s*\Z", re.S)
 
 
@@ -277,7 +325,7 @@ def evaluate_when(source: str | bool, context: dict[str, Any]) -> bool:
     except TemplateSyntaxError as exc:
         raise TemplateError(exc.message or str(exc), exc.lineno) from None
     try:
-        return _truthy(expression(**context))
+        return _truthy(expression(**text_truth(context)))
     except Exception as exc:
         raise _runtime_error(exc, source, context) from None
 

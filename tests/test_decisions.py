@@ -155,3 +155,38 @@ def test_workflow_default_shell_and_a_shell_that_cannot_be_run(repo: Repo) -> No
         ),
     )
     assert repo.apply()["by_step"]["a"]["status"] == "succeeded" and repo.exists("a.txt")
+
+
+# --------------------------------------------------------------------------- conditions
+
+
+def test_a_condition_and_its_negation_never_both_skip(repo: Repo) -> None:
+    """A yes/no output value (false, 0, no, off, true...) is a boolean in expressions, by
+    the same rule `when:` applies to text: `not flag` is true when `flag` reads false."""
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            """\
+    - name: a
+      run: echo flag=false >> "$ORCH_OUTPUT"; echo on=yes >> "$ORCH_OUTPUT"
+    - name: pos
+      run: touch pos
+      when: "{{ steps.a.outputs.flag }}"
+    - name: neg
+      run: touch neg
+      when: "{{ not steps.a.outputs.flag }}"
+    - name: eq
+      run: touch eq
+      when: "{{ steps.a.outputs.flag == false and steps.a.outputs.on == true }}"
+    - name: text
+      run: echo "{{ steps.a.outputs.flag }}{% if not steps.a.outputs.flag %} no{% endif %}" > text.txt
+      outputs: [text.txt]
+""",
+        ),
+    )
+    r = repo.apply()
+    status = {s: r["by_step"][s]["status"] for s in ("pos", "neg", "eq", "text")}
+    assert status == {"pos": "skipped", "neg": "succeeded", "eq": "succeeded", "text": "succeeded"}
+    assert repo.exists("neg") and repo.exists("eq") and not repo.exists("pos")
+    assert repo.read("text.txt") == "false no\n"  # printed, a value is its text
