@@ -190,3 +190,90 @@ def test_a_condition_and_its_negation_never_both_skip(repo: Repo) -> None:
     assert status == {"pos": "skipped", "neg": "succeeded", "eq": "succeeded", "text": "succeeded"}
     assert repo.exists("neg") and repo.exists("eq") and not repo.exists("pos")
     assert repo.read("text.txt") == "false no\n"  # printed, a value is its text
+
+
+# --------------------------------------------------------------------------- plans settle
+
+
+def test_a_steps_own_outputs_are_never_its_inputs(repo: Repo) -> None:
+    repo.write("site/page.md", "# hi\n")
+    repo.write("dist/a.txt", "a\n")
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            """\
+    - name: render
+      run: cat site/*.md > site/index.html
+      inputs: ["site/**"]
+      outputs: [site/index.html]
+    - name: pack
+      run: tar cf dist/pack.tar dist/a.txt
+      inputs: [dist/]
+      outputs: [dist/pack.tar]
+""",
+        ),
+    )
+    settled(repo)
+    assert repo.apply()["ran"] == []
+    repo.write("site/page.md", "# changed\n")
+    assert repo.plan()[("w", "render")] == ("run", ["input changed: site/page.md"])
+    settled(repo)
+
+
+def test_a_step_skipped_by_when_settles(repo: Repo) -> None:
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            """\
+    - name: deploy
+      run: echo shipped > shipped.txt
+      when: "{{ params.deploy }}"
+      outputs: [shipped.txt]
+""",
+            "  params: {deploy: false}\n",
+        ),
+    )
+    assert repo.apply()["by_step"]["deploy"]["status"] == "skipped"
+    assert repo.plan()[("w", "deploy")] == ("up-to-date", [])
+    assert repo.orch("plan", "--check").returncode == 0
+    repo.write("wf.yaml", repo.read("wf.yaml").replace("deploy: false", "deploy: true"))
+    assert repo.plan()[("w", "deploy")][0] == "run"
+    assert repo.apply()["by_step"]["deploy"]["status"] == "succeeded"
+    assert repo.read("shipped.txt") == "shipped\n"
+
+
+def test_a_blocked_step_keeps_its_last_good_record_and_early_cutoff_applies(repo: Repo) -> None:
+    repo.write("src.txt", "v1\n")
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            """\
+    - name: build
+      run: test ! -e broken && cp src.txt built.txt
+      inputs: [src.txt]
+      outputs: [built.txt]
+    - name: test
+      run: cat built.txt >> tested.log
+      inputs: [built.txt]
+""",
+        ),
+    )
+    settled(repo)
+    repo.write("broken", "")
+    repo.write("src.txt", "v2\n")
+    r = repo.apply()
+    assert r["by_step"]["build"]["status"] == "failed"
+    assert r["by_step"]["test"]["status"] == "blocked"
+    # the fix puts everything back as it was: build re-runs, test is cut off
+    (repo.path / "broken").unlink()
+    repo.write("src.txt", "v1\n")
+    plan = repo.plan()
+    assert plan[("w", "build")][0] == "run"
+    assert plan[("w", "test")][0] == "may-run"
+    r = repo.apply()
+    assert r["by_step"]["build"]["status"] == "succeeded"
+    assert r["by_step"]["test"]["status"] == "up-to-date"
+    assert repo.read("tested.log") == "v1\n"

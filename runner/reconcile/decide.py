@@ -72,12 +72,21 @@ def _files_summary(kind: str, files: list[str], limit: int = 3) -> str:
 
 
 def input_hashes(
-    hasher: Hasher, patterns: list[str], empty: list[str] | None = None
+    hasher: Hasher,
+    patterns: list[str],
+    empty: list[str] | None = None,
+    outputs: tuple[str, ...] = (),
 ) -> dict[str, str]:
     """{file: hash} of every file the patterns match, less those a ``!pattern`` excludes
-    (exclusions apply to the whole list, whatever their place: inputs are a set). A
-    pattern that matched nothing is appended to ``empty``."""
+    (exclusions apply to the whole list, whatever their place: inputs are a set) and less
+    the step's own ``outputs``. A pattern that matched nothing is appended to ``empty``.
+
+    A step's own outputs are never its inputs (``inputs: [site/**]`` with
+    ``outputs: [site/index.html]``): counting them would make every run change the step's
+    fingerprint, so it would re-run on every apply (make and DVC do not count a target
+    as its own prerequisite either)."""
     pos, neg = globs.split(patterns)
+    own = tuple(globs.literal(o) for o in globs.split(list(outputs))[0])
     out: dict[str, str] = {}
     for p in pos:
         files = hasher.expand(p)
@@ -86,8 +95,14 @@ def input_hashes(
         for f in files:
             if neg and globs.excluded(f, neg):
                 continue
+            if own and _produced(f, own):
+                continue
             out[f] = hasher.file(f)
     return out
+
+
+def _produced(path: str, outputs: tuple[str, ...]) -> bool:
+    return any(path == o or (o.endswith("/") and path.startswith(o)) for o in outputs)
 
 
 def output_hashes(hasher: Hasher, outputs: list[str]) -> dict[str, str]:
@@ -143,7 +158,9 @@ def _decide(
     )
     reasons: list[str] = []
     empty: list[str] = []
-    inputs = input_hashes(hasher, list(view.inputs), empty) if view.inputs else {}
+    inputs = (
+        input_hashes(hasher, list(view.inputs), empty, tuple(view.outputs)) if view.inputs else {}
+    )
     upstream: dict[str, str] = {}
     pending_up = [u for u in view.upstream if u in will_run]
     for u in view.upstream:
@@ -170,7 +187,7 @@ def _decide(
             ups = [u for u in changed_keys(rec.upstream, upstream) if u not in pending_up]
             if ups:
                 reasons.append(f"upstream changed: {', '.join(ups)}")
-        if view.outputs:
+        if view.outputs and rec.status != Status.SKIPPED:  # a skipped step wrote nothing: it settles
             reasons += _output_reasons(hasher, view.outputs, rec.output_files)
     action = UP_TO_DATE
     if reasons:

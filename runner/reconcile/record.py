@@ -94,9 +94,14 @@ def record_blocked(
     run_id: int,
     now: float,
 ) -> None:
-    """A descendant of a step that did not succeed; written once, not on every apply."""
+    """A descendant of a step that did not succeed; written once, not on every apply.
+
+    It never ran, so a good last record (one with a fingerprint) stands untouched: once
+    the failure is fixed the step is decided by its fingerprint like any other, and early
+    cutoff applies when its upstream outputs come back identical. Only a step with no
+    good record is recorded ``blocked``."""
     old = records.get(step)
-    if old is not None and old.status == Status.BLOCKED:
+    if old is not None and (old.status == Status.BLOCKED or old.fingerprint is not None):
         return
     record_status(
         state,
