@@ -535,3 +535,29 @@ def test_two_producers_of_one_path_are_an_error_naming_both(repo: Repo) -> None:
         "wf.yaml:9:49: spec.steps[3].outputs[1]: steps 'b' and 'd' both declare output"
         " 'dist-x/' (give each path one producing step)",
     ]
+
+
+def test_a_cycle_through_files_of_two_workflows_is_named(repo: Repo) -> None:
+    repo.write(
+        "a.yaml",
+        workflow(
+            "a",
+            "    - {name: gen, run: echo, inputs: [b/out.txt], outputs: [a/out.txt]}\n",
+        ),
+    )
+    repo.write(
+        "b.yaml",
+        workflow(
+            "b",
+            "    - {name: use, run: echo, inputs: [a/out.txt]}\n"
+            "    - {name: make, run: echo, needs: [use], outputs: [b/out.txt]}\n",
+        ),
+    )
+    p = repo.orch("validate")
+    assert p.returncode == 1
+    (line,) = errors(p)
+    assert line.startswith("a.yaml:1:1: cycle across workflows: ")
+    cycle = line.split(": ")[2].split(" (")[0].split(" -> ")
+    assert cycle[0] == cycle[-1] and set(cycle) == {"a/gen", "b/use", "b/make"}
+    k = cycle.index("a/gen")
+    assert (cycle + cycle[1:])[k : k + 4] == ["a/gen", "b/use", "b/make", "a/gen"]

@@ -44,6 +44,10 @@ class Manifests:
     static_fields: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     # (output path, workflow, step, index, prefix), collected by the checks, then dropped
     producers: list[Any] = field(default_factory=list)
+    # (workflow, step, inputs, outputs), collected by the checks, then dropped
+    file_specs: list[Any] = field(default_factory=list)
+    # (workflow, step) -> steps of other workflows that write files it reads
+    cross_upstream: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
     # files skipped as not ours (YAML that does not parse, with no orch apiVersion in it)
     warnings: list[str] = field(default_factory=list)
 

@@ -123,6 +123,7 @@ def check_all(m: Manifests, prefix: str = "") -> list[Diagnostic]:
         out.extend(ctx.out)
     out.extend(check_breakers(m, prefix))
     out.extend(check_producers(m))
+    out.extend(check_cross_workflow(m, prefix))
     for p in m.projects.values():
         doc = m.documents[(p.path, _doc_index(m, p.path, p.name, "Project"))]
         for i, ms in enumerate(p.milestones):
@@ -224,9 +225,11 @@ def _check_workflow(ctx: _Ctx) -> None:
         _check_shell(ctx, s, sp)
     for u, d in file_edges(file_spec):
         edges.setdefault((u, d), set()).add("files")
-    for name, _ins, outs in file_spec:
+    for name, ins, outs in file_spec:
         for k, o in enumerate(outs):
             ctx.m.producers.append((o, ctx.wf, wf.step(name), k, ctx.prefix))
+        if ins or outs:
+            ctx.m.file_specs.append((wf.name, name, ins, outs))
     _check_handlers(ctx, names, known_params)
     # a cycle is looked for even when other problems were found: the edges collected are
     # the ones that were valid, so a cycle among them is real and worth saying now
@@ -473,6 +476,55 @@ def check_producers(m: Manifests) -> list[Diagnostic]:
 
 def _qualified(wf: Workflow, step: Step, other: Workflow) -> str:
     return step.name if wf.name == other.name else f"{wf.name}/{step.name}"
+
+
+def check_cross_workflow(m: Manifests, prefix: str = "") -> list[Diagnostic]:
+    """Files one workflow's step writes and another's reads are an edge between the two
+    steps (``m.cross_upstream``): one ``orch apply`` of both runs the writer first, so the
+    reader never reads a stale file. A cycle through such edges is an error naming it."""
+    from runner.manifests.graph import cross_workflow_edges
+
+    specs, m.file_specs = m.file_specs, []
+    if len({w for w, *_ in specs}) < 2:
+        return []
+    ups: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for up, down in cross_workflow_edges(specs):
+        ups.setdefault(down, []).append(up)
+    if not ups or any(w not in m.dags for w in m.workflows):
+        m.cross_upstream = ups
+        return []  # a workflow with errors has no DAG: its cycles are not known yet
+    import graphlib
+
+    graph: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for w, dag in m.dags.items():
+        for s, us in dag.upstream.items():
+            graph[(w, s)] = [(w, u) for u in us]
+    for down, us in ups.items():
+        graph[down] = graph.get(down, []) + us
+    try:
+        graphlib.TopologicalSorter(graph).prepare()
+    except graphlib.CycleError as e:
+        nodes = list(e.args[1])
+        if nodes[0] not in graph.get(nodes[1], ()):  # say it upstream first, as files flow
+            nodes.reverse()
+        body = nodes[:-1]
+        k = body.index(min(body))  # and from the same step every time
+        nodes = body[k:] + body[:k] + [body[k]]
+        cycle = [f"{w}/{s}" for w, s in nodes]
+        wf = m.workflows[nodes[0][0]]
+        return [
+            Diagnostic(
+                prefix + wf.path,
+                wf.loc.line,
+                1,
+                "",
+                f"cycle across workflows: {' -> '.join(cycle)}",
+                "a file one workflow writes is read by the other and the other way round;"
+                " remove one of these dependencies",
+            )
+        ]
+    m.cross_upstream = ups
+    return []
 
 
 def check_breakers(m: Manifests, prefix: str = "") -> list[Diagnostic]:

@@ -106,6 +106,21 @@ def file_edges(
     return edges
 
 
+def cross_workflow_edges(
+    specs: list[tuple[str, str, list[str], list[str]]],
+) -> list[tuple[tuple[str, str], tuple[str, str]]]:
+    """((workflow, producer), (workflow, consumer)) pairs across workflows, by the rules
+    of ``file_edges``; ``specs`` holds (workflow, step, inputs, outputs)."""
+    named = [(f"{w}\x00{s}", ins, outs) for w, s, ins, outs in specs]
+    out = []
+    for u, d in file_edges(named):
+        uw, _, us = u.partition("\x00")
+        dw, _, ds = d.partition("\x00")
+        if uw != dw:
+            out.append(((uw, us), (dw, ds)))
+    return sorted(set(out))
+
+
 def _could_match_under(pattern: str, folder: str) -> bool:
     """Whether ``pattern`` can match a file inside ``folder``, segment by segment:
     ``src/*.md`` cannot match under ``src/gen/``; ``src/**/*.md`` and ``src/*/x`` can."""
