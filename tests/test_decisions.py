@@ -277,3 +277,52 @@ def test_a_blocked_step_keeps_its_last_good_record_and_early_cutoff_applies(repo
     assert r["by_step"]["build"]["status"] == "succeeded"
     assert r["by_step"]["test"]["status"] == "up-to-date"
     assert repo.read("tested.log") == "v1\n"
+
+
+# --------------------------------------------------------------------------- across workflows
+
+
+def test_files_written_by_one_workflow_and_read_by_another_leave_nothing_stale(
+    repo: Repo,
+) -> None:
+    repo.write("src.txt", "v1\n")
+    repo.write(
+        "a.yaml",
+        workflow(
+            "a",
+            "    - name: gen\n"
+            "      run: sleep 0.3; mkdir -p gen; cp src.txt gen/data.txt\n"
+            "      inputs: [src.txt]\n"
+            "      outputs: [gen/data.txt]\n",
+        ),
+    )
+    repo.write(
+        "b.yaml",
+        workflow(
+            "b",
+            "    - name: use\n"
+            "      run: cat gen/data.txt > used.txt\n"
+            "      inputs: [gen/data.txt]\n"
+            "      outputs: [used.txt]\n"
+            "    - name: after\n"
+            "      run: cp used.txt final.txt\n"
+            "      inputs: [used.txt]\n"
+            "      outputs: [final.txt]\n",
+        ),
+    )
+    repo.write("gen/data.txt", "old\n")  # a stale copy the reader must not settle on
+    settled(repo)
+    assert repo.read("final.txt") == "v1\n"
+    repo.write("src.txt", "v2\n")
+    plan = repo.plan()
+    assert plan[("a", "gen")][0] == "run"
+    assert plan[("b", "use")] == ("may-run", ["upstream will run: a/gen"])
+    settled(repo)
+    assert repo.read("final.txt") == "v2\n"
+    # the producer failing blocks the reader in the other workflow
+    repo.write("a.yaml", repo.read("a.yaml").replace("sleep 0.3;", "false;"))
+    repo.write("src.txt", "v3\n")
+    r = repo.apply()
+    assert r["by_step"]["gen"]["status"] == "failed"
+    assert r["by_step"]["use"]["status"] == "blocked"
+    assert repo.read("final.txt") == "v2\n"

@@ -92,6 +92,15 @@ class ApplyLoop:
             base_env=clean_git_env(),
         )
         self._remaining_up: dict[Key, int] = {}
+        # edges across workflows (a file one writes and another reads), both selected
+        self._cross_up: dict[Key, list[Key]] = {}
+        self._cross_down: dict[Key, list[Key]] = {}
+        for down, ups in catalog.cross_upstream.items():
+            if down[0] in self.by_name:
+                for up in ups:
+                    if up[0] in self.by_name:
+                        self._cross_up.setdefault(down, []).append(up)
+                        self._cross_down.setdefault(up, []).append(down)
 
     # -- the loop ---------------------------------------------------------------------
     def run(self) -> None:
@@ -244,16 +253,34 @@ class ApplyLoop:
         wf = self.by_name[key[0]]
         dag = self.catalog.dags[wf.name]
         if res.status in NOT_OK:
-            self._block(
-                wf, dag.descendants({key[1]}), f"upstream {res.status.replace('_', ' ')}: {key[1]}"
-            )
+            why = f"upstream {res.status.replace('_', ' ')}: {key[1]}"
+            self._block(wf, dag.descendants({key[1]}), why)
+            self._block_across(key, why)
             return
-        for d in dag.downstream()[key[1]]:
-            dk = (wf.name, d)
+        downs = [(wf.name, d) for d in dag.downstream()[key[1]]]
+        for dk in downs + self._cross_down.get(key, []):
             self._remaining_up[dk] -= 1
             if self._remaining_up[dk] == 0 and dk not in self.results:
-                st = wf.step(d)
-                self.ready.push(f"{wf.name}/{d}", wf.name, st.priority, st.index, dk)
+                st = self.by_name[dk[0]].step(dk[1])
+                self.ready.push(f"{dk[0]}/{dk[1]}", dk[0], st.priority, st.index, dk)
+
+    def _block_across(self, key: Key, why: str) -> None:
+        """Block the readers in other workflows of what ``key`` (or a step it blocked)
+        writes, and everything downstream of them."""
+        todo = [key]
+        seen = {key}
+        while todo:
+            k = todo.pop()
+            dag = self.catalog.dags[k[0]]
+            for src in [k, *((k[0], d) for d in dag.descendants({k[1]}))]:
+                for down in self._cross_down.get(src, ()):
+                    if down in seen:
+                        continue
+                    seen.add(down)
+                    wf = self.by_name[down[0]]
+                    names = {down[1]} | self.catalog.dags[wf.name].descendants({down[1]})
+                    self._block(wf, names, f"{why} (in workflow {key[0]})")
+                    todo.append(down)
 
     def _block(self, wf: Workflow, names: set[str], why: str) -> None:
         for d in sorted(names, key=lambda n: wf.step(n).index):
@@ -279,7 +306,7 @@ class ApplyLoop:
             dag = self.catalog.dags[w.name]
             for name in dag.order:
                 k = (w.name, name)
-                self._remaining_up[k] = len(dag.upstream[name])
+                self._remaining_up[k] = len(dag.upstream[name]) + len(self._cross_up.get(k, ()))
                 if self._remaining_up[k] == 0:
                     st = w.step(name)
                     self.ready.push(f"{w.name}/{name}", w.name, st.priority, st.index, k)

@@ -186,6 +186,49 @@ def plan_workflows(
             plans.views[view.key] = view
         plans.decisions[wf.name] = decisions
         plans.records[wf.name] = records
+    _across_workflows(m, plans)
     hasher.flush()
     plans.seen = hasher.seen
     return plans
+
+
+def _across_workflows(m: Manifests, plans: Plans) -> None:
+    """A step that reads a file a step of another selected workflow will write "may run",
+    and so may everything downstream of it: the plan says what the apply will do, which
+    runs the writer first (``ApplyLoop``)."""
+    if not m.cross_upstream:
+        return
+    from dataclasses import replace
+
+    from runner.reconcile.decide import MAY_RUN
+
+    index = {
+        (d.workflow, d.step): (w, i) for w, ds in plans.decisions.items() for i, d in enumerate(ds)
+    }
+
+    def get(k: Key) -> StepDecision | None:
+        at = index.get(k)
+        return plans.decisions[at[0]][at[1]] if at else None
+
+    changed = True
+    while changed:  # a may-run can make a reader in a third workflow may-run: to a fixpoint
+        changed = False
+        for down, ups in m.cross_upstream.items():
+            d = get(down)
+            if d is None or d.action != UP_TO_DATE:
+                continue
+            pending = [f"{u[0]}/{u[1]}" for u in ups if (x := get(u)) and x.action != UP_TO_DATE]
+            if not pending:
+                continue
+            w, i = index[down]
+            plans.decisions[w][i] = replace(
+                d, action=MAY_RUN, reasons=(f"upstream will run: {', '.join(pending)}",)
+            )
+            for name in m.dags[w].descendants({down[1]}):
+                j = index[(w, name)][1]
+                dd = plans.decisions[w][j]
+                if dd.action == UP_TO_DATE:
+                    plans.decisions[w][j] = replace(
+                        dd, action=MAY_RUN, reasons=(f"upstream will run: {down[1]}",)
+                    )
+            changed = True

@@ -124,9 +124,17 @@ class Start:
         # the plan found it up to date moments ago and nothing upstream has run since:
         # that answer stands (re-deciding 900 of 1,000 steps costs more than the 100
         # that changed)
-        if self.decision.action == UP_TO_DATE and all(
-            self.ctx.results[(self.key[0], u)].status == Status.UP_TO_DATE
-            for u in self.view.upstream
+        results = self.ctx.results
+        if (
+            self.decision.action == UP_TO_DATE
+            and all(
+                results[(self.key[0], u)].status == Status.UP_TO_DATE for u in self.view.upstream
+            )
+            and all(
+                results[k].status == Status.UP_TO_DATE
+                for k in self.ctx.catalog.cross_upstream.get(self.key, ())
+                if k in results
+            )
         ):
             return self._done(Status.UP_TO_DATE)
         return None
