@@ -561,3 +561,21 @@ def test_a_cycle_through_files_of_two_workflows_is_named(repo: Repo) -> None:
     assert cycle[0] == cycle[-1] and set(cycle) == {"a/gen", "b/use", "b/make"}
     k = cycle.index("a/gen")
     assert (cycle + cycle[1:])[k : k + 4] == ["a/gen", "b/use", "b/make", "a/gen"]
+
+
+def test_an_output_inside_a_folder_its_owner_excludes_has_one_producer(repo: Repo) -> None:
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            "    - {name: deps, run: echo, outputs: [node_modules/, '!node_modules/.cache/']}\n"
+            "    - {name: warm, run: echo, outputs: [node_modules/.cache/x]}\n"
+            "    - {name: bad, run: echo, outputs: [node_modules/y]}\n",
+        ),
+    )
+    p = repo.orch("validate")
+    assert p.returncode == 1
+    assert errors(p) == [
+        "wf.yaml:8:40: spec.steps[2].outputs[0]: output 'node_modules/y' of step 'bad'"
+        " is inside output 'node_modules/' of step 'deps' (give each path one producing step)"
+    ]

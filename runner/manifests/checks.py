@@ -226,8 +226,11 @@ def _check_workflow(ctx: _Ctx) -> None:
     for u, d in file_edges(file_spec):
         edges.setdefault((u, d), set()).add("files")
     for name, ins, outs in file_spec:
-        for k, o in enumerate(outs):
-            ctx.m.producers.append((o, ctx.wf, wf.step(name), k, ctx.prefix))
+        step = wf.step(name)
+        neg = tuple(o[1:] for o in outs if o.startswith("!"))
+        for k, o in enumerate(outs):  # by position: outputs[k] in the manifest
+            if not o.startswith("!"):
+                ctx.m.producers.append((globs.literal(o), ctx.wf, step, k, ctx.prefix, neg))
         if ins or outs:
             ctx.m.file_specs.append((wf.name, name, ins, outs))
     _check_handlers(ctx, names, known_params)
@@ -442,16 +445,25 @@ def check_producers(m: Manifests) -> list[Diagnostic]:
     outs = sorted(m.producers, key=lambda t: (t[0].rstrip("/").split("/"), t[1].path, t[2].index))
     m.producers = []
     out: list[Diagnostic] = []
-    owner: list[tuple[str, Workflow, Step]] = []  # folders and files still open, by path
-    for path, wf, step, k, prefix in outs:
+    # folders and files still open, by path, with what their step excludes (``!``)
+    owner: list[tuple[str, Workflow, Step, tuple[str, ...]]] = []
+    for path, wf, step, k, prefix, neg in outs:
         bare = path.rstrip("/")
         while owner and not (
             bare == owner[-1][0] or bare.startswith(owner[-1][0].rstrip("/") + "/")
         ):
             owner.pop()
-        clash = next((o for o in owner if (o[1].name, o[2].name) != (wf.name, step.name)), None)
+        clash = next(
+            (
+                o
+                for o in owner
+                if (o[1].name, o[2].name) != (wf.name, step.name)
+                and not (o[3] and globs.excluded(bare, list(o[3])))  # left out by its owner
+            ),
+            None,
+        )
         if clash is not None:
-            other, wf0, s0 = clash
+            other, wf0, s0, _neg = clash
             doc = m.documents[(wf.path, wf.doc_index)]
             line, col = doc.where(("spec", "steps", step.index, "outputs", k))
             a, b = _qualified(wf0, s0, wf), _qualified(wf, step, wf0)
@@ -470,7 +482,7 @@ def check_producers(m: Manifests) -> list[Diagnostic]:
                 )
             )
             continue
-        owner.append((path, wf, step))
+        owner.append((path, wf, step, neg))
     return out
 
 

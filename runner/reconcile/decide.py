@@ -187,7 +187,9 @@ def _decide(
             ups = [u for u in changed_keys(rec.upstream, upstream) if u not in pending_up]
             if ups:
                 reasons.append(f"upstream changed: {', '.join(ups)}")
-        if view.outputs and rec.status != Status.SKIPPED:  # a skipped step wrote nothing: it settles
+        if (
+            view.outputs and rec.status != Status.SKIPPED
+        ):  # a skipped step wrote nothing: it settles
             reasons += _output_reasons(hasher, view.outputs, rec.output_files)
     action = UP_TO_DATE
     if reasons:
