@@ -287,12 +287,26 @@ def _flagged(value: Any) -> Any:
     return value
 
 
+_LAST_ENV: list[Any] = [None, None]  # (environment mapping, its flagged copy)
+
+
 def text_truth(context: dict[str, Any]) -> dict[str, Any]:
-    """``context`` with every yes/no text under params, env and steps made a ``Flag``."""
+    """``context`` with every yes/no text under params, env and steps made a ``Flag``.
+
+    The environment is the one big mapping (every variable) and the same object for every
+    step of an apply, which never changes it: its flagged copy is kept, so a render costs
+    what its params and direct upstream outputs cost, not what the environment does."""
     out = dict(context)
     for root in _TEXT_ROOTS:
-        if root in out:
-            out[root] = _flagged(out[root])
+        if root not in out:
+            continue
+        value = out[root]
+        if root == "env" and isinstance(value, dict):
+            if _LAST_ENV[0] is not value or len(_LAST_ENV[1]) != len(value):
+                _LAST_ENV[:] = [value, _flagged(value)]
+            out[root] = _LAST_ENV[1]
+        else:
+            out[root] = _flagged(value)
     return out
 
 
