@@ -25,11 +25,88 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _cmd(
-    sub: argparse._SubParsersAction, name: str, help: str, target: str, **kw: object
+    sub: argparse._SubParsersAction,
+    name: str,
+    help: str,
+    target: str,
+    parents: Sequence[argparse.ArgumentParser] = (),
+    **kw: object,
 ) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=help, description=help, parents=[_COMMON], **kw)  # type: ignore[arg-type]
+    p = sub.add_parser(name, help=help, description=help, parents=[_COMMON, *parents], **kw)  # type: ignore[arg-type]
     p.set_defaults(target=target)
     return p
+
+
+def positive_int(text: str) -> int:
+    """argparse ``type``: a whole number, 1 or more. ``-j 0`` is refused, not read as
+    "the default": a value the user typed never silently means something else."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, not {n}")
+    return n
+
+
+def seconds(text: str) -> float:
+    """argparse ``type``: a number of seconds, 0 or more."""
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not x >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, not {text}")
+    return x
+
+
+def _group(*adders: Callable[[argparse.ArgumentParser], None]) -> argparse.ArgumentParser:
+    """A parent parser: options declared once, shared by every verb that takes them."""
+    p = argparse.ArgumentParser(add_help=False)
+    for add in adders:
+        add(p)
+    return p
+
+
+def _jobs(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-j", "--jobs", type=positive_int, metavar="N", help="tasks at once (default: CPU count)"
+    )
+
+
+def _filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--project", help="only the workflows of this project")
+    p.add_argument("--env", help="the project environment whose params to use (e.g. dev, prod)")
+    p.add_argument(
+        "--since", metavar="REV", help="only workflows whose manifests or inputs changed since REV"
+    )
+
+
+def _apply_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--force",
+        action="append",
+        default=[],
+        metavar="STEP",
+        help="run STEP (WORKFLOW/STEP or STEP) even if up to date",
+    )
+    p.add_argument("--force-all", action="store_true", help="run every step")
+    p.add_argument("--dry-run", action="store_true", help="only plan")
+    p.add_argument(
+        "--fail-fast", action="store_true", help="stop starting tasks after the first failure"
+    )
+    p.add_argument(
+        "--no-wait",
+        action="store_true",
+        help="exit 1 instead of waiting for steps another orch holds",
+    )
+    p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
+    _quiet(p)
+    _json(p)
+
+
+def _quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="do not stream task output")
 
 
 # -C is accepted after the verb too (`orch apply -C DIR`), without overriding a global one
@@ -47,14 +124,9 @@ def _json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
-def _selection(p: argparse.ArgumentParser) -> None:
+def _workflows(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "workflows", nargs="*", metavar="WORKFLOW", help="workflows to act on (default: all)"
-    )
-    p.add_argument("--project", help="only the workflows of this project")
-    p.add_argument("--env", help="the project environment whose params to use (e.g. dev, prod)")
-    p.add_argument(
-        "--since", metavar="REV", help="only workflows whose manifests or inputs changed since REV"
     )
 
 
@@ -63,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"orch {__version__}")
     parser.add_argument("-C", dest="directory", metavar="DIR", help="run as if started in DIR")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    filters, jobs, applying = _group(_filters), _group(_jobs), _group(_apply_options)
 
     _cmd(sub, "init", "create .orch/config.yaml and .orch/.gitignore here", "basic:init")
 
@@ -83,8 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("workflow", metavar="WORKFLOW")
     p.add_argument("--format", choices=["text", "dot", "mermaid"], default="text")
 
-    p = _cmd(sub, "plan", "show what apply would run, and why", "run:plan")
-    _selection(p)
+    p = _cmd(sub, "plan", "show what apply would run, and why", "run:plan", [filters])
+    _workflows(p)
     p.add_argument(
         "--force",
         action="append",
@@ -109,31 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             "run what changed or failed" + (" (alias of apply)" if name == "run" else ""),
             "run:apply",
+            [filters, jobs, applying],
         )
-        _selection(p)
-        p.add_argument(
-            "-j", "--jobs", type=int, metavar="N", help="tasks at once (default: CPU count)"
-        )
-        p.add_argument(
-            "--force",
-            action="append",
-            default=[],
-            metavar="STEP",
-            help="run STEP even if up to date",
-        )
-        p.add_argument("--force-all", action="store_true", help="run every step")
-        p.add_argument("--dry-run", action="store_true", help="only plan")
-        p.add_argument(
-            "--fail-fast", action="store_true", help="stop starting tasks after the first failure"
-        )
-        p.add_argument(
-            "--no-wait",
-            action="store_true",
-            help="exit 1 instead of waiting for steps another orch holds",
-        )
-        p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
-        p.add_argument("-q", "--quiet", action="store_true", help="do not stream task output")
-        _json(p)
+        _workflows(p)
 
     p = _cmd(sub, "status", "recorded state of each step", "run:status")
     p.add_argument("workflows", nargs="*", metavar="WORKFLOW")
@@ -155,14 +206,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _json(p)
 
-    p = _cmd(sub, "watch", "apply, then re-apply on every change", "watch:watch")
-    _selection(p)
-    p.add_argument("-j", "--jobs", type=int, metavar="N")
+    p = _cmd(sub, "watch", "apply, then re-apply on every change", "watch:watch", [filters, jobs])
+    _workflows(p)
     p.add_argument(
         "--restart", action="store_true", help="end affected running tasks and start over on change"
     )
-    p.add_argument("--debounce", type=float, metavar="SECONDS")
-    p.add_argument("-q", "--quiet", action="store_true")
+    p.add_argument("--debounce", type=seconds, metavar="SECONDS")
+    _quiet(p)
 
     wf = _cmd(sub, "workflow", "list, run or create workflows", "")
     wsub = wf.add_subparsers(
@@ -170,19 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = _cmd(wsub, "list", "list workflows", "basic:workflow_list")
     _json(p)
-    p = _cmd(wsub, "run", "apply one workflow", "run:apply")
+    p = _cmd(wsub, "run", "apply one workflow", "run:apply", [filters, jobs, applying])
     p.add_argument("workflows", nargs=1, metavar="WORKFLOW")
-    for a, kw in (("--project", {}), ("--env", {}), ("--since", {})):
-        p.add_argument(a, **kw)
-    p.add_argument("-j", "--jobs", type=int)
-    p.add_argument("--force", action="append", default=[])
-    p.add_argument("--force-all", action="store_true")
-    p.add_argument("--dry-run", action="store_true")
-    p.add_argument("--fail-fast", action="store_true")
-    p.add_argument("--no-wait", action="store_true")
-    p.add_argument("--junit")
-    p.add_argument("-q", "--quiet", action="store_true")
-    _json(p)
     p = _cmd(
         wsub, "create", "write a workflow manifest from a template", "projects:workflow_create"
     )

@@ -8,7 +8,6 @@ import threading
 from types import FrameType
 
 from runner.cli.common import repo_from
-from runner.errors import UsageError
 
 
 def watch(args: argparse.Namespace) -> int:
@@ -16,10 +15,6 @@ def watch(args: argparse.Namespace) -> int:
     from runner.watch.loop import WatchOptions
     from runner.watch.loop import watch as run_watch
 
-    if args.debounce is not None and args.debounce < 0:
-        raise UsageError("--debounce must be 0 or more seconds")
-    if args.jobs is not None and args.jobs < 1:
-        raise UsageError("-j must be 1 or more")
     repo = repo_from(args)
     opts = WatchOptions(
         workflows=list(args.workflows),
