@@ -1,4 +1,4 @@
-"""The code's shape, enforced: imports point down the layers of docs/ARCHITECTURE.md.
+"""The code's shape, enforced: imports point down the layers of docs/architecture.md.
 
 Every import in ``runner/**/*.py`` counts -- top-level, function-local and ``TYPE_CHECKING``
 alike: a function-local import is still a dependency, it only moves the cost. The rules:
@@ -25,7 +25,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PKG = ROOT / "runner"
 
-# module name (or package prefix ending in ".") -> level; the most specific entry wins
+# module name (or package prefix ending in ".") -> level, as in docs/architecture.md;
+# the most specific entry wins
 LAYERS: dict[str, int] = {
     # 0 leaves
     "runner": 0,
@@ -234,3 +235,18 @@ def test_pyproject_lists_every_package() -> None:
     )
     on_disk = {m for m, p in MODULES.items() if p.name == "__init__.py"}
     assert on_disk - listed == set()
+
+
+def test_readme_code_map_names_every_module() -> None:
+    """README's code map lists every module by file name and every package by folder."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    code_map = text.split("### The code", 1)[1]
+    missing = [
+        str(p.relative_to(ROOT))
+        for m, p in MODULES.items()
+        if p.name not in ("__init__.py", "__main__.py") and f"`{p.name}`" not in code_map
+    ]
+    folders = {
+        f"`runner/{p.parent.relative_to(PKG)}/`" for p in MODULES.values() if p.parent != PKG
+    }
+    assert missing == [] and [f for f in sorted(folders) if f not in code_map] == []

@@ -1,4 +1,7 @@
-"""One module per group of CLI verbs; each handler is a few lines over ``runner.api``."""
+"""What every CLI verb module shares: opening the repository, printing JSON.
+
+One module per group of verbs (``basic``, ``run``, ``projects``, ``watch``, ``mcp``); each
+handler is a few lines over ``runner.api``."""
 
 from __future__ import annotations
 
