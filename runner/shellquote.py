@@ -100,6 +100,8 @@ class _Frame:
     case_depth: int = 0
     parens: int = 0
     cmd_start: int = 0  # where the current simple command began (bare frames)
+    pipeline: int = 0  # id of the pipeline being read (bare frames; 0: none yet)
+    after_pipe: bool = False  # the current simple command follows a |
 
 
 @dataclass
@@ -109,6 +111,7 @@ class _Heredoc:
     quoted: bool
     backquotes: int
     script: bool = False  # read by a shell as code: no value may go in
+    pipelines: frozenset[int] = frozenset()  # the pipelines the body is input to
 
 
 class _ShellScan:
@@ -128,6 +131,9 @@ class _ShellScan:
         self.pending: list[_Heredoc] = []
         self.word_start = True
         self.nested_backquotes = False
+        self.pipelines = 0  # ids handed out
+        self.into_shell: set[int] = set()  # pipelines ending in a shell reading stdin
+        self.value_pipelines: list[tuple[int, frozenset[int]]] = []  # (slot, pipelines)
 
     # -- escaping
     def _backquotes(self) -> int:
@@ -177,6 +183,7 @@ class _ShellScan:
                         raise QuoteRefused(_AFTER_DOLLAR, slot)
                     if top.kind != "comment":
                         self._check_not_code_again(i, slot)
+                        self.value_pipelines.append((slot, self._pipelines()))
                     try:
                         self.out.append(self._escape(value, top.kind, self._backquotes()))
                     except QuoteRefused as exc:
@@ -209,7 +216,37 @@ class _ShellScan:
             raise QuoteRefused(
                 "values cannot be quoted safely in nested backquotes; use $(...) instead"
             )
+        for f in self.stack:
+            if f.kind in _BARE:
+                self._command_ends(n, f, boundary=True)
+        for slot, pipelines in self.value_pipelines:
+            if pipelines & self.into_shell:
+                raise QuoteRefused(
+                    "a value in a pipeline that ends in a shell reading its script from the"
+                    " pipe ('| sh') would run as code; pass it in an environment variable",
+                    slot,
+                )
         return "".join(self.out)
+
+    # -- pipelines into a shell
+    def _pipeline(self, frame: _Frame) -> int:
+        if frame.pipeline == 0:
+            self.pipelines += 1
+            frame.pipeline = self.pipelines
+        return frame.pipeline
+
+    def _pipelines(self) -> frozenset[int]:
+        """Every pipeline the text at this point is part of, the enclosing ``$( )`` ones too:
+        what a command substitution prints is input to the command around it."""
+        return frozenset(self._pipeline(f) for f in self.stack if f.kind in _BARE)
+
+    def _command_ends(self, i: int, frame: _Frame, boundary: bool) -> None:
+        """A simple command of ``frame`` ends at ``i``; ``boundary``: so does its pipeline."""
+        if frame.after_pipe and reads_script_from_stdin(self.text[frame.cmd_start : i]):
+            self.into_shell.add(self._pipeline(frame))
+        frame.after_pipe = False
+        if boundary:
+            frame.pipeline = 0
 
     def _check_not_code_again(self, i: int, slot: int) -> None:
         """Refuse a value that a command of this line would parse as shell code again."""
@@ -229,9 +266,10 @@ class _ShellScan:
         self.out.append(self.text[i : i + count])
         return i + count
 
-    def _close_backquote(self) -> None:
+    def _close_backquote(self, i: int) -> None:
         while self.stack[-1].kind != "bt":
             self.stack.pop()
+        self._command_ends(i, self.stack[-1], boundary=True)
         self.stack.pop()
 
     def _comment(self, i: int) -> int:
@@ -247,7 +285,7 @@ class _ShellScan:
         if c == "'":
             self.stack.pop()
         elif c == "`" and self._backquotes():
-            self._close_backquote()
+            self._close_backquote(i)
         return self._emit(i)
 
     def _double(self, i: int) -> int:
@@ -258,7 +296,7 @@ class _ShellScan:
             self.stack.pop()
         elif c == "`":
             if self._backquotes():
-                self._close_backquote()
+                self._close_backquote(i)
             else:
                 self.stack.append(_Frame("bt", cmd_start=i + 1))
                 self.word_start = True
@@ -285,7 +323,7 @@ class _ShellScan:
             top.parens -= 1
         elif c == "`":
             if self._backquotes():
-                self._close_backquote()
+                self._close_backquote(i)
             else:
                 self.stack.append(_Frame("bt", cmd_start=i + 1))
                 self.word_start = True
@@ -316,7 +354,7 @@ class _ShellScan:
             self.stack.append(_Frame("dq"))
         elif c == "`":
             if self._backquotes():
-                self._close_backquote()
+                self._close_backquote(i)
             else:
                 self.stack.append(_Frame("bt", cmd_start=i + 1))
                 self.word_start = True
@@ -335,6 +373,7 @@ class _ShellScan:
             self.word_start = True
         elif c == ")":
             if top.case_depth == 0 and top.kind == "sub":
+                self._command_ends(i, top, boundary=True)
                 self.stack.pop()
             self.stack[-1].cmd_start = i + 1  # what follows ( ... ) or a case pattern
             self.word_start = True
@@ -346,10 +385,16 @@ class _ShellScan:
             return self._heredoc_operator(i)
         elif c == "\n":
             self.word_start = True
+            self._command_ends(i, top, boundary=True)
             self.stack[-1].cmd_start = i + 1
             return self._newline(i)
         elif c in _WORD_BREAK:
             self.word_start = True
+            if c == "|" and "|" not in (text[i - 1 : i], text[i + 1 : i + 2]):
+                self._command_ends(i, top, boundary=False)  # a pipe: same pipeline
+                top.after_pipe = True
+            elif c in ";&|" and text[i - 1 : i] != c:
+                self._command_ends(i, top, boundary=True)
             if c in ";&|":
                 top.cmd_start = i + 1
         return self._emit(i)
@@ -398,7 +443,14 @@ class _ShellScan:
         frame = next((f for f in reversed(self.stack) if f.kind in _BARE), self.stack[0])
         script = feeds_a_shell(text[frame.cmd_start : i])
         self.pending.append(
-            _Heredoc("".join(delimiter), strip_tabs, quoted, self._backquotes(), script)
+            _Heredoc(
+                "".join(delimiter),
+                strip_tabs,
+                quoted,
+                self._backquotes(),
+                script,
+                self._pipelines(),
+            )
         )
         self.word_start = True
         return self._emit(i, j - i)
@@ -429,6 +481,9 @@ class _ShellScan:
                     )
                 if not doc.quoted:
                     _check_before_values(line, self.nonce)
+                for m in _PLACEHOLDER.finditer(line):
+                    if m[1] == self.nonce:
+                        self.value_pipelines.append((int(m[2]), doc.pipelines))
                 filled = _PLACEHOLDER.sub(
                     lambda m, kind=kind, doc=doc: (
                         self._escape(self.values[int(m[2])], kind, doc.backquotes)
@@ -505,6 +560,25 @@ def code_again(prefix: str) -> str | None:
             " shell code again; pass it as an argument instead: sh -c 'echo \"$1\"' sh {{ x }}"
         )
     return None
+
+
+def reads_script_from_stdin(command: str) -> bool:
+    """Whether a simple command is a shell that reads its script from standard input:
+    ``sh``, ``bash -s``, ``sudo dash -e``, not ``sh file.sh``, ``sh -c CMD`` or ``sh < f``."""
+    words = _words(command + " ")
+    if words is None:
+        return False
+    head = [w for w in words[0] if not _ASSIGNMENT.match(w)]
+    while head and head[0].rsplit("/", 1)[-1] in ("env", "sudo", "nohup", *_WRAPPERS):
+        head.pop(0)
+    if not head or head[0].rsplit("/", 1)[-1] not in SHELLS:
+        return False
+    for w in head[1:]:
+        if w == "-":
+            continue
+        if not w.startswith(("-", "+")) or "<" in w or _C_OPTION.fullmatch(w):
+            return False
+    return True
 
 
 def feeds_a_shell(prefix: str) -> bool:

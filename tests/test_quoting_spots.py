@@ -186,6 +186,10 @@ def test_a_run_list_that_starts_a_shell_on_a_template_is_warned_about(repo) -> N
         "trap {{ v }} EXIT",
         "sh <<EOF\necho {{ v }}\nEOF\n",
         "bash -s <<'EOF'\necho {{ v }}\nEOF\n",
+        "echo {{ v }} | sh",
+        "printf '%s' {{ v }} | grep . | sudo bash -s",
+        "echo \"$(printf '%s' {{ v }})\" | dash -e",
+        "cat <<EOF | sh\n{{ v }}\nEOF\n",
     ],
 )
 def test_a_value_a_command_would_parse_as_shell_code_again_is_refused(
@@ -207,6 +211,8 @@ def test_a_value_a_command_would_parse_as_shell_code_again_is_refused(
         ("printf '%s' {{ v }} # eval {{ v }}", "{v}"),
         ("cat <<EOF\n{{ v }}\nEOF\n", "{v}\n"),
         ("printf '%s' {{ v }}; sh -c 'printf ok'", "{v}ok"),
+        ("printf '%s' {{ v }} | cat; echo 'printf ok' | sh", "{v}ok"),
+        ("printf '%s' {{ v }} | sh -c 'cat'", "{v}"),
     ],
 )
 def test_values_next_to_such_commands_stay_data(template: str, expect: str, tmp_path: Path) -> None:
