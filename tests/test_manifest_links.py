@@ -111,3 +111,20 @@ def test_mcp_validate_answers_with_the_same_problem(repo: Repo, tmp_path: Path) 
         d["path"] == "evil.yaml" and "outside the repository" in d["message"]
         for d in answer["errors"]
     ), answer
+
+
+def test_watch_refuses_a_link_added_while_it_runs(repo: Repo, tmp_path: Path) -> None:
+    from tests.test_watch import Watch, setup
+
+    setup(repo)
+    w = Watch(repo)
+    try:
+        assert w.cycle().ran == 2
+        _link_out(repo, tmp_path)
+        w.expect(r"evil\.yaml: .*outside the repository")
+        c = w.cycle()
+        assert (c.changed, c.ran) == (["evil.yaml"], 0)
+        assert "not applied: 1 error" in c.rest
+    finally:
+        w.close()
+    assert not (repo.path / "pwned").exists()
