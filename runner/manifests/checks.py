@@ -606,7 +606,7 @@ def _check_paths(
         for i, raw in enumerate(getattr(s, key)):
             value = raw
             if _is_templated(raw):
-                value = _render_path(raw, params, ctx.wf)
+                value = _render_path(raw, params, ctx.wf, s)
                 if value is None:
                     continue
             try:
@@ -620,7 +620,7 @@ def _check_paths(
             result[key].append(rel)
     wd = s.workdir
     if _is_templated(wd):
-        wd = _render_path(wd, params, ctx.wf) or "."
+        wd = _render_path(wd, params, ctx.wf, s) or "."
     try:
         rel = paths.join(base, wd)
         paths.check_symlinks(root, rel)
@@ -651,11 +651,11 @@ def _check_glob(ctx: _Ctx, where: tuple[Any, ...], key: str, rel: str) -> bool:
     return True
 
 
-def _render_path(raw: str, params: dict[str, Any], wf: Workflow) -> str | None:
-    from runner.templating import TemplateError, render_text
+def _render_path(raw: str, params: dict[str, Any], wf: Workflow, s: Step) -> str | None:
+    from runner.templating import TemplateError
 
     try:
-        return render_text(raw, {"params": params, "workflow": {"name": wf.name}, "env": {}})
+        return paths.render(wf, s, raw, params)
     except TemplateError:
         return None  # reported by the template checks
 

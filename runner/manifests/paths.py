@@ -11,8 +11,12 @@ import os
 import posixpath
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from runner import globs, links
+
+if TYPE_CHECKING:
+    from runner.model import Step, Workflow
 
 
 class PathEscape(ValueError):
@@ -91,3 +95,35 @@ def target_at_revision(link: str, target: str) -> str | None:
     if j == ".." or j.startswith("../") or j == ".":
         return None
     return j
+
+
+# -- templated paths: one rule for the planner, validation, watch and --since ----------
+
+
+def templated(raw: str) -> bool:
+    return "{{" in raw or "{%" in raw
+
+
+def render(wf: Workflow, step: Step, raw: str, params: dict[str, Any]) -> str:
+    """``raw`` (an input, output or workdir of ``step``) with its template rendered, not yet
+    joined to the workflow's base. A path sees the params (the workflow's ``params``,
+    then the step's own) and ``workflow.name``, and an empty ``env``: where a file is must
+    not depend on who runs orch. Raises what ``templating.render_text`` raises; each
+    caller decides what a path that cannot be rendered means to it."""
+    if not templated(raw):
+        return raw
+    from runner.templating import render_text
+
+    ctx = {"params": {**params, **step.params}, "workflow": {"name": wf.name}, "env": {}}
+    return render_text(raw, ctx)
+
+
+def step_paths(
+    wf: Workflow, step: Step, params: dict[str, Any]
+) -> tuple[list[str], list[str], str]:
+    """A step's inputs, outputs and workdir, rendered and joined to the workflow's base
+    (repo-relative; "!" exclusions kept in front). Raises PathEscape or a template error."""
+    ins = [join_pattern(wf.base, render(wf, step, p, params)) for p in step.inputs]
+    outs = [join_pattern(wf.base, render(wf, step, p, params)) for p in step.outputs]
+    wd = join_pattern(wf.base, render(wf, step, step.workdir, params)) if step.workdir else wf.base
+    return ins, outs, wd

@@ -196,20 +196,13 @@ def _input_patterns(m: Manifests, wf: Workflow, step: Step) -> Iterator[str]:
     for raw in step.inputs:
         if raw.startswith("!"):
             continue  # an exclusion: selecting a little more errs towards running
-        if "{{" not in raw and "{%" not in raw:
+        if not paths.templated(raw):
             rendered = [raw]
         else:
             rendered = []
             for env in envs:
-                ctx = {
-                    "params": {**base_params(m, wf, env), **step.params},
-                    "workflow": {"name": wf.name},
-                    "env": {},
-                }
                 try:
-                    from runner.templating import render_text
-
-                    rendered.append(render_text(raw, ctx))
+                    rendered.append(paths.render(wf, step, raw, base_params(m, wf, env)))
                 except Exception:  # reads steps.* or the like: widen to its literal part
                     cut = min(i for i in (raw.find("{{"), raw.find("{%")) if i >= 0)
                     head = raw[:cut]

@@ -19,7 +19,7 @@ from runner.reconcile.view import Key, StepView
 if TYPE_CHECKING:
     from runner.manifests.catalog import Manifests
     from runner.manifests.hashing import Hasher
-    from runner.model import Step, Workflow
+    from runner.model import Workflow
     from runner.reconcile.selection import Selection
     from runner.store.state import State, StepRecord
 
@@ -47,29 +47,10 @@ class Plans:
         ]
 
 
-def step_paths(
-    wf: Workflow, step: Step, params: dict[str, Any]
-) -> tuple[list[str], list[str], str]:
-    """A step's inputs, outputs and workdir, rendered and joined to the workflow's base."""
-    from runner.manifests import paths as pathmod
-
-    def resolve(p: str) -> str:
-        if "{{" in p or "{%" in p:
-            from runner.templating import render_text
-
-            ctx = {"params": {**params, **step.params}, "workflow": {"name": wf.name}, "env": {}}
-            p = render_text(p, ctx)
-        return pathmod.join_pattern(wf.base, p)
-
-    ins = [resolve(p) for p in step.inputs]
-    outs = [resolve(p) for p in step.outputs]
-    wd = resolve(step.workdir) if step.workdir else wf.base
-    return ins, outs, wd
-
-
 def step_views(m: Manifests, wf: Workflow, sel: Selection) -> dict[str, StepView]:
     """Every step of ``wf`` as a ``StepView``, in dependency order."""
     from runner.manifests.checks import base_params
+    from runner.manifests.paths import step_paths
 
     dag = m.dags[wf.name]
     params = base_params(m, wf, sel.env or None)
@@ -134,6 +115,7 @@ def _all_outputs(m: Manifests) -> list[str]:
     without a trailing "/" (an output that reads ``steps.*`` is known only when it runs)."""
     from runner import globs
     from runner.manifests.checks import base_params
+    from runner.manifests.paths import step_paths
 
     out: list[str] = []
     for w in m.workflows.values():

@@ -222,12 +222,9 @@ def _resolve(wf: Workflow, step: Any, p: str, params: dict[str, Any], widen: boo
     (watch more, the plan decides) and an output is not ignored (never hide a change)."""
     from runner.manifests import paths as pathmod
 
-    if "{{" in p or "{%" in p:
-        from runner.templating import render_text
-
-        ctx = {"params": {**params, **step.params}, "workflow": {"name": wf.name}, "env": {}}
+    if pathmod.templated(p):
         try:
-            p = render_text(p, ctx)
+            p = pathmod.render(wf, step, p, params)
         except Exception:
             if not widen:
                 return None
