@@ -14,10 +14,12 @@ import hashlib
 
 
 def digest(*parts: str) -> str:
-    """Hex digest of ``parts``, each terminated by NUL so ("ab", "c") != ("a", "bc")."""
+    """Hex digest of ``parts``, each terminated by NUL so ("ab", "c") != ("a", "bc"). Text
+    carrying bytes that are not UTF-8 (a file name or an environment value, as Python
+    decodes them: surrogateescape) is digested as those bytes."""
     h = hashlib.blake2b(digest_size=16)
     for p in parts:
-        h.update(p.encode())
+        h.update(p.encode("utf-8", "surrogateescape"))
         h.update(b"\0")
     return h.hexdigest()
 

@@ -40,6 +40,15 @@ class Diagnostic(NamedTuple):
         }
 
 
+def shown(text: str) -> str:
+    """A file name (or any text from the file system) as a person reads it: bytes that are
+    not UTF-8, which Python carries as surrogate escapes, become ``\\xNN``, so they can be
+    printed, logged and stored as text (``caf\\xe9.txt``)."""
+    if text.isascii():
+        return text
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 class OrchError(Exception):
     """A problem the user can fix. Printed as one line per diagnostic, exit 1."""
 

@@ -25,7 +25,7 @@ import os
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 
-from runner.errors import OrchError
+from runner.errors import OrchError, shown
 
 SKIP_DIRS = frozenset({".git", ".orch", "__pycache__"})
 
@@ -50,7 +50,7 @@ def follow(real_root_: str, full: str, rel: str) -> str | None:
     target = os.path.realpath(full)
     if not inside(real_root_, target):
         raise LinkEscape(
-            f"{_shown(rel)}: a symlink leading outside the repository (to {_shown(target)}); "
+            f"{shown(rel)}: a symlink leading outside the repository (to {shown(target)}); "
             "inputs are read only inside it: copy the files in, use a git submodule, or "
             "move the link out of the input folder"
         )
@@ -149,8 +149,3 @@ def aliases(path: str, table: dict[str, str]) -> list[str]:
 def _skipped(rroot: str, target: str, skip: frozenset[str]) -> bool:
     rel = os.path.relpath(target, rroot)
     return any(part in skip for part in rel.split(os.sep))
-
-
-def _shown(path: str) -> str:
-    """A path as a person should see it: bytes that are not UTF-8 escaped (\\xNN)."""
-    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

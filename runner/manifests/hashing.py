@@ -111,7 +111,7 @@ class Hasher:
             return MISSING
         h = hashlib.blake2b(digest_size=16)
         for f in files:
-            h.update(f.encode())
+            h.update(os.fsencode(f))  # the name's own bytes, UTF-8 or not
             h.update(b"\0")
             h.update(self.file(f).encode())
             h.update(b"\n")

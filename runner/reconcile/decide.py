@@ -17,6 +17,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from runner import globs
+from runner.errors import shown
 from runner.manifests.fingerprint import changed_keys, combine, definition_fields
 from runner.manifests.hashing import MISSING, Hasher
 from runner.status import Action, Status
@@ -66,7 +67,7 @@ class StepDecision:
 
 
 def _files_summary(kind: str, files: list[str], limit: int = 3) -> str:
-    head = ", ".join(files[:limit])
+    head = ", ".join(shown(f) for f in files[:limit])
     more = f" (+{len(files) - limit} more)" if len(files) > limit else ""
     return f"{kind}: {head}{more}"
 

@@ -20,6 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runner.errors import shown
 from runner.reconcile import record
 from runner.reconcile.attempts import Attempt, run_attempts
 from runner.reconcile.queue import ReadyQueue
@@ -229,7 +230,7 @@ class ApplyLoop:
                 clock=self.clock,
             )
         except Exception as e:  # record, never lose the runner over one task
-            message = f"internal error: {e}"
+            message = f"internal error: {shown(str(e))}"
             res = StepResult(key[0], key[1], Status.FAILED, task.decision.reasons, message=message)
             record.record_status(
                 self.state,

@@ -81,7 +81,7 @@ def _check_empty(wf: Workflow, step: str, patterns: list[str], outputs: list[str
     that matches nothing is a warning, returned. Either is fine when some step's outputs
     may be it."""
     from runner import globs
-    from runner.errors import OrchError
+    from runner.errors import OrchError, shown
     from runner.manifests.graph import _could_match_under
 
     warnings = []
@@ -99,12 +99,12 @@ def _check_empty(wf: Workflow, step: str, patterns: list[str], outputs: list[str
             continue
         if not glob:
             raise OrchError(
-                f"{wf.path}: step '{step}': input '{lit}' does not exist and no step "
+                f"{wf.path}: step '{step}': input '{shown(lit)}' does not exist and no step "
                 "produces it (create it, fix the path, or list it in the outputs of the step "
                 "that writes it)"
             )
         warnings.append(
-            f"{wf.path}: step '{step}': input '{pat}' matches no file "
+            f"{wf.path}: step '{step}': input '{shown(pat)}' matches no file "
             "(check the pattern; a step that writes them should list them in its outputs)"
         )
     return warnings

@@ -80,7 +80,9 @@ def record_status(
         old=records.get(step),
         now=now,
     )
-    state.record_step(rec)
+    # a task of this step still open in this run (an error after it started) ends with
+    # the step's record, in the same transaction: no task is left "running"
+    state.record_step(rec, close_open_tasks=True)
     records[step] = rec
 
 

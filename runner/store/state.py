@@ -481,9 +481,32 @@ class State:
                 out[r[1]] = StepRecord(*r)
         return out
 
-    def record_step(self, rec: StepRecord, task_update: dict[str, Any] | None = None) -> None:
-        """The result of a step, and its task row, in one transaction."""
+    def record_step(
+        self,
+        rec: StepRecord,
+        task_update: dict[str, Any] | None = None,
+        *,
+        close_open_tasks: bool = False,
+    ) -> None:
+        """The result of a step, and its task row, in one transaction. ``close_open_tasks``:
+        also end every task of this step in ``rec.run_id`` still queued or running, with the
+        step's status and reason (the error paths: nothing may stay "running")."""
         with self.tx() as c:
+            if close_open_tasks and rec.run_id is not None:
+                c.execute(
+                    "UPDATE tasks SET status=?, message=coalesce(message, ?), ended=?"
+                    " WHERE run_id=? AND workflow=? AND step=? AND env=?"
+                    " AND status IN ('running', 'queued')",
+                    (
+                        rec.status,
+                        rec.reason,
+                        rec.ended,
+                        rec.run_id,
+                        rec.workflow,
+                        rec.step,
+                        rec.env,
+                    ),
+                )
             c.execute(
                 "INSERT OR REPLACE INTO steps (workflow, step, env, fingerprint, fields, inputs,"
                 " upstream, outputs, output_files, status, reason, task_id, run_id, started, ended,"
@@ -561,7 +584,7 @@ class State:
         rows = self.query(
             "SELECT path, size, mtime_ns, ctime_ns, inode, mode, hash, hashed_ns FROM file_hashes"
         )
-        return {r[0]: ((r[1], r[2], r[3], r[4], r[5]), r[6], r[7]) for r in rows}
+        return {_path_in(r[0]): ((r[1], r[2], r[3], r[4], r[5]), r[6], r[7]) for r in rows}
 
     def save_hashes(
         self, entries: dict[str, tuple[tuple[int, int, int, int, int], str, int]]
@@ -573,8 +596,22 @@ class State:
                 "INSERT OR REPLACE INTO file_hashes"
                 " (path, size, mtime_ns, ctime_ns, inode, mode, hash, hashed_ns)"
                 " VALUES (?,?,?,?,?,?,?,?)",
-                [(p, *k, h, at) for p, (k, h, at) in entries.items()],
+                [(_path_out(p), *k, h, at) for p, (k, h, at) in entries.items()],
             )
+
+
+def _path_out(path: str) -> str | bytes:
+    """A file name for SQLite: text when it is UTF-8, else its bytes (a BLOB), so a name
+    that is not UTF-8 round-trips exactly (``_path_in``) rather than failing to store."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return os.fsencode(path)
+    return path
+
+
+def _path_in(value: str | bytes) -> str:
+    return os.fsdecode(value) if isinstance(value, bytes) else value
 
 
 def _update_task(c: sqlite3.Connection, task_id: int, fields: dict[str, Any]) -> None:
