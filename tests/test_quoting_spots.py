@@ -222,3 +222,34 @@ def test_values_next_to_such_commands_stay_data(template: str, expect: str, tmp_
         assert done.returncode == 0, done.stderr
         assert done.stdout == expect.format(v=value)
         assert not (tmp_path / "pwned").exists()
+
+
+def test_values_in_run_under_a_shell_that_is_not_posix_are_an_error(repo) -> None:
+    from tests.conftest import workflow
+
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            """\
+    - name: evil
+      run: echo 'x=__import__("os").system("touch pwned")' >> "$ORCH_OUTPUT"
+    - name: py
+      shell: python3
+      run: print({{ steps.evil.outputs.x }})
+    - name: fine
+      shell: bash -eo pipefail
+      run: echo {{ steps.evil.outputs.x }}
+    - name: plain
+      shell: python3
+      run: print("no values")
+""",
+        ),
+    )
+    p = repo.orch("validate")
+    assert p.returncode == 1
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("wf.yaml:")]
+    assert [ln.split(" ")[:2] for ln in lines] == [["wf.yaml:10:12:", "spec.steps[1].run:"]]
+    assert "not one" in lines[0] and "python3" in lines[0]
+    assert repo.orch("apply").returncode == 1
+    assert not (repo.path / "pwned").exists()

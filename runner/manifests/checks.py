@@ -680,6 +680,18 @@ def _check_shell(ctx: _Ctx, s: Step, sp: tuple[Any, ...]) -> None:
             f"shell program '{argv[0]}' is not on PATH",
             "install it, or leave shell: out for sh -e",
         )
+    program = argv[0].rsplit("/", 1)[-1] if argv else ""
+    if isinstance(s.run, str) and _is_templated(s.run) and program not in POSIX_SHELLS:
+        # values are quoted for sh; python, node, pwsh or fish read that quoting differently
+        ctx.add(
+            sp + ("run",),
+            f"values in run are quoted for a POSIX shell, and shell: '{program}' is not one,"
+            " so a value could become code",
+            "pass values in env: and read them from the environment there, or use sh or bash",
+        )
+
+
+POSIX_SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "posh", "yash"})
 
 
 def _check_resources(ctx: _Ctx, s: Step, sp: tuple[Any, ...]) -> None:
