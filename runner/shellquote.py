@@ -149,7 +149,9 @@ class _ShellScan:
             # sh expands and then evaluates $(( )); only a plain integer is inert there
             if not _INTEGER.fullmatch(value):
                 raise QuoteRefused(
-                    f"only an integer can go into $(( )), not {value!r}; compute it outside"
+                    # the value itself is not shown: it may be a secret
+                    "only an integer can go into $(( )), and this value is not one;"
+                    " compute it outside"
                 )
             text = value
         elif kind in _BARE:

@@ -249,7 +249,8 @@ def landed_literally(
         present = [(s, v) for s, v in zip(sentinels, values, strict=True) if s in tok]
         for s, v in present:  # judged on the sentinel render, before any value goes in
             if not _literal_at(tok, s, v):
-                return f"value {v!r} is not literal text in the command"
+                k = sentinels.index(s) + 1  # values are not shown: one may be a secret
+                return f"value #{k} of the template is not literal text in the command"
         for s, v in present:
             tok = tok.replace(s, v)
         expected.append((kind, tok))

@@ -62,3 +62,18 @@ def test_words_marks_expansions_and_keeps_literal_text() -> None:
         ("w", "h"),
         ("w", "\x01$(\x02"),
     ]
+
+
+def test_refusals_never_show_the_value() -> None:
+    from runner.templating import TemplateError
+
+    secret = "s3cr3t-t0ken; touch pwned"
+    why = landed_literally('echo "orchSENTv0z"', 'echo "$(x)"', S[:1], [secret])
+    assert why is not None and "s3cr3t" not in why
+    for template in ["echo $(( {{ v }} ))", 'echo "${{ v }}"', "eval {{ v }}", "echo {{ v }} | sh"]:
+        try:
+            render_command(template, {"v": secret})
+        except TemplateError as exc:
+            assert "s3cr3t" not in exc.message, template
+        else:
+            raise AssertionError(f"{template} was not refused")
