@@ -94,10 +94,12 @@ def init(repo: Repo) -> list[str]:
 
 
 def open_state(repo: Repo) -> State:
-    """The state store, creating ``.orch/`` (with its .gitignore) on first use."""
+    """The state store (``.orch/state.db``, created on first write).
+
+    Never writes ``.orch/.gitignore``: that file is committed, and re-creating it after a
+    checkout of an older commit would make git refuse the next checkout (an untracked file
+    in the way). Only ``orch init`` writes committed files.
+    """
     from runner.store.state import State
 
-    if not (repo.orch_dir / ".gitignore").exists():
-        repo.orch_dir.mkdir(exist_ok=True)
-        (repo.orch_dir / ".gitignore").write_text(GITIGNORE, encoding="utf-8")
     return State(repo.orch_dir)
