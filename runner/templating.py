@@ -97,13 +97,27 @@ def _env(shell: bool) -> Any:
     from jinja2 import StrictUndefined, pass_context
     from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+    from runner import sandbox
+
     class Environment(ImmutableSandboxedEnvironment):
-        """Keys win over methods, so a param named ``items`` or ``keys`` is the param."""
+        """Keys win over methods, so a param named ``items`` or ``keys`` is the param.
+        Values are bounded (``runner.sandbox``): operators are intercepted, so they are
+        checked at render time and never folded as constants at compile time."""
+
+        intercepted_binops = frozenset({"**", "*", "+", "%"})
 
         def getattr(self, obj: Any, attribute: str) -> Any:
             if isinstance(obj, Mapping) and attribute in obj:
                 return obj[attribute]
             return super().getattr(obj, attribute)
+
+        def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+            sandbox.binop(operator, left, right)
+            return super().call_binop(context, operator, left, right)
+
+        def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
+            sandbox.method_call(__obj, args, kwargs)
+            return super().call(__context, __obj, *args, **kwargs)
 
     env = Environment(
         undefined=StrictUndefined,
@@ -112,13 +126,18 @@ def _env(shell: bool) -> Any:
         finalize=pass_context(_finalize_shell) if shell else _finalize_text,
     )
     env.filters["raw"] = _raw_filter
+    sandbox.bounded_filters(env.filters)
+    env.globals[sandbox.LOOP_GLOBAL] = sandbox.bounded_loop
     return env
 
 
 @functools.lru_cache(maxsize=4096)
 def _compiled(source: str, shell: bool) -> Any:
     """The same command template is rendered for every run of every step: compile once."""
-    return _env(shell).from_string(source)
+    from runner.sandbox import bound_loops
+
+    env = _env(shell)
+    return env.from_string(bound_loops(env.parse(source)))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -133,6 +152,8 @@ def _template(source: str, shell: bool) -> Any:
         return _compiled(source, shell)
     except TemplateSyntaxError as exc:
         raise TemplateError(exc.message or str(exc), exc.lineno) from None
+    except (RecursionError, MemoryError, SyntaxError):  # Jinja's parser and Python's compiler
+        raise TemplateError(_TOO_DEEP) from None
 
 
 def check_syntax(source: str) -> TemplateError | None:
@@ -191,14 +212,29 @@ def check_shell_spots(source: str) -> TemplateError | None:
 # --------------------------------------------------------------------------- rendering
 
 
+_TOO_DEEP = "the template is nested too deeply (split it, or compute the value in a step)"
+
+
 def _render(source: str, context: dict[str, Any], shell: bool) -> str:
+    from runner.sandbox import MAX_SIZE, count_iterations, stop_counting
+
     template = _template(source, shell)
+    token = count_iterations()
     try:
-        return template.render(text_truth(context))
+        out: list[str] = []
+        size = 0
+        for chunk in template.generate(text_truth(context)):  # the whole text is bounded too
+            size += len(chunk)
+            if size > MAX_SIZE:
+                raise TemplateError(f"the rendered text is over {MAX_SIZE:,} characters")
+            out.append(chunk)
+        return "".join(out)
     except TemplateError:
         raise
     except Exception as exc:  # any failure inside a user's template is the user's to fix
         raise _runtime_error(exc, source, context) from None
+    finally:
+        stop_counting(token)
 
 
 def render_text(source: str, context: dict[str, Any]) -> str:
@@ -225,6 +261,10 @@ def render_command(source: str, context: dict[str, Any]) -> str:
         _SLOTS.reset(token)
     if not slots.values:
         return text
+    from runner.sandbox import MAX_SIZE
+
+    if len(text) + sum(len(v) for v in slots.values) > MAX_SIZE:
+        raise TemplateError(f"the rendered text is over {MAX_SIZE:,} characters")
     try:
         final = quote_values(text, slots)
     except QuoteRefused as exc:
@@ -338,6 +378,8 @@ def evaluate_when(source: str | bool, context: dict[str, Any]) -> bool:
         expression = _compiled_expression(match["expr"].strip())
     except TemplateSyntaxError as exc:
         raise TemplateError(exc.message or str(exc), exc.lineno) from None
+    except (RecursionError, MemoryError, SyntaxError):
+        raise TemplateError(_TOO_DEEP) from None
     try:
         return _truthy(expression(**text_truth(context)))
     except Exception as exc:
@@ -366,8 +408,14 @@ def _runtime_error(exc: Exception, source: str, context: Mapping[str, Any]) -> T
     from jinja2 import UndefinedError
     from jinja2.exceptions import TemplateError as JinjaError
 
+    from runner.sandbox import TooBig
+
     lineno = _template_lineno(exc)
-    if isinstance(exc, UndefinedError):
+    if isinstance(exc, TooBig):
+        message = str(exc)
+    elif isinstance(exc, (RecursionError, MemoryError)):
+        message = _TOO_DEEP
+    elif isinstance(exc, UndefinedError):
         message = _explain_undefined(str(exc), source, context) or str(exc)
     elif isinstance(exc, JinjaError):
         message = str(exc)
@@ -473,12 +521,14 @@ def _reference_list(source: str) -> tuple[tuple[str, ...], ...]:
     from jinja2 import TemplateSyntaxError
 
     env = _env(False)
+    found: list[tuple[str, ...]] = []
     try:
         ast = env.parse(source)
+        _RefWalker(found, frozenset(env.globals)).visit(ast, set())
     except TemplateSyntaxError as exc:
         raise TemplateError(exc.message or str(exc), exc.lineno) from None
-    found: list[tuple[str, ...]] = []
-    _RefWalker(found, frozenset(env.globals)).visit(ast, set())
+    except (RecursionError, MemoryError):
+        raise TemplateError(_TOO_DEEP) from None
     return tuple(dict.fromkeys(found))
 
 

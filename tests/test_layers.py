@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "runner.links": 0,
     # 1 shared core
     "runner.templating": 1,
+    "runner.sandbox": 1,
     "runner.shellquote": 1,
     "runner.shellwords": 1,
     # 2 edges

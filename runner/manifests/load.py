@@ -22,7 +22,7 @@ from runner.manifests.catalog import Config, Manifests
 from runner.manifests.paths import LINK_OUT, LINK_OUT_HINT, leaves_repository
 from runner.manifests.schema import check_header, repaired, validate_document
 from runner.manifests.sources import list_manifest_files
-from runner.manifests.yamlsrc import Document, decode, load_text
+from runner.manifests.yamlsrc import MAX_BYTES, Document, decode, load_text, read_file
 from runner.model import build_project, build_quota, build_workflow
 
 CONFIG_PATH = ".orch/config.yaml"
@@ -30,21 +30,24 @@ _ORCH_API = re.compile(r"apiVersion[\"']?\s*:\s*[\"']?orch/")
 
 
 def read_config(root: Path) -> tuple[Config, list[Diagnostic]]:
+    from runner.fsutil import read_regular
+
     path = root / CONFIG_PATH
     if path.is_symlink() and leaves_repository(root, CONFIG_PATH):
         return Config(), [Diagnostic(CONFIG_PATH, 0, 0, "", LINK_OUT, LINK_OUT_HINT)]
     try:
-        raw = path.read_bytes()
+        raw, size = read_regular(path, MAX_BYTES)
     except FileNotFoundError:
         return Config(), []
     except OSError as e:
         return Config(), [Diagnostic(CONFIG_PATH, 0, 0, "", f"cannot read: {e.strerror}")]
-    return parse_config(raw)
+    return parse_config(raw, size)
 
 
-def parse_config(raw: bytes) -> tuple[Config, list[Diagnostic]]:
-    """The config from its bytes: also used for the config at a git revision."""
-    text, diag = decode(raw, CONFIG_PATH)
+def parse_config(raw: bytes, size: int | None = None) -> tuple[Config, list[Diagnostic]]:
+    """The config from its bytes (``size``: the file's, when ``raw`` is its bounded start);
+    also used for the config at a git revision."""
+    text, diag = decode(raw, CONFIG_PATH, size)
     if diag:
         return Config(), [diag]
     assert text is not None
@@ -135,13 +138,9 @@ def load(
             diags.append(Diagnostic(display_prefix + f, 0, 0, "", LINK_OUT, LINK_OUT_HINT))
             continue
         try:
-            raw = (root / f).read_bytes()
+            text, d = read_file(root / f, display_prefix + f)
         except (IsADirectoryError, FileNotFoundError):
             continue
-        except OSError as e:
-            diags.append(Diagnostic(display_prefix + f, 0, 0, "", f"cannot read: {e.strerror}"))
-            continue
-        text, d = decode(raw, display_prefix + f)
         if d:
             diags.append(d)
         elif text is not None:

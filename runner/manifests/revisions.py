@@ -40,7 +40,7 @@ from runner.manifests.load import (
 )
 from runner.manifests.paths import LINK_OUT, LINK_OUT_HINT, target_at_revision
 from runner.manifests.sources import MANIFEST_SUFFIXES
-from runner.manifests.yamlsrc import decode
+from runner.manifests.yamlsrc import MAX_BYTES, decode
 
 if TYPE_CHECKING:
     import git
@@ -77,7 +77,7 @@ def manifests_at(repo: Repo, ref: str) -> Manifests:
         diags: list[Diagnostic] = []
         config_blob = _follow(blobs, CONFIG_PATH, repo.prefix, diags)
         config, d = (
-            (Config(), []) if config_blob is None else parse_config(config_blob.data_stream.read())
+            (Config(), []) if config_blob is None else parse_config(*_read_blob(config_blob))
         )
         diags.extend(d)
         candidates = sorted(p for p in blobs if _is_manifest_name(p))
@@ -86,7 +86,8 @@ def manifests_at(repo: Repo, ref: str) -> Manifests:
             blob = _follow(blobs, f, repo.prefix, diags)
             if blob is None:
                 continue
-            text, d = decode(blob.data_stream.read(), repo.prefix + f)
+            raw, size = _read_blob(blob)
+            text, d = decode(raw, repo.prefix + f, size)
             if d:
                 diags.append(d)
             elif text is not None:
@@ -111,6 +112,13 @@ def _follow(blobs: dict[str, Any], path: str, prefix: str, diags: list[Diagnosti
         seen.add(target)
         blob = blobs.get(target)
     return blob
+
+
+def _read_blob(blob: Any) -> tuple[bytes, int]:
+    """A blob's bytes and size; one over the manifest limit is not read at all (its size
+    comes from git's object header), so a huge committed file costs nothing."""
+    size = int(blob.size)
+    return (b"" if size > MAX_BYTES else blob.data_stream.read()), size
 
 
 def affected_workflows(repo: Repo, m: Manifests, since: str) -> set[str]:

@@ -14,6 +14,7 @@ composer/constructor, because that one pass lets us:
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -113,15 +114,43 @@ class YamlError(Exception):
         self.line, self.col, self.message, self.hint = line, col, message, hint
 
 
-def decode(raw: bytes, display: str) -> tuple[str | None, Diagnostic | None]:
-    """Bytes -> text, or the one clear reason it is not a manifest we can read."""
-    if len(raw) > MAX_BYTES:
+def read_file(path: str | os.PathLike[str], display: str) -> tuple[str | None, Diagnostic | None]:
+    """A manifest (or template) file's text, or the one clear reason it cannot be read.
+
+    Reads only regular files and only ``MAX_BYTES + 1`` bytes (``fsutil.read_regular``).
+    Raises FileNotFoundError and IsADirectoryError for the caller to decide about.
+    """
+    from runner.fsutil import NotRegularFile, read_regular
+
+    try:
+        raw, size = read_regular(path, MAX_BYTES)
+    except (FileNotFoundError, IsADirectoryError):
+        raise
+    except NotRegularFile as e:
+        return None, Diagnostic(
+            display, 0, 0, "", str(e.strerror), "remove it, or list it in exclude:"
+        )
+    except OSError as e:
+        return None, Diagnostic(display, 0, 0, "", f"cannot read: {e.strerror}")
+    return decode(raw, display, size)
+
+
+def decode(
+    raw: bytes, display: str, size: int | None = None
+) -> tuple[str | None, Diagnostic | None]:
+    """Bytes -> text, or the one clear reason it is not a manifest we can read.
+
+    ``size``: the whole file's size when ``raw`` is only its start (or nothing, for a file
+    known to be too big).
+    """
+    if len(raw) > MAX_BYTES or (size or 0) > MAX_BYTES:
+        size = max(size or 0, len(raw))
         return None, Diagnostic(
             display,
             0,
             0,
             "",
-            f"file is {len(raw) / 1048576:.1f} MiB, over the {MAX_BYTES // 1048576} MiB limit for a manifest",
+            f"file is {size / 1048576:.1f} MiB, over the {MAX_BYTES // 1048576} MiB limit for a manifest",
             "split it into several files",
         )
     if b"\x00" in raw[:8192] or b"\x00" in raw:

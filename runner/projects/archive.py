@@ -272,14 +272,14 @@ def _entry(root: Path, rel: str) -> dict[str, Any]:
 def _check_remaining(repo: Repo, m: Manifests, gone: set[str], name: str) -> None:
     """The manifests left behind must still validate (no quota or milestone left dangling)."""
     from runner.manifests.load import load_texts
-    from runner.manifests.yamlsrc import decode
+    from runner.manifests.yamlsrc import read_file
 
     texts = {}
     for f in m.files:
         if f in gone:
             continue
         try:
-            text, _ = decode((repo.root / f).read_bytes(), f)
+            text, _ = read_file(repo.root / f, f)
         except OSError:
             continue
         if text is not None:

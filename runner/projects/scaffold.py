@@ -336,7 +336,7 @@ def _validate_new(
     """
     from runner.manifests.load import load_texts, read_config, select_files
     from runner.manifests.sources import list_manifest_files
-    from runner.manifests.yamlsrc import decode
+    from runner.manifests.yamlsrc import read_file
 
     root = repo.root
     new: dict[str, str] = {}
@@ -356,10 +356,9 @@ def _validate_new(
     texts: dict[str, str] = {}
     for f in select_files(list_manifest_files(root), config):
         try:
-            raw = (root / f).read_bytes()
+            text, _ = read_file(root / f, f)
         except OSError:
             continue
-        text, _ = decode(raw, f)
         if text is not None:
             texts[f] = text
     what = f"{kind} '{name}' not created, nothing was written: the template's manifests"

@@ -199,9 +199,9 @@ def _template_dirs(base: Path) -> list[Path]:
 
 
 def _read_template(d: Path, source: str, display: str) -> tuple[Template | None, list[Diagnostic]]:
-    from runner.manifests.yamlsrc import decode, load_text
+    from runner.manifests.yamlsrc import load_text, read_file
 
-    text, diag = decode((d / META).read_bytes(), display)
+    text, diag = read_file(d / META, display)
     if diag:
         return None, [diag]
     assert text is not None
