@@ -104,7 +104,7 @@ def compile_glob(pattern: str) -> re.Pattern[str]:
         i += 1
     # a path spelled exactly as the pattern is that path too: a file named "in[1].txt"
     exact = re.escape(pattern.rstrip("/")) + ("/.*" if pattern.endswith("/") else "")
-    return re.compile(f"(?:{exact}|{''.join(out)})\\Z")
+    return re.compile(f"(?:{exact}|{''.join(out)})\\Z", re.S)  # a name may hold a newline
 
 
 def _char_class(pattern: str, src: str, start: int) -> tuple[str, int]:

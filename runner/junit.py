@@ -21,6 +21,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from runner.render import shown
 from runner.status import CANCELS, Status
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ def write_junit(path: str | os.PathLike[str], result: ApplyResult, root: Path) -
     totals = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
     total_time = 0.0
     for wf, results in by_workflow.items():
-        suite = ET.SubElement(suites, "testsuite", name=_clean(wf))
+        suite = ET.SubElement(suites, "testsuite", name=shown(wf))
         if result.run_id is not None:
             props = ET.SubElement(suite, "properties")
             ET.SubElement(props, "property", name="orch.run_id", value=str(result.run_id))
@@ -78,20 +79,20 @@ def _testcase(suite: ET.Element, r: StepResult, root: Path) -> None:
     case = ET.SubElement(
         suite,
         "testcase",
-        classname=_clean(r.workflow),
-        name=_clean(r.step),
+        classname=shown(r.workflow),
+        name=shown(r.step),
         time=f"{r.duration:.3f}",
     )
     if r.status == "succeeded":
         return
     if r.status in FAILURE or r.status in ERROR:
         tag = "failure" if r.status in FAILURE else "error"
-        el = ET.SubElement(case, tag, type=r.status, message=_clean(_summary(r)))
+        el = ET.SubElement(case, tag, type=r.status, message=shown(_summary(r)))
         el.text = _clean(_tail(r, root))
         return
     why = "; ".join(r.reasons) or r.message
     label = r.status.replace("_", " ")
-    ET.SubElement(case, "skipped", message=_clean(f"{label}: {why}" if why else label))
+    ET.SubElement(case, "skipped", message=shown(f"{label}: {why}" if why else label))
 
 
 def _summary(r: StepResult) -> str:
@@ -127,7 +128,8 @@ def _tail(r: StepResult, root: Path) -> str:
 
 
 def _clean(s: str) -> str:
-    """``s`` with terminal escapes removed and characters XML cannot carry shown as \\xNN."""
+    """Log text: terminal escapes removed, characters XML cannot carry shown as \\xNN.
+    (Names and messages, one line each, go through ``render.shown`` instead.)"""
     s = _ANSI.sub("", s)
     return _ILLEGAL.sub(lambda m: f"\\x{ord(m.group()):02x}", s)
 

@@ -1,14 +1,52 @@
-"""Turning results into text for people (tables, graphs); JSON is the API's data as is."""
+"""Turning results into text for people (tables, graphs); JSON is the API's data as is.
+
+Text from the repository (file names, step names made from file names, reasons, error
+messages, descriptions) is untrusted: a committed file named ``x\n::error file=w.yaml::f``
+would otherwise print a line of its own, a forged GitHub Actions command, and ``\x1b]``
+sequences could retitle or rewrite a terminal. Every such text goes through ``shown()``
+on its way to a person; JSON output is exact (JSON escapes it).
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # a no-op plan prints through here: keep it light
     from runner.manifests.graph import Dag
     from runner.model import Workflow
+
+
+# C0 and C1 controls, DEL, line/paragraph separators, bidirectional overrides and isolates
+# ("Trojan Source"), and the lone surrogates that stand for bytes that are not UTF-8
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+class Styled(str):
+    """Text ``paint`` made: its own escape codes are ours, its content already shown()."""
+
+
+def _escape(m: re.Match[str]) -> str:
+    c = m.group()
+    if c in _NAMED:
+        return _NAMED[c]
+    n = ord(c)
+    if 0xDC80 <= n <= 0xDCFF:  # a byte that is not UTF-8, kept by os.fsdecode
+        return f"\\x{n - 0xDC00:02x}"
+    return f"\\x{n:02x}" if n < 0x100 else f"\\u{n:04x}"
+
+
+def shown(text: object) -> str:
+    """``text`` for a person: one line, every control character escaped as ``\n``,
+    ``\x1b``, ``\u202e`` (as git's quoted paths and Python's ``repr`` write them), a byte
+    that was not UTF-8 as ``\xff``. Idempotent on what ``paint`` made."""
+    if isinstance(text, Styled):
+        return text
+    s = text if isinstance(text, str) else str(text)
+    return _UNSAFE.sub(_escape, s) if _UNSAFE.search(s) else s
 
 
 def use_color(stream: Any = None) -> bool:
@@ -32,43 +70,60 @@ _COLORS = {
 
 
 def paint(text: str, color: str, enabled: bool) -> str:
-    return f"\x1b[{_COLORS[color]}m{text}\x1b[0m" if enabled else text
+    """``text``, shown(), in ``color`` when ``enabled``."""
+    safe = shown(text)
+    return Styled(f"\x1b[{_COLORS[color]}m{safe}\x1b[0m") if enabled else Styled(safe)
 
 
 def render_graph(wf: Workflow, dag: Dag, fmt: str) -> str:
-    if fmt == "dot":
-        lines = [f'digraph "{wf.name}" {{', "  rankdir=LR;"]
-        for n in dag.order:
-            lines.append(f'  "{n}";')
-        for n in dag.order:
-            for u in dag.upstream[n]:
-                kinds = ",".join(sorted(dag.kinds.get((u, n), ())))
-                lines.append(f'  "{u}" -> "{n}" [label="{kinds}"];')
-        lines.append("}")
-        return "\n".join(lines) + "\n"
-    if fmt == "mermaid":
-        ids = {n: f"s{i}" for i, n in enumerate(dag.order)}
-        lines = ["graph LR"]
-        for n in dag.order:
-            lines.append(f'  {ids[n]}["{n}"]')
-        for n in dag.order:
-            for u in dag.upstream[n]:
-                lines.append(f"  {ids[u]} --> {ids[n]}")
-        return "\n".join(lines) + "\n"
+    """The DAG as text, Graphviz dot or Mermaid; step names (a fan-out over files names
+    its instances after them) are shown(), and quotes in them escaped for dot/Mermaid."""
+    if fmt != "text":
+        return _render_graph_markup(wf, dag, fmt)
     # text: one line per step, in run order, with its direct upstream steps and why
-    width = max((len(n) for n in dag.order), default=0)
-    lines = [f"{wf.name} ({len(dag.order)} steps)"]
+    width = max((len(shown(n)) for n in dag.order), default=0)
+    lines = [f"{shown(wf.name)} ({len(dag.order)} steps)"]
     for n in dag.order:
         ups = dag.upstream[n]
         if ups:
-            deps = ", ".join(f"{u} ({'+'.join(sorted(dag.kinds.get((u, n), ())))})" for u in ups)
-            lines.append(f"  {n.ljust(width)}  <- {deps}")
+            deps = ", ".join(
+                f"{shown(u)} ({'+'.join(sorted(dag.kinds.get((u, n), ())))})" for u in ups
+            )
+            lines.append(f"  {shown(n).ljust(width)}  <- {deps}")
         else:
-            lines.append(f"  {n}")
+            lines.append(f"  {shown(n)}")
+    return "\n".join(lines) + "\n"
+
+
+def _quoted(name: str, quote: str) -> str:
+    return shown(name).replace("\\", "\\\\").replace('"', quote)
+
+
+def _render_graph_markup(wf: Workflow, dag: Dag, fmt: str) -> str:
+    if fmt == "dot":
+        q = {n: _quoted(n, '\\"') for n in dag.order}
+        lines = [f'digraph "{_quoted(wf.name, chr(92) + chr(34))}" {{', "  rankdir=LR;"]
+        for n in dag.order:
+            lines.append(f'  "{q[n]}";')
+        for n in dag.order:
+            for u in dag.upstream[n]:
+                kinds = ",".join(sorted(dag.kinds.get((u, n), ())))
+                lines.append(f'  "{q[u]}" -> "{q[n]}" [label="{kinds}"];')
+        lines.append("}")
+        return "\n".join(lines) + "\n"
+    ids = {n: f"s{i}" for i, n in enumerate(dag.order)}
+    lines = ["graph LR"]
+    for n in dag.order:
+        lines.append(f'  {ids[n]}["{_quoted(n, "#quot;")}"]')
+    for n in dag.order:
+        for u in dag.upstream[n]:
+            lines.append(f"  {ids[u]} --> {ids[n]}")
     return "\n".join(lines) + "\n"
 
 
 def table(rows: list[list[str]], headers: list[str]) -> str:
+    """Columns padded to their widest cell; every cell is shown()."""
+    rows = [[shown(c) for c in r] for r in rows]
     widths = [len(h) for h in headers]
     for r in rows:
         for i, c in enumerate(r):

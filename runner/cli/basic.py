@@ -65,8 +65,12 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def _gh(s: str, prop: bool = False) -> str:
-    """Escaped as GitHub's toolkit does: a ',' or ':' in a file name would end the property."""
-    s = s.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    """Shown (control characters escaped, so no text of the repository can start a line of
+    its own), then escaped as GitHub's toolkit does: a ',' or ':' in a file name would end
+    the property."""
+    from runner.render import shown
+
+    s = shown(s).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
     return s.replace(":", "%3A").replace(",", "%2C") if prop else s
 
 

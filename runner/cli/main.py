@@ -328,8 +328,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             _print_warnings()
     except OrchError as e:
+        from runner.render import shown
+
         for line in e.lines():
-            print(f"orch: {line}" if not e.diagnostics else line, file=sys.stderr)
+            print(shown(f"orch: {line}" if not e.diagnostics else line), file=sys.stderr)
         if e.diagnostics and len(e.diagnostics) > 1:
             print(f"orch: {len(e.diagnostics)} errors", file=sys.stderr)
         return e.exit_code
@@ -352,7 +354,9 @@ def _print_warnings() -> None:
         for line in repo.warnings:
             if line not in said:
                 said.add(line)
-                print(f"orch: warning: {line}", file=sys.stderr)
+                from runner.render import shown
+
+                print(f"orch: warning: {shown(line)}", file=sys.stderr)
 
 
 def _crash(args: argparse.Namespace, e: BaseException) -> int:
@@ -371,7 +375,9 @@ def _crash(args: argparse.Namespace, e: BaseException) -> int:
             traceback.print_exc(file=f)
     except OSError:
         log = None
-    msg = f"orch: internal error: {type(e).__name__}: {e}"
+    from runner.render import shown
+
+    msg = shown(f"orch: internal error: {type(e).__name__}: {e}")
     if log:
         msg += f" (traceback in {log}; please report it)"
     print(msg, file=sys.stderr)

@@ -10,7 +10,7 @@ from typing import Any
 
 from runner.cli.common import print_json, repo_from
 from runner.errors import OrchError
-from runner.render import paint, table, use_color
+from runner.render import paint, shown, table, use_color
 
 
 def _cwd(args: argparse.Namespace) -> Path:
@@ -37,23 +37,23 @@ def _create(args: argparse.Namespace, kind: str) -> int:
         _heading(e)
         raise
     where = f"{repo.prefix}{created.dir}" if created.dir != "." else (repo.prefix or ".")
-    print(f"created {kind} {created.name} from template {created.template} in {where}/")
+    print(shown(f"created {kind} {created.name} from template {created.template} in {where}/"))
     for f in created.files:
-        print(f"  + {repo.prefix}{f}")
+        print(shown(f"  + {repo.prefix}{f}"))
     for f in created.unchanged:
-        print(f"  = {repo.prefix}{f} (already there, identical)")
+        print(shown(f"  = {repo.prefix}{f} (already there, identical)"))
     if kind == "project":
-        print(f"next: orch plan --project {created.name}", file=sys.stderr)
+        print(shown(f"next: orch plan --project {created.name}"), file=sys.stderr)
     elif created.workflows:
         joined = f" (project {created.project})" if created.project else ""
-        print(f"next: orch plan {' '.join(created.workflows)}{joined}", file=sys.stderr)
+        print(shown(f"next: orch plan {' '.join(created.workflows)}{joined}"), file=sys.stderr)
     return 0
 
 
 def _heading(e: OrchError) -> None:
     """The error handler prints only an error's diagnostics: say first what they are about."""
     if e.diagnostics and not str(e).endswith(("error", "errors")):  # not the bare count
-        print(f"orch: {e}", file=sys.stderr)
+        print(shown(f"orch: {e}"), file=sys.stderr)
 
 
 def workflow_create(args: argparse.Namespace) -> int:
@@ -118,16 +118,18 @@ def project_status(args: argparse.Namespace) -> int:
     env = data["env"] or "default"
     print(
         paint(f"project {data['name']}", "bold", c)
-        + f" ({data['lifecycle']}) in {data['path']}/"
-        + (f", from template {data['template']}" if data.get("template") else "")
+        + shown(f" ({data['lifecycle']}) in {data['path']}/")
+        + (shown(f", from template {data['template']}") if data.get("template") else "")
     )
     if data["lifecycle"] == "archived" and "archive" in data:
         print(
-            f"archived {_ago(data['archived_at'])}: {data['files']} files in {data['archive']} "
-            f"(orch project restore {data['name']})"
+            shown(
+                f"archived {_ago(data['archived_at'])}: {data['files']} files in {data['archive']} "
+                f"(orch project restore {data['name']})"
+            )
         )
         return 0
-    print(f"env: {env}\n")
+    print(shown(f"env: {env}") + "\n")
     if data["workflows"]:
         rows = []
         for w in data["workflows"]:
@@ -151,9 +153,11 @@ def project_status(args: argparse.Namespace) -> int:
         for wname, s in failing:
             code = f" (exit {s['exit_code']})" if s.get("exit_code") is not None else ""
             msg = f": {s['message']}" if s.get("message") else ""
-            print(f"  {wname}/{s['step']}  {paint(s['status'], 'red', c)}{code}{msg}")
+            print(
+                f"  {shown(wname)}/{shown(s['step'])}  {paint(s['status'], 'red', c)}{shown(code + msg)}"
+            )
             if s.get("log"):
-                print(f"      log: {repo.prefix}{s['log']}")
+                print(shown(f"      log: {repo.prefix}{s['log']}"))
     if data["milestones"]:
         print("\nmilestones:")
         rows = []
@@ -177,8 +181,10 @@ def project_status(args: argparse.Namespace) -> int:
         for r in data["runs"]:
             env_txt = f" --env {r['env']}" if r["env"] else ""
             print(
-                f"  #{r['id']} {r['status']} {_ago(r['ended'] or r['started'])}{env_txt}: "
-                + ", ".join(r["workflows"])
+                shown(
+                    f"  #{r['id']} {r['status']} {_ago(r['ended'] or r['started'])}{env_txt}: "
+                    + ", ".join(r["workflows"])
+                )
             )
     return 0
 
@@ -202,16 +208,21 @@ def project_archive(args: argparse.Namespace) -> int:
         _heading(e)
         raise
     print(
-        f"archived project {out['name']}: {out['files']} files ({_size(out['bytes'])}) "
-        f"into {out['archive']} ({_size(out['archive_bytes'])}); removed {out['dir']}/"
+        shown(
+            f"archived project {out['name']}: {out['files']} files ({_size(out['bytes'])}) "
+            f"into {out['archive']} ({_size(out['archive_bytes'])}); removed {out['dir']}/"
+        )
     )
     for p in out["not_removed"]:
         print(
-            f"orch: could not remove {p} (it is in the archive; remove it by hand)", file=sys.stderr
+            shown(f"orch: could not remove {p} (it is in the archive; remove it by hand)"),
+            file=sys.stderr,
         )
     print(
-        f"its workflows ({', '.join(out['workflows']) or 'none'}) are no longer reconciled; "
-        f"commit the removal, and orch project restore {out['name']} brings it back",
+        shown(
+            f"its workflows ({', '.join(out['workflows']) or 'none'}) are no longer reconciled; "
+            f"commit the removal, and orch project restore {out['name']} brings it back"
+        ),
         file=sys.stderr,
     )
     return 0
@@ -222,8 +233,10 @@ def project_restore(args: argparse.Namespace) -> int:
 
     out = restore(repo_from(args), args.name)
     print(
-        f"restored project {out['name']}: {out['files']} files ({_size(out['bytes'])}) "
-        f"into {out['dir']}/, each checked against its sha256"
+        shown(
+            f"restored project {out['name']}: {out['files']} files ({_size(out['bytes'])}) "
+            f"into {out['dir']}/, each checked against its sha256"
+        )
     )
     return 0
 
@@ -247,14 +260,14 @@ def template_list(args: argparse.Namespace) -> int:
         if i:
             print()
         source = "" if t.source == "builtin" else f"  (from {t.source}/)"
-        print(paint(f"{t.kind} {t.name}", "bold", c) + source)
-        print(f"  {t.description}")
+        print(paint(f"{t.kind} {t.name}", "bold", c) + shown(source))
+        print(shown(f"  {t.description}"))
         if t.workflows:
-            print("  lays out workflows: " + ", ".join(f"{w.template}" for w in t.workflows))
+            print(shown("  lays out workflows: " + ", ".join(f"{w.template}" for w in t.workflows)))
         for p in t.params:
             default = "(required)" if p.required else f"= {_value(p.default)}"
             choices = f" [{'|'.join(_value(x) for x in p.choices)}]" if p.choices else ""
-            print(f"    --param {p.name} {default}{choices}  {p.description}")
+            print(shown(f"    --param {p.name} {default}{choices}  {p.description}"))
     return 0
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from runner import api
 from runner.cli.common import print_json, repo_from
-from runner.render import paint, table, use_color
+from runner.render import paint, shown, table, use_color
 from runner.status import Status
 
 ICONS = {
@@ -49,8 +49,8 @@ def plan(args: argparse.Namespace) -> int:
             current = s["workflow"]
             out.append(paint(f"workflow {current}", "bold", color))
         icon, label = styled[s["action"]]
-        why = f": {'; '.join(s['reasons'])}" if s["reasons"] else ""
-        out.append(f"  {icon} {s['step']}  {label}{why}")
+        why = f": {shown('; '.join(s['reasons']))}" if s["reasons"] else ""
+        out.append(f"  {icon} {shown(s['step'])}  {label}{why}")
     n = data["summary"]
     if not data["steps"]:
         out.append("no workflows selected")
@@ -92,7 +92,7 @@ def apply(args: argparse.Namespace) -> int:
         if ev["event"] == "started":
             why = "; ".join(ev["reasons"]) or "upstream changed"
             print(
-                paint(f"> {ev['workflow']}/{ev['step']}", "bold", color) + f" ({why})",
+                paint(f"> {ev['workflow']}/{ev['step']}", "bold", color) + f" ({shown(why)})",
                 file=sys.stderr,
                 flush=True,
             )
@@ -227,7 +227,9 @@ def status(args: argparse.Namespace) -> int:
             if b["state"] == "open"
             else ""
         )
-        print(f"breaker {b['name']}: {b['state']}{until} ({b['failures']} consecutive failures)")
+        print(
+            f"breaker {shown(b['name'])}: {b['state']}{until} ({b['failures']} consecutive failures)"
+        )
     return 0
 
 
@@ -334,21 +336,26 @@ def task_status(args: argparse.Namespace) -> int:
         print_json(t)
         return 0
     for k, v in t.items():
-        print(f"{k}: {v}")
+        print(f"{k}: {shown(v)}")
     return 0
 
 
 def task_cancel(args: argparse.Namespace) -> int:
     t = api.cancel_task(repo_from(args), args.id)
     print(
-        f"cancel requested for task {t['id']} ({t['workflow']}/{t['step']}); its runner ends it within a second"
+        f"cancel requested for task {t['id']} ({shown(t['workflow'])}/{shown(t['step'])}); "
+        "its runner ends it within a second"
     )
     return 0
 
 
 def state_reset(args: argparse.Namespace) -> int:
     dst = api.state_reset(repo_from(args))
-    print(f"moved the state to {dst}; the next apply starts afresh" if dst else "no state to reset")
+    print(
+        f"moved the state to {shown(dst)}; the next apply starts afresh"
+        if dst
+        else "no state to reset"
+    )
     return 0
 
 
@@ -366,7 +373,7 @@ def _system(args: argparse.Namespace, part: str) -> int:
         load = ", ".join(f"{x:.2f}" for x in h.get("load", []))
         print(f"host: {h['cpus']:g} cpus, {format_bytes(h['memory'])} memory, load {load}")
         for c in data["health"]["checks"]:
-            print(f"  {'ok ' if c['ok'] else 'BAD'} {c['name']}: {c['detail']}")
+            print(f"  {'ok ' if c['ok'] else 'BAD'} {shown(c['name'])}: {shown(c['detail'])}")
     if part in ("status", "metrics"):
         for q in data["quotas"]:
             use = ", ".join(
@@ -374,9 +381,9 @@ def _system(args: argparse.Namespace, part: str) -> int:
                 for k, v in q["limits"].items()
                 if k != "memory"
             )
-            print(f"quota {q['name']}: {use or 'no counted limits'}")
+            print(f"quota {shown(q['name'])}: {shown(use) or 'no counted limits'}")
         for t in data["running"]:
-            print(f"running: task {t.get('id')} {t.get('workflow')}/{t.get('step')}")
+            print(f"running: task {t.get('id')} {shown(t.get('workflow'))}/{shown(t.get('step'))}")
         mt = data["metrics"]
         print(
             f"last {mt['window_seconds'] / 3600:g}h: {mt['tasks']} tasks "

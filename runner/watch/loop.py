@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from runner import globs, links
 from runner.errors import OrchError
 from runner.manifests.load import CONFIG_PATH, Config, _selected, read_config, select_files
+from runner.render import shown
 from runner.status import TASK_ENDS, Status
 
 if TYPE_CHECKING:
@@ -633,7 +634,7 @@ class Watcher:
     def _failed(self, cycle: Cycle, e: OrchError, t0: float) -> None:
         cycle.errors = e.lines()
         for line in cycle.errors:
-            self.out(line)
+            self.out(shown(line))
         self._finish(cycle, t0)
 
     def _links(self, f: EventFilter) -> dict[str, str]:
@@ -665,7 +666,7 @@ class Watcher:
             with self._lock:
                 self._running.add(key)
             why = "; ".join(ev["reasons"]) or "upstream changed"
-            self.out(f"> {key[0]}/{key[1]} ({why})")
+            self.out(shown(f"> {key[0]}/{key[1]} ({why})"))
             return
         with self._lock:
             self._running.discard(key)
@@ -674,7 +675,7 @@ class Watcher:
             return
         name = f"{key[0]}/{key[1]}"
         if st == "succeeded":
-            self.out(f"ok {name} {ev['duration']:.2f}s")
+            self.out(f"ok {shown(name)} {ev['duration']:.2f}s")
             return
         bits = [st.replace("_", " ")]
         if ev.get("exit_code") is not None:
@@ -685,7 +686,7 @@ class Watcher:
             msg += f": {detail}"
         if ev.get("log"):
             msg += f" (log: {ev['log']})"
-        self.out(msg)
+        self.out(shown(msg))
 
 
 def watch(
