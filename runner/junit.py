@@ -46,7 +46,7 @@ def write_junit(path: str | os.PathLike[str], result: ApplyResult, root: Path) -
     totals = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
     total_time = 0.0
     for wf, results in by_workflow.items():
-        suite = ET.SubElement(suites, "testsuite", name=shown(wf))
+        suite = ET.SubElement(suites, "testsuite", name=_name(wf))
         if result.run_id is not None:
             props = ET.SubElement(suite, "properties")
             ET.SubElement(props, "property", name="orch.run_id", value=str(result.run_id))
@@ -79,20 +79,20 @@ def _testcase(suite: ET.Element, r: StepResult, root: Path) -> None:
     case = ET.SubElement(
         suite,
         "testcase",
-        classname=shown(r.workflow),
-        name=shown(r.step),
+        classname=_name(r.workflow),
+        name=_name(r.step),
         time=f"{r.duration:.3f}",
     )
     if r.status == "succeeded":
         return
     if r.status in FAILURE or r.status in ERROR:
         tag = "failure" if r.status in FAILURE else "error"
-        el = ET.SubElement(case, tag, type=r.status, message=shown(_summary(r)))
+        el = ET.SubElement(case, tag, type=r.status, message=_name(_summary(r)))
         el.text = _clean(_tail(r, root))
         return
     why = "; ".join(r.reasons) or r.message
     label = r.status.replace("_", " ")
-    ET.SubElement(case, "skipped", message=shown(f"{label}: {why}" if why else label))
+    ET.SubElement(case, "skipped", message=_name(f"{label}: {why}" if why else label))
 
 
 def _summary(r: StepResult) -> str:
@@ -125,6 +125,11 @@ def _tail(r: StepResult, root: Path) -> str:
         except OSError:
             pass
     return "\n".join(r.log_tail[-TAIL_LINES:])
+
+
+def _name(s: str) -> str:
+    """A name or message for one line of a CI page: cleaned, then ``render.shown``."""
+    return shown(_clean(s))
 
 
 def _clean(s: str) -> str:
