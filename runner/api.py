@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import OrchError
-from runner.status import LIVE
-from runner.workspace import Repo, init, open_repo, open_state  # noqa: F401 - the facade
+from runner.status import LIVE, Status
+from runner.workspace import Repo, init, open_repo, open_state, writable  # noqa: F401 - the facade
 
 if TYPE_CHECKING:
     from runner.manifests.catalog import Manifests
@@ -103,7 +103,7 @@ def plan(
     from runner.reconcile import flow
 
     m, wfs, sel = _selection(repo, workflows, project, env, force, force_all, since)
-    state = open_state(repo)
+    state = open_state(repo, readonly=not writable(repo))
     try:
         plans = flow.plan(repo.root, m, state, wfs, sel)
     finally:
@@ -140,7 +140,7 @@ def _plan_at(
     if env:
         check_env(m, wfs, env)
     sel = Selection([w.name for w in wfs], env or "")
-    state = open_state(repo)
+    state = open_state(repo, readonly=True)  # a plan of another revision writes nothing
     try:
         plans = flow.plan(repo.root, m, state, wfs, sel)
     finally:
@@ -246,18 +246,21 @@ def status(
 
     m = repo.manifests()
     wfs = select_workflows(m, list(workflows or []), project)
-    state = open_state(repo)
+    state = open_state(repo, readonly=True)  # readers never reap or write
     try:
-        state.reap_dead_runs()
-        return [r for wf in wfs for r in reads.step_status(state, wf.name, wf.step_names)]
+        dead = set(state.dead_runs())
+        rows = [r for wf in wfs for r in reads.step_status(state, wf.name, wf.step_names)]
     finally:
         state.close()
+    for r in rows:
+        _as_seen(r, r["run_id"], dead)
+    return rows
 
 
 def breakers(repo: Repo) -> list[dict[str, Any]]:
     from runner.store import reads
 
-    state = open_state(repo)
+    state = open_state(repo, readonly=True)
     try:
         return reads.breakers(state)
     finally:
@@ -270,12 +273,17 @@ def history(
     """Past runs, newest first, each with its tasks."""
     from runner.store import reads
 
-    state = open_state(repo)
+    state = open_state(repo, readonly=True)
     try:
-        state.reap_dead_runs()
-        return reads.history(state, workflows, limit)
+        dead = set(state.dead_runs())
+        runs = reads.history(state, workflows, limit)
     finally:
         state.close()
+    for r in runs:
+        _as_seen(r, r["id"], dead)
+        for t in r["tasks"]:
+            _as_seen(t, r["id"], dead)
+    return runs
 
 
 def log_path(repo: Repo, workflow: str, step: str, run: int | None = None) -> Path:
@@ -289,9 +297,11 @@ def log_path(repo: Repo, workflow: str, step: str, run: int | None = None) -> Pa
         raise OrchError(
             f"workflow '{workflow}' has no step '{step}' ({did_you_mean(step, wf.step_names) or 'see orch graph ' + workflow})"
         )
-    state = open_state(repo)
+    state = open_state(repo, readonly=True)
     try:
         rel = reads.last_log_path(state, workflow, step, run)
+        if rel is None:
+            _raise_damage(state)
     finally:
         state.close()
     if rel is None:
@@ -312,26 +322,51 @@ def state_reset(repo: Repo) -> Path | None:
 def tasks(repo: Repo, limit: int = 20) -> list[dict[str, Any]]:
     from runner.store import reads
 
-    state = open_state(repo)
+    state = open_state(repo, readonly=True)
     try:
-        state.reap_dead_runs()
-        return reads.tasks(state, limit)
+        dead = set(state.dead_runs())
+        rows = reads.tasks(state, limit)
     finally:
         state.close()
+    for t in rows:
+        _as_seen(t, t["run_id"], dead)
+    return rows
 
 
 def task(repo: Repo, task_id: int) -> dict[str, Any]:
     from runner.store import reads
 
-    state = open_state(repo)
+    state = open_state(repo, readonly=True)
     try:
-        state.reap_dead_runs()
+        dead = set(state.dead_runs())
         t = reads.task(state, task_id)
+        if t is None:
+            _raise_damage(state)
     finally:
         state.close()
     if t is None:
         raise OrchError(f"no task with id {task_id} (see orch task list)")
+    _as_seen(t, t["run_id"], dead)
     return t
+
+
+_KILLED = "the runner was killed"
+
+
+def _as_seen(row: dict[str, Any], run_id: int | None, dead: set[int]) -> None:
+    """A row still ``running`` in a run whose runner is gone, as readers show it:
+    ``interrupted``, what the next writer records (readers never write it themselves)."""
+    if row.get("status") in LIVE and run_id in dead:
+        row["status"] = Status.INTERRUPTED
+        if "message" in row:
+            row["message"] = _KILLED
+
+
+def _raise_damage(state: Any) -> None:
+    """Before saying a record does not exist: a damaged page reads as no rows."""
+    damage = state.damage()
+    if damage is not None:
+        raise damage
 
 
 def cancel_task(repo: Repo, task_id: int) -> dict[str, Any]:

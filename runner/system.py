@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from runner.errors import OrchError
 from runner.execute.host import HOST_QUOTA, check_git, current_load, host
 from runner.store import reads
 from runner.workspace import open_state
@@ -30,13 +31,19 @@ def system_status(repo: Repo) -> dict[str, Any]:
     except Exception as e:  # an invalid manifest must not hide the rest of the report
         checks.append({"name": "manifests", "ok": False, "detail": str(e).splitlines()[0]})
     state = None
+    state_error = None
     try:
-        state = open_state(repo)
-        path, mode = reads.health(state)
-        checks.append({"name": "state.db", "ok": True, "detail": path})
-        checks.append({"name": "wal", "ok": mode == "wal", "detail": f"journal_mode={mode}"})
-    except Exception as e:
+        state = open_state(repo, readonly=True)  # a report: never writes
+        damage = state.damage()  # SQLite's quick_check: damage no query touched yet
+        if damage is not None:
+            raise damage
+        checks.append({"name": "state.db", "ok": True, "detail": str(state.path)})
+        if state.path.exists() and not state.immutable:
+            mode = reads.journal_mode(state)
+            checks.append({"name": "wal", "ok": mode == "wal", "detail": f"journal_mode={mode}"})
+    except (OrchError, OSError) as e:
         checks.append({"name": "state.db", "ok": False, "detail": str(e).splitlines()[0]})
+        state_error = str(e)  # status and metrics stop on it, with the same line
         if state is not None:
             state.close()
         state = None
@@ -72,6 +79,7 @@ def system_status(repo: Repo) -> dict[str, Any]:
         "breakers": brk,
         "metrics": metrics,
         "health": {"ok": all(c["ok"] for c in checks), "checks": checks},
+        "state_error": state_error,
     }
 
 

@@ -93,8 +93,9 @@ def init(repo: Repo) -> list[str]:
     return created
 
 
-def open_state(repo: Repo) -> State:
-    """The state store (``.orch/state.db``, created on first write).
+def open_state(repo: Repo, readonly: bool = False) -> State:
+    """The state store (``.orch/state.db``, created on first write; ``readonly``: read as
+    it is, see ``store.state.State``).
 
     Never writes ``.orch/.gitignore``: that file is committed, and re-creating it after a
     checkout of an older commit would make git refuse the next checkout (an untracked file
@@ -102,4 +103,14 @@ def open_state(repo: Repo) -> State:
     """
     from runner.store.state import State
 
-    return State(repo.orch_dir)
+    return State(repo.orch_dir, readonly)
+
+
+def writable(repo: Repo) -> bool:
+    """Whether this process may write the state: on a read-only mount, or with files it
+    may not write, ``plan`` reads the state as it is."""
+    d = repo.orch_dir
+    db = d / "state.db"
+    if not d.is_dir():
+        return os.access(d.parent, os.W_OK)
+    return os.access(d, os.W_OK) and (not db.exists() or os.access(db, os.W_OK))

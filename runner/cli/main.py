@@ -342,8 +342,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         with contextlib.suppress(OSError):
             sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the final flush
         return 0
+    except OSError as e:
+        line = environment_error(e)
+        if line is None:
+            return _crash(args, e)
+        from runner.render import shown
+
+        print(shown(f"orch: {line}"), file=sys.stderr)
+        return 1
     except Exception as e:  # the one place an unexpected error becomes one line
         return _crash(args, e)
+
+
+# what the machine, not orch or the manifests, failed at, and what to do about it
+_ENVIRONMENT = {
+    "ENOSPC": "the disk is full; free space on it, then run the command again",
+    "EDQUOT": "the disk quota is used up; free space, then run the command again",
+    "EFBIG": "over the file size limit (ulimit -f); raise it, then run the command again",
+    "EROFS": "run this where it is writable (status, plan, history and logs read a "
+    "read-only .orch/ as it is)",
+    "EACCES": "permission denied; check the permissions, or run as the owner",
+    "EPERM": "not permitted; check the permissions, or run as the owner",
+    "EIO": "an I/O error; check the disk, then run the command again",
+    "EMFILE": "too many open files; raise the limit (ulimit -n), then run the command again",
+    "ENFILE": "too many open files on this machine; close some, then run the command again",
+    "ENOMEM": "out of memory; free some, then run the command again",
+}
+
+
+def environment_error(e: OSError) -> str | None:
+    """One line for an error of the machine (disk full, read-only, permissions...): what
+    failed and what to do; None for any other OSError (a bug: the crash report)."""
+    import errno
+
+    hint = _ENVIRONMENT.get(errno.errorcode.get(e.errno or 0, ""))
+    if hint is None:
+        return None
+    what = f"{os.fsdecode(e.filename)}: " if e.filename is not None else ""
+    return f"{what}{e.strerror or e}: {hint}"
 
 
 def _print_warnings() -> None:
@@ -359,11 +395,40 @@ def _print_warnings() -> None:
                 print(f"orch: warning: {shown(line)}", file=sys.stderr)
 
 
+def _damaged_state(where: os.PathLike[str]) -> str | None:
+    """The state-reset line if ``.orch/state.db`` is damaged: a damaged page can hold values
+    of any type, and whatever error that caused, the way out is the same as for any other
+    damage. Read-only, on the error path only."""
+    try:
+        from pathlib import Path
+
+        from runner.manifests.sources import find_root
+        from runner.store.state import State
+
+        orch_dir = find_root(Path(where)) / ".orch"
+        if not (orch_dir / "state.db").exists():
+            return None
+        state = State(orch_dir, readonly=True)
+        try:
+            damage = state.damage()
+        finally:
+            state.close()
+    except Exception:  # noqa: BLE001 - only a better message for an error already raised
+        return None
+    return str(damage) if damage is not None else None
+
+
 def _crash(args: argparse.Namespace, e: BaseException) -> int:
     import traceback
     from pathlib import Path
 
     where = Path(args.directory or ".").resolve()
+    damaged = _damaged_state(where)
+    if damaged:
+        from runner.render import shown
+
+        print(shown(f"orch: {damaged}"), file=sys.stderr)
+        return 1
     log = None
     try:
         from runner.manifests.sources import find_root

@@ -360,20 +360,23 @@ def state_reset(args: argparse.Namespace) -> int:
 
 
 def _system(args: argparse.Namespace, part: str) -> int:
-
     from runner.units import format_bytes
 
     data = api.system_status(repo_from(args))
-    ok = data["health"]["ok"]
+    ok = data["health"]["ok"] and not data["state_error"]
     if args.json:
         print_json(data)
-        return 0 if (part != "health" or ok) else 1
+        return 0 if ok or (part != "health" and not data["state_error"]) else 1
     if part in ("status", "health"):
         h = data["host"]
         load = ", ".join(f"{x:.2f}" for x in h.get("load", []))
         print(f"host: {h['cpus']:g} cpus, {format_bytes(h['memory'])} memory, load {load}")
         for c in data["health"]["checks"]:
             print(f"  {'ok ' if c['ok'] else 'BAD'} {shown(c['name'])}: {shown(c['detail'])}")
+    if part in ("status", "metrics") and data["state_error"]:
+        from runner.errors import StateError
+
+        raise StateError(data["state_error"])  # the same line as every other verb's
     if part in ("status", "metrics"):
         for q in data["quotas"]:
             use = ", ".join(

@@ -113,9 +113,8 @@ def project_status(
         names += [s.partition("/")[0] for s in ms.steps if s.partition("/")[0] not in names]
     from runner.workspace import open_state
 
-    state = open_state(repo)
+    state = open_state(repo, readonly=True)  # a report: never writes (see api.status)
     try:
-        state.reap_dead_runs()
         runs = _runs(state, set(names))
         summaries = {w: _workflow_status(state, m.workflows[w], env or "", runs) for w in names}
     finally:

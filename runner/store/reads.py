@@ -3,8 +3,8 @@
 ``store/`` with the SQL that writes them.
 
 Every function takes an open ``State`` and returns plain data (dicts, lists, numbers); none
-writes, except that callers reap dead runs first where the answer must not show a dead
-runner's task as running.
+writes. Readers open the state read-only and show a dead runner's tasks as interrupted
+themselves (``runner.api``); the next writer records it.
 """
 
 from __future__ import annotations
@@ -157,10 +157,9 @@ def task(state: State, task_id: int) -> dict[str, Any] | None:
 # -- orch system -----------------------------------------------------------------------
 
 
-def health(state: State) -> tuple[str, str]:
-    """(database path, journal mode); raises the store's error if it cannot be read."""
-    state.query("SELECT count(*) FROM runs")
-    return str(state.path), state.query("PRAGMA journal_mode")[0][0]
+def journal_mode(state: State) -> str:
+    """SQLite's journal mode of the state (``wal`` is what writers set)."""
+    return str(state.query("PRAGMA journal_mode")[0][0])
 
 
 def allocations_in_use(state: State) -> tuple[dict[str, dict[str, float]], int]:

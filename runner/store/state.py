@@ -28,7 +28,7 @@ import struct
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -207,12 +207,57 @@ class StepRecord:
         return self._result_digest
 
 
-class State:
-    """One connection to ``state.db``; safe to share between the scheduler's threads."""
+# SQLite's primary result codes for a failing environment, and what to do about each
+_SQLITE_ENV = {
+    3: "permission denied; check the permissions of {dir}",  # SQLITE_PERM
+    5: "another orch process held it too long; try again",  # SQLITE_BUSY
+    6: "another orch process held it too long; try again",  # SQLITE_LOCKED
+    8: "{dir} is read-only; run this where it is writable (status, plan, history and logs "
+    "read a read-only state as it is)",  # SQLITE_READONLY
+    10: "a disk I/O error; check the disk that holds {dir}, then run the command again",
+    13: "the disk is full; free space on the disk that holds {dir}, then run the command again",
+    14: "cannot open it; check that {dir} exists and is readable",  # SQLITE_CANTOPEN
+}
+_SQLITE_ENV_WORDS = {  # Python < 3.11 has no sqlite_errorcode: the same, by SQLite's words
+    "readonly database": 8,
+    "disk I/O error": 10,
+    "database or disk is full": 13,
+    "unable to open database file": 14,
+    "database is locked": 5,
+}
 
-    def __init__(self, orch_dir: Path):
+
+class StateUnusable(StateError):
+    """The machine, not the file, failed (disk full, read-only, I/O, permissions, busy):
+    ``orch state reset`` would not help. Writes that only save work (the hash cache,
+    reaping dead runs for a plan) let it pass; the rest stop with its one line."""
+
+
+def _sqlite_code(e: sqlite3.Error) -> int | None:
+    code = getattr(e, "sqlite_errorcode", None)
+    if code is not None:
+        return int(code) & 0xFF  # extended codes keep the primary one in the low byte
+    for words, c in _SQLITE_ENV_WORDS.items():
+        if words in str(e):
+            return c
+    return None
+
+
+class State:
+    """One connection to ``state.db``; safe to share between the scheduler's threads.
+
+    ``readonly``: for the commands that only read (status, history, logs, task, system, and
+    plan where ``.orch/`` is not writable). The database is opened with SQLite's
+    ``mode=ro`` (or ``immutable=1`` where the WAL index cannot be created, as on a read-only
+    mount), nothing is created, migrated, reaped or written, and a missing database reads
+    as empty.
+    """
+
+    def __init__(self, orch_dir: Path, readonly: bool = False):
         self.dir = orch_dir
         self.path = orch_dir / "state.db"
+        self.readonly = readonly
+        self.immutable = False  # read-only without the WAL index (a read-only mount)
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._lockfd: int | None = None
@@ -229,6 +274,8 @@ class State:
         on a fresh repository at once would otherwise race in ``journal_mode=WAL``, which
         does not wait on SQLite's busy timeout. (A BSD flock on its own file, so it never
         interferes with the POSIX step locks on ``locks``.)"""
+        if self.readonly:
+            return self._open_readonly()
         self.dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.dir / "state.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -249,7 +296,55 @@ class State:
             app = conn.execute("PRAGMA application_id").fetchone()[0]
             version = conn.execute("PRAGMA user_version").fetchone()[0]
         except sqlite3.DatabaseError as e:
-            raise self._corrupt(str(e)) from None
+            raise self.failed(e) from None
+        return self._checked(conn, new, app, version)
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        if not self.path.exists():
+            return self._empty()
+        error: sqlite3.Error | None = None
+        for flags in ("mode=ro", "immutable=1"):
+            try:
+                conn = sqlite3.connect(
+                    f"{self.path.as_uri()}?{flags}",
+                    uri=True,
+                    timeout=30.0,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                app = conn.execute("PRAGMA application_id").fetchone()[0]
+                version = conn.execute("PRAGMA user_version").fetchone()[0]
+            except sqlite3.DatabaseError as e:
+                error = e
+                if _sqlite_code(e) not in (8, 14, 10):  # read-only WAL without its index
+                    break
+                continue
+            self.immutable = flags == "immutable=1"
+            if version == 0 and app == 0:
+                tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+                if not tables:  # created, never written: as empty as a missing file
+                    conn.close()
+                    return self._empty()
+            if version and version < SCHEMA_VERSION:
+                conn.close()
+                raise StateError(
+                    f"{self.path}: written by an older orch (state version {version}) and "
+                    "read-only here; run 'orch apply' where it is writable to upgrade it"
+                )
+            return self._checked(conn, False, app, version)
+        assert error is not None
+        raise self.failed(error) from None
+
+    def _empty(self) -> sqlite3.Connection:
+        """Nothing recorded yet: an empty state, in memory."""
+        conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+        self._migrate(conn, 0)
+        return conn
+
+    def _checked(
+        self, conn: sqlite3.Connection, new: bool, app: int, version: int
+    ) -> sqlite3.Connection:
+        """Refuse a file that is not ours or is too new; upgrade an older one."""
         if version == 0 and app == 0:
             tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
             if tables and not new:
@@ -272,11 +367,33 @@ class State:
                 raise self._corrupt(f"upgrading it from version {version} failed: {e}") from None
         return conn
 
+    def damage(self) -> StateError | None:
+        """The error to give if SQLite's ``quick_check`` finds the file damaged (a page
+        that no query has touched yet reads as fine until one does)."""
+        try:
+            rows = self.query("PRAGMA quick_check")
+        except StateError as e:
+            return e
+        found = [r[0] for r in rows]
+        if found == ["ok"]:
+            return None
+        detail = " ".join(str(found[0]).replace("*** in database main ***", "").split())
+        return self._corrupt(f"damaged: {detail[:200]}")
+
     def _corrupt(self, why: str) -> StateError:
         return StateError(
             f"{self.path}: cannot use the recorded state ({why}); "
             "run 'orch state reset' to move it aside as a backup and start afresh"
         )
+
+    def failed(self, e: sqlite3.Error) -> StateError:
+        """The one-line error for a failed SQLite call: the environment (disk full,
+        read-only, I/O, permissions, busy) says what to do about it; anything else means
+        the file itself is damaged, and ``orch state reset`` is the way out."""
+        hint = _SQLITE_ENV.get(_sqlite_code(e) or 0)
+        if hint is None:
+            return self._corrupt(str(e))
+        return StateUnusable(f"{self.path}: {hint.format(dir=self.dir)} (SQLite: {e})")
 
     def _migrate(self, conn: sqlite3.Connection, version: int) -> None:
         conn.execute("BEGIN IMMEDIATE")
@@ -305,19 +422,31 @@ class State:
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
         """One write transaction (BEGIN IMMEDIATE: the writer lock is taken up front)."""
+        if self.readonly:
+            raise StateError(f"{self.path}: opened read-only; this command must not write")
         with self._lock:
             conn = self.conn
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.DatabaseError as e:
-                raise self._corrupt(str(e)) from None
+                raise self.failed(e) from None
             try:
                 yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            else:
                 conn.execute("COMMIT")
+            except sqlite3.DatabaseError as e:
+                self._rollback(conn)
+                raise self.failed(e) from None
+            except BaseException:
+                self._rollback(conn)
+                raise
+
+    @staticmethod
+    def _rollback(conn: sqlite3.Connection) -> None:
+        """Roll back if a transaction is open (SQLite may have ended it itself on a full
+        disk or I/O error)."""
+        if conn.in_transaction:
+            with suppress(sqlite3.DatabaseError):
+                conn.execute("ROLLBACK")
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -326,7 +455,7 @@ class State:
             try:
                 return conn.execute(sql, args).fetchall()
             except sqlite3.DatabaseError as e:
-                raise self._corrupt(str(e)) from None
+                raise self.failed(e) from None
 
     # -- kernel locks -----------------------------------------------------------------
     def _lockfile(self) -> int:
@@ -356,10 +485,27 @@ class State:
 
     def is_held_elsewhere(self, key: str) -> bool:
         """Whether another live process holds ``key`` (we never hold it while asking)."""
+        if self.readonly:
+            return self._held_readonly(key)
         if not self.try_claim(key):
             return True
         self.release(key)
         return False
+
+    def _held_readonly(self, key: str) -> bool:
+        """The same question without writing: ask the kernel who holds the byte (F_GETLK
+        needs no write access). No ``locks`` file means no runner ever held anything."""
+        try:
+            fd = os.open(self.dir / "locks", os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            cmd = fcntl.F_OFD_GETLK if _OFD else fcntl.F_GETLK
+            probe = struct.pack("hhqqi4x", fcntl.F_WRLCK, os.SEEK_SET, self._offset(key), 1, 0)
+            kind = struct.unpack("hhqqi4x", fcntl.fcntl(fd, cmd, probe))[0]
+            return kind != fcntl.F_UNLCK
+        finally:
+            os.close(fd)
 
     def run_key(self, run_id: int) -> str:
         return f"run:{run_id}"
@@ -409,13 +555,25 @@ class State:
             c.execute("DELETE FROM allocations WHERE run_id=?", (run_id,))
         self.release(self.run_key(run_id))
 
+    def dead_runs(self) -> list[int]:
+        """Runs recorded as running whose runner is gone (kill -9): read-only."""
+        rows = self.query("SELECT id FROM runs WHERE status='running'")
+        return [r["id"] for r in rows if not self.run_alive(r["id"])]
+
     def reap_dead_runs(self) -> list[int]:
         """Mark runs whose runner died (kill -9) and their in-flight tasks interrupted,
-        and free what they held."""
-        rows = self.query("SELECT id FROM runs WHERE status='running'")
-        dead = [r["id"] for r in rows if not self.run_alive(r["id"])]
-        if not dead:
+        and free what they held. Read-only: nothing is written (readers show such runs as
+        interrupted themselves, see ``runner.api``)."""
+        dead = self.dead_runs()
+        if not dead or self.readonly:
             return []
+        try:
+            self._reap(dead)
+        except StateUnusable:
+            return []  # a full or read-only disk: the next writer that can, reaps
+        return dead
+
+    def _reap(self, dead: list[int]) -> None:
         with self.tx() as c:
             for rid in dead:
                 c.execute(
@@ -442,7 +600,6 @@ class State:
                         "runner died; in-flight tasks interrupted",
                     ),
                 )
-        return dead
 
     # -- steps ------------------------------------------------------------------------
     def step_records(self, workflow: str, env: str = "") -> dict[str, StepRecord]:
@@ -474,7 +631,7 @@ class State:
             try:
                 rows = conn.execute(sql.replace("SELECT *", f"SELECT {cols}"), args).fetchall()
             except sqlite3.DatabaseError as e:
-                raise self._corrupt(str(e)) from None
+                raise self.failed(e) from None
         out: dict[str, StepRecord] = {}
         for r in rows:
             if r[1] not in out:  # the env's own row first, then the no-env fallback
@@ -589,9 +746,9 @@ class State:
     def save_hashes(
         self, entries: dict[str, tuple[tuple[int, int, int, int, int], str, int]]
     ) -> None:
-        if not entries:
+        if not entries or self.readonly:  # only a cache
             return
-        with self.tx() as c:
+        with suppress(StateUnusable), self.tx() as c:  # only a cache: a full disk skips it
             c.executemany(
                 "INSERT OR REPLACE INTO file_hashes"
                 " (path, size, mtime_ns, ctime_ns, inode, mode, hash, hashed_ns)"
@@ -621,8 +778,8 @@ def _update_task(c: sqlite3.Connection, task_id: int, fields: dict[str, Any]) ->
     c.execute(f"UPDATE tasks SET {sets} WHERE id=?", (*fields.values(), task_id))
 
 
-def open_state(orch_dir: Path) -> State:
-    return State(orch_dir)
+def open_state(orch_dir: Path, readonly: bool = False) -> State:
+    return State(orch_dir, readonly)
 
 
 def reset(orch_dir: Path) -> Path | None:
