@@ -112,8 +112,8 @@ class Watch:
             m["rest"],
         )
 
-    def interrupt(self, timeout: float = DEADLINE) -> int:
-        self.proc.send_signal(signal.SIGINT)
+    def interrupt(self, timeout: float = DEADLINE, sig: int = signal.SIGINT) -> int:
+        self.proc.send_signal(sig)
         return self.proc.wait(timeout)
 
     def close(self) -> None:
@@ -318,7 +318,8 @@ def test_restart_ends_the_affected_task_and_starts_over(repo: Repo, start) -> No
     assert w.interrupt() == 0
 
 
-def test_sigint_ends_running_tasks_and_exits_0(repo: Repo, start) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_sigint_sigterm_sighup_end_running_tasks_and_exit_0(repo: Repo, start, sig: int) -> None:
     setup(
         repo,
         workflow(
@@ -332,7 +333,7 @@ def test_sigint_ends_running_tasks_and_exits_0(repo: Repo, start) -> None:
     )
     w = start("-q")
     w.expect(r"^> demo/slow ")
-    assert w.interrupt() == 0
+    assert w.interrupt(sig=sig) == 0
     c = w.cycle()
     assert (c.n, c.ran, c.failed) == (1, 1, 0) and "1 interrupted" in c.rest
     w.expect(r"^watch: stopped after 1 cycle$")

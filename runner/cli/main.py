@@ -1,6 +1,10 @@
 """``orch``: argparse wired to ``runner.api``, one error handler, exit codes.
 
-Exit codes: 0 ok, 1 a step or validation failed, 2 usage error, 130 interrupted.
+Exit codes: 0 ok, 1 a step or validation failed, 2 usage error, 130 interrupted (Ctrl-C),
+143 ended by SIGTERM, 129 ended by SIGHUP (128 + the signal's number, as shells report it).
+SIGTERM and SIGHUP (a CI cancel, ``docker stop``, a closed terminal) end a command exactly
+as Ctrl-C does: running tasks' process trees are ended, their rows closed, ``on:``
+handlers told; a second one while that happens is ignored (SIGKILL still ends us).
 Commands live in ``runner/cli/``, a few lines each; heavy imports happen there, inside
 the function that needs them, so ``orch --version`` stays near bare-Python start-up.
 """
@@ -10,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 
@@ -316,6 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     module, _, func = args.target.partition(":")
     from runner.errors import OrchError  # after parsing: --version and --help never need it
 
+    _handle_termination()
     try:
         if args.directory and not os.path.isdir(args.directory):
             raise OrchError(f"-C {args.directory}: no such directory")
@@ -336,6 +342,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"orch: {len(e.diagnostics)} errors", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
+        if _ENDED_BY:
+            name = signal.Signals(_ENDED_BY[0]).name
+            print(f"orch: interrupted by {name}", file=sys.stderr)
+            return 128 + _ENDED_BY[0]
         print("orch: interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
@@ -380,6 +390,27 @@ def environment_error(e: OSError) -> str | None:
         return None
     what = f"{os.fsdecode(e.filename)}: " if e.filename is not None else ""
     return f"{what}{e.strerror or e}: {hint}"
+
+
+_ENDED_BY: list[int] = []  # the terminating signal received, if any
+TERMINATING = ("SIGTERM", "SIGHUP")
+
+
+def _handle_termination() -> None:
+    """Turn SIGTERM and SIGHUP into the KeyboardInterrupt that Ctrl-C raises, so every
+    command cleans up the one way; a signal someone set to be ignored (``nohup``) stays
+    ignored. Commands with their own stop logic (watch, mcp) replace these handlers."""
+    for name in TERMINATING:
+        sig = getattr(signal, name, None)
+        if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:
+            signal.signal(sig, _terminate)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    if _ENDED_BY:  # already ending: let the clean-up finish
+        return
+    _ENDED_BY.append(signum)
+    raise KeyboardInterrupt
 
 
 def _print_warnings() -> None:

@@ -11,7 +11,8 @@ from runner.cli.common import repo_from
 
 
 def watch(args: argparse.Namespace) -> int:
-    """Ctrl-C (or SIGTERM) ends running tasks and exits 0; a second Ctrl-C forces (130)."""
+    """Ctrl-C (or SIGTERM, or SIGHUP) ends running tasks and exits 0; a second Ctrl-C
+    forces (130)."""
     from runner.watch.loop import WatchOptions
     from runner.watch.loop import watch as run_watch
 
@@ -27,7 +28,7 @@ def watch(args: argparse.Namespace) -> int:
         quiet=args.quiet,
     )
     stop = threading.Event()
-    signals = (signal.SIGINT, signal.SIGTERM)
+    signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {s: signal.getsignal(s) for s in signals}
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

@@ -252,20 +252,21 @@ def serve(root: Path) -> None:
     """Serve ``root`` over stdio until the client hangs up. Raises SdkMissing without the SDK.
 
     A client ends a session by closing our stdin, then (after a grace period) SIGTERM.
-    SIGTERM is handled like Ctrl-C, so an apply still running stops its tasks and records
-    them instead of leaving their process trees behind.
+    SIGTERM and SIGHUP are handled like Ctrl-C, so an apply still running stops its tasks
+    and records them instead of leaving their process trees behind.
     """
     import signal
 
     sdk = _load_sdk()
     server = _build(sdk, Tools(root))
     proto_in, proto_out = _take_stdio()
-    old_term = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    old = {s: signal.signal(s, signal.default_int_handler) for s in (signal.SIGTERM, signal.SIGHUP)}
     try:
         sdk.anyio.run(server.app.run_stdio_async)
     finally:
         server.shutdown()
-        signal.signal(signal.SIGTERM, old_term)
+        for s, h in old.items():
+            signal.signal(s, h)
         _restore_stdio(proto_in, proto_out)
 
 
