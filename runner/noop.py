@@ -2,9 +2,9 @@
 
 When a full plan finds every selected step up to date, ``record`` writes a *witness*: the
 stat of every file and folder that decision read (inputs, outputs, folders walked for
-globs), of the manifests and config, of ``state.db`` and its WAL, the environment values
-templates read, and orch's own code. ``check`` re-stats exactly those; if every one is
-unchanged the answer is still "up to date" and nothing else is loaded: no YAML, no SQLite,
+globs), of the manifests and config, of ``state.db`` and its WAL, keyed digests of the
+environment values templates read (never the values: one may be a secret), and orch's
+own code. ``check`` re-stats exactly those; if every one is unchanged the answer is still "up to date" and nothing else is loaded: no YAML, no SQLite,
 no hashing. Anything different -- a touched file, a new file in a globbed folder, another
 orch having written the state, a file modified too close to the witness for its mtime to
 be trusted (racy git) -- and the caller does the full plan, which explains itself.
@@ -41,8 +41,12 @@ def check(
 
     if w["code"] != _code_stamp() or w["state"] is None or w["state"] != state_key(root):
         return None
-    for name, value in w["environ"].items():
-        if os.environ.get(name) != value:
+    if w["environ"]:
+        from runner.masking import repository_key
+
+        key = repository_key(root / ".orch", create=False)
+        now = {n: os.environ.get(n) for n in w["environ"]}
+        if key is None or w["environ"] != _environ_digests(key, now):
             return None
     if mkey is None or w["manifests"] != mkey:
         return None
@@ -70,6 +74,7 @@ def record(
     ``mkey`` is ``runner.manifests.cache.manifest_key`` taken before the manifests were loaded, so an
     edit made while the plan ran leaves a witness that no longer matches."""
     from runner.manifests.cache import _code_stamp
+    from runner.masking import repository_key
 
     now = time.time_ns()
     if any(v is not None and statkey.is_racy(v, now) for v in seen.values()):
@@ -89,7 +94,7 @@ def record(
     witnesses[selection] = {
         "code": _code_stamp(),
         "state": state_key(root),
-        "environ": environ,
+        "environ": _environ_digests(repository_key(root / ".orch"), environ),
         "manifests": mkey,
         "paths": dict(seen),
         "steps": steps,
@@ -106,3 +111,12 @@ def _codec() -> Any:
     from runner.store.datacache import Codec
 
     return Codec(())
+
+
+def _environ_digests(key: bytes | None, values: dict[str, str | None]) -> dict[str, str]:
+    """A keyed digest per variable: the witness tells a changed value without holding it
+    (it may be a secret read through ``{{ env.X }}``)."""
+    from runner.masking import keyed_digest
+
+    assert key is not None
+    return {n: keyed_digest(key, repr(v)) for n, v in values.items()}

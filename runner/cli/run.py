@@ -131,9 +131,12 @@ def apply(args: argparse.Namespace) -> int:
                 "duration": round(result.duration, 3),
                 "counts": counts,
                 "steps": [r.to_json() for r in result.results],
+                "hooks_failed": list(result.hooks_failed),
             }
         )
-    else:
+    for line in result.hooks_failed:
+        print(f"orch: warning: {line}", file=sys.stderr)
+    if not json_out:
         if result.run_id is None:
             print(
                 f"Up to date: {counts.get('up-to-date', 0)} steps, nothing to run.", file=sys.stderr

@@ -14,7 +14,9 @@ task has ended and everything it started is gone::
 
 Output goes straight from the child to the log file unless someone needs to see it on
 the way (``echo``) or it must be masked; then it passes through a pipe we read. Secrets
-are masked in the stream, so they never touch the disk, not even for a moment.
+(every secret of the run, in every encoded form ``runner.masking`` knows) are masked in
+the stream, so they never touch the disk, not even for a moment; so are the outputs the
+task reports and the reason its ``$ORCH_OUTPUT`` was rejected.
 
 Metrics are best effort. ``cpu_time`` is the rusage of the root from ``os.wait4``, which
 includes every descendant that was waited for by its parent, plus the last cpu times of
@@ -29,14 +31,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import select
 import shlex
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,6 +50,7 @@ from runner.execute.api import (  # noqa: F401 - re-exported for callers of run_
     TaskSpec,
 )
 from runner.execute.outputs import OutputError, read_outputs
+from runner.masking import StreamMasker as Masker  # noqa: F401 - the tests' name for it
 
 if TYPE_CHECKING:
     import resource
@@ -61,63 +62,6 @@ _CHUNK = 65536
 _ECHO_LINE_MAX = 65536
 _DRAIN_TIMEOUT = 1.0
 _MAXRSS_UNIT = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes there, KiB here
-
-
-class Masker:
-    """Replaces secrets by ``***`` in a byte stream that arrives in arbitrary chunks.
-
-    Holds back the last ``len(longest secret) - 1`` bytes of each chunk, so a secret split
-    across two reads is still caught whole. Each line of a multi-line secret is a secret
-    of its own (as in GitHub Actions), because output is often re-wrapped line by line.
-    """
-
-    REPLACEMENT = b"***"
-
-    def __init__(self, secrets: Iterable[str]):
-        parts: set[bytes] = set()
-        for secret in secrets:
-            if not secret:
-                continue
-            parts.add(secret.encode())
-            parts.update(line.encode() for line in secret.splitlines() if line.strip())
-        ordered = sorted(parts, key=len, reverse=True)  # the longest secret at a spot wins
-        self._pattern = re.compile(b"|".join(re.escape(p) for p in ordered)) if ordered else None
-        self._hold = max((len(p) for p in ordered), default=1) - 1
-        self._pending = b""
-
-    def __bool__(self) -> bool:
-        return self._pattern is not None
-
-    def mask(self, data: bytes) -> bytes:
-        """``data`` with every secret replaced, for text that is complete."""
-        return self._pattern.sub(self.REPLACEMENT, data) if self._pattern else data
-
-    def mask_text(self, text: str) -> str:
-        return self.mask(text.encode("utf-8", "surrogateescape")).decode("utf-8", "replace")
-
-    def feed(self, chunk: bytes) -> bytes:
-        """What of the stream so far can be released, masked."""
-        buf = self._pending + chunk
-        if self._pattern is None:
-            return buf
-        cut = len(buf) - self._hold
-        out = []
-        pos = 0
-        # A match starting before ``cut`` is complete: the longest secret fits after it.
-        for m in self._pattern.finditer(buf):
-            if m.start() >= cut:
-                break
-            out += (buf[pos : m.start()], self.REPLACEMENT)
-            pos = m.end()
-        if pos < cut:
-            out.append(buf[pos:cut])
-            pos = cut
-        self._pending = buf[pos:]
-        return b"".join(out)
-
-    def flush(self) -> bytes:
-        rest, self._pending = self._pending, b""
-        return self.mask(rest)
 
 
 def run_task(spec: TaskSpec, cancel: Cancel | None = None) -> TaskResult:
@@ -161,7 +105,7 @@ class _Run:
         self.spec = spec
         self.cancel = cancel
         self.log_fd = log_fd
-        self.masker = Masker(spec.mask)
+        self.masker = Masker(spec.mask)  # every form of every secret of the run
         self.argv = command_argv(spec.command, spec.shell)
         self.notes: list[str] = []
         self.echo_line = b""
@@ -253,9 +197,12 @@ class _Run:
             try:
                 outputs = read_outputs(Path(out_path))
             except OutputError as e:
-                output_error = str(e)
+                output_error = self.masker.mask_text(str(e))  # it may quote the secret
                 status = "failed"
-                self.notes.append(f"$ORCH_OUTPUT rejected, the step fails: {e}")
+                self.notes.append(f"$ORCH_OUTPUT rejected, the step fails: {output_error}")
+            outputs = {
+                self.masker.mask_text(k): self.masker.mask_text(v) for k, v in outputs.items()
+            }  # an output holding a secret is stored, and shown to later steps, masked
         return self._finish(
             status,
             code,

@@ -23,6 +23,7 @@ import os
 from typing import Any
 
 from runner.digests import combine, digest, flat, upstream_digest  # noqa: F401 - re-exported
+from runner.masking import keyed_digest
 from runner.model import Step, Workflow
 
 FIELDS = (
@@ -74,18 +75,24 @@ def definition_fields(
     param_refs: tuple[str, ...] | None,
     env_refs: tuple[str, ...] | None = (),
     static: dict[str, str] | None = None,
+    *,
+    env_key: bytes,
 ) -> dict[str, str]:
     """``param_refs``/``env_refs``: the names the templates read; None means a name computed
-    at render time (``env[name]``, ``params.items()``), so all of them count (fail closed)."""
+    at render time (``env[name]``, ``params.items()``), so all of them count (fail closed).
+    ``env_key`` keys the digest of the environment values read (``runner.masking.
+    keyed_digest``): a secret read through ``{{ env.X }}`` never reaches the state as a
+    plain hash."""
     fields = dict(static if static is not None else static_fields(step))
     if param_refs is None or param_refs:
         merged = {**params, **step.params}
         used = merged if param_refs is None else {k: merged.get(k) for k in param_refs}
         fields["params"] = digest(_canon(used))
     if env_refs is None:
-        fields["environ"] = digest(flat(dict(os.environ)))
+        fields["environ"] = keyed_digest(env_key, flat(dict(os.environ)))
     elif env_refs:
-        fields["environ"] = digest(_canon({k: os.environ.get(k) for k in env_refs}))
+        values = _canon({k: os.environ.get(k) for k in env_refs})
+        fields["environ"] = keyed_digest(env_key, values)
     return fields
 
 

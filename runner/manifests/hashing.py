@@ -42,6 +42,15 @@ class Hasher:
         self.seen: dict[str, statkey.StatKey | None] = {}
 
     @property
+    def env_key(self) -> bytes:
+        """The repository's key for digests of environment values (see runner.masking)."""
+        from runner.masking import repository_key
+
+        key = repository_key(self.root / ".orch")
+        assert key is not None
+        return key
+
+    @property
     def cache(self) -> dict[str, CacheEntry]:
         if self._cache is None:
             self._cache = self.state.hash_cache() if self.state is not None else {}

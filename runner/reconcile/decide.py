@@ -155,8 +155,9 @@ def _decide(
     forced: bool,
 ) -> StepDecision:
     fields = definition_fields(
-        view.wf, view.step, view.params, view.param_refs, view.env_refs, view.static
-    )
+        view.wf, view.step, view.params, view.param_refs, view.env_refs, view.static,
+        env_key=hasher.env_key,
+    )  # fmt: skip
     reasons: list[str] = []
     empty: list[str] = []
     inputs = (

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
     from runner.execute.api import Executor
     from runner.manifests.catalog import Manifests
+    from runner.masking import Secrets
     from runner.model import Workflow
     from runner.reconcile.selection import Selection
     from runner.store.state import State
@@ -74,6 +75,7 @@ def apply(
     from runner.reconcile.loop import ApplyLoop
 
     commit, dirty = commit_state.result()
+    state.secrets = run_secrets(m)  # from here on, every write to the state is masked
     run_id = state.begin_run(list(opts.argv), sel.env, commit, dirty, [w.name for w in wfs])
     executor = opts.executor or _local_executor()
     loop = ApplyLoop(
@@ -86,10 +88,11 @@ def apply(
         result = loop.result(clock() - t0)
         from runner.reconcile import hooks
 
-        hooks.run(
+        failed_hooks = hooks.run(
             wfs, result, catalog=m, state=state, root=root, env_name=sel.env,
             executor=executor, echo=opts.echo,
         )  # fmt: skip
+        result = result._replace(hooks_failed=failed_hooks)
         status = (
             Status.INTERRUPTED
             if loop.interrupted
@@ -98,7 +101,32 @@ def apply(
         state.end_run(run_id, status, result.counts())
     if loop.interrupted:
         raise KeyboardInterrupt
-    return result, plans
+    return masked(result, state.secrets), plans
+
+
+def run_secrets(m: Manifests) -> Secrets:
+    """The run-wide secret set: the values of every variable any step of the catalog
+    declares under ``secrets:`` (not only the selected ones: a value is masked wherever
+    it turns up, whoever prints it)."""
+    from runner.masking import Secrets
+
+    names = {s for w in m.workflows.values() for st in w.steps for s in st.secrets}
+    return Secrets.declared(names)
+
+
+def masked(result: ApplyResult, secrets: Secrets) -> ApplyResult:
+    """``result`` with every message, reason and log line masked, for printing and JSON."""
+    if not secrets:
+        return result
+    steps = [
+        r._replace(
+            reasons=[secrets.mask(x) for x in r.reasons],
+            message=secrets.mask(r.message),
+            log_tail=[secrets.mask(x) for x in r.log_tail],
+        )
+        for r in result.results
+    ]
+    return result._replace(results=steps)
 
 
 def _ask_git_commit(root: Path) -> Future[tuple[str | None, bool | None]]:

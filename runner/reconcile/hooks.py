@@ -45,8 +45,13 @@ def run(
     env_name: str,
     executor: Executor,
     echo: Callable[[str], None] | None,
-) -> None:
-    """Run the hooks of every workflow in ``wfs`` that had a step run in ``result``."""
+) -> list[str]:
+    """Run the hooks of every workflow in ``wfs`` that had a step run in ``result``.
+
+    Returns one line per hook that failed, timed out or could not start (masked), for the
+    caller to report: a failing hook does not change the apply's result, but it is never
+    silent."""
+    failures: list[str] = []
     ran = {r.workflow for r in result.results if r.status not in (Status.UP_TO_DATE,)}
     for wf in wfs:
         if wf.name not in ran or not wf.handlers:
@@ -56,7 +61,15 @@ def run(
             for n, h in enumerate(wf.handlers.get(kind, ()), 1):
                 ctx = _context(catalog, state, wf, env_name, failed)
                 log = root / ".orch" / "logs" / str(result.run_id) / wf.name / f"on-{kind}.{n}.log"
-                _run_one(wf, h, ctx, root=root, log_path=log, executor=executor, echo=echo)
+                why = _run_one(
+                    wf, h, ctx, root=root, log_path=log, executor=executor, echo=echo,
+                    mask=state.secrets.values,
+                )  # fmt: skip
+                if why:
+                    rel = log.relative_to(root)
+                    line = f"workflow {wf.name}: on: {kind} handler {n} {why} (log: {rel})"
+                    failures.append(state.secrets.mask(line))
+    return failures
 
 
 def _context(
@@ -88,7 +101,9 @@ def _run_one(
     log_path: Path,
     executor: Executor,
     echo: Callable[[str], None] | None,
-) -> None:
+    mask: tuple[str, ...] = (),
+) -> str | None:
+    """Run one hook; None when it succeeded, else how it failed."""
     from runner.manifests.sources import clean_git_env
     from runner.templating import render_argv, render_command
 
@@ -97,9 +112,7 @@ def _run_one(
             render_command(h.run, ctx) if isinstance(h.run, str) else render_argv(list(h.run), ctx)
         )
     except Exception as e:
-        if echo:
-            echo(f"[{wf.name}] on-handler template error: {e}")
-        return
+        return f"has a template error: {e}"
     env = clean_git_env()
     env.update(h.env)
     spec = TaskSpec(
@@ -110,7 +123,12 @@ def _run_one(
         log_path=log_path,
         timeout=HOOK_TIMEOUT,
         echo=(lambda line: echo(f"[{wf.name}:on] {line}")) if echo else None,
+        mask=mask,
     )
     res = executor.run(spec, Cancel())
-    if echo and res.exit_code is None and res.log_tail:  # it never ran, or was stopped
-        echo(f"[{wf.name}:on] {res.log_tail[-1]}")
+    if res.status == Status.SUCCEEDED:
+        return None
+    if res.exit_code is not None:
+        return f"failed (exit {res.exit_code})"
+    last = f": {res.log_tail[-1].removeprefix('# orch: ')}" if res.log_tail else ""
+    return f"{res.status.replace('_', ' ')}{last}"

@@ -329,7 +329,7 @@ class ApplyLoop:
 
     def _emit(self, ev: dict[str, Any]) -> None:
         if self.opts.report:
-            self.opts.report(ev)
+            self.opts.report(self.state.secrets.mask_any(ev))  # type: ignore[arg-type]
 
     def result(self, duration: float) -> ApplyResult:
         """The results in declaration order; steps never reached when stopped early are

@@ -60,6 +60,7 @@ class ApplyResult(NamedTuple):
     run_id: int | None
     results: list[StepResult]
     duration: float
+    hooks_failed: list[str] | tuple[str, ...] = ()  # one line per failing on: handler
 
     @property
     def ok(self) -> bool:

@@ -291,7 +291,7 @@ class Start:
             cwd=self._cwd(),
             env=env,
             echo=self._echo(),
-            mask=tuple(os.environ[s] for s in step.secrets if os.environ.get(s)),
+            mask=self.ctx.state.secrets.values,  # every secret of the run, not only its own
             cancel=Cancel(),
         )
         return Outcome.STARTED

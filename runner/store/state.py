@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.errors import LockBusy, StateError
+from runner.masking import Secrets
 
 SCHEMA_VERSION = 3
 APP_ID = 0x6F726368  # "orch": marks the file as ours
@@ -261,6 +262,8 @@ class State:
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._lockfd: int | None = None
+        # the run's secrets: every text and output written below is masked with them
+        self.secrets = Secrets()
 
     # -- connection -------------------------------------------------------------------
     @property
@@ -535,7 +538,7 @@ class State:
                     "running",
                     os.getpid(),
                     socket.gethostname(),
-                    _dumps(argv),
+                    _dumps(self.secrets.mask_any(list(argv))),
                     env,
                     commit,
                     None if dirty is None else int(dirty),
@@ -676,10 +679,10 @@ class State:
                     _dumps(rec.fields),
                     _dumps(rec.inputs),
                     _dumps(rec.upstream),
-                    _dumps(rec.outputs),
+                    _dumps(self.secrets.mask_any(rec.outputs)),
                     _dumps(rec.output_files),
                     rec.status,
-                    rec.reason,
+                    self.secrets.mask(rec.reason) if rec.reason else rec.reason,
                     rec.task_id,
                     rec.run_id,
                     rec.started,
@@ -689,7 +692,7 @@ class State:
                 ),
             )
             if task_update and rec.task_id:
-                _update_task(c, rec.task_id, task_update)
+                _update_task(c, rec.task_id, self._masked(task_update))
 
     # -- tasks ------------------------------------------------------------------------
     def start_task(
@@ -715,6 +718,7 @@ class State:
             "queued",
             *extra,
         ]
+        reason = self.secrets.mask(reason)
         vals = [run_id, workflow, step, env, attempt, "running", reason, now, *extra.values()]
         with self.tx() as c:
             cur = c.execute(
@@ -733,7 +737,10 @@ class State:
 
     def update_task(self, task_id: int, **fields: Any) -> None:
         with self.tx() as c:
-            _update_task(c, task_id, fields)
+            _update_task(c, task_id, self._masked(fields))
+
+    def _masked(self, fields: dict[str, Any]) -> dict[str, Any]:
+        return {k: self.secrets.mask(v) if isinstance(v, str) else v for k, v in fields.items()}
 
     # -- file-hash cache --------------------------------------------------------------
     def hash_cache(self) -> dict[str, tuple[tuple[int, int, int, int, int], str, int]]:

@@ -1,0 +1,226 @@
+"""The run-wide set of secret values, and the one way every sink hides them.
+
+Masking is a property of the data, not of one sink: the values of every variable a step
+declares under ``secrets:`` (in any workflow of the catalog, set in the environment) form
+one ``Secrets`` set for the whole run, and every string orch prints, stores, puts in JSON,
+JUnit or an MCP reply, or passes to an error message goes through it first. A secret is
+also recognised in the forms tools commonly re-encode it into, so ``echo $TOK | base64``
+does not leak it either (GitHub Actions masks the same forms):
+
+    as is · each non-blank line of a multi-line secret · base64 (standard and URL-safe,
+    at each of the three byte alignments inside a longer encoded text) · URL-encoded
+    (``%20`` and ``+`` for space) · hex (lower and upper case) · JSON-escaped
+
+A leaf module (no imports of ours): the executor masks its byte stream with
+``StreamMasker``, the store masks before it writes, clients mask their replies.
+
+Secrets never enter a cache or a fingerprint as they are, nor as a plain hash (a short
+secret falls to a dictionary of guesses): where orch must tell whether an environment
+value changed, it keeps ``keyed_digest(repository_key(...), value)``, a BLAKE2b MAC under
+a random per-repository key in ``.orch/fingerprint.key`` (created on first use, mode 0600,
+never committed: ``.orch/.gitignore`` ignores it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+REPLACEMENT = "***"
+MIN_ENCODED = 6  # a re-encoded form shorter than this is not masked: too many false hits
+
+
+def encoded_forms(secret: str) -> set[bytes]:
+    """Every byte string that stands for ``secret`` in output (see the module docstring)."""
+    from urllib.parse import quote, quote_plus
+
+    forms: set[bytes] = set()
+    if not secret:
+        return forms
+    pieces = {secret, *(line for line in secret.splitlines() if line.strip())}
+    for piece in pieces:
+        raw = piece.encode("utf-8", "surrogateescape")
+        forms.add(raw)
+        encoded = {
+            quote(piece, safe="").encode(),
+            quote_plus(piece, safe="").encode(),
+            raw.hex().encode(),
+            raw.hex().upper().encode(),
+            json.dumps(piece, ensure_ascii=False)[1:-1].encode("utf-8", "surrogateescape"),
+            json.dumps(piece)[1:-1].encode(),
+            *_base64_cores(raw),
+        }
+        forms.update(f for f in encoded if f != raw and len(f) >= MIN_ENCODED)
+    forms.discard(b"")
+    return forms
+
+
+def _base64_cores(raw: bytes) -> set[bytes]:
+    """The base64 characters that depend on ``raw`` alone, for ``raw`` at byte offset
+    0, 1 or 2 of a longer text (``user:TOKEN`` encoded whole still shows them)."""
+    import base64
+
+    cores: set[bytes] = set()
+    n = len(raw)
+    for k in range(3):
+        for enc in (base64.b64encode, base64.urlsafe_b64encode):
+            text = enc(b"\0" * k + raw)
+            start = -(-8 * k // 6)  # the first character with no bit of the prefix
+            end = 8 * (k + n) // 6  # the last character with no bit of what follows
+            cores.add(text[start:end])
+            if k == 0:
+                cores.add(text)  # the secret encoded alone, padding included
+    return cores
+
+
+class Secrets:
+    """An immutable set of secret values; ``mask`` hides every form of every one.
+
+    Construct from the values (``Secrets(["s3cr3t"])``) or from a catalog's declarations
+    (``Secrets.declared(names, os.environ)``). An empty set masks nothing and costs a
+    truth test.
+    """
+
+    def __init__(self, values: Iterable[str] = ()):
+        self.values: tuple[str, ...] = tuple(sorted({v for v in values if v}))
+        forms: set[bytes] = set()
+        for v in self.values:
+            forms |= encoded_forms(v)
+        ordered = sorted(forms, key=len, reverse=True)  # the longest form at a spot wins
+        self.forms: tuple[bytes, ...] = tuple(ordered)
+        self._bytes = re.compile(b"|".join(re.escape(f) for f in ordered)) if ordered else None
+        self._text = (
+            re.compile("|".join(re.escape(f.decode("utf-8", "surrogateescape")) for f in ordered))
+            if ordered
+            else None
+        )
+
+    @classmethod
+    def declared(cls, names: Iterable[str], environ: Mapping[str, str] | None = None) -> Secrets:
+        """The values of the variables ``names`` that are set in ``environ`` (os.environ)."""
+        env = os.environ if environ is None else environ
+        return cls(env[n] for n in set(names) if env.get(n))
+
+    def __bool__(self) -> bool:
+        return self._text is not None
+
+    def mask(self, text: str) -> str:
+        """``text`` with every form of every secret replaced by ``***``."""
+        return self._text.sub(REPLACEMENT, text) if self._text is not None and text else text
+
+    def mask_bytes(self, data: bytes) -> bytes:
+        return self._bytes.sub(REPLACEMENT.encode(), data) if self._bytes is not None else data
+
+    def contains(self, text: str) -> bool:
+        return self._text is not None and self._text.search(text) is not None
+
+    def mask_any(self, value: object) -> object:
+        """A JSON-like value (dicts, lists, strings) with every string masked, keys too."""
+        if not self:
+            return value
+        if isinstance(value, str):
+            return self.mask(value)
+        if isinstance(value, dict):
+            return {self.mask_any(k): self.mask_any(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return type(value)(self.mask_any(v) for v in value)
+        return value
+
+
+class StreamMasker:
+    """Masks a byte stream that arrives in arbitrary chunks (a task's output pipe).
+
+    Holds back the last ``len(longest form) - 1`` bytes of each chunk, so a secret split
+    across two reads is still caught whole.
+    """
+
+    def __init__(self, secrets: Secrets | Iterable[str]):
+        self.secrets = secrets if isinstance(secrets, Secrets) else Secrets(secrets)
+        self._hold = max((len(f) for f in self.secrets.forms), default=1) - 1
+        self._pattern = self.secrets._bytes
+        self._pending = b""
+
+    def __bool__(self) -> bool:
+        return bool(self.secrets)
+
+    def mask(self, data: bytes) -> bytes:
+        """``data`` with every secret replaced, for text that is complete."""
+        return self.secrets.mask_bytes(data)
+
+    def mask_text(self, text: str) -> str:
+        return self.secrets.mask(text)
+
+    def feed(self, chunk: bytes) -> bytes:
+        """What of the stream so far can be released, masked."""
+        buf = self._pending + chunk
+        if self._pattern is None:
+            return buf
+        cut = len(buf) - self._hold
+        out = []
+        pos = 0
+        # A match starting before ``cut`` is complete: the longest form fits after it.
+        for m in self._pattern.finditer(buf):
+            if m.start() >= cut:
+                break
+            out += (buf[pos : m.start()], REPLACEMENT.encode())
+            pos = m.end()
+        if pos < cut:
+            out.append(buf[pos:cut])
+            pos = cut
+        self._pending = buf[pos:]
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        rest, self._pending = self._pending, b""
+        return self.mask(rest)
+
+
+KEY_FILE = "fingerprint.key"
+_KEY_BYTES = 32
+_keys: dict[Path, bytes] = {}
+
+
+def repository_key(orch_dir: Path, create: bool = True) -> bytes | None:
+    """The repository's random key for ``keyed_digest``; made on first use when
+    ``create``, else None while there is none. Two processes creating it at once agree:
+    the file appears whole through ``os.link`` (which never replaces), and both read it."""
+    path = orch_dir / KEY_FILE
+    if path in _keys:
+        return _keys[path]
+    try:
+        key = path.read_bytes()
+    except FileNotFoundError:
+        if not create:
+            return None
+        orch_dir.mkdir(parents=True, exist_ok=True)
+        tmp = orch_dir / f".{KEY_FILE}.{os.getpid()}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, os.urandom(_KEY_BYTES))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another orch was first: use its key
+        finally:
+            os.unlink(tmp)
+        key = path.read_bytes()
+    if len(key) != _KEY_BYTES:  # damaged: a new key only costs one re-run of env readers
+        os.unlink(path)
+        return repository_key(orch_dir, create)
+    _keys[path] = key
+    return key
+
+
+def keyed_digest(key: bytes, text: str) -> str:
+    """BLAKE2b in its keyed (MAC) mode, 16 bytes, hex: equal for equal ``text`` under one
+    key, and useless to a dictionary attack without the key (RFC 7693, section 2.9)."""
+    return hashlib.blake2b(
+        text.encode("utf-8", "surrogateescape"), key=key, digest_size=16
+    ).hexdigest()

@@ -1,0 +1,153 @@
+"""Masking is a property of the data: one run-wide set of secrets, hidden in every sink.
+
+Each test runs the real ``orch`` and then looks everywhere a value could land: the
+console (text and ``--json``), every file under ``.orch/`` (state.db and its WAL, logs,
+caches), ``status``/``history``/``task list --json`` and a JUnit report.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import urllib.parse
+from pathlib import Path
+from typing import Any
+
+from runner.masking import Secrets, StreamMasker
+from tests.conftest import Repo
+
+TOK = "s3cr3t-Tok+en/42 x"  # a space, a plus and a slash: every encoding differs from it
+FORMS = {
+    "plain": TOK,
+    "base64": base64.b64encode(TOK.encode()).decode(),
+    "base64 inside": base64.b64encode(b"user:" + TOK.encode()).decode(),
+    "url": urllib.parse.quote(TOK, safe=""),
+    "url+": urllib.parse.quote_plus(TOK),
+    "hex": TOK.encode().hex(),
+    "HEX": TOK.encode().hex().upper(),
+    "json": json.dumps(TOK + '"')[1:-3],
+}
+
+
+def wf(name: str, steps: list[dict[str, Any]], **spec: Any) -> str:
+    doc = {"apiVersion": "orch/v1", "kind": "Workflow", "metadata": {"name": name}}
+    return json.dumps({**doc, "spec": {**spec, "steps": steps}})
+
+
+def setup(repo: Repo, *docs: str) -> None:
+    repo.write(".gitignore", "*.xml\n")
+    repo.write("orch.yaml", "\n---\n".join(docs))
+    repo.commit("init")
+
+
+def everything(repo: Repo, *texts: str) -> str:
+    """Every place a value could have landed, as one text."""
+    seen = list(texts)
+    for p in sorted((repo.path / ".orch").rglob("*")):
+        if p.is_file():
+            seen.append(p.read_bytes().decode("latin-1"))
+    for args in (("status",), ("history",), ("task", "list")):
+        p = repo.orch(*args, "--json", env={"TOK": TOK})
+        seen += [p.stdout, p.stderr]
+    for p in repo.path.glob("*.xml"):
+        seen.append(p.read_text())
+    return "\n".join(seen)
+
+
+TELLS = {**FORMS, "base64 inside": FORMS["base64 inside"][8:24]}  # what must not show
+
+
+def leaks(text: str) -> list[str]:
+    return [name for name, tell in TELLS.items() if tell in text]
+
+
+def apply(repo: Repo, *args: str) -> tuple[str, str]:
+    p = repo.orch("apply", *args, env={"TOK": TOK})
+    q = repo.orch("apply", "--json", "--force-all", *args, env={"TOK": TOK})
+    return p.stdout + p.stderr, q.stdout + q.stderr
+
+
+def test_a_secret_in_a_rejected_output_line_is_masked_everywhere(repo: Repo) -> None:
+    step = {"name": "a", "secrets": ["TOK"], "run": 'echo "no equals sign $TOK" >> $ORCH_OUTPUT'}
+    setup(repo, wf("w", [step]))
+    text, js = apply(repo, "--junit", "report.xml")
+    assert "no equals sign ***" in text  # the rejection is shown, masked
+    assert leaks(everything(repo, text, js)) == []
+
+
+def test_other_steps_and_handlers_never_print_a_secret_of_the_run(repo: Repo) -> None:
+    steps = [
+        {"name": "a", "secrets": ["TOK"], "run": "true"},
+        {"name": "b", "run": 'echo "b sees $TOK"', "needs": ["a"]},
+    ]
+    on = {"always": [{"run": 'echo "handler sees $TOK"'}]}
+    setup(repo, wf("w", steps, on=on), wf("other", [{"name": "c", "run": 'echo "c: $TOK"'}]))
+    text, js = apply(repo)
+    assert "b sees ***" in text and "handler sees ***" in text and "c: ***" in text
+    assert leaks(everything(repo, text, js)) == []
+
+
+def test_an_output_holding_a_secret_is_stored_and_passed_on_masked(repo: Repo) -> None:
+    steps = [
+        {"name": "a", "secrets": ["TOK"], "run": 'echo "tok=$TOK" >> $ORCH_OUTPUT'},
+        {"name": "b", "run": "echo got {{ steps.a.outputs.tok }}", "needs": ["a"]},
+    ]
+    setup(repo, wf("w", steps))
+    text, js = apply(repo)
+    assert "got ***" in text
+    assert leaks(everything(repo, text, js)) == []
+
+
+def test_encoded_forms_of_a_secret_are_masked(repo: Repo) -> None:
+    code = """\
+import base64, json, os, urllib.parse
+t = os.environ["TOK"]
+print("plain:", t)
+print("base64:", base64.b64encode(t.encode()).decode())
+print("base64 inside:", base64.b64encode(b"user:" + t.encode()).decode())
+print("url:", urllib.parse.quote(t, safe=""), urllib.parse.quote_plus(t))
+print("hex:", t.encode().hex(), t.encode().hex().upper())
+print("json:", json.dumps(t + '"'))
+"""
+    setup(repo, wf("w", [{"name": "a", "secrets": ["TOK"], "run": ["python3", "-c", code]}]))
+    text, js = apply(repo)
+    assert "base64: ***" in text and "hex: ***" in text
+    assert leaks(everything(repo, text, js)) == []
+
+
+def test_env_templates_keep_secrets_out_of_caches_and_fingerprints(repo: Repo) -> None:
+    from runner.digests import digest
+
+    step = {"name": "a", "secrets": ["TOK"], "run": "echo {{ env.TOK }} > /dev/null"}
+    setup(repo, wf("w", [step]))
+    text, js = apply(repo)
+    plan = repo.orch("plan", env={"TOK": TOK})  # all up to date: writes the no-op witness
+    assert plan.returncode == 0, plan.stderr
+    unsalted = digest(json.dumps({"TOK": TOK}, sort_keys=True, separators=(",", ":")))
+    found = everything(repo, text, js, plan.stdout, plan.stderr)
+    assert leaks(found) == [] and unsalted not in found
+
+    # the keyed hash still tells a changed value from an unchanged one
+    def action(value: str) -> str:
+        p = repo.orch("plan", "--json", env={"TOK": value})
+        (step,) = json.loads(p.stdout)["steps"]
+        return step["action"]
+
+    assert action(TOK) != "run"
+    assert action(TOK + "2") == "run"
+
+
+def test_masker_masks_each_form_and_a_secret_split_across_chunks() -> None:
+    s = Secrets([TOK])
+    for name, form in FORMS.items():
+        assert leaks(s.mask(f"<{form}>")) == [], name
+        if name != "base64 inside":
+            assert s.mask(f"<{form}>") == "<***>", name
+    data = ("x" * 10 + TOK + "y" * 3).encode()
+    for cut in range(len(data)):
+        m = StreamMasker(s)
+        assert m.feed(data[:cut]) + m.feed(data[cut:]) + m.flush() == b"x" * 10 + b"***yyy"
+
+
+def test_a_secret_of_another_repository_is_none_of_ours(tmp_path: Path) -> None:
+    assert Secrets().mask(TOK) == TOK and not Secrets(["", ""])
