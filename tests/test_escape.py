@@ -41,3 +41,27 @@ def test_sigterm_and_sighup_end_a_run_as_ctrl_c_does(repo: Repo, sig: int, code:
     assert run["status"] == "interrupted"
     assert [t["status"] for t in run["tasks"]] == ["interrupted"]
     assert repo.read("notify.log").split() == ["always"]  # handlers told, as for Ctrl-C
+
+
+def test_a_failing_on_handler_is_reported_not_ignored(repo: Repo) -> None:
+    on = {"success": [{"run": "exit 3"}, {"run": "true"}], "always": [{"run": "exit 4"}]}
+    setup(repo, wf("w", [{"name": "a", "run": "true"}], on=on))
+    p = repo.orch("apply")
+    assert p.returncode == 0, p.stderr  # a hook changes nothing of the apply's result
+    assert "w: on: success handler 1 failed (exit 3)" in p.stderr
+    assert ".orch/logs/1/w/on-success.1.log" in p.stderr
+    assert "w: on: always handler 1 failed (exit 4)" in p.stderr
+    assert "handler 2" not in p.stderr
+    data = repo.orch_json("apply", "--force-all")
+    assert [line.split(" (")[0] for line in data["hooks_failed"]] == [
+        "workflow w: on: success handler 1 failed",
+        "workflow w: on: always handler 1 failed",
+    ]
+
+
+def test_a_handler_that_leaves_a_background_process_does_not_hold_apply(repo: Repo) -> None:
+    on = {"always": [{"run": "sleep 60 & echo $! > hbg.pid"}]}
+    setup(repo, wf("w", [{"name": "a", "run": "true"}], on=on))
+    p = repo.orch("apply", timeout=30)  # would wait 60 s for the sleep otherwise
+    assert p.returncode == 0, p.stderr
+    assert not alive(pid_of(repo, "hbg.pid"))
