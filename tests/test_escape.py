@@ -65,3 +65,31 @@ def test_a_handler_that_leaves_a_background_process_does_not_hold_apply(repo: Re
     p = repo.orch("apply", timeout=30)  # would wait 60 s for the sleep otherwise
     assert p.returncode == 0, p.stderr
     assert not alive(pid_of(repo, "hbg.pid"))
+
+
+ESCAPEE = (
+    "env -i sh -c 'echo $$ > orphan.pid; sleep 4; echo finished > orphan.txt' & "
+    "echo $$ > hold.pid; wait"
+)
+
+
+@pytest.mark.slow
+def test_a_claim_outlives_a_killed_runner_while_its_task_runs(repo: Repo) -> None:
+    """Runner 1 is killed; its task's orphan (which cleared its environment, so no token
+    finds it) still runs the step. Runner 2 must wait for it, not run the step beside it."""
+    second = "test -e orphan.txt && echo after > second.txt || echo beside > second.txt"
+    setup(repo, wf("w", [{"name": "a", "run": ESCAPEE}]))
+    orphan = None
+    try:
+        with background_apply(repo) as proc:
+            orphan = pid_of(repo, "orphan.pid")
+            pid_of(repo, "hold.pid")
+            proc.kill()  # kill -9: no cleanup of any kind
+            proc.wait(timeout=10)
+        repo.write("orch.yaml", wf("w", [{"name": "a", "run": second}]))
+        p = repo.orch("apply", "--json", timeout=60)
+        assert p.returncode == 0, p.stderr
+        assert repo.read("second.txt").strip() == "after"
+    finally:
+        if orphan is not None and alive(orphan):
+            os.kill(orphan, signal.SIGKILL)

@@ -51,6 +51,9 @@ class TaskSpec:
     sample_interval: float = 0.2  # seconds between samples of the tree (peak RSS)
     output_var: str = OUTPUT_VAR
     shell: tuple[str, ...] | None = None  # for a str command; None: model.DEFAULT_SHELL (sh -e)
+    # descriptors every process of the task inherits: the step's claim lock, so the claim
+    # lasts as long as any of them lives (an orphan of a killed runner included)
+    inherit_fds: tuple[int, ...] = ()
 
 
 @dataclass

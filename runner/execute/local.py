@@ -144,6 +144,7 @@ class _Run:
                 stdout=pipe_w if pipe_w is not None else self.log_fd,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                pass_fds=spec.inherit_fds,
             )
         except (OSError, ValueError) as e:  # no such program or cwd; a NUL in argv or env
             if pipe_r is not None:

@@ -36,6 +36,7 @@ class TaskRun:
     echo: Callable[[str], None] | None
     mask: tuple[str, ...]  # secret values
     cancel: Cancel
+    hold_fds: tuple[int, ...] = ()  # the step's claim, inherited by the task's processes
 
 
 class Attempt(NamedTuple):
@@ -121,4 +122,5 @@ def _spec(task: TaskRun, log_path: Path) -> TaskSpec:
         echo=task.echo,
         mask=task.mask,
         shell=task.view.step.shell,
+        inherit_fds=task.hold_fds,
     )

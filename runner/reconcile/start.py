@@ -293,6 +293,9 @@ class Start:
             echo=self._echo(),
             mask=self.ctx.state.secrets.values,  # every secret of the run, not only its own
             cancel=Cancel(),
+            hold_fds=tuple(
+                fd for fd in [self.ctx.state.claim_fd(self.view.task_key)] if fd is not None
+            ),
         )
         return Outcome.STARTED
 

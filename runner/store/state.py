@@ -262,6 +262,7 @@ class State:
         self._lock = threading.RLock()
         self._conn: sqlite3.Connection | None = None
         self._lockfd: int | None = None
+        self._claims: dict[str, int] = {}  # step/run key -> the descriptor holding its lock
         # the run's secrets: every text and output written below is masked with them
         self.secrets = Secrets()
 
@@ -421,6 +422,9 @@ class State:
             if self._lockfd is not None:
                 os.close(self._lockfd)
                 self._lockfd = None
+            for fd in self._claims.values():
+                os.close(fd)
+            self._claims.clear()
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
@@ -473,17 +477,44 @@ class State:
         return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big") >> 2
 
     def try_claim(self, key: str) -> bool:
-        """Take the kernel lock for ``key`` without waiting; False if another process has it."""
-        fd = self._lockfile()
-        try:
-            byte_lock(fd, self._offset(key), 1)
+        """Take the kernel lock for ``key`` without waiting; False if another process has it.
+
+        With OFD locks (Linux) each claim is taken through a descriptor of its own, which
+        the step's task inherits (``claim_fd``): the claim then lasts as long as any process
+        of the task lives, even after this runner is killed, so no second runner starts the
+        step beside an orphaned task (an open file description's lock is dropped only when
+        its last descriptor closes)."""
+        if not _OFD:
+            try:
+                byte_lock(self._lockfile(), self._offset(key), 1)
+                return True
+            except OSError:
+                return False
+        with self._lock:
+            if key in self._claims:
+                return True
+            self.dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.dir / "locks", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                byte_lock(fd, self._offset(key), 1)
+            except OSError:
+                os.close(fd)
+                return False
+            self._claims[key] = fd
             return True
-        except OSError:
-            return False
+
+    def claim_fd(self, key: str) -> int | None:
+        """The descriptor holding ``key``'s claim (OFD locks only), for the task to inherit."""
+        return self._claims.get(key)
 
     def release(self, key: str) -> None:
+        """Drop our hold on ``key``. Only our descriptor is closed, never the lock undone:
+        a process of the task that inherited the claim keeps it until it exits."""
         with self._lock:
-            if self._lockfd is not None:
+            fd = self._claims.pop(key, None)
+            if fd is not None:
+                os.close(fd)
+            elif self._lockfd is not None and not _OFD:
                 byte_lock(self._lockfd, self._offset(key), 1, unlock=True)
 
     def is_held_elsewhere(self, key: str) -> bool:
