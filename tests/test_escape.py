@@ -93,3 +93,39 @@ def test_a_claim_outlives_a_killed_runner_while_its_task_runs(repo: Repo) -> Non
     finally:
         if orphan is not None and alive(orphan):
             os.kill(orphan, signal.SIGKILL)
+
+
+DAEMON = """\
+import os, time
+if os.fork():
+    os._exit(0)
+os.setsid()
+if os.fork():
+    os._exit(0)
+with open("esc.tmp", "w") as f:
+    f.write(str(os.getpid()))
+os.rename("esc.tmp", "esc.pid")
+time.sleep(60)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ending", ["timeout", "exit"])
+def test_a_daemon_that_clears_its_environment_and_calls_setsid_is_swept(
+    repo: Repo, ending: str
+) -> None:
+    """env -i (no token), a double fork (its parents gone before any sample) and setsid
+    (out of the session): orch, the child subreaper, gets it back and ends it."""
+    import sys
+
+    wait = "sleep 30" if ending == "timeout" else "true"
+    run = f"env -i {sys.executable} -c '{DAEMON}'; while [ ! -e esc.pid ]; do sleep 0.05; done; {wait}"
+    setup(repo, wf("w", [{"name": "a", "run": run, "timeout": "2s"}]))
+    p = repo.orch("apply", "--json", timeout=60)
+    esc = None
+    try:
+        esc = pid_of(repo, "esc.pid")
+        assert not alive(esc), p.stderr
+    finally:
+        if esc is not None and alive(esc):
+            os.kill(esc, signal.SIGKILL)

@@ -80,9 +80,14 @@ def run_task(spec: TaskSpec, cancel: Cancel | None = None) -> TaskResult:
 
 
 class LocalExecutor:
-    """The ``Executor`` that runs each task as a process tree on this machine."""
+    """The ``Executor`` that runs each task as a process tree on this machine.
+
+    On Linux the first task makes orch the child subreaper of everything it starts, so a
+    task's daemon (double fork, ``setsid``, ``env -i``) is re-parented to orch, found by
+    the task's marker and ended with the task, and its zombie reaped by orch."""
 
     def run(self, spec: TaskSpec, cancel: Cancel) -> TaskResult:
+        proctree.become_subreaper()
         return run_task(spec, cancel)
 
 
@@ -119,11 +124,15 @@ class _Run:
         if requested:
             self.notes.append(f"{requested} before it started")
             return self._finish(requested, None, started, pid=None)
-        fd, out_path = tempfile.mkstemp(prefix="orch-output-", suffix=".txt")
-        os.close(fd)
+        # The output file doubles as the task's marker: every process of the task inherits
+        # a descriptor of it, by which an orphan that cleared its environment and left
+        # the session is still known as the task's (see proctree.tree_processes).
+        self.marker_fd, out_path = tempfile.mkstemp(prefix="orch-output-", suffix=".txt")
+        self.marker = os.path.realpath(out_path)
         try:
             return self._spawn_and_wait(started, out_path)
         finally:
+            os.close(self.marker_fd)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(out_path)
 
@@ -136,6 +145,7 @@ class _Run:
         if pipe_r is not None:
             os.set_blocking(pipe_r, False)
         try:
+            proctree.ROOTS_LOCK.acquire()  # listed before any sweep or reaper may see it
             proc = subprocess.Popen(
                 self.argv,
                 cwd=spec.cwd,
@@ -144,14 +154,16 @@ class _Run:
                 stdout=pipe_w if pipe_w is not None else self.log_fd,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                pass_fds=spec.inherit_fds,
+                pass_fds=(*spec.inherit_fds, self.marker_fd),
             )
+            proctree.ROOTS.add(proc.pid)
         except (OSError, ValueError) as e:  # no such program or cwd; a NUL in argv or env
             if pipe_r is not None:
                 os.close(pipe_r)
             self.notes.append(f"could not start: {e}")
             return self._finish("failed", None, started, pid=None)
         finally:
+            proctree.ROOTS_LOCK.release()
             if pipe_w is not None:
                 os.close(pipe_w)
         own_peak = _own_peak_rss()
@@ -174,8 +186,11 @@ class _Run:
             if pipe_r is not None:
                 os.close(pipe_r)
             if not reaped:  # something above raised: leave nothing behind
-                proctree.kill_tree(proc.pid, token, 0.0, started=self.t0)
+                proctree.kill_tree(proc.pid, token, 0.0, started=self.t0, marker=self.marker)
                 _reap(proc)
+            with proctree.ROOTS_LOCK:
+                proctree.ROOTS.discard(proc.pid)
+                proctree.reap_orphans()
         if streaming:
             self._emit(self.masker.flush())
             if self.echo and self.echo_line:
@@ -269,16 +284,22 @@ class _Run:
         Returns the cpu seconds of the processes found (not in the root's rusage) and,
         after a normal exit, the leftover pids that had to be killed.
         """
-        procs = proctree.tree_processes(pid, token, sampler.known.values(), started=self.t0)
+        procs = proctree.tree_processes(
+            pid, token, sampler.known.values(), started=self.t0, marker=self.marker
+        )
         others = [p for p in procs if p.pid != pid]
         extra = _cpu_seconds(others)
         if reason is not None:
-            proctree.kill_tree(pid, token, self.spec.grace, procs, started=self.t0)
+            proctree.kill_tree(
+                pid, token, self.spec.grace, procs, started=self.t0, marker=self.marker
+            )
             return extra, []
         if not others:
             return extra, []
         names = {p.pid: _name(p) for p in others}
-        swept = proctree.kill_tree(pid, token, self.spec.grace, others, started=self.t0)
+        swept = proctree.kill_tree(
+            pid, token, self.spec.grace, others, started=self.t0, marker=self.marker
+        )
         listed = ", ".join(f"{p} ({names[p]})" if p in names else str(p) for p in swept)
         self.notes.append(
             f"the step left {len(swept)} background process(es) running; killed: {listed}"

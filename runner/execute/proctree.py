@@ -6,9 +6,10 @@
               ├── child           same group: killpg reaches it
               │    └── grandchild ignores SIGTERM: SIGKILL after the grace period
               └── (exited) ──> daemon
-                                 called setsid, parent gone, now a child of init:
-                                 not in the group, not in root.children(); only the
-                                 token in its environment still ties it to the task
+                                 called setsid, parent gone, now a child of orch (the
+                                 subreaper; of init without one): not in the group,
+                                 not in root.children(); the token in its environment
+                                 and the task's marker descriptor still tie it to it
 
 A process belongs to the tree if any of these holds:
 
@@ -18,10 +19,15 @@ A process belongs to the tree if any of these holds:
   only ``setsid`` leaves it);
 - its environment carries ``ORCH_TASK_TOKEN=<token>`` (survives ``setsid`` and
   re-parenting; only a process that rebuilds its environment drops it);
-- it was seen in an earlier snapshot (``known``) and is still the same process.
+- it was seen in an earlier snapshot (``known``) and is still the same process;
+- it is a child of ours that is not a task's root (on Linux orch is a child subreaper,
+  ``prctl(PR_SET_CHILD_SUBREAPER)``, so an orphan comes back to us instead of init) and it
+  holds the task's ``marker``: a descriptor of a file unique to the task that every
+  process of the task inherits (survives ``env -i``, ``setsid`` and double forks).
 
-A process that does both ``setsid`` and ``env -i`` and was never sampled escapes; only
-cgroups would catch it. So does one whose environment we may not read (a set-uid binary).
+A process that does ``setsid`` and ``env -i``, double-forks before it is sampled and
+closes every inherited descriptor still escapes; only cgroups would catch it. So does one
+whose environment we may not read (a set-uid binary).
 
 Every signal goes out while the root is still unreaped, so its pid (which is also the
 group and session id) cannot be reused by a stranger; psutil checks the create time of
@@ -34,6 +40,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterable
@@ -50,6 +57,13 @@ _MAX_FORKS_PER_SECOND = 1_000_000
 _RESERVED_PIDS = 300  # Linux restarts at 300 after wrapping past pid_max
 _HAS_PROC = sys.platform.startswith("linux") and os.path.isdir("/proc/self")
 _pid_max: int | None = None
+_PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
+_subreaper: bool | None = None
+# The roots of the tasks running now (the executor adds each one under the lock while it
+# spawns it, and removes it once reaped): neither swept as an orphan nor reaped by
+# reap_orphans, since their runner needs their exit status and rusage.
+ROOTS: set[int] = set()
+ROOTS_LOCK = threading.Lock()
 
 
 def new_token() -> str:
@@ -62,6 +76,7 @@ def tree_processes(
     known: Iterable[psutil.Process] = (),
     *,
     started: float | None = None,
+    marker: str | None = None,
 ) -> list[psutil.Process]:
     """Every live (not zombie) process of the tree, the root included while it runs.
 
@@ -72,7 +87,7 @@ def tree_processes(
     """
     known = list(known)
     elapsed = None if started is None else time.monotonic() - started
-    found = _scan(root_pid, token, _pid_floor(root_pid, elapsed))
+    found = _scan(root_pid, token, _pid_floor(root_pid, elapsed), marker)
     root_alive = _state(root_pid) not in (None, "Z", "X")
     if not found and not known and not root_alive:
         return []  # the common case after a clean exit: no psutil needed
@@ -106,6 +121,7 @@ def kill_tree(
     known: Iterable[psutil.Process] = (),
     *,
     started: float | None = None,
+    marker: str | None = None,
 ) -> list[int]:
     """End the whole tree; return the pids found in it, the root excepted.
 
@@ -127,7 +143,7 @@ def kill_tree(
 
     term = (signal.SIGTERM, signal.SIGCONT)
     # Find before signalling the group: what dies of it at once is still reported.
-    signal_new(tree_processes(root_pid, token, known, started=started), term)
+    signal_new(tree_processes(root_pid, token, known, started=started, marker=marker), term)
     _killpg(root_pid, signal.SIGTERM)
     _killpg(root_pid, signal.SIGCONT)
 
@@ -138,7 +154,8 @@ def kill_tree(
         alive = [p for p in seen.values() if _running(p)]
         now = time.monotonic()
         if not alive or now >= next_scan:
-            alive += signal_new(tree_processes(root_pid, token, started=started), term)
+            found = tree_processes(root_pid, token, started=started, marker=marker)
+            alive += signal_new(found, term)
             next_scan = now + 0.1
         if not alive or now >= deadline:
             break
@@ -148,7 +165,7 @@ def kill_tree(
     give_up = time.monotonic() + 3.0
     while True:
         _killpg(root_pid, signal.SIGKILL)
-        live = tree_processes(root_pid, token, list(seen.values()), started=started)
+        live = tree_processes(root_pid, token, list(seen.values()), started=started, marker=marker)
         for p in live:
             seen.setdefault(p.pid, p)
             _signal(p, signal.SIGKILL)
@@ -212,13 +229,14 @@ def _pid_floor(root_pid: int, elapsed: float | None) -> int:
     return 0
 
 
-def _scan(root_pid: int, token: str | None, floor: int) -> list[int]:
-    """Pids above ``floor`` (other than the root and us) in the root's session or carrying
-    the token."""
+def _scan(root_pid: int, token: str | None, floor: int, marker: str | None = None) -> list[int]:
+    """Pids above ``floor`` (other than the root and us) in the root's session, carrying
+    the token, or (children of ours) holding the marker file open."""
     if not _HAS_PROC:
         return _scan_psutil(root_pid, token)
     needle = f"\0{TOKEN_VAR}={token}\0".encode() if token else None
     me = os.getpid()
+    mine = str(me).encode()
     hits = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
@@ -231,9 +249,91 @@ def _scan(root_pid: int, token: str | None, floor: int) -> list[int]:
             continue
         stat = _read(f"/proc/{name}/stat")
         fields = stat[stat.rfind(b")") + 2 :].split()
-        if len(fields) > 3 and fields[3] == str(root_pid).encode():
+        in_session = len(fields) > 3 and fields[3] == str(root_pid).encode()
+        if in_session or (marker and len(fields) > 3 and _orphan_of(pid, fields, mine, marker)):
             hits.append(pid)
     return hits
+
+
+def _orphan_of(pid: int, fields: list[bytes], mine: bytes, marker: str) -> bool:
+    """Whether ``pid`` is an orphan of the task whose marker file is ``marker``: a child of
+    ours, outside our session (so neither a ``subprocess.run`` of ours nor a root being
+    forked, which briefly hold every descriptor of ours until they exec), not a task's
+    root (``ROOTS``; asked under the lock that spawning holds), holding the marker."""
+    if fields[1] != mine or int(fields[3]) == os.getsid(0):
+        return False
+    with ROOTS_LOCK:
+        if pid in ROOTS:
+            return False
+    return _holds(pid, marker)
+
+
+def _holds(pid: int, path: str) -> bool:
+    """Whether ``pid`` has ``path`` open (it may have been deleted since)."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target == path or target == f"{path} (deleted)":
+            return True
+    return False
+
+
+def become_subreaper() -> bool:
+    """Make this process the child subreaper of its descendants (Linux 3.4+): an orphan
+    is re-parented to us, not to init, so a task's daemon is still ours to find (see
+    ``tree_processes``) and to reap. True if it took effect."""
+    global _subreaper
+    if _subreaper is None:
+        _subreaper = False
+        if sys.platform.startswith("linux"):
+            import ctypes
+
+            try:
+                libc = ctypes.CDLL(None, use_errno=True)
+                _subreaper = libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+            except (OSError, AttributeError):
+                _subreaper = False
+    return _subreaper
+
+
+def reap_orphans() -> list[int]:
+    """Reap the children of ours that are zombies, are not a task's root (``ROOTS``: their
+    runner reaps them for the exit status) and are not in our own session (so never a
+    process that other code of ours, such as ``subprocess.run``, waits for): the orphans
+    a subreaper inherits. Call it holding ``ROOTS_LOCK``. Returns their pids."""
+    if not _HAS_PROC or not _subreaper:
+        return []
+    keep = set(ROOTS)
+    mine = os.getsid(0)
+    reaped = []
+    for pid in _children(os.getpid()):
+        if pid in keep or _state(pid) != "Z":
+            continue
+        try:
+            if os.getsid(pid) == mine:
+                continue
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:
+                reaped.append(pid)
+        except (ChildProcessError, ProcessLookupError, PermissionError):
+            continue
+    return reaped
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tasks:
+        out += [int(c) for c in _read(f"/proc/{pid}/task/{tid}/children").split()]
+    return out
 
 
 def _scan_psutil(root_pid: int, token: str | None) -> list[int]:
