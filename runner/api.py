@@ -15,6 +15,7 @@ from runner.workspace import Repo, init, open_repo, open_state, writable  # noqa
 
 if TYPE_CHECKING:
     from runner.manifests.catalog import Manifests
+    from runner.masking import Secrets
 
 
 def validate(repo: Repo, paths: list[str] | None = None) -> Manifests:
@@ -43,6 +44,22 @@ def workflows(repo: Repo) -> list[dict[str, Any]]:
         }
         for wf in sorted(m.workflows.values(), key=lambda w: w.name)
     ]
+
+
+def secrets(repo: Repo, load: bool = True) -> Secrets:
+    """The values of every variable the catalog declares under ``secrets:`` (set in this
+    environment), for masking what a client prints; empty when the manifests do not load
+    (or, with ``load=False``, were not loaded by this command: the no-op path stays fast)."""
+    from runner.masking import Secrets
+    from runner.reconcile.flow import run_secrets
+
+    m = repo._manifests
+    if m is None and load:
+        try:
+            m = repo.manifests()
+        except OrchError:
+            m = None
+    return run_secrets(m) if m is not None else Secrets()
 
 
 # -- reconcile -------------------------------------------------------------------------

@@ -356,3 +356,29 @@ def test_tools_carry_annotations_that_say_which_change_things(server: Server) ->
             "idempotentHint": True,
             "openWorldHint": False,
         }, name
+
+
+def test_every_reply_is_masked_with_the_catalogs_secrets(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("mcp")
+    import anyio
+
+    secret = "s3cr3t-for-mcp"
+    monkeypatch.setenv("TOK", secret)
+    run = 'echo "tok=$TOK" >> $ORCH_OUTPUT'
+    repo.write("w.yaml", workflow("w", f"    - {{name: a, run: '{run}'}}\n"))
+    repo.commit()
+    assert repo.orch("apply").returncode == 0  # recorded before TOK was declared secret
+    repo.write("w.yaml", workflow("w", f"    - {{name: a, secrets: [TOK], run: '{run}'}}\n"))
+    replies: list[Any] = []
+
+    async def main() -> None:
+        with anyio.fail_after(60):
+            async with _connect(repo.path, tmp_path) as session:
+                for tool in ("status", "history"):
+                    replies.append(await _call(session, tool, {}))
+
+    anyio.run(main)
+    text = json.dumps(replies)
+    assert secret not in text and '"tok": "***"' in text

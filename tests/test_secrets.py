@@ -151,3 +151,14 @@ def test_masker_masks_each_form_and_a_secret_split_across_chunks() -> None:
 
 def test_a_secret_of_another_repository_is_none_of_ours(tmp_path: Path) -> None:
     assert Secrets().mask(TOK) == TOK and not Secrets(["", ""])
+
+
+def test_rows_recorded_before_a_secret_was_declared_are_masked_when_shown(repo: Repo) -> None:
+    run = 'echo "tok=$TOK" >> $ORCH_OUTPUT'
+    setup(repo, wf("w", [{"name": "a", "run": run}]))
+    assert repo.orch("apply", env={"TOK": TOK}).returncode == 0  # not a secret yet: kept
+    repo.write("orch.yaml", wf("w", [{"name": "a", "secrets": ["TOK"], "run": run}]))
+    p = repo.orch("status", "--json", env={"TOK": TOK})
+    assert p.returncode == 0, p.stderr
+    (step,) = json.loads(p.stdout)["steps"]
+    assert step["outputs"] == {"tok": "***"}

@@ -22,5 +22,12 @@ def repo_from(args: argparse.Namespace, exact: bool = False) -> Repo:
 
 
 def print_json(data: Any) -> None:
+    """``data`` as JSON on stdout, masked with the secrets of the manifests this command
+    loaded (rows recorded before a secret was declared must not show it either)."""
+    if OPENED:
+        from runner import api
+
+        for repo in OPENED:
+            data = api.secrets(repo, load=False).mask_any(data)
     json.dump(data, sys.stdout, indent=2, sort_keys=False, default=str)
     sys.stdout.write("\n")

@@ -63,6 +63,11 @@ class Tools:
         # Paths are shown relative to the root, whatever the server's working directory.
         return api.Repo(root=self.root, prefix="")
 
+    def masked(self, reply: Any) -> Any:
+        """``reply`` with every secret the catalog declares masked: every reply goes
+        through here, so a row recorded before its secret was declared stays hidden."""
+        return api.secrets(self.repo()).mask_any(reply)
+
     def inside(self, path: str) -> str:
         """``path`` (relative to the root, or absolute) as an absolute path inside the root."""
         p = Path(path)
@@ -342,7 +347,7 @@ class _Server:
                 with self.serial:
                     if stop.is_set():
                         return {}  # cancelled while queued; nobody reads this
-                    return fn(**kwargs)
+                    return self.tools.masked(fn(**kwargs))
             finally:
                 done.set()
                 with self.lock:
@@ -356,9 +361,9 @@ class _Server:
             stop.set()  # the thread goes on briefly: it ends its tasks and records them
             raise
         except OrchError as e:
-            raise self.sdk.ToolError("\n".join(e.lines())) from None
+            raise self.sdk.ToolError(self.tools.masked("\n".join(e.lines()))) from None
         except Exception as e:
-            raise self.sdk.ToolError(_crash(self.tools.root, e)) from None
+            raise self.sdk.ToolError(self.tools.masked(_crash(self.tools.root, e))) from None
 
     def shutdown(self) -> None:
         """Stop what still runs, and give it a bounded time to record its tasks."""
