@@ -129,3 +129,15 @@ def test_a_daemon_that_clears_its_environment_and_calls_setsid_is_swept(
     finally:
         if esc is not None and alive(esc):
             os.kill(esc, signal.SIGKILL)
+
+
+def test_asking_about_a_claim_we_hold_keeps_it(tmp_path) -> None:
+    from runner.store.state import State
+
+    ours, other = State(tmp_path / ".orch"), State(tmp_path / ".orch")
+    assert ours.try_claim("w/a")
+    assert not ours.is_held_elsewhere("w/a")
+    assert not other.try_claim("w/a")  # still ours
+    assert other.is_held_elsewhere("w/a")
+    ours.release("w/a")
+    assert other.try_claim("w/a")

@@ -518,7 +518,9 @@ class State:
                 byte_lock(self._lockfd, self._offset(key), 1, unlock=True)
 
     def is_held_elsewhere(self, key: str) -> bool:
-        """Whether another live process holds ``key`` (we never hold it while asking)."""
+        """Whether another live process holds ``key`` (one we hold is not "elsewhere")."""
+        if key in self._claims:
+            return False
         if self.readonly:
             return self._held_readonly(key)
         if not self.try_claim(key):
