@@ -55,6 +55,9 @@ class TaskSpec:
     # lasts as long as any of them lives (an orphan of a killed runner included)
     inherit_fds: tuple[int, ...] = ()
 
+    # the step's ``resources`` (name -> amount); a cluster executor places the task by them
+    resources: dict[str, float] = field(default_factory=dict)
+
 
 @dataclass
 class TaskResult:
@@ -71,6 +74,7 @@ class TaskResult:
     log_tail: list[str]  # last lines of the task's output (masked), orch's notes included
     pid: int | None
     swept: list[int] = field(default_factory=list)  # leftover pids killed after the exit
+    worker: str | None = None  # where it ran, for a cluster executor ("tcp://HOST:PORT")
 
 
 class Cancel:

@@ -123,4 +123,5 @@ def _spec(task: TaskRun, log_path: Path) -> TaskSpec:
         mask=task.mask,
         shell=task.view.step.shell,
         inherit_fds=task.hold_fds,
+        resources=dict(task.view.step.resources),
     )
