@@ -106,6 +106,17 @@ def _apply_options(p: argparse.ArgumentParser) -> None:
         help="exit 1 instead of waiting for steps another orch holds",
     )
     p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
+    p.add_argument(
+        "--executor",
+        choices=("local", "dask"),
+        help="where tasks run: this machine (default) or a Dask cluster (docs/distributed.md)",
+    )
+    p.add_argument(
+        "--dask-address",
+        metavar="ADDR",
+        help="the Dask scheduler, tcp://HOST:PORT (default: $ORCH_DASK_ADDRESS, the "
+        "config's executor.address, else a local cluster of -j workers)",
+    )
     _quiet(p)
     _json(p)
 

@@ -106,6 +106,8 @@ def apply(args: argparse.Namespace) -> int:
         echo=None if quiet else echo,
         report=report,
         argv=sys.argv[1:],
+        executor_kind=getattr(args, "executor", None),
+        dask_address=getattr(args, "dask_address", None),
     )
     result = api.apply(
         repo,

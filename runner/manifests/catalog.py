@@ -26,6 +26,7 @@ class Config:
     jobs: int | None = None
     debounce: float = 0.1
     exists: bool = False
+    executor: dict[str, Any] | None = None  # {kind, address?, path_map?}; None = local
 
 
 @dataclass

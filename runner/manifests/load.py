@@ -83,6 +83,7 @@ def parse_config(raw: bytes, size: int | None = None) -> tuple[Config, list[Diag
             jobs=d.get("jobs"),
             debounce=parse_duration(d["debounce"]) if "debounce" in d else 0.1,
             exists=True,
+            executor=d.get("executor"),
         ),
         [],
     )

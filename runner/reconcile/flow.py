@@ -74,31 +74,36 @@ def apply(
         return ApplyResult(None, results, clock() - t0), plans
     from runner.reconcile.loop import ApplyLoop
 
-    commit, dirty = commit_state.result()
-    state.secrets = run_secrets(m)  # from here on, every write to the state is masked
-    run_id = state.begin_run(list(opts.argv), sel.env, commit, dirty, [w.name for w in wfs])
-    executor = opts.executor or _local_executor()
-    loop = ApplyLoop(
-        m, wfs, sel, plans, state=state, hasher=hasher, root=root, run_id=run_id,
-        opts=opts, executor=executor, clock=clock,
-    )  # fmt: skip
+    executor = opts.executor or choose_executor(m, opts)
+    opened = _open(executor, root, plans)  # before any state is written: refusals leave none
     try:
-        loop.run()
-    finally:
-        result = loop.result(clock() - t0)
-        from runner.reconcile import hooks
-
-        failed_hooks = hooks.run(
-            wfs, result, catalog=m, state=state, root=root, env_name=sel.env,
-            executor=executor, echo=opts.echo,
+        commit, dirty = commit_state.result()
+        state.secrets = run_secrets(m)  # from here on, every write to the state is masked
+        run_id = state.begin_run(list(opts.argv), sel.env, commit, dirty, [w.name for w in wfs])
+        loop = ApplyLoop(
+            m, wfs, sel, plans, state=state, hasher=hasher, root=root, run_id=run_id,
+            opts=opts, executor=executor, clock=clock,
         )  # fmt: skip
-        result = result._replace(hooks_failed=failed_hooks)
-        status = (
-            Status.INTERRUPTED
-            if loop.interrupted
-            else (Status.SUCCEEDED if result.ok else Status.FAILED)
-        )
-        state.end_run(run_id, status, result.counts())
+        try:
+            loop.run()
+        finally:
+            result = loop.result(clock() - t0)
+            from runner.reconcile import hooks
+
+            failed_hooks = hooks.run(
+                wfs, result, catalog=m, state=state, root=root, env_name=sel.env,
+                executor=executor, echo=opts.echo,
+            )  # fmt: skip
+            result = result._replace(hooks_failed=failed_hooks)
+            status = (
+                Status.INTERRUPTED
+                if loop.interrupted
+                else (Status.SUCCEEDED if result.ok else Status.FAILED)
+            )
+            state.end_run(run_id, status, result.counts())
+    finally:
+        if opened:
+            executor.close()
     if loop.interrupted:
         raise KeyboardInterrupt
     return masked(result, state.secrets), plans
@@ -140,7 +145,37 @@ def _ask_git_commit(root: Path) -> Future[tuple[str | None, bool | None]]:
     return fut
 
 
-def _local_executor() -> Executor:
-    from runner.execute.local import LocalExecutor  # only now: a no-op apply starts no task
+def choose_executor(m: Manifests, opts: ApplyOptions) -> Executor:
+    """The executor a run asks for: ``--executor``, else ``.orch/config.yaml``'s
+    ``executor.kind``, else local. A Dask scheduler's address: ``--dask-address``, else
+    ``$ORCH_DASK_ADDRESS``, else the config's ``executor.address``, else none (a
+    LocalCluster of ``-j`` workers for the run). ``--dask-address`` alone means dask."""
+    conf = m.config.executor or {}
+    kind = opts.executor_kind or ("dask" if opts.dask_address else None) or conf.get("kind")
+    if kind != "dask":
+        from runner.execute.local import LocalExecutor  # only now: a no-op starts no task
 
-    return LocalExecutor()
+        return LocalExecutor()
+    import os
+
+    from runner.execute.dask import DaskExecutor  # imports distributed only in open()
+
+    address = opts.dask_address or os.environ.get("ORCH_DASK_ADDRESS") or conf.get("address")
+    jobs = opts.jobs or m.config.jobs or os.cpu_count() or 2
+    return DaskExecutor(address or None, workers=jobs, path_map=conf.get("path_map"))
+
+
+def _open(executor: Executor, root: Path, plans: Plans) -> bool:
+    """Open an executor that has a session (a cluster): connect, check it can run what may
+    run. Returns whether ``close()`` is owed."""
+    opener = getattr(executor, "open", None)
+    if opener is None:
+        return False
+    needs = {
+        f"{d.workflow}/{d.step}": dict(plans.views[(d.workflow, d.step)].step.resources)
+        for ds in plans.decisions.values()
+        for d in ds
+        if d.action != Status.UP_TO_DATE
+    }
+    opener(root, needs)
+    return True

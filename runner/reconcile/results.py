@@ -27,6 +27,9 @@ class ApplyOptions(NamedTuple):
     stop: threading.Event | None = None  # set by watch --restart / Ctrl-C handlers
     executor: Executor | None = None  # None = the local executor (imported only to run)
     clock: Callable[[], float] = time.time  # seconds since the epoch: record and task times
+    executor_kind: str | None = None  # "local" or "dask"; None = .orch/config.yaml's, else local
+    # None = $ORCH_DASK_ADDRESS, then the config's, else a LocalCluster for the run
+    dask_address: str | None = None
 
 
 class StepResult(NamedTuple):

@@ -1,0 +1,443 @@
+"""The Dask executor: each task runs on a worker of a Dask distributed cluster.
+
+    orch process                         scheduler            worker process
+    ────────────                         ─────────            ──────────────
+    open(): connect (or start a LocalCluster), check resources and the shared repository
+    run(spec) ── client.submit(_run_on_worker, payload, resources=...) ──► run_task(spec')
+       ◄── log_event(topic, line) ── output lines, masked, streamed as they come ──┘
+       ◄── TaskResult ─────────────────────────────────────────────────────────────┘
+    cancel ── client.run(_cancel_on_worker, id) ──► that task's Cancel: tree ended
+    close(): close the client (and the LocalCluster orch started)
+
+Only task execution moves: planning, quotas, state and recording stay in the orch
+process. On the worker the task runs through ``execute.local.run_task``, so it gets the
+same discipline as on this machine (own session, tree sweep on timeout and cancel,
+masking, ``$ORCH_OUTPUT``, CPU/RSS sampling). Workers read and write the repository (and
+the log under ``.orch/logs``) through a shared file system, as in Snakemake's cluster
+execution; ``open`` checks that every worker sees it at the same commit.
+
+``distributed`` is imported only here and only when a task is about to run (``open``),
+never on the no-op path: it is an optional extra (``pip install 'orch[dask]'``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import subprocess
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from runner.errors import OrchError
+from runner.execute.api import Cancel, TaskResult, TaskSpec
+
+# Resources every machine has: orch's quotas count them; they restrict placement only
+# when some worker declares them (``dask worker --resources cpu=8``).
+HOST_RESOURCES = ("cpu", "memory")
+CONNECT_TIMEOUT = 10.0  # seconds to reach the scheduler
+END_WAIT = 2.0  # seconds to wait for the last streamed lines of a finished task
+INSTALL_HINT = "install the extra: pip install 'orch[dask]'"
+
+
+class DaskExecutor:
+    """Runs each task on a worker of a Dask cluster; ``address=None`` starts a local one.
+
+    ``open(root, needs)`` must be called before ``run`` and ``close()`` after the run;
+    ``needs`` maps each task key ("workflow/step") that may run to its ``resources``.
+    ``path_map`` maps a path prefix here to the same folder's path on the workers.
+    ``workers`` is the size of a LocalCluster orch starts (one thread per worker).
+    """
+
+    def __init__(
+        self,
+        address: str | None = None,
+        *,
+        workers: int = 2,
+        path_map: Mapping[str, str] | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
+        self.address = address
+        self.n_workers = max(1, workers)
+        self.path_map = dict(path_map or {})
+        self.connect_timeout = connect_timeout
+        self._client: Any = None
+        self._cluster: Any = None
+        self._topic = f"orch-{uuid.uuid4().hex}"
+        self._lock = threading.Lock()
+        self._echoes: dict[str, Callable[[str], None]] = {}
+        self._started: dict[str, str] = {}  # task id -> worker address
+        self._ended: dict[str, threading.Event] = {}
+
+    # -- session -----------------------------------------------------------------------
+
+    def open(self, root: Path, needs: Mapping[str, Mapping[str, float]]) -> None:
+        """Connect, then refuse (``OrchError``, one line per problem) a cluster that cannot
+        run these tasks: a resource no worker offers, a worker that does not see the
+        repository at the same path (after ``path_map``) and commit."""
+        refused = _probe(self.address, self.connect_timeout) if self.address else None
+        if refused:  # at once, before importing distributed (seconds)
+            raise OrchError(
+                f"cannot reach the Dask scheduler at {self.address} ({refused}); start it, "
+                "or fix --dask-address / ORCH_DASK_ADDRESS / executor.address in "
+                ".orch/config.yaml"
+            )
+        try:
+            import distributed
+        except ImportError as e:
+            raise OrchError(
+                f"the dask executor needs the 'distributed' package ({INSTALL_HINT})"
+            ) from e
+        if self.address:
+            try:
+                self._client = distributed.Client(
+                    self.address, timeout=self.connect_timeout, set_as_default=False
+                )
+            except (OSError, TimeoutError):
+                raise OrchError(
+                    f"cannot reach the Dask scheduler at {self.address} (no answer); "
+                    "start it, or fix --dask-address / ORCH_DASK_ADDRESS / executor.address "
+                    "in .orch/config.yaml"
+                ) from None
+        else:
+            self._start_local_cluster(distributed)
+        try:
+            self._client.subscribe_topic(self._topic, self._on_event)
+            problems = self._check_resources(needs) + self._check_workers(root)
+            if problems:
+                raise ClusterError(problems)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_local_cluster(self, distributed: Any) -> None:
+        import dask
+
+        # A task lost with its worker is one failed attempt for orch's retry policy, not
+        # something Dask re-runs behind orch's back (distributed.scheduler.allowed-failures).
+        with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+            self._cluster = distributed.LocalCluster(
+                n_workers=self.n_workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                memory_limit=0,  # the worker only waits on the task's processes
+                silence_logs=40,  # logging.ERROR
+            )
+        self._client = distributed.Client(self._cluster, set_as_default=False)
+
+    def close(self) -> None:
+        """Close the client and the LocalCluster orch started; safe to call twice."""
+        client, cluster = self._client, self._cluster
+        self._client = self._cluster = None
+        if client is not None:
+            with contextlib.suppress(Exception):  # closing a half-dead connection
+                client.close()
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                cluster.close()
+
+    def workers(self) -> dict[str, dict[str, Any]]:
+        """address -> {"resources": {...}, "nthreads": N, "host": ...} of connected workers."""
+        info = self._client.scheduler_info(n_workers=-1) if self._client else {}
+        return {
+            addr: {
+                "resources": dict(w.get("resources") or {}),
+                "nthreads": w.get("nthreads"),
+                "host": w.get("host"),
+            }
+            for addr, w in (info.get("workers") or {}).items()
+        }
+
+    def _check_resources(self, needs: Mapping[str, Mapping[str, float]]) -> list[str]:
+        workers = self.workers()
+        offered: dict[str, float] = {}
+        for w in workers.values():
+            for name, amount in w["resources"].items():
+                offered[name] = max(offered.get(name, 0.0), float(amount))
+        problems = []
+        for key, resources in needs.items():
+            for name, amount in sorted(self._restrictions(resources).items()):
+                if offered.get(name, 0.0) < amount:
+                    have = f"at most {offered[name]:g}" if name in offered else "none"
+                    problems.append(
+                        f"step '{key}' requests {name}={amount:g} but no Dask worker offers it "
+                        f"({have}); start a worker with --resources {name}={amount:g}"
+                    )
+        return problems
+
+    def _restrictions(self, resources: Mapping[str, float]) -> dict[str, float]:
+        """The Dask resource restrictions of a step: all but host resources no worker has."""
+        declared = self._declared
+        return {
+            k: float(v)
+            for k, v in resources.items()
+            if v and (k not in HOST_RESOURCES or k in declared)
+        }
+
+    @property
+    def _declared(self) -> set[str]:
+        with self._lock:
+            cached = getattr(self, "_declared_cache", None)
+        if cached is None:
+            cached = {n for w in self.workers().values() for n in w["resources"]}
+            with self._lock:
+                self._declared_cache = cached
+        return cached
+
+    def _check_workers(self, root: Path) -> list[str]:
+        """The shared-file-system rule: every worker sees ``root`` (mapped) at our commit."""
+        here = _git_head(root)
+        there_root = self._map(root)
+        answers = self._client.run(_worker_view, str(there_root))
+        problems = []
+        for addr, (exists, commit) in sorted(answers.items()):
+            if not exists:
+                problems.append(
+                    f"worker {addr} does not see the repository at {there_root} "
+                    "(share it at the same path, or map it with executor.path_map in "
+                    ".orch/config.yaml)"
+                )
+            elif here and commit != here:
+                problems.append(
+                    f"worker {addr} sees the repository at commit {(commit or 'none')[:12]}, "
+                    f"this checkout is at {here[:12]} (the workers must share this checkout)"
+                )
+        return problems
+
+    def _map(self, path: Path) -> Path:
+        text = str(path)
+        for src, dst in sorted(self.path_map.items(), key=lambda kv: -len(kv[0])):
+            src = src.rstrip("/")
+            if text == src or text.startswith(src + "/"):
+                return Path(dst.rstrip("/") + text[len(src) :])
+        return path
+
+    # -- one task ----------------------------------------------------------------------
+
+    def run(self, spec: TaskSpec, cancel: Cancel) -> TaskResult:
+        """Submit ``spec`` to a worker and wait for its ``TaskResult``."""
+        if self._client is None:
+            raise RuntimeError("DaskExecutor.run before open()")
+        if cancel.requested:  # nothing to place: the local executor writes the same log
+            from runner.execute.local import run_task
+
+            return run_task(spec, cancel)
+        tid = uuid.uuid4().hex
+        ended = threading.Event()
+        with self._lock:
+            self._ended[tid] = ended
+            if spec.echo is not None:
+                self._echoes[tid] = spec.echo
+        try:
+            return self._run(spec, cancel, tid, ended)
+        finally:
+            with self._lock:
+                self._echoes.pop(tid, None)
+                self._ended.pop(tid, None)
+                self._started.pop(tid, None)
+
+    def _run(self, spec: TaskSpec, cancel: Cancel, tid: str, ended: threading.Event) -> TaskResult:
+        payload = {
+            "id": tid,
+            "topic": self._topic,
+            "echo": spec.echo is not None,
+            "spec": dataclasses.replace(
+                spec, cwd=self._map(spec.cwd), log_path=self._map(spec.log_path), echo=None
+            ),
+        }
+        fut = self._client.submit(
+            _run_on_worker,
+            payload,
+            key=f"orch-{spec.key}-{tid}",
+            pure=False,
+            resources=self._restrictions(spec.resources) or None,
+        )
+        done = threading.Event()
+        fut.add_done_callback(lambda _f: done.set())
+        while not done.wait(0.05):
+            if cancel.requested:
+                return self._cancel(spec, cancel, tid, fut, done)
+        return self._outcome(spec, tid, fut, ended)
+
+    def _cancel(
+        self, spec: TaskSpec, cancel: Cancel, tid: str, fut: Any, done: threading.Event
+    ) -> TaskResult:
+        """End the remote tree (or keep the task from starting) and report the request."""
+        status = cancel.requested or "cancelled"
+        with contextlib.suppress(Exception):  # a worker gone: its tree went with it
+            self._client.run(_cancel_on_worker, tid, status)
+        with self._lock:
+            started = tid in self._started
+        if started and done.wait(spec.grace + 10.0):
+            return self._outcome(spec, tid, fut, None)
+        fut.cancel()
+        from runner.execute.local import run_task
+
+        return run_task(spec, cancel)  # not started: writes the log, starts nothing
+
+    def _outcome(
+        self, spec: TaskSpec, tid: str, fut: Any, ended: threading.Event | None
+    ) -> TaskResult:
+        try:
+            res: TaskResult = fut.result()
+        except Exception as e:  # noqa: BLE001 - the worker died, or orch failed on it
+            return self._lost(spec, tid, e)
+        if ended is not None:
+            ended.wait(END_WAIT)  # the last streamed lines come before the task returns
+        return res
+
+    def _lost(self, spec: TaskSpec, tid: str, error: BaseException) -> TaskResult:
+        from distributed import KilledWorker
+
+        with self._lock:
+            worker = self._started.get(tid)
+        if isinstance(error, KilledWorker):
+            worker = worker or getattr(getattr(error, "last_worker", None), "address", None)
+            message = f"worker lost: {worker or 'unknown'}"
+        else:
+            message = f"failed on the worker: {type(error).__name__}: {error}"
+        import time
+
+        now = time.time()
+        _append_note(spec.log_path, message)
+        return TaskResult(
+            status="failed",
+            exit_code=None,
+            started=now,
+            ended=now,
+            cpu_time=0.0,
+            peak_rss=0,
+            outputs={},
+            output_error=message,
+            log_tail=[f"# orch: {message}"],
+            pid=None,
+            worker=worker,
+        )
+
+    def _on_event(self, event: tuple[float, dict[str, Any]]) -> None:
+        """Events from workers (runs in the client's event loop thread)."""
+        msg = event[1]
+        tid = msg.get("id")
+        with self._lock:
+            if msg.get("kind") == "start":
+                self._started[tid] = msg["worker"]
+                return
+            if msg.get("kind") == "end":
+                ended = self._ended.get(tid)
+                if ended is not None:
+                    ended.set()
+                return
+            echo = self._echoes.get(tid)
+        if echo is not None:
+            echo(msg["line"])
+
+
+# -- on the worker ---------------------------------------------------------------------
+
+_REMOTE_LOCK = threading.Lock()
+_REMOTE_CANCELS: dict[str, Cancel] = {}
+_REMOTE_CANCELLED: dict[str, str] = {}  # requests that came before their task started
+
+
+def _run_on_worker(payload: dict[str, Any]) -> TaskResult:
+    """Run one task on this worker with the local executor's discipline."""
+    from distributed import get_worker
+
+    from runner.execute.local import run_task
+
+    worker = get_worker()
+    tid, topic = payload["id"], payload["topic"]
+    spec: TaskSpec = payload["spec"]
+    spec.env = {**spec.env, "ORCH_EXECUTOR": "dask", "ORCH_WORKER": worker.address}
+    if payload["echo"]:
+        spec.echo = lambda line: worker.log_event(topic, {"id": tid, "line": line})
+    cancel = Cancel()
+    with _REMOTE_LOCK:
+        _REMOTE_CANCELS[tid] = cancel
+        early = _REMOTE_CANCELLED.pop(tid, None)
+    if early:
+        cancel.cancel(early)
+    worker.log_event(topic, {"id": tid, "kind": "start", "worker": worker.address})
+    try:
+        res = run_task(spec, cancel)
+    finally:
+        with _REMOTE_LOCK:
+            _REMOTE_CANCELS.pop(tid, None)
+        worker.log_event(topic, {"id": tid, "kind": "end"})
+    res.worker = worker.address
+    return res
+
+
+def _cancel_on_worker(tid: str, status: str) -> None:
+    with _REMOTE_LOCK:
+        cancel = _REMOTE_CANCELS.get(tid)
+        if cancel is None:
+            _REMOTE_CANCELLED[tid] = status
+    if cancel is not None:
+        cancel.cancel(status)
+
+
+def _worker_view(root: str) -> tuple[bool, str | None]:
+    """Whether this worker sees ``root`` and at which commit."""
+    path = Path(root)
+    return path.is_dir(), (_git_head(path) if path.is_dir() else None)
+
+
+def _probe(address: str, timeout: float) -> str | None:
+    """Why a TCP/TLS scheduler address cannot be reached (None: it can, or it is another
+    protocol). One connect, so a refused port is an error at once, not after Dask's
+    retries until its connect timeout."""
+    import socket
+
+    scheme, _, rest = address.rpartition("://")
+    if scheme not in ("", "tcp", "tls"):
+        return None
+    host, _, port = rest.rpartition(":")
+    host = host.strip("[]")
+    if not host or not port.isdigit():
+        return "not an address of the form tcp://HOST:PORT"
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        return e.strerror or "no answer"
+    return None
+
+
+def _git_head(root: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--verify", "-q", "HEAD"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={**os.environ, "GIT_OPTIONAL_LOCKS": "0"},
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _append_note(log_path: Path, note: str) -> None:
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_path, "a", encoding="utf-8") as f:
+            f.write(f"# orch: {note}\n")
+    except OSError:
+        pass
+
+
+class ClusterError(OrchError):
+    """The cluster cannot run this apply: one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__(problems[0])
+        self.problems = problems
+
+    def lines(self) -> list[str]:
+        return list(self.problems)

@@ -1,0 +1,312 @@
+"""The Dask executor against a real cluster: one scheduler in this process, two worker
+processes on loopback (one of them offering ``gpu=1``), shared by the module.
+
+orch runs as the real CLI in a subprocess and connects to the scheduler by address, as it
+would to a remote cluster; the workers share the repository through the file system.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Repo, workflow
+from tests.test_executor import gone
+
+distributed = pytest.importorskip("distributed")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Cluster:
+    def __init__(self, address: str, gpu_worker: str, client: Any):
+        self.address = address
+        self.gpu_worker = gpu_worker
+        self.client = client
+
+    def workers(self) -> set[str]:
+        return set(self.client.scheduler_info(n_workers=-1)["workers"])
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[Cluster]:
+    import dask
+
+    # as docs/distributed.md asks of a scheduler: a lost task is orch's to retry
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        lc = distributed.LocalCluster(
+            n_workers=1,
+            threads_per_worker=2,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            memory_limit=0,
+            silence_logs=40,
+        )
+    gpu = subprocess.Popen(
+        [sys.executable, "-m", "distributed.cli.dask_worker", lc.scheduler_address]
+        + ["--nthreads", "2", "--memory-limit", "0", "--no-dashboard", "--host", "127.0.0.1"]
+        + ["--resources", "gpu=1", "--name", "gpu"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    client = distributed.Client(lc, set_as_default=False)
+    try:
+        client.wait_for_workers(2, timeout=120)
+        info = client.scheduler_info(n_workers=-1)["workers"]
+        gpu_addr = next(a for a, w in info.items() if w.get("resources", {}).get("gpu"))
+        yield Cluster(lc.scheduler_address, gpu_addr, client)
+    finally:
+        gpu.terminate()
+        try:
+            gpu.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            gpu.kill()
+            gpu.wait()
+        client.close()
+        lc.close()
+
+
+def runs(repo: Repo) -> list[dict[str, Any]]:
+    db = repo.path / ".orch" / "state.db"
+    if not db.exists():
+        return []
+    con = sqlite3.connect(db)
+    con.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in con.execute("SELECT * FROM runs")]
+    finally:
+        con.close()
+
+
+def tasks(repo: Repo) -> list[dict[str, Any]]:
+    con = sqlite3.connect(repo.path / ".orch" / "state.db")
+    con.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in con.execute("SELECT * FROM tasks ORDER BY id")]
+    finally:
+        con.close()
+
+
+DIAMOND = """\
+    - name: a
+      run: echo "a on $ORCH_WORKER via $ORCH_EXECUTOR"; echo a > a.txt
+      outputs: [a.txt]
+      resources: {cpu: 1, memory: 64Mi}
+    - name: b
+      run: cat a.txt > b.txt; echo b >> b.txt; echo "n=2" >> "$ORCH_OUTPUT"
+      inputs: [a.txt]
+      outputs: [b.txt]
+    - name: c
+      run: cat a.txt > c.txt; echo c >> c.txt
+      inputs: [a.txt]
+      outputs: [c.txt]
+    - name: d
+      run: cat b.txt c.txt > d.txt
+      inputs: [b.txt, c.txt]
+      outputs: [d.txt]
+"""
+
+
+@pytest.mark.slow
+def test_diamond_runs_on_the_cluster_and_a_second_apply_runs_nothing(
+    repo: Repo, cluster: Cluster
+) -> None:
+    # chosen by the config, addressed by the environment
+    repo.write(".orch/config.yaml", "apiVersion: orch/v1\nkind: Config\nexecutor: {kind: dask}\n")
+    repo.write("wf.yaml", workflow("w", DIAMOND))
+    repo.commit()
+    env = {"ORCH_DASK_ADDRESS": cluster.address}
+    p = repo.orch("apply", "-j", "2", env=env)
+    assert p.returncode == 0, p.stderr
+    assert repo.read("d.txt") == "a\nb\na\nc\n"
+    # streamed to the console, prefixed; saved under .orch/logs
+    line = next(x for x in p.stdout.splitlines() if "a on " in x)
+    worker = line.split("a on ")[1].split(" via ")[0]
+    assert line.startswith("[a]") and line.endswith("via dask")
+    assert worker in cluster.workers()
+    log = repo.read(".orch/logs/1/w/a.1.log")
+    assert f"a on {worker} via dask" in log
+    assert [r["status"] for r in runs(repo)] == ["succeeded"]
+    again = repo.orch("apply", "--json", env=env)
+    assert again.returncode == 0, again.stderr
+    assert {s["status"] for s in json.loads(again.stdout)["steps"]} == {"up-to-date"}
+    assert len(runs(repo)) == 1
+    # the no-op path never imports distributed (seconds of start-up)
+    p = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "runner", "-C", str(repo.path), "apply"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+    )
+    assert p.returncode == 0 and "Up to date" in p.stderr
+    imported = {line.rsplit("|", 1)[-1].strip() for line in p.stderr.splitlines() if "|" in line}
+    assert "runner.execute.dask" not in imported and "distributed" not in imported
+    assert "runner.cli.main" in imported  # the check can see what is imported
+
+
+@pytest.mark.slow
+def test_without_an_address_orch_starts_a_local_cluster_for_the_run(repo: Repo) -> None:
+    run = 'echo "$ORCH_EXECUTOR $ORCH_WORKER" > where.txt'
+    repo.write("wf.yaml", workflow("w", f"    - name: a\n      run: {json.dumps(run)}\n"))
+    repo.commit()
+    p = repo.orch("apply", "--executor", "dask", "-j", "1", timeout=180)
+    assert p.returncode == 0, p.stderr
+    kind, worker = repo.read("where.txt").split()
+    assert kind == "dask" and worker.startswith("tcp://127.0.0.1:")
+
+
+@pytest.mark.slow
+def test_an_example_runs_on_the_cluster(repo: Repo, cluster: Cluster) -> None:
+    shutil.copytree(ROOT / "examples" / "data-pipeline", repo.path, dirs_exist_ok=True)
+    repo.commit()
+    out = repo.apply("--dask-address", cluster.address)
+    assert out["ok"], out
+    assert out["counts"] == {"succeeded": len(out["steps"])}
+    assert repo.apply("--dask-address", cluster.address)["ran"] == []
+
+
+@pytest.mark.slow
+def test_resources_route_a_step_to_the_worker_that_offers_them(
+    repo: Repo, cluster: Cluster
+) -> None:
+    steps = "".join(
+        f"    - {{name: g{i}, run: 'echo $ORCH_WORKER > g{i}.txt', resources: {{gpu: 1}}}}\n"
+        for i in range(3)
+    )
+    repo.write("wf.yaml", workflow("w", steps))
+    repo.commit()
+    out = repo.apply("--executor", "dask", "--dask-address", cluster.address, "-j", "3")
+    assert out["ok"], out
+    assert {repo.read(f"g{i}.txt").strip() for i in range(3)} == {cluster.gpu_worker}
+
+
+@pytest.mark.slow
+def test_a_resource_no_worker_offers_is_refused_before_anything_runs(
+    repo: Repo, cluster: Cluster
+) -> None:
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            "    - {name: ok, run: touch ok.txt}\n"
+            "    - {name: train, run: touch t.txt, resources: {tpu: 2}}\n"
+            "    - {name: big, run: touch b.txt, resources: {gpu: 4}}\n",
+        ),
+    )
+    repo.commit()
+    p = repo.orch("apply", "--dask-address", cluster.address)
+    assert p.returncode == 1
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 2, p.stderr
+    assert "'w/train'" in lines[0] and "tpu=2" in lines[0]
+    assert "'w/big'" in lines[1] and "gpu=4" in lines[1]
+    assert "Traceback" not in p.stderr
+    assert not repo.exists("ok.txt") and runs(repo) == []
+
+
+def test_an_unreachable_scheduler_is_one_line_and_writes_no_run(repo: Repo) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    repo.write("wf.yaml", workflow("w", "    - {name: a, run: touch a.txt}\n"))
+    repo.commit()
+    p = repo.orch("apply", "--executor", "dask", "--dask-address", f"tcp://127.0.0.1:{port}")
+    assert p.returncode == 1
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert f"tcp://127.0.0.1:{port}" in p.stderr
+    assert not repo.exists("a.txt") and runs(repo) == []
+
+
+@pytest.mark.slow
+def test_a_worker_at_another_commit_is_refused(
+    repo: Repo, cluster: Cluster, tmp_path: Path
+) -> None:
+    repo.write("wf.yaml", workflow("w", "    - {name: a, run: touch a.txt}\n"))
+    repo.commit()
+    other = tmp_path / "elsewhere"
+    subprocess.run(["git", "clone", "-q", str(repo.path), str(other)], check=True)
+    repo.write("wf.yaml", workflow("w", "    - {name: a, run: touch a.txt && true}\n"))
+    here = repo.commit("moved on")
+    repo.write(
+        ".orch/config.yaml",
+        "apiVersion: orch/v1\nkind: Config\n"
+        f"executor: {{kind: dask, path_map: {{{str(repo.path)!r}: {str(other)!r}}}}}\n",
+    )
+    p = repo.orch("apply", "--dask-address", cluster.address)
+    assert p.returncode == 1, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == len(cluster.workers()), p.stderr
+    assert all(here[:12] in x and "commit" in x for x in lines), p.stderr
+    assert not repo.exists("a.txt") and runs(repo) == []
+
+
+@pytest.mark.slow
+def test_a_worker_lost_mid_task_is_one_failed_attempt_then_a_retry(
+    repo: Repo, cluster: Cluster
+) -> None:
+    # The first attempt kills the worker process it runs in (its parent), as an OOM kill or a
+    # lost node would; the nanny brings up a fresh worker at a new address.
+    run = (
+        "echo $ORCH_WORKER >> workers.txt; "
+        "if [ ! -e killed ]; then touch killed; kill -9 $PPID; exec sleep 2; fi; touch done.txt"
+    )
+    steps = f"    - name: a\n      run: {json.dumps(run)}\n      retry: {{limit: 1, backoff: 0s}}\n"
+    repo.write("wf.yaml", workflow("w", steps))
+    repo.write(".gitignore", "killed\nworkers.txt\n")
+    repo.commit()
+    before = cluster.workers()
+    p = repo.orch("apply", "--json", "--dask-address", cluster.address, timeout=180)
+    assert p.returncode == 0, p.stderr + p.stdout
+    attempts = tasks(repo)
+    assert [t["status"] for t in attempts] == ["failed", "succeeded"]
+    first, second = repo.read("workers.txt").split()
+    assert first in before and second != first
+    assert attempts[0]["message"] == f"worker lost: {first}"
+    assert f"worker lost: {first}" in repo.read(attempts[0]["log_path"])
+    cluster.client.wait_for_workers(2, timeout=120)  # leave the module's cluster whole
+
+
+@pytest.mark.slow
+def test_ctrl_c_ends_the_task_tree_on_the_worker(repo: Repo, cluster: Cluster) -> None:
+    import signal
+    import time
+
+    run = "sleep 120 & echo $! > child.pid; echo $$ > root.pid; wait"
+    repo.write("wf.yaml", workflow("w", f"    - name: a\n      run: {json.dumps(run)}\n"))
+    repo.write(".gitignore", "*.pid\n")
+    repo.commit()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "-C", str(repo.path), "apply"]
+        + ["--dask-address", cluster.address],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 90
+        pid_files = [repo.path / "root.pid", repo.path / "child.pid"]
+        while not all(f.exists() and f.read_text().endswith("\n") for f in pid_files):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        pids = [int(f.read_text()) for f in pid_files]
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert [t["status"] for t in tasks(repo)] == ["interrupted"]
+    assert [r["status"] for r in runs(repo)] == ["interrupted"]
+    assert all(gone(pid) for pid in pids)  # the worker ended the whole tree
