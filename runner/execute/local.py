@@ -354,7 +354,8 @@ class _Run:
         shown = command if isinstance(command, str) else shlex.join(command)
         shown = self.masker.mask_text(shown).replace("\n", "\n#   ")
         when = datetime.fromtimestamp(started).astimezone().isoformat(timespec="seconds")
-        header = f"# orch: {self.spec.key} started {when}: {shown}\n".encode()
+        text = f"# orch: {self.spec.key} started {when}: {shown}\n"
+        header = text.encode("utf-8", "surrogateescape")  # env values keep their bytes
         _write_all(self.log_fd, header)
         return len(header)
 
