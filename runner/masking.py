@@ -186,7 +186,8 @@ _keys: dict[Path, bytes] = {}
 
 def repository_key(orch_dir: Path, create: bool = True) -> bytes | None:
     """The repository's random key for ``keyed_digest``; made on first use when
-    ``create``, else None while there is none. Two processes creating it at once agree:
+    ``create``, else None while there is none; where ``.orch/`` cannot be written, a key for
+    this process only. Two processes creating it at once agree:
     the file appears whole through ``os.link`` (which never replaces), and both read it."""
     path = orch_dir / KEY_FILE
     if path in _keys:
@@ -196,9 +197,15 @@ def repository_key(orch_dir: Path, create: bool = True) -> bytes | None:
     except FileNotFoundError:
         if not create:
             return None
-        orch_dir.mkdir(parents=True, exist_ok=True)
-        tmp = orch_dir / f".{KEY_FILE}.{os.getpid()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            orch_dir.mkdir(parents=True, exist_ok=True)
+            tmp = orch_dir / f".{KEY_FILE}.{os.getpid()}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        except OSError:
+            # a read-only .orch/ (plan, status): a key for this process alone; nothing is
+            # recorded under it, and steps that read env values cannot be shown unchanged
+            _keys[path] = os.urandom(_KEY_BYTES)
+            return _keys[path]
         try:
             os.write(fd, os.urandom(_KEY_BYTES))
             os.fsync(fd)
