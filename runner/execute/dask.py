@@ -246,8 +246,13 @@ class DaskExecutor:
             "id": tid,
             "topic": self._topic,
             "echo": spec.echo is not None,
+            # the step's claim stays with this orch process: descriptors do not travel
             "spec": dataclasses.replace(
-                spec, cwd=self._map(spec.cwd), log_path=self._map(spec.log_path), echo=None
+                spec,
+                cwd=self._map(spec.cwd),
+                log_path=self._map(spec.log_path),
+                echo=None,
+                inherit_fds=(),
             ),
         }
         fut = self._client.submit(
