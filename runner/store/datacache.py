@@ -25,7 +25,6 @@ read (``rebuild``), which keeps the file lean: ``Workflow.by_name`` repeats ever
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path, PurePath
@@ -45,6 +44,8 @@ class Codec:
     ) -> None:
         derived = derived or {}
         self._by_name = {c.__name__: c for c in classes}
+        if self._by_name:  # the no-op witness codec has no classes: it skips this import
+            import dataclasses
         self._fields: dict[type, tuple[str, ...]] = {}
         self._defaults: dict[str, dict[str, Any]] = {}
         for c in self._by_name.values():
