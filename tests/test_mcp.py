@@ -322,7 +322,7 @@ def test_without_the_sdk_one_line_and_exit_1(repo: Repo) -> None:
     )
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert (p.returncode, p.stdout) == (1, "")
-    assert p.stderr == "orch mcp needs the MCP SDK: pip install 'orch[mcp]'\n"
+    assert p.stderr == "orch mcp needs the MCP SDK: pip install 'orch-gitops[mcp]'\n"
 
 
 def test_tools_refuse_paths_outside_the_root(repo: Repo, tmp_path: Path) -> None:

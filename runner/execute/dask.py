@@ -17,7 +17,7 @@ the log under ``.orch/logs``) through a shared file system, as in Snakemake's cl
 execution; ``open`` checks that every worker sees it at the same commit.
 
 ``distributed`` is imported only here and only when a task is about to run (``open``),
-never on the no-op path: it is an optional extra (``pip install 'orch[dask]'``).
+never on the no-op path: it is an optional extra (``pip install 'orch-gitops[dask]'``).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from runner.execute.api import Cancel, TaskResult, TaskSpec
 HOST_RESOURCES = ("cpu", "memory")
 CONNECT_TIMEOUT = 10.0  # seconds to reach the scheduler
 END_WAIT = 2.0  # seconds to wait for the last streamed lines of a finished task
-INSTALL_HINT = "install the extra: pip install 'orch[dask]'"
+INSTALL_HINT = "install the extra: pip install 'orch-gitops[dask]'"
 
 
 class DaskExecutor:

@@ -34,7 +34,7 @@ from typing import Any, BinaryIO
 from runner import api
 from runner.errors import OrchError
 
-SDK_MISSING = "orch mcp needs the MCP SDK: pip install 'orch[mcp]'"
+SDK_MISSING = "orch mcp needs the MCP SDK: pip install 'orch-gitops[mcp]'"
 INSTRUCTIONS = """\
 orch is a declarative workflow runner: Workflow manifests (YAML, committed to this git \
 repository) declare steps with inputs and outputs; orch runs only the steps whose definition, \
