@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.conftest import Repo, workflow
@@ -31,3 +33,66 @@ def test_good_jobs_is_accepted(repo: Repo, verb: list[str]) -> None:
     p = repo.orch(*verb, "-j", "2", "-q", timeout=60)
     assert p.returncode == 0, p.stderr
     assert repo.read("ran.log") == "ran\n"
+
+
+BAD_USAGE = [  # (argv, the verb whose --help the line points to)
+    (["history", "-n", "-1"], "history"),
+    (["history", "-n", "0"], "history"),
+    (["history", "--limit", "ten"], "history"),
+    (["task", "list", "-n", "0"], "task list"),
+    (["task", "status", "0"], "task status"),
+    (["task", "cancel", "-3"], "task cancel"),
+    (["logs", "w", "s", "--run", "0"], "logs"),
+    (["watch", "--debounce", "-1"], "watch"),
+    (["plan", "-j", "1"], "plan"),  # an option the verb does not take
+    (["task", "list", "--nope"], "task list"),
+    (["frobnicate"], ""),
+]
+
+
+@pytest.mark.parametrize(("argv", "verb"), BAD_USAGE, ids=[" ".join(a) for a, _ in BAD_USAGE])
+def test_usage_error_is_one_line_naming_the_help(repo: Repo, argv: list[str], verb: str) -> None:
+    """A value out of range (or a verb or option that does not exist) is exit 2 with one
+    line -- not argparse's usage block -- pointing at the verb's --help; nothing written."""
+    p = repo.orch(*argv, timeout=30)
+    assert p.returncode == 2, p.stderr
+    lines = p.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("orch: error: "), p.stderr
+    assert lines[0].endswith(f"(see orch{' ' + verb if verb else ''} --help)"), lines[0]
+    assert p.stdout == ""
+    assert not repo.exists(".orch/state.db")
+
+
+@pytest.mark.parametrize("argv", [a for a, _ in BAD_USAGE[:3]], ids=" ".join)
+def test_usage_error_with_json_is_json_on_stdout(repo: Repo, argv: list[str]) -> None:
+    p = repo.orch(*argv, "--json", timeout=30)
+    assert p.returncode == 2, p.stderr
+    data = json.loads(p.stdout)
+    assert data["exit"] == 2 and "-n/--limit" in data["error"]
+    assert len(p.stderr.splitlines()) == 1
+
+
+def test_error_with_json_is_json_on_stdout_with_the_same_exit_code(repo: Repo) -> None:
+    """An orch error (not usage) under --json: {"error", "exit"} on stdout, the line on
+    stderr as always, and the exit code it has without --json."""
+    repo.write("wf.yaml", workflow("w", '    - {name: s, run: "true"}\n'))
+    plain = repo.orch("task", "status", "999")
+    p = repo.orch("task", "status", "999", "--json")
+    assert plain.returncode == p.returncode == 1
+    data = json.loads(p.stdout)
+    assert data["exit"] == 1 and "999" in data["error"]
+    assert p.stderr == plain.stderr
+    # a usage refusal raised by orch itself (not the parser) keeps exit 2
+    repo.commit()
+    p = repo.orch("plan", "--ref", "HEAD", "--force", "s", "--json")
+    assert p.returncode == 2 and json.loads(p.stdout)["exit"] == 2
+
+
+def test_manifest_errors_with_json_carry_their_diagnostics(repo: Repo) -> None:
+    repo.write("wf.yaml", workflow("w", '    - {name: s, run: "true", bogus: 1}\n'))
+    p = repo.orch("plan", "--json")
+    assert p.returncode == 1, p.stderr
+    data = json.loads(p.stdout)
+    assert data["exit"] == 1
+    [d] = data["diagnostics"]
+    assert d["path"] == "wf.yaml" and d["line"] == 6 and "bogus" in d["message"]

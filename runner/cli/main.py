@@ -1,7 +1,9 @@
 """``orch``: argparse wired to ``runner.api``, one error handler, exit codes.
 
-Exit codes: 0 ok, 1 a step or validation failed, 2 usage error, 130 interrupted (Ctrl-C),
-143 ended by SIGTERM, 129 ended by SIGHUP (128 + the signal's number, as shells report it).
+Exit codes: 0 ok, 1 a step or validation failed, 2 usage error (one line naming the verb's
+``--help``), 3 internal error, 130 interrupted (Ctrl-C), 143 ended by SIGTERM, 129 ended by
+SIGHUP (128 + the signal's number, as shells report it). With ``--json`` every error is also
+``{"error": MESSAGE, "exit": CODE}`` on stdout (docs/cli.md).
 SIGTERM and SIGHUP (a CI cancel, ``docker stop``, a closed terminal) end a command exactly
 as Ctrl-C does: running tasks' process trees are ended, their rows closed, ``on:``
 handlers told; a second one while that happens is ignored (SIGKILL still ends us).
@@ -17,16 +19,39 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from runner import __version__
+
+if TYPE_CHECKING:
+    from runner.errors import OrchError
 
 Handler = Callable[[argparse.Namespace], int]
 
 
+_JSON_ERRORS: list[bool] = [False]  # --json on the command line: errors go out as JSON too
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        self.exit(2, f"orch: error: {message}\n")
+        """A usage error is one line naming what is wrong and where to read more, exit 2
+        (argparse's own usage block is many lines, and hides the one that matters)."""
+        say_error(f"{message} (see {self.prog} --help)", 2, _JSON_ERRORS[0], label="error: ")
+        self.exit(2)
+
+
+def say_error(line: str, code: int, json_out: bool, label: str = "", **extra: object) -> None:
+    """One error line on stderr as ``orch: LABEL LINE``; with ``--json``, also
+    ``{"error": LINE, "exit": CODE, ...extra}`` on stdout, so a script reading stdout gets
+    JSON whatever happened (the exit code is the same either way)."""
+    from runner.render import shown
+
+    print(shown(f"orch: {label}{line}"), file=sys.stderr)
+    if json_out:
+        import json
+
+        sys.stdout.write(json.dumps({"error": shown(line), "exit": code, **extra}) + "\n")
+        sys.stdout.flush()
 
 
 def _cmd(
@@ -211,12 +236,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("workflow")
     p.add_argument("step")
     p.add_argument(
-        "--run", type=int, metavar="ID", help="the run (default: the latest that ran the step)"
+        "--run",
+        type=positive_int,
+        metavar="ID",
+        help="the run (default: the latest that ran the step)",
     )
 
     p = _cmd(sub, "history", "past runs", "run:history")
     p.add_argument("workflows", nargs="*", metavar="WORKFLOW")
-    p.add_argument("-n", "--limit", type=int, default=20)
+    p.add_argument(
+        "-n",
+        "--limit",
+        type=positive_int,
+        default=20,
+        metavar="N",
+        help="show the N latest (default: 20)",
+    )
     p.add_argument(
         "--tasks", action="store_true", help="each run's tasks with wall, CPU and peak RSS"
     )
@@ -288,13 +323,20 @@ def build_parser() -> argparse.ArgumentParser:
         dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser, required=True
     )
     p = _cmd(ksub, "list", "queued, running and recent tasks", "run:task_list")
-    p.add_argument("-n", "--limit", type=int, default=20)
+    p.add_argument(
+        "-n",
+        "--limit",
+        type=positive_int,
+        default=20,
+        metavar="N",
+        help="show the N latest (default: 20)",
+    )
     _json(p)
     p = _cmd(ksub, "status", "one task", "run:task_status")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=positive_int, metavar="ID", help="the task's id (see orch task list)")
     _json(p)
     p = _cmd(ksub, "cancel", "end a running task's process tree", "run:task_cancel")
-    p.add_argument("id", type=int)
+    p.add_argument("id", type=positive_int, metavar="ID", help="the task's id (see orch task list)")
 
     st = _cmd(sub, "state", "manage .orch/state.db", "")
     ssub = st.add_subparsers(
@@ -320,14 +362,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def verb_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The parser of the verb ``args`` were parsed for (``orch task list`` -> its own)."""
+    for name in ("command", "subcommand"):
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        chosen = getattr(args, name, None)
+        if not subs or chosen not in subs[0].choices:
+            break
+        parser = subs[0].choices[chosen]
+    return parser
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(argv if argv is not None else sys.argv[1:])
+    json_out = "--json" in (argv[: argv.index("--")] if "--" in argv else argv)
+    _JSON_ERRORS[0] = json_out
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the verb's parser, so the line names the verb's --help
+        verb_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "target", None):
         if args.command is None:
             parser.print_help()
             return 2
-        parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "--help"])
+        parser.parse_args([*argv, "--help"])
         return 2
     module, _, func = args.target.partition(":")
     from runner.errors import OrchError  # after parsing: --version and --help never need it
@@ -345,6 +405,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             _print_warnings()
     except OrchError as e:
+        if json_out:
+            return _json_error(e)
         from runner.render import shown
 
         for line in e.lines():
@@ -355,9 +417,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         if _ENDED_BY:
             name = signal.Signals(_ENDED_BY[0]).name
-            print(f"orch: interrupted by {name}", file=sys.stderr)
+            say_error(f"interrupted by {name}", 128 + _ENDED_BY[0], json_out)
             return 128 + _ENDED_BY[0]
-        print("orch: interrupted", file=sys.stderr)
+        say_error("interrupted", 130, json_out)
         return 130
     except BrokenPipeError:
         with contextlib.suppress(OSError):
@@ -367,12 +429,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         line = environment_error(e)
         if line is None:
             return _crash(args, e)
-        from runner.render import shown
-
-        print(shown(f"orch: {line}"), file=sys.stderr)
+        say_error(line, 1, json_out)
         return 1
     except Exception as e:  # the one place an unexpected error becomes one line
         return _crash(args, e)
+
+
+def _json_error(e: OrchError) -> int:
+    """An OrchError with ``--json``: its lines on stderr as always, and one JSON object on
+    stdout: ``{"error": MESSAGE, "exit": CODE}``, with ``"diagnostics": [{path, line, col,
+    where, message, hint}]`` when the error has them."""
+    if not e.diagnostics:  # one line, or a few (one per problem): the JSON joins them
+        say_error("; ".join(e.lines()), e.exit_code, True)
+        return e.exit_code
+    from runner.render import shown
+
+    for line in e.lines():
+        print(shown(line), file=sys.stderr)
+    say_error(str(e), e.exit_code, True, diagnostics=[d.to_json() for d in e.diagnostics])
+    return e.exit_code
 
 
 # what the machine, not orch or the manifests, failed at, and what to do about it
@@ -467,9 +542,7 @@ def _crash(args: argparse.Namespace, e: BaseException) -> int:
     where = Path(args.directory or ".").resolve()
     damaged = _damaged_state(where)
     if damaged:
-        from runner.render import shown
-
-        print(shown(f"orch: {damaged}"), file=sys.stderr)
+        say_error(damaged, 1, _JSON_ERRORS[0])
         return 1
     log = None
     try:
@@ -482,10 +555,9 @@ def _crash(args: argparse.Namespace, e: BaseException) -> int:
             traceback.print_exc(file=f)
     except OSError:
         log = None
-    from runner.render import shown
 
-    msg = shown(f"orch: internal error: {type(e).__name__}: {e}")
+    msg = f"internal error: {type(e).__name__}: {e}"
     if log:
         msg += f" (traceback in {log}; please report it)"
-    print(msg, file=sys.stderr)
+    say_error(msg, 3, _JSON_ERRORS[0])
     return 3
