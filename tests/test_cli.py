@@ -96,3 +96,24 @@ def test_manifest_errors_with_json_carry_their_diagnostics(repo: Repo) -> None:
     assert data["exit"] == 1
     [d] = data["diagnostics"]
     assert d["path"] == "wf.yaml" and d["line"] == 6 and "bogus" in d["message"]
+
+
+def test_plan_detailed_exitcode_is_terraforms(repo: Repo) -> None:
+    """0 nothing to do, 2 something would run, 1 any error -- a usage error included, so a
+    mistyped flag in CI never reads as "changes"."""
+    repo.write("wf.yaml", workflow("w", '    - {name: s, run: "echo ran >> ran.log"}\n'))
+    assert repo.orch("plan").returncode == 0
+    assert repo.orch("plan", "--detailed-exitcode").returncode == 2
+    p = repo.orch("plan", "--detailed-exitcode", "--json")
+    assert p.returncode == 2 and json.loads(p.stdout)["summary"]["run"] == 1
+    assert not repo.exists("ran.log")  # plan runs nothing
+    assert repo.orch("apply", "-q").returncode == 0
+    assert repo.orch("plan", "--detailed-exitcode").returncode == 0
+    assert repo.orch("plan", "--detailed-exitcode", "--force", "s").returncode == 2
+    p = repo.orch("plan", "--detailed-exitcode", "--bogus")
+    assert p.returncode == 1 and len(p.stderr.splitlines()) == 1
+    p = repo.orch("plan", "--detailed-exitcode", "--json", "--bogus")
+    assert p.returncode == 1 and json.loads(p.stdout)["exit"] == 1
+    repo.write("wf.yaml", workflow("w", '    - {name: s, run: "true", bogus: 1}\n'))
+    assert repo.orch("plan", "--detailed-exitcode").returncode == 1
+    assert repo.orch("plan", "--bogus").returncode == 2  # without the flag: usage is 2

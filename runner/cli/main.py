@@ -30,14 +30,23 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 _JSON_ERRORS: list[bool] = [False]  # --json on the command line: errors go out as JSON too
+_DETAILED: list[bool] = [False]  # plan --detailed-exitcode: 2 means "changes", so errors are 1
+
+
+def usage_code() -> int:
+    """2 for a usage error, as argparse; 1 under ``plan --detailed-exitcode``, where 2 means
+    "something would run" and every error is 1 (Terraform's rule), so a mistyped flag in CI
+    never reads as a plan with changes."""
+    return 1 if _DETAILED[0] else 2
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
         """A usage error is one line naming what is wrong and where to read more, exit 2
         (argparse's own usage block is many lines, and hides the one that matters)."""
-        say_error(f"{message} (see {self.prog} --help)", 2, _JSON_ERRORS[0], label="error: ")
-        self.exit(2)
+        code = usage_code()
+        say_error(f"{message} (see {self.prog} --help)", code, _JSON_ERRORS[0], label="error: ")
+        self.exit(code)
 
 
 def say_error(line: str, code: int, json_out: bool, label: str = "", **extra: object) -> None:
@@ -215,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 1 when a workflow marked spec.check is out of date (for pre-commit and CI)",
     )
+    p.add_argument(
+        "--detailed-exitcode",
+        action="store_true",
+        help="exit 0 when nothing would run, 2 when something would, 1 on error (as Terraform)",
+    )
     _json(p)
 
     for name in ("apply", "run"):
@@ -379,6 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(argv if argv is not None else sys.argv[1:])
     json_out = "--json" in (argv[: argv.index("--")] if "--" in argv else argv)
     _JSON_ERRORS[0] = json_out
+    _DETAILED[0] = "--detailed-exitcode" in argv
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # said by the verb's parser, so the line names the verb's --help
@@ -405,6 +420,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             _print_warnings()
     except OrchError as e:
+        if e.exit_code == 2:
+            e.exit_code = usage_code()
         if json_out:
             return _json_error(e)
         from runner.render import shown

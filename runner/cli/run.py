@@ -33,9 +33,10 @@ def plan(args: argparse.Namespace) -> int:
         since=args.since,
     )
     stale = 1 if getattr(args, "check", False) and _stale_checked(repo, data) else 0
+    code = stale or _detailed(args, data)
     if args.json:
         print_json(data)
-        return stale
+        return code
     color = use_color()
     labels = {"run": "will run", "may-run": "may run", "up-to-date": "up to date"}
     styled = {
@@ -64,7 +65,16 @@ def plan(args: argparse.Namespace) -> int:
             "orch: workflows marked spec.check are out of date; run 'orch apply' and commit",
             file=sys.stderr,
         )
-    return stale
+    return code
+
+
+def _detailed(args: argparse.Namespace, data: dict[str, Any]) -> int:
+    """``--detailed-exitcode``, Terraform's rule: 2 when the plan would run something (a
+    step to run, or one that may run), else 0; errors stay 1 (and usage errors 2, as
+    Terraform's do). Without the flag, 0."""
+    if not getattr(args, "detailed_exitcode", False):
+        return 0
+    return 2 if any(s["action"] != "up-to-date" for s in data["steps"]) else 0
 
 
 def _stale_checked(repo: api.Repo, data: dict[str, Any]) -> bool:
