@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from unittest.mock import ANY
 
 import pytest
 
@@ -117,3 +118,54 @@ def test_plan_detailed_exitcode_is_terraforms(repo: Repo) -> None:
     repo.write("wf.yaml", workflow("w", '    - {name: s, run: "true", bogus: 1}\n'))
     assert repo.orch("plan", "--detailed-exitcode").returncode == 1
     assert repo.orch("plan", "--bogus").returncode == 2  # without the flag: usage is 2
+
+
+# a step that keeps writing (so orch writes too, and learns its reader left) and a step
+# beside it that would finish only if the run went on
+CHATTY = workflow(
+    "w",
+    '    - {name: a, run: "echo $$ > a.pid; for i in $(seq 600); do echo $i; sleep 0.05; done;'
+    ' touch a.done"}\n'
+    '    - {name: b, run: "echo $$ > b.pid; sleep 30; touch b.done"}\n',
+)
+
+
+@pytest.mark.parametrize("redirect", ["", "2>&1"], ids=["stdout", "stdout-and-stderr"])
+def test_apply_into_a_closed_pipe_stops_in_order(repo: Repo, redirect: str) -> None:
+    """``orch apply | head -1``: when the reader goes, the run stops as Ctrl-C stops it --
+    every task's tree ended, its row closed ``interrupted`` (not ``running``, not a
+    ``failed`` internal error), the run recorded -- and orch exits 141 (128 + SIGPIPE, as a
+    shell reports a process its pipe ended) without a word."""
+    import shlex
+    import subprocess
+    import sys
+
+    repo.write("wf.yaml", CHATTY)
+    orch = shlex.join([sys.executable, "-m", "runner", "-C", str(repo.path), "apply"])
+    p = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {orch} {redirect} | head -1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 141, p.stderr
+    assert len(p.stdout.splitlines()) == 1
+    assert "rror" not in p.stderr and "Traceback" not in p.stderr, p.stderr
+    tasks = repo.orch_json("task", "list")
+    assert tasks and {t["status"] for t in tasks} == {"interrupted"}, tasks
+    [run] = repo.orch_json("history")
+    assert run["status"] == "interrupted"
+    for step in ("a", "b"):
+        assert not repo.exists(f"{step}.done")
+        if repo.exists(f"{step}.pid"):  # its shell is gone (ended, not left running)
+            assert not _alive(int(repo.read(f"{step}.pid")))
+    assert repo.plan() == {("w", "a"): ("run", ANY), ("w", "b"): ("run", ANY)}
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -2,7 +2,8 @@
 
 Exit codes: 0 ok, 1 a step or validation failed, 2 usage error (one line naming the verb's
 ``--help``), 3 internal error, 130 interrupted (Ctrl-C), 143 ended by SIGTERM, 129 ended by
-SIGHUP (128 + the signal's number, as shells report it). With ``--json`` every error is also
+SIGHUP (128 + the signal's number, as shells report it), 141 when apply's reader went away
+(``orch apply | head``: stopped as for Ctrl-C, silently). With ``--json`` every error is also
 ``{"error": MESSAGE, "exit": CODE}`` on stdout (docs/cli.md).
 SIGTERM and SIGHUP (a CI cancel, ``docker stop``, a closed terminal) end a command exactly
 as Ctrl-C does: running tasks' process trees are ended, their rows closed, ``on:``
@@ -432,6 +433,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"orch: {len(e.diagnostics)} errors", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
+        if _ENDED_BY and _ENDED_BY[0] == signal.SIGPIPE:
+            return 128 + signal.SIGPIPE  # quietly: whoever reads our output has gone
         if _ENDED_BY:
             name = signal.Signals(_ENDED_BY[0]).name
             say_error(f"interrupted by {name}", 128 + _ENDED_BY[0], json_out)
@@ -507,6 +510,25 @@ def _handle_termination() -> None:
         sig = getattr(signal, name, None)
         if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:
             signal.signal(sig, _terminate)
+
+
+def reader_gone(fd: int) -> None:
+    """The reader of our stdout (``fd`` 1) or stderr (2) went away (``orch apply | head``):
+    an orderly stop, as the SIGPIPE a shell pipeline relies on would be, but with tasks
+    ended and rows closed. Called from any thread, by the first write that fails: that
+    descriptor is pointed at /dev/null (nothing more is written to it, and the final flush
+    cannot fail), and the main thread is interrupted as Ctrl-C would, once. The command
+    then exits 141 (128 + SIGPIPE), saying nothing."""
+    with contextlib.suppress(OSError):
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, fd)
+        os.close(null)
+    if _ENDED_BY:  # already ending
+        return
+    _ENDED_BY.append(signal.SIGPIPE)
+    import _thread
+
+    _thread.interrupt_main()
 
 
 def _terminate(signum: int, frame: object) -> None:

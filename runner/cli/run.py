@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import os
 import sys
 import time
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, TextIO
 
 from runner import api
 from runner.cli.common import print_json, repo_from
@@ -94,20 +97,22 @@ def apply(args: argparse.Namespace) -> int:
     quiet = args.quiet or json_out
 
     def echo(line: str) -> None:
-        print(line, flush=True)
+        with _reader_gone(sys.stdout):
+            print(line, flush=True)
 
     def report(ev: dict[str, Any]) -> None:
         if json_out:
             return
-        if ev["event"] == "started":
-            why = "; ".join(ev["reasons"]) or "upstream changed"
-            print(
-                paint(f"> {ev['workflow']}/{ev['step']}", "bold", color) + f" ({shown(why)})",
-                file=sys.stderr,
-                flush=True,
-            )
-        elif ev["event"] == "finished":
-            _print_finished(ev, color)
+        with _reader_gone(sys.stderr):
+            if ev["event"] == "started":
+                why = "; ".join(ev["reasons"]) or "upstream changed"
+                print(
+                    paint(f"> {ev['workflow']}/{ev['step']}", "bold", color) + f" ({shown(why)})",
+                    file=sys.stderr,
+                    flush=True,
+                )
+            elif ev["event"] == "finished":
+                _print_finished(ev, color)
 
     opts = ApplyOptions(
         jobs=args.jobs or 0,
@@ -161,6 +166,21 @@ def apply(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     return 0 if result.ok else 1
+
+
+@contextlib.contextmanager
+def _reader_gone(stream: TextIO) -> Iterator[None]:
+    """Writes during a run (task output, progress lines) run in task threads and inside
+    the scheduling loop: a closed pipe there must not fail a task or leave the loop with
+    tasks running. It stops the run the orderly way instead (``main.reader_gone``)."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno != errno.EPIPE:
+            raise
+        from runner.cli.main import reader_gone
+
+        reader_gone(stream.fileno())
 
 
 def _print_finished(ev: dict[str, Any], color: bool) -> None:
