@@ -31,6 +31,27 @@ def graph(repo: Repo, workflow: str, fmt: str = "text") -> str:
     return render_graph(wf, m.dags[wf.name], fmt)
 
 
+def graph_data(repo: Repo, workflow: str) -> dict[str, Any]:
+    """A workflow's DAG as data (``orch graph --json``): ``{"workflow", "steps": [{"name",
+    "upstream": [{"step", "kinds": [...]}]}]}``, steps in run order (topological, ties by
+    declaration), each edge with why it exists (``needs``, ``template``, ``inputs``...)."""
+    m = repo.manifests()
+    wf = m.workflow(workflow)
+    dag = m.dags[wf.name]
+    return {
+        "workflow": wf.name,
+        "steps": [
+            {
+                "name": n,
+                "upstream": [
+                    {"step": u, "kinds": sorted(dag.kinds.get((u, n), ()))} for u in dag.upstream[n]
+                ],
+            }
+            for n in dag.order
+        ],
+    }
+
+
 def workflows(repo: Repo) -> list[dict[str, Any]]:
     m = repo.manifests()
     return [

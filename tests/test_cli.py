@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from pathlib import Path
+from typing import Any
 from unittest.mock import ANY
 
 import pytest
@@ -137,7 +140,6 @@ def test_apply_into_a_closed_pipe_stops_in_order(repo: Repo, redirect: str) -> N
     ``failed`` internal error), the run recorded -- and orch exits 141 (128 + SIGPIPE, as a
     shell reports a process its pipe ended) without a word."""
     import shlex
-    import subprocess
     import sys
 
     repo.write("wf.yaml", CHATTY)
@@ -169,3 +171,77 @@ def _alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def _verbs(parser: Any = None, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    """Every verb of the real parser, as (words, its parser), leaves only."""
+    import argparse
+
+    from runner.cli.main import build_parser
+
+    parser = parser or build_parser()
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subs:
+        return [(path, parser)]
+    out = []
+    for name, sub in subs[0].choices.items():
+        out += _verbs(sub, (*path, name))
+    return out
+
+
+def test_every_verb_but_the_long_running_ones_takes_json() -> None:
+    """watch streams until stopped (its JSON is the event stream) and mcp speaks JSON-RPC."""
+    lacking = [
+        " ".join(words)
+        for words, p in _verbs()
+        if words not in (("watch",), ("mcp",))
+        and "--json" not in [o for a in p._actions for o in a.option_strings]
+    ]
+    assert lacking == []
+
+
+def test_json_of_the_verbs_that_act(repo: Repo) -> None:
+    """init, graph, logs, state reset, task cancel, workflow/project create, archive and
+    restore: one JSON document each on stdout, the same exit code as the text."""
+    r = Repo(repo.path.parent / "fresh")
+    r.path.mkdir()
+    subprocess.run(["git", "init", "-q", str(r.path)], check=True)
+    data = r.orch_json("init")
+    assert data["created"] == [".orch/config.yaml", ".orch/.gitignore"]
+    assert r.orch_json("init")["created"] == []
+
+    repo.write("wf.yaml", workflow("w", STEPS_AB))
+    data = repo.orch_json("graph", "w")
+    assert data == {
+        "workflow": "w",
+        "steps": [
+            {"name": "a", "upstream": []},
+            {"name": "b", "upstream": [{"step": "a", "kinds": ["needs"]}]},
+        ],
+    }
+    assert repo.orch("apply", "-q").returncode == 0
+    data = repo.orch_json("logs", "w", "b")
+    assert data["step"] == "b" and "hello from b" in data["log"]
+    assert data["log"] == Path(data["path"]).read_text()
+
+    [done] = [t for t in repo.orch_json("task", "list") if t["step"] == "a"]
+    p = repo.orch("task", "cancel", str(done["id"]), "--json")
+    assert p.returncode == 1 and "not running" in json.loads(p.stdout)["error"]
+
+    data = repo.orch_json("workflow", "create", "d", "--template", "data-pipeline", "--path", "d")
+    assert data["kind"] == "workflow" and data["workflows"] == ["d"] and data["files"]
+    assert all(repo.exists(f) for f in data["files"])
+    data = repo.orch_json("project", "create", "web", "--template", "web-app")
+    assert data["kind"] == "project" and data["name"] == "web"
+    repo.commit()
+    data = repo.orch_json("project", "archive", "web")
+    assert data["name"] == "web" and data["files"] > 0 and not repo.exists("web")
+    data = repo.orch_json("project", "restore", "web")
+    assert data["name"] == "web" and repo.exists("web")
+
+    moved = repo.orch_json("state", "reset")["moved_to"]
+    assert moved and Path(moved).exists() and not repo.exists(".orch/state.db")
+    assert repo.orch_json("state", "reset") == {"moved_to": None}
+
+
+STEPS_AB = '    - {name: a, run: "echo a"}\n    - {name: b, needs: [a], run: "echo hello from b"}\n'

@@ -13,6 +13,9 @@ from runner.errors import OrchError
 def init(args: argparse.Namespace) -> int:
     repo = repo_from(args, exact=True)
     created = api.init(repo)
+    if args.json:
+        print_json({"root": str(repo.root), "created": [f"{repo.prefix}{r}" for r in created]})
+        return 0
     for rel in created:
         print(f"created {repo.prefix}{rel}")
     if not created:
@@ -75,6 +78,9 @@ def _gh(s: str, prop: bool = False) -> str:
 
 
 def graph(args: argparse.Namespace) -> int:
+    if args.json:
+        print_json(api.graph_data(repo_from(args), args.workflow))
+        return 0
     sys.stdout.write(api.graph(repo_from(args), args.workflow, args.format))
     return 0
 

@@ -188,7 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     filters, jobs, applying = _group(_filters), _group(_jobs), _group(_apply_options)
 
-    _cmd(sub, "init", "create .orch/config.yaml and .orch/.gitignore here", "basic:init")
+    p = _cmd(sub, "init", "create .orch/config.yaml and .orch/.gitignore here", "basic:init")
+    _json(p)
 
     p = _cmd(
         sub,
@@ -206,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = _cmd(sub, "graph", "show a workflow's DAG", "basic:graph")
     p.add_argument("workflow", metavar="WORKFLOW")
     p.add_argument("--format", choices=["text", "dot", "mermaid"], default="text")
+    _json(p)
 
     p = _cmd(sub, "plan", "show what apply would run, and why", "run:plan", [filters])
     _workflows(p)
@@ -256,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="the run (default: the latest that ran the step)",
     )
+    _json(p)
 
     p = _cmd(sub, "history", "past runs", "run:history")
     p.add_argument("workflows", nargs="*", metavar="WORKFLOW")
@@ -295,6 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", required=True)
     p.add_argument("--param", action="append", default=[], metavar="K=V")
     p.add_argument("--path", help="folder to write it in (default: the current folder)")
+    _json(p)
 
     pr = _cmd(sub, "project", "create and manage projects", "")
     psub = pr.add_subparsers(
@@ -305,6 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--template", required=True)
     p.add_argument("--param", action="append", default=[], metavar="K=V")
     p.add_argument("--path", help="its folder (default: NAME)")
+    _json(p)
     p = _cmd(psub, "list", "list projects", "projects:project_list")
     _json(p)
     p = _cmd(
@@ -323,8 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
         "projects:project_archive",
     )
     p.add_argument("name")
+    _json(p)
     p = _cmd(psub, "restore", "unpack an archived project", "projects:project_restore")
     p.add_argument("name")
+    _json(p)
 
     tp = _cmd(sub, "template", "templates for projects and workflows", "")
     tsub = tp.add_subparsers(
@@ -352,14 +359,16 @@ def build_parser() -> argparse.ArgumentParser:
     _json(p)
     p = _cmd(ksub, "cancel", "end a running task's process tree", "run:task_cancel")
     p.add_argument("id", type=positive_int, metavar="ID", help="the task's id (see orch task list)")
+    _json(p)
 
     st = _cmd(sub, "state", "manage .orch/state.db", "")
     ssub = st.add_subparsers(
         dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser, required=True
     )
-    _cmd(
+    p = _cmd(
         ssub, "reset", "move state.db aside (kept as a backup) and start afresh", "run:state_reset"
     )
+    _json(p)
 
     sy = _cmd(sub, "system", "the host and the runner", "")
     ysub = sy.add_subparsers(

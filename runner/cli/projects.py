@@ -36,6 +36,9 @@ def _create(args: argparse.Namespace, kind: str) -> int:
     except OrchError as e:
         _heading(e)
         raise
+    if args.json:
+        print_json(created.to_json())
+        return 0
     where = f"{repo.prefix}{created.dir}" if created.dir != "." else (repo.prefix or ".")
     print(shown(f"created {kind} {created.name} from template {created.template} in {where}/"))
     for f in created.files:
@@ -207,6 +210,9 @@ def project_archive(args: argparse.Namespace) -> int:
     except OrchError as e:
         _heading(e)
         raise
+    if args.json:
+        print_json(out)
+        return 0
     print(
         shown(
             f"archived project {out['name']}: {out['files']} files ({_size(out['bytes'])}) "
@@ -232,6 +238,9 @@ def project_restore(args: argparse.Namespace) -> int:
     from runner.projects.archive import restore
 
     out = restore(repo_from(args), args.name)
+    if args.json:
+        print_json(out)
+        return 0
     print(
         shown(
             f"restored project {out['name']}: {out['files']} files ({_size(out['bytes'])}) "

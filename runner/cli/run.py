@@ -283,6 +283,16 @@ def logs(args: argparse.Namespace) -> int:
     path = api.log_path(repo_from(args), args.workflow, args.step, args.run)
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
+            if args.json:
+                print_json(
+                    {
+                        "workflow": args.workflow,
+                        "step": args.step,
+                        "path": str(path),
+                        "log": f.read(),
+                    }
+                )
+                return 0
             for line in f:
                 sys.stdout.write(line)
     except FileNotFoundError:
@@ -377,6 +387,9 @@ def task_status(args: argparse.Namespace) -> int:
 
 def task_cancel(args: argparse.Namespace) -> int:
     t = api.cancel_task(repo_from(args), args.id)
+    if args.json:
+        print_json({"cancel_requested": True, "task": t})
+        return 0
     print(
         f"cancel requested for task {t['id']} ({shown(t['workflow'])}/{shown(t['step'])}); "
         "its runner ends it within a second"
@@ -386,6 +399,9 @@ def task_cancel(args: argparse.Namespace) -> int:
 
 def state_reset(args: argparse.Namespace) -> int:
     dst = api.state_reset(repo_from(args))
+    if args.json:
+        print_json({"moved_to": str(dst) if dst else None})
+        return 0
     print(
         f"moved the state to {shown(dst)}; the next apply starts afresh"
         if dst
