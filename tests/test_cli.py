@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from unittest.mock import ANY
@@ -11,6 +14,8 @@ from unittest.mock import ANY
 import pytest
 
 from tests.conftest import Repo, workflow
+
+ROOT = Path(__file__).resolve().parent.parent
 
 VERBS = [["apply"], ["run"], ["watch"], ["workflow", "run", "w"]]
 
@@ -139,9 +144,6 @@ def test_apply_into_a_closed_pipe_stops_in_order(repo: Repo, redirect: str) -> N
     every task's tree ended, its row closed ``interrupted`` (not ``running``, not a
     ``failed`` internal error), the run recorded -- and orch exits 141 (128 + SIGPIPE, as a
     shell reports a process its pipe ended) without a word."""
-    import shlex
-    import sys
-
     repo.write("wf.yaml", CHATTY)
     orch = shlex.join([sys.executable, "-m", "runner", "-C", str(repo.path), "apply"])
     p = subprocess.run(
@@ -190,11 +192,12 @@ def _verbs(parser: Any = None, path: tuple[str, ...] = ()) -> list[tuple[tuple[s
 
 
 def test_every_verb_but_the_long_running_ones_takes_json() -> None:
-    """watch streams until stopped (its JSON is the event stream) and mcp speaks JSON-RPC."""
+    """watch streams until stopped (its JSON is the event stream), mcp speaks JSON-RPC and
+    completion prints a shell script."""
     lacking = [
         " ".join(words)
         for words, p in _verbs()
-        if words not in (("watch",), ("mcp",))
+        if words not in (("watch",), ("mcp",), ("completion",))
         and "--json" not in [o for a in p._actions for o in a.option_strings]
     ]
     assert lacking == []
@@ -245,3 +248,60 @@ def test_json_of_the_verbs_that_act(repo: Repo) -> None:
 
 
 STEPS_AB = '    - {name: a, run: "echo a"}\n    - {name: b, needs: [a], run: "echo hello from b"}\n'
+
+
+def _complete(repo: Repo, line: str) -> list[str]:
+    """What bash offers for ``line`` (the cursor at its end), through the script orch
+    completion bash prints, sourced into a real bash."""
+    words = line.split(" ")
+    script = (
+        'source <("$@" completion bash) || exit 9\n'
+        f"COMP_WORDS=({' '.join(shlex.quote(w) for w in words)}); "
+        f"COMP_CWORD={len(words) - 1}; COMP_LINE={shlex.quote(line)}; COMP_POINT={len(line)}\n"
+        '_shtab_orch; printf "%s\\n" "${COMPREPLY[@]}"\n'
+    )
+    p = subprocess.run(
+        ["bash", "-c", script, "bash", sys.executable, "-m", "runner"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=repo.path,
+    )
+    assert p.returncode == 0, p.stderr
+    return [w for w in p.stdout.split("\n") if w]
+
+
+def test_bash_completion_is_generated_from_the_parser(repo: Repo) -> None:
+    """Verbs, sub-verbs and options complete in a real bash; a verb added to the parser
+    is offered without touching the completion code."""
+    from runner.cli.main import build_parser
+
+    verbs = {w[0] for w, _ in _verbs(build_parser())}
+    assert set(_complete(repo, "orch ")) >= verbs
+    assert _complete(repo, "orch ap") == ["apply"]
+    assert sorted(_complete(repo, "orch task ")) == ["cancel", "list", "status"]
+    assert "--detailed-exitcode" in _complete(repo, "orch plan --de")
+    assert _complete(repo, "orch history --li") == ["--limit"]
+
+
+@pytest.mark.parametrize("shell", ["zsh", "fish"])
+def test_zsh_and_fish_completion_name_every_verb(repo: Repo, shell: str) -> None:
+    p = repo.orch("completion", shell)
+    assert p.returncode == 0, p.stderr
+    for words, _ in _verbs():
+        assert all(w in p.stdout for w in words), words
+    assert "detailed-exitcode" in p.stdout  # fish spells options without the dashes
+
+
+def test_completion_without_shtab_says_how_to_install_it(repo: Repo, tmp_path: Path) -> None:
+    """The optional extra missing: one line with the pip install line, exit 1."""
+    blocker = tmp_path / "no-shtab"
+    (blocker / "shtab").mkdir(parents=True)
+    (blocker / "shtab" / "__init__.py").write_text("raise ImportError('not installed')\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(blocker), str(ROOT)])}
+    p = repo.orch("completion", "bash", env=env)
+    assert p.returncode == 1 and p.stdout == ""
+    assert p.stderr.splitlines() == [
+        "orch: orch completion needs shtab: pip install 'orch-gitops[completion]'"
+    ]
+    assert repo.orch("completion", "tcsh").returncode == 2

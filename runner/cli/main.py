@@ -383,6 +383,16 @@ def build_parser() -> argparse.ArgumentParser:
         _json(p)
 
     _cmd(sub, "mcp", "serve orch to AI agents over MCP (stdio)", "mcp:serve")
+
+    p = _cmd(
+        sub,
+        "completion",
+        "print a shell completion script (needs the [completion] extra)",
+        "completion:completion",
+    )
+    p.add_argument(
+        "shell", choices=("bash", "zsh", "fish"), help="the shell to write the script for"
+    )
     return parser
 
 
