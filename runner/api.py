@@ -120,13 +120,22 @@ def plan(
     force_all: bool = False,
     since: str | None = None,
     ref: str | None = None,
+    commands: bool = False,
 ) -> dict[str, Any]:
     """What apply would do, per step, with reasons (the same data ``--json`` prints).
+
+    ``commands``: also each step's command as apply would render it, masked with the
+    run's secrets (``plan --show-commands``; see ``reconcile.preview``): every step that
+    would run gets ``"command"`` (a string, an argv list, or None) and ``"note"``.
 
     ``ref``: plan the manifests as committed at git revision ``ref`` against the recorded
     state and the files in the work tree ("what would apply do if I checked out REV's
     manifests"); forcing and ``since`` do not combine with it (UsageError)."""
     if ref is not None:
+        if commands:
+            from runner.errors import UsageError
+
+            raise UsageError("--show-commands renders the work tree's manifests; drop --ref")
         return _plan_at(repo, ref, workflows, project, env, bool(force or force_all or since))
     key = _noop_key(workflows, project, env, force, force_all, since)
     mkey = None
@@ -148,6 +157,8 @@ def plan(
         state.close()
     repo.warnings.update(dict.fromkeys(plans.warnings))
     data = _plan_data(plans.rows(), sel.env)
+    if commands:
+        _add_commands(data, m, plans)
     if (
         key is not None
         and not plans.warnings  # said again each time, until fixed
@@ -155,6 +166,18 @@ def plan(
     ):
         _witness(repo, m, wfs, key, plans.seen, mkey)
     return data
+
+
+def _add_commands(data: dict[str, Any], m: Manifests, plans: Any) -> None:
+    from runner.reconcile.flow import run_secrets
+    from runner.reconcile.preview import commands
+
+    secrets = run_secrets(m)
+    shown = commands(m, plans, dict(os.environ))
+    for s in data["steps"]:
+        c = shown.get((s["workflow"], s["step"]))
+        if c is not None:
+            s.update(secrets.mask_any(c))  # type: ignore[arg-type]
 
 
 def _plan_at(

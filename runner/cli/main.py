@@ -131,7 +131,11 @@ def _apply_options(p: argparse.ArgumentParser) -> None:
         help="run STEP (WORKFLOW/STEP or STEP) even if up to date",
     )
     p.add_argument("--force-all", action="store_true", help="run every step")
-    p.add_argument("--dry-run", action="store_true", help="only plan")
+    p.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="run nothing: print the plan and each command it would run (plan --show-commands)",
+    )
     p.add_argument(
         "--fail-fast", action="store_true", help="stop starting tasks after the first failure"
     )
@@ -226,6 +230,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--check",
         action="store_true",
         help="exit 1 when a workflow marked spec.check is out of date (for pre-commit and CI)",
+    )
+    p.add_argument(
+        "--show-commands",
+        action="store_true",
+        help="print the command each step would run, rendered, secrets masked",
     )
     p.add_argument(
         "--detailed-exitcode",

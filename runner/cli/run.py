@@ -34,6 +34,7 @@ def plan(args: argparse.Namespace) -> int:
         force=args.force,
         force_all=args.force_all,
         since=args.since,
+        commands=getattr(args, "show_commands", False),
     )
     stale = 1 if getattr(args, "check", False) and _stale_checked(repo, data) else 0
     code = stale or _detailed(args, data)
@@ -55,6 +56,8 @@ def plan(args: argparse.Namespace) -> int:
         icon, label = styled[s["action"]]
         why = f": {shown('; '.join(s['reasons']))}" if s["reasons"] else ""
         out.append(f"  {icon} {shown(s['step'])}  {label}{why}")
+        if "command" in s:
+            out.extend(_command_lines(s, color))
     n = data["summary"]
     if not data["steps"]:
         out.append("no workflows selected")
@@ -69,6 +72,23 @@ def plan(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return code
+
+
+def _command_lines(s: dict[str, Any], color: bool) -> list[str]:
+    """A step's rendered command under its plan line, ``$ `` first, each line of a
+    multi-line script indented; an argv list joined as a shell would need it typed."""
+    cmd = s["command"]
+    if cmd is None:
+        return [paint(f"      ({shown(s['note'])})", "dim", color)]
+    if isinstance(cmd, list):
+        import shlex
+
+        cmd = shlex.join(cmd)
+    lines = cmd.rstrip("\n").split("\n")
+    return [
+        paint(f"      {'$' if i == 0 else ' '} {shown(line)}", "dim", color)
+        for i, line in enumerate(lines)
+    ]
 
 
 def _detailed(args: argparse.Namespace, data: dict[str, Any]) -> int:
@@ -90,6 +110,7 @@ def apply(args: argparse.Namespace) -> int:
 
     if getattr(args, "dry_run", False):
         args.ref = None
+        args.show_commands = True  # a dry run says what it would run, as make -n does
         return plan(args)
     repo = repo_from(args)
     color = use_color(sys.stderr)

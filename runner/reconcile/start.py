@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -178,22 +178,7 @@ class Start:
         return None
 
     def _template_context(self) -> Outcome | None:
-        wf, step = self.view.wf, self.view.step
-        proj = self.ctx.catalog.projects.get(wf.project) if wf.project else None
-        # validation turns every steps.X reference into an edge, so the direct upstream
-        # steps are all a template may read (and building more would be O(steps^2))
-        self._tctx = {
-            "params": {**self.view.params, **step.params},
-            "steps": {
-                n: {"outputs": self.records[n].outputs, "status": self.records[n].status}
-                for n in self.view.upstream
-                if n in self.records
-            },
-            "workflow": {"name": wf.name, "project": wf.project or ""},
-            "env": self.ctx.environ,
-            "project": {"name": proj.name, "path": proj.dir, "params": proj.params} if proj else {},
-            "step": {"name": step.name},
-        }
+        self._tctx = template_context(self.view, self.ctx.catalog, self.records, self.ctx.environ)
         return None
 
     def _when(self) -> Outcome | None:
@@ -338,3 +323,27 @@ class Start:
     def _template_failed(self, e: Exception) -> Outcome:
         wf, step = self.view.wf, self.view.step
         return self._failed(f"template error in {wf.path}: spec.steps[{step.index}]: {e}")
+
+
+def template_context(
+    view: StepView, catalog: Manifests, records: Mapping[str, Any], environ: dict[str, str]
+) -> dict[str, Any]:
+    """What a step's templates (``run``, ``env``, ``when``) see: params, the outputs and
+    status of its direct upstream steps (from ``records``, name -> StepRecord), the
+    workflow, the environment, the project and the step. Validation turns every
+    ``steps.X`` reference into an edge, so the direct upstream steps are all a template
+    may read (and building more would be O(steps^2))."""
+    wf, step = view.wf, view.step
+    proj = catalog.projects.get(wf.project) if wf.project else None
+    return {
+        "params": {**view.params, **step.params},
+        "steps": {
+            n: {"outputs": records[n].outputs, "status": records[n].status}
+            for n in view.upstream
+            if n in records
+        },
+        "workflow": {"name": wf.name, "project": wf.project or ""},
+        "env": environ,
+        "project": {"name": proj.name, "path": proj.dir, "params": proj.params} if proj else {},
+        "step": {"name": step.name},
+    }
