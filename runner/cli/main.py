@@ -72,7 +72,17 @@ def _cmd(
     parents: Sequence[argparse.ArgumentParser] = (),
     **kw: object,
 ) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=help, description=help, parents=[_COMMON, *parents], **kw)  # type: ignore[arg-type]
+    from runner.cli.examples import epilog
+
+    p = sub.add_parser(
+        name,
+        help=help,
+        description=help,
+        parents=[_COMMON, *parents],
+        formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the examples' lines
+        **kw,  # type: ignore[arg-type]
+    )
+    p.epilog = epilog(p.prog.removeprefix("orch").strip())
     p.set_defaults(target=target)
     return p
 
@@ -179,6 +189,19 @@ def _json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
+def _template_options(p: argparse.ArgumentParser, kind: str) -> None:
+    p.add_argument(
+        "--template", required=True, help=f"the {kind} template to use (see orch template list)"
+    )
+    p.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="a template parameter (repeatable)",
+    )
+
+
 def _workflows(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "workflows", nargs="*", metavar="WORKFLOW", help="workflows to act on (default: all)"
@@ -186,7 +209,14 @@ def _workflows(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="orch", description="A declarative, GitOps-style workflow runner.")
+    from runner.cli.examples import epilog
+
+    parser = _Parser(
+        prog="orch",
+        description="A declarative, GitOps-style workflow runner.",
+        epilog=epilog(""),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"orch {__version__}")
     parser.add_argument("-C", dest="directory", metavar="DIR", help="run as if started in DIR")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -202,15 +232,25 @@ def build_parser() -> argparse.ArgumentParser:
         "basic:validate",
     )
     p.add_argument("paths", nargs="*", metavar="PATH", help="also check these files")
-    p.add_argument("--format", choices=["text", "json", "github"], default="text")
+    p.add_argument(
+        "--format",
+        choices=["text", "json", "github"],
+        default="text",
+        help="text (default), json, or github (workflow-command annotations for Actions)",
+    )
     p.add_argument(
         "--ref", metavar="REV", help="validate the manifests as they are at git revision REV"
     )
     _json(p)
 
     p = _cmd(sub, "graph", "show a workflow's DAG", "basic:graph")
-    p.add_argument("workflow", metavar="WORKFLOW")
-    p.add_argument("--format", choices=["text", "dot", "mermaid"], default="text")
+    p.add_argument("workflow", metavar="WORKFLOW", help="the workflow to draw")
+    p.add_argument(
+        "--format",
+        choices=["text", "dot", "mermaid"],
+        default="text",
+        help="text (default), Graphviz dot, or Mermaid",
+    )
     _json(p)
 
     p = _cmd(sub, "plan", "show what apply would run, and why", "run:plan", [filters])
@@ -222,7 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STEP",
         help="plan STEP (WORKFLOW/STEP or STEP) as forced",
     )
-    p.add_argument("--force-all", action="store_true")
+    p.add_argument("--force-all", action="store_true", help="plan every step as forced")
     p.add_argument(
         "--ref", metavar="REV", help="plan the manifests as they are at git revision REV"
     )
@@ -254,13 +294,15 @@ def build_parser() -> argparse.ArgumentParser:
         _workflows(p)
 
     p = _cmd(sub, "status", "recorded state of each step", "run:status")
-    p.add_argument("workflows", nargs="*", metavar="WORKFLOW")
-    p.add_argument("--project")
+    p.add_argument(
+        "workflows", nargs="*", metavar="WORKFLOW", help="workflows to show (default: all)"
+    )
+    p.add_argument("--project", help="only the workflows of this project")
     _json(p)
 
     p = _cmd(sub, "logs", "print a task's log", "run:logs")
-    p.add_argument("workflow")
-    p.add_argument("step")
+    p.add_argument("workflow", metavar="WORKFLOW", help="the step's workflow")
+    p.add_argument("step", metavar="STEP", help="the step whose log to print")
     p.add_argument(
         "--run",
         type=positive_int,
@@ -270,7 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     _json(p)
 
     p = _cmd(sub, "history", "past runs", "run:history")
-    p.add_argument("workflows", nargs="*", metavar="WORKFLOW")
+    p.add_argument("workflows", nargs="*", metavar="WORKFLOW", help="only runs of these workflows")
     p.add_argument(
         "-n",
         "--limit",
@@ -289,7 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--restart", action="store_true", help="end affected running tasks and start over on change"
     )
-    p.add_argument("--debounce", type=seconds, metavar="SECONDS")
+    p.add_argument(
+        "--debounce",
+        type=seconds,
+        metavar="SECONDS",
+        help="wait this long after the last change before applying (default: the config's)",
+    )
     _quiet(p)
 
     wf = _cmd(sub, "workflow", "list, run or create workflows", "")
@@ -299,13 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = _cmd(wsub, "list", "list workflows", "basic:workflow_list")
     _json(p)
     p = _cmd(wsub, "run", "apply one workflow", "run:apply", [filters, jobs, applying])
-    p.add_argument("workflows", nargs=1, metavar="WORKFLOW")
+    p.add_argument("workflows", nargs=1, metavar="WORKFLOW", help="the workflow to apply")
     p = _cmd(
         wsub, "create", "write a workflow manifest from a template", "projects:workflow_create"
     )
-    p.add_argument("name")
-    p.add_argument("--template", required=True)
-    p.add_argument("--param", action="append", default=[], metavar="K=V")
+    p.add_argument("name", metavar="NAME", help="the new workflow's name")
+    _template_options(p, "workflow")
     p.add_argument("--path", help="folder to write it in (default: the current folder)")
     _json(p)
 
@@ -314,9 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser, required=True
     )
     p = _cmd(psub, "create", "lay out a new project from a template", "projects:project_create")
-    p.add_argument("name")
-    p.add_argument("--template", required=True)
-    p.add_argument("--param", action="append", default=[], metavar="K=V")
+    p.add_argument("name", metavar="NAME", help="the new project's name")
+    _template_options(p, "project")
     p.add_argument("--path", help="its folder (default: NAME)")
     _json(p)
     p = _cmd(psub, "list", "list projects", "projects:project_list")
@@ -327,8 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
         "a project's workflows, failing steps and milestones",
         "projects:project_status",
     )
-    p.add_argument("name")
-    p.add_argument("--env")
+    p.add_argument("name", metavar="NAME", help="the project")
+    p.add_argument("--env", help="the project environment whose params to use (e.g. dev, prod)")
     _json(p)
     p = _cmd(
         psub,
@@ -336,10 +381,10 @@ def build_parser() -> argparse.ArgumentParser:
         "pack a project into .orch/archive/ and stop reconciling it",
         "projects:project_archive",
     )
-    p.add_argument("name")
+    p.add_argument("name", metavar="NAME", help="the project to archive")
     _json(p)
     p = _cmd(psub, "restore", "unpack an archived project", "projects:project_restore")
-    p.add_argument("name")
+    p.add_argument("name", metavar="NAME", help="the archived project (see .orch/archive/)")
     _json(p)
 
     tp = _cmd(sub, "template", "templates for projects and workflows", "")
