@@ -28,7 +28,8 @@ def graph(repo: Repo, workflow: str, fmt: str = "text") -> str:
 
     m = repo.manifests()
     wf = m.workflow(workflow)
-    return render_graph(wf, m.dags[wf.name], fmt)
+    into, out = m.across(wf.name)
+    return render_graph(wf, m.dags[wf.name], fmt, into, out)
 
 
 def graph_data(repo: Repo, workflow: str) -> dict[str, Any]:

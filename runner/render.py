@@ -75,23 +75,36 @@ def paint(text: str, color: str, enabled: bool) -> str:
     return Styled(f"\x1b[{_COLORS[color]}m{safe}\x1b[0m") if enabled else Styled(safe)
 
 
-def render_graph(wf: Workflow, dag: Dag, fmt: str) -> str:
+Across = dict[str, list[tuple[str, str]]]
+
+
+def render_graph(
+    wf: Workflow, dag: Dag, fmt: str, into: Across | None = None, out: Across | None = None
+) -> str:
     """The DAG as text, Graphviz dot or Mermaid; step names (a fan-out over files names
-    its instances after them) are shown(), and quotes in them escaped for dot/Mermaid."""
+    its instances after them) are shown(), and quotes in them escaped for dot/Mermaid.
+
+    ``into``/``out`` ({step: [(workflow, step)]}, from ``Manifests.across``) are the file
+    edges to and from other workflows, drawn with the other step named ``workflow/step``:
+    the same edges one ``orch apply`` of both workflows follows."""
+    into, out = into or {}, out or {}
     if fmt != "text":
-        return _render_graph_markup(wf, dag, fmt)
+        return _render_graph_markup(wf, dag, fmt, into, out)
     # text: one line per step, in run order, with its direct upstream steps and why
     width = max((len(shown(n)) for n in dag.order), default=0)
     lines = [f"{shown(wf.name)} ({len(dag.order)} steps)"]
     for n in dag.order:
-        ups = dag.upstream[n]
-        if ups:
-            deps = ", ".join(
-                f"{shown(u)} ({'+'.join(sorted(dag.kinds.get((u, n), ())))})" for u in ups
-            )
-            lines.append(f"  {shown(n).ljust(width)}  <- {deps}")
-        else:
-            lines.append(f"  {shown(n)}")
+        deps = [
+            f"{shown(u)} ({'+'.join(sorted(dag.kinds.get((u, n), ())))})" for u in dag.upstream[n]
+        ]
+        deps += [f"{shown(w + '/' + s)} (files)" for w, s in into.get(n, ())]
+        readers = [f"{shown(w + '/' + s)} (files)" for w, s in out.get(n, ())]
+        line = f"  {shown(n).ljust(width)}" if deps or readers else f"  {shown(n)}"
+        if deps:
+            line += f"  <- {', '.join(deps)}"
+        if readers:
+            line += f"  -> {', '.join(readers)}"
+        lines.append(line)
     return "\n".join(lines) + "\n"
 
 
@@ -99,25 +112,45 @@ def _quoted(name: str, quote: str) -> str:
     return shown(name).replace("\\", "\\\\").replace('"', quote)
 
 
-def _render_graph_markup(wf: Workflow, dag: Dag, fmt: str) -> str:
+def _others(into: Across, out: Across) -> list[str]:
+    """The other workflows' steps an edge reaches, as ``workflow/step``, sorted."""
+    return sorted({f"{w}/{s}" for v in (*into.values(), *out.values()) for w, s in v})
+
+
+def _render_graph_markup(wf: Workflow, dag: Dag, fmt: str, into: Across, out: Across) -> str:
+    others = _others(into, out)
     if fmt == "dot":
         q = {n: _quoted(n, '\\"') for n in dag.order}
+        x = {o: _quoted(o, '\\"') for o in others}
         lines = [f'digraph "{_quoted(wf.name, chr(92) + chr(34))}" {{', "  rankdir=LR;"]
         for n in dag.order:
             lines.append(f'  "{q[n]}";')
+        for o in others:
+            lines.append(f'  "{x[o]}" [style=dashed];')
         for n in dag.order:
             for u in dag.upstream[n]:
                 kinds = ",".join(sorted(dag.kinds.get((u, n), ())))
                 lines.append(f'  "{q[u]}" -> "{q[n]}" [label="{kinds}"];')
+            for w, s in into.get(n, ()):
+                lines.append(f'  "{x[w + "/" + s]}" -> "{q[n]}" [label="files",style=dashed];')
+            for w, s in out.get(n, ()):
+                lines.append(f'  "{q[n]}" -> "{x[w + "/" + s]}" [label="files",style=dashed];')
         lines.append("}")
         return "\n".join(lines) + "\n"
     ids = {n: f"s{i}" for i, n in enumerate(dag.order)}
+    xids = {o: f"x{i}" for i, o in enumerate(others)}
     lines = ["graph LR"]
     for n in dag.order:
         lines.append(f'  {ids[n]}["{_quoted(n, "#quot;")}"]')
+    for o in others:
+        lines.append(f'  {xids[o]}["{_quoted(o, "#quot;")}"]')
     for n in dag.order:
         for u in dag.upstream[n]:
             lines.append(f"  {ids[u]} --> {ids[n]}")
+        for w, s in into.get(n, ()):
+            lines.append(f"  {xids[w + '/' + s]} -.-> {ids[n]}")
+        for w, s in out.get(n, ()):
+            lines.append(f"  {ids[n]} -.-> {xids[w + '/' + s]}")
     return "\n".join(lines) + "\n"
 
 

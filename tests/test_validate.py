@@ -579,3 +579,30 @@ def test_an_output_inside_a_folder_its_owner_excludes_has_one_producer(repo: Rep
         "wf.yaml:8:40: spec.steps[2].outputs[0]: output 'node_modules/y' of step 'bad'"
         " is inside output 'node_modules/' of step 'deps' (give each path one producing step)"
     ]
+
+
+def test_graph_shows_files_read_across_workflows(repo: Repo) -> None:
+    """The edges one ``orch apply`` follows between workflows are the ones ``orch graph``
+    draws: a's output read by b's step."""
+    repo.write(
+        "a.yaml",
+        workflow("a", "    - {name: gen, run: x, inputs: [src.txt], outputs: [gen/data.txt]}\n"),
+    )
+    repo.write(
+        "b.yaml",
+        workflow(
+            "b",
+            "    - {name: use, run: x, inputs: [gen/data.txt], outputs: [used.txt]}\n"
+            "    - {name: after, run: x, inputs: [used.txt]}\n",
+        ),
+    )
+    repo.write("src.txt", "v1\n")
+    b = repo.orch("graph", "b")
+    assert b.returncode == 0, b.stderr
+    assert b.stdout.splitlines()[1:] == ["  use    <- a/gen (files)", "  after  <- use (files)"]
+    a = repo.orch("graph", "a").stdout
+    assert a.splitlines()[1:] == ["  gen  -> b/use (files)"]
+    dot = repo.orch("graph", "b", "--format", "dot").stdout
+    assert '"a/gen" -> "use"' in dot
+    mer = repo.orch("graph", "a", "--format", "mermaid").stdout
+    assert 'x0["b/use"]' in mer and "s0 -.-> x0" in mer

@@ -435,3 +435,29 @@ def test_debouncer_waits_for_quiet_and_caps_a_stream() -> None:
     assert now[0] == pytest.approx(2.0)
     d.close()
     assert d.take() is None
+
+
+def test_restart_follows_files_read_across_workflows(repo: Repo) -> None:
+    """--restart: an input of a/gen changing affects b/use, which reads gen's output, and
+    b/after downstream of it: the edges ``orch apply`` follows between workflows."""
+    repo.write(
+        "a.yaml",
+        workflow("a", "    - {name: gen, run: x, inputs: [src.txt], outputs: [gen/data.txt]}\n"),
+    )
+    repo.write(
+        "b.yaml",
+        workflow(
+            "b",
+            "    - {name: use, run: x, inputs: [gen/data.txt], outputs: [used.txt]}\n"
+            "    - {name: after, run: x, needs: [use]}\n"
+            "    - {name: alone, run: x}\n",
+        ),
+    )
+    m = load(repo.path)
+    f = EventFilter(m.config, m, list(m.workflows.values()))
+    gen = f.classify("src.txt")
+    assert gen == Hit(INPUT, frozenset({("a", "gen")}))
+    assert f.affects(gen, [("b", "use")])
+    assert f.affects(gen, [("b", "after")])
+    assert not f.affects(gen, [("b", "alone")])
+    assert not f.affects(Hit(INPUT, frozenset({("b", "use")})), [("a", "gen")])

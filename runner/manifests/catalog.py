@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from runner.manifests.yamlsrc import Document
     from runner.model import Project, Quota, Workflow
 
+StepEdges = dict[str, list[tuple[str, str]]]
+
 
 @dataclass
 class Config:
@@ -51,6 +53,25 @@ class Manifests:
     cross_upstream: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
     # files skipped as not ours (YAML that does not parse, with no orch apiVersion in it)
     warnings: list[str] = field(default_factory=list)
+
+    def across(self, workflow: str) -> tuple[StepEdges, StepEdges]:
+        """The file edges between ``workflow`` and the others, as ``orch apply`` follows
+        them (``cross_upstream``, built by ``checks.check_cross_workflow``): {step: the
+        (workflow, step) pairs whose outputs it reads} and {step: the pairs that read its
+        outputs}, each list sorted. ``orch graph`` draws them; ``orch watch`` restarts on
+        them."""
+        into: StepEdges = {}
+        out: StepEdges = {}
+        for (dw, ds), ups in self.cross_upstream.items():
+            for uw, us in ups:
+                if dw == workflow:
+                    into.setdefault(ds, []).append((uw, us))
+                if uw == workflow:
+                    out.setdefault(us, []).append((dw, ds))
+        return (
+            {k: sorted(v) for k, v in into.items()},
+            {k: sorted(v) for k, v in out.items()},
+        )
 
     def workflow(self, name: str) -> Workflow:
         if name not in self.workflows:

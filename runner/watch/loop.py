@@ -125,6 +125,12 @@ class EventFilter:
         self.links = dict(link_table or {})
         self.known = frozenset(manifests.files if manifests else known)
         self.dags: dict[str, Any] = dict(manifests.dags) if manifests else {}
+        # (workflow, step) -> the steps of other workflows that read its output files
+        self.readers: dict[StepKey, list[StepKey]] = {}
+        if manifests is not None:
+            for w in self.dags:
+                for s, rs in manifests.across(w)[1].items():
+                    self.readers[(w, s)] = rs
         inputs: dict[str, set[StepKey]] = {}
         outputs: set[str] = set()
         for wf in workflows:
@@ -194,20 +200,29 @@ class EventFilter:
         return None
 
     def affects(self, hit: Hit, running: Iterable[StepKey]) -> bool:
-        """Whether a change can alter a running task: its own input, an upstream step's
-        input, or any manifest (which may redefine anything)."""
+        """Whether a change can alter a running task: its own input, the input of a step
+        upstream of it (through ``needs``, templates and files, across workflows too, as
+        ``orch apply`` orders them), or any manifest (which may redefine anything)."""
         if hit.kind in (CONFIG, MANIFEST):
             return True
-        for wf, step in running:
-            for w, s in hit.steps:
-                if w != wf:
-                    continue
-                if s == step:
-                    return True
-                dag = self.dags.get(w)
-                if dag is not None and step in dag.descendants({s}):
-                    return True
-        return False
+        running = set(running)
+        if not running or not hit.steps:
+            return False
+        return not running.isdisjoint(self._downstream(hit.steps))
+
+    def _downstream(self, steps: Iterable[StepKey]) -> set[StepKey]:
+        """``steps`` and every step downstream of them."""
+        seen = set(steps)
+        todo = list(seen)
+        while todo:
+            w, s = todo.pop()
+            dag = self.dags.get(w)
+            nxt = [(w, d) for d in dag.downstream().get(s, ())] if dag is not None else []
+            for k in nxt + self.readers.get((w, s), []):
+                if k not in seen:
+                    seen.add(k)
+                    todo.append(k)
+        return seen
 
 
 def _params(m: Manifests, wf: Workflow, env: str | None) -> dict[str, Any]:
