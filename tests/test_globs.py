@@ -207,3 +207,25 @@ def test_orch_and_git_folders_are_entered_only_by_a_pattern_that_names_them(repo
     plan = repo.plan()
     assert plan[("w", "nested")] == ("run", ["input changed: sub/x/.orch/config.yaml"])
     assert plan[("w", "all")][0] == "up-to-date"  # ** does not enter .orch/ (nor .git/)
+
+
+def test_the_root_orch_folder_is_never_an_input_or_output(repo: Repo) -> None:
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            "    - name: a\n      run: echo\n      inputs: ['.orch/config.yaml', '.orch/**']\n"
+            "      outputs: [.orch/out.txt]\n",
+        ),
+    )
+    p = repo.orch("validate")
+    assert p.returncode == 1
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("wf.yaml:")]
+    assert len(lines) == 3, p.stderr
+    assert all(".orch/ is orch's own state" in ln for ln in lines), p.stderr
+    sub = repo.path / "sub"
+    sub.mkdir()
+    repo.write("sub/wf.yaml", workflow("s", "    - {name: a, run: echo, inputs: [.orch/x.txt]}\n"))
+    repo.write("sub/.orch/x.txt", "x\n")
+    repo.write("wf.yaml", workflow("w", "    - {name: a, run: echo}\n"))
+    assert repo.orch("validate").returncode == 0  # sub/.orch/ is an ordinary folder

@@ -39,6 +39,7 @@ LAYERS: dict[str, int] = {
     "runner.fsutil": 0,
     "runner.statkey": 0,
     "runner.links": 0,
+    "runner.pathmatch": 0,
     "runner.masking": 0,
     # 1 shared core
     "runner.templating": 1,

@@ -330,3 +330,36 @@ def test_plan_ref_refuses_options_it_cannot_honour(repo: Repo) -> None:
     for extra in (["--force", "a"], ["--force-all"], ["--since", "HEAD"]):
         p = repo.orch("plan", "--ref", "HEAD", *extra)
         assert p.returncode == 2 and "--ref plans the manifests at REV" in p.stderr, extra
+
+
+def test_since_leaves_out_excluded_inputs_and_unnamed_orch_folders(repo: Repo) -> None:
+    """--since reads a path as the plan does: a ``!pattern`` exclusion is not an input, and
+    ``sub/**`` does not enter a nested ``.orch/`` folder that only a pattern naming it reads."""
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "code",
+            '    - {name: build, run: "true", inputs: ["src/**", "!src/gen/**"]}\n',
+        )
+        + "---\n"
+        + workflow(
+            "nested",
+            "    - {name: conf, run: \"true\", inputs: ['sub/*/.orch/config.yaml']}\n",
+        )
+        + "---\n"
+        + workflow("tree", '    - {name: all, run: "true", inputs: ["tree/**"]}\n'),
+    )
+    repo.write("src/a.c", "a\n")
+    repo.write("src/gen/x.c", "gen\n")
+    repo.write("sub/x/.orch/config.yaml", "apiVersion: orch/v1\nkind: Config\n")
+    repo.write("tree/a.txt", "a\n")
+    repo.write("tree/deep/.orch/note.txt", "n\n")
+    repo.commit("all")
+    repo.write("src/gen/x.c", "regenerated\n")
+    assert affected(repo, "HEAD") == set()
+    repo.write("tree/deep/.orch/note.txt", "edited\n")
+    assert affected(repo, "HEAD") == set()
+    repo.write("sub/x/.orch/config.yaml", "apiVersion: orch/v1\nkind: Config\njobs: 2\n")
+    assert affected(repo, "HEAD") == {"nested"}
+    repo.write("src/a.c", "b\n")
+    assert affected(repo, "HEAD") == {"nested", "code"}

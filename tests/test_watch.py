@@ -461,3 +461,62 @@ def test_restart_follows_files_read_across_workflows(repo: Repo) -> None:
     assert f.affects(gen, [("b", "after")])
     assert not f.affects(gen, [("b", "alone")])
     assert not f.affects(Hit(INPUT, frozenset({("b", "use")})), [("a", "gen")])
+
+
+def test_filter_reads_paths_as_the_plan_does(repo: Repo) -> None:
+    """Exclusions are not inputs; a nested ``.orch/`` folder is an ordinary folder to a
+    pattern that names it and is not entered by ``**``; the root ``.orch/`` is never an
+    input; a path spelled exactly as a pattern with glob characters is that file."""
+    setup(
+        repo,
+        workflow(
+            "w",
+            """\
+    - name: build
+      run: "true"
+      inputs: ["src/**", "!src/gen/**", "!src/*.bak"]
+    - name: conf
+      run: "true"
+      inputs: ["sub/*/.orch/config.yaml", "lib/.orch/", "in[1].txt"]
+""",
+        ),
+    )
+    m = load(repo.path)
+    f = EventFilter(m.config, m, list(m.workflows.values()))
+    build = Hit(INPUT, frozenset({("w", "build")}))
+    conf = Hit(INPUT, frozenset({("w", "conf")}))
+    assert f.classify("src/a.c") == build
+    assert f.classify("src/gen/x.c") is None
+    assert f.classify("src/a.bak") is None
+    assert f.classify("src/x/.orch/state.txt") is None  # ** does not enter .orch/
+    assert f.classify("sub/x/.orch/config.yaml") == conf
+    assert f.classify("lib/.orch/a.txt") == conf
+    assert f.classify("lib/.orch/__pycache__/a.pyc") is None
+    assert f.classify("in[1].txt") == conf
+    assert f.classify("in1.txt") == conf
+    assert f.classify(".orch/state.db") is None
+
+
+def test_edit_to_an_excluded_input_runs_nothing(repo: Repo, start) -> None:
+    setup(
+        repo,
+        workflow(
+            "demo",
+            """\
+    - name: copy
+      run: "true"
+      inputs: ["src/**", "!src/gen/"]
+    - name: nested
+      run: "true"
+      inputs: ["sub/*/.orch/config.yaml"]
+""",
+        ),
+    )
+    repo.write("src/gen/x.txt", "gen\n")
+    repo.write("sub/x/.orch/config.yaml", "x: 1\n")
+    w = start()
+    assert w.cycle().ran == 2
+    repo.write("src/gen/x.txt", "regenerated\n")
+    repo.write("sub/x/.orch/config.yaml", "x: 2\n")  # the sentinel: a nested .orch/ named
+    c = w.cycle()
+    assert c.changed == ["sub/x/.orch/config.yaml"] and c.ran == 1

@@ -15,6 +15,7 @@ from runner.manifests import paths
 from runner.manifests.graph import CycleError, build_dag, file_edges
 from runner.manifests.yamlsrc import Document
 from runner.model import Step, Workflow
+from runner.pathmatch import STATE_DIR
 
 if TYPE_CHECKING:
     from runner.manifests.catalog import Manifests
@@ -640,6 +641,15 @@ def _check_glob(ctx: _Ctx, where: tuple[Any, ...], key: str, rel: str) -> bool:
         return False
     if rel.startswith("!") and not pattern:
         ctx.add(where, "an exclusion needs a path after '!'", "write !PATH or !GLOB")
+        return False
+    if not rel.startswith("!") and pattern.split("/")[0] == STATE_DIR:
+        ctx.add(
+            where,
+            f"'{pattern}': {STATE_DIR}/ is orch's own state (state, logs, caches),"
+            f" never a step's {key[:-1]}",
+            f"use a path outside {STATE_DIR}/ at the repository root"
+            f" (a {STATE_DIR} folder deeper down is an ordinary folder)",
+        )
         return False
     if key == "outputs" and not rel.startswith("!") and globs.is_glob(pattern):
         ctx.add(

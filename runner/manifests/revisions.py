@@ -41,6 +41,7 @@ from runner.manifests.load import (
 from runner.manifests.paths import LINK_OUT, LINK_OUT_HINT, target_at_revision
 from runner.manifests.sources import MANIFEST_SUFFIXES
 from runner.manifests.yamlsrc import MAX_BYTES, decode
+from runner.pathmatch import Inputs
 
 if TYPE_CHECKING:
     import git
@@ -131,6 +132,7 @@ def affected_workflows(repo: Repo, m: Manifests, since: str) -> set[str]:
         for wf in m.workflows.values()
         for s in wf.steps
         for p in _input_patterns(m, wf, s)
+        if not p.startswith("!")
     }
     table = links.find(str(repo.root), roots)
     if table:
@@ -184,8 +186,8 @@ def affected(m: Manifests, changed: Iterable[str]) -> set[str]:
         if docs & changed:
             out.add(wf.name)
             continue
-        patterns = {p for s in wf.steps for p in _input_patterns(m, wf, s)}
-        if any(_matches(p, f) for p in patterns for f in changed):
+        readers = [Inputs(_input_patterns(m, wf, s)) for s in wf.steps]
+        if any(r.reads(f) for r in readers for f in changed):
             out.add(wf.name)
     return out
 
@@ -202,8 +204,9 @@ def _input_patterns(m: Manifests, wf: Workflow, step: Step) -> Iterator[str]:
     proj = m.projects.get(wf.project) if wf.project else None
     envs: list[str | None] = [None, *(proj.environments if proj else ())]
     for raw in step.inputs:
-        if raw.startswith("!"):
-            continue  # an exclusion: selecting a little more errs towards running
+        neg = raw.startswith("!")
+        if neg:
+            raw = raw[1:]
         if not paths.templated(raw):
             rendered = [raw]
         else:
@@ -212,26 +215,17 @@ def _input_patterns(m: Manifests, wf: Workflow, step: Step) -> Iterator[str]:
                 try:
                     rendered.append(paths.render(wf, step, raw, base_params(m, wf, env)))
                 except Exception:  # reads steps.* or the like: widen to its literal part
+                    if neg:
+                        continue  # an exclusion that cannot be known leaves nothing out
                     cut = min(i for i in (raw.find("{{"), raw.find("{%")) if i >= 0)
                     head = raw[:cut]
                     rendered.append(head.rsplit("/", 1)[0] + "/" if "/" in head else "")
         for p in rendered:
             try:
-                yield paths.join(wf.base, p) if p else (wf.base + "/" if wf.base else "")
+                rel = paths.join(wf.base, p) if p else (wf.base + "/" if wf.base else "")
             except paths.PathEscape:  # validation reports it; nothing of ours to match
                 continue
-
-
-def _matches(pattern: str, path: str) -> bool:
-    """An input pattern against a changed file; a plain name may be a folder."""
-    if pattern == "":
-        return True  # the repository root
-    if pattern.endswith("/"):
-        return path.startswith(pattern)
-    if globs.is_glob(pattern):
-        return globs.match(pattern, path)
-    pattern = globs.literal(pattern)
-    return path == pattern or path.startswith(pattern + "/")
+            yield "!" + rel if neg else rel
 
 
 def _is_manifest_name(path: str) -> bool:

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner import globs, links
+from runner import globs, links, pathmatch
 from runner.errors import OrchError
 from runner.manifests.load import CONFIG_PATH, Config, _selected, read_config, select_files
 from runner.render import shown
@@ -49,8 +49,11 @@ MANIFEST = "manifest"  # a file the last load read as a manifest
 CANDIDATE = "candidate"  # a YAML file the config points at; git decides (at cycle time)
 INPUT = "input"
 
-# Directories whose content is never a manifest or an input: the hasher skips them too.
-SKIP_SEGMENTS = frozenset({".git", ".orch", "__pycache__", ".hg", ".svn"})
+# Folders whose content is never a manifest or an input: git's and orch's own at the root,
+# and other version control's anywhere. (Deeper ``.git``, ``.orch`` and ``__pycache__``
+# folders are an input's only when a pattern names them: ``runner.pathmatch``.)
+ROOT_SKIP = frozenset({".git", pathmatch.STATE_DIR})
+SKIP_SEGMENTS = frozenset({".hg", ".svn"})
 # Editor swap, backup and temp files: they come and go while a person types.
 _TEMP_NAME = re.compile(
     r"""(
@@ -75,32 +78,6 @@ class Hit:
 
     kind: str
     steps: frozenset[StepKey] = frozenset()
-
-
-@dataclass(frozen=True)
-class _Pattern:
-    root: str  # the folder before the first glob character ("" = the whole repository)
-    rx: re.Pattern[str] | None  # None: a literal file or folder
-    literal: str
-
-
-def _pattern(p: str) -> _Pattern:
-    if globs.is_glob(p):
-        return _Pattern(globs.literal_prefix(p), globs.compile_glob(p), "")
-    lit = globs.literal(p).rstrip("/")
-    return _Pattern(lit, None, lit)
-
-
-def _under(path: str, folder: str) -> bool:
-    return not folder or path == folder or path.startswith(folder + "/")
-
-
-def _matches(pat: _Pattern, path: str, is_dir: bool) -> bool:
-    if is_dir:  # a folder appeared, went or moved: could anything the pattern reads be in it?
-        return _under(path, pat.root) or _under(pat.root, path)
-    if pat.rx is None:
-        return _under(path, pat.literal)
-    return _under(path, pat.root) and pat.rx.match(path) is not None
 
 
 class EventFilter:
@@ -131,26 +108,32 @@ class EventFilter:
             for w in self.dags:
                 for s, rs in manifests.across(w)[1].items():
                     self.readers[(w, s)] = rs
-        inputs: dict[str, set[StepKey]] = {}
+        # (pattern, the step's exclusions) -> steps: steps sharing a pattern share a test
+        inputs: dict[tuple[str, tuple[str, ...]], set[StepKey]] = {}
         outputs: set[str] = set()
         for wf in workflows:
             params = _params(manifests, wf, env) if manifests else dict(wf.params)
             for step in wf.steps:
-                for p in step.inputs:
-                    if p.startswith("!"):
-                        continue  # exclusions: watching a little more is harmless
+                pos, neg = globs.split(step.inputs)
+                # an exclusion that cannot be rendered here leaves nothing out (watch more)
+                ex = [_resolve(wf, step, x, params, widen=False) for x in neg]
+                exclusions = tuple(sorted(x for x in ex if x is not None))
+                for p in pos:
                     i = _resolve(wf, step, p, params, widen=True)
                     if i is not None:
-                        inputs.setdefault(i, set()).add((wf.name, step.name))
+                        inputs.setdefault((i, exclusions), set()).add((wf.name, step.name))
                 for p in step.outputs:
                     if p.startswith("!"):
                         continue
                     o = _resolve(wf, step, p, params, widen=False)
                     if o is not None:
                         outputs.add(o)
-        self.inputs = [(_pattern(p), frozenset(s)) for p, s in sorted(inputs.items())]
-        self.outputs = [_pattern(o) for o in sorted(outputs) if o.rstrip("/")]
-        self.manifest_outputs = any(_matches(o, f, False) for o in self.outputs for f in self.known)
+        self.inputs = [
+            (pathmatch.compile_pattern(p), ex, frozenset(s))
+            for (p, ex), s in sorted(inputs.items())
+        ]
+        self.outputs = [_output(o) for o in sorted(outputs) if o.rstrip("/")]
+        self.manifest_outputs = any(_under(f, o) for o in self.outputs for f in self.known)
         self._cache: dict[tuple[str, bool], Hit | None] = {}
 
     def set_links(self, table: dict[str, str]) -> None:
@@ -174,22 +157,27 @@ class EventFilter:
         if rel == CONFIG_PATH:
             return Hit(CONFIG)
         parts = rel.split("/")
-        if any(s in SKIP_SEGMENTS for s in parts) or is_temp_name(parts[-1]):
+        if parts[0] in ROOT_SKIP or is_temp_name(parts[-1]):
             return None
-        if any(_matches(o, rel, False) for o in self.outputs):
+        if any(s in SKIP_SEGMENTS for s in parts):
+            return None
+        hidden = any(s in links.SKIP_DIRS for s in parts[:-1])  # no manifest lives there
+        if any(_under(rel, o) for o in self.outputs):
             return None  # the runner's own work (or a hand edit the next plan will notice)
-        if is_dir:
-            if any(f.startswith(rel + "/") for f in self.known):
-                return Hit(MANIFEST)
-        elif rel in self.known:
+        if not hidden and (
+            any(f.startswith(rel + "/") for f in self.known) if is_dir else rel in self.known
+        ):
             return Hit(MANIFEST)
         steps: set[StepKey] = set()
         names = links.aliases(rel, self.links) if self.links else [rel]
-        for pat, keys in self.inputs:
-            if any(_matches(pat, name, is_dir) for name in names):
-                steps |= keys
+        for pat, ex, keys in self.inputs:
+            for name in names:
+                if pathmatch.matches(pat, name, is_dir) and not pathmatch.excluded(name, ex):
+                    steps |= keys
+                    break
         if (
             not is_dir
+            and not hidden
             and rel.endswith((".yaml", ".yml"))
             and _selected(rel, self.config.manifests)
             and not any(globs.match(x, rel) for x in self.config.exclude)
@@ -223,6 +211,15 @@ class EventFilter:
                     seen.add(k)
                     todo.append(k)
         return seen
+
+
+def _output(o: str) -> str:
+    """A declared output as the folder or file whose changes are the runner's own."""
+    return globs.literal(o).rstrip("/")
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder + "/")
 
 
 def _params(m: Manifests, wf: Workflow, env: str | None) -> dict[str, Any]:
@@ -657,7 +654,7 @@ class Watcher:
         is a change the cycle itself saw); one that leaves the repository is the plan's
         error to report, and adds nothing here."""
         try:
-            return links.find(str(self.repo.root), {pat.root for pat, _ in f.inputs})
+            return links.find(str(self.repo.root), {pat.root for pat, _, _ in f.inputs})
         except links.LinkEscape:
             return {}
 
