@@ -488,7 +488,73 @@ def canonical(source: str) -> str:
             out[-1] = ("data", out[-1][1] + value)
         elif value or kind != "data":
             out.append((kind, value))
-    return "\x1e".join(f"{kind}\x1f{value}" for kind, value in out)
+    return "\x1e".join(f"{kind}\x1f{value}" for kind, value in _attributes(out))
+
+
+# names after which "[" opens a list, not a subscript
+_KEYWORDS = frozenset(
+    [
+        "and",
+        "or",
+        "not",
+        "in",
+        "is",
+        "if",
+        "elif",
+        "else",
+        "for",
+        "set",
+        "with",
+        "do",
+        "import",
+        "include",
+        "extends",
+        "from",
+        "as",
+        "print",
+        "call",
+        "filter",
+        "macro",
+        "block",
+        "recursive",
+        "true",
+        "false",
+        "none",
+        "True",
+        "False",
+        "None",
+    ]
+)
+_IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
+
+
+def _attributes(tokens: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``x["k"]`` written as ``x.k``: Jinja looks a constant key up the same way both
+    ways (``getattr`` falls back to the item, the subscript to the attribute), so they
+    render the same. Not for a key that is a ``dict``, ``str`` or ``list`` attribute
+    (``params["items"]`` is the param, ``params.items`` the method) nor one that is not a
+    plain name. ``x.get("k")`` stays apart: it renders a missing key as empty (or its
+    default) where ``x.k`` is an error."""
+    out: list[tuple[str, str]] = []
+    i = 0
+    while i < len(tokens):
+        kind, value = tokens[i]
+        if (
+            value == "["
+            and out
+            and (out[-1][1] in (")", "]") or (out[-1][0] == "name" and out[-1][1] not in _KEYWORDS))
+            and i + 2 < len(tokens)
+            and tokens[i + 1][0] == "string"
+            and tokens[i + 2][1] == "]"
+        ):
+            key = json.loads(tokens[i + 1][1])
+            if _IDENT.match(key) and not any(hasattr(t, key) for t in (dict, str, list)):
+                out += [("operator", "."), ("name", key)]
+                i += 3
+                continue
+        out.append((kind, value))
+        i += 1
+    return out
 
 
 def _literal(text: str) -> str:

@@ -96,6 +96,29 @@ def test_spacing_comments_block_style_and_input_order_rerun_nothing(repo: Repo) 
     assert repo.plan()[("w", "one")] == ("run", ["definition changed (run)"])
 
 
+def test_subscript_with_a_constant_key_counts_as_the_attribute(repo: Repo) -> None:
+    """``params["x"]`` renders what ``params.x`` renders, so switching between them re-runs
+    nothing; ``env["X"]``/``env.X`` and ``steps.a.outputs["k"]``/``.k`` alike. A key that is
+    also a method (``params["items"]`` against ``params.items``) renders otherwise and
+    counts."""
+    before = """\
+    - name: a
+      run: echo "k=v" >> "$ORCH_OUTPUT"
+    - name: b
+      run: echo {{ params["x"] }} {{ env["HOME"] }} {{ steps.a.outputs["k"] }} {{ params['items'] }}
+"""
+    extra = "  params: {x: 1, items: 2}\n"
+    repo.write("wf.yaml", workflow("w", before, extra))
+    settled(repo)
+    after = before.replace('params["x"]', "params.x").replace('env["HOME"]', "env.HOME")
+    after = after.replace('outputs["k"]', "outputs.k")
+    repo.write("wf.yaml", workflow("w", after, extra))
+    assert repo.plan()[("w", "b")] == ("up-to-date", [])
+    method = after.replace("params['items']", "params.items")
+    repo.write("wf.yaml", workflow("w", method, extra))
+    assert repo.plan()[("w", "b")] == ("run", ["definition changed (run)"])
+
+
 # --------------------------------------------------------------------------- shell
 
 
