@@ -67,3 +67,13 @@ def read_regular(path: str | os.PathLike[str], limit: int) -> tuple[bytes, int]:
         return data, max(st.st_size, len(data))
     finally:
         os.close(fd)
+
+
+def same_bytes(path: str | os.PathLike[str], data: bytes) -> bool:
+    """Whether the regular file ``path`` holds exactly ``data``, reading at most one byte
+    more than ``data`` (a huge file, a device or a FIFO is simply not the same)."""
+    try:
+        got, size = read_regular(path, len(data))
+    except OSError:
+        return False
+    return size == len(data) and got == data

@@ -177,3 +177,37 @@ def test_a_huge_manifest_at_a_revision_is_refused_by_its_size(repo: Repo) -> Non
     assert p.returncode == 1
     (line,) = errors(p)
     assert line.startswith("big.yaml: file is 8.0 MiB, over the 8 MiB limit"), line
+
+
+# -- every other repository file orch reads ---------------------------------------------
+
+
+def test_orch_output_replaced_by_a_fifo_fails_the_step_and_never_blocks(repo: Repo) -> None:
+    repo.write(
+        "wf.yaml",
+        workflow("w", '    - name: a\n      run: rm -f "$ORCH_OUTPUT"; mkfifo "$ORCH_OUTPUT"\n'),
+    )
+    p = repo.orch("apply", timeout=60)
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "not a regular file" in p.stdout + p.stderr
+    assert "internal error" not in p.stderr
+
+
+def test_a_template_file_over_the_limit_or_not_regular_is_refused(repo: Repo) -> None:
+    repo.write(
+        ".orch/config.yaml",
+        "apiVersion: orch/v1\nkind: Config\nmanifests: ['.']\ntemplates: tmpl\n",
+    )
+    repo.write("tmpl/big/template.yaml", "kind: workflow\n")
+    with open(repo.path / "tmpl/big/data.bin", "wb") as f:
+        f.truncate(MAX_BYTES + 1)  # sparse: costs no disk
+    p = repo.orch("workflow", "create", "w", "--template", "big", "--path", "jobs", timeout=60)
+    assert p.returncode == 1
+    (line,) = p.stderr.splitlines()
+    assert "tmpl:workflow/big/data.bin: larger than" in line, line
+    assert not (repo.path / "jobs").exists()
+    (repo.path / "tmpl/big/data.bin").unlink()
+    os.mkfifo(repo.path / "tmpl/big/data.bin")
+    p = repo.orch("workflow", "create", "w", "--template", "big", "--path", "jobs", timeout=60)
+    assert p.returncode == 1
+    assert "tmpl:workflow/big/data.bin: templates hold regular files only" in p.stderr

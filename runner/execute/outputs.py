@@ -45,13 +45,20 @@ class OutputError(ValueError):
 def read_outputs(path: Path) -> dict[str, str]:
     """Parse the output file at ``path``; a missing file means no outputs.
 
-    Reads at most one byte past the cap, so a step that writes gigabytes costs nothing.
+    Reads at most one byte past the cap, so a step that writes gigabytes costs nothing,
+    and only a regular file (``fsutil.read_regular``): a step that replaced the file with
+    a FIFO or a link to ``/dev/zero`` fails, and never blocks or fills the runner's memory.
     """
+    from runner.fsutil import NotRegularFile, read_regular
+
     try:
-        with open(path, "rb") as f:
-            data = f.read(MAX_BYTES + 1)
+        data, _size = read_regular(path, MAX_BYTES)
     except FileNotFoundError:
         return {}
+    except NotRegularFile:
+        raise OutputError("not a regular file (a device, FIFO or socket)") from None
+    except OSError as e:  # made unreadable by the step (chmod 000)
+        raise OutputError(f"cannot read: {e.strerror or e}") from None
     if len(data) > MAX_BYTES:
         raise OutputError(f"the file is larger than {MAX_BYTES} bytes (1 MiB)")
     try:

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 ARCHIVE_DIR = ".orch/archive"
 INDEX_VERSION = 1
+MAX_INDEX_BYTES = 64 << 20  # an index lists paths and hashes: far below this
 
 
 def archive_dir(repo: Repo) -> Path:
@@ -61,9 +62,14 @@ def archived_names(repo: Repo) -> list[str]:
 
 
 def read_index(repo: Repo, name: str) -> dict[str, Any] | None:
+    from runner.fsutil import read_regular
+
     path = archive_dir(repo) / f"{name}.json"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        raw, size = read_regular(path, MAX_INDEX_BYTES)
+        if size > MAX_INDEX_BYTES:
+            raise ValueError(f"larger than {MAX_INDEX_BYTES // (1 << 20)} MiB")
+        data = json.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as e:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from runner.fsutil import same_bytes
 from runner.projects.scaffold import render_files
 from runner.projects.templates_index import builtin_dir, discover, find, resolve_params
 
@@ -73,7 +74,7 @@ def render_examples(dest: Path, check: bool = False) -> list[str]:
     changed = []
     for rel, data in sorted(example_files().items()):
         target = dest / rel
-        if target.is_file() and not target.is_symlink() and target.read_bytes() == data:
+        if not target.is_symlink() and same_bytes(target, data):
             continue
         changed.append(rel)
         if not check:

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import Diagnostic, OrchError, UsageError
+from runner.fsutil import NotRegularFile, read_regular, same_bytes
 from runner.projects.templates_index import (
     KINDS,
     META,
@@ -131,7 +132,7 @@ def render_files(
             raise OrchError(
                 f"{where}: renders to the path {rel!r}, which is not a plain relative path"
             )
-        data = src.read_bytes()
+        data = _read_template_file(src, where)
         if render:
             try:
                 data = render_text(data.decode("utf-8"), context).encode("utf-8")
@@ -143,6 +144,26 @@ def render_files(
         executable = bool(src.stat().st_mode & stat.S_IXUSR)
         files.append(_File(rel, data, executable, where))
     return files
+
+
+def _read_template_file(src: Path, where: str) -> bytes:
+    """A template file's bytes: a regular file only, up to the manifest size limit (8 MiB),
+    as manifests are read (``fsutil.read_regular``), so a file in the repository's own
+    templates folder that is huge, a FIFO or a device ends in one line, never a hang."""
+    from runner.manifests.yamlsrc import MAX_BYTES
+
+    try:
+        data, size = read_regular(src, MAX_BYTES)
+    except NotRegularFile:
+        raise OrchError(f"{where}: templates hold regular files only") from None
+    except OSError as e:
+        raise OrchError(f"{where}: cannot read: {e.strerror or e}") from None
+    if size > MAX_BYTES:
+        raise OrchError(
+            f"{where}: larger than {MAX_BYTES // (1 << 20)} MiB; a template holds text and"
+            " small files (fetch big data in a step instead)"
+        )
+    return data
 
 
 def borrowed_files(t: Template, templates: list[Template], context: dict[str, Any]) -> list[_File]:
@@ -217,7 +238,7 @@ def create(
         if clash is not None:
             conflicts.append(f"{repo.prefix}{_join(dest_rel, clash)}: exists and is not a folder")
         elif final.is_symlink() or final.exists():
-            if final.is_file() and not final.is_symlink() and final.read_bytes() == f.data:
+            if not final.is_symlink() and same_bytes(final, f.data):
                 out.unchanged.append(rel)
             else:
                 conflicts.append(f"{repo.prefix}{rel}: already exists")
