@@ -162,6 +162,7 @@ def plan(
         _add_commands(data, m, plans)
     if (
         key is not None
+        and repo.orch_dir.is_dir()  # a plan never creates .orch/
         and not plans.warnings  # said again each time, until fixed
         and data["summary"]["up-to-date"] == len(data["steps"])
     ):

@@ -198,11 +198,12 @@ def repository_key(orch_dir: Path, create: bool = True) -> bytes | None:
         if not create:
             return None
         try:
-            orch_dir.mkdir(parents=True, exist_ok=True)
+            if not orch_dir.is_dir():  # only init and apply create .orch/, never a read
+                raise NotADirectoryError(orch_dir)
             tmp = orch_dir / f".{KEY_FILE}.{os.getpid()}"
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         except OSError:
-            # a read-only .orch/ (plan, status): a key for this process alone; nothing is
+            # a read-only or missing .orch/ (plan, status): a key for this process alone; nothing is
             # recorded under it, and steps that read env values cannot be shown unchanged
             _keys[path] = os.urandom(_KEY_BYTES)
             return _keys[path]

@@ -31,6 +31,18 @@ exclude: []
 """
 
 
+class NotARepository(OrchError):
+    """No manifests and no ``.orch/``: the folder is not an orch repository (yet), as
+    ``terraform plan`` in an empty folder says, rather than an empty plan that exits 0."""
+
+    def __init__(self, root: Path):
+        from runner.errors import shown
+
+        super().__init__(
+            f"not an orch repository: no manifests under {shown(str(root))} (run orch init)"
+        )
+
+
 class Repo:
     """An opened orch repository: its root, how its paths are shown, its manifests."""
 
@@ -59,6 +71,8 @@ class Repo:
             self.warnings.update(dict.fromkeys(m.warnings))
             if extra_paths:
                 return m
+            if not m.files and not self.orch_dir.is_dir():
+                raise NotARepository(self.root)
             self._manifests = m
         return self._manifests
 
@@ -107,10 +121,10 @@ def open_state(repo: Repo, readonly: bool = False) -> State:
 
 
 def writable(repo: Repo) -> bool:
-    """Whether this process may write the state: on a read-only mount, or with files it
-    may not write, ``plan`` reads the state as it is."""
+    """Whether this process may write the state: on a read-only mount, with files it may
+    not write, or where there is no ``.orch/`` yet, ``plan`` reads the state as it is."""
     d = repo.orch_dir
     db = d / "state.db"
     if not d.is_dir():
-        return os.access(d.parent, os.W_OK)
+        return False  # a read never creates .orch/: only init and apply do
     return os.access(d, os.W_OK) and (not db.exists() or os.access(db, os.W_OK))

@@ -606,3 +606,38 @@ def test_graph_shows_files_read_across_workflows(repo: Repo) -> None:
     assert '"a/gen" -> "use"' in dot
     mer = repo.orch("graph", "a", "--format", "mermaid").stdout
     assert 'x0["b/use"]' in mer and "s0 -.-> x0" in mer
+
+
+def test_a_folder_without_manifests_is_not_an_orch_repository(tmp_path: Path) -> None:
+    """As ``terraform plan`` in an empty folder: one line saying what to do, exit 1, and
+    nothing written (no ``.orch/``)."""
+    r = Repo(tmp_path / "empty")
+    r.path.mkdir()
+    r.git("init", "-q")
+    r.write("README.md", "# not orch\n")
+    for verb in (["plan"], ["apply"], ["validate"], ["status"], ["workflow", "list"], ["watch"]):
+        p = r.orch(*verb, timeout=30)
+        assert p.returncode == 1, (verb, p.stdout, p.stderr)
+        assert p.stderr.splitlines() == [
+            f"orch: not an orch repository: no manifests under {r.path.resolve()} (run orch init)"
+        ], verb
+        assert not r.exists(".orch"), verb
+    p = r.orch("init")
+    assert p.returncode == 0 and r.exists(".orch/config.yaml")
+    p = r.orch("plan")
+    assert p.returncode == 0, p.stderr  # an initialised repository with no workflows yet
+
+
+def test_read_verbs_never_create_the_orch_folder(tmp_path: Path) -> None:
+    r = Repo(tmp_path / "plain")
+    r.path.mkdir()
+    r.git("init", "-q")
+    r.write("wf.yaml", workflow("w", '    - {name: a, run: "true", inputs: [a.txt]}\n'))
+    r.write("a.txt", "a\n")
+    for verb in (["validate"], ["plan"], ["plan"], ["status"], ["graph", "w"]):
+        p = r.orch(*verb)
+        assert p.returncode == 0, (verb, p.stderr)
+        assert not r.exists(".orch"), verb
+    assert r.orch("apply").returncode == 0
+    assert r.exists(".orch/state.db")
+    assert r.plan()[("w", "a")] == ("up-to-date", [])

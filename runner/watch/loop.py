@@ -35,6 +35,7 @@ from runner.errors import OrchError
 from runner.manifests.load import CONFIG_PATH, Config, _selected, read_config, select_files
 from runner.render import shown
 from runner.status import TASK_ENDS, Status
+from runner.workspace import NotARepository
 
 if TYPE_CHECKING:
     from runner.manifests.catalog import Manifests
@@ -588,6 +589,8 @@ class Watcher:
         try:
             m = self.repo.manifests()
         except OrchError as e:
+            if first and isinstance(e, NotARepository):
+                raise  # nothing here to watch: say so and stop, as plan does
             # keep watching the manifests (a fix starts the next cycle); input edits can
             # wait, as the plan after the fix sees them by content anyway
             self._loaded = None
