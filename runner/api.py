@@ -69,19 +69,33 @@ def workflows(repo: Repo) -> list[dict[str, Any]]:
 
 
 def secrets(repo: Repo, load: bool = True) -> Secrets:
-    """The values of every variable the catalog declares under ``secrets:`` (set in this
-    environment), for masking what a client prints; empty when the manifests do not load
-    (or, with ``load=False``, were not loaded by this command: the no-op path stays fast)."""
+    """The run-wide secret set as this process knows it: the values (set in this
+    environment) of every variable the catalog declares under ``secrets:``; empty when the
+    manifests do not load (or, with ``load=False``, were not loaded by this command).
+    Kept per loaded catalog, so masking every line printed costs one regex each."""
     from runner.masking import Secrets
     from runner.reconcile.flow import run_secrets
 
     m = repo._manifests
-    if m is None and load:
+    if m is None and load and not repo._unloadable:
         try:
             m = repo.manifests()
         except OrchError:
-            m = None
-    return run_secrets(m) if m is not None else Secrets()
+            repo._unloadable = True  # asked once: every line printed would ask again
+    if m is None:
+        return Secrets()
+    if repo._secrets is None or repo._secrets[0] is not m:
+        repo._secrets = (m, run_secrets(m))
+    return repo._secrets[1]
+
+
+def mask(repo: Repo, value: Any) -> Any:
+    """``value`` (a string, or JSON-like data: dicts, lists, strings) with every form of
+    every secret of ``repo`` replaced by ``***``. The one function every sink uses: the
+    CLI's stdout and stderr (text, ``--json``, error messages), JUnit reports and MCP
+    replies; rows and logs recorded before a secret was declared, or by an older orch,
+    are masked here when shown."""
+    return secrets(repo).mask_any(value)
 
 
 # -- reconcile -------------------------------------------------------------------------

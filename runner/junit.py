@@ -25,6 +25,8 @@ from runner.render import shown
 from runner.status import CANCELS, Status
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from runner.reconcile.results import ApplyResult, StepResult
 
 TAIL_LINES = 50
@@ -37,8 +39,15 @@ _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)")
 _ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
 
 
-def write_junit(path: str | os.PathLike[str], result: ApplyResult, root: Path) -> None:
-    """Write the report for ``result`` to ``path`` (its folder is created if missing)."""
+def write_junit(
+    path: str | os.PathLike[str],
+    result: ApplyResult,
+    root: Path,
+    mask: Callable[[str], str] = str,
+) -> None:
+    """Write the report for ``result`` to ``path`` (its folder is created if missing).
+    Every name, message and log tail goes through ``mask`` (the CLI's ``masked``: a log
+    tail read back from disk may predate its secret's declaration)."""
     suites = ET.Element("testsuites", name="orch")
     by_workflow: dict[str, list[StepResult]] = {}
     for r in result.results:
@@ -46,14 +55,14 @@ def write_junit(path: str | os.PathLike[str], result: ApplyResult, root: Path) -
     totals = dict.fromkeys(("tests", "failures", "errors", "skipped"), 0)
     total_time = 0.0
     for wf, results in by_workflow.items():
-        suite = ET.SubElement(suites, "testsuite", name=_name(wf))
+        suite = ET.SubElement(suites, "testsuite", name=_name(mask(wf)))
         if result.run_id is not None:
             props = ET.SubElement(suite, "properties")
             ET.SubElement(props, "property", name="orch.run_id", value=str(result.run_id))
         counts = dict.fromkeys(totals, 0)
         suite_time = 0.0
         for r in results:
-            _testcase(suite, r, root)
+            _testcase(suite, r, root, mask)
             counts["tests"] += 1
             if r.status in FAILURE:
                 counts["failures"] += 1
@@ -75,24 +84,24 @@ def write_junit(path: str | os.PathLike[str], result: ApplyResult, root: Path) -
     _write_atomic(Path(path), data)
 
 
-def _testcase(suite: ET.Element, r: StepResult, root: Path) -> None:
+def _testcase(suite: ET.Element, r: StepResult, root: Path, mask: Callable[[str], str]) -> None:
     case = ET.SubElement(
         suite,
         "testcase",
-        classname=_name(r.workflow),
-        name=_name(r.step),
+        classname=_name(mask(r.workflow)),
+        name=_name(mask(r.step)),
         time=f"{r.duration:.3f}",
     )
     if r.status == "succeeded":
         return
     if r.status in FAILURE or r.status in ERROR:
         tag = "failure" if r.status in FAILURE else "error"
-        el = ET.SubElement(case, tag, type=r.status, message=_name(_summary(r)))
-        el.text = _clean(_tail(r, root))
+        el = ET.SubElement(case, tag, type=r.status, message=_name(mask(_summary(r))))
+        el.text = _clean(mask(_tail(r, root)))
         return
     why = "; ".join(r.reasons) or r.message
     label = r.status.replace("_", " ")
-    ET.SubElement(case, "skipped", message=_name(f"{label}: {why}" if why else label))
+    ET.SubElement(case, "skipped", message=_name(mask(f"{label}: {why}" if why else label)))
 
 
 def _summary(r: StepResult) -> str:

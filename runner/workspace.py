@@ -14,6 +14,7 @@ from runner.errors import OrchError
 
 if TYPE_CHECKING:
     from runner.manifests.catalog import Manifests
+    from runner.masking import Secrets
     from runner.store.state import State
 
 CONFIG_PATH = ".orch/config.yaml"
@@ -51,6 +52,8 @@ class Repo:
         self.prefix = prefix  # how paths under root are shown to the user
         self._manifests: Manifests | None = None
         self.warnings: dict[str, None] = {}  # said once each, by the caller (CLI: stderr)
+        self._secrets: tuple[object, Secrets] | None = None  # api.secrets: (catalog, set)
+        self._unloadable = False  # api.secrets found the manifests do not load
 
     def __repr__(self) -> str:
         return f"Repo(root={self.root!r}, prefix={self.prefix!r})"
@@ -80,6 +83,7 @@ class Repo:
         """Forget the loaded manifests: a long-lived caller (orch watch, the MCP server)
         sees edits on its next call (the stat-keyed cache keeps unchanged ones cheap)."""
         self._manifests = None
+        self._unloadable = False
 
 
 def open_repo(start: str | os.PathLike[str] | None = None, *, exact: bool = False) -> Repo:

@@ -162,3 +162,34 @@ def test_rows_recorded_before_a_secret_was_declared_are_masked_when_shown(repo: 
     assert p.returncode == 0, p.stderr
     (step,) = json.loads(p.stdout)["steps"]
     assert step["outputs"] == {"tok": "***"}
+
+
+def test_every_reader_masks_rows_and_logs_recorded_before_a_secret_was_declared(
+    repo: Repo,
+) -> None:
+    """An older orch (or a step not yet declaring its secret) stored the value in clear:
+    every verb that shows the state masks at print time, text and --json alike."""
+    steps = [
+        {"name": "a", "run": 'echo "tok=$TOK" >> $ORCH_OUTPUT; echo "log $TOK"'},
+        {"name": "b", "run": 'echo "$TOK" >> $ORCH_OUTPUT'},  # rejected: the row's reason
+    ]
+    setup(repo, wf("w", steps))
+    assert repo.orch("apply", env={"TOK": TOK}).returncode == 1  # not a secret yet: kept
+    assert TOK in repo.orch("task", "status", "2", env={"TOK": TOK}).stdout  # stored in clear
+    steps[0]["secrets"] = ["TOK"]
+    repo.write("orch.yaml", wf("w", steps))
+    for verb in (
+        ("status",),
+        ("history",),
+        ("history", "--tasks"),
+        ("task", "list"),
+        ("task", "status", "1"),
+        ("task", "status", "2"),
+        ("logs", "w", "a"),
+        ("logs", "w", "b"),
+    ):
+        for js in ((), ("--json",)) if verb[0] not in ("logs",) else ((),):
+            p = repo.orch(*verb, *js, env={"TOK": TOK})
+            assert p.returncode == 0, (verb, p.stderr)
+            assert leaks(p.stdout + p.stderr) == [], (verb, js)
+    assert "log ***" in repo.orch("logs", "w", "a", env={"TOK": TOK}).stdout

@@ -21,13 +21,59 @@ def repo_from(args: argparse.Namespace, exact: bool = False) -> Repo:
     return repo
 
 
-def print_json(data: Any) -> None:
-    """``data`` as JSON on stdout, masked with the secrets of the manifests this command
-    loaded (rows recorded before a secret was declared must not show it either)."""
-    if OPENED:
-        from runner import api
+def masked(value: Any) -> Any:
+    """``value`` masked with the secrets of every repository this command opened
+    (``api.mask``): everything the CLI prints passes here, through ``MaskedStream``."""
+    if not OPENED:
+        return value
+    from runner import api
 
-        for repo in OPENED:
-            data = api.secrets(repo, load=False).mask_any(data)
-    json.dump(data, sys.stdout, indent=2, sort_keys=False, default=str)
-    sys.stdout.write("\n")
+    for repo in OPENED:
+        value = api.mask(repo, value)
+    return value
+
+
+class MaskedStream:
+    """A text stream (stdout, stderr) whose every ``write`` goes through ``masked`` first.
+
+    Installed by ``main`` before any verb runs, so no print of any verb, warning or error
+    line can bypass masking, whatever it prints: a row stored in clear by an older orch,
+    a log file, an error quoting a value. Each write is masked whole (``print`` writes its
+    text in one call; ``print_json`` writes the document in one call), so a secret is
+    only missed if a caller splits it across writes. Everything else (``isatty``,
+    ``fileno``, ``buffer``...) is the wrapped stream's."""
+
+    def __init__(self, stream: Any):
+        self._stream = stream
+        self._busy = False  # loading the manifests to learn the secrets never re-enters
+
+    def write(self, text: str) -> int:
+        if not self._busy:
+            self._busy = True
+            try:
+                text = masked(text)
+            finally:
+                self._busy = False
+        self._stream.write(text)
+        return len(text)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def mask_streams() -> None:
+    """Route ``sys.stdout`` and ``sys.stderr`` through ``MaskedStream`` (idempotent)."""
+    for name in ("stdout", "stderr"):
+        stream = getattr(sys, name)
+        if stream is not None and not isinstance(stream, MaskedStream):
+            setattr(sys, name, MaskedStream(stream))
+
+
+def print_json(data: Any) -> None:
+    """``data`` as JSON on stdout, in one write, masked (``masked``): rows recorded
+    before a secret was declared must not show it either."""
+    sys.stdout.write(json.dumps(masked(data), indent=2, sort_keys=False, default=str) + "\n")

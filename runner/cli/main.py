@@ -482,6 +482,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from runner.errors import OrchError  # after parsing: --version and --help never need it
 
     _handle_termination()
+    from runner.cli.common import mask_streams
+
+    mask_streams()  # every line printed from here on is masked (runner.cli.common.masked)
     try:
         if args.directory and not os.path.isdir(args.directory):
             raise OrchError(f"-C {args.directory}: no such directory")

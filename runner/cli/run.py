@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any, TextIO
 
 from runner import api
-from runner.cli.common import print_json, repo_from
+from runner.cli.common import masked, print_json, repo_from
 from runner.render import paint, shown, table, use_color
 from runner.status import Status
 
@@ -159,7 +159,8 @@ def apply(args: argparse.Namespace) -> int:
         from runner.junit import write_junit
 
         # like every path on the command line, relative to -C DIR ("as if started in DIR")
-        write_junit(os.path.join(args.directory or ".", args.junit), result, repo.root)
+        path = os.path.join(args.directory or ".", args.junit)
+        write_junit(path, result, repo.root, mask=masked)
     counts = result.counts()
     if json_out:
         print_json(

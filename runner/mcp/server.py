@@ -66,7 +66,7 @@ class Tools:
     def masked(self, reply: Any) -> Any:
         """``reply`` with every secret the catalog declares masked: every reply goes
         through here, so a row recorded before its secret was declared stays hidden."""
-        return api.secrets(self.repo()).mask_any(reply)
+        return api.mask(self.repo(), reply)
 
     def inside(self, path: str) -> str:
         """``path`` (relative to the root, or absolute) as an absolute path inside the root."""
