@@ -382,3 +382,59 @@ def test_every_reply_is_masked_with_the_catalogs_secrets(
     anyio.run(main)
     text = json.dumps(replies)
     assert secret not in text and '"tok": "***"' in text
+
+
+def _rpc(proc: subprocess.Popen[bytes], id_: int | None, method: str, params: Any) -> None:
+    msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": params}
+    if id_ is not None:
+        msg["id"] = id_
+    assert proc.stdin is not None
+    proc.stdin.write(json.dumps(msg).encode() + b"\n")
+    proc.stdin.flush()
+
+
+@pytest.mark.slow
+def test_sighup_during_apply_ends_the_server_cleanly(repo: Repo, tmp_path: Path) -> None:
+    """A closed terminal (SIGHUP) while an apply tool call runs: the server ends as
+    ``orch apply`` does on SIGHUP (exit 129), with no task process left behind and no row
+    left ``running``. A raw JSON-RPC client, to send the signal and read the exit status."""
+    pytest.importorskip("mcp")
+    repo.write(".gitignore", "step.pid\n")
+    repo.write("slow.yaml", SLOW)
+    repo.commit()
+    pid_file = repo.path / "step.pid"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "-C", str(repo.path), "mcp"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        info = {"name": "t", "version": "1"}
+        _rpc(
+            proc,
+            1,
+            "initialize",
+            {"protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": info},
+        )
+        assert proc.stdout is not None and b'"id":1' in proc.stdout.readline()
+        _rpc(proc, None, "notifications/initialized", {})
+        _rpc(proc, 2, "tools/call", {"name": "apply", "arguments": {}})
+        deadline = time.monotonic() + 60
+        while not (pid_file.exists() and pid_file.read_text().strip()):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.stderr
+            time.sleep(0.02)
+        step_pid = int(pid_file.read_text())
+        proc.send_signal(__import__("signal").SIGHUP)
+        _out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 129, err.decode()
+    with pytest.raises(ProcessLookupError):
+        os.kill(step_pid, 0)
+    st = repo.orch_json("status")["steps"]
+    assert [(s["step"], s["status"]) for s in st] == [("sleep", "interrupted")]
+    (task,) = repo.orch_json("task", "list")
+    assert task["status"] == "interrupted"

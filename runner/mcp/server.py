@@ -258,14 +258,21 @@ def serve(root: Path) -> None:
 
     A client ends a session by closing our stdin, then (after a grace period) SIGTERM.
     SIGTERM and SIGHUP are handled like Ctrl-C, so an apply still running stops its tasks
-    and records them instead of leaving their process trees behind.
+    and records them instead of leaving their process trees behind; ``orch mcp`` then
+    exits 143 or 129, as ``orch apply`` does.
     """
     import signal
 
     sdk = _load_sdk()
     server = _build(sdk, Tools(root))
     proto_in, proto_out = _take_stdio()
-    old = {s: signal.signal(s, signal.default_int_handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    # the CLI's handlers (runner.cli.main) already turn them into KeyboardInterrupt and
+    # remember which, for the exit status (143, 129); called on its own, do the same
+    old = {
+        s: signal.signal(s, signal.default_int_handler)
+        for s in (signal.SIGTERM, signal.SIGHUP)
+        if signal.getsignal(s) is signal.SIG_DFL
+    }
     try:
         sdk.anyio.run(server.app.run_stdio_async)
     finally:
