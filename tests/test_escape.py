@@ -121,7 +121,8 @@ def test_a_daemon_that_clears_its_environment_and_calls_setsid_is_swept(
     wait = "sleep 30" if ending == "timeout" else "true"
     run = f"env -i {sys.executable} -c '{DAEMON}'; while [ ! -e esc.pid ]; do sleep 0.05; done; {wait}"
     setup(repo, wf("w", [{"name": "a", "run": run, "timeout": "2s"}]))
-    p = repo.orch("apply", "--json", timeout=60)
+    # the sweep's own rule, not a task cgroup (which would end it anyway, where there is one)
+    p = repo.orch("apply", "--json", timeout=60, env={"ORCH_CGROUPS": "off"})
     esc = None
     try:
         esc = pid_of(repo, "esc.pid")
@@ -141,3 +142,34 @@ def test_asking_about_a_claim_we_hold_keeps_it(tmp_path) -> None:
     assert other.is_held_elsewhere("w/a")
     ours.release("w/a")
     assert other.try_claim("w/a")
+
+
+CLOSER = DAEMON.replace("os.setsid()", "os.setsid()\nos.closerange(0, 65536)")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ending", ["timeout", "exit"])
+def test_in_a_task_cgroup_a_daemon_that_also_closes_every_descriptor_is_ended(
+    repo: Repo, ending: str
+) -> None:
+    """The one escape the sweep cannot see (env -i, double fork, setsid and every
+    inherited descriptor closed: no token, no session, no marker) stays in the task's
+    cgroup, and cgroup.kill ends it. Only where orch may make cgroups."""
+    import sys
+
+    from runner.execute import cgroups
+
+    if cgroups.base() is None:
+        pytest.skip("no writable cgroup v2 with cgroup.kill here")
+    wait = "sleep 30" if ending == "timeout" else "true"
+    run = f"env -i {sys.executable} -c '{CLOSER}'; while [ ! -e esc.pid ]; do sleep 0.05; done; {wait}"
+    setup(repo, wf("w", [{"name": "a", "run": run, "timeout": "2s"}]))
+    p = repo.orch("apply", "--json", timeout=60)
+    esc = None
+    try:
+        esc = pid_of(repo, "esc.pid")
+        assert not alive(esc), p.stderr
+        assert not list(cgroups.base().glob(f"{cgroups.PREFIX}*")), "task cgroups left"
+    finally:
+        if esc is not None and alive(esc):
+            os.kill(esc, signal.SIGKILL)

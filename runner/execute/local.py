@@ -41,7 +41,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from runner.execute import proctree
+from runner.execute import cgroups, proctree
 from runner.execute.api import (  # noqa: F401 - re-exported for callers of run_task
     CANCEL_STATUSES,
     STATUSES,
@@ -115,6 +115,7 @@ class _Run:
         self.notes: list[str] = []
         self.echo_line = b""
         self.echo = spec.echo
+        self.cgroup: Path | None = None  # the task's own cgroup, where orch may make one
 
     def run(self) -> TaskResult:
         started = time.time()
@@ -144,10 +145,14 @@ class _Run:
         pipe_r, pipe_w = os.pipe() if streaming else (None, None)
         if pipe_r is not None:
             os.set_blocking(pipe_r, False)
+        self.cgroup = cgroups.create(token)  # None where orch may not make one
         try:
             proctree.ROOTS_LOCK.acquire()  # listed before any sweep or reaper may see it
+            argv = self.argv
+            if self.cgroup is not None:
+                argv = cgroups.entering(self.cgroup, argv, env, spec.cwd)
             proc = subprocess.Popen(
-                self.argv,
+                argv,
                 cwd=spec.cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -158,6 +163,8 @@ class _Run:
             )
             proctree.ROOTS.add(proc.pid)
         except (OSError, ValueError) as e:  # no such program or cwd; a NUL in argv or env
+            if self.cgroup is not None:
+                cgroups.remove(self.cgroup)
             if pipe_r is not None:
                 os.close(pipe_r)
             self.notes.append(f"could not start: {e}")
@@ -186,8 +193,12 @@ class _Run:
             if pipe_r is not None:
                 os.close(pipe_r)
             if not reaped:  # something above raised: leave nothing behind
-                proctree.kill_tree(proc.pid, token, 0.0, started=self.t0, marker=self.marker)
+                proctree.kill_tree(
+                    proc.pid, token, 0.0, started=self.t0, marker=self.marker, cgroup=self.cgroup
+                )
                 _reap(proc)
+            if self.cgroup is not None:
+                cgroups.remove(self.cgroup)
             with proctree.ROOTS_LOCK:
                 proctree.ROOTS.discard(proc.pid)
                 proctree.reap_orphans()
@@ -285,20 +296,37 @@ class _Run:
         after a normal exit, the leftover pids that had to be killed.
         """
         procs = proctree.tree_processes(
-            pid, token, sampler.known.values(), started=self.t0, marker=self.marker
+            pid,
+            token,
+            sampler.known.values(),
+            started=self.t0,
+            marker=self.marker,
+            cgroup=self.cgroup,
         )
         others = [p for p in procs if p.pid != pid]
         extra = _cpu_seconds(others)
         if reason is not None:
             proctree.kill_tree(
-                pid, token, self.spec.grace, procs, started=self.t0, marker=self.marker
+                pid,
+                token,
+                self.spec.grace,
+                procs,
+                started=self.t0,
+                marker=self.marker,
+                cgroup=self.cgroup,
             )
             return extra, []
         if not others:
             return extra, []
         names = {p.pid: _name(p) for p in others}
         swept = proctree.kill_tree(
-            pid, token, self.spec.grace, others, started=self.t0, marker=self.marker
+            pid,
+            token,
+            self.spec.grace,
+            others,
+            started=self.t0,
+            marker=self.marker,
+            cgroup=self.cgroup,
         )
         listed = ", ".join(f"{p} ({names[p]})" if p in names else str(p) for p in swept)
         self.notes.append(

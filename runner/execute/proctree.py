@@ -23,11 +23,14 @@ A process belongs to the tree if any of these holds:
 - it is a child of ours that is not a task's root (on Linux orch is a child subreaper,
   ``prctl(PR_SET_CHILD_SUBREAPER)``, so an orphan comes back to us instead of init) and it
   holds the task's ``marker``: a descriptor of a file unique to the task that every
-  process of the task inherits (survives ``env -i``, ``setsid`` and double forks).
+  process of the task inherits (survives ``env -i``, ``setsid`` and double forks);
+- it is in the task's ``cgroup`` (``runner.execute.cgroups``, where orch may make one),
+  which no fork, ``setsid``, ``env -i`` or closed descriptor leaves.
 
-A process that does ``setsid`` and ``env -i``, double-forks before it is sampled and
-closes every inherited descriptor still escapes; only cgroups would catch it. So does one
-whose environment we may not read (a set-uid binary).
+Without a cgroup, a process that does ``setsid`` and ``env -i``, double-forks before it
+is sampled and closes every inherited descriptor still escapes; so does one whose
+environment we may not read (a set-uid binary). With one, ``kill_tree`` ends with
+``cgroup.kill``, which nothing in the cgroup survives.
 
 Every signal goes out while the root is still unreaped, so its pid (which is also the
 group and session id) cannot be reused by a stranger; psutil checks the create time of
@@ -44,6 +47,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -77,6 +81,7 @@ def tree_processes(
     *,
     started: float | None = None,
     marker: str | None = None,
+    cgroup: Path | None = None,
 ) -> list[psutil.Process]:
     """Every live (not zombie) process of the tree, the root included while it runs.
 
@@ -88,6 +93,10 @@ def tree_processes(
     known = list(known)
     elapsed = None if started is None else time.monotonic() - started
     found = _scan(root_pid, token, _pid_floor(root_pid, elapsed), marker)
+    if cgroup is not None:
+        from runner.execute.cgroups import members
+
+        found += [p for p in members(cgroup) if p != root_pid and p not in found]
     root_alive = _state(root_pid) not in (None, "Z", "X")
     if not found and not known and not root_alive:
         return []  # the common case after a clean exit: no psutil needed
@@ -122,6 +131,7 @@ def kill_tree(
     *,
     started: float | None = None,
     marker: str | None = None,
+    cgroup: Path | None = None,
 ) -> list[int]:
     """End the whole tree; return the pids found in it, the root excepted.
 
@@ -129,7 +139,9 @@ def kill_tree(
     process found; rescan while waiting, because a process may fork while it shuts down;
     after ``grace`` seconds SIGKILL to the group and to whatever is left, until nothing
     is. Call it before reaping ``root_pid`` (see the module docstring). A process stuck in
-    uninterruptible sleep is given up on after a few seconds of SIGKILL.
+    uninterruptible sleep is given up on after a few seconds of SIGKILL. With a
+    ``cgroup``, its members are the tree's too, and ``cgroup.kill`` ends whatever of it
+    is left at the end (the root, a zombie until reaped, does not count).
     """
     seen: dict[int, psutil.Process] = {}
 
@@ -142,8 +154,12 @@ def kill_tree(
         return fresh
 
     term = (signal.SIGTERM, signal.SIGCONT)
+
     # Find before signalling the group: what dies of it at once is still reported.
-    signal_new(tree_processes(root_pid, token, known, started=started, marker=marker), term)
+    def find(known: Iterable[psutil.Process] = ()) -> list[psutil.Process]:
+        return tree_processes(root_pid, token, known, started=started, marker=marker, cgroup=cgroup)
+
+    signal_new(find(known), term)
     _killpg(root_pid, signal.SIGTERM)
     _killpg(root_pid, signal.SIGCONT)
 
@@ -154,7 +170,7 @@ def kill_tree(
         alive = [p for p in seen.values() if _running(p)]
         now = time.monotonic()
         if not alive or now >= next_scan:
-            found = tree_processes(root_pid, token, started=started, marker=marker)
+            found = find()
             alive += signal_new(found, term)
             next_scan = now + 0.1
         if not alive or now >= deadline:
@@ -165,13 +181,17 @@ def kill_tree(
     give_up = time.monotonic() + 3.0
     while True:
         _killpg(root_pid, signal.SIGKILL)
-        live = tree_processes(root_pid, token, list(seen.values()), started=started, marker=marker)
+        live = find(list(seen.values()))
         for p in live:
             seen.setdefault(p.pid, p)
             _signal(p, signal.SIGKILL)
         if not live or time.monotonic() >= give_up:
             break
         _wait_gone(live, min(0.2, max(give_up - time.monotonic(), 0.0)))
+    if cgroup is not None:
+        from runner.execute.cgroups import kill
+
+        kill(cgroup)  # what forked faster than we could signal it
     return sorted(pid for pid in seen if pid != root_pid)
 
 

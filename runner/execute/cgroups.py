@@ -1,0 +1,187 @@
+"""Each task in a cgroup of its own, where Linux lets orch make one: no process escapes it.
+
+The sweep in ``proctree`` finds a task's processes by parentage, session, an environment
+token and an inherited descriptor; a process that leaves its session, clears its
+environment, double-forks and closes every inherited descriptor defeats all four. A
+cgroup does not: every process a task's process forks is born in the task's cgroup, and
+only writing to a ``cgroup.procs`` file (which needs write access to the cgroup tree)
+moves it out. So where orch may create cgroups, each task's root enters a child cgroup of
+orch's own before it runs the command, its members count as the task's processes, and
+the task ends with ``cgroup.kill`` (Linux 5.14+), which SIGKILLs every member at once,
+descendant cgroups included, with no pid to race against.
+
+"Where it may" (``base()``), all of: Linux; orch's own cgroup in the unified (v2)
+hierarchy, found through ``/proc/self/cgroup`` (the ``0::`` line) and the ``cgroup2``
+mount in ``/proc/self/mountinfo``; that folder writable by orch (root, a container that
+delegates its cgroup, a systemd unit with ``Delegate=yes``, a user session's delegated
+``user@UID.service``); ``cgroup.kill`` offered; ``$ORCH_CGROUPS`` not ``off``. Elsewhere
+(most CI runners, macOS) orch relies on the sweep alone.
+
+The task's cgroup is made with no controllers enabled, so the cgroup v2 rule that a
+cgroup with controllers for its children holds no processes of its own never applies.
+The root enters it through ``/bin/sh`` (``echo $$ > cgroup.procs; exec "$@"``) rather
+than Python's ``preexec_fn``, which may deadlock in a process with threads.
+
+Sources: the kernel's cgroup v2 documentation (Documentation/admin-guide/cgroup-v2.rst:
+"Delegation", "No Internal Process Constraint", ``cgroup.kill``, ``cgroup.events``);
+systemd's "Control Group APIs and Delegation".
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+PREFIX = "orch-task-"
+_SHIM = 'echo $$ > "$0/cgroup.procs" 2>/dev/null; exec "$@"'
+_base: Path | None | bool = False  # False: not looked for yet
+
+
+def base() -> Path | None:
+    """The folder of orch's own cgroup v2, if orch may create task cgroups in it (see the
+    module docstring); None elsewhere. Looked for once per process."""
+    global _base
+    if _base is False:
+        _base = _find() if os.environ.get("ORCH_CGROUPS", "").lower() != "off" else None
+        if _base is not None:
+            _remove_stale(_base)
+    return _base  # type: ignore[return-value]
+
+
+def _find() -> Path | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        lines = Path("/proc/self/cgroup").read_text().splitlines()
+        mounts = Path("/proc/self/mountinfo").read_text().splitlines()
+    except OSError:
+        return None
+    own = next((line[3:] for line in lines if line.startswith("0::")), None)
+    if own is None or own.endswith(" (deleted)"):
+        return None
+    for m in mounts:
+        fields = m.split()
+        if " - cgroup2 " not in m or len(fields) < 5:
+            continue
+        root, point = fields[3], fields[4]
+        rel = os.path.relpath(own, root) if root != "/" else own.lstrip("/")
+        if rel.startswith(".."):
+            continue  # our cgroup is not under this mount's root
+        folder = Path(point) / rel
+        if (
+            (folder / "cgroup.procs").is_file()
+            and os.access(folder, os.W_OK)
+            and os.access(folder / "cgroup.procs", os.W_OK)
+            and _offers_kill(folder)
+        ):
+            return folder
+    return None
+
+
+def _offers_kill(folder: Path) -> bool:
+    """Whether a child cgroup here gets ``cgroup.kill`` (Linux 5.14+): make one, look."""
+    probe = folder / f"{PREFIX}{os.getpid()}-probe"
+    try:
+        probe.mkdir()
+    except OSError:
+        return False
+    try:
+        return (probe / "cgroup.kill").exists()
+    finally:
+        with contextlib.suppress(OSError):
+            probe.rmdir()
+
+
+def create(token: str) -> Path | None:
+    """A new, empty cgroup for the task ``token``; None where there is none to make."""
+    folder = base()
+    if folder is None:
+        return None
+    path = folder / f"{PREFIX}{os.getpid()}-{token}"
+    try:
+        path.mkdir()
+    except OSError:
+        return None
+    return path
+
+
+def entering(path: Path, argv: list[str], env: dict[str, str], cwd: Path) -> list[str]:
+    """``argv`` run so that its process first moves itself into ``path`` (same pid: the
+    shell ``exec``s it). A program that cannot be found or run raises ``OSError`` here,
+    as ``subprocess.Popen`` would, not an exit status of 126 or 127 from the shell."""
+    prog = argv[0]
+    if "/" in prog:
+        full = prog if os.path.isabs(prog) else os.path.join(cwd, prog)
+        if not os.path.isfile(full):
+            raise FileNotFoundError(2, "No such file or directory", prog)
+        if not os.access(full, os.X_OK):
+            raise PermissionError(13, "Permission denied", prog)
+    elif shutil.which(prog, path=os.pathsep.join(os.get_exec_path(env))) is None:
+        raise FileNotFoundError(2, "No such file or directory", prog)
+    return ["/bin/sh", "-c", _SHIM, str(path), *argv]
+
+
+def members(path: Path) -> list[int]:
+    """The pids in ``path`` and in every cgroup below it (a nested orch makes some)."""
+    pids: list[int] = []
+    for folder, _dirs, _files in os.walk(path):
+        with contextlib.suppress(OSError, ValueError):
+            pids += [int(x) for x in Path(folder, "cgroup.procs").read_text().split()]
+    return pids
+
+
+def kill(path: Path, timeout: float = 5.0) -> bool:
+    """SIGKILL every process in ``path`` and below (``cgroup.kill``), wait up to
+    ``timeout`` seconds until none is left (``cgroup.events``: ``populated 0``).
+    True when it is empty."""
+    with contextlib.suppress(OSError):
+        (path / "cgroup.kill").write_text("1")
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        try:
+            if "populated 0" in (path / "cgroup.events").read_text():
+                return True
+        except OSError:
+            return True  # gone
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
+def remove(path: Path) -> None:
+    """End whatever is left in ``path`` and remove it (and the cgroups below it)."""
+    kill(path)
+    for folder, _dirs, _files in sorted(os.walk(path), key=lambda w: -len(w[0])):
+        with contextlib.suppress(OSError):
+            os.rmdir(folder)
+
+
+def _remove_stale(folder: Path) -> None:
+    """Remove the empty task cgroups of an orch that is gone (killed before it removed
+    them). One with processes is left: they may be a killed runner's orphaned task, which
+    holds its step's claim until it exits (``rmdir`` would refuse it anyway)."""
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            owner = entry.name[len(PREFIX) :].split("-", 1)[0]
+            if not (entry.name.startswith(PREFIX) and owner.isdigit()):
+                continue
+            if _alive(int(owner)):
+                continue
+            with contextlib.suppress(OSError):
+                os.rmdir(entry.path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
