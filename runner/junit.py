@@ -8,6 +8,9 @@ One ``<testsuite>`` per workflow, one ``<testcase classname=WORKFLOW name=STEP>`
     up-to-date, skipped, blocked,  -> <skipped message=...>: orch chose not to run it
     circuit_open, not-started, ...
 
+A step that ran on a Dask worker carries ``<properties><property name="orch.worker"
+value=ADDRESS/></properties>`` in its test case (the form pytest's ``record_property`` writes).
+
 Step output can hold anything (ANSI colours, NUL bytes, invalid UTF-8, ``]]>``), so every
 string is cleaned of what XML 1.0 cannot carry before ElementTree escapes the rest, and the
 file is written to a temporary name and renamed: a CI job never reads half a report.
@@ -92,6 +95,9 @@ def _testcase(suite: ET.Element, r: StepResult, root: Path, mask: Callable[[str]
         name=_name(mask(r.step)),
         time=f"{r.duration:.3f}",
     )
+    if r.worker:  # where it ran, for a cluster executor (Dask worker address)
+        props = ET.SubElement(case, "properties")
+        ET.SubElement(props, "property", name="orch.worker", value=_name(r.worker))
     if r.status == "succeeded":
         return
     if r.status in FAILURE or r.status in ERROR:

@@ -301,6 +301,12 @@ def test_ctrl_c_ends_the_task_tree_on_the_worker(repo: Repo, cluster: Cluster) -
             assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
             time.sleep(0.1)
         pids = [int(f.read_text()) for f in pid_files]
+        # while it runs, the task row already says where (orch status, system status)
+        while not tasks(repo)[0]["worker"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert tasks(repo)[0]["worker"] in cluster.workers()
+        assert f"on {tasks(repo)[0]['worker']}" in repo.orch("system", "status").stdout
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -310,3 +316,47 @@ def test_ctrl_c_ends_the_task_tree_on_the_worker(repo: Repo, cluster: Cluster) -
     assert [t["status"] for t in tasks(repo)] == ["interrupted"]
     assert [r["status"] for r in runs(repo)] == ["interrupted"]
     assert all(gone(pid) for pid in pids)  # the worker ended the whole tree
+
+
+@pytest.mark.slow
+def test_status_history_and_junit_show_the_worker_of_each_task(
+    repo: Repo, cluster: Cluster
+) -> None:
+    steps = "    - {name: g, run: 'echo $ORCH_WORKER > g.txt', resources: {gpu: 1}}\n"
+    repo.write("wf.yaml", workflow("w", steps))
+    repo.commit()
+    p = repo.orch("apply", "--dask-address", cluster.address, "--junit", "report.xml")
+    assert p.returncode == 0, p.stderr
+    gpu = cluster.gpu_worker
+    assert [t["worker"] for t in tasks(repo)] == [gpu]
+    [row] = repo.orch_json("status")["steps"]
+    assert row["worker"] == gpu
+    text = repo.orch("status").stdout.splitlines()
+    assert "WORKER" in text[0].split() and gpu in text[1].split()
+    [run] = repo.orch_json("history", "--tasks")
+    assert [t["worker"] for t in run["tasks"]] == [gpu]
+    text = repo.orch("history", "--tasks").stdout.splitlines()
+    heads = next(x for x in text if x.startswith("STEP"))
+    assert "WORKER" in heads.split() and gpu in text[text.index(heads) + 1].split()
+    import xml.etree.ElementTree as ET
+
+    case = ET.parse(repo.path / "report.xml").find(".//testcase")
+    assert case is not None
+    props = {p.get("name"): p.get("value") for p in case.iterfind("properties/property")}
+    assert props == {"orch.worker": gpu}
+
+
+def test_the_local_executor_records_no_worker_and_shows_no_worker_column(
+    repo: Repo,
+) -> None:
+    repo.write("wf.yaml", workflow("w", "    - {name: a, run: touch a.txt}\n"))
+    repo.commit()
+    p = repo.orch("apply", "--junit", "report.xml")
+    assert p.returncode == 0, p.stderr
+    assert [t["worker"] for t in tasks(repo)] == [None]
+    assert [r["worker"] for r in repo.orch_json("status")["steps"]] == [None]
+    [run] = repo.orch_json("history", "--tasks")
+    assert [t["worker"] for t in run["tasks"]] == [None]
+    assert "WORKER" not in repo.orch("status").stdout
+    assert "WORKER" not in repo.orch("history", "--tasks").stdout
+    assert "orch.worker" not in repo.read("report.xml")

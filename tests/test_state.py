@@ -37,6 +37,31 @@ def test_version_1_state_is_migrated_keeping_its_rows(tmp_path: Path) -> None:
     st.close()
 
 
+def test_version_3_task_rows_are_kept_and_get_an_empty_worker(tmp_path: Path) -> None:
+    db = tmp_path / ".orch" / "state.db"
+    make_v1(db)
+    conn = sqlite3.connect(db)
+    for v in (2, 3):
+        for stmt in MIGRATIONS[v].split(";"):
+            if stmt.strip():
+                conn.execute(stmt)
+    conn.execute(
+        "INSERT INTO tasks (run_id, workflow, step, status, exit_code) VALUES (1,'w','a','failed',3)"
+    )
+    conn.execute("PRAGMA user_version=3")
+    conn.commit()
+    conn.close()
+    st = State(tmp_path / ".orch")
+    rows = [dict(r) for r in st.query("SELECT * FROM tasks")]
+    assert st.query("PRAGMA user_version")[0][0] == SCHEMA_VERSION
+    assert [(r["step"], r["status"], r["exit_code"], r["worker"]) for r in rows] == [
+        ("a", "failed", 3, None)
+    ]
+    st.update_task(rows[0]["id"], worker="tcp://10.0.0.7:40123")
+    assert st.query("SELECT worker FROM tasks")[0][0] == "tcp://10.0.0.7:40123"
+    st.close()
+
+
 def test_state_from_a_newer_orch_is_refused_untouched(tmp_path: Path) -> None:
     make_v1(tmp_path / ".orch" / "state.db")
     conn = sqlite3.connect(tmp_path / ".orch" / "state.db")

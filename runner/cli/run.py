@@ -254,6 +254,7 @@ def status(args: argparse.Namespace) -> int:
     from runner.units import format_bytes, format_duration
 
     out = []
+    workers = any(r["worker"] for r in rows)  # the column only where a cluster ran something
     for r in rows:
         st = r["status"]
         c = {
@@ -272,12 +273,12 @@ def status(args: argparse.Namespace) -> int:
                 format_duration(r["duration"]) if r["duration"] is not None else "-",
                 f"{r['cpu_time']:.2f}s" if r["cpu_time"] is not None else "-",
                 format_bytes(r["peak_rss"]) if r["peak_rss"] else "-",
+                *([r["worker"] or "-"] if workers else []),
                 (r["message"] or r["reason"] or "")[:70],
             ]
         )
-    sys.stdout.write(
-        table(out, ["WORKFLOW", "STEP", "STATUS", "WHEN", "TOOK", "CPU", "PEAK RSS", "WHY"])
-    )
+    heads = ["WORKFLOW", "STEP", "STATUS", "WHEN", "TOOK", "CPU", "PEAK RSS"]
+    sys.stdout.write(table(out, [*heads, *(["WORKER"] if workers else []), "WHY"]))
     for b in brk:
         until = (
             f" until {time.strftime('%H:%M:%S', time.localtime(b['opened_until']))}"
@@ -351,6 +352,7 @@ def history(args: argparse.Namespace) -> int:
 
         for r in runs:
             print(f"\nrun {r['id']}:")
+            workers = any(t["worker"] for t in r["tasks"])
             trows = [
                 [
                     f"{t['workflow']}/{t['step']}",
@@ -362,13 +364,13 @@ def history(args: argparse.Namespace) -> int:
                     else "-",
                     f"{t['cpu_time']:.2f}s" if t["cpu_time"] is not None else "-",
                     format_bytes(t["peak_rss"]) if t["peak_rss"] else "-",
+                    *([t["worker"] or "-"] if workers else []),
                     (t["reason"] or "")[:50],
                 ]
                 for t in r["tasks"]
             ]
-            sys.stdout.write(
-                table(trows, ["STEP", "TRY", "STATUS", "EXIT", "WALL", "CPU", "PEAK RSS", "WHY"])
-            )
+            heads = ["STEP", "TRY", "STATUS", "EXIT", "WALL", "CPU", "PEAK RSS"]
+            sys.stdout.write(table(trows, [*heads, *(["WORKER"] if workers else []), "WHY"]))
     return 0
 
 
@@ -459,7 +461,11 @@ def _system(args: argparse.Namespace, part: str) -> int:
             )
             print(f"quota {shown(q['name'])}: {shown(use) or 'no counted limits'}")
         for t in data["running"]:
-            print(f"running: task {t.get('id')} {shown(t.get('workflow'))}/{shown(t.get('step'))}")
+            where = f" on {shown(t['worker'])}" if t.get("worker") else ""
+            print(
+                f"running: task {t.get('id')} {shown(t.get('workflow'))}/{shown(t.get('step'))}"
+                + where
+            )
         mt = data["metrics"]
         print(
             f"last {mt['window_seconds'] / 3600:g}h: {mt['tasks']} tasks "

@@ -57,6 +57,9 @@ class TaskSpec:
 
     # the step's ``resources`` (name -> amount); a cluster executor places the task by them
     resources: dict[str, float] = field(default_factory=dict)
+    # told the worker's address ("tcp://HOST:PORT") once a cluster executor has started the
+    # task there, from the thread that called ``run``; the local executor never calls it
+    placed: Callable[[str], None] | None = None
 
 
 @dataclass

@@ -252,6 +252,7 @@ class DaskExecutor:
                 cwd=self._map(spec.cwd),
                 log_path=self._map(spec.log_path),
                 echo=None,
+                placed=None,
                 inherit_fds=(),
             ),
         }
@@ -264,9 +265,16 @@ class DaskExecutor:
         )
         done = threading.Event()
         fut.add_done_callback(lambda _f: done.set())
+        placed = spec.placed
         while not done.wait(0.05):
             if cancel.requested:
                 return self._cancel(spec, cancel, tid, fut, done)
+            if placed is not None:
+                with self._lock:
+                    worker = self._started.get(tid)
+                if worker is not None:
+                    placed(worker)  # here, not in Dask's event loop: it writes the state
+                    placed = None
         return self._outcome(spec, tid, fut, ended)
 
     def _cancel(

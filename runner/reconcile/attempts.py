@@ -82,7 +82,7 @@ def run_attempts(
             log_path=log_rel,
             fingerprint=task.decision.fingerprint,
         )
-        res = executor.run(_spec(task, log_path), cancel)
+        res = executor.run(_spec(task, log_path, _placed(state, task_id)), cancel)
         will_retry = (
             res.status in (Status.FAILED, Status.TIMED_OUT)
             and attempt <= retry.limit
@@ -97,6 +97,7 @@ def run_attempts(
             "cpu_time": res.cpu_time,
             "peak_rss": res.peak_rss,
             "pid": res.pid,
+            "worker": res.worker,
             "delay": delay,
             "message": res.output_error,
         }
@@ -111,7 +112,17 @@ def run_attempts(
         cancel.wait(delay)
 
 
-def _spec(task: TaskRun, log_path: Path) -> TaskSpec:
+def _placed(state: State, task_id: int) -> Callable[[str], None]:
+    """Record the worker a cluster executor started the task on, so ``orch status`` and
+    ``system status`` show it while the task runs (the end writes it again)."""
+
+    def placed(worker: str) -> None:
+        state.update_task(task_id, worker=worker)
+
+    return placed
+
+
+def _spec(task: TaskRun, log_path: Path, placed: Callable[[str], None]) -> TaskSpec:
     return TaskSpec(
         key=task.view.task_key,
         command=task.command,
@@ -124,4 +135,5 @@ def _spec(task: TaskRun, log_path: Path) -> TaskSpec:
         shell=task.view.step.shell,
         inherit_fds=task.hold_fds,
         resources=dict(task.view.step.resources),
+        placed=placed,
     )

@@ -217,4 +217,5 @@ def complete(
         message=message,
         log_tail=list(res.log_tail),
         task_id=last.task_id,
+        worker=res.worker,
     )

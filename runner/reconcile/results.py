@@ -44,6 +44,7 @@ class StepResult(NamedTuple):
     message: str = ""
     log_tail: list[str] | tuple[str, ...] = ()
     task_id: int | None = None
+    worker: str | None = None  # the cluster worker that ran the last attempt; None: here
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -56,6 +57,7 @@ class StepResult(NamedTuple):
             "attempts": self.attempts,
             "log": self.log_path,
             "message": self.message,
+            "worker": self.worker,
         }
 
 

@@ -60,6 +60,7 @@ def step_status(state: State, workflow: str, steps: list[str]) -> list[dict[str,
                 "peak_rss": t["peak_rss"] if t else None,
                 "run_id": r["run_id"] if r else None,
                 "log": t["log_path"] if t else None,
+                "worker": t["worker"] if t else None,
             }
         )
     return out
@@ -117,6 +118,7 @@ def history(state: State, workflows: list[str] | None, limit: int) -> list[dict[
                         "peak_rss": t["peak_rss"],
                         "log": t["log_path"],
                         "message": t["message"],
+                        "worker": t["worker"],
                     }
                     for t in tasks
                 ],
@@ -193,7 +195,7 @@ def recent_rate_events(state: State, quota: str, window: float) -> int:
 def running_tasks(state: State) -> list[dict[str, Any]]:
     """Tasks running under a live runner, with seconds elapsed."""
     rows = state.query(
-        "SELECT id, run_id, workflow, step, attempt, started, pid FROM tasks"
+        "SELECT id, run_id, workflow, step, attempt, started, pid, worker FROM tasks"
         " WHERE status=? ORDER BY id",
         (Status.RUNNING,),
     )

@@ -5,7 +5,8 @@ What is stored (schema version in ``PRAGMA user_version``; ``MIGRATIONS`` upgrad
     steps       current state per (workflow, step, env): fingerprint and its parts,
                 output values and output-file hashes, status, last task
     runs        one row per orch apply: when, commit, dirty tree, owner pid
-    tasks       one row per attempt: status, reason, exit code, log, metrics
+    tasks       one row per attempt: status, reason, exit code, log, metrics, the
+                cluster worker it ran on (NULL: this machine)
     file_hashes the stat-keyed content-hash cache (as git's index)
     breakers    circuit-breaker state shared by all runners
     allocations resources held by running tasks, per runner, for quotas across processes
@@ -35,7 +36,7 @@ from typing import Any
 from runner.errors import LockBusy, StateError
 from runner.masking import Secrets
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 APP_ID = 0x6F726368  # "orch": marks the file as ours
 
 MIGRATIONS: dict[int, str] = {
@@ -93,6 +94,9 @@ MIGRATIONS: dict[int, str] = {
         inode INTEGER, mode INTEGER, hash TEXT NOT NULL, hashed_ns INTEGER NOT NULL
     ) WITHOUT ROWID
     """,
+    # 4: where each task ran: the Dask worker's address ("tcp://HOST:PORT"); NULL on this
+    # machine (the local executor) and in rows written before version 4
+    4: "ALTER TABLE tasks ADD COLUMN worker TEXT",
 }
 
 
