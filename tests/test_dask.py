@@ -360,3 +360,31 @@ def test_the_local_executor_records_no_worker_and_shows_no_worker_column(
     assert "WORKER" not in repo.orch("status").stdout
     assert "WORKER" not in repo.orch("history", "--tasks").stdout
     assert "orch.worker" not in repo.read("report.xml")
+
+
+@pytest.mark.slow
+def test_watch_and_the_mcp_apply_tool_run_on_the_cluster(repo: Repo, cluster: Cluster) -> None:
+    from runner.mcp.server import Tools
+    from tests.test_watch import Watch
+
+    run = 'cat src.txt > out.txt; echo "$ORCH_EXECUTOR $ORCH_WORKER" >> out.txt'
+    steps = f"    - name: a\n      run: {json.dumps(run)}\n      inputs: [src.txt]\n"
+    repo.write("wf.yaml", workflow("w", steps + "      outputs: [out.txt]\n"))
+    repo.write("src.txt", "one\n")
+    repo.write(".gitignore", "out.txt\n")
+    repo.commit()
+    w = Watch(repo, "--executor", "dask", "--dask-address", cluster.address, "-j", "1")
+    try:
+        w.expect(r"^watch: cycle 1: start -> 1 ran, 0 failed", timeout=120)
+    finally:
+        w.close()
+    first, where = repo.read("out.txt").splitlines()
+    kind, worker = where.split()
+    assert first == "one" and kind == "dask" and worker in cluster.workers()
+
+    repo.write("src.txt", "two\n")
+    out = Tools(repo.path).apply(executor="dask", dask_address=cluster.address)
+    assert out["ok"], out
+    [step] = out["steps"]
+    assert step["status"] == "succeeded" and step["worker"] in cluster.workers()
+    assert repo.read("out.txt") == f"two\ndask {step['worker']}\n"

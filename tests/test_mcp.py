@@ -438,3 +438,21 @@ def test_sighup_during_apply_ends_the_server_cleanly(repo: Repo, tmp_path: Path)
     assert [(s["step"], s["status"]) for s in st] == [("sleep", "interrupted")]
     (task,) = repo.orch_json("task", "list")
     assert task["status"] == "interrupted"
+
+def test_apply_takes_the_executor_and_a_dask_scheduler_address(server: Server) -> None:
+    import socket
+
+    tools = {t.name: t for t in server.portal.call(server.session.list_tools).tools}
+    apply = tools["apply"]
+    schema = getattr(apply, "input_schema", None) or apply.inputSchema  # mcp 2, mcp 1
+    props = schema["properties"]
+    assert "dask_address" in props
+    assert set(json.dumps(props["executor"]).split('"')) >= {"local", "dask"}
+    assert server.call("apply", executor="kubernetes")[0]  # refused: not an executor
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    before = server.ok("history", limit=100)
+    err = server.error("apply", workflows=["broken"], executor="dask", dask_address=address)
+    assert address in err and len(err.strip().splitlines()) == 1
+    assert server.ok("history", limit=100) == before  # refused before any state is written

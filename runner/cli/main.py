@@ -155,6 +155,13 @@ def _apply_options(p: argparse.ArgumentParser) -> None:
         help="exit 1 instead of waiting for steps another orch holds",
     )
     p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
+    _quiet(p)
+    _json(p)
+
+
+def _executor(p: argparse.ArgumentParser) -> None:
+    """Where tasks run: one option group for every verb that runs tasks (apply, run,
+    workflow run, watch)."""
     p.add_argument(
         "--executor",
         choices=("local", "dask"),
@@ -166,8 +173,6 @@ def _apply_options(p: argparse.ArgumentParser) -> None:
         help="the Dask scheduler, tcp://HOST:PORT (default: $ORCH_DASK_ADDRESS, the "
         "config's executor.address, else a local cluster of -j workers)",
     )
-    _quiet(p)
-    _json(p)
 
 
 def _quiet(p: argparse.ArgumentParser) -> None:
@@ -221,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-C", dest="directory", metavar="DIR", help="run as if started in DIR")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     filters, jobs, applying = _group(_filters), _group(_jobs), _group(_apply_options)
+    executing = _group(_executor)
 
     p = _cmd(sub, "init", "create .orch/config.yaml and .orch/.gitignore here", "basic:init")
     _json(p)
@@ -289,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
             name,
             "run what changed or failed" + (" (alias of apply)" if name == "run" else ""),
             "run:apply",
-            [filters, jobs, applying],
+            [filters, jobs, applying, executing],
         )
         _workflows(p)
 
@@ -326,7 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _json(p)
 
-    p = _cmd(sub, "watch", "apply, then re-apply on every change", "watch:watch", [filters, jobs])
+    p = _cmd(
+        sub,
+        "watch",
+        "apply, then re-apply on every change",
+        "watch:watch",
+        [filters, jobs, executing],
+    )
     _workflows(p)
     p.add_argument(
         "--restart", action="store_true", help="end affected running tasks and start over on change"
@@ -345,7 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = _cmd(wsub, "list", "list workflows", "basic:workflow_list")
     _json(p)
-    p = _cmd(wsub, "run", "apply one workflow", "run:apply", [filters, jobs, applying])
+    p = _cmd(wsub, "run", "apply one workflow", "run:apply", [filters, jobs, applying, executing])
     p.add_argument("workflows", nargs=1, metavar="WORKFLOW", help="the workflow to apply")
     p = _cmd(
         wsub, "create", "write a workflow manifest from a template", "projects:workflow_create"

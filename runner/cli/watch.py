@@ -26,6 +26,8 @@ def watch(args: argparse.Namespace) -> int:
         restart=args.restart,
         debounce=args.debounce,
         quiet=args.quiet,
+        executor_kind=args.executor,
+        dask_address=args.dask_address,
     )
     stop = threading.Event()
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)

@@ -124,11 +124,15 @@ class Tools:
         jobs: int | None = None,
         fail_fast: bool = False,
         stop: threading.Event | None = None,
+        executor: str | None = None,
+        dask_address: str | None = None,
     ) -> dict[str, Any]:
         from runner.reconcile.results import ApplyOptions
 
         if jobs is not None and jobs < 1:
             raise OrchError(f"jobs must be at least 1 (got {jobs})")
+        if executor not in (None, "", "local", "dask"):
+            raise OrchError(f"executor must be 'local' or 'dask' (got {executor!r})")
         # echo=None: task output goes to the logs only; stdout belongs to the protocol.
         opts = ApplyOptions(
             jobs=jobs or 0,
@@ -137,6 +141,8 @@ class Tools:
             report=None,
             argv=["mcp", "apply", *(workflows or ())],
             stop=stop,
+            executor_kind=executor or None,
+            dask_address=dask_address or None,
         )
         result = api.apply(
             self.repo(),
@@ -405,7 +411,7 @@ def _crash(root: Path, e: BaseException) -> str:
 def _build(sdk: _Sdk, tools: Tools) -> _Server:
     """Register the tools. Annotations are real types here (pydantic reads them for the
     input schema), so they are evaluated in this scope rather than as strings."""
-    from typing import Annotated
+    from typing import Annotated, Literal
 
     from pydantic import Field
 
@@ -470,6 +476,20 @@ def _build(sdk: _Sdk, tools: Tools) -> _Server:
         fail_fast: Annotated[
             bool, Field(description="start nothing new after the first failure")
         ] = False,
+        executor: Annotated[
+            Literal["local", "dask"] | None,
+            Field(
+                description="where tasks run: this machine or a Dask cluster (default: "
+                "the config's executor, else local)"
+            ),
+        ] = None,
+        dask_address: Annotated[
+            str | None,
+            Field(
+                description="the Dask scheduler, tcp://HOST:PORT (default: $ORCH_DASK_ADDRESS, "
+                "the config's executor.address, else a local cluster for the run); implies dask"
+            ),
+        ] = None,
     ) -> dict[str, Any]:
         """Run the steps that changed or failed, in dependency order, and record them.
         Returns ok, run_id, counts, and per step: status, reasons, exit_code, attempts,
@@ -484,6 +504,8 @@ def _build(sdk: _Sdk, tools: Tools) -> _Server:
             force_all=force_all,
             jobs=jobs,
             fail_fast=fail_fast,
+            executor=executor,
+            dask_address=dask_address,
         )
 
     @tool(READ)

@@ -342,6 +342,10 @@ class WatchOptions:
     restart: bool = False
     debounce: float | None = None  # None: the config's (default 0.1 s)
     quiet: bool = False  # do not stream task output
+    # where tasks run, as apply's --executor / --dask-address (None: the config's, else
+    # local); each cycle connects to the cluster (or starts its LocalCluster) and closes it
+    executor_kind: str | None = None
+    dask_address: str | None = None
 
 
 @dataclass
@@ -623,6 +627,8 @@ class Watcher:
             report=self._report,
             argv=["watch", *self.opts.workflows],
             stop=stop,
+            executor_kind=self.opts.executor_kind,
+            dask_address=self.opts.dask_address,
         )
         try:
             cycle.result = api.apply(
