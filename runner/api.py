@@ -459,8 +459,9 @@ def cancel_task(repo: Repo, task_id: int) -> dict[str, Any]:
     return t
 
 
-def system_status(repo: Repo) -> dict[str, Any]:
-    """What ``orch system status|metrics|health`` shows, as data (see ``runner.system``)."""
+def system_status(repo: Repo, cluster: bool = False) -> dict[str, Any]:
+    """What ``orch system status|metrics|health`` shows, as data (see ``runner.system``);
+    ``cluster``: with the configured Dask cluster's workers."""
     from runner.system import system_status as report
 
-    return report(repo)
+    return report(repo, cluster)

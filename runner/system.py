@@ -8,6 +8,7 @@ Wiring only: the host comes from ``execute/host``, every number recorded from
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import OrchError
@@ -20,8 +21,10 @@ if TYPE_CHECKING:
     from runner.workspace import Repo
 
 
-def system_status(repo: Repo) -> dict[str, Any]:
-    """Everything ``orch system`` shows, as data (the CLI prints it or dumps it as JSON)."""
+def system_status(repo: Repo, cluster: bool = False) -> dict[str, Any]:
+    """Everything ``orch system`` shows, as data (the CLI prints it or dumps it as JSON).
+    ``cluster``: also ask the configured Dask scheduler for its workers (``"cluster"``,
+    see ``dask_cluster``); None otherwise."""
     checks: list[dict[str, Any]] = []
     checks.append(check_git())
     m = None
@@ -80,7 +83,35 @@ def system_status(repo: Repo) -> dict[str, Any]:
         "metrics": metrics,
         "health": {"ok": all(c["ok"] for c in checks), "checks": checks},
         "state_error": state_error,
+        "cluster": dask_cluster(repo) if cluster else None,
     }
+
+
+def dask_cluster(repo: Repo) -> dict[str, Any] | None:
+    """The Dask cluster runs would use, with its workers; None when the executor is local
+    (nothing about Dask is imported then). A dask executor is configured by
+    ``$ORCH_DASK_ADDRESS`` or ``.orch/config.yaml``'s ``executor:``, the address found as
+    ``apply`` finds it (the variable first). Shape: {"executor": "dask", "address": str |
+    None (None: each run starts a LocalCluster of its own), "workers": [...] (see
+    ``execute.dask.cluster_workers``), "error": one line when the scheduler cannot be
+    asked, else None}."""
+    from runner.manifests.load import read_config
+
+    conf = read_config(repo.root)[0].executor or {}
+    env_address = os.environ.get("ORCH_DASK_ADDRESS")
+    if conf.get("kind") != "dask" and not env_address:
+        return None
+    address = env_address or conf.get("address") or None
+    out: dict[str, Any] = {"executor": "dask", "address": address, "workers": [], "error": None}
+    if address is None:
+        return out
+    from runner.execute.dask import cluster_workers
+
+    try:
+        out["workers"] = cluster_workers(address)
+    except OrchError as e:
+        out["error"] = str(e).splitlines()[0]
+    return out
 
 
 def _quotas(

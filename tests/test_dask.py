@@ -388,3 +388,58 @@ def test_watch_and_the_mcp_apply_tool_run_on_the_cluster(repo: Repo, cluster: Cl
     [step] = out["steps"]
     assert step["status"] == "succeeded" and step["worker"] in cluster.workers()
     assert repo.read("out.txt") == f"two\ndask {step['worker']}\n"
+
+
+@pytest.mark.slow
+def test_system_status_lists_the_workers_and_their_resources(repo: Repo, cluster: Cluster) -> None:
+    env = {"ORCH_DASK_ADDRESS": cluster.address}
+    p = repo.orch("system", "status", "--json", env=env)
+    assert p.returncode == 0, p.stderr
+    c = json.loads(p.stdout)["cluster"]
+    assert (c["address"], c["error"]) == (cluster.address, None)
+    assert {w["address"] for w in c["workers"]} == cluster.workers()
+    by_addr = {w["address"]: w for w in c["workers"]}
+    assert by_addr[cluster.gpu_worker]["resources"] == {"gpu": 1}
+    assert all(w["nthreads"] == 2 for w in c["workers"])
+    text = repo.orch("system", "status", env=env).stdout.splitlines()
+    assert f"dask scheduler {cluster.address}: 2 workers" in text
+    gpu = next(x for x in text if x.strip().startswith(f"worker {cluster.gpu_worker}"))
+    assert gpu.endswith("resources gpu=1")
+
+
+def free_address() -> str:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_system_status_says_in_one_line_that_the_scheduler_is_unreachable(repo: Repo) -> None:
+    address = free_address()
+    repo.write(
+        ".orch/config.yaml",
+        f"apiVersion: orch/v1\nkind: Config\nexecutor: {{kind: dask, address: '{address}'}}\n",
+    )
+    p = repo.orch("system", "status")
+    assert p.returncode == 0, p.stderr
+    lines = [x for x in p.stdout.splitlines() if x.startswith("dask")]
+    assert len(lines) == 1 and address in lines[0], p.stdout
+    assert "last 24h" in p.stdout  # the rest of the report is still there
+    c = json.loads(repo.orch("system", "status", "--json").stdout)["cluster"]
+    assert c["address"] == address and c["workers"] == [] and address in c["error"]
+
+
+def test_system_status_with_the_local_executor_asks_no_cluster(repo: Repo) -> None:
+    p = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "runner", "-C", str(repo.path)]
+        + ["system", "status", "--json"],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "ORCH_DASK_ADDRESS"},
+    )
+    assert p.returncode == 0, p.stderr
+    assert json.loads(p.stdout)["cluster"] is None
+    imported = {line.rsplit("|", 1)[-1].strip() for line in p.stderr.splitlines() if "|" in line}
+    assert "runner.system" in imported  # the check can see what is imported
+    assert "runner.execute.dask" not in imported and "distributed" not in imported

@@ -437,7 +437,7 @@ def state_reset(args: argparse.Namespace) -> int:
 def _system(args: argparse.Namespace, part: str) -> int:
     from runner.units import format_bytes
 
-    data = api.system_status(repo_from(args))
+    data = api.system_status(repo_from(args), cluster=part == "status")
     ok = data["health"]["ok"] and not data["state_error"]
     if args.json:
         print_json(data)
@@ -466,6 +466,8 @@ def _system(args: argparse.Namespace, part: str) -> int:
                 f"running: task {t.get('id')} {shown(t.get('workflow'))}/{shown(t.get('step'))}"
                 + where
             )
+        if data.get("cluster"):
+            _print_cluster(data["cluster"])
         mt = data["metrics"]
         print(
             f"last {mt['window_seconds'] / 3600:g}h: {mt['tasks']} tasks "
@@ -473,6 +475,27 @@ def _system(args: argparse.Namespace, part: str) -> int:
             + f"; wall {mt['wall_time']:.2f}s, cpu {mt['cpu_time']:.2f}s"
         )
     return 0 if (part != "health" or ok) else 1
+
+
+def _print_cluster(c: dict[str, Any]) -> None:
+    from runner.units import format_bytes
+
+    if c["address"] is None:
+        print("dask: no scheduler address; each run starts a local cluster of -j workers")
+        return
+    if c["error"]:
+        print(f"dask: {shown(c['error'])}")
+        return
+    n = len(c["workers"])
+    print(f"dask scheduler {shown(c['address'])}: {n} worker{'' if n == 1 else 's'}")
+    for w in c["workers"]:
+        res = ", ".join(f"{k}={v:g}" for k, v in sorted(w["resources"].items()))
+        mem = format_bytes(w["memory_limit"]) if w["memory_limit"] else "no limit"
+        print(
+            f"  worker {shown(w['address'])}"
+            + (f" ({shown(w['name'])})" if w["name"] and w["name"] != w["address"] else "")
+            + f": {w['nthreads']} threads, memory {mem}, resources {shown(res) or 'none'}"
+        )
 
 
 def system_status(args: argparse.Namespace) -> int:

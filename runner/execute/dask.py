@@ -350,6 +350,42 @@ class DaskExecutor:
             echo(msg["line"])
 
 
+def cluster_workers(address: str, timeout: float = CONNECT_TIMEOUT) -> list[dict[str, Any]]:
+    """The workers connected to the scheduler at ``address``, sorted by address: each
+    {"address", "name", "host", "nthreads", "memory_limit" (bytes, 0 = none),
+    "resources" (name -> amount)}. Raises ``OrchError`` (one line) when the scheduler
+    cannot be reached or ``distributed`` is not installed. For ``orch system status``."""
+    refused = _probe(address, timeout)
+    if refused:
+        raise OrchError(f"cannot reach the Dask scheduler at {address} ({refused})")
+    try:
+        import distributed
+    except ImportError as e:
+        raise OrchError(
+            f"the dask executor needs the 'distributed' package ({INSTALL_HINT})"
+        ) from e
+    try:
+        client = distributed.Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError):
+        raise OrchError(f"cannot reach the Dask scheduler at {address} (no answer)") from None
+    try:
+        info = client.scheduler_info(n_workers=-1)
+    finally:
+        with contextlib.suppress(Exception):
+            client.close()
+    return [
+        {
+            "address": addr,
+            "name": str(w.get("name", "")),
+            "host": w.get("host"),
+            "nthreads": w.get("nthreads"),
+            "memory_limit": w.get("memory_limit") or 0,
+            "resources": dict(w.get("resources") or {}),
+        }
+        for addr, w in sorted((info.get("workers") or {}).items())
+    ]
+
+
 # -- on the worker ---------------------------------------------------------------------
 
 _REMOTE_LOCK = threading.Lock()
