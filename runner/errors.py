@@ -93,3 +93,9 @@ def nearest(word: str, choices: list[str] | set[str] | tuple[str, ...]) -> str |
 def did_you_mean(word: str, choices) -> str:
     best = nearest(word, choices)
     return f"did you mean '{best}'?" if best else ""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run that ended as interrupted without a signal: its executor's cluster was lost
+    mid-run. Handled wherever Ctrl-C is (the run recorded interrupted, exit 130); ``str()``
+    is the one line that says why."""

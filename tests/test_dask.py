@@ -7,6 +7,7 @@ would to a remote cluster; the workers share the repository through the file sys
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -443,3 +444,96 @@ def test_system_status_with_the_local_executor_asks_no_cluster(repo: Repo) -> No
     imported = {line.rsplit("|", 1)[-1].strip() for line in p.stderr.splitlines() if "|" in line}
     assert "runner.system" in imported  # the check can see what is imported
     assert "runner.execute.dask" not in imported and "distributed" not in imported
+
+
+def _dask(module: str, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", f"distributed.cli.{module}", *args, "--no-dashboard"]
+        + ["--host", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+@pytest.mark.slow
+def test_a_scheduler_lost_mid_run_ends_the_run_as_interrupted(repo: Repo, tmp_path: Path) -> None:
+    """A ``dask scheduler`` + ``dask worker`` pair of their own, as on two machines; the
+    scheduler is killed while step a runs and b has finished."""
+    import signal
+    import time
+
+    from tests.test_executor import wait_gone
+
+    run = "[ -e go ] && exit 0; echo $$ > a.pid; sleep 120 & echo $! > child.pid; wait"
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            f"    - name: a\n      run: {json.dumps(run)}\n"
+            "    - {name: b, run: touch b.txt, outputs: [b.txt]}\n"
+            "    - {name: c, run: touch c.txt, needs: [a]}\n",
+        ),
+    )
+    repo.write(".gitignore", "*.pid\ngo\nb.txt\nc.txt\n")
+    repo.commit()
+    info = tmp_path / "scheduler.json"
+    scheduler = _dask("dask_scheduler", "--port", "0", "--scheduler-file", str(info))
+    worker = None
+    proc = None
+    try:
+        deadline = time.monotonic() + 120
+        while not info.exists() or not info.read_text().strip().endswith("}"):
+            assert scheduler.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        address = json.loads(info.read_text())["address"]
+        worker = _dask("dask_worker", address, "--nthreads", "2", "--memory-limit", "0")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runner", "-C", str(repo.path), "apply", "-j", "2"]
+            + ["--dask-address", address],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        pid_files = [repo.path / "a.pid", repo.path / "child.pid"]
+        while not all(f.exists() and f.read_text().endswith("\n") for f in pid_files) or not (
+            repo.exists("b.txt") and any(t["status"] == "succeeded" for t in tasks(repo))
+        ):
+            assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+            time.sleep(0.1)
+        pids = [int(f.read_text()) for f in pid_files]
+        os.killpg(scheduler.pid, signal.SIGKILL)
+        _, err = proc.communicate(timeout=90)
+        assert proc.returncode == 130, err
+        assert address in err.strip().splitlines()[-1], err
+        assert "Traceback" not in err, err
+        assert [r["status"] for r in runs(repo)] == ["interrupted"]
+        by_step = {t["step"]: t for t in tasks(repo)}
+        assert set(by_step) == {"a", "b"}  # c never started
+        assert (by_step["a"]["status"], by_step["b"]["status"]) == ("interrupted", "succeeded")
+        assert address in by_step["a"]["message"]
+        con = sqlite3.connect(repo.path / ".orch" / "state.db")
+        try:
+            open_rows = (
+                con.execute(
+                    "SELECT count(*) FROM tasks WHERE status IN ('running', 'queued')"
+                ).fetchone()[0]
+                + con.execute("SELECT count(*) FROM steps WHERE status='running'").fetchone()[0]
+            )
+        finally:
+            con.close()
+        assert open_rows == 0
+        # the worker, left without its scheduler, closes and ends the task's tree
+        assert all(wait_gone(pid, timeout=60) for pid in pids)
+    finally:
+        for p in (proc, worker, scheduler):
+            if p is not None and p.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL) if p is not proc else p.kill()
+                p.wait()
+    # the next apply runs exactly what was in flight (and what waited on it), no more
+    repo.write("go", "")
+    plan = repo.plan()
+    assert {k[1]: v[0] for k, v in plan.items()} == {"a": "run", "b": "up-to-date", "c": "run"}
+    out = repo.apply("--executor", "local")
+    assert out["ok"] and out["ran"] == ["a", "c"], out

@@ -520,9 +520,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if e.diagnostics and len(e.diagnostics) > 1:
             print(f"orch: {len(e.diagnostics)} errors", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
         if _ENDED_BY and _ENDED_BY[0] == signal.SIGPIPE:
             return 128 + signal.SIGPIPE  # quietly: whoever reads our output has gone
+        if str(e):  # errors.Interrupted: not a signal, something to say (a cluster lost)
+            say_error(f"interrupted: {e}", 130, json_out)
+            return 130
         if _ENDED_BY:
             name = signal.Signals(_ENDED_BY[0]).name
             say_error(f"interrupted by {name}", 128 + _ENDED_BY[0], json_out)

@@ -131,6 +131,11 @@ class Executor(Protocol):
     Never raises for a task that fails, times out or cannot start: that is a
     ``TaskResult`` with the matching status. A request on ``cancel`` ends the task (and
     everything it started) and is reported as the requested status.
+
+    An executor whose cluster can be lost as a whole (the Dask scheduler) also has
+    ``lost: str | None``: once set (one line: what was lost), the tasks it had in flight
+    come back ``interrupted``, it runs nothing more, and the engine ends the run as
+    interrupted, as on Ctrl-C (``errors.Interrupted``).
     """
 
     def run(self, spec: TaskSpec, cancel: Cancel) -> TaskResult: ...

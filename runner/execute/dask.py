@@ -71,6 +71,8 @@ class DaskExecutor:
         self._echoes: dict[str, Callable[[str], None]] = {}
         self._started: dict[str, str] = {}  # task id -> worker address
         self._ended: dict[str, threading.Event] = {}
+        # set once the scheduler is gone mid-run: the run ends interrupted (api.Executor)
+        self.lost: str | None = None
 
     # -- session -----------------------------------------------------------------------
 
@@ -91,6 +93,7 @@ class DaskExecutor:
             raise OrchError(
                 f"the dask executor needs the 'distributed' package ({INSTALL_HINT})"
             ) from e
+        _quiet_client_logs()
         if self.address:
             try:
                 self._client = distributed.Client(
@@ -223,6 +226,8 @@ class DaskExecutor:
         """Submit ``spec`` to a worker and wait for its ``TaskResult``."""
         if self._client is None:
             raise RuntimeError("DaskExecutor.run before open()")
+        if self.lost:  # nowhere to run it: recorded interrupted, started nowhere
+            return self._not_started(spec, self.lost)
         if cancel.requested:  # nothing to place: the local executor writes the same log
             from runner.execute.local import run_task
 
@@ -299,9 +304,60 @@ class DaskExecutor:
         try:
             res: TaskResult = fut.result()
         except Exception as e:  # noqa: BLE001 - the worker died, or orch failed on it
+            if self._scheduler_gone(e):
+                return self._interrupted(spec, tid)
             return self._lost(spec, tid, e)
         if ended is not None:
             ended.wait(END_WAIT)  # the last streamed lines come before the task returns
+        return res
+
+    def _scheduler_gone(self, error: BaseException) -> bool:
+        """Whether ``error`` means the connection to the scheduler is gone (Dask cancels
+        every future of a client that lost it, reason "scheduler-connection-lost"), not
+        only this task's worker."""
+        if getattr(error, "reason", None) == "scheduler-connection-lost":
+            return True
+        client = self._client
+        return client is not None and client.status in ("connecting", "closing", "closed")
+
+    def _interrupted(self, spec: TaskSpec, tid: str) -> TaskResult:
+        """A task in flight when the scheduler went away: interrupted, not failed (it is
+        not retried; the next apply runs it again). Its worker, left without a scheduler,
+        closes and ends the task's tree (``_EndTasksOnClose``)."""
+        with self._lock:
+            worker = self._started.get(tid)
+            if self.lost is None:
+                self.lost = (
+                    f"lost the Dask scheduler at {self.address or 'the local cluster'} "
+                    "mid-run; the tasks in flight are recorded interrupted and the next "
+                    "apply runs them again"
+                )
+        message = f"scheduler lost: {self.address or 'local cluster'}"
+        import time
+
+        now = time.time()
+        _append_note(spec.log_path, message)
+        return TaskResult(
+            status="interrupted",
+            exit_code=None,
+            started=now,
+            ended=now,
+            cpu_time=0.0,
+            peak_rss=0,
+            outputs={},
+            output_error=message,
+            log_tail=[f"# orch: {message}"],
+            pid=None,
+            worker=worker,
+        )
+
+    def _not_started(self, spec: TaskSpec, why: str) -> TaskResult:
+        from runner.execute.local import run_task
+
+        cancel = Cancel()
+        cancel.cancel("interrupted")
+        res = run_task(spec, cancel)  # writes the log, starts nothing
+        res.output_error = why
         return res
 
     def _lost(self, spec: TaskSpec, tid: str, error: BaseException) -> TaskResult:
@@ -386,11 +442,45 @@ def cluster_workers(address: str, timeout: float = CONNECT_TIMEOUT) -> list[dict
     ]
 
 
+def _quiet_client_logs() -> None:
+    """Dask's client logs its reconnection attempts (tracebacks) when the scheduler goes
+    away; orch says that itself, in one line."""
+    import logging
+
+    # Dask's logging config gives some of its loggers levels of their own
+    names = [n for n in logging.root.manager.loggerDict if n.startswith("distributed.")]
+    for name in ["distributed", *names]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
+
+
 # -- on the worker ---------------------------------------------------------------------
 
 _REMOTE_LOCK = threading.Lock()
 _REMOTE_CANCELS: dict[str, Cancel] = {}
 _REMOTE_CANCELLED: dict[str, str] = {}  # requests that came before their task started
+_REMOTE_DONE: dict[str, threading.Event] = {}
+CLOSE_WAIT = 30.0  # seconds a closing worker waits for the trees it ends
+
+
+class _EndTasksOnClose:
+    """A worker plugin (Dask calls ``teardown`` when the worker closes): a worker that
+    closes -- its scheduler lost, or told to -- ends the trees of the tasks it still runs
+    (status interrupted) before its process goes, so no task outlives its worker. A worker
+    killed outright (SIGKILL, the node lost) cannot; its tasks' trees are then orphans on
+    that machine."""
+
+    name = "orch-end-tasks-on-close"
+
+    def teardown(self, worker: Any) -> None:
+        with _REMOTE_LOCK:
+            running = [(c, _REMOTE_DONE[t]) for t, c in _REMOTE_CANCELS.items()]
+        for cancel, _ in running:
+            cancel.cancel("interrupted")
+        import time
+
+        deadline = time.monotonic() + CLOSE_WAIT
+        for _, done in running:
+            done.wait(max(0.0, deadline - time.monotonic()))
 
 
 def _run_on_worker(payload: dict[str, Any]) -> TaskResult:
@@ -407,7 +497,9 @@ def _run_on_worker(payload: dict[str, Any]) -> TaskResult:
         spec.echo = lambda line: worker.log_event(topic, {"id": tid, "line": line})
     cancel = Cancel()
     with _REMOTE_LOCK:
+        worker.plugins.setdefault(_EndTasksOnClose.name, _EndTasksOnClose())
         _REMOTE_CANCELS[tid] = cancel
+        _REMOTE_DONE[tid] = threading.Event()
         early = _REMOTE_CANCELLED.pop(tid, None)
     if early:
         cancel.cancel(early)
@@ -417,6 +509,7 @@ def _run_on_worker(payload: dict[str, Any]) -> TaskResult:
     finally:
         with _REMOTE_LOCK:
             _REMOTE_CANCELS.pop(tid, None)
+            _REMOTE_DONE.pop(tid).set()
         worker.log_event(topic, {"id": tid, "kind": "end"})
     res.worker = worker.address
     return res

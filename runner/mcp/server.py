@@ -144,15 +144,20 @@ class Tools:
             executor_kind=executor or None,
             dask_address=dask_address or None,
         )
-        result = api.apply(
-            self.repo(),
-            workflows or None,
-            project=project or None,
-            env=env or None,
-            force=force or None,
-            force_all=force_all,
-            options=opts,
-        )
+        from runner.errors import Interrupted
+
+        try:
+            result = api.apply(
+                self.repo(),
+                workflows or None,
+                project=project or None,
+                env=env or None,
+                force=force or None,
+                force_all=force_all,
+                options=opts,
+            )
+        except Interrupted as e:  # the cluster was lost: a tool error, not the server's end
+            raise OrchError(f"interrupted: {e}") from None
         steps = []
         for r in result.results:
             row = r.to_json()

@@ -104,6 +104,10 @@ def apply(
     finally:
         if opened:
             executor.close()
+    if loop.lost:
+        from runner.errors import Interrupted
+
+        raise Interrupted(loop.lost)
     if loop.interrupted:
         raise KeyboardInterrupt
     return masked(result, state.secrets), plans

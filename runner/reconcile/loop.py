@@ -71,6 +71,7 @@ class ApplyLoop:
         self.done_q: queue.Queue[tuple[Key, Future[list[Attempt]]]] = queue.Queue()
         self.stopping = False
         self.interrupted = False
+        self.lost: str | None = None  # why the executor can run nothing more (cluster gone)
         self.quotas = Quotas(catalog, wfs, state=state, run_id=run_id)
         self.ctx = StartContext(
             catalog=catalog,
@@ -128,6 +129,11 @@ class ApplyLoop:
         while True:
             stop = self.opts.stop
             if not self.stopping and stop is not None and stop.is_set():
+                self._stop(Status.INTERRUPTED)
+            lost = getattr(self.executor, "lost", None)
+            if lost and self.lost is None:  # its cluster is gone: as Ctrl-C, with a reason
+                self.lost = lost
+                self.interrupted = True
                 self._stop(Status.INTERRUPTED)
             if not self.stopping:
                 # one scheduling pass, repeated while it makes progress: a step decided
