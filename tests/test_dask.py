@@ -29,13 +29,20 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 class Cluster:
-    def __init__(self, address: str, gpu_worker: str, client: Any):
+    def __init__(self, address: str, client: Any):
         self.address = address
-        self.gpu_worker = gpu_worker
         self.client = client
 
     def workers(self) -> set[str]:
         return set(self.client.scheduler_info(n_workers=-1)["workers"])
+
+    @property
+    def gpu_worker(self) -> str:
+        """The address of the worker offering gpu=1 (a new one once a test killed it and
+        its nanny started it again)."""
+        self.client.wait_for_workers(2, timeout=120)
+        info = self.client.scheduler_info(n_workers=-1)["workers"]
+        return next(a for a, w in info.items() if w.get("resources", {}).get("gpu"))
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +57,7 @@ def cluster() -> Iterator[Cluster]:
             processes=True,
             host="127.0.0.1",
             dashboard_address=None,
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             memory_limit=0,
             silence_logs=40,
         )
@@ -63,9 +71,7 @@ def cluster() -> Iterator[Cluster]:
     client = distributed.Client(lc, set_as_default=False)
     try:
         client.wait_for_workers(2, timeout=120)
-        info = client.scheduler_info(n_workers=-1)["workers"]
-        gpu_addr = next(a for a, w in info.items() if w.get("resources", {}).get("gpu"))
-        yield Cluster(lc.scheduler_address, gpu_addr, client)
+        yield Cluster(lc.scheduler_address, client)
     finally:
         gpu.terminate()
         try:
@@ -138,6 +144,9 @@ def test_diamond_runs_on_the_cluster_and_a_second_apply_runs_nothing(
     log = repo.read(".orch/logs/1/w/a.1.log")
     assert f"a on {worker} via dask" in log
     assert [r["status"] for r in runs(repo)] == ["succeeded"]
+    status = {r["step"]: r for r in repo.orch_json("status")["steps"]}
+    assert status["b"]["outputs"] == {"n": "2"}  # $ORCH_OUTPUT, parsed on the worker
+    assert status["a"]["cpu_time"] is not None and status["a"]["worker"] == worker
     again = repo.orch("apply", "--json", env=env)
     assert again.returncode == 0, again.stderr
     assert {s["status"] for s in json.loads(again.stdout)["steps"]} == {"up-to-date"}

@@ -4,8 +4,9 @@
     ────────────                         ─────────            ──────────────
     open(): connect (or start a LocalCluster), check resources and the shared repository
     run(spec) ── client.submit(_run_on_worker, payload, resources=...) ──► run_task(spec')
-       ◄── log_event(topic, line) ── output lines, masked, streamed as they come ──┘
-       ◄── TaskResult ─────────────────────────────────────────────────────────────┘
+       ◄── log_event(topic, start) ── the worker's address ─────────────────────────┤
+       ◄── log_event(topic, line) ── output lines, masked, streamed as they come ──┤
+       ◄── log_event(topic, end) ── the TaskResult, after the last line ───────────┘
     cancel ── client.run(_cancel_on_worker, id) ──► that task's Cancel: tree ended
     close(): close the client (and the LocalCluster orch started)
 
@@ -70,7 +71,10 @@ class DaskExecutor:
         self._lock = threading.Lock()
         self._echoes: dict[str, Callable[[str], None]] = {}
         self._started: dict[str, str] = {}  # task id -> worker address
-        self._ended: dict[str, threading.Event] = {}
+        self._ended: dict[str, threading.Event] = {}  # set by the task's "end" event
+        self._results: dict[str, dict[str, Any]] = {}  # the TaskResult the "end" event carried
+        self._wakes: dict[str, threading.Event] = {}  # set by the end event or the future
+        self._inflight: set[Any] = set()  # futures held until done (a release cancels)
         # set once the scheduler is gone mid-run: the run ends interrupted (api.Executor)
         self.lost: str | None = None
 
@@ -128,6 +132,8 @@ class DaskExecutor:
                 processes=True,
                 host="127.0.0.1",
                 dashboard_address=None,
+                # its HTTP server (metrics) on a free loopback port: no warning when 8787 is taken
+                scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
                 memory_limit=0,  # the worker only waits on the task's processes
                 silence_logs=40,  # logging.ERROR
             )
@@ -137,6 +143,11 @@ class DaskExecutor:
         """Close the client and the LocalCluster orch started; safe to call twice."""
         client, cluster = self._client, self._cluster
         self._client = self._cluster = None
+        if client is not None and cluster is None and not self.lost:
+            # a standing scheduler keeps every topic's last events (up to its
+            # admin.low-level-log-length): drop this run's, its lines and results
+            with contextlib.suppress(Exception):
+                client.run_on_scheduler(_forget_topic, self._topic)
         if client is not None:
             with contextlib.suppress(Exception):  # closing a half-dead connection
                 client.close()
@@ -233,20 +244,33 @@ class DaskExecutor:
 
             return run_task(spec, cancel)
         tid = uuid.uuid4().hex
-        ended = threading.Event()
+        ended, wake = threading.Event(), threading.Event()
         with self._lock:
             self._ended[tid] = ended
+            self._wakes[tid] = wake
             if spec.echo is not None:
                 self._echoes[tid] = spec.echo
         try:
-            return self._run(spec, cancel, tid, ended)
+            return self._run(spec, cancel, tid, ended, wake)
         finally:
             with self._lock:
                 self._echoes.pop(tid, None)
                 self._ended.pop(tid, None)
+                self._wakes.pop(tid, None)
+                self._results.pop(tid, None)
                 self._started.pop(tid, None)
 
-    def _run(self, spec: TaskSpec, cancel: Cancel, tid: str, ended: threading.Event) -> TaskResult:
+    def _run(
+        self,
+        spec: TaskSpec,
+        cancel: Cancel,
+        tid: str,
+        ended: threading.Event,
+        wake: threading.Event,
+    ) -> TaskResult:
+        """Submit, then wait for the task's "end" event (it carries the result: no gather
+        round trip through the scheduler) or for its future to end (an error, a lost
+        worker or scheduler), polling for a cancel and for where it started."""
         payload = {
             "id": tid,
             "topic": self._topic,
@@ -269,9 +293,18 @@ class DaskExecutor:
             resources=self._restrictions(spec.resources) or None,
         )
         done = threading.Event()
-        fut.add_done_callback(lambda _f: done.set())
+        with self._lock:
+            self._inflight.add(fut)
+
+        def on_done(f: Any) -> None:
+            done.set()
+            wake.set()
+            with self._lock:
+                self._inflight.discard(f)
+
+        fut.add_done_callback(on_done)
         placed = spec.placed
-        while not done.wait(0.05):
+        while not wake.wait(0.05):
             if cancel.requested:
                 return self._cancel(spec, cancel, tid, fut, done)
             if placed is not None:
@@ -301,6 +334,10 @@ class DaskExecutor:
     def _outcome(
         self, spec: TaskSpec, tid: str, fut: Any, ended: threading.Event | None
     ) -> TaskResult:
+        with self._lock:
+            carried = self._results.pop(tid, None)
+        if carried is not None:
+            return TaskResult(**carried)
         try:
             res: TaskResult = fut.result()
         except Exception as e:  # noqa: BLE001 - the worker died, or orch failed on it
@@ -397,9 +434,12 @@ class DaskExecutor:
                 self._started[tid] = msg["worker"]
                 return
             if msg.get("kind") == "end":
-                ended = self._ended.get(tid)
-                if ended is not None:
-                    ended.set()
+                if msg.get("result") is not None and tid in self._wakes:
+                    self._results[tid] = msg["result"]
+                for events in (self._ended, self._wakes):
+                    ev = events.get(tid)
+                    if ev is not None:
+                        ev.set()
                 return
             echo = self._echoes.get(tid)
         if echo is not None:
@@ -440,6 +480,15 @@ def cluster_workers(address: str, timeout: float = CONNECT_TIMEOUT) -> list[dict
         }
         for addr, w in sorted((info.get("workers") or {}).items())
     ]
+
+
+def _forget_topic(topic: str, dask_scheduler: Any = None) -> None:
+    """On the scheduler: drop an ended run's events (Dask has no public call for it; a
+    missing attribute in another Dask version leaves them, as before)."""
+    broker = getattr(dask_scheduler, "_broker", None)
+    topics = getattr(broker, "_topics", None)
+    if isinstance(topics, dict):
+        topics.pop(topic, None)
 
 
 def _quiet_client_logs() -> None:
@@ -504,14 +553,16 @@ def _run_on_worker(payload: dict[str, Any]) -> TaskResult:
     if early:
         cancel.cancel(early)
     worker.log_event(topic, {"id": tid, "kind": "start", "worker": worker.address})
+    carried = None
     try:
         res = run_task(spec, cancel)
+        res.worker = worker.address
+        carried = dataclasses.asdict(res)  # plain data: it travels as an event
     finally:
         with _REMOTE_LOCK:
             _REMOTE_CANCELS.pop(tid, None)
             _REMOTE_DONE.pop(tid).set()
-        worker.log_event(topic, {"id": tid, "kind": "end"})
-    res.worker = worker.address
+        worker.log_event(topic, {"id": tid, "kind": "end", "result": carried})
     return res
 
 
