@@ -109,8 +109,15 @@ def _selection(
     force: list[str] | None,
     force_all: bool,
     since: str | None = None,
+    params: dict[str, Any] | None = None,
 ) -> tuple[Manifests, list[Any], Any]:
-    from runner.reconcile.selection import Selection, check_env, parse_forced, select_workflows
+    from runner.reconcile.selection import (
+        Selection,
+        check_env,
+        parse_forced,
+        parse_params,
+        select_workflows,
+    )
 
     m = repo.manifests()
     wfs = select_workflows(m, list(workflows or []), project)
@@ -122,6 +129,7 @@ def _selection(
     if env:
         check_env(m, wfs, env)
     sel = Selection([w.name for w in wfs], env or "", parse_forced(m, wfs, force or []), force_all)
+    sel.params = parse_params(m, wfs, params or {}, env or "")
     return m, wfs, sel
 
 
@@ -136,12 +144,15 @@ def plan(
     since: str | None = None,
     ref: str | None = None,
     commands: bool = False,
+    params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """What apply would do, per step, with reasons (the same data ``--json`` prints).
 
     ``commands``: also each step's command as apply would render it, masked with the
     run's secrets (``plan --show-commands``; see ``reconcile.preview``): every step that
     would run gets ``"command"`` (a string, an argv list, or None) and ``"note"``.
+
+    ``params``: ``--param`` overrides, KEY -> text (``selection.parse_params`` types them).
 
     ``ref``: plan the manifests as committed at git revision ``ref`` against the recorded
     state and the files in the work tree ("what would apply do if I checked out REV's
@@ -151,8 +162,9 @@ def plan(
             from runner.errors import UsageError
 
             raise UsageError("--show-commands renders the work tree's manifests; drop --ref")
-        return _plan_at(repo, ref, workflows, project, env, bool(force or force_all or since))
-    key = _noop_key(workflows, project, env, force, force_all, since)
+        forcing = bool(force or force_all or since)
+        return _plan_at(repo, ref, workflows, project, env, forcing, params)
+    key = _noop_key(workflows, project, env, force, force_all, since, params)
     mkey = None
     if key is not None:
         from runner.manifests.cache import manifest_key
@@ -164,7 +176,7 @@ def plan(
             return _plan_data([(w, s, "up-to-date", []) for w, s in hit], env or "")
     from runner.reconcile import flow
 
-    m, wfs, sel = _selection(repo, workflows, project, env, force, force_all, since)
+    m, wfs, sel = _selection(repo, workflows, project, env, force, force_all, since, params)
     state = open_state(repo, readonly=not writable(repo))
     try:
         plans = flow.plan(repo.root, m, state, wfs, sel)
@@ -203,10 +215,11 @@ def _plan_at(
     project: str | None,
     env: str | None,
     forcing: bool,
+    params: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     from runner.manifests.revisions import manifests_at
     from runner.reconcile import flow
-    from runner.reconcile.selection import Selection, check_env, select_workflows
+    from runner.reconcile.selection import Selection, check_env, parse_params, select_workflows
 
     if forcing:
         from runner.errors import UsageError
@@ -217,6 +230,7 @@ def _plan_at(
     if env:
         check_env(m, wfs, env)
     sel = Selection([w.name for w in wfs], env or "")
+    sel.params = parse_params(m, wfs, params or {}, env or "")
     state = open_state(repo, readonly=True)  # a plan of another revision writes nothing
     try:
         plans = flow.plan(repo.root, m, state, wfs, sel)
@@ -245,11 +259,16 @@ def _noop_key(
     force: list[str] | None,
     force_all: bool,
     since: str | None,
+    params: dict[str, Any] | None = None,
 ) -> tuple[Any, ...] | None:
-    """The no-op witness applies to plain selections; forcing or --since always plans."""
+    """The no-op witness applies to plain selections (``--param`` values are part of the
+    selection: each set has its own witness); forcing or --since always plans."""
     if force or force_all or since:
         return None
-    return ("v1", tuple(workflows or ()), project or "", env or "")
+    key = ("v1", tuple(workflows or ()), project or "", env or "")
+    if params:
+        key += (tuple(f"{k}={v!r}" for k, v in sorted(params.items())),)
+    return key
 
 
 def _witness(
@@ -280,12 +299,13 @@ def apply(
     force_all: bool = False,
     since: str | None = None,
     options: Any = None,
+    params: dict[str, Any] | None = None,
 ) -> Any:
-    """Run what the plan says; returns a ``results.ApplyResult``."""
+    """Run what the plan says; returns a ``results.ApplyResult``. ``params`` as for ``plan``."""
     import time
 
     t0 = time.time()
-    key = _noop_key(workflows, project, env, force, force_all, since)
+    key = _noop_key(workflows, project, env, force, force_all, since, params)
     mkey = None
     if key is not None:
         from runner.manifests.cache import manifest_key
@@ -302,7 +322,7 @@ def apply(
     from runner.reconcile import flow
     from runner.reconcile.results import ApplyOptions
 
-    m, wfs, sel = _selection(repo, workflows, project, env, force, force_all, since)
+    m, wfs, sel = _selection(repo, workflows, project, env, force, force_all, since, params)
     state = open_state(repo)
     try:
         result, plans = flow.apply(repo.root, m, state, wfs, sel, options or ApplyOptions())

@@ -238,6 +238,36 @@ def test_user_errors_are_tool_errors_with_the_message(server: Server) -> None:
         assert "outside the repository" in server.error("validate", paths=[path])
 
 
+def test_plan_and_apply_take_params(server: Server) -> None:
+    """The tools' ``params`` object is ``--param``: text typed as the manifest's value,
+    other JSON values as given; an unknown key is a tool error with a suggestion."""
+    repo = server.repo
+    repo.write(
+        "params.yaml",
+        workflow(
+            "params",
+            '    - {name: p, run: "mkdir -p out && echo {{ params.n + 1 }} > out/p.txt", outputs: [out/p.txt]}\n'
+            '    - {name: q, run: "mkdir -p out && echo q > out/q.txt", outputs: [out/q.txt]}\n',
+            extra="  params: {n: 1}\n",
+        ),
+    )
+    try:
+        assert server.ok("apply", workflows=["params"])["ok"]
+        assert repo.read("out/p.txt") == "2\n"
+        plan = server.ok("plan", workflows=["params"], params={"n": "5"})
+        assert [(s["step"], s["action"]) for s in plan["steps"]] == [
+            ("p", "run"),
+            ("q", "up-to-date"),
+        ]
+        done = server.ok("apply", workflows=["params"], params={"n": 7})
+        assert [s["step"] for s in done["steps"] if s["status"] == "succeeded"] == ["p"]
+        assert repo.read("out/p.txt") == "8\n"
+        msg = server.error("plan", workflows=["params"], params={"nn": "1"})
+        assert "no selected workflow has a param 'nn' (did you mean 'n'?)" in msg
+    finally:
+        (repo.path / "params.yaml").unlink()
+
+
 def test_a_broken_manifest_is_listed_by_validate_and_stops_apply(server: Server) -> None:
     repo = server.repo
     repo.write("bad.yaml", "apiVersion: orch/v1\nkind: Workflow\nmetadata: {name: bad}\n")

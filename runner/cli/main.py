@@ -130,6 +130,14 @@ def _filters(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--since", metavar="REV", help="only workflows whose manifests or inputs changed since REV"
     )
+    p.add_argument(
+        "--param",
+        dest="params",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="set a workflow param for this run (repeatable; typed as its value in the manifest)",
+    )
 
 
 def _apply_options(p: argparse.ArgumentParser) -> None:

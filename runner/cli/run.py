@@ -23,6 +23,13 @@ ICONS = {
 }
 
 
+def params_of(args: argparse.Namespace) -> dict[str, str]:
+    """``--param KEY=VALUE`` options as KEY -> text (UsageError, exit 2, for a malformed one)."""
+    from runner.projects.templates_index import parse_pairs
+
+    return parse_pairs(getattr(args, "params", None) or [])
+
+
 def plan(args: argparse.Namespace) -> int:
     repo = repo_from(args)
     data = api.plan(
@@ -35,6 +42,7 @@ def plan(args: argparse.Namespace) -> int:
         force_all=args.force_all,
         since=args.since,
         commands=getattr(args, "show_commands", False),
+        params=params_of(args),
     )
     stale = 1 if getattr(args, "check", False) and _stale_checked(repo, data) else 0
     code = stale or _detailed(args, data)
@@ -154,6 +162,7 @@ def apply(args: argparse.Namespace) -> int:
         force_all=args.force_all,
         since=args.since,
         options=opts,
+        params=params_of(args),
     )
     if args.junit:
         from runner.junit import write_junit

@@ -13,15 +13,18 @@ from runner.cli.common import repo_from
 def watch(args: argparse.Namespace) -> int:
     """Ctrl-C (or SIGTERM, or SIGHUP) ends running tasks and exits 0; a second Ctrl-C
     forces (130)."""
+    from runner.cli.run import params_of
     from runner.watch.loop import WatchOptions
     from runner.watch.loop import watch as run_watch
 
+    params = params_of(args)
     repo = repo_from(args)
     opts = WatchOptions(
         workflows=list(args.workflows),
         project=args.project,
         env=args.env,
         since=args.since,
+        params=params,
         jobs=args.jobs or 0,
         restart=args.restart,
         debounce=args.debounce,

@@ -104,6 +104,7 @@ class Tools:
         env: str | None = None,
         force: list[str] | None = None,
         force_all: bool = False,
+        params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         return api.plan(
             self.repo(),
@@ -112,6 +113,7 @@ class Tools:
             env=env or None,
             force=force or None,
             force_all=force_all,
+            params=params or None,
         )
 
     def apply(
@@ -126,6 +128,7 @@ class Tools:
         stop: threading.Event | None = None,
         executor: str | None = None,
         dask_address: str | None = None,
+        params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         from runner.reconcile.results import ApplyOptions
 
@@ -155,6 +158,7 @@ class Tools:
                 force=force or None,
                 force_all=force_all,
                 options=opts,
+                params=params or None,
             )
         except Interrupted as e:  # the cluster was lost: a tool error, not the server's end
             raise OrchError(f"interrupted: {e}") from None
@@ -436,6 +440,13 @@ def _build(sdk: _Sdk, tools: Tools) -> _Server:
         Field(description="steps to treat as changed, as WORKFLOW/STEP or STEP"),
     ]
     ForceAll = Annotated[bool, Field(description="treat every selected step as changed")]
+    Params = Annotated[
+        dict[str, str | int | float | bool | list[Any] | dict[str, Any]] | None,
+        Field(
+            description="workflow params to set for this run, as --param KEY=VALUE: text is "
+            "typed as the param's value in the manifest; other JSON values are used as given"
+        ),
+    ]
     Workflow = Annotated[str, Field(description="workflow name")]
     Step = Annotated[str, Field(description="step name within the workflow")]
 
@@ -457,6 +468,7 @@ def _build(sdk: _Sdk, tools: Tools) -> _Server:
         env: Env = None,
         force: Force = None,
         force_all: ForceAll = False,
+        params: Params = None,
     ) -> dict[str, Any]:
         """What apply would run, per step: action (run, may-run, up-to-date) and the reasons
         (never ran, input changed: FILE, definition changed, upstream will run: STEP, ...).
@@ -468,6 +480,7 @@ def _build(sdk: _Sdk, tools: Tools) -> _Server:
             env=env,
             force=force,
             force_all=force_all,
+            params=params,
         )
 
     @tool(RUN)
@@ -477,6 +490,7 @@ def _build(sdk: _Sdk, tools: Tools) -> _Server:
         env: Env = None,
         force: Force = None,
         force_all: ForceAll = False,
+        params: Params = None,
         jobs: Annotated[int | None, Field(description="tasks at once (default: CPU count)")] = None,
         fail_fast: Annotated[
             bool, Field(description="start nothing new after the first failure")
@@ -511,6 +525,7 @@ def _build(sdk: _Sdk, tools: Tools) -> _Server:
             fail_fast=fail_fast,
             executor=executor,
             dask_address=dask_address,
+            params=params,
         )
 
     @tool(READ)

@@ -45,6 +45,7 @@ def run(
     env_name: str,
     executor: Executor,
     echo: Callable[[str], None] | None,
+    overrides: dict[str, dict[str, Any]] | None = None,
 ) -> list[str]:
     """Run the hooks of every workflow in ``wfs`` that had a step run in ``result``.
 
@@ -60,6 +61,7 @@ def run(
         for kind in kinds:
             for n, h in enumerate(wf.handlers.get(kind, ()), 1):
                 ctx = _context(catalog, state, wf, env_name, failed)
+                ctx["params"].update((overrides or {}).get(wf.name, {}))  # --param
                 log = root / ".orch" / "logs" / str(result.run_id) / wf.name / f"on-{kind}.{n}.log"
                 why = _run_one(
                     wf, h, ctx, root=root, log_path=log, executor=executor, echo=echo,

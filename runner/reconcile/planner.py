@@ -53,7 +53,7 @@ def step_views(m: Manifests, wf: Workflow, sel: Selection) -> dict[str, StepView
     from runner.manifests.paths import step_paths
 
     dag = m.dags[wf.name]
-    params = base_params(m, wf, sel.env or None)
+    params = {**base_params(m, wf, sel.env or None), **sel.params.get(wf.name, {})}
     out = {}
     for name in dag.order:
         step = wf.step(name)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from runner.errors import OrchError, did_you_mean
+from runner.errors import OrchError, UsageError, did_you_mean
 
 if TYPE_CHECKING:
     from runner.manifests.catalog import Manifests
@@ -18,6 +18,8 @@ class Selection:
     env: str = ""  # the environment name ("" = none)
     forced: set[tuple[str, str]] = field(default_factory=set)  # (workflow, step)
     force_all: bool = False
+    # --param overrides, typed per workflow: workflow -> {param: value}
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def select_workflows(m: Manifests, names: list[str], project: str | None) -> list[Workflow]:
@@ -62,3 +64,59 @@ def check_env(m: Manifests, wfs: list[Workflow], env: str) -> None:
             f"--env {env}: no project defines that environment "
             f"({did_you_mean(env, known) or 'known: ' + ', '.join(sorted(known))})"
         )
+
+
+def parse_params(
+    m: Manifests, wfs: list[Workflow], given: dict[str, Any], env: str
+) -> dict[str, dict[str, Any]]:
+    """``--param KEY=VALUE`` overrides as workflow -> {KEY: typed value}.
+
+    A KEY must be a param of some selected workflow (its ``spec.params``, its project's
+    params or an environment's): Terraform refuses an undeclared ``-var`` for the same
+    reason, a misspelt name would otherwise be ignored silently. Text is typed by the
+    value the param has without the override, as GitHub Actions types ``workflow_dispatch``
+    inputs by their declared type (and ``orch project new --param`` does): a boolean,
+    whole number or number must read as one; a list or mapping is JSON; anything else
+    stays the text as given, so ``1.10`` is never the number 1.1. Non-text values (from
+    the MCP tools' ``params`` object) are used as they are.
+
+    Raises UsageError (exit 2) naming the bad ``--param``."""
+    from runner.manifests.checks import base_params, workflow_params
+
+    known: set[str] = set()
+    for w in wfs:
+        known |= workflow_params(m, w)
+    for key in given:
+        if key not in known:
+            hint = did_you_mean(key, known) or (
+                f"params: {', '.join(sorted(known))}" if known else "they declare none"
+            )
+            raise UsageError(f"--param {key}: no selected workflow has a param '{key}' ({hint})")
+    out: dict[str, dict[str, Any]] = {}
+    for w in wfs:
+        names = workflow_params(m, w)
+        base = base_params(m, w, env or None)
+        mine = {k: _typed(k, v, base.get(k)) for k, v in given.items() if k in names}
+        if mine:
+            out[w.name] = mine
+    return out
+
+
+def _typed(key: str, value: Any, current: Any) -> Any:
+    """``value`` (text from the command line) as the type of ``current``; see parse_params."""
+    if not isinstance(value, str) or current is None or isinstance(current, str):
+        return value
+    if isinstance(current, (list, dict)):
+        import json
+
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            parsed = None
+        if type(parsed) is not type(current):
+            what = "a JSON list" if isinstance(current, list) else "a JSON object"
+            raise UsageError(f"--param {key}={value}: expected {what}, as its value is")
+        return parsed
+    from runner.projects.templates_index import Param
+
+    return Param(key, current).coerce(value)

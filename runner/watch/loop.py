@@ -338,6 +338,7 @@ class WatchOptions:
     project: str | None = None
     env: str | None = None
     since: str | None = None
+    params: dict[str, str] = field(default_factory=dict)  # --param KEY=VALUE
     jobs: int = 0
     restart: bool = False
     debounce: float | None = None  # None: the config's (default 0.1 s)
@@ -638,6 +639,7 @@ class Watcher:
                 env=self.opts.env,
                 since=self.opts.since,
                 options=options,
+                params=self.opts.params,
             )
         except OrchError as e:
             if first and not e.diagnostics:
