@@ -284,6 +284,8 @@ def _witness(
     refs = [m.env_refs.get((w.name, s.name), ()) for w in wfs for s in w.steps]
     if any(r is None for r in refs):
         return  # a template reads the environment by a computed name: always plan
+    if any((w.name, s.name) in m.git_refs for w in wfs for s in w.steps):
+        return  # git.* moves with commits no file stat sees: always plan
     names = {v for r in refs for v in r or ()}
     steps = [(w.name, n) for w in wfs for n in m.dags[w.name].order]
     record(repo.root, key, steps, seen, {n: os.environ.get(n) for n in names}, mkey)

@@ -44,6 +44,8 @@ class Manifests:
     # (workflow, step) -> params / environment variables its templates read; None = all
     param_refs: dict[tuple[str, str], tuple[str, ...] | None] = field(default_factory=dict)
     env_refs: dict[tuple[str, str], tuple[str, ...] | None] = field(default_factory=dict)
+    # (workflow, step) -> git.* keys its templates read (None = all); absent: none
+    git_refs: dict[tuple[str, str], tuple[str, ...] | None] = field(default_factory=dict)
     static_fields: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     # (output path, workflow, step, index, prefix), collected by the checks, then dropped
     producers: list[Any] = field(default_factory=list)

@@ -20,7 +20,7 @@ from runner.pathmatch import STATE_DIR
 if TYPE_CHECKING:
     from runner.manifests.catalog import Manifests
 
-TEMPLATE_ROOTS = ("params", "steps", "workflow", "env", "project", "step")
+TEMPLATE_ROOTS = ("params", "steps", "workflow", "env", "project", "step", "git")
 JINJA_GLOBALS = (
     "range",
     "dict",
@@ -304,6 +304,7 @@ def _check_templates(
     ups: set[str] = set()
     pref: set[str] | None = set()
     eref: set[str] | None = set()
+    gref: set[str] | None = set()
     for rel, source in fields:
         path = sp + rel
         err = check_syntax(source)
@@ -356,6 +357,8 @@ def _check_templates(
                             f"steps.{target}.{ref[2]} is not defined",
                             "use steps.NAME.outputs.KEY",
                         )
+            elif root == "git":
+                gref = _git_ref(ctx, path, ref, is_path, gref)
             elif root == "env":
                 if len(ref) < 2:
                     eref = None  # read by a name computed at render time: all of it counts
@@ -379,7 +382,33 @@ def _check_templates(
     ctx.m.param_refs[key] = tuple(sorted(pref)) if pref is not None else None
     if eref is None or eref:
         ctx.m.env_refs[key] = tuple(sorted(eref)) if eref is not None else None
+    if gref is None or gref:
+        ctx.m.git_refs[key] = tuple(sorted(gref)) if gref is not None else None
     return ups
+
+
+def _git_ref(
+    ctx: _Ctx, path: tuple[Any, ...], ref: tuple[str, ...], is_path: bool, gref: set[str] | None
+) -> set[str] | None:
+    """One ``git.KEY`` a template reads, added to ``gref`` (None: all of them, for ``git``
+    read whole or by a computed key). Paths may not read it: they are decided before
+    anything runs, from the manifest and params alone."""
+    from runner.manifests.sources import GIT_KEYS
+
+    if is_path:
+        ctx.add(
+            path, "paths may use params, not git values", "paths are known before anything runs"
+        )
+        return gref
+    if len(ref) < 2:
+        return None
+    if ref[1] not in GIT_KEYS:
+        hint = did_you_mean(str(ref[1]), GIT_KEYS) or f"use one of {', '.join(GIT_KEYS)}"
+        ctx.add(path, f"git.{ref[1]} is not defined", hint)
+        return gref
+    if gref is not None:
+        gref.add(str(ref[1]))
+    return gref
 
 
 HANDLER_ROOTS = ("params", "steps", "workflow", "env")

@@ -37,6 +37,7 @@ FIELDS = (
     "environ",
     "secrets",
     "shell",
+    "git",
 )
 
 
@@ -77,13 +78,17 @@ def definition_fields(
     static: dict[str, str] | None = None,
     *,
     env_key: bytes,
+    git: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """``param_refs``/``env_refs``: the names the templates read; None means a name computed
     at render time (``env[name]``, ``params.items()``), so all of them count (fail closed).
     ``env_key`` keys the digest of the environment values read (``runner.masking.
     keyed_digest``): a secret read through ``{{ env.X }}`` never reaches the state as a
-    plain hash."""
+    plain hash. ``git``: the git.* values the templates read (``sources.GitValues``), so a
+    new commit re-runs exactly the steps that read ``git.commit``."""
     fields = dict(static if static is not None else static_fields(step))
+    if git:
+        fields["git"] = digest(_canon(git))
     if param_refs is None or param_refs:
         merged = {**params, **step.params}
         used = merged if param_refs is None else {k: merged.get(k) for k in param_refs}

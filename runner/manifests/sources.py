@@ -128,3 +128,51 @@ def display_prefix(root: Path) -> str:
     if s == "." or s.startswith(".."):
         return ""
     return s + "/"
+
+
+GIT_KEYS = ("commit", "short", "branch", "describe", "dirty")
+
+
+class GitValues:
+    """``{{ git.KEY }}``: the repository's state, asked of git once per run, per key read.
+
+    Only the keys some step's templates read are ever asked (a workflow that reads none
+    runs no git at all, so a no-op plan stays as fast as before), each once, and kept for
+    the rest of the run: every step of one apply sees the same values. Where git has no
+    answer the value is defined, never an error:
+
+    * ``commit``/``short``: HEAD's full and abbreviated hash; ``""`` outside a git
+      repository or before the first commit;
+    * ``branch``: the checked-out branch's short name; ``""`` on a detached HEAD (as
+      ``git branch --show-current`` prints) and outside a repository;
+    * ``describe``: ``git describe --tags --always``: the nearest tag (``v1.2-3-gabc1234``),
+      or the abbreviated hash where no tag reaches HEAD; ``""`` without a commit;
+    * ``dirty``: true when tracked files differ from HEAD (``git status`` without
+      untracked files, as ``git describe --dirty`` judges); false outside a repository.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self._known: dict[str, str | bool] = {}
+
+    def get(self, keys: tuple[str, ...] | None) -> dict[str, str | bool]:
+        """The values of ``keys`` (None: all of them), asking git only for new ones."""
+        for k in GIT_KEYS if keys is None else keys:
+            if k not in self._known and k in GIT_KEYS:
+                self._known[k] = self._ask(k)
+        return {k: self._known[k] for k in (GIT_KEYS if keys is None else keys) if k in self._known}
+
+    def _ask(self, key: str) -> str | bool:
+        args = {
+            "commit": ("rev-parse", "--verify", "-q", "HEAD"),
+            "short": ("rev-parse", "--verify", "-q", "--short", "HEAD"),
+            "branch": ("symbolic-ref", "-q", "--short", "HEAD"),
+            "describe": ("describe", "--tags", "--always"),
+            "dirty": ("status", "--porcelain", "--untracked-files=no"),
+        }[key]
+        try:
+            p = git(self.root, *args, check=False)
+        except FileNotFoundError:  # no git on this machine: as outside a repository
+            return False if key == "dirty" else ""
+        out = os.fsdecode(p.stdout).strip() if p.returncode == 0 else ""
+        return bool(out) if key == "dirty" else out

@@ -59,6 +59,7 @@ def step_views(m: Manifests, wf: Workflow, sel: Selection) -> dict[str, StepView
         step = wf.step(name)
         ins, outs, wd = step_paths(wf, step, params)
         k = (wf.name, name)
+        git = sel.git_values(m.root).get(m.git_refs[k]) if k in m.git_refs else None
         out[name] = StepView(
             wf,
             step,
@@ -71,6 +72,7 @@ def step_views(m: Manifests, wf: Workflow, sel: Selection) -> dict[str, StepView
             m.env_refs.get(k, ()),
             m.static_fields.get(k),
             forced=sel.force_all or k in sel.forced,
+            git=git,
         )
     return out
 

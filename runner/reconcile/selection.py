@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import OrchError, UsageError, did_you_mean
@@ -20,6 +21,15 @@ class Selection:
     force_all: bool = False
     # --param overrides, typed per workflow: workflow -> {param: value}
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    git: Any = None  # runner.manifests.sources.GitValues, made when a step first reads git.*
+
+    def git_values(self, root: Path) -> Any:
+        """The run's one ``GitValues``: each git.* value is asked once per plan or apply."""
+        if self.git is None:
+            from runner.manifests.sources import GitValues
+
+            self.git = GitValues(root)
+        return self.git
 
 
 def select_workflows(m: Manifests, names: list[str], project: str | None) -> list[Workflow]:

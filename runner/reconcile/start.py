@@ -335,7 +335,7 @@ def template_context(
     may read (and building more would be O(steps^2))."""
     wf, step = view.wf, view.step
     proj = catalog.projects.get(wf.project) if wf.project else None
-    return {
+    ctx: dict[str, Any] = {
         "params": {**view.params, **step.params},
         "steps": {
             n: {"outputs": records[n].outputs, "status": records[n].status}
@@ -347,3 +347,6 @@ def template_context(
         "project": {"name": proj.name, "path": proj.dir, "params": proj.params} if proj else {},
         "step": {"name": step.name},
     }
+    if view.git is not None:  # only a step that reads {{ git.* }} has them (and pays for git)
+        ctx["git"] = view.git
+    return ctx

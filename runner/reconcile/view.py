@@ -28,6 +28,7 @@ class StepView:
     env_refs: tuple[str, ...] | None  # None: a computed name, the whole environment
     static: dict[str, str] | None
     forced: bool = False
+    git: dict[str, Any] | None = None  # the git.* values its templates read (GitValues)
 
     @property
     def key(self) -> Key:
