@@ -23,6 +23,7 @@ ORDER = [
     ("workflow", "Workflow"),
     ("resourcequota", "ResourceQuota"),
     ("project", "Project"),
+    ("steptemplate", "StepTemplate"),
     ("config", "Config (.orch/config.yaml)"),
 ]
 

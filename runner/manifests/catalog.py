@@ -53,6 +53,8 @@ class Manifests:
     file_specs: list[Any] = field(default_factory=list)
     # (workflow, step) -> steps of other workflows that write files it reads
     cross_upstream: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
+    # workflow -> the StepTemplate files its steps use (a change there affects it)
+    template_files: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # files skipped as not ours (YAML that does not parse, with no orch apiVersion in it)
     warnings: list[str] = field(default_factory=list)
 

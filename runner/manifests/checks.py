@@ -47,6 +47,7 @@ class _Ctx:
         from runner.manifests.schema import dotted
 
         line, col = self.doc.where(path, key=key)
+        hint = _from_template(self.doc, path, hint)
         self.out.append(Diagnostic(self.doc.path, line, col, dotted(path), what, hint))
 
     def warn(self, path: tuple[Any, ...], what: str, hint: str = "") -> None:
@@ -55,6 +56,29 @@ class _Ctx:
 
         line, col = self.doc.where(path)
         self.m.warnings.append(str(Diagnostic(self.doc.path, line, col, dotted(path), what, hint)))
+
+
+def _from_template(doc: Document, path: tuple[Any, ...], hint: str) -> str:
+    """A problem in a field a step took from its StepTemplate is reported at the step (the
+    use decides the params it reads), saying where the field is written."""
+    name = inherited(doc, path)
+    if name is None:
+        return hint
+    said = f"from StepTemplate '{name}'"
+    return f"{hint}; {said}" if hint else said
+
+
+def inherited(doc: Document, path: tuple[Any, ...]) -> str | None:
+    """The StepTemplate a step's field at ``path`` comes from, None for its own field."""
+    if len(path) < 4 or path[:2] != ("spec", "steps") or not isinstance(path[2], int):
+        return None
+    try:
+        own = doc.data["spec"]["steps"][path[2]]
+    except (KeyError, IndexError, TypeError):
+        return None
+    if not isinstance(own, dict) or "uses" not in own or path[3] in own:
+        return None
+    return str(own["uses"])
 
 
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "fish"})
@@ -311,7 +335,8 @@ def _check_templates(
         if err is None and rel == ("run",):
             err = check_shell_spots(source)
         if err is not None:
-            ctx.add(path, f"template error: {err}", _line_hint(err))
+            if inherited(ctx.doc, path) is None:  # else said once, in the template's file
+                ctx.add(path, f"template error: {err}", _line_hint(err))
             continue
         try:
             refs = references(source)

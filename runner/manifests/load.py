@@ -22,6 +22,12 @@ from runner.manifests.catalog import Config, Manifests
 from runner.manifests.paths import LINK_OUT, LINK_OUT_HINT, leaves_repository
 from runner.manifests.schema import check_header, repaired, validate_document
 from runner.manifests.sources import list_manifest_files
+from runner.manifests.steptemplates import (
+    StepTemplate,
+    build_template,
+    check_template,
+    expand_steps,
+)
 from runner.manifests.yamlsrc import MAX_BYTES, Document, decode, load_text, read_file
 from runner.model import build_project, build_quota, build_workflow
 
@@ -162,6 +168,8 @@ def load_texts(
 
     diags = list(diags or [])
     m = Manifests(root=root, config=config, files=tuple(sorted(texts)))
+    templates: dict[str, StepTemplate] = {}
+    workflows: list[tuple[str, Document]] = []
     for f in sorted(texts):
         display = display_prefix + f
         docs, d = load_text(texts[f], display)
@@ -198,14 +206,24 @@ def load_texts(
             m.documents[(f, doc.index)] = doc
             kind = data["kind"]
             if kind == "Workflow":
-                wf = build_workflow(f, doc.index, doc.line, data)
-                _add(m.workflows, wf.name, wf, doc, diags, "workflow", m)
+                workflows.append((f, doc))  # built once every StepTemplate is known
+            elif kind == "StepTemplate":
+                t = build_template(f, doc)
+                _add(templates, t.name, t, doc, diags, "StepTemplate", m)
+                diags.extend(check_template(t, doc))
             elif kind == "ResourceQuota":
                 q = build_quota(f, doc.line, data)
                 _add(m.quotas, q.name, q, doc, diags, "quota", m)
             elif kind == "Project":
                 p = build_project(f, doc.line, data)
                 _add(m.projects, p.name, p, doc, diags, "project", m)
+    for f, doc in workflows:
+        data, d, used = expand_steps(doc, templates)
+        diags.extend(d)
+        wf = build_workflow(f, doc.index, doc.line, data)
+        _add(m.workflows, wf.name, wf, doc, diags, "workflow", m)
+        if used and m.workflows.get(wf.name) is wf:
+            m.template_files[wf.name] = used
     diags.extend(check_all(m, display_prefix))
     if diags:
         err = OrchError(diagnostics=diags)

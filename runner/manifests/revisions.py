@@ -183,6 +183,7 @@ def affected(m: Manifests, changed: Iterable[str]) -> set[str]:
         if wf.project and wf.project in m.projects:
             docs.add(m.projects[wf.project].path)
         docs.update(q.path for q in governing(m, wf))
+        docs.update(m.template_files.get(wf.name, ()))
         if docs & changed:
             out.add(wf.name)
             continue

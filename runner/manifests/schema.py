@@ -19,7 +19,12 @@ from runner.errors import Diagnostic, did_you_mean
 from runner.manifests.yamlsrc import Document
 from runner.units import DURATION_PATTERN, QUANTITY_PATTERN
 
-KINDS = {"Workflow": "workflow", "ResourceQuota": "resourcequota", "Project": "project"}
+KINDS = {
+    "Workflow": "workflow",
+    "ResourceQuota": "resourcequota",
+    "Project": "project",
+    "StepTemplate": "steptemplate",
+}
 API_VERSION = "orch/v1"
 
 

@@ -127,6 +127,19 @@ def _typed(key: str, value: Any, current: Any) -> Any:
             what = "a JSON list" if isinstance(current, list) else "a JSON object"
             raise UsageError(f"--param {key}={value}: expected {what}, as its value is")
         return parsed
-    from runner.projects.templates_index import Param
-
-    return Param(key, current).coerce(value)
+    text = value.strip()
+    try:
+        if isinstance(current, bool):
+            if text.lower() in ("true", "yes", "on", "1"):
+                return True
+            if text.lower() in ("false", "no", "off", "0"):
+                return False
+            raise ValueError
+        return type(current)(text) if isinstance(current, (int, float)) else value
+    except ValueError:
+        word = (
+            "true or false"
+            if isinstance(current, bool)
+            else ("a whole number" if isinstance(current, int) else "a number")
+        )
+        raise UsageError(f"--param {key}={value}: expected {word}, as its value is") from None
