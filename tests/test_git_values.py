@@ -126,3 +126,28 @@ def test_a_bad_git_reference_is_one_positioned_error(repo: Repo, field: str, say
     assert len(errors) == 1 and errors[0].startswith("wf.yaml:"), p.stderr
     assert repo.orch("apply").returncode == 1
     assert not repo.exists(".orch/state.db")
+
+
+def test_when_and_env_read_git_values_too(repo: Repo) -> None:
+    repo.write(".gitignore", "*.txt\n")
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            """\
+    - name: release
+      when: "{{ git.branch == 'main' }}"
+      env: {DESCRIBE: "{{ git.describe }}"}
+      run: echo "$DESCRIBE" > release.txt
+      outputs: [release.txt]
+""",
+        ),
+    )
+    repo.commit()
+    repo.git("tag", "v2")
+    assert repo.apply()["by_step"]["release"]["status"] == "succeeded"
+    assert repo.read("release.txt") == "v2\n"
+    repo.git("checkout", "-q", "-b", "feature")
+    plan = repo.plan()
+    assert plan[("w", "release")] == ("run", ["definition changed (git)"])
+    assert repo.apply()["by_step"]["release"]["status"] == "skipped"

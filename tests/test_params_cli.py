@@ -153,3 +153,28 @@ def test_watch_applies_with_the_params(applied: Repo) -> None:
         assert applied.read("greet.txt") == "from-watch\n"
     finally:
         w.close()
+
+
+def test_a_steps_own_param_and_a_templates_param_are_not_overridden(repo: Repo) -> None:
+    """--param sets the workflow's param: a step's own ``params:`` (and a StepTemplate's
+    declared param) are the step's constants and still win for that step."""
+    repo.write(
+        "t.yaml",
+        "apiVersion: orch/v1\nkind: StepTemplate\nmetadata: {name: t}\n"
+        "spec:\n  params: {x: from-template}\n"
+        '  run: "echo {{ params.x }} > t.txt"\n  outputs: [t.txt]\n',
+    )
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            '    - {name: wf, run: "echo {{ params.x }} > wf.txt", outputs: [wf.txt]}\n'
+            '    - {name: own, run: "echo {{ params.x }} > own.txt", outputs: [own.txt],'
+            " params: {x: own}}\n"
+            "    - {name: tpl, uses: t}\n",
+            extra="  params: {x: manifest}\n",
+        ),
+    )
+    assert repo.apply("--param", "x=cli")["ok"]
+    got = {f: repo.read(f"{f}.txt") for f in ("wf", "own", "t")}
+    assert got == {"wf": "cli\n", "own": "own\n", "t": "from-template\n"}
