@@ -95,6 +95,13 @@ def did_you_mean(word: str, choices) -> str:
     return f"did you mean '{best}'?" if best else ""
 
 
+def suggest(word: str, choices: list[str] | tuple[str, ...], label: str, none: str = "") -> str:
+    """The hint for an unknown name: the nearest of ``choices`` ("did you mean 'x'?"), else
+    every one of them after ``label`` ("its params: a, b"), else ``none`` when there are
+    none. The one helper every "no such name" message uses, so they all read alike."""
+    return did_you_mean(word, choices) or (f"{label}: {', '.join(choices)}" if choices else none)
+
+
 class Interrupted(KeyboardInterrupt):
     """A run that ended as interrupted without a signal: its executor's cluster was lost
     mid-run. Handled wherever Ctrl-C is (the run recorded interrupted, exit 130); ``str()``

@@ -15,7 +15,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from runner.errors import Diagnostic, did_you_mean
+from runner.errors import Diagnostic, did_you_mean, suggest
 from runner.manifests.yamlsrc import Document
 from runner.units import DURATION_PATTERN, QUANTITY_PATTERN
 
@@ -209,9 +209,7 @@ def _to_diagnostics(doc: Document, err: Any) -> list[Diagnostic]:
         out = []
         for key in extras:
             kl, kc = doc.where(path + (key,), key=True)
-            hint = did_you_mean(str(key), known) or (
-                f"valid fields: {', '.join(known)}" if known else ""
-            )
+            hint = suggest(str(key), known, "valid fields")
             out.append(
                 Diagnostic(doc.path, kl, kc, dotted(path + (key,)), f"unknown field '{key}'", hint)
             )

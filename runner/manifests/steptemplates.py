@@ -27,7 +27,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.errors import Diagnostic, did_you_mean
+from runner.errors import Diagnostic, suggest
 from runner.manifests.yamlsrc import Document
 
 MERGED = ("env", "resources")
@@ -143,9 +143,7 @@ def expand_steps(
         t = templates.get(s["uses"])
         if t is None:
             known = sorted(templates)
-            hint = did_you_mean(str(s["uses"]), known) or (
-                f"StepTemplates: {', '.join(known)}" if known else "define one: kind: StepTemplate"
-            )
+            hint = suggest(str(s["uses"]), known, "StepTemplates", "define one: kind: StepTemplate")
             out.append(_diag(doc, (*where, "uses"), f"no StepTemplate named '{s['uses']}'", hint))
             expanded.append({**s, "run": s.get("run", "")})
             continue
@@ -165,9 +163,7 @@ def _check_with(
     known = list(t.params)
     for k, v in given.items():
         if k not in t.params:
-            hint = did_you_mean(str(k), known) or (
-                f"its params: {', '.join(known)}" if known else "it takes none"
-            )
+            hint = suggest(str(k), known, "its params", "it takes none")
             out.append(
                 _diag(doc, (*where, "with", k), f"StepTemplate '{t.name}' has no param '{k}'",
                       hint, key=True)

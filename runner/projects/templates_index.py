@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.errors import Diagnostic, OrchError, UsageError, did_you_mean
+from runner.errors import Diagnostic, OrchError, UsageError, did_you_mean, suggest
 
 if TYPE_CHECKING:
     from runner.workspace import Repo
@@ -338,7 +338,7 @@ def find(templates: list[Template], kind: str, name: str) -> Template:
             f"(use orch {other} create ... --template {name})"
         )
     names = sorted(t.name for t in templates if t.kind == kind)
-    hint = did_you_mean(name, names) or f"{kind} templates: {', '.join(names) or 'none'}"
+    hint = suggest(name, names, f"{kind} templates", f"{kind} templates: none")
     raise UsageError(f"no {kind} template named '{name}' ({hint}; see orch template list)")
 
 
@@ -377,9 +377,7 @@ def resolve_params(t: Template, given: dict[str, Any], context: dict[str, Any]) 
     unknown = [k for k in given if k not in known]
     if unknown:
         k = unknown[0]
-        hint = did_you_mean(k, known) or (
-            f"its parameters: {', '.join(known)}" if known else "it takes none"
-        )
+        hint = suggest(k, known, "its parameters", "it takes none")
         raise UsageError(f"template '{t.name}' has no parameter '{k}' ({hint})")
     out: dict[str, Any] = {}
     missing = []

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.errors import OrchError, UsageError, did_you_mean
+from runner.errors import OrchError, UsageError, did_you_mean, suggest
 
 if TYPE_CHECKING:
     from runner.manifests.catalog import Manifests
@@ -98,9 +98,7 @@ def parse_params(
         known |= workflow_params(m, w)
     for key in given:
         if key not in known:
-            hint = did_you_mean(key, known) or (
-                f"params: {', '.join(sorted(known))}" if known else "they declare none"
-            )
+            hint = suggest(key, sorted(known), "params", "they declare none")
             raise UsageError(f"--param {key}: no selected workflow has a param '{key}' ({hint})")
     out: dict[str, dict[str, Any]] = {}
     for w in wfs:
