@@ -178,3 +178,16 @@ def test_a_steps_own_param_and_a_templates_param_are_not_overridden(repo: Repo) 
     assert repo.apply("--param", "x=cli")["ok"]
     got = {f: repo.read(f"{f}.txt") for f in ("wf", "own", "t")}
     assert got == {"wf": "cli\n", "own": "own\n", "t": "from-template\n"}
+
+
+def test_handlers_see_the_params_too(repo: Repo) -> None:
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            '    - {name: s, run: "echo {{ params.who }} > s.txt", outputs: [s.txt]}\n',
+            extra='  params: {who: manifest}\n  on:\n    success: [{run: "echo {{ params.who }} > hook.txt"}]\n',
+        ),
+    )
+    assert repo.apply("--param", "who=cli")["ok"]
+    assert (repo.read("s.txt"), repo.read("hook.txt")) == ("cli\n", "cli\n")
