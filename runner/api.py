@@ -120,7 +120,7 @@ def _selection(
     )
 
     m = repo.manifests()
-    wfs = select_workflows(m, list(workflows or []), project)
+    wfs = named = select_workflows(m, list(workflows or []), project)
     if since:
         from runner.manifests.revisions import affected_workflows
 
@@ -129,7 +129,9 @@ def _selection(
     if env:
         check_env(m, wfs, env)
     sel = Selection([w.name for w in wfs], env or "", parse_forced(m, wfs, force or []), force_all)
-    sel.params = parse_params(m, wfs, params or {}, env or "")
+    # a --param is checked against the workflows named, not what --since left of them: a
+    # run where nothing changed is not a typo
+    sel.params = parse_params(m, named, params or {}, env or "")
     return m, wfs, sel
 
 

@@ -191,3 +191,11 @@ def test_handlers_see_the_params_too(repo: Repo) -> None:
     )
     assert repo.apply("--param", "who=cli")["ok"]
     assert (repo.read("s.txt"), repo.read("hook.txt")) == ("cli\n", "cli\n")
+
+
+def test_a_param_with_since_where_nothing_changed_is_no_error(applied: Repo) -> None:
+    repo = applied
+    repo.commit("all")
+    p = repo.orch("apply", "--since", "HEAD", "--param", "greeting=x")
+    assert p.returncode == 0, p.stderr
+    assert repo.read("greet.txt") == "hello\n"  # not selected: not run
