@@ -180,3 +180,15 @@ def test_an_error_in_a_used_templates_run_is_said_once(books: Repo, broken: str)
     assert p.returncode == 1
     lines = [line for line in p.stderr.splitlines() if "template error" in line]
     assert len(lines) == 1 and lines[0].startswith("templates/count.yaml:9:"), p.stderr
+
+
+def test_a_bad_name_in_a_merged_env_value_says_it_is_the_templates(books: Repo) -> None:
+    """b has an env of its own: the template's FROM_TEMPLATE still comes from the template."""
+    books.write(
+        "templates/count.yaml",
+        TEMPLATE.replace("FROM_TEMPLATE: t", 'FROM_TEMPLATE: "{{ params.nope }}"'),
+    )
+    p = books.orch("validate")
+    assert p.returncode == 1
+    lines = [line for line in p.stderr.splitlines() if "no param named 'nope'" in line]
+    assert len(lines) == 2 and all("from StepTemplate 'count'" in line for line in lines), lines

@@ -76,9 +76,15 @@ def inherited(doc: Document, path: tuple[Any, ...]) -> str | None:
         own = doc.data["spec"]["steps"][path[2]]
     except (KeyError, IndexError, TypeError):
         return None
-    if not isinstance(own, dict) or "uses" not in own or path[3] in own:
+    if not isinstance(own, dict) or "uses" not in own:
         return None
-    return str(own["uses"])
+    mine = own.get(path[3])
+    if path[3] in own and len(path) > 4:  # env/resources merge, inputs/outputs extend
+        if isinstance(mine, dict) and path[4] not in mine:
+            return str(own["uses"])
+        if isinstance(mine, list) and isinstance(path[4], int) and path[4] >= len(mine):
+            return str(own["uses"])
+    return None if path[3] in own else str(own["uses"])
 
 
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "fish"})
