@@ -186,12 +186,14 @@ def plan(
         state.close()
     repo.warnings.update(dict.fromkeys(plans.warnings))
     data = _plan_data(plans.rows(), sel.env)
+    data["removed"] = [{"workflow": w, "step": s} for w, s in plans.removed]
     if commands:
         _add_commands(data, m, plans)
     if (
         key is not None
         and repo.orch_dir.is_dir()  # a plan never creates .orch/
         and not plans.warnings  # said again each time, until fixed
+        and not plans.removed
         and data["summary"]["up-to-date"] == len(data["steps"])
     ):
         _witness(repo, m, wfs, key, plans.seen, mkey)
@@ -251,6 +253,7 @@ def _plan_data(rows: list[tuple[str, str, str, list[str]]], env: str) -> dict[st
         "steps": steps,
         "summary": counts,
         "env": env,
+        "removed": [],  # instances whose fan-out no longer makes them: apply drops their records
     }
 
 
@@ -290,6 +293,7 @@ def _witness(
         return  # git.* moves with commits no file stat sees: always plan
     names = {v for r in refs for v in r or ()}
     steps = [(w.name, n) for w in wfs for n in m.dags[w.name].order]
+    seen = {**m.fan_seen, **seen}  # a file added under a foreach glob is a new instance
     record(repo.root, key, steps, seen, {n: os.environ.get(n) for n in names}, mkey)
 
 
@@ -392,6 +396,13 @@ def log_path(repo: Repo, workflow: str, step: str, run: int | None = None) -> Pa
 
     m = repo.manifests()
     wf = m.workflow(workflow)
+    if step in wf.groups:
+        from runner.render import shown
+
+        names = ", ".join(shown(n) for n in wf.groups[step][:3])
+        raise OrchError(
+            f"step '{step}' fans out: name one instance ({names}{', ...' if len(wf.groups[step]) > 3 else ''})"
+        )
     if step not in wf.step_names:
         from runner.errors import did_you_mean
 

@@ -62,6 +62,10 @@ class Step:
     description: str = ""
     shell: tuple[str, ...] | None = None  # how a `run` string is run; None: DEFAULT_SHELL
     spec: dict[str, Any] = field(default_factory=dict)  # as written, for fingerprints
+    # an instance of a fan-out step (runner.manifests.fanout): the step's name as written,
+    # and the values its templates read ({"matrix": {...}} or {"item": ...})
+    group: str = ""
+    fan: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ class Workflow:
     handlers: dict[str, tuple[Handler, ...]] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     by_name: dict[str, Step] = field(default_factory=dict)
+    groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # fan-out -> instances
 
     def step(self, name: str) -> Step:
         return self.by_name[name]

@@ -66,12 +66,18 @@ def plan(args: argparse.Namespace) -> int:
         out.append(f"  {icon} {shown(s['step'])}  {label}{why}")
         if "command" in s:
             out.extend(_command_lines(s, color))
+    gone = data.get("removed") or []
+    for r in gone:
+        out.append(
+            f"  {paint('-', 'red', color)} {shown(r['workflow'] + '/' + r['step'])}  "
+            f"{paint('removed', 'red', color)}: its fan-out no longer makes it; apply drops its record"
+        )
     n = data["summary"]
-    if not data["steps"]:
+    if not data["steps"] and not gone:
         out.append("no workflows selected")
     out.append(
         f"\nPlan: {n['run']} to run, {n['may-run']} may run (if upstream outputs change), "
-        f"{n['up-to-date']} up to date."
+        f"{n['up-to-date']} up to date" + (f", {len(gone)} removed." if gone else ".")
     )
     sys.stdout.write("\n".join(out) + "\n")
     if stale:

@@ -70,14 +70,32 @@ def load_cached(root: Path, prefix: str, extra_paths: list[str] | None = None) -
     key = _stat_key(root, files)
     if cached is not None and cached[1] == key and _racy_safe(path, key):
         m: Manifests = cached[2]
-        m.root = root
-        return m
+        if _fan_folders_hold(root, m.fan_seen, path):
+            m.root = root
+            return m
     m = load(root, None, prefix)
     from runner.fsutil import atomic_write
 
     with contextlib.suppress(OSError, TypeError, ValueError):  # only a cache
         atomic_write(path, _codec().dumps((config_key, key, m), _stamp()))
     return m
+
+
+def _fan_folders_hold(root: Path, seen: dict[str, Any], cache: Path) -> bool:
+    """Whether every folder a ``foreach`` glob walked is as it was: a file added, removed
+    or renamed there moves the folder's stat and so the instances (racy rule as above)."""
+    if not seen:
+        return True
+    try:
+        written = os.stat(cache).st_mtime_ns
+    except OSError:
+        return False
+    rootstr = str(root)
+    for rel, was in seen.items():
+        now = statkey.dir_stat(os.path.join(rootstr, rel[:-1]) if rel != "/" else rootstr)
+        if now != was or (now is not None and statkey.is_racy(now, written)):
+            return False
+    return True
 
 
 def _stamp() -> tuple[object, ...]:

@@ -29,6 +29,7 @@ class Config:
     debounce: float = 0.1
     exists: bool = False
     executor: dict[str, Any] | None = None  # {kind, address?, path_map?}; None = local
+    max_instances: int = 10_000  # per matrix/foreach step (runner.manifests.fanout)
 
 
 @dataclass
@@ -55,6 +56,9 @@ class Manifests:
     cross_upstream: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
     # workflow -> the StepTemplate files its steps use (a change there affects it)
     template_files: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    # folders walked by foreach globs ("path/" -> stat key): a file added there changes
+    # the instances, so the manifest cache and the no-op witness check them too
+    fan_seen: dict[str, Any] = field(default_factory=dict)
     # files skipped as not ours (YAML that does not parse, with no orch apiVersion in it)
     warnings: list[str] = field(default_factory=list)
 

@@ -20,7 +20,7 @@ from runner.pathmatch import STATE_DIR
 if TYPE_CHECKING:
     from runner.manifests.catalog import Manifests
 
-TEMPLATE_ROOTS = ("params", "steps", "workflow", "env", "project", "step", "git")
+TEMPLATE_ROOTS = ("params", "steps", "workflow", "env", "project", "step", "git", "matrix", "item")
 JINJA_GLOBALS = (
     "range",
     "dict",
@@ -151,7 +151,8 @@ def check_all(m: Manifests, prefix: str = "") -> list[Diagnostic]:
         doc = m.documents[(wf.path, wf.doc_index)]
         ctx = _Ctx(m, wf, doc, prefix)
         _check_workflow(ctx)
-        out.extend(ctx.out)
+        # the instances of a fan-out step share its text: one problem is said once
+        out.extend(dict.fromkeys(ctx.out) if wf.groups else ctx.out)
     out.extend(check_breakers(m, prefix))
     out.extend(check_producers(m))
     out.extend(check_cross_workflow(m, prefix))
@@ -174,7 +175,7 @@ def check_all(m: Manifests, prefix: str = "") -> list[Diagnostic]:
             for j, s in enumerate(ms.steps):
                 wname, _, sname = s.partition("/")
                 wf = m.workflows.get(wname)
-                if wf is None or sname not in wf.step_names:
+                if wf is None or (sname not in wf.step_names and sname not in wf.groups):
                     line, col = doc.where(("spec", "milestones", i, "steps", j))
                     out.append(
                         Diagnostic(
@@ -238,9 +239,9 @@ def _check_workflow(ctx: _Ctx) -> None:
     for s in wf.steps:
         sp = ("spec", "steps", s.index)
         for j, n in enumerate(s.needs):
-            if n == s.name:
+            if n == s.name or n == s.group:
                 ctx.add(sp + ("needs", j), f"step '{s.name}' needs itself")
-            elif n not in names:
+            elif n not in names and n not in wf.groups:
                 ctx.add(
                     sp + ("needs", j),
                     f"no step named '{n}'",
@@ -362,6 +363,12 @@ def _check_templates(
                     did_you_mean(root, TEMPLATE_ROOTS) or f"use one of {', '.join(TEMPLATE_ROOTS)}",
                 )
                 continue
+            if root in ("matrix", "item"):
+                _check_fan_ref(ctx, s, path, ref, guarded)
+                continue
+            if root == "steps" and len(ref) >= 2 and str(ref[1]) in ctx.wf.groups:
+                ups |= _check_group_ref(ctx, s, path, ref, is_path)
+                continue
             if root == "steps":
                 if len(ref) < 2:
                     continue
@@ -442,6 +449,48 @@ def _git_ref(
     return gref
 
 
+def _check_fan_ref(
+    ctx: _Ctx, s: Step, path: tuple[Any, ...], ref: tuple[str, ...], guarded: bool
+) -> None:
+    """``matrix.KEY`` only in a matrix step, naming one of its keys; ``item`` only in a
+    foreach step (its fields are checked when the instance renders)."""
+    root = ref[0]
+    field = "matrix" if root == "matrix" else "foreach"
+    if root not in s.fan:
+        if s.group:  # an instance of the other kind of fan-out
+            ctx.add(path, f"'{root}' is not defined in a step with {'foreach' if root == 'matrix' else 'matrix'}",
+                    f"this step fans out with {'foreach: read item' if root == 'matrix' else 'matrix: read matrix.KEY'}")  # fmt: skip
+        else:
+            ctx.add(path, f"'{root}' is only defined in a step with {field}:",
+                    f"add {field}: to step '{s.name}', or use params")  # fmt: skip
+        return
+    if root == "matrix" and len(ref) >= 2 and not guarded and str(ref[1]) not in s.fan["matrix"]:
+        keys = list(s.fan["matrix"])
+        ctx.add(path, f"matrix key '{ref[1]}' is not set in every combination of step '{s.group}'",
+                did_you_mean(str(ref[1]), keys) or f"keys: {', '.join(keys)}")  # fmt: skip
+
+
+def _check_group_ref(
+    ctx: _Ctx, s: Step, path: tuple[Any, ...], ref: tuple[str, ...], is_path: bool
+) -> set[str]:
+    """``steps.G`` where G fans out: only ``steps.G.instances`` (every instance's key or
+    item and outputs) is defined; it makes every instance an upstream step."""
+    target = str(ref[1])
+    if is_path:
+        ctx.add(
+            path, "paths may use params, not step outputs", "declare the file as an input instead"
+        )
+        return set()
+    if target == s.group:
+        ctx.add(path, f"step '{s.name}' refers to the instances of its own step '{target}'")
+        return set()
+    if len(ref) >= 3 and ref[2] != "instances":
+        ctx.add(path, f"step '{target}' fans out: steps.{target}.{ref[2]} is not defined",
+                f"read steps.{target}.instances, a list of each instance's key or item and outputs")  # fmt: skip
+        return set()
+    return set(ctx.wf.groups[target])
+
+
 HANDLER_ROOTS = ("params", "steps", "workflow", "env")
 
 
@@ -479,7 +528,12 @@ def _check_handlers(ctx: _Ctx, names: dict[str, int], known_params: set[str]) ->
                             did_you_mean(root, HANDLER_ROOTS)
                             or f"on: commands may use {', '.join(HANDLER_ROOTS)}",
                         )
-                    elif root == "steps" and len(ref) >= 2 and str(ref[1]) not in names:
+                    elif (
+                        root == "steps"
+                        and len(ref) >= 2
+                        and str(ref[1]) not in names
+                        and str(ref[1]) not in ctx.wf.groups
+                    ):
                         target = str(ref[1])
                         ctx.add(
                             path, f"no step named '{target}'", did_you_mean(target, list(names))

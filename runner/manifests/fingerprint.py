@@ -38,6 +38,7 @@ FIELDS = (
     "secrets",
     "shell",
     "git",
+    "fan",
 )
 
 
@@ -45,7 +46,7 @@ def _canon(v: Any) -> str:
     return json.dumps(v, sort_keys=True, separators=(",", ":"), default=str)
 
 
-STATIC = ("run", "env", "workdir", "when", "inputs", "outputs", "secrets", "shell")
+STATIC = ("run", "env", "workdir", "when", "inputs", "outputs", "secrets", "shell", "fan")
 
 
 def static_fields(step: Step) -> dict[str, str]:
@@ -65,6 +66,8 @@ def static_fields(step: Step) -> dict[str, str]:
         "outputs": sorted({canonical(p) for p in step.outputs}),
         "secrets": sorted(set(step.secrets)),
         "shell": list(step.shell) if step.shell else None,
+        # an instance's matrix values or item: what makes it this instance
+        "fan": step.fan or None,
     }
     return {k: digest(_canon(v)) for k, v in raw.items() if v not in (None, (), [], {}, ".", "")}
 

@@ -19,6 +19,7 @@ from typing import Any
 from runner import globs
 from runner.errors import Diagnostic, OrchError
 from runner.manifests.catalog import Config, Manifests
+from runner.manifests.fanout import expand, fanned
 from runner.manifests.paths import LINK_OUT, LINK_OUT_HINT, leaves_repository
 from runner.manifests.schema import check_header, repaired, validate_document
 from runner.manifests.sources import list_manifest_files
@@ -90,6 +91,7 @@ def parse_config(raw: bytes, size: int | None = None) -> tuple[Config, list[Diag
             debounce=parse_duration(d["debounce"]) if "debounce" in d else 0.1,
             exists=True,
             executor=d.get("executor"),
+            max_instances=d.get("max_instances", 10_000),
         ),
         [],
     )
@@ -221,6 +223,9 @@ def load_texts(
         data, d, used = expand_steps(doc, templates)
         diags.extend(d)
         wf = build_workflow(f, doc.index, doc.line, data)
+        if fanned(wf):  # after uses: a template's step may fan out too
+            wf, d = expand(wf, doc, root, config.max_instances, m.fan_seen)
+            diags.extend(d)
         _add(m.workflows, wf.name, wf, doc, diags, "workflow", m)
         if used and m.workflows.get(wf.name) is wf:
             m.template_files[wf.name] = used

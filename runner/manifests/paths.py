@@ -107,7 +107,7 @@ def templated(raw: str) -> bool:
 def render(wf: Workflow, step: Step, raw: str, params: dict[str, Any]) -> str:
     """``raw`` (an input, output or workdir of ``step``) with its template rendered, not yet
     joined to the workflow's base. A path sees the params (the workflow's ``params``,
-    then the step's own) and ``workflow.name``, and an empty ``env``: where a file is must
+    then the step's own), ``workflow.name``, an instance's ``matrix``/``item``, and an empty ``env``: where a file is must
     not depend on who runs orch. Raises what ``templating.render_text`` raises; each
     caller decides what a path that cannot be rendered means to it."""
     if not templated(raw):
@@ -115,7 +115,7 @@ def render(wf: Workflow, step: Step, raw: str, params: dict[str, Any]) -> str:
     from runner.templating import render_text
 
     ctx = {"params": {**params, **step.params}, "workflow": {"name": wf.name}, "env": {}}
-    return render_text(raw, ctx)
+    return render_text(raw, {**ctx, **step.fan})
 
 
 def step_paths(

@@ -46,6 +46,32 @@ class Attempt(NamedTuple):
     update: dict[str, Any]  # the task row's columns, written with the step's record
 
 
+_LOG_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-[]=,+@.")
+
+
+def log_name(step: str) -> str:
+    """A file name for ``step``'s logs: an instance named after a file or a value
+    (``count[books/a.txt]``, ``x[../..]``) must never make a folder or leave the run's log
+    folder, so every other byte is percent-encoded (``/`` as ``%2F``),
+    as URLs carry them; a name longer than a file name may be is cut and given a digest
+    of the whole, so two long names never share a file."""
+    if all(c in _LOG_SAFE for c in step) and len(step) <= 200:
+        return step
+    out = "".join(
+        c if c in _LOG_SAFE else "".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogateescape"))
+        for c in step
+    )
+    if len(out) > 200:
+        import hashlib
+
+        out = (
+            out[:180]
+            + "~"
+            + hashlib.blake2b(step.encode("utf-8", "surrogateescape"), digest_size=8).hexdigest()
+        )
+    return out
+
+
 def run_attempts(
     task: TaskRun,
     *,
@@ -69,7 +95,7 @@ def run_attempts(
     attempt = 0
     while True:
         attempt += 1
-        log_path = log_dir / f"{view.step.name}.{attempt}.log"
+        log_path = log_dir / f"{log_name(view.step.name)}.{attempt}.log"
         log_rel = str(log_path.relative_to(root))
         task_id = state.start_task(
             task.run_id,

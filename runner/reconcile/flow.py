@@ -69,7 +69,9 @@ def apply(
     commit_state = _ask_git_commit(root)  # two git processes: ask while we plan
     hasher = Hasher(root, state)
     plans = plan(root, m, state, wfs, sel, hasher)
-    if plans.all_up_to_date:
+    for w in dict.fromkeys(w for w, _ in plans.removed):  # their readers re-run by fingerprint
+        state.drop_step_records(w, [s for x, s in plans.removed if x == w])
+    if all(d.action == Status.UP_TO_DATE for ds in plans.decisions.values() for d in ds):
         results = [StepResult(w, s, Status.UP_TO_DATE) for w, s, *_ in plans.rows()]
         return ApplyResult(None, results, clock() - t0), plans
     from runner.reconcile.loop import ApplyLoop

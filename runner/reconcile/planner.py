@@ -32,11 +32,15 @@ class Plans:
     views: dict[Key, StepView]
     records: dict[str, dict[str, StepRecord]]
     seen: dict[str, Any] = field(default_factory=dict)  # the hasher's stat witness (noop.py)
+    # (workflow, step): recorded instances their fan-out no longer makes; apply drops them
+    removed: list[Key] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # for the caller to say once
 
     @property
     def all_up_to_date(self) -> bool:
-        return all(d.action == UP_TO_DATE for ds in self.decisions.values() for d in ds)
+        return not self.removed and all(
+            d.action == UP_TO_DATE for ds in self.decisions.values() for d in ds
+        )
 
     def rows(self) -> list[tuple[str, str, str, list[str]]]:
         """(workflow, step, action, reasons) per step, as the plan's JSON lists them."""
@@ -170,6 +174,9 @@ def plan_workflows(
             plans.views[view.key] = view
         plans.decisions[wf.name] = decisions
         plans.records[wf.name] = records
+        # only an instance's name has "[": a plain step removed from a manifest keeps its
+        # record, as before; an instance gone means a file or value gone, said and dropped
+        plans.removed += [(wf.name, n) for n in records if "[" in n and n not in wf.by_name]
     _across_workflows(m, plans)
     hasher.flush()
     plans.seen = hasher.seen

@@ -51,14 +51,19 @@ def select_workflows(m: Manifests, names: list[str], project: str | None) -> lis
 def parse_forced(m: Manifests, wfs: list[Workflow], specs: list[str]) -> set[tuple[str, str]]:
     """``--force`` values (``step`` or ``workflow/step``) as (workflow, step) pairs.
 
+    A fan-out step's name forces every instance; ``STEP[...]`` one instance (its name may
+    hold "/": ``count[books/a.txt]``, so only a "/" before any "[" ends a workflow name).
     Raises OrchError naming the value when no selected workflow has that step."""
     out: set[tuple[str, str]] = set()
     for spec in specs:
         wname, sep, sname = spec.partition("/")
-        if not sep:
-            sname, wname = wname, ""
+        if not sep or "[" in wname:
+            sname, wname = spec, ""
         hits = [
-            (w.name, sname) for w in wfs if (not wname or w.name == wname) and sname in w.step_names
+            (w.name, n)
+            for w in wfs
+            if not wname or w.name == wname
+            for n in (w.groups.get(sname) or ((sname,) if sname in w.by_name else ()))
         ]
         if not hits:
             raise OrchError(f"--force {spec}: no such step in the selected workflows")

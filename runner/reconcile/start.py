@@ -346,7 +346,33 @@ def template_context(
         "env": environ,
         "project": {"name": proj.name, "path": proj.dir, "params": proj.params} if proj else {},
         "step": {"name": step.name},
+        **step.fan,
     }
+    if wf.groups:
+        ctx["steps"].update(fan_instances(view, records))
     if view.git is not None:  # only a step that reads {{ git.* }} has them (and pays for git)
         ctx["git"] = view.git
     return ctx
+
+
+def fan_instances(view: StepView, records: Mapping[str, Any]) -> dict[str, Any]:
+    """``steps.G.instances`` for each fan-out step G whose instances are upstream: in
+    the order they were made, each with its ``key`` (matrix) or ``item`` (foreach),
+    ``name``, ``status`` and ``outputs``."""
+    wf, ups = view.wf, set(view.upstream)
+    out: dict[str, Any] = {}
+    for g, names in wf.groups.items():
+        if not names or names[0] not in ups:
+            continue
+        rows = []
+        for n in names:
+            rec = records.get(n)
+            fan = wf.step(n).fan
+            rows.append({
+                "name": n,
+                **({"key": fan["matrix"]} if "matrix" in fan else {"item": fan.get("item")}),
+                "status": rec.status if rec else None,
+                "outputs": rec.outputs if rec else {},
+            })  # fmt: skip
+        out[g] = {"instances": rows}
+    return out

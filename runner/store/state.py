@@ -654,6 +654,14 @@ class State:
             (workflow, env),
         )
 
+    def drop_step_records(self, workflow: str, steps: list[str]) -> None:
+        """Forget ``steps`` of ``workflow`` in every environment: instances a fan-out no
+        longer makes (a file removed, a value dropped), so they are not counted again."""
+        with self.tx() as conn:
+            conn.executemany(
+                "DELETE FROM steps WHERE workflow=? AND step=?", [(workflow, s) for s in steps]
+            )
+
     def step_record(self, workflow: str, step: str, env: str = "") -> StepRecord | None:
         return self._records(
             "SELECT * FROM steps WHERE workflow=? AND step=? ORDER BY (env = ?) DESC, updated DESC",

@@ -1,0 +1,276 @@
+"""Fan-out: a step with ``matrix:`` or ``foreach:`` becomes one ordinary step per instance.
+
+Expansion happens at load time, before the checks, so everything after the loader (the
+DAG, fingerprints, records, logs, retries, quotas) sees plain steps named ``STEP[...]``
+and needs no notion of fan-out (Argo's ``withItems``, DVC's ``foreach`` stages and
+GitHub Actions' ``strategy.matrix`` all make instances the same kind of thing as a job).
+
+- ``matrix:`` a mapping of lists: the cartesian product, the first key outermost
+  (GitHub Actions' order); ``exclude:`` drops every combination that matches an entry on
+  all of the entry's keys (a partial match); ``include:`` then adds each entry's pairs
+  to every original combination whose original keys it does not contradict, or, when it
+  fits none, is a combination of its own (GitHub's documented include rule: an added
+  value may be overwritten by a later entry, an original one never). Instance name:
+  ``STEP[k1=v1,k2=v2]``, keys in the order written.
+- ``foreach:`` a glob (relative to the manifest's folder, matched as inputs are, links
+  followed by ``runner.links``): one instance per file, ``STEP[PATH]``, reading
+  ``item.path``/``name``/``stem``/``dir``; or a list: ``STEP[VALUE]``, reading ``item``.
+
+Each instance keeps the fan-out step's ``index`` (diagnostics point at what was written),
+gets ``group`` (the step's name) and ``fan`` (the ``matrix``/``item`` values its
+templates read, part of its fingerprint). ``needs: [STEP]`` becomes every instance.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import posixpath
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from runner.errors import Diagnostic
+from runner.model import Step, Workflow
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from runner.manifests.yamlsrc import Document
+
+DEFAULT_LIMIT = 10_000  # instances per fan-out step; .orch/config.yaml max_instances
+
+
+def fanned(wf: Workflow) -> bool:
+    return any("matrix" in s.spec or "foreach" in s.spec for s in wf.steps)
+
+
+def value_text(v: Any) -> str:
+    """A matrix or item value as it appears in an instance name: YAML's spelling of
+    booleans and null, numbers and strings as written, anything else compact JSON."""
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if v is None:
+        return "null"
+    if isinstance(v, (str, int, float)):
+        return str(v)
+    return json.dumps(v, sort_keys=True, separators=(",", ":"))
+
+
+def instance_name(step: str, key: dict[str, Any] | Any) -> str:
+    if isinstance(key, dict):
+        return f"{step}[{','.join(f'{k}={value_text(v)}' for k, v in key.items())}]"
+    return f"{step}[{value_text(key)}]"
+
+
+def matrix_combinations(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    """The combinations of a ``matrix:`` mapping, in order, by GitHub Actions' rules (see
+    the module's docstring). Raises nothing: the schema has checked the shapes."""
+    axes = {k: v for k, v in spec.items() if k not in ("include", "exclude")}
+    combos: list[dict[str, Any]] = []
+    if axes:
+        keys = list(axes)
+        combos = [dict(zip(keys, vals, strict=True)) for vals in itertools.product(*axes.values())]
+    for ex in spec.get("exclude") or ():
+        combos = [c for c in combos if not all(k in c and c[k] == v for k, v in ex.items())]
+    originals = [dict(c) for c in combos]  # only original keys decide whether an entry fits
+    extra: list[dict[str, Any]] = []
+    for inc in spec.get("include") or ():
+        fits = False
+        for c, orig in zip(combos, originals, strict=True):
+            if all(orig[k] == v for k, v in inc.items() if k in orig):
+                c.update(inc)
+                fits = True
+        if not fits:
+            extra.append(dict(inc))
+    return combos + extra
+
+
+def _loc(doc: Document, path: tuple[Any, ...], what: str, hint: str = "") -> Diagnostic:
+    from runner.manifests.schema import dotted
+
+    line, col = doc.where(path)
+    return Diagnostic(doc.path, line, col, dotted(path), what, hint)
+
+
+def glob_files(root: Path, rel_pattern: str, seen: dict[str, Any]) -> list[str]:
+    """Repo-relative files matching a repo-relative glob, sorted, found as input globs are
+    (``runner.links`` walks, the same skipped folders); each folder walked is noted in
+    ``seen`` ("path/" -> its stat key), so a file added or removed there is noticed by the
+    manifest cache and the no-op witness."""
+    from runner import globs, links, statkey
+
+    prefix = globs.literal_prefix(rel_pattern)
+    rx = globs.compile_glob(rel_pattern)
+    skip = links.SKIP_DIRS.difference(rel_pattern.split("/"))
+    out = []
+    for rel, full, is_dir in links.walk(str(root), prefix, skip=skip):
+        if is_dir:
+            seen[rel + "/" if rel else "/"] = statkey.dir_stat(full)
+        elif rx.match(rel):
+            out.append(rel)
+    out.sort()
+    return out
+
+
+def file_item(rel_to_base: str) -> dict[str, str]:
+    name = posixpath.basename(rel_to_base)
+    stem, dot, _ext = name.rpartition(".")
+    return {
+        "path": rel_to_base,
+        "name": name,
+        "stem": stem if dot and stem else name,
+        "dir": posixpath.dirname(rel_to_base) or ".",
+    }
+
+
+def expand(
+    wf: Workflow, doc: Document, root: Path, limit: int, seen: dict[str, Any]
+) -> tuple[Workflow, list[Diagnostic]]:
+    """``wf`` with each fan-out step replaced by its instances, and what is wrong."""
+    diags: list[Diagnostic] = []
+    groups: dict[str, tuple[str, ...]] = {}
+    steps: list[Step] = []
+    for s in wf.steps:
+        sp = ("spec", "steps", s.index)
+        if "matrix" in s.spec and "foreach" in s.spec:
+            diags.append(
+                _loc(doc, sp + ("foreach",), f"step '{s.name}' has both matrix and foreach",
+                     "a step fans out over one of them: keep matrix, or foreach")
+            )  # fmt: skip
+            steps.append(s)
+            continue
+        if "matrix" in s.spec:
+            made = _matrix(s, sp, doc, limit, diags)
+        elif "foreach" in s.spec:
+            made = _foreach(wf, s, sp, doc, root, limit, seen, diags)
+        else:
+            steps.append(s)
+            continue
+        if made is None:
+            steps.append(s)  # the other checks still run on the step as written
+            continue
+        groups[s.name] = tuple(i.name for i in made)
+        steps.extend(made)
+    if groups:
+        steps = [_expand_needs(s, groups) for s in steps]
+    by_name = {s.name: s for s in reversed(steps)}
+    return replace(wf, steps=tuple(steps), by_name=by_name, groups=groups), diags
+
+
+def _expand_needs(s: Step, groups: dict[str, tuple[str, ...]]) -> Step:
+    if not any(n in groups and n != s.group for n in s.needs):
+        return s
+    needs: list[str] = []
+    for n in s.needs:
+        # a step's own group is left as written: the checks say it needs itself
+        needs.extend(groups[n] if n in groups and n != s.group else (n,))
+    return replace(s, needs=tuple(dict.fromkeys(needs)))
+
+
+def _instances(
+    s: Step,
+    sp: tuple[Any, ...],
+    field: str,
+    doc: Document,
+    limit: int,
+    diags: list[Diagnostic],
+    values: list[tuple[Any, dict[str, Any]]],
+) -> list[Step] | None:
+    """One Step per (name key, template values); None after a diagnostic."""
+    if not values:
+        diags.append(_loc(doc, sp + (field,), f"the {field} of step '{s.name}' is empty",
+                          "give it at least one value"))  # fmt: skip
+        return None
+    if len(values) > limit:
+        diags.append(
+            _loc(doc, sp + (field,),
+                 f"the {field} of step '{s.name}' makes {len(values)} instances, more than "
+                 f"the limit of {limit}",
+                 "fan out over fewer values, or raise max_instances in .orch/config.yaml")
+        )  # fmt: skip
+        return None
+    out: list[Step] = []
+    first: dict[str, int] = {}
+    for i, (key, fan) in enumerate(values):
+        name = instance_name(s.name, key)
+        if name in first:
+            diags.append(
+                _loc(doc, sp + (field,),
+                     f"step '{s.name}' has two instances named '{name}' "
+                     f"(values {first[name] + 1} and {i + 1})",
+                     "make each combination or item unique")
+            )  # fmt: skip
+            return None
+        first[name] = i
+        out.append(replace(s, name=name, group=s.name, fan=fan))
+    return out
+
+
+def _matrix(
+    s: Step, sp: tuple[Any, ...], doc: Document, limit: int, diags: list[Diagnostic]
+) -> list[Step] | None:
+    spec = s.spec["matrix"]
+    axes = [v for k, v in spec.items() if k not in ("include", "exclude")]
+    size = 1
+    for v in axes:
+        size *= len(v)
+    if axes and size > limit:  # said before the product is built: 100^4 would not fit
+        diags.append(
+            _loc(doc, sp + ("matrix",),
+                 f"the matrix of step '{s.name}' makes {size} combinations, more than the "
+                 f"limit of {limit}",
+                 "exclude combinations, split the step, or raise max_instances in "
+                 ".orch/config.yaml")
+        )  # fmt: skip
+        return None
+    combos = matrix_combinations(spec)
+    return _instances(s, sp, "matrix", doc, limit, diags, [(c, {"matrix": c}) for c in combos])
+
+
+def _foreach(
+    wf: Workflow,
+    s: Step,
+    sp: tuple[Any, ...],
+    doc: Document,
+    root: Path,
+    limit: int,
+    seen: dict[str, Any],
+    diags: list[Diagnostic],
+) -> list[Step] | None:
+    spec = s.spec["foreach"]
+    if isinstance(spec, list):
+        return _instances(s, sp, "foreach", doc, limit, diags, [(v, {"item": v}) for v in spec])
+    from runner import globs
+    from runner.manifests import paths
+
+    where = sp + ("foreach",)
+    if "{{" in spec or "{%" in spec:
+        diags.append(_loc(doc, where, "foreach over a template is not supported yet",
+                          "give a glob of files, or a list"))  # fmt: skip
+        return None
+    try:
+        rel = paths.join(wf.base, spec)
+        paths.check_symlinks(root, rel)
+        globs.check(rel)
+    except paths.PathEscape as e:
+        diags.append(_loc(doc, where, str(e), "keep paths inside the repository"))
+        return None
+    except globs.GlobError as e:
+        diags.append(_loc(doc, where, str(e), "escape a literal [ * ? with a backslash, as \\["))
+        return None
+    from runner.links import LinkEscape
+
+    try:
+        files = glob_files(root, rel, seen)
+    except LinkEscape as e:
+        diags.append(_loc(doc, where, str(e)))
+        return None
+    base = wf.base + "/" if wf.base else ""
+    items = [file_item(f[len(base) :]) for f in files]
+    if not items:
+        return []  # no file yet: no instance (a glob input matching nothing is not an error)
+    return _instances(
+        s, sp, "foreach", doc, limit, diags, [(i["path"], {"item": i}) for i in items]
+    )

@@ -1,0 +1,295 @@
+"""Fan-out: ``matrix:`` and ``foreach:`` steps, their instances, through the real CLI."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from tests.conftest import Repo, workflow
+
+
+def names(repo: Repo, *args: str) -> list[str]:
+    return [s["step"] for s in repo.orch_json("plan", *args)["steps"]]
+
+
+def errors(repo: Repo) -> list[str]:
+    p = repo.orch("validate")
+    assert p.returncode != 0
+    return [x for x in p.stderr.splitlines() if not x.startswith("orch: ")]
+
+
+def test_matrix_include_exclude_as_github_actions_defines_them(repo: Repo) -> None:
+    # GitHub's documented example: an include entry extends every original combination
+    # it does not contradict (overwriting only added values), else stands on its own
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "m",
+            """\
+    - name: job
+      matrix:
+        fruit: [apple, pear]
+        animal: [cat, dog]
+        include:
+          - color: green
+          - color: pink
+            animal: cat
+          - fruit: apple
+            shape: circle
+          - fruit: banana
+          - fruit: banana
+            animal: cat
+      run: echo "{{ matrix.fruit }} {{ matrix.animal | default('-') }} {{ matrix.color | default('-') }} {{ matrix.shape | default('-') }}"
+""",
+        ),
+    )
+    assert names(repo) == [
+        "job[fruit=apple,animal=cat,color=pink,shape=circle]",
+        "job[fruit=apple,animal=dog,color=green,shape=circle]",
+        "job[fruit=pear,animal=cat,color=pink]",
+        "job[fruit=pear,animal=dog,color=green]",
+        "job[fruit=banana]",
+        "job[fruit=banana,animal=cat]",
+    ]
+    p = repo.orch("apply")
+    assert p.returncode == 0, p.stderr
+    out = p.stdout + p.stderr
+    assert "apple cat pink circle" in out
+    assert "pear dog green -" in out
+    assert "banana cat - -" in out
+
+
+def test_matrix_exclude_matches_on_the_entry_keys_only(repo: Repo) -> None:
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "m",
+            """\
+    - name: t
+      matrix:
+        os: [linux, mac]
+        py: [3.11, 3.12]
+        exclude: [{os: mac}, {os: linux, py: 3.12}]
+      run: echo {{ matrix.os }}-{{ matrix.py }}
+""",
+        ),
+    )
+    assert names(repo) == ["t[os=linux,py=3.11]"]
+
+
+def _counting(repo: Repo) -> None:
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "wc",
+            """\
+    - name: count
+      foreach: "books/*.txt"
+      run: mkdir -p out && wc -w < {{ item.path }} > out/{{ item.stem }}.n
+      inputs: ["{{ item.path }}"]
+      outputs: ["out/{{ item.stem }}.n"]
+    - name: total
+      needs: [count]
+      run: |
+        echo '{{ steps.count.instances | map(attribute="item") | map(attribute="name") | join(",") }}' > total.txt
+      outputs: [total.txt]
+    - name: other
+      run: echo other
+""",
+        ),
+    )
+    repo.write("books/a.txt", "one two\n")
+    repo.write("books/b.txt", "three\n")
+
+
+def test_foreach_glob_adding_a_file_runs_one_instance_and_its_dependants(repo: Repo) -> None:
+    _counting(repo)
+    first = repo.apply()
+    assert first["ok"]
+    assert first["ran"] == ["count[books/a.txt]", "count[books/b.txt]", "other", "total"]
+    assert repo.read("total.txt").strip() == "a.txt,b.txt"
+    assert repo.read("out/a.n").strip() == "2"
+    assert repo.plan()[("wc", "total")][0] == "up-to-date"  # the no-op path
+
+    repo.write("books/c.txt", "four five six\n")
+    plan = repo.plan()
+    assert plan[("wc", "count[books/c.txt]")] == ("run", ["never ran"])
+    again = repo.apply()
+    assert again["ran"] == ["count[books/c.txt]", "total"]
+    assert repo.read("total.txt").strip() == "a.txt,b.txt,c.txt"
+
+
+def test_foreach_removing_a_file_drops_its_record_and_reruns_readers(repo: Repo) -> None:
+    _counting(repo)
+    assert repo.apply()["ok"]
+    (repo.path / "books" / "a.txt").unlink()
+    data = repo.orch_json("plan")
+    assert data["removed"] == [{"workflow": "wc", "step": "count[books/a.txt]"}]
+    assert "count[books/a.txt]" not in [s["step"] for s in data["steps"]]
+    text = repo.orch("plan").stdout
+    assert "count[books/a.txt]  removed" in text
+    again = repo.apply()
+    assert again["ran"] == ["total"]
+    assert repo.read("total.txt").strip() == "b.txt"
+    after = repo.orch_json("plan")
+    assert after["removed"] == []
+    assert {s["action"] for s in after["steps"]} == {"up-to-date"}
+    status = repo.orch_json("status")
+    assert "count[books/a.txt]" not in [s["step"] for s in status["steps"]]
+    assert "count[books/b.txt]" in [s["step"] for s in status["steps"]]
+
+
+def test_foreach_renaming_a_file_is_one_instance_gone_and_one_new(repo: Repo) -> None:
+    _counting(repo)
+    assert repo.apply()["ok"]
+    (repo.path / "books" / "b.txt").rename(repo.path / "books" / "z.txt")
+    data = repo.orch_json("plan")
+    assert data["removed"] == [{"workflow": "wc", "step": "count[books/b.txt]"}]
+    again = repo.apply()
+    assert again["ran"] == ["count[books/z.txt]", "total"]
+
+
+def test_force_one_instance_or_all_and_logs_of_an_instance(repo: Repo) -> None:
+    _counting(repo)
+    assert repo.apply()["ok"]
+    one = repo.apply("--force", "count[books/a.txt]")
+    assert one["ran"] == ["count[books/a.txt]"]  # same output: total is cut off early
+    both = repo.apply("--force", "wc/count")
+    assert both["ran"] == ["count[books/a.txt]", "count[books/b.txt]"]
+    qualified = repo.apply("--force", "wc/count[books/b.txt]")
+    assert qualified["ran"] == ["count[books/b.txt]"]
+    bad = repo.orch("apply", "--force", "count[books/nope.txt]")
+    assert bad.returncode != 0 and "--force count[books/nope.txt]" in bad.stderr
+
+    log = repo.orch("logs", "wc", "count[books/a.txt]")
+    assert log.returncode == 0, log.stderr
+    assert "books/a.txt" in log.stdout
+    # the name's "/" never makes a folder under .orch/logs
+    files = [p for p in (repo.path / ".orch" / "logs").rglob("*") if p.is_file()]
+    assert files and all(p.parent.name == "wc" for p in files)
+    group = repo.orch("logs", "wc", "count")
+    assert group.returncode != 0 and "count[books/a.txt]" in group.stderr
+
+
+def test_instances_in_status_and_junit(repo: Repo) -> None:
+    _counting(repo)
+    p = repo.orch("apply", "--junit", "junit.xml")
+    assert p.returncode == 0, p.stderr
+    cases = [c.get("name") for c in ET.parse(repo.path / "junit.xml").getroot().iter("testcase")]
+    assert "count[books/a.txt]" in cases and "count[books/b.txt]" in cases
+    text = repo.orch("status").stdout
+    assert "count[books/a.txt]" in text
+
+
+def test_a_failing_instance_blocks_only_its_dependants(repo: Repo) -> None:
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "f",
+            """\
+    - name: t
+      foreach: [good, bad]
+      run: test {{ item }} = good
+    - name: all
+      needs: [t]
+      run: echo all
+    - name: apart
+      run: echo apart
+""",
+        ),
+    )
+    res = repo.apply()
+    assert not res["ok"]
+    st = {k: v["status"] for k, v in res["by_step"].items()}
+    assert st["t[good]"] == "succeeded"
+    assert st["t[bad]"] == "failed"
+    assert st["apart"] == "succeeded"
+    assert st["all"] != "succeeded"
+
+
+def test_instance_fingerprints_are_their_own(repo: Repo) -> None:
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "v",
+            """\
+    - name: t
+      matrix: {n: [1, 2]}
+      run: echo {{ matrix.n }}
+""",
+        ),
+    )
+    assert repo.apply()["ran"] == ["t[n=1]", "t[n=2]"]
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "v",
+            """\
+    - name: t
+      matrix: {n: [1, 2, 3]}
+      run: echo {{ matrix.n }}
+""",
+        ),
+    )
+    assert repo.apply()["ran"] == ["t[n=3]"]
+
+
+def test_bad_fan_outs_are_positioned_errors(repo: Repo) -> None:
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "bad",
+            """\
+    - name: empty
+      matrix: {os: []}
+      run: echo
+    - name: both
+      matrix: {a: [1]}
+      foreach: [x]
+      run: echo
+    - name: dup
+      foreach: [a, b, a]
+      run: echo {{ item }}
+    - name: big
+      matrix: {a: [1, 2, 3], b: [1, 2]}
+      run: echo
+    - name: fine
+      foreach: [x, y]
+      run: echo {{ item }}
+    - name: reader
+      run: echo {{ steps.fine.outputs.x }}
+    - name: plain
+      run: echo {{ matrix.a }}
+    - name: key
+      matrix: {os: [linux]}
+      run: echo {{ matrix.oss }}
+""",
+        ),
+    )
+    repo.write(".orch/config.yaml", "apiVersion: orch/v1\nkind: Config\nmax_instances: 5\n")
+    errs = errors(repo)
+    text = "\n".join(errs)
+    assert "wf.yaml:7:" in text and "the matrix of step 'empty' is empty" in text
+    assert "step 'both' has both matrix and foreach" in text
+    assert "two instances named 'dup[a]'" in text
+    assert "makes 6 combinations, more than the limit of 5" in text and "max_instances" in text
+    assert "steps.fine.outputs is not defined" in text and "steps.fine.instances" in text
+    assert "'matrix' is only defined in a step with matrix:" in text
+    assert "matrix key 'oss'" in text and "did you mean 'os'" in text
+    assert all(e.startswith("wf.yaml:") for e in errs), errs
+    assert not (repo.path / ".orch" / "state.db").exists()
+
+
+def test_default_limit_is_ten_thousand(repo: Repo) -> None:
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "big",
+            """\
+    - name: t
+      matrix: {a: [0,1,2,3,4,5,6,7,8,9,10], b: [0,1,2,3,4,5,6,7,8,9], c: [0,1,2,3,4,5,6,7,8,9], d: [0,1,2,3,4,5,6,7,8,9]}
+      run: echo
+""",
+        ),
+    )
+    text = "\n".join(errors(repo))
+    assert "makes 11000 combinations, more than the limit of 10000" in text
