@@ -293,3 +293,15 @@ def test_default_limit_is_ten_thousand(repo: Repo) -> None:
     )
     text = "\n".join(errors(repo))
     assert "makes 11000 combinations, more than the limit of 10000" in text
+
+
+def test_watch_reloads_when_a_file_a_foreach_glob_matches_comes_or_goes(repo: Repo) -> None:
+    from runner.manifests.load import load
+    from runner.watch.loop import MANIFEST, EventFilter, Hit
+
+    _counting(repo)
+    m = load(repo.path)
+    f = EventFilter(m.config, m, list(m.workflows.values()))
+    assert f.classify("books/new.txt") == Hit(MANIFEST)  # a new instance: reload
+    assert f.classify("books/a.txt") == Hit(MANIFEST)
+    assert f.classify("books/notes.md") is None

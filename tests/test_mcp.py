@@ -469,6 +469,7 @@ def test_sighup_during_apply_ends_the_server_cleanly(repo: Repo, tmp_path: Path)
     (task,) = repo.orch_json("task", "list")
     assert task["status"] == "interrupted"
 
+
 def test_apply_takes_the_executor_and_a_dask_scheduler_address(server: Server) -> None:
     import socket
 

@@ -59,6 +59,7 @@ class Manifests:
     # folders walked by foreach globs ("path/" -> stat key): a file added there changes
     # the instances, so the manifest cache and the no-op witness check them too
     fan_seen: dict[str, Any] = field(default_factory=dict)
+    fan_globs: list[str] = field(default_factory=list)  # their patterns, repo-relative (watch)
     # files skipped as not ours (YAML that does not parse, with no orch apiVersion in it)
     warnings: list[str] = field(default_factory=list)
 

@@ -35,6 +35,7 @@ from runner.model import Step, Workflow
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from runner.manifests.catalog import Manifests
     from runner.manifests.yamlsrc import Document
 
 DEFAULT_LIMIT = 10_000  # instances per fan-out step; .orch/config.yaml max_instances
@@ -126,9 +127,10 @@ def file_item(rel_to_base: str) -> dict[str, str]:
 
 
 def expand(
-    wf: Workflow, doc: Document, root: Path, limit: int, seen: dict[str, Any]
+    wf: Workflow, doc: Document, root: Path, limit: int, m: Manifests
 ) -> tuple[Workflow, list[Diagnostic]]:
-    """``wf`` with each fan-out step replaced by its instances, and what is wrong."""
+    """``wf`` with each fan-out step replaced by its instances, and what is wrong. The
+    folders a glob walked go to ``m.fan_seen``, the glob itself to ``m.fan_globs``."""
     diags: list[Diagnostic] = []
     groups: dict[str, tuple[str, ...]] = {}
     steps: list[Step] = []
@@ -144,7 +146,7 @@ def expand(
         if "matrix" in s.spec:
             made = _matrix(s, sp, doc, limit, diags)
         elif "foreach" in s.spec:
-            made = _foreach(wf, s, sp, doc, root, limit, seen, diags)
+            made = _foreach(wf, s, sp, doc, root, limit, m, diags)
         else:
             steps.append(s)
             continue
@@ -236,7 +238,7 @@ def _foreach(
     doc: Document,
     root: Path,
     limit: int,
-    seen: dict[str, Any],
+    m: Manifests,
     diags: list[Diagnostic],
 ) -> list[Step] | None:
     spec = s.spec["foreach"]
@@ -263,10 +265,11 @@ def _foreach(
     from runner.links import LinkEscape
 
     try:
-        files = glob_files(root, rel, seen)
+        files = glob_files(root, rel, m.fan_seen)
     except LinkEscape as e:
         diags.append(_loc(doc, where, str(e)))
         return None
+    m.fan_globs.append(rel)
     base = wf.base + "/" if wf.base else ""
     items = [file_item(f[len(base) :]) for f in files]
     if not items:

@@ -224,7 +224,7 @@ def load_texts(
         diags.extend(d)
         wf = build_workflow(f, doc.index, doc.line, data)
         if fanned(wf):  # after uses: a template's step may fan out too
-            wf, d = expand(wf, doc, root, config.max_instances, m.fan_seen)
+            wf, d = expand(wf, doc, root, config.max_instances, m)
             diags.extend(d)
         _add(m.workflows, wf.name, wf, doc, diags, "workflow", m)
         if used and m.workflows.get(wf.name) is wf:

@@ -135,6 +135,10 @@ class EventFilter:
         ]
         self.outputs = [_output(o) for o in sorted(outputs) if o.rstrip("/")]
         self.manifest_outputs = any(_under(f, o) for o in self.outputs for f in self.known)
+        # a file a foreach glob matches, added or removed, adds or drops an instance
+        self.fan_globs = [
+            pathmatch.compile_pattern(g) for g in (manifests.fan_globs if manifests else ())
+        ]
         self._cache: dict[tuple[str, bool], Hit | None] = {}
 
     def set_links(self, table: dict[str, str]) -> None:
@@ -168,6 +172,8 @@ class EventFilter:
         if not hidden and (
             any(f.startswith(rel + "/") for f in self.known) if is_dir else rel in self.known
         ):
+            return Hit(MANIFEST)
+        if any(pathmatch.matches(g, rel, is_dir) for g in self.fan_globs):
             return Hit(MANIFEST)
         steps: set[StepKey] = set()
         names = links.aliases(rel, self.links) if self.links else [rel]
