@@ -86,26 +86,78 @@ def render_graph(
 
     ``into``/``out`` ({step: [(workflow, step)]}, from ``Manifests.across``) are the file
     edges to and from other workflows, drawn with the other step named ``workflow/step``:
-    the same edges one ``orch apply`` of both workflows follows."""
+    the same edges one ``orch apply`` of both workflows follows.
+
+    The instances of a ``matrix``/``foreach`` step are grouped under its name: indented
+    in text, a cluster in dot, a subgraph in Mermaid; in text an edge from every instance
+    of a step is written once, as the step's name with ``[*]``."""
     into, out = into or {}, out or {}
     if fmt != "text":
         return _render_graph_markup(wf, dag, fmt, into, out)
     # text: one line per step, in run order, with its direct upstream steps and why
     width = max((len(shown(n)) for n in dag.order), default=0)
     lines = [f"{shown(wf.name)} ({len(dag.order)} steps)"]
-    for n in dag.order:
-        deps = [
-            f"{shown(u)} ({'+'.join(sorted(dag.kinds.get((u, n), ())))})" for u in dag.upstream[n]
-        ]
+    for n, group, first in _grouped(wf, dag):
+        if first:
+            lines.append(f"  {shown(group)} ({len(wf.groups[group])} instances)")
+        indent = "    " if group else "  "
+        ups = dag.upstream[n]
+        deps = [f"{shown(u)} ({'+'.join(sorted(k))})" for u, k in _collapsed(wf, dag, n, ups)]
         deps += [f"{shown(w + '/' + s)} (files)" for w, s in into.get(n, ())]
         readers = [f"{shown(w + '/' + s)} (files)" for w, s in out.get(n, ())]
-        line = f"  {shown(n).ljust(width)}" if deps or readers else f"  {shown(n)}"
+        line = f"{indent}{shown(n).ljust(width)}" if deps or readers else f"{indent}{shown(n)}"
         if deps:
             line += f"  <- {', '.join(deps)}"
         if readers:
             line += f"  -> {', '.join(readers)}"
         lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+def _grouped(wf: Workflow, dag: Dag) -> list[tuple[str, str, bool]]:
+    """(step, its fan-out step or "", whether it starts the group) in run order, each
+    group's instances together where its first one runs."""
+    if not wf.groups:
+        return [(n, "", False) for n in dag.order]
+    group_of = {i: g for g, names in wf.groups.items() for i in names}
+    in_dag = set(dag.order)
+    out: list[tuple[str, str, bool]] = []
+    done: set[str] = set()
+    for n in dag.order:
+        g = group_of.get(n, "")
+        if not g:
+            out.append((n, "", False))
+        elif g not in done:
+            done.add(g)
+            members = [i for i in wf.groups[g] if i in in_dag]
+            out += [(i, g, k == 0) for k, i in enumerate(members)]
+    return out
+
+
+def _collapsed(
+    wf: Workflow, dag: Dag, n: str, ups: list[str] | tuple[str, ...]
+) -> list[tuple[str, set[str]]]:
+    """``n``'s upstream steps with their edge kinds; every instance of one fan-out step,
+    joined by the same kinds, as one ``STEP[*]``."""
+    rows = [(u, set(dag.kinds.get((u, n), ()))) for u in ups]
+    if not wf.groups:
+        return rows
+    ups_set = set(ups)
+    out: list[tuple[str, set[str]]] = []
+    done: set[str] = set()
+    for u, kinds in rows:
+        g = next((g for g, names in wf.groups.items() if u in names), "")
+        if g and g not in done and len(wf.groups[g]) > 1:
+            names = wf.groups[g]
+            same = all(i in ups_set and set(dag.kinds.get((i, n), ())) == kinds for i in names)
+            if same:
+                done.add(g)
+                out.append((f"{g}[*]", kinds))
+                continue
+        if g in done:
+            continue
+        out.append((u, kinds))
+    return out
 
 
 def _quoted(name: str, quote: str) -> str:
@@ -119,38 +171,59 @@ def _others(into: Across, out: Across) -> list[str]:
 
 def _render_graph_markup(wf: Workflow, dag: Dag, fmt: str, into: Across, out: Across) -> str:
     others = _others(into, out)
-    if fmt == "dot":
+    dot = fmt == "dot"
+    if dot:
         q = {n: _quoted(n, '\\"') for n in dag.order}
         x = {o: _quoted(o, '\\"') for o in others}
         lines = [f'digraph "{_quoted(wf.name, chr(92) + chr(34))}" {{', "  rankdir=LR;"]
-        for n in dag.order:
-            lines.append(f'  "{q[n]}";')
-        for o in others:
-            lines.append(f'  "{x[o]}" [style=dashed];')
-        for n in dag.order:
-            for u in dag.upstream[n]:
-                kinds = ",".join(sorted(dag.kinds.get((u, n), ())))
-                lines.append(f'  "{q[u]}" -> "{q[n]}" [label="{kinds}"];')
-            for w, s in into.get(n, ()):
-                lines.append(f'  "{x[w + "/" + s]}" -> "{q[n]}" [label="files",style=dashed];')
-            for w, s in out.get(n, ()):
-                lines.append(f'  "{q[n]}" -> "{x[w + "/" + s]}" [label="files",style=dashed];')
-        lines.append("}")
-        return "\n".join(lines) + "\n"
-    ids = {n: f"s{i}" for i, n in enumerate(dag.order)}
-    xids = {o: f"x{i}" for i, o in enumerate(others)}
-    lines = ["graph LR"]
-    for n in dag.order:
-        lines.append(f'  {ids[n]}["{_quoted(n, "#quot;")}"]')
-    for o in others:
-        lines.append(f'  {xids[o]}["{_quoted(o, "#quot;")}"]')
+    else:
+        ids = {n: f"s{i}" for i, n in enumerate(dag.order)}
+        xids = {o: f"x{i}" for i, o in enumerate(others)}
+        lines = ["graph LR"]
+    k = 0
+    current = ""
+    for n, group, first in _grouped(wf, dag):
+        if current and (first or not group):
+            lines.append("  }" if dot else "  end")
+        current = group
+        if first:
+            k += 1
+            if dot:
+                lines.append(f'  subgraph "cluster_{k}" {{')
+                lines.append(f'    label="{_quoted(group, chr(92) + chr(34))}";')
+            else:
+                lines.append(f'  subgraph g{k}["{_quoted(group, "#quot;")}"]')
+        pad = "    " if group else "  "
+        lines.append(f'{pad}"{q[n]}";' if dot else f'{pad}{ids[n]}["{_quoted(n, "#quot;")}"]')
+    if current:
+        lines.append("  }" if dot else "  end")
+    for o in others:  # steps of other workflows that a file edge reaches
+        lines.append(
+            f'  "{x[o]}" [style=dashed];' if dot else f'  {xids[o]}["{_quoted(o, "#quot;")}"]'
+        )
     for n in dag.order:
         for u in dag.upstream[n]:
-            lines.append(f"  {ids[u]} --> {ids[n]}")
+            if dot:
+                kinds = ",".join(sorted(dag.kinds.get((u, n), ())))
+                lines.append(f'  "{q[u]}" -> "{q[n]}" [label="{kinds}"];')
+            else:
+                lines.append(f"  {ids[u]} --> {ids[n]}")
         for w, s in into.get(n, ()):
-            lines.append(f"  {xids[w + '/' + s]} -.-> {ids[n]}")
+            o = w + "/" + s
+            lines.append(
+                f'  "{x[o]}" -> "{q[n]}" [label="files",style=dashed];'
+                if dot
+                else f"  {xids[o]} -.-> {ids[n]}"
+            )
         for w, s in out.get(n, ()):
-            lines.append(f"  {ids[n]} -.-> {xids[w + '/' + s]}")
+            o = w + "/" + s
+            lines.append(
+                f'  "{q[n]}" -> "{x[o]}" [label="files",style=dashed];'
+                if dot
+                else f"  {ids[n]} -.-> {xids[o]}"
+            )
+    if dot:
+        lines.append("}")
     return "\n".join(lines) + "\n"
 
 

@@ -305,3 +305,21 @@ def test_watch_reloads_when_a_file_a_foreach_glob_matches_comes_or_goes(repo: Re
     assert f.classify("books/new.txt") == Hit(MANIFEST)  # a new instance: reload
     assert f.classify("books/a.txt") == Hit(MANIFEST)
     assert f.classify("books/notes.md") is None
+
+
+def test_graph_groups_instances_under_their_step(repo: Repo) -> None:
+    _counting(repo)
+    text = repo.orch("graph", "wc").stdout.splitlines()
+    at = text.index("  count (2 instances)")
+    assert text[at + 1].strip() == "count[books/a.txt]"
+    assert text[at + 2].strip() == "count[books/b.txt]"
+    assert any(x.strip().startswith("total") and "count[*] (needs+template)" in x for x in text)
+    dot = repo.orch("graph", "wc", "--format", "dot").stdout
+    cluster = dot[dot.index('subgraph "cluster_1"') : dot.index("}", dot.index("cluster_1"))]
+    assert 'label="count"' in cluster and '"count[books/a.txt]"' in cluster
+    assert '"other"' not in cluster and '"total"' not in cluster
+    mermaid = repo.orch("graph", "wc", "--format", "mermaid").stdout.splitlines()
+    start = mermaid.index('  subgraph g1["count"]')
+    end = mermaid.index("  end", start)
+    members = [x.split('"')[1] for x in mermaid[start + 1 : end]]
+    assert members == ["count[books/a.txt]", "count[books/b.txt]"]
