@@ -132,6 +132,7 @@ OWN_EXTRA = {
     "build-and-test": ("src/calc/", "tests/"),
     "data-pipeline": ("quota.yaml",),
     "ai-analysis": (),
+    "word-counts": ("books/", "scripts/"),
 }
 
 

@@ -323,3 +323,40 @@ def test_graph_groups_instances_under_their_step(repo: Repo) -> None:
     end = mermaid.index("  end", start)
     members = [x.split('"')[1] for x in mermaid[start + 1 : end]]
     assert members == ["count[books/a.txt]", "count[books/b.txt]"]
+
+
+def test_word_counts_example_adding_a_book_runs_one_count_each_summary_and_the_report(
+    repo: Repo,
+) -> None:
+    import shutil
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / "word-counts"
+    shutil.copytree(example, repo.path, dirs_exist_ok=True, ignore=_generated)
+    repo.commit()
+    assert repo.orch("validate").returncode == 0
+    first = repo.apply()
+    assert first["ok"], first
+    assert len(first["ran"]) == 6
+    assert "| **all 3 books** | **200** |" in repo.read("report.md")
+    assert repo.apply()["ran"] == []
+
+    repo.write("books/meadow.txt", "Grass and more grass, and a lark above the grass.\n")
+    ran = repo.apply()["ran"]
+    assert ran == [
+        "count[books/meadow.txt]",
+        "report",
+        "summary[view=all,top=10,min_length=1]",
+        "summary[view=long,top=5,min_length=5]",
+    ]
+    report = repo.read("report.md")
+    assert "| meadow | 10 |" in report and "| **all 4 books** | **210** |" in report
+
+
+def _generated(folder: str, names: list[str]) -> list[str]:
+    return [
+        n
+        for n in names
+        if n in ("counts", "summaries", "report.md", "__pycache__", "cache")
+        or n.startswith(("state.", "fingerprint.", "locks", "logs"))
+    ]

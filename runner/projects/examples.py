@@ -51,6 +51,7 @@ EXAMPLES: dict[str, tuple[tuple[str, str, tuple[str, ...]], ...]] = {
             ),
         ),
     ),
+    "word-counts": (),  # matrix/foreach; its scripts are its own, no template makes them
 }
 
 
