@@ -168,6 +168,14 @@ def check_syntax(source: str) -> TemplateError | None:
 
 
 def check_shell_spots(source: str) -> TemplateError | None:
+    """See ``_shell_spots``; cached: every instance of a fan-out step has the same text."""
+    if "{{" not in source:
+        return None
+    return _shell_spots(source)
+
+
+@functools.lru_cache(maxsize=4096)
+def _shell_spots(source: str) -> TemplateError | None:
     """Where a shell ``run`` puts a ``{{ }}`` that no quoting can make safe, found statically.
 
     Each ``{{ }}`` of the template (but ``| raw`` ones) becomes a placeholder for the
@@ -465,6 +473,7 @@ def _explain_undefined(message: str, source: str, context: Mapping[str, Any]) ->
 # --------------------------------------------------------------------------- canonical text
 
 
+@functools.lru_cache(maxsize=4096)  # the instances of a fan-out step share their text
 def canonical(source: str) -> str:
     """The template as the renderer sees it, for fingerprints: spacing inside ``{{ }}`` and
     ``{% %}``, comments and the quoting of string literals do not change what a command
