@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 from tests.conftest import Repo, workflow
 
@@ -329,7 +330,6 @@ def test_word_counts_example_adding_a_book_runs_one_count_each_summary_and_the_r
     repo: Repo,
 ) -> None:
     import shutil
-    from pathlib import Path
 
     example = Path(__file__).resolve().parents[1] / "examples" / "word-counts"
     shutil.copytree(example, repo.path, dirs_exist_ok=True, ignore=_generated)
@@ -360,3 +360,84 @@ def _generated(folder: str, names: list[str]) -> list[str]:
         if n in ("counts", "summaries", "report.md", "__pycache__", "cache")
         or n.startswith(("state.", "fingerprint.", "locks", "logs"))
     ]
+
+
+def test_foreach_in_a_sub_folder_manifest_reads_paths_from_there(repo: Repo) -> None:
+    repo.write(
+        "lib/wf.yaml",
+        workflow(
+            "sub",
+            """\
+    - name: show
+      foreach: "data/**/*.csv"
+      run: echo "{{ item.path }}|{{ item.name }}|{{ item.stem }}|{{ item.dir }}" > "out-{{ item.stem }}.txt"
+      inputs: ["{{ item.path }}"]
+      outputs: ["out-{{ item.stem }}.txt"]
+""",
+        ),
+    )
+    repo.write("lib/data/x.csv", "1\n")
+    repo.write("lib/data/deep/it's here.csv", "2\n")
+    repo.write("data/outside.csv", "3\n")  # beside the repository root: not under lib/
+    assert names(repo) == ["show[data/deep/it's here.csv]", "show[data/x.csv]"]
+    assert repo.apply()["ok"]
+    assert repo.read("lib/out-x.txt") == "data/x.csv|x.csv|x|data\n"
+    assert (
+        repo.read("lib/out-it's here.txt")
+        == "data/deep/it's here.csv|it's here.csv|it's here|data/deep\n"
+    )
+
+
+def test_foreach_glob_leaving_the_repository_is_a_positioned_error(repo: Repo) -> None:
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "esc",
+            """\
+    - name: t
+      foreach: "../*.txt"
+      run: echo {{ item.path }}
+    - name: u
+      foreach: "x[.txt"
+      run: echo
+""",
+        ),
+    )
+    errs = errors(repo)
+    assert any(e.startswith("wf.yaml:7:") and "escapes the repository" in e for e in errs), errs
+    assert any(e.startswith("wf.yaml:10:") and "bad glob" in e for e in errs), errs
+
+
+def test_foreach_over_a_template_is_refused_clearly(repo: Repo) -> None:
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "dyn",
+            """\
+    - name: list
+      run: echo 'files=["a"]' >> "$ORCH_OUTPUT"
+    - name: each
+      foreach: "{{ steps.list.outputs.files }}"
+      run: echo {{ item }}
+""",
+        ),
+    )
+    errs = errors(repo)
+    assert any(e.startswith("wf.yaml:9:") and "foreach over a template" in e for e in errs), errs
+
+
+def test_foreach_glob_follows_links_as_inputs_do(repo: Repo, tmp_path: Path) -> None:
+    import os
+
+    _counting(repo)
+    os.symlink("a.txt", repo.path / "books" / "alias.txt")  # inside: one more instance
+    assert "count[books/alias.txt]" in names(repo)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "x.txt").write_text("x\n")
+    os.symlink(outside, repo.path / "books" / "more")
+    repo.write(
+        "wf2.yaml", workflow("deep", '    - {name: t, foreach: "books/**/*.txt", run: "true"}\n')
+    )
+    errs = errors(repo)
+    assert any(e.startswith("wf2.yaml:6:") and "outside the repository" in e for e in errs), errs
