@@ -305,3 +305,12 @@ def test_completion_without_shtab_says_how_to_install_it(repo: Repo, tmp_path: P
         "orch: orch completion needs shtab: pip install 'orch-gitops[completion]'"
     ]
     assert repo.orch("completion", "tcsh").returncode == 2
+
+
+def test_validate_json_errors_have_the_common_keys(repo: Repo) -> None:
+    repo.write("wf.yaml", workflow("w", '    - {name: s, run: "true", bogus: 1}\n'))
+    p = repo.orch("validate", "--json")
+    assert p.returncode == 1
+    data = json.loads(p.stdout)
+    assert data["exit"] == 1 and data["error"] and data["ok"] is False
+    assert [e["path"] for e in data["errors"]] == ["wf.yaml"]

@@ -37,7 +37,9 @@ def validate(args: argparse.Namespace) -> int:
         if not e.diagnostics or fmt == "text":
             raise
         if fmt == "json":
-            print_json({"ok": False, "errors": [d.to_json() for d in e.diagnostics]})
+            # the keys every --json error has (docs/cli.md), beside validate's own
+            errors = [d.to_json() for d in e.diagnostics]
+            print_json({"ok": False, "error": str(e), "exit": 1, "errors": errors})
         else:
             for d in e.diagnostics:
                 msg = (f"{d.where}: " if d.where else "") + d.what
