@@ -53,6 +53,8 @@ BAD_USAGE = [  # (argv, the verb whose --help the line points to)
     (["task", "cancel", "-3"], "task cancel"),
     (["logs", "w", "s", "--run", "0"], "logs"),
     (["watch", "--debounce", "-1"], "watch"),
+    (["watch", "--debounce", "inf"], "watch"),
+    (["watch", "--debounce", "nan"], "watch"),
     (["plan", "-j", "1"], "plan"),  # an option the verb does not take
     (["task", "list", "--nope"], "task list"),
     (["frobnicate"], ""),

@@ -100,13 +100,14 @@ def positive_int(text: str) -> int:
 
 
 def seconds(text: str) -> float:
-    """argparse ``type``: a number of seconds, 0 or more."""
+    """argparse ``type``: a number of seconds, 0 or more, finite (``inf`` would wait for
+    ever: never what anyone means)."""
     try:
         x = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not x >= 0:  # also refuses nan
-        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, not {text}")
+    if not 0 <= x < float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be 0 or more seconds, and finite, not {text}")
     return x
 
 
