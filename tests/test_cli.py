@@ -316,3 +316,24 @@ def test_validate_json_errors_have_the_common_keys(repo: Repo) -> None:
     data = json.loads(p.stdout)
     assert data["exit"] == 1 and data["error"] and data["ok"] is False
     assert [e["path"] for e in data["errors"]] == ["wf.yaml"]
+
+
+def test_watch_into_a_closed_pipe_stops_in_order(repo: Repo) -> None:
+    """``orch watch | head``: the same orderly stop as apply's -- no task left running or
+    failed by the pipe, exit 141."""
+    repo.write("wf.yaml", CHATTY)
+    orch = shlex.join([sys.executable, "-m", "runner", "-C", str(repo.path), "watch"])
+    p = subprocess.run(
+        ["bash", "-c", f"set -o pipefail; {orch} | head -5"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 141, p.stderr
+    assert "rror" not in p.stderr and "Traceback" not in p.stderr, p.stderr
+    tasks = repo.orch_json("task", "list")
+    assert tasks and {t["status"] for t in tasks} == {"interrupted"}, tasks
+    for step in ("a", "b"):
+        assert not repo.exists(f"{step}.done")
+        if repo.exists(f"{step}.pid"):
+            assert not _alive(int(repo.read(f"{step}.pid")))

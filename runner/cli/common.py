@@ -6,9 +6,12 @@ handler is a few lines over ``runner.api``."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
 import sys
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, TextIO
 
 from runner.api import Repo, open_repo
 
@@ -77,3 +80,18 @@ def print_json(data: Any) -> None:
     """``data`` as JSON on stdout, in one write, masked (``masked``): rows recorded
     before a secret was declared must not show it either."""
     sys.stdout.write(json.dumps(masked(data), indent=2, sort_keys=False, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def reader_gone(stream: TextIO) -> Iterator[None]:
+    """Writes during a run (task output, progress lines) run in task threads and inside
+    the scheduling loop: a closed pipe there must not fail a task or leave the loop with
+    tasks running. It stops the run the orderly way instead (``main.reader_gone``)."""
+    try:
+        yield
+    except OSError as e:
+        if e.errno != errno.EPIPE:
+            raise
+        from runner.cli.main import reader_gone as stop
+
+        stop(stream.fileno())

@@ -530,7 +530,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"orch: {len(e.diagnostics)} errors", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt as e:
-        if _ENDED_BY and _ENDED_BY[0] == signal.SIGPIPE:
+        if ended_by_closed_pipe():
             return 128 + signal.SIGPIPE  # quietly: whoever reads our output has gone
         if str(e):  # errors.Interrupted: not a signal, something to say (a cluster lost)
             say_error(f"interrupted: {e}", 130, json_out)
@@ -629,6 +629,10 @@ def reader_gone(fd: int) -> None:
     import _thread
 
     _thread.interrupt_main()
+
+
+def ended_by_closed_pipe() -> bool:
+    return bool(_ENDED_BY) and _ENDED_BY[0] == signal.SIGPIPE
 
 
 def _terminate(signum: int, frame: object) -> None:

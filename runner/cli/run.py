@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import errno
 import os
 import sys
 import time
-from collections.abc import Iterator
-from typing import Any, TextIO
+from typing import Any
 
 from runner import api
-from runner.cli.common import masked, print_json, repo_from
+from runner.cli.common import masked, print_json, reader_gone, repo_from
 from runner.render import paint, shown, table, use_color
 from runner.status import Status
 
@@ -132,13 +129,13 @@ def apply(args: argparse.Namespace) -> int:
     quiet = args.quiet or json_out
 
     def echo(line: str) -> None:
-        with _reader_gone(sys.stdout):
+        with reader_gone(sys.stdout):
             print(line, flush=True)
 
     def report(ev: dict[str, Any]) -> None:
         if json_out:
             return
-        with _reader_gone(sys.stderr):
+        with reader_gone(sys.stderr):
             if ev["event"] == "started":
                 why = "; ".join(ev["reasons"]) or "upstream changed"
                 print(
@@ -203,21 +200,6 @@ def apply(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     return 0 if result.ok else 1
-
-
-@contextlib.contextmanager
-def _reader_gone(stream: TextIO) -> Iterator[None]:
-    """Writes during a run (task output, progress lines) run in task threads and inside
-    the scheduling loop: a closed pipe there must not fail a task or leave the loop with
-    tasks running. It stops the run the orderly way instead (``main.reader_gone``)."""
-    try:
-        yield
-    except OSError as e:
-        if e.errno != errno.EPIPE:
-            raise
-        from runner.cli.main import reader_gone
-
-        reader_gone(stream.fileno())
 
 
 def _print_finished(ev: dict[str, Any], color: bool) -> None:

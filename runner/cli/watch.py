@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import signal
+import sys
 import threading
 from types import FrameType
 
-from runner.cli.common import repo_from
+from runner.cli.common import reader_gone, repo_from
 
 
 def watch(args: argparse.Namespace) -> int:
@@ -49,8 +50,13 @@ def watch(args: argparse.Namespace) -> int:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-    return 0
+    from runner.cli.main import ended_by_closed_pipe
+
+    return 128 + signal.SIGPIPE if ended_by_closed_pipe() else 0
 
 
 def _print(line: str) -> None:
-    print(line, flush=True)
+    """A closed reader (``orch watch | head``) stops the watch as Ctrl-C does: running
+    tasks ended, exit 141."""
+    with reader_gone(sys.stdout):
+        print(line, flush=True)
