@@ -211,3 +211,28 @@ def test_a_template_file_over_the_limit_or_not_regular_is_refused(repo: Repo) ->
     p = repo.orch("workflow", "create", "w", "--template", "big", "--path", "jobs", timeout=60)
     assert p.returncode == 1
     assert "tmpl:workflow/big/data.bin: templates hold regular files only" in p.stderr
+
+
+def test_a_fifo_input_or_output_is_never_opened(repo: Repo) -> None:
+    """A FIFO (or a link inside the repository to one) where a step reads or writes files
+    is not content (git does not track one): it is known by its type, never opened, so
+    plan and apply never block on it."""
+    (repo.path / "src").mkdir()
+    (repo.path / "data").mkdir()
+    os.mkfifo(repo.path / "data" / "pipe")
+    os.symlink("../data/pipe", repo.path / "src" / "p")
+    os.mkfifo(repo.path / "lit")
+    repo.write("src/x.txt", "x\n")
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            '    - {name: a, run: "true", inputs: ["src/", lit]}\n'
+            "    - {name: b, run: mkfifo out.fifo, outputs: [out.fifo]}\n",
+        ),
+    )
+    p = repo.orch("apply", timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert all(a == "up-to-date" for a, _ in repo.plan().values())
+    repo.write("src/x.txt", "y\n")
+    assert repo.plan()[("w", "a")] == ("run", ["input changed: src/x.txt"])

@@ -99,6 +99,10 @@ class Hasher:
             links.real_root(str(self.root)), os.path.realpath(full)
         ):
             h = digest("symlink", os.readlink(full))  # an output's link out: git's view
+        elif not stat_mod.S_ISREG(st.st_mode):
+            # a FIFO, socket or device (perhaps through a link): not content, as git tracks
+            # none; known by its type and never opened (a FIFO would block the plan)
+            h = digest("special", oct(stat_mod.S_IFMT(st.st_mode)))
         else:
             h = _hash_file(full, statkey.executable(st))
         now = time.time_ns()
@@ -177,9 +181,17 @@ def _hash_file(path: str, executable: bool = False) -> str:
     ``100755``, so the same bytes hash differently with and without ``x``."""
     h = hashlib.blake2b(digest_size=16, person=b"100755" if executable else b"")
     try:
-        with open(path, "rb") as f:
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
+        # non-blocking: a file swapped for a FIFO since its stat never blocks the open
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return MISSING
+    with os.fdopen(fd, "rb") as f:
+        try:
+            mode = os.fstat(fd).st_mode
+            if not stat_mod.S_ISREG(mode):
+                return digest("special", oct(stat_mod.S_IFMT(mode)))
+            while chunk := f.read(1 << 20):
+                h.update(chunk)
+        except OSError:
+            return MISSING
     return h.hexdigest()
