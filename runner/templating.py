@@ -117,7 +117,10 @@ def _env(shell: bool) -> Any:
 
         def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
             sandbox.method_call(__obj, args, kwargs)
-            return super().call(__context, __obj, *args, **kwargs)
+            out = super().call(__context, __obj, *args, **kwargs)
+            if type(out) is str and isinstance(getattr(__obj, "__self__", None), Flag):
+                return _flagged(out)  # flag.strip(), flag.lower(): still a yes/no
+            return out
 
     env = Environment(
         undefined=StrictUndefined,
@@ -127,6 +130,8 @@ def _env(shell: bool) -> Any:
     )
     env.filters["raw"] = _raw_filter
     sandbox.bounded_filters(env.filters)
+    for name, f in env.filters.items():
+        env.filters[name] = _keeps_flag(f)
     env.globals[sandbox.LOOP_GLOBAL] = sandbox.bounded_loop
     return env
 
@@ -333,6 +338,22 @@ def _flagged(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _flagged(v) for k, v in value.items()}
     return value
+
+
+def _keeps_flag(f: Any) -> Any:
+    """A filter whose text result, from a yes/no value (a ``Flag``), is a yes/no too when
+    its text is one: ``flag | trim``, ``flag | lower`` read as ``flag`` does, so ``not``
+    of them is never false alongside them."""
+    import functools
+
+    @functools.wraps(f)  # keeps Jinja's pass_context/pass_environment marks
+    def kept(*args: Any, **kwargs: Any) -> Any:
+        out = f(*args, **kwargs)
+        if type(out) is str and any(isinstance(a, Flag) for a in args[:2]):
+            return _flagged(out)
+        return out
+
+    return kept
 
 
 _LAST_ENV: list[Any] = [None, None]  # (environment mapping, its flagged copy)

@@ -215,6 +215,26 @@ def test_a_condition_and_its_negation_never_both_skip(repo: Repo) -> None:
     assert repo.read("text.txt") == "false no\n"  # printed, a value is its text
 
 
+def test_text_filters_and_methods_keep_a_yes_no_value_a_yes_no(repo: Repo) -> None:
+    """``flag | trim``, ``flag | lower`` and ``flag.strip()`` of a yes/no value are still a
+    yes/no: a condition written with them and its negation never both skip."""
+    conds = [
+        "steps.a.outputs.flag | trim",
+        "steps.a.outputs.flag | lower",
+        "steps.a.outputs.flag.strip()",
+        "steps.a.outputs.flag | replace('x', 'y')",
+    ]
+    steps = '    - name: a\n      run: echo "flag=Off" >> "$ORCH_OUTPUT"\n'
+    for i, c in enumerate(conds):
+        steps += f'    - {{name: p{i}, run: "true", when: "{{{{ {c} }}}}"}}\n'
+        steps += f'    - {{name: n{i}, run: "true", when: "{{{{ not ({c}) }}}}"}}\n'
+    repo.write("wf.yaml", workflow("w", steps))
+    r = repo.apply()
+    for i in range(len(conds)):
+        got = (r["by_step"][f"p{i}"]["status"], r["by_step"][f"n{i}"]["status"])
+        assert got == ("skipped", "succeeded"), conds[i]
+
+
 # --------------------------------------------------------------------------- plans settle
 
 
