@@ -86,7 +86,15 @@ def _finalize_shell(context: Any, value: Any) -> str:
     # Jinja would finalize constant expressions once at compile time, outside any render.
     if isinstance(value, _Raw):
         return str(value)
-    return _SLOTS.get().add(_format(value))
+    slots = _SLOTS.get()
+    text = _format(value)
+    if "\x00" in text:
+        # a macro's or a {% set %} block's output, holding its own values' placeholders:
+        # they become its text, and the whole is one value, quoted once where it lands
+        from runner.shellquote import placeholders_to
+
+        text = placeholders_to(text, slots, slots.values)
+    return slots.add(text)
 
 
 # --------------------------------------------------------------------------- environments

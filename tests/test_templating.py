@@ -122,6 +122,21 @@ def test_raw_opts_out_of_quoting_visibly(tmp_path: Path) -> None:
     assert render_text("{{ cmd | raw }}", {"cmd": None}) == ""
 
 
+def test_a_macro_or_set_block_is_one_value_quoted_once(tmp_path: Path) -> None:
+    """What a macro or a ``{% set %}`` block renders is one value: its own values become
+    text inside it, and the whole is quoted once (never a placeholder left in the command:
+    that was an ``embedded null byte`` at start)."""
+    ctx = {"params": {"x": "a b; touch pwned"}}
+    for template in (
+        "{% macro m() %}<{{ params.x }}>{% endmacro %}printf '%s' {{ m() }}",
+        "{% set v %}<{{ params.x }}>{% endset %}printf '%s' {{ v }}",
+    ):
+        command = render_command(template, ctx)
+        assert "\x00" not in command, template
+        assert _sh("/bin/sh", command, tmp_path) == "<a b; touch pwned>", template
+        assert not (tmp_path / "pwned").exists()
+
+
 def test_command_without_values_is_returned_as_is() -> None:
     assert render_command("echo 'a' \"$X\" # {x}", {}) == "echo 'a' \"$X\" # {x}"
     assert render_command("echo hi{# note #}\n", {}) == "echo hi\n"
