@@ -205,3 +205,16 @@ def test_every_verb_over_a_damaged_page(ran: Repo, table: str) -> None:
             assert p.returncode == 1 and RESET in one_line(p), (verb, p.stderr)
     p = ran.orch("system", "health")  # the health check reads every page
     assert p.returncode == 1 and RESET in p.stdout, p.stdout
+
+
+def test_a_file_where_orch_keeps_its_logs_folder_is_one_clear_line(repo: Repo) -> None:
+    repo.write("wf.yaml", workflow("w", '    - {name: a, run: "true"}\n'))
+    repo.write(".orch/logs", "not a folder\n")
+    r = repo.apply()
+    step = r["by_step"]["a"]
+    assert step["status"] == "failed"
+    assert "internal error" not in step["message"], step["message"]
+    assert ".orch/logs" in step["message"] and "Not a directory" in step["message"]
+    assert "move it away" in step["message"]
+    rows = {s["step"]: s for s in repo.orch_json("status")["steps"]}
+    assert rows["a"]["status"] == "failed"

@@ -13,6 +13,8 @@ runs the hooks and ends the run.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import queue
 from collections.abc import Callable
@@ -236,7 +238,7 @@ class ApplyLoop:
                 clock=self.clock,
             )
         except Exception as e:  # record, never lose the runner over one task
-            message = f"internal error: {shown(str(e))}"
+            message = _failure(e, self.root)
             res = StepResult(key[0], key[1], Status.FAILED, task.decision.reasons, message=message)
             record.record_status(
                 self.state,
@@ -353,3 +355,29 @@ class ApplyLoop:
                         )
                     )
         return ApplyResult(self.run_id, ordered, duration)
+
+
+# what to do when the machine, not the step, failed a task (a file in the way of a folder
+# orch keeps, a full disk, permissions): the step's message says it in one line
+_OS_HINTS = {
+    errno.ENOTDIR: "a file stands where orch keeps a folder; move it away",
+    errno.EEXIST: "something stands where orch writes; move it away",
+    errno.ENOSPC: "the disk is full; free space on it",
+    errno.EDQUOT: "the disk quota is used up; free space",
+    errno.EACCES: "permission denied; check the permissions",
+    errno.EPERM: "not permitted; check the permissions",
+    errno.EROFS: "the file system is read-only; run where it is writable",
+    errno.EIO: "an I/O error; check the disk",
+}
+
+
+def _failure(e: Exception, root: Path) -> str:
+    """A task's failure that is not the step's: one line naming the path and what to do
+    for an error of the machine, else ``internal error`` (a bug to report)."""
+    hint = _OS_HINTS.get(e.errno or 0) if isinstance(e, OSError) else None
+    if hint is None or not isinstance(e, OSError) or e.filename is None:
+        return f"internal error: {shown(str(e))}"
+    path = os.fsdecode(e.filename)
+    with contextlib.suppress(ValueError):
+        path = Path(path).relative_to(root).as_posix()
+    return shown(f"{path}: {e.strerror or e}; {hint}, then run orch apply again")
