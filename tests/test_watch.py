@@ -520,3 +520,13 @@ def test_edit_to_an_excluded_input_runs_nothing(repo: Repo, start) -> None:
     repo.write("sub/x/.orch/config.yaml", "x: 2\n")  # the sentinel: a nested .orch/ named
     c = w.cycle()
     assert c.changed == ["sub/x/.orch/config.yaml"] and c.ran == 1
+
+
+def test_cycle_line_shows_changed_paths_escaped() -> None:
+    """A changed file named with a newline cannot forge a line of its own (a GitHub Actions
+    command) in watch's output: the path is shown, escaped."""
+    from runner.watch.loop import Cycle
+
+    line = Cycle(2, ["src/x\n::error file=w.yaml::forged", "src/\x1b[2Jy"]).summary()
+    assert "\n" not in line and "\x1b" not in line
+    assert "src/x\\n::error file=w.yaml::forged" in line and "src/\\x1b[2Jy" in line

@@ -393,13 +393,14 @@ class Cycle:
             n = len(self.errors)
             line += f"; not applied: {n} error{'s' if n != 1 else ''} (fix and save to retry)"
         if self.restart_for:
-            line += f"; restarting: {self.restart_for} changed"
+            line += f"; restarting: {shown(self.restart_for)} changed"
         return line + f" ({self.duration:.2f}s)"
 
 
 def _files(paths: list[str], limit: int = 3) -> str:
+    """The first ``limit`` paths, shown() (a file name is repository text), and a count."""
     more = f" (+{len(paths) - limit} more)" if len(paths) > limit else ""
-    return ", ".join(paths[:limit]) + more
+    return ", ".join(shown(p) for p in paths[:limit]) + more
 
 
 class Watcher:
@@ -463,7 +464,7 @@ class Watcher:
         try:
             names = ", ".join(self.opts.workflows) or "all workflows"
             self.out(
-                f"watch: watching {self.repo.root} ({names}; debounce "
+                f"watch: watching {shown(str(self.repo.root))} ({shown(names)}; debounce "
                 f"{self.debouncer.delay:g}s); Ctrl-C to stop"
             )
             self._cycle({}, first=True)
