@@ -119,6 +119,31 @@ def test_subscript_with_a_constant_key_counts_as_the_attribute(repo: Repo) -> No
     assert repo.plan()[("w", "b")] == ("run", ["definition changed (run)"])
 
 
+def test_project_values_a_template_reads_are_fingerprinted(repo: Repo) -> None:
+    """``{{ project.params.x }}`` reads the project's params as ``{{ params.x }}`` does: a
+    change there re-runs the step (it was a missed change); a step that reads nothing of
+    the project does not re-run."""
+    repo.write(
+        "p/project.yaml",
+        "apiVersion: orch/v1\nkind: Project\nmetadata: {name: p}\nspec:\n  path: p\n"
+        "  params: {x: 1, other: a}\n",
+    )
+    repo.write(
+        "p/wf.yaml",
+        "apiVersion: orch/v1\nkind: Workflow\nmetadata: {name: w, project: p}\nspec:\n"
+        "  steps:\n"
+        "    - {name: reads, run: 'echo {{ project.params.x }} > out.txt', outputs: [out.txt]}\n"
+        "    - {name: plain, run: 'true'}\n",
+    )
+    settled(repo)
+    repo.write("p/project.yaml", repo.read("p/project.yaml").replace("x: 1", "x: 2"))
+    plan = repo.plan()
+    assert plan[("w", "reads")] == ("run", ["definition changed (project)"])
+    assert plan[("w", "plain")] == ("up-to-date", [])
+    settled(repo)
+    assert repo.read("p/out.txt") == "2\n"
+
+
 # --------------------------------------------------------------------------- shell
 
 

@@ -47,6 +47,8 @@ class Manifests:
     env_refs: dict[tuple[str, str], tuple[str, ...] | None] = field(default_factory=dict)
     # (workflow, step) -> git.* keys its templates read (None = all); absent: none
     git_refs: dict[tuple[str, str], tuple[str, ...] | None] = field(default_factory=dict)
+    # (workflow, step) -> True where a template reads ``project`` (its name, path, params)
+    project_reads: dict[tuple[str, str], bool] = field(default_factory=dict)
     static_fields: dict[tuple[str, str], dict[str, str]] = field(default_factory=dict)
     # (output path, workflow, step, index, prefix), collected by the checks, then dropped
     producers: list[Any] = field(default_factory=list)

@@ -333,6 +333,7 @@ def _check_templates(
         _warn_shell_list(ctx, sp + ("run",), s.run)
 
     ups: set[str] = set()
+    reads_project = False
     pref: set[str] | None = set()
     eref: set[str] | None = set()
     gref: set[str] | None = set()
@@ -397,6 +398,8 @@ def _check_templates(
                         )
             elif root == "git":
                 gref = _git_ref(ctx, path, ref, is_path, gref)
+            elif root == "project":
+                reads_project = True
             elif root == "env":
                 if len(ref) < 2:
                     eref = None  # read by a name computed at render time: all of it counts
@@ -418,6 +421,8 @@ def _check_templates(
                     )
     key = (ctx.wf.name, s.name)
     ctx.m.param_refs[key] = tuple(sorted(pref)) if pref is not None else None
+    if reads_project:
+        ctx.m.project_reads[key] = True
     if eref is None or eref:
         ctx.m.env_refs[key] = tuple(sorted(eref)) if eref is not None else None
     if gref is None or gref:

@@ -39,6 +39,7 @@ FIELDS = (
     "shell",
     "git",
     "fan",
+    "project",
 )
 
 
@@ -82,6 +83,7 @@ def definition_fields(
     *,
     env_key: bytes,
     git: dict[str, Any] | None = None,
+    project: dict[str, Any] | None = None,
 ) -> dict[str, str]:
     """``param_refs``/``env_refs``: the names the templates read; None means a name computed
     at render time (``env[name]``, ``params.items()``), so all of them count (fail closed).
@@ -96,6 +98,8 @@ def definition_fields(
         merged = {**params, **step.params}
         used = merged if param_refs is None else {k: merged.get(k) for k in param_refs}
         fields["params"] = digest(_canon(used))
+    if project is not None:  # a template reads {{ project.* }}: its values count
+        fields["project"] = digest(_canon(project))
     if env_refs is None:
         fields["environ"] = keyed_digest(env_key, flat(dict(os.environ)))
     elif env_refs:

@@ -156,7 +156,7 @@ def _decide(
 ) -> StepDecision:
     fields = definition_fields(
         view.wf, view.step, view.params, view.param_refs, view.env_refs, view.static,
-        env_key=hasher.env_key, git=view.git,
+        env_key=hasher.env_key, git=view.git, project=view.project,
     )  # fmt: skip
     reasons: list[str] = []
     empty: list[str] = []

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner.links import LinkEscape
 from runner.reconcile.decide import UP_TO_DATE, StepDecision, decide
-from runner.reconcile.view import Key, StepView
+from runner.reconcile.view import Key, StepView, project_context
 
 if TYPE_CHECKING:
     from runner.manifests.catalog import Manifests
@@ -77,6 +77,11 @@ def step_views(m: Manifests, wf: Workflow, sel: Selection) -> dict[str, StepView
             m.static_fields.get(k),
             forced=sel.force_all or k in sel.forced,
             git=git,
+            project=(
+                project_context(m.projects.get(wf.project) if wf.project else None)
+                if m.project_reads.get(k)
+                else None
+            ),
         )
     return out
 

@@ -26,6 +26,7 @@ from runner.reconcile.attempts import TaskRun
 from runner.reconcile.decide import MAY_RUN, UP_TO_DATE, StepDecision, decide
 from runner.reconcile.queue import request_of
 from runner.reconcile.results import StepResult
+from runner.reconcile.view import project_context
 from runner.status import Status
 from runner.store import breakers
 
@@ -344,7 +345,7 @@ def template_context(
         },
         "workflow": {"name": wf.name, "project": wf.project or ""},
         "env": environ,
-        "project": {"name": proj.name, "path": proj.dir, "params": proj.params} if proj else {},
+        "project": project_context(proj),
         "step": {"name": step.name},
         **step.fan,
     }

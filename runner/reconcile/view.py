@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from runner.model import Step, Workflow
+    from runner.model import Project, Step, Workflow
 
 Key = tuple[str, str]  # (workflow, step)
 
@@ -29,6 +29,8 @@ class StepView:
     static: dict[str, str] | None
     forced: bool = False
     git: dict[str, Any] | None = None  # the git.* values its templates read (GitValues)
+    # what ``{{ project.* }}`` reads, where a template of the step reads it (fingerprinted)
+    project: dict[str, Any] | None = None
 
     @property
     def key(self) -> Key:
@@ -38,3 +40,11 @@ class StepView:
     def task_key(self) -> str:
         """``workflow/step``: the step's kernel claim and its quota allocations."""
         return f"{self.wf.name}/{self.step.name}"
+
+
+def project_context(proj: Project | None) -> dict[str, Any]:
+    """``project`` as templates see it: its name, directory and params ({} outside one).
+    One definition for rendering (``start``) and for the fingerprint (``planner``)."""
+    if proj is None:
+        return {}
+    return {"name": proj.name, "path": proj.dir, "params": proj.params}
