@@ -641,3 +641,20 @@ def test_read_verbs_never_create_the_orch_folder(tmp_path: Path) -> None:
     assert r.orch("apply").returncode == 0
     assert r.exists(".orch/state.db")
     assert r.plan()[("w", "a")] == ("up-to-date", [])
+
+
+def test_config_errors_are_named_from_where_the_user_stands(repo: Repo) -> None:
+    """Run from the folder above, every path in a message is relative to it, the config's
+    too (it was named `.orch/config.yaml`, a file that is not there from where one stands)."""
+    repo.write(".orch/config.yaml", "apiVersion: orch/v1\nkind: Config\njobs: -3\n")
+    repo.write("wf.yaml", workflow("w", "    - {name: a, run: 'true', needs: [zz]}\n"))
+    p = subprocess.run(
+        [sys.executable, "-m", "runner", "-C", "repo", "validate"],
+        cwd=repo.path.parent,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 1
+    lines = [ln for ln in p.stderr.splitlines() if not ln.startswith("orch: ")]
+    assert [ln.split(":")[0] for ln in lines] == ["repo/.orch/config.yaml", "repo/wf.yaml"]

@@ -136,6 +136,8 @@ def load(
 ) -> Manifests:
     """Everything under ``root``, validated; raises OrchError listing every problem."""
     config, diags = read_config(root)
+    # the config's problems are named from where the user stands, as the manifests' are
+    diags = [d._replace(path=display_prefix + d.path) for d in diags]
     files = select_files(list_manifest_files(root), config)
     for p in extra_paths or ():
         rel = _relpath(root, p)
