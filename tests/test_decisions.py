@@ -144,6 +144,27 @@ def test_project_values_a_template_reads_are_fingerprinted(repo: Repo) -> None:
     assert repo.read("p/out.txt") == "2\n"
 
 
+def test_one_path_spelled_two_ways_reruns_nothing(repo: Repo) -> None:
+    """``./src/a.txt`` and ``src/a.txt``, ``src//`` and ``src/``, ``workdir: ./`` and
+    ``.`` name the same files, as the plan reads them: changing the spelling re-runs
+    nothing. A different path still counts."""
+    repo.write("src/a.txt", "a\n")
+    step = (
+        '    - {{name: a, run: "mkdir -p out", inputs: [{ins}], outputs: ["{out}"],'
+        ' workdir: "{wd}"}}\n'
+    )
+    repo.write(
+        "wf.yaml", workflow("w", step.format(ins='./src/a.txt, "src//"', out="./out/", wd="./"))
+    )
+    settled(repo)
+    repo.write(
+        "wf.yaml", workflow("w", step.format(ins='src/a.txt, "./src/"', out="out//", wd="."))
+    )
+    assert repo.plan()[("w", "a")] == ("up-to-date", [])
+    repo.write("wf.yaml", workflow("w", step.format(ins='src/a.txt, "src/"', out="out/x/", wd=".")))
+    assert repo.plan()[("w", "a")][0] == "run"
+
+
 # --------------------------------------------------------------------------- shell
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 from typing import Any
 
 from runner.digests import combine, digest, flat, upstream_digest  # noqa: F401 - re-exported
@@ -60,17 +61,33 @@ def static_fields(step: Step) -> dict[str, str]:
         # a shell command's trailing newlines (YAML's `|` against `|-`) change nothing
         "run": canonical(run.rstrip("\n")) if isinstance(run, str) else [canonical(a) for a in run],
         "env": {k: canonical(v) for k, v in step.env.items()},
-        "workdir": canonical(step.workdir),
+        "workdir": _path(step.workdir),
         "when": canonical(step.when) if isinstance(step.when, str) else step.when,
         # inputs and outputs are sets: order and repeats change nothing
-        "inputs": sorted({canonical(p) for p in step.inputs}),
-        "outputs": sorted({canonical(p) for p in step.outputs}),
+        "inputs": sorted({_path(p) for p in step.inputs}),
+        "outputs": sorted({_path(p) for p in step.outputs}),
         "secrets": sorted(set(step.secrets)),
         "shell": list(step.shell) if step.shell else None,
         # an instance's matrix values or item: what makes it this instance
         "fan": step.fan or None,
     }
     return {k: digest(_canon(v)) for k, v in raw.items() if v not in (None, (), [], {}, ".", "")}
+
+
+def _path(p: str) -> str:
+    """A declared path as the plan reads it (``paths.join``: ``./src//a.txt`` is
+    ``src/a.txt``, ``./`` is ``.``), keeping a final "/" and a leading "!"; a templated
+    path by its template's tokens."""
+    from runner.templating import canonical, is_templated
+
+    if is_templated(p):
+        return canonical(p)
+    neg = "!" if p.startswith("!") else ""
+    body = p[len(neg) :]
+    if not body:
+        return p
+    n = posixpath.normpath(body)
+    return neg + (n + "/" if body.endswith("/") and n != "." else n)
 
 
 def definition_fields(
