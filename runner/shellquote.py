@@ -185,6 +185,7 @@ class _ShellScan:
                         raise QuoteRefused(_AFTER_DOLLAR, slot)
                     if top.kind != "comment":
                         self._check_not_code_again(i, slot)
+                        self._check_not_evaluated(i, m.end(), slot, value)
                         self.value_pipelines.append((slot, self._pipelines()))
                     try:
                         self.out.append(self._escape(value, top.kind, self._backquotes()))
@@ -254,6 +255,16 @@ class _ShellScan:
         """Refuse a value that a command of this line would parse as shell code again."""
         frame = next((f for f in reversed(self.stack) if f.kind in _BARE), self.stack[0])
         why = code_again(self.text[frame.cmd_start : i])
+        if why:
+            raise QuoteRefused(why, slot)
+
+    def _check_not_evaluated(self, i: int, end: int, slot: int, value: str) -> None:
+        """Refuse a value that bash would evaluate as a name or arithmetic (see
+        ``evaluated_again``) unless it is an integer or a plain name."""
+        frame = next((f for f in reversed(self.stack) if f.kind in _BARE), self.stack[0])
+        line_end = self.text.find("\n", end)
+        after = self.text[end : line_end if line_end >= 0 else len(self.text)]
+        why = evaluated_again(self.text[frame.cmd_start : i], after, value)
         if why:
             raise QuoteRefused(why, slot)
 
@@ -555,12 +566,105 @@ def code_again(prefix: str) -> str | None:
         )
     if len(head) == 1 and head[0] == "trap":
         return "a value as trap's command would run as shell code; put the command in the run"
-    shell = next((w for w in head[:-1] if w.rsplit("/", 1)[-1] in SHELLS), None)
-    if shell and _C_OPTION.fullmatch(head[-1]):
+    at = next((k for k, w in enumerate(head) if w.rsplit("/", 1)[-1] in SHELLS), None)
+    if at is not None and _command_string_next(head[at + 1 :]):
         return (
-            f"a value inside the command string of '{shell} {head[-1]}' would be parsed as"
+            f"a value inside the command string of '{head[at]} -c' would be parsed as"
             " shell code again; pass it as an argument instead: sh -c 'echo \"$1\"' sh {{ x }}"
         )
+    runner = next((w for w in head if w.rsplit("/", 1)[-1] in _RUN_C), None)
+    if runner and head[-1] != runner and (head[-1] == "--command" or _C_OPTION.fullmatch(head[-1])):
+        return (
+            f"a value as the command of '{runner} -c' would be parsed as shell code again;"
+            " put the command in the run, and pass the value as its argument"
+        )
+    if any(w.rsplit("/", 1)[-1] == "watch" for w in head) and not {"-x", "--exec"} & set(head):
+        return (
+            "watch runs its arguments through sh -c, so a value there would be parsed as"
+            " shell code again; use watch -x, or a loop"
+        )
+    return None
+
+
+_RUN_C = frozenset({"su", "runuser", "flock", "script", "sg"})  # -c CMD runs CMD in a shell
+_OPTARG = frozenset({"-o", "+o", "-O", "+O", "--rcfile", "--init-file"})
+
+
+def _command_string_next(rest: list[str]) -> bool:
+    """Whether, after a shell's name, the words ``rest`` are options only, one of them
+    ``-c`` (in any cluster: ``-ec``, ``-lc``): then the next word is the command string,
+    also after ``--`` or more options (``sh -c -- CMD``, ``bash -c -e CMD``)."""
+    seen_c = False
+    k = 0
+    while k < len(rest):
+        w = rest[k]
+        if w in _OPTARG:
+            k += 2
+            continue
+        if not w.startswith(("-", "+")) or w in ("-", "+"):
+            return False  # an operand: the command string (or a script) came already
+        seen_c = seen_c or bool(_C_OPTION.fullmatch(w))
+        k += 1
+    return seen_c
+
+
+_INERT = re.compile(r"[-+]?[A-Za-z0-9_]*")  # an integer or a plain name: nothing to expand
+_ARITH_TESTS = frozenset({"-eq", "-ne", "-lt", "-le", "-gt", "-ge"})
+_NAME_TESTS = frozenset({"-v", "-R"})
+_DECLARE = frozenset({"declare", "typeset", "local", "readonly", "export"})
+_NAMES = frozenset({"read", "mapfile", "readarray", "let"})
+_READ_OPTARGS = frozenset({"-p", "-d", "-i", "-t", "-n", "-N", "-u", "-C", "-c", "-O", "-s"})
+_SUBSCRIPT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\[[^\]]*\Z")
+_EVALUATED = (
+    "bash evaluates this spot as a variable name or arithmetic, and runs any $( ) in an"
+    " array subscript of the value; only an integer or a plain name can go there: compare"
+    " or assign the value another way (case, [ = ], a plain assignment)"
+)
+
+
+def evaluated_again(prefix: str, after: str, value: str) -> str | None:
+    """Why bash (also ksh and zsh; ``/bin/sh`` is bash on some systems) would evaluate a
+    value at this spot a second time, or None. Quoting keeps a value one literal word, but
+    bash then reads some words as a variable name or an arithmetic expression, and either
+    may name an array element whose subscript it expands: ``a[$(touch pwned)]`` runs
+    ``touch`` as an operand of ``[[ -eq ]]``, after ``[[ -v``/``test -v``, in ``let``,
+    ``declare -i X=``, ``declare -n X=``, a ``declare NAME=`` name, ``printf -v``,
+    ``read``/``mapfile`` names, an assignment's subscript ``a[...]=`` and ``$[ ]``.
+    ``prefix`` is the simple command up to the value, ``after`` the rest of the line.
+    (Source: the bash manual, "Shell Arithmetic" and "Arrays"; the pattern is known as
+    arithmetic-expansion injection.)"""
+    if _INERT.fullmatch(value):
+        return None
+    if prefix.rfind("$[") > prefix.rfind("]"):
+        return _EVALUATED
+    words = _words(prefix)
+    if words is None:
+        return None
+    done, partial = words
+    current = re.split(r"\s", prefix)[-1] if partial else ""
+    head = [w for w in done if not _ASSIGNMENT.match(w)]
+    while head and head[0] in _RESERVED | _WRAPPERS:
+        head.pop(0)
+    if not head:  # before the command word: a[{{ x }}]=... has an arithmetic subscript
+        return _EVALUATED if _SUBSCRIPT.match(current) else None
+    cmd, last = head[0], done[-1] if done else ""
+    if "[[" in done and "]]" not in done[done.index("[[") :]:
+        following = after.split()[:1]
+        if last in _ARITH_TESTS | _NAME_TESTS or (following and following[0] in _ARITH_TESTS):
+            return _EVALUATED
+        return None
+    if cmd in ("test", "[") and last in _NAME_TESTS:
+        return _EVALUATED
+    if cmd in ("printf", "wait") and last in ("-v", "-p"):
+        return _EVALUATED
+    if cmd in _NAMES:
+        if cmd == "read" and last in _READ_OPTARGS:
+            return None  # read -p PROMPT: text, not a name
+        return _EVALUATED
+    if cmd in _DECLARE:
+        options = "".join(w[1:] for w in head[1:] if w.startswith(("-", "+")))
+        if "=" not in current or "i" in options or "n" in options:
+            return _EVALUATED
     return None
 
 

@@ -253,3 +253,108 @@ def test_values_in_run_under_a_shell_that_is_not_posix_are_an_error(repo) -> Non
     assert "not one" in lines[0] and "python3" in lines[0]
     assert repo.orch("apply").returncode == 1
     assert not (repo.path / "pwned").exists()
+
+
+BASH = "/bin/bash" if Path("/bin/bash").exists() else None
+SUBSCRIPT = "a[$(touch pwned)]"  # bash expands an array subscript wherever it reads a name
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "[[ {{ v }} -eq 1 ]] || true",
+        '[[ 1 -lt "{{ v }}" ]] || true',
+        "[[ -v {{ v }} ]] || true",
+        'test -v "{{ v }}" || true',
+        "[ -v {{ v }} ] || true",
+        "let {{ v }} || true",
+        "let n={{ v }}+1 || true",
+        "declare -i n={{ v }}",
+        'typeset -i n="{{ v }}"',
+        "declare -n r={{ v }}; echo $r",
+        'declare "{{ v }}=1"',
+        "local_f() { local {{ v }}; }; local_f",
+        "printf -v {{ v }} %s y",
+        "read -r {{ v }} <<< hi",
+        "mapfile {{ v }} < /dev/null",
+        "arr=(); arr[{{ v }}]=1",
+        "echo $[ {{ v }} ]",
+    ],
+)
+def test_a_value_bash_evaluates_as_a_name_or_arithmetic_must_be_inert(
+    template: str, tmp_path: Path
+) -> None:
+    """Quoted, the value is one literal word; bash then reads the word as a variable name
+    or arithmetic, and an array subscript in it runs $( ). Each of these ran touch."""
+    with pytest.raises(TemplateError, match="evaluates this spot"):
+        render_command(template, {"v": SUBSCRIPT})
+    for inert in ("3", "-3", "name_2"):  # an integer or a plain name is left alone
+        render_command(template, {"v": inert})
+
+
+@pytest.mark.skipif(BASH is None, reason="needs bash")
+@pytest.mark.parametrize(
+    "template,expect",
+    [
+        ("export V={{ v }}; printf '%s' \"$V\"", "{v}"),
+        ('declare V="{{ v }}"; printf \'%s\' "$V"', "{v}"),
+        ("f() { local V={{ v }}; printf '%s' \"$V\"; }; f", "{v}"),
+        ("[[ {{ v }} == {{ v }} ]] && printf same", "same"),
+        ("printf '%s' \"a[{{ v }}]\"", "a[{v}]"),
+        ("read -r -p {{ v }} V < /dev/null || printf ok", "ok"),
+    ],
+)
+def test_values_bash_only_reads_as_text_stay_data(
+    template: str, expect: str, tmp_path: Path
+) -> None:
+    done = _sh(BASH, render_command(template, {"v": SUBSCRIPT}), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == expect.format(v=SUBSCRIPT)
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "sh -c -- {{ v }}",
+        "bash -c -e {{ v }}",
+        "sh -c -o errexit {{ v }}",
+        "bash -c -x -- {{ v }}",
+        "su -c {{ v }} nobody",
+        "flock /tmp/lock -c {{ v }}",
+        "script -qc {{ v }} /dev/null",
+        "watch -n 1 {{ v }}",
+    ],
+)
+def test_a_command_string_after_more_options_or_run_by_another_tool_is_refused(
+    template: str,
+) -> None:
+    from runner.templating import check_shell_spots
+
+    with pytest.raises(TemplateError, match="shell code"):
+        render_command(template, {"v": "$(touch pwned)"})
+    err = check_shell_spots(template)
+    assert err is not None and "shell code" in err.message
+
+
+def test_apply_refuses_an_output_used_in_bash_arithmetic(repo) -> None:
+    from tests.conftest import workflow
+
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            """\
+    - name: evil
+      run: echo 'n=a[$(touch pwned)]' >> "$ORCH_OUTPUT"
+    - name: compare
+      shell: bash
+      run: '[[ {{ steps.evil.outputs.n }} -gt 3 ]] && echo big || echo small'
+""",
+        ),
+    )
+    repo.commit()
+    p = repo.orch("apply")
+    assert p.returncode == 1
+    assert "evaluates this spot" in p.stderr
+    assert not repo.exists("pwned")
