@@ -102,6 +102,9 @@ class _Frame:
     cmd_start: int = 0  # where the current simple command began (bare frames)
     pipeline: int = 0  # id of the pipeline being read (bare frames; 0: none yet)
     after_pipe: bool = False  # the current simple command follows a |
+    procsub: str = ""  # "<" or ">" for a process substitution <( ) or >( ) (bash, zsh, ksh)
+    outer: str = ""  # procsub "<": the command it is an argument of, up to it
+    outer_pipeline: int = 0  # procsub ">": the pipeline whose output goes into it
 
 
 @dataclass
@@ -257,6 +260,13 @@ class _ShellScan:
         why = code_again(self.text[frame.cmd_start : i])
         if why:
             raise QuoteRefused(why, slot)
+        if any(f.procsub == "<" and runs_as_script(f.outer) for f in self.stack):
+            raise QuoteRefused(
+                "a value in a process substitution that a shell reads as its script"
+                " ('sh <(...)', 'source <(...)') would run as code; pass it in an"
+                " environment variable",
+                slot,
+            )
 
     def _check_not_evaluated(self, i: int, end: int, slot: int, value: str) -> None:
         """Refuse a value that bash would evaluate as a name or arithmetic (see
@@ -382,11 +392,18 @@ class _ShellScan:
                 self.word_start = nxt == "("
                 return self._emit(i, 2)
         elif c == "(":
-            self.stack.append(_Frame("sub", cmd_start=i + 1))
+            frame = _Frame("sub", cmd_start=i + 1)
+            if text[i - 1 : i] in ("<", ">") and text[i - 2 : i - 1] not in ("<", ">"):
+                frame.procsub = text[i - 1]
+                frame.outer = text[top.cmd_start : i - 1]
+                frame.outer_pipeline = self._pipeline(top)
+            self.stack.append(frame)
             self.word_start = True
         elif c == ")":
             if top.case_depth == 0 and top.kind == "sub":
                 self._command_ends(i, top, boundary=True)
+                if top.procsub == ">" and reads_script_from_stdin(text[top.cmd_start : i]):
+                    self.into_shell.add(top.outer_pipeline)  # echo {{ x }} > >(sh)
                 self.stack.pop()
             self.stack[-1].cmd_start = i + 1  # what follows ( ... ) or a case pattern
             self.word_start = True
@@ -566,6 +583,13 @@ def code_again(prefix: str) -> str | None:
         )
     if len(head) == 1 and head[0] == "trap":
         return "a value as trap's command would run as shell code; put the command in the run"
+    if "<<<" in done:  # bash <<< {{ x }}: the here-string is the shell's script
+        k = done.index("<<<")
+        if reads_script_from_stdin(" ".join(shlex.quote(w) for w in done[:k] + done[k + 2 :])):
+            return (
+                "a value in a here-string that a shell reads as its script would run as"
+                " code; pass it in an environment variable"
+            )
     at = next((k for k, w in enumerate(head) if w.rsplit("/", 1)[-1] in SHELLS), None)
     if at is not None and _command_string_next(head[at + 1 :]):
         return (
@@ -648,6 +672,8 @@ def evaluated_again(prefix: str, after: str, value: str) -> str | None:
     if not head:  # before the command word: a[{{ x }}]=... has an arithmetic subscript
         return _EVALUATED if _SUBSCRIPT.match(current) else None
     cmd, last = head[0], done[-1] if done else ""
+    if last in ("<<<", "<", ">", ">>", "<>", ">|", "&>", "2>"):
+        return None  # the word of a redirection: a file name or a here-string, text
     if "[[" in done and "]]" not in done[done.index("[[") :]:
         following = after.split()[:1]
         if last in _ARITH_TESTS | _NAME_TESTS or (following and following[0] in _ARITH_TESTS):
@@ -668,15 +694,42 @@ def evaluated_again(prefix: str, after: str, value: str) -> str | None:
     return None
 
 
+_STDIN = frozenset({"/dev/stdin", "/dev/fd/0", "/proc/self/fd/0"})
+
+
+def runs_as_script(prefix: str) -> bool:
+    """Whether the command ``prefix`` (up to a ``<( )``) reads what follows as its
+    script: ``sh <(...)``, ``bash -e <(...)``, ``sh < <(...)``, ``source <(...)``."""
+    words = _words(prefix + " ")
+    if words is None:
+        return False
+    head = _command_head(words[0])
+    if not head:
+        return False
+    if head[0] in ("source", "."):
+        return len(head) == 1
+    if head[0].rsplit("/", 1)[-1] not in SHELLS:
+        return False
+    return all(w.startswith(("-", "+")) or w == "<" for w in head[1:])
+
+
+def _command_head(words: list[str]) -> list[str]:
+    head = [w for w in words if not _ASSIGNMENT.match(w)]
+    while head and head[0].rsplit("/", 1)[-1] in ("env", "sudo", "nohup", *_WRAPPERS):
+        head.pop(0)
+    return head
+
+
 def reads_script_from_stdin(command: str) -> bool:
     """Whether a simple command is a shell that reads its script from standard input:
-    ``sh``, ``bash -s``, ``sudo dash -e``, not ``sh file.sh``, ``sh -c CMD`` or ``sh < f``."""
+    ``sh``, ``bash -s``, ``sudo dash -e``, ``source /dev/stdin``, not ``sh file.sh``,
+    ``sh -c CMD`` or ``sh < f``."""
     words = _words(command + " ")
     if words is None:
         return False
-    head = [w for w in words[0] if not _ASSIGNMENT.match(w)]
-    while head and head[0].rsplit("/", 1)[-1] in ("env", "sudo", "nohup", *_WRAPPERS):
-        head.pop(0)
+    head = _command_head(words[0])
+    if len(head) == 2 and head[0] in ("source", ".") and head[1] in _STDIN:
+        return True
     if not head or head[0].rsplit("/", 1)[-1] not in SHELLS:
         return False
     for w in head[1:]:

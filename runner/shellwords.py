@@ -66,7 +66,11 @@ class _Decoder:
             elif c == ")" and end == ")" and depth == 0:
                 self._flush(word)
                 return i + 1
-            elif c == "<" and text.startswith("<<", i) and not text.startswith("<<<", i):
+            elif c == "<" and text.startswith("<<<", i):  # a here-string: a word follows
+                word = self._flush(word)
+                self.tokens.append(("op", "<<<"))
+                i += 3
+            elif c == "<" and text.startswith("<<", i):
                 word = self._flush(word)
                 i = self._heredoc_operator(i)
             elif c in _OPS:

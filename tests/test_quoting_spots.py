@@ -358,3 +358,46 @@ def test_apply_refuses_an_output_used_in_bash_arithmetic(repo) -> None:
     assert p.returncode == 1
     assert "evaluates this spot" in p.stderr
     assert not repo.exists("pwned")
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "sh < <(echo {{ v }})",
+        "bash <(echo {{ v }})",
+        "source <(printf '%s' {{ v }})",
+        "echo {{ v }} > >(sh)",
+        "echo {{ v }} | source /dev/stdin",
+        "echo {{ v }} | . /dev/fd/0",
+        "bash <<< {{ v }}",
+        'bash -s <<< "echo {{ v }}"',
+        ". /dev/stdin <<< {{ v }}",
+    ],
+)
+def test_a_value_a_shell_reads_as_its_script_by_another_way_is_refused(template: str) -> None:
+    """Process substitutions, here-strings and ``source /dev/stdin``: each ran touch."""
+    with pytest.raises(TemplateError, match="run as code"):
+        render_command(template, {"v": "$(touch pwned)"})
+
+
+@pytest.mark.skipif(BASH is None, reason="needs bash")
+@pytest.mark.parametrize(
+    "template,expect",
+    [
+        ("cat <<< {{ v }}", "{v}\n"),
+        ('cat <<< "[{{ v }}]"', "[{v}]\n"),
+        ("read -r V <<< {{ v }}; printf '%s' \"$V\"", "{v}"),
+        ("cat <(printf '%s' {{ v }})", "{v}"),
+        ("printf '%s' {{ v }} > >(cat)", "{v}"),
+    ],
+)
+def test_here_strings_and_process_substitutions_of_data_work(
+    template: str, expect: str, tmp_path: Path
+) -> None:
+    """A here-string was read as a here-document (``<<`` then ``<``), so every value in
+    one was refused as a quoting bug; it is an ordinary word."""
+    value = "$(touch pwned) 'q'"
+    done = _sh(BASH, render_command(template, {"v": value}), tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == expect.format(v=value)
+    assert not (tmp_path / "pwned").exists()
