@@ -9,7 +9,9 @@ does not leak it either (GitHub Actions masks the same forms):
 
     as is · each non-blank line of a multi-line secret · base64 (standard and URL-safe,
     at each of the three byte alignments inside a longer encoded text) · URL-encoded
-    (``%20`` and ``+`` for space) · hex (lower and upper case) · JSON-escaped
+    (``%20`` and ``+`` for space) · hex (lower and upper case) · JSON-escaped (``/`` as
+    ``\\/`` too) · each line of a long secret's base64 wrapped at 76 or 64 columns and
+    of its hex wrapped at 60 (``base64``, PEM, ``xxd -p``)
 
 A leaf module (no imports of ours): the executor masks its byte stream with
 ``StreamMasker``, the store masks before it writes, clients mask their replies.
@@ -52,11 +54,33 @@ def encoded_forms(secret: str) -> set[bytes]:
             raw.hex().upper().encode(),
             json.dumps(piece, ensure_ascii=False)[1:-1].encode("utf-8", "surrogateescape"),
             json.dumps(piece)[1:-1].encode(),
+            json.dumps(piece)[1:-1].replace("/", "\\/").encode(),  # PHP, some JSON writers
             *_base64_cores(raw),
+            *_wrapped(raw),
         }
         forms.update(f for f in encoded if f != raw and len(f) >= MIN_ENCODED)
     forms.discard(b"")
     return forms
+
+
+_WRAP = {"base64": (76, 64), "hex": (60,)}  # coreutils base64 and PEM; xxd -p
+
+
+def _wrapped(raw: bytes) -> set[bytes]:
+    """The lines of ``raw`` encoded alone and wrapped as tools wrap them: base64 at 76
+    columns (coreutils ``base64``) and 64 (PEM, ``openssl base64``), hex at 60 (``xxd
+    -p``). A long secret comes out over several lines, none of which holds a whole form."""
+    import base64
+
+    lines: set[bytes] = set()
+    for text, widths in (
+        (base64.b64encode(raw), _WRAP["base64"]),
+        (raw.hex().encode(), _WRAP["hex"]),
+    ):
+        for width in widths:
+            if len(text) > width:
+                lines.update(text[k : k + width] for k in range(0, len(text), width))
+    return lines
 
 
 def _base64_cores(raw: bytes) -> set[bytes]:

@@ -193,3 +193,29 @@ def test_every_reader_masks_rows_and_logs_recorded_before_a_secret_was_declared(
             assert p.returncode == 0, (verb, p.stderr)
             assert leaks(p.stdout + p.stderr) == [], (verb, js)
     assert "log ***" in repo.orch("logs", "w", "a", env={"TOK": TOK}).stdout
+
+
+LONG_TOK = "ghp_Abcdefghijklmnopqrstuvwxyz0123456789/ABCDEFGHIJKLMNOP QRSTUVWXYZ+abcdef"
+
+
+def test_a_long_secret_wrapped_over_lines_or_escaped_slash_is_masked(repo: Repo) -> None:
+    """base64 wraps at 76 columns, PEM at 64, xxd -p at 60: a long token comes out in
+    pieces, none holding a whole encoded form; PHP-style JSON writes / as \\/."""
+    code = """\
+import base64, json, os
+t = os.environ["TOK"].encode()
+b = base64.b64encode(t).decode()
+h = t.hex()
+for width in (76, 64):
+    print("\\n".join(b[k : k + width] for k in range(0, len(b), width)))
+print("\\n".join(h[k : k + 60] for k in range(0, len(h), 60)))
+print(json.dumps(t.decode()).replace("/", "\\\\/"))
+"""
+    setup(repo, wf("w", [{"name": "a", "secrets": ["TOK"], "run": ["python3", "-c", code]}]))
+    p = repo.orch("apply", env={"TOK": LONG_TOK})
+    assert p.returncode == 0, p.stderr
+    b64 = base64.b64encode(LONG_TOK.encode()).decode()
+    tells = [b64[:40], b64[76:100], b64[64:90], LONG_TOK.encode().hex()[60:100], "0123456789\\/"]
+    seen = everything(repo, p.stdout, p.stderr)
+    assert [t for t in tells if t in seen] == []
+    assert p.stdout.count("***") >= 7
