@@ -536,3 +536,34 @@ def test_freeing_allocations_leaves_the_step_claim_to_its_holder(tmp_path: Path)
     )
     assert held.stdout.strip() == "False"
     state.close()
+
+
+def test_an_executor_that_loses_its_cluster_ends_the_run_as_interrupted(repo: Repo) -> None:
+    from runner.errors import Interrupted
+
+    steps = [{"name": n, "run": "true"} for n in ("a", "b", "c")]
+    path = setup(repo, wf("w", steps))
+
+    class Losing(FakeExecutor):
+        lost: str | None = None
+
+    fake = Losing()
+
+    def lose(_spec: Any) -> None:  # once b runs, the cluster goes away under a
+        deadline = time.monotonic() + 10
+        while "w/b" not in fake.keys:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        fake.lost = "lost the cluster"
+
+    # held 5 s unless cancelled: without the stop, both succeed and c starts after them
+    fake.script = {"w/a": [Exit(then=lose, hold=5.0)], "w/b": [Exit(hold=5.0)]}
+    with pytest.raises(Interrupted, match="lost the cluster"):
+        apply(path, fake, jobs=2)
+    assert sorted(fake.keys) == ["w/a", "w/b"]  # nothing more was started
+    [run] = api.history(api.open_repo(path))
+    assert run["status"] == "interrupted"
+    assert {t["step"]: t["status"] for t in run["tasks"]} == {
+        "a": "interrupted",
+        "b": "interrupted",
+    }
