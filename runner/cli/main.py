@@ -1,7 +1,8 @@
 """``orch``: argparse wired to ``runner.api``, one error handler, exit codes.
 
 Exit codes: 0 ok, 1 a step or validation failed, 2 usage error (one line naming the verb's
-``--help``), 3 internal error, 130 interrupted (Ctrl-C), 143 ended by SIGTERM, 129 ended by
+``--help``), 3 internal error, 130 interrupted (Ctrl-C, or the executor's
+cluster lost mid-run: ``errors.Interrupted``), 143 ended by SIGTERM, 129 ended by
 SIGHUP (128 + the signal's number, as shells report it), 141 when apply's reader went away
 (``orch apply | head``: stopped as for Ctrl-C, silently). With ``--json`` every error is also
 ``{"error": MESSAGE, "exit": CODE}`` on stdout (docs/cli.md).
