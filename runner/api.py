@@ -187,6 +187,7 @@ def plan(
     repo.warnings.update(dict.fromkeys(plans.warnings))
     data = _plan_data(plans.rows(), sel.env)
     data["removed"] = [{"workflow": w, "step": s} for w, s in plans.removed]
+    data["pending"] = [{"workflow": w, "step": s, "after": a} for w, s, a in plans.pending]
     if commands:
         _add_commands(data, m, plans)
     if (
@@ -254,6 +255,7 @@ def _plan_data(rows: list[tuple[str, str, str, list[str]]], env: str) -> dict[st
         "summary": counts,
         "env": env,
         "removed": [],  # instances whose fan-out no longer makes them: apply drops their records
+        "pending": [],  # foreach steps whose instances are known once "after" has run
     }
 
 
@@ -337,9 +339,52 @@ def apply(
     finally:
         state.close()
     repo.warnings.update(dict.fromkeys(plans.warnings))
+    for _round in range(MAX_FAN_ROUNDS):
+        if not _fanned_anew(m, result, plans):
+            break
+        # a source of a foreach ran: its instances are known now, so plan again and run
+        # them in this same apply (forcing is not repeated: what was forced has run)
+        repo.reload()
+        m, wfs, sel = _selection(repo, workflows, project, env, None, False, since)
+        state = open_state(repo)
+        try:
+            more, plans = flow.apply(repo.root, m, state, wfs, sel, options or ApplyOptions())
+        finally:
+            state.close()
+        repo.warnings.update(dict.fromkeys(plans.warnings))
+        result = _merged(result, more)
     if key is not None and not plans.warnings and result.run_id is None:
         _witness(repo, m, wfs, key, plans.seen, mkey)
     return result
+
+
+MAX_FAN_ROUNDS = 8  # foreach over outputs made by a foreach over outputs...: a bound
+
+
+def _fanned_anew(m: Manifests, result: Any, plans: Any) -> bool:
+    """Whether a step some foreach fans out over ran and succeeded in ``result``, or the
+    plan said instances were pending: the instances may differ now."""
+    if not m.fan_dynamic:
+        return False
+    ran = {(r.workflow, r.step) for r in result.results if r.status == "succeeded"}
+    return any((w, src) in ran for w, _s, src, _k in m.fan_dynamic)
+
+
+def _merged(first: Any, more: Any) -> Any:
+    """One result of two rounds: a step's later result wins unless it only says
+    up-to-date (it ran in the first round)."""
+    later = {(r.workflow, r.step): r for r in more.results}
+    out = []
+    for r in first.results:
+        r2 = later.pop((r.workflow, r.step), None)
+        out.append(r if r2 is None or r2.status == "up-to-date" else r2)
+    out += list(later.values())
+    return first._replace(
+        run_id=more.run_id or first.run_id,
+        results=out,
+        duration=first.duration + more.duration,
+        hooks_failed=[*first.hooks_failed, *more.hooks_failed],
+    )
 
 
 def status(

@@ -408,22 +408,93 @@ def test_foreach_glob_leaving_the_repository_is_a_positioned_error(repo: Repo) -
     assert any(e.startswith("wf.yaml:10:") and "bad glob" in e for e in errs), errs
 
 
-def test_foreach_over_a_template_is_refused_clearly(repo: Repo) -> None:
+DYNAMIC = workflow(
+    "dyn",
+    """\
+    - name: list
+      run: echo "files=$(cat list.json)" >> "$ORCH_OUTPUT"
+      inputs: [list.json]
+    - name: each
+      foreach: "{{ steps.list.outputs.files }}"
+      run: echo "{{ item }}" > "out-{{ item }}.txt"
+      outputs: ["out-{{ item }}.txt"]
+    - name: gather
+      needs: [each]
+      run: echo '{{ steps.each.instances | map(attribute="item") | join(",") }}' > all.txt
+      outputs: [all.txt]
+""",
+)
+
+
+def test_dynamic_foreach_grows_and_shrinks_with_its_source_in_one_apply(repo: Repo) -> None:
+    repo.write("wf.yaml", DYNAMIC)
+    repo.write("list.json", '["a", "b"]\n')
+    data = repo.orch_json("plan")
+    assert data["pending"] == [{"workflow": "dyn", "step": "each", "after": "list"}]
+    assert "dyn/each[*]  instances known once list has run" in repo.orch("plan").stdout
+    first = repo.apply()
+    assert first["ok"], first
+    assert first["ran"] == ["each[a]", "each[b]", "gather", "list"]
+    assert repo.read("all.txt") == "a,b\n"
+    after = repo.orch_json("plan")
+    assert after["pending"] == [] and {s["action"] for s in after["steps"]} == {"up-to-date"}
+
+    repo.write("list.json", '["a", "b", "c"]\n')
+    grown = repo.apply()
+    assert [s for s in grown["ran"] if s.startswith("each")] == ["each[c]"]
+    assert repo.read("all.txt") == "a,b,c\n"
+
+    repo.write("list.json", '["c"]\n')
+    shrunk = repo.apply()
+    assert shrunk["ok"]
+    assert not [s for s in shrunk["ran"] if s.startswith("each")]
+    assert repo.read("all.txt") == "c\n"
+    final = repo.orch_json("plan")
+    assert [s["step"] for s in final["steps"]] == ["list", "each[c]", "gather"]
+    assert final["removed"] == []
+
+
+def test_dynamic_foreach_over_a_non_list_is_a_clear_error_until_fixed(repo: Repo) -> None:
+    repo.write("wf.yaml", DYNAMIC)
+    repo.write("list.json", '{"not": "a list"}\n')
+    first = repo.orch("apply")  # list runs; then its value cannot be fanned out over
+    assert first.returncode != 0 and "not a JSON list" in first.stderr
+    assert "internal error" not in first.stderr
+    status = {s["step"]: s["status"] for s in repo.orch_json("status")["steps"]}
+    assert status["list"] == "succeeded"
+    p = repo.orch("plan")
+    assert p.returncode != 0
+    line = [x for x in p.stderr.splitlines() if "not a JSON list" in x]
+    assert (
+        line and line[0].startswith("orch: wf.yaml:10:") and "steps.list.outputs.files" in line[0]
+    )
+    assert "internal error" not in p.stderr
+    repo.write("list.json", '["x"]\n')  # fixing the source's input lets it run again
+    fixed = repo.apply()
+    assert fixed["ok"] and "each[x]" in fixed["ran"]
+    assert repo.read("all.txt") == "x\n"
+
+
+def test_a_foreach_template_must_name_one_upstream_output(repo: Repo) -> None:
     repo.write(
         "wf.yaml",
         workflow(
             "dyn",
             """\
     - name: list
-      run: echo 'files=["a"]' >> "$ORCH_OUTPUT"
+      run: "true"
     - name: each
-      foreach: "{{ steps.list.outputs.files }}"
+      foreach: "{{ steps.list.outputs.files | reverse }}"
+      run: echo {{ item }}
+    - name: self
+      foreach: "{{ steps.self.outputs.files }}"
       run: echo {{ item }}
 """,
         ),
     )
     errs = errors(repo)
-    assert any(e.startswith("wf.yaml:9:") and "foreach over a template" in e for e in errs), errs
+    assert any(e.startswith("wf.yaml:9:") and "must read one upstream output" in e for e in errs)
+    assert any(e.startswith("wf.yaml:12:") and "its own outputs" in e for e in errs), errs
 
 
 def test_foreach_glob_follows_links_as_inputs_do(repo: Repo, tmp_path: Path) -> None:

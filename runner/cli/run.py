@@ -63,6 +63,11 @@ def plan(args: argparse.Namespace) -> int:
         out.append(f"  {icon} {shown(s['step'])}  {label}{why}")
         if "command" in s:
             out.extend(_command_lines(s, color))
+    for p in data.get("pending") or []:
+        out.append(
+            f"  {paint('~', 'cyan', color)} {shown(p['workflow'] + '/' + p['step'] + '[*]')}  "
+            f"{paint('instances known once', 'cyan', color)} {shown(p['after'])} has run"
+        )
     gone = data.get("removed") or []
     for r in gone:
         out.append(

@@ -70,7 +70,7 @@ def load_cached(root: Path, prefix: str, extra_paths: list[str] | None = None) -
     key = _stat_key(root, files)
     if cached is not None and cached[1] == key and _racy_safe(path, key):
         m: Manifests = cached[2]
-        if _fan_folders_hold(root, m.fan_seen, path):
+        if _fan_folders_hold(root, m.fan_seen, path) and _fan_sources_hold(root, m):
             m.root = root
             return m
     m = load(root, None, prefix)
@@ -96,6 +96,24 @@ def _fan_folders_hold(root: Path, seen: dict[str, Any], cache: Path) -> bool:
         if now != was or (now is not None and statkey.is_racy(now, written)):
             return False
     return True
+
+
+def _fan_sources_hold(root: Path, m: Manifests) -> bool:
+    """Whether each step a ``foreach`` fans out over still has the output value its
+    instances were made from (its record changes when it runs)."""
+    if not m.fan_dynamic:
+        return True
+    from runner.manifests.fanout import source_value
+    from runner.manifests.load import RecordedOutputs
+
+    reader = RecordedOutputs(root)
+    try:
+        return all(
+            source_value(reader(w, src), key) == m.fan_sources.get(f"{w}/{src}")
+            for w, _step, src, key in m.fan_dynamic
+        )
+    finally:
+        reader.close()
 
 
 def _stamp() -> tuple[object, ...]:

@@ -62,6 +62,11 @@ class Manifests:
     # the instances, so the manifest cache and the no-op witness check them too
     fan_seen: dict[str, Any] = field(default_factory=dict)
     fan_globs: list[str] = field(default_factory=list)  # their patterns, repo-relative (watch)
+    # (workflow, step, source step, key) of each foreach over an upstream output, and the
+    # value each source's record held when the instances were made ("wf/source" -> value)
+    fan_dynamic: list[tuple[str, str, str, str]] = field(default_factory=list)
+    fan_sources: dict[str, str | None] = field(default_factory=dict)
+    fan_errors: dict[str, str] = field(default_factory=dict)  # "wf/step" -> diagnostic line
     # files skipped as not ours (YAML that does not parse, with no orch apiVersion in it)
     warnings: list[str] = field(default_factory=list)
 

@@ -384,6 +384,8 @@ def _check_templates(
                     ctx.add(path, f"step '{s.name}' refers to its own outputs")
                 elif target not in names:
                     ctx.add(path, f"no step named '{target}'", did_you_mean(target, list(names)))
+                elif "matrix" in ctx.wf.step(target).spec or "foreach" in ctx.wf.step(target).spec:
+                    ups.add(target)  # a fan-out that failed, reported where it is written
                 else:
                     ups.add(target)
                     if (
@@ -462,6 +464,8 @@ def _check_fan_ref(
     root = ref[0]
     field = "matrix" if root == "matrix" else "foreach"
     if root not in s.fan:
+        if not s.group and ("matrix" in s.spec or "foreach" in s.spec):
+            return  # its fan-out failed, and that is reported where it is written
         if s.group:  # an instance of the other kind of fan-out
             ctx.add(path, f"'{root}' is not defined in a step with {'foreach' if root == 'matrix' else 'matrix'}",
                     f"this step fans out with {'foreach: read item' if root == 'matrix' else 'matrix: read matrix.KEY'}")  # fmt: skip

@@ -26,6 +26,8 @@ from __future__ import annotations
 import itertools
 import json
 import posixpath
+import re
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +41,10 @@ if TYPE_CHECKING:
     from runner.manifests.yamlsrc import Document
 
 DEFAULT_LIMIT = 10_000  # instances per fan-out step; .orch/config.yaml max_instances
+_DYNAMIC = re.compile(
+    r"\A\{\{\s*steps\.([A-Za-z0-9_][A-Za-z0-9_-]*)\.outputs\.([A-Za-z_]\w*)\s*\}\}\Z"
+)
+OutputsOf = Callable[[str, str], "tuple[str, dict[str, str]] | None"]
 
 
 def fanned(wf: Workflow) -> bool:
@@ -127,10 +133,17 @@ def file_item(rel_to_base: str) -> dict[str, str]:
 
 
 def expand(
-    wf: Workflow, doc: Document, root: Path, limit: int, m: Manifests
+    wf: Workflow,
+    doc: Document,
+    root: Path,
+    limit: int,
+    m: Manifests,
+    outputs_of: OutputsOf | None = None,
 ) -> tuple[Workflow, list[Diagnostic]]:
     """``wf`` with each fan-out step replaced by its instances, and what is wrong. The
-    folders a glob walked go to ``m.fan_seen``, the glob itself to ``m.fan_globs``."""
+    folders a glob walked go to ``m.fan_seen``, the glob itself to ``m.fan_globs``;
+    ``outputs_of(workflow, step)`` is a step's recorded (status, outputs), or None, for a
+    ``foreach`` over an upstream output (none given: no such instance is known yet)."""
     diags: list[Diagnostic] = []
     groups: dict[str, tuple[str, ...]] = {}
     steps: list[Step] = []
@@ -146,7 +159,7 @@ def expand(
         if "matrix" in s.spec:
             made = _matrix(s, sp, doc, limit, diags)
         elif "foreach" in s.spec:
-            made = _foreach(wf, s, sp, doc, root, limit, m, diags)
+            made = _foreach(wf, s, sp, doc, root, limit, m, diags, outputs_of)
         else:
             steps.append(s)
             continue
@@ -156,7 +169,13 @@ def expand(
         groups[s.name] = tuple(i.name for i in made)
         steps.extend(made)
     if groups:
-        steps = [_expand_needs(s, groups) for s in steps]
+        # needing a foreach over a step's outputs is needing that step too: its instances
+        # may be none yet, and what reads them must not run before they can be known
+        need_map = dict(groups)
+        for w, g, src, _key in m.fan_dynamic:
+            if w == wf.name and g in need_map:
+                need_map[g] = (*need_map[g], src)
+        steps = [_expand_needs(s, need_map) for s in steps]
     by_name = {s.name: s for s in reversed(steps)}
     return replace(wf, steps=tuple(steps), by_name=by_name, groups=groups), diags
 
@@ -240,6 +259,7 @@ def _foreach(
     limit: int,
     m: Manifests,
     diags: list[Diagnostic],
+    outputs_of: OutputsOf | None,
 ) -> list[Step] | None:
     spec = s.spec["foreach"]
     if isinstance(spec, list):
@@ -249,9 +269,7 @@ def _foreach(
 
     where = sp + ("foreach",)
     if "{{" in spec or "{%" in spec:
-        diags.append(_loc(doc, where, "foreach over a template is not supported yet",
-                          "give a glob of files, or a list"))  # fmt: skip
-        return None
+        return _dynamic(wf, s, sp, doc, limit, m, diags, outputs_of)
     try:
         rel = paths.join(wf.base, spec)
         paths.check_symlinks(root, rel)
@@ -277,3 +295,71 @@ def _foreach(
     return _instances(
         s, sp, "foreach", doc, limit, diags, [(i["path"], {"item": i}) for i in items]
     )
+
+
+def source_value(rec: tuple[str, dict[str, str]] | None, key: str) -> str | None:
+    """The output ``key`` of a record (status, outputs) if it succeeded, else None."""
+    return rec[1].get(key) if rec is not None and rec[0] == "succeeded" else None
+
+
+def _dynamic(
+    wf: Workflow,
+    s: Step,
+    sp: tuple[Any, ...],
+    doc: Document,
+    limit: int,
+    m: Manifests,
+    diags: list[Diagnostic],
+    outputs_of: OutputsOf | None,
+) -> list[Step] | None:
+    """``foreach: "{{ steps.X.outputs.KEY }}"``: one instance per value of the JSON list
+    X last recorded under KEY (Argo's ``withParam``). Until X has succeeded there is none;
+    the plan says the instances are known once X has run, and apply, having run X,
+    plans again and runs them. ``needs: [STEP]`` elsewhere means X too."""
+    where = sp + ("foreach",)
+    found = _DYNAMIC.match(s.spec["foreach"].strip())
+    if not found:
+        diags.append(_loc(doc, where, "a foreach template must read one upstream output",
+                          'write foreach: "{{ steps.NAME.outputs.KEY }}" (a JSON list)'))  # fmt: skip
+        return None
+    source, key = found.groups()
+    up = wf.by_name.get(source)
+    if up is None or source == s.name or "matrix" in up.spec or "foreach" in up.spec:
+        from runner.errors import did_you_mean
+
+        why = (
+            f"step '{s.name}' cannot fan out over its own outputs"
+            if source == s.name
+            else f"no plain step named '{source}' to fan out over"
+        )
+        hint = did_you_mean(source, [x.name for x in wf.steps if x.name != s.name])
+        diags.append(
+            _loc(doc, where, why, hint or "name a step of this workflow without matrix/foreach")
+        )
+        return None
+    m.fan_dynamic.append((wf.name, s.name, source, key))
+    rec = outputs_of(wf.name, source) if outputs_of is not None else None
+    raw = m.fan_sources[f"{wf.name}/{source}"] = source_value(rec, key)
+    if rec is None or rec[0] != "succeeded":
+        return []
+    try:
+        values = json.loads(raw) if raw is not None else None
+    except ValueError:
+        values = None
+    if not isinstance(values, list):
+        shown_value = (
+            "nothing" if raw is None else repr(raw if len(raw) <= 60 else raw[:57] + "...")
+        )
+        # not a load error: that would keep the source from ever running again to fix it.
+        # The plan raises it while the source stays up to date (runner.reconcile.planner)
+        m.fan_errors[f"{wf.name}/{s.name}"] = str(
+            _loc(doc, where,
+                 f"steps.{source}.outputs.{key} is not a JSON list (its last run gave {shown_value})",
+                 f"make '{source}' write {key}=[...] (JSON) to $ORCH_OUTPUT")
+        )  # fmt: skip
+        return []
+    if not values:
+        return []
+    # an instance depends on its item alone, not on the source's run: a value added to
+    # the list adds one instance, and the values kept are not run again
+    return _instances(s, sp, "foreach", doc, limit, diags, [(v, {"item": v}) for v in values])

@@ -156,8 +156,34 @@ def load(
             diags.append(d)
         elif text is not None:
             texts[f] = text
-    m = load_texts(root, config, texts, display_prefix, diags)
-    return m
+    reader = RecordedOutputs(root)
+    try:
+        return load_texts(root, config, texts, display_prefix, diags, reader)
+    finally:
+        reader.close()
+
+
+class RecordedOutputs:
+    """(status, outputs) of a step's latest record, for a ``foreach`` over an upstream
+    output; the state is opened read-only, and only when such a foreach asks."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.state: Any = None
+
+    def __call__(self, workflow: str, step: str) -> tuple[str, dict[str, str]] | None:
+        if self.state is None:
+            if not (self.root / ".orch" / "state.db").exists():
+                return None
+            from runner.store.state import State
+
+            self.state = State(self.root / ".orch", readonly=True)
+        rec = self.state.step_record(workflow, step)
+        return (rec.status, dict(rec.outputs)) if rec is not None else None
+
+    def close(self) -> None:
+        if self.state is not None:
+            self.state.close()
 
 
 def load_texts(
@@ -166,8 +192,10 @@ def load_texts(
     texts: dict[str, str],
     display_prefix: str = "",
     diags: list[Diagnostic] | None = None,
+    outputs_of: Any = None,
 ) -> Manifests:
-    """The pipeline after reading: also used for manifests read from a git revision."""
+    """The pipeline after reading: also used for manifests read from a git revision.
+    ``outputs_of``: see ``fanout.expand``."""
     from runner.manifests.checks import check_all
 
     diags = list(diags or [])
@@ -226,7 +254,7 @@ def load_texts(
         diags.extend(d)
         wf = build_workflow(f, doc.index, doc.line, data)
         if fanned(wf):  # after uses: a template's step may fan out too
-            wf, d = expand(wf, doc, root, config.max_instances, m)
+            wf, d = expand(wf, doc, root, config.max_instances, m, outputs_of)
             diags.extend(d)
         _add(m.workflows, wf.name, wf, doc, diags, "workflow", m)
         if used and m.workflows.get(wf.name) is wf:

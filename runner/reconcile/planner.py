@@ -34,6 +34,9 @@ class Plans:
     seen: dict[str, Any] = field(default_factory=dict)  # the hasher's stat witness (noop.py)
     # (workflow, step): recorded instances their fan-out no longer makes; apply drops them
     removed: list[Key] = field(default_factory=list)
+    # (workflow, step, source): a foreach over the outputs of a source step that will run
+    # (or never succeeded): its instances are known once the source has run
+    pending: list[tuple[str, str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # for the caller to say once
 
     @property
@@ -183,9 +186,28 @@ def plan_workflows(
         # record, as before; an instance gone means a file or value gone, said and dropped
         plans.removed += [(wf.name, n) for n in records if "[" in n and n not in wf.by_name]
     _across_workflows(m, plans)
+    _pending(m, plans)
     hasher.flush()
     plans.seen = hasher.seen
     return plans
+
+
+def _pending(m: Manifests, plans: Plans) -> None:
+    """Each foreach over a source step's output whose source will run (or may): the plan
+    cannot know its instances yet, and says so (as Argo shows withParam's children only
+    once their source has run)."""
+    for w, step, src, _key in m.fan_dynamic:
+        ds = plans.decisions.get(w)
+        if ds is None:
+            continue
+        d = next((d for d in ds if d.step == src), None)
+        rec = plans.records.get(w, {}).get(src)
+        if (d is not None and d.action != UP_TO_DATE) or rec is None or rec.status != "succeeded":
+            plans.pending.append((w, step, src))
+        elif f"{w}/{step}" in m.fan_errors:
+            from runner.errors import OrchError
+
+            raise OrchError(m.fan_errors[f"{w}/{step}"])
 
 
 def _across_workflows(m: Manifests, plans: Plans) -> None:

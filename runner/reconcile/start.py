@@ -363,8 +363,8 @@ def fan_instances(view: StepView, records: Mapping[str, Any]) -> dict[str, Any]:
     wf, ups = view.wf, set(view.upstream)
     out: dict[str, Any] = {}
     for g, names in wf.groups.items():
-        if not names or names[0] not in ups:
-            continue
+        if names and names[0] not in ups:
+            continue  # (a foreach with no instance yet reads as an empty list)
         rows = []
         for n in names:
             rec = records.get(n)
