@@ -512,3 +512,25 @@ def test_foreach_glob_follows_links_as_inputs_do(repo: Repo, tmp_path: Path) -> 
     )
     errs = errors(repo)
     assert any(e.startswith("wf2.yaml:6:") and "outside the repository" in e for e in errs), errs
+
+
+def test_instance_paths_written_out_or_rendered_name_the_same_files(repo: Repo) -> None:
+    # {{ item.stem }} alone is written out at load; with a filter or a param it is rendered
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "p",
+            """\
+    - name: t
+      matrix: {n: [1, 2], w: [x]}
+      run: echo {{ matrix.n }} > o-{{ matrix.n }}-{{ matrix.w | upper }}-{{ params.s }}.txt && echo {{ matrix.n }} > p{{ matrix.n }}.txt
+      outputs: ["o-{{ matrix.n }}-{{ matrix.w | upper }}-{{ params.s }}.txt", "p{{ matrix.n }}.txt"]
+""",
+            "  params: {s: S}\n",
+        ),
+    )
+    assert repo.apply()["ok"]
+    assert repo.read("o-2-X-S.txt") == "2\n" and repo.read("p1.txt") == "1\n"
+    assert {a for a, _ in repo.plan().values()} == {"up-to-date"}
+    (repo.path / "p2.txt").unlink()  # a declared output gone: that instance, and only it
+    assert repo.apply()["ran"] == ["t[n=2,w=x]"]

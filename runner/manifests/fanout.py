@@ -225,8 +225,44 @@ def _instances(
             )  # fmt: skip
             return None
         first[name] = i
-        out.append(replace(s, name=name, group=s.name, fan=fan))
+        inst = replace(s, name=name, group=s.name, fan=fan)
+        out.append(_literal_paths(inst) if s.inputs or s.outputs or s.workdir != "." else inst)
     return out
+
+
+_SIMPLE = re.compile(r"\{\{-?\s*(item|matrix)(?:\.([A-Za-z_]\w*))?\s*-?\}\}")
+
+
+def _literal_paths(inst: Step) -> Step:
+    """``inst`` with each input, output and workdir that reads nothing but ``{{ item }}``,
+    ``{{ item.KEY }}`` or ``{{ matrix.KEY }}`` (a text or number) written out: thousands
+    of instances must not cost two Jinja renders per path at every plan. Anything else
+    (a filter, params, a missing key) stays a template, rendered and checked as before."""
+
+    def lit(raw: str) -> str:
+        if "{" not in raw or "{%" in raw or "{#" in raw or "\n" in raw:
+            return raw
+        bad = False
+
+        def sub(m: re.Match[str]) -> str:
+            nonlocal bad
+            v = inst.fan.get(m.group(1))
+            if m.group(2) is not None:
+                v = v.get(m.group(2)) if isinstance(v, dict) else None
+            if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+                bad = True
+                return ""
+            return str(v)
+
+        out = _SIMPLE.sub(sub, raw)
+        return raw if bad or "{{" in out or "}}" in out else out
+
+    return replace(
+        inst,
+        inputs=tuple(lit(p) for p in inst.inputs),
+        outputs=tuple(lit(p) for p in inst.outputs),
+        workdir=lit(inst.workdir),
+    )
 
 
 def _matrix(
