@@ -99,6 +99,8 @@ def _invalid(repo: Repo, manifest: str, says: str, where: str) -> None:
     assert p.returncode == 1, p.stderr
     hits = [line for line in p.stderr.splitlines() if says in line]
     assert len(hits) == 1, p.stderr
+    # that one line alone: no error that merely follows from it
+    assert [line for line in p.stderr.splitlines() if not line.startswith("orch:")] == hits
     assert hits[0].startswith(where), hits[0]
     assert "internal error" not in p.stderr
     assert repo.orch("apply").returncode == 1
@@ -134,6 +136,13 @@ def _steps(body: str) -> str:
             "bad.yaml:6:",
         ),
         ("    - {name: x}\n", "missing required field 'run'", "bad.yaml:6:"),
+        ("    - {name: x, uses: 5}\n", "expected a string", "bad.yaml:6:"),
+        ("    - {name: x, uses: count, with: [a]}\n", "expected a mapping", "bad.yaml:6:"),
+        (
+            "    - {name: x, uses: count, with: {}}\n    - {name: y, uses: count, with: {book: ''}}\n",
+            "needs param 'book'",
+            "bad.yaml:6:",
+        ),
     ],
 )
 def test_a_bad_use_is_one_positioned_error(books: Repo, body: str, says: str, where: str) -> None:

@@ -271,6 +271,10 @@ def _describe(err: Any) -> tuple[str, str]:
         if "A-Za-z0-9_]*" in pat:
             return f"{inst!r} is not a valid identifier", "use letters, digits and '_'"
         return f"{inst!r} does not match {pat}", ""
+    if v == "additionalProperties" and isinstance(inst, dict):  # inside a oneOf branch
+        known = list(schema.get("properties", {}))
+        extra = next((k for k in inst if k not in known), "")
+        return f"unknown field '{extra}'", suggest(str(extra), known, "valid fields")
     if v == "const":
         return f"must be {err.validator_value!r}, not {inst!r}", ""
     if v == "enum":

@@ -134,9 +134,9 @@ def expand_steps(
         where = ("spec", "steps", i)
         if "uses" not in s:
             if "run" not in s:
-                out.append(
-                    _diag(doc, where, "missing required field 'run'", "or uses: a StepTemplate")
-                )
+                if (*where, "uses") not in doc.keypos:  # else a bad uses:, said by the schema
+                    why = "missing required field 'run'"
+                    out.append(_diag(doc, where, why, "or uses: a StepTemplate"))
                 s = {**s, "run": ""}
             expanded.append(s)
             continue
@@ -148,8 +148,11 @@ def expand_steps(
             expanded.append({**s, "run": s.get("run", "")})
             continue
         used.append(t.path)
-        out += _check_with(doc, where, s, t)
-        expanded.append(merge(t, s))
+        bad = _check_with(doc, where, s, t)
+        out += bad
+        # a use already wrong is not merged: its fields, rendered with params it lacks,
+        # would only add errors that follow from this one (two steps writing "out/.n")
+        expanded.append({**s, "run": s.get("run", "")} if bad else merge(t, s))
     new = dict(data)
     new["spec"] = {**data["spec"], "steps": expanded}
     return new, out, tuple(dict.fromkeys(used))
@@ -174,10 +177,10 @@ def _check_with(
                       "the template reads the workflow's params itself: {{ params.NAME }}")
             )  # fmt: skip
     for k in t.required:
-        if k not in given:
+        if k not in given and not ("with" not in s and (*where, "with") in doc.keypos):
             out.append(
                 _diag(doc, (*where, "uses"), f"StepTemplate '{t.name}' needs param '{k}'",
-                      f"set it under with: (defined at {t.path}:{t.line})")
+                      f"set it under with:; the template is at {t.path}:{t.line}")
             )  # fmt: skip
     if "params" in s:
         out.append(
