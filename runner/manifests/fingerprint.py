@@ -2,8 +2,9 @@
 
     fingerprint = H( definition fields , input files' content , upstream results )
 
-* definition: the command template and everything that renders it (the params and
-  environment variables it reads, the step's env, workdir, when, declared paths), each
+* definition: the command template and everything that renders it (the params,
+  environment variables and ``git.*`` values it reads, the step's env, workdir, when,
+  declared paths; a ``uses:`` step's StepTemplate fields are merged in before), each
   field hashed separately so a plan can say *which* field changed. Formatting, comments,
   key order, ``description``, ``priority``, ``timeout``, ``retry`` change nothing; nor do
   spacing and comments inside a template, a command's trailing newlines, or the order of
