@@ -86,12 +86,12 @@ def print_json(data: Any) -> None:
 def reader_gone(stream: TextIO) -> Iterator[None]:
     """Writes during a run (task output, progress lines) run in task threads and inside
     the scheduling loop: a closed pipe there must not fail a task or leave the loop with
-    tasks running. It stops the run the orderly way instead (``main.reader_gone``)."""
+    tasks running. It stops the run the orderly way instead (``ending.reader_gone``)."""
     try:
         yield
     except OSError as e:
         if e.errno != errno.EPIPE:
             raise
-        from runner.cli.main import reader_gone as stop
+        from runner.cli.ending import reader_gone as stop
 
         stop(stream.fileno())

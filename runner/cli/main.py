@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from runner import __version__
+from runner.cli import ending
 
 if TYPE_CHECKING:
     from runner.errors import OrchError
@@ -531,15 +532,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"orch: {len(e.diagnostics)} errors", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt as e:
-        if ended_by_closed_pipe():
+        if ending.by_closed_pipe():
             return 128 + signal.SIGPIPE  # quietly: whoever reads our output has gone
         if str(e):  # errors.Interrupted: not a signal, something to say (a cluster lost)
             say_error(f"interrupted: {e}", 130, json_out)
             return 130
-        if _ENDED_BY:
-            name = signal.Signals(_ENDED_BY[0]).name
-            say_error(f"interrupted by {name}", 128 + _ENDED_BY[0], json_out)
-            return 128 + _ENDED_BY[0]
+        if ending.ENDED_BY:
+            name = signal.Signals(ending.ENDED_BY[0]).name
+            say_error(f"interrupted by {name}", 128 + ending.ENDED_BY[0], json_out)
+            return 128 + ending.ENDED_BY[0]
         say_error("interrupted", 130, json_out)
         return 130
     except BrokenPipeError:
@@ -599,7 +600,6 @@ def environment_error(e: OSError) -> str | None:
     return f"{what}{e.strerror or e}: {hint}"
 
 
-_ENDED_BY: list[int] = []  # the terminating signal received, if any
 TERMINATING = ("SIGTERM", "SIGHUP")
 
 
@@ -610,37 +610,7 @@ def _handle_termination() -> None:
     for name in TERMINATING:
         sig = getattr(signal, name, None)
         if sig is not None and signal.getsignal(sig) is signal.SIG_DFL:
-            signal.signal(sig, _terminate)
-
-
-def reader_gone(fd: int) -> None:
-    """The reader of our stdout (``fd`` 1) or stderr (2) went away (``orch apply | head``):
-    an orderly stop, as the SIGPIPE a shell pipeline relies on would be, but with tasks
-    ended and rows closed. Called from any thread, by the first write that fails: that
-    descriptor is pointed at /dev/null (nothing more is written to it, and the final flush
-    cannot fail), and the main thread is interrupted as Ctrl-C would, once. The command
-    then exits 141 (128 + SIGPIPE), saying nothing."""
-    with contextlib.suppress(OSError):
-        null = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(null, fd)
-        os.close(null)
-    if _ENDED_BY:  # already ending
-        return
-    _ENDED_BY.append(signal.SIGPIPE)
-    import _thread
-
-    _thread.interrupt_main()
-
-
-def ended_by_closed_pipe() -> bool:
-    return bool(_ENDED_BY) and _ENDED_BY[0] == signal.SIGPIPE
-
-
-def _terminate(signum: int, frame: object) -> None:
-    if _ENDED_BY:  # already ending: let the clean-up finish
-        return
-    _ENDED_BY.append(signum)
-    raise KeyboardInterrupt
+            signal.signal(sig, ending.terminate)
 
 
 def _print_warnings() -> None:

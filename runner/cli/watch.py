@@ -50,7 +50,7 @@ def watch(args: argparse.Namespace) -> int:
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
-    from runner.cli.main import ended_by_closed_pipe
+    from runner.cli.ending import by_closed_pipe as ended_by_closed_pipe
 
     return 128 + signal.SIGPIPE if ended_by_closed_pipe() else 0
 
