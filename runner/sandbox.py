@@ -20,6 +20,7 @@ Jinja is imported by the caller (``runner.templating``); this module only subcla
 
 from __future__ import annotations
 
+import builtins
 import math
 import re
 from collections.abc import Iterator
@@ -200,15 +201,57 @@ def bounded_loop(iterable: Any) -> Iterator[Any]:
 
 
 LOOP_GLOBAL = "_orch_bounded_loop"
+CONCAT_GLOBAL = "_orch_bounded_concat"
+MAX_LIPSUM_WORDS = 100_000
 
 
-def bound_loops(ast: Any) -> Any:
-    """Make every ``for`` loop of a parsed template iterate through ``bounded_loop``."""
-    from jinja2 import nodes
+def bounded_concat(*parts: Any) -> str:
+    """``a ~ b ~ c``: the text of each part joined, as Jinja's ``str_join`` does, once
+    their total length is known to be within ``MAX_SIZE`` (``~`` is no operator Jinja lets
+    a sandbox intercept, so templates call this instead: ``bound_ast``)."""
+    texts = [p if isinstance(p, str) else str(p) for p in parts]
+    n = sum(len(t) for t in texts)
+    if n > MAX_SIZE:
+        raise _over("'~'", n)
+    return "".join(texts)
 
-    for loop in ast.find_all(nodes.For):
-        line = loop.iter.lineno
-        loop.iter = nodes.Call(
-            nodes.Name(LOOP_GLOBAL, "load", lineno=line), [loop.iter], [], None, None, lineno=line
+
+def bounded_lipsum(n: int = 5, html: bool = True, min: int = 20, max: int = 100) -> Any:  # noqa: A002
+    """Jinja's ``lipsum()`` global, refused before it builds more than ``MAX_LIPSUM_WORDS``
+    words (``lipsum(10**7)`` would run for minutes)."""
+    from jinja2.utils import generate_lorem_ipsum
+
+    words = int(n) * int(builtins.max(min, max))
+    if words > MAX_LIPSUM_WORDS:
+        raise TooBig(
+            f"lipsum() would be {words:,} words (templates build at most {MAX_LIPSUM_WORDS:,})"
         )
-    return ast
+    return generate_lorem_ipsum(n=n, html=html, min=min, max=max)
+
+
+def bound_ast(ast: Any) -> Any:
+    """Make every ``for`` loop of a parsed template iterate through ``bounded_loop``, and
+    every ``~`` go through ``bounded_concat``."""
+    from jinja2 import nodes
+    from jinja2.visitor import NodeTransformer
+
+    class Bound(NodeTransformer):
+        def visit_For(self, node: Any) -> Any:
+            node = self.generic_visit(node)
+            line = node.iter.lineno
+            node.iter = nodes.Call(
+                nodes.Name(LOOP_GLOBAL, "load", lineno=line),
+                [node.iter],
+                [],
+                None,
+                None,
+                lineno=line,
+            )
+            return node
+
+        def visit_Concat(self, node: Any) -> Any:
+            node = self.generic_visit(node)
+            name = nodes.Name(CONCAT_GLOBAL, "load", lineno=node.lineno)
+            return nodes.Call(name, list(node.nodes), [], None, None, lineno=node.lineno)
+
+    return Bound().visit(ast)

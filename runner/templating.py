@@ -141,21 +141,39 @@ def _env(shell: bool) -> Any:
     for name, f in env.filters.items():
         env.filters[name] = _keeps_flag(f)
     env.globals[sandbox.LOOP_GLOBAL] = sandbox.bounded_loop
+    env.globals[sandbox.CONCAT_GLOBAL] = sandbox.bounded_concat
+    env.globals["lipsum"] = sandbox.bounded_lipsum
     return env
 
 
 @functools.lru_cache(maxsize=4096)
 def _compiled(source: str, shell: bool) -> Any:
     """The same command template is rendered for every run of every step: compile once."""
-    from runner.sandbox import bound_loops
+    from runner.sandbox import bound_ast
 
     env = _env(shell)
-    return env.from_string(bound_loops(env.parse(source)))
+    return env.from_string(bound_ast(env.parse(source)))
 
 
 @functools.lru_cache(maxsize=1024)
 def _compiled_expression(expression: str) -> Any:
-    return _env(False).compile_expression(expression, undefined_to_none=False)
+    """``Environment.compile_expression``, with the expression bounded as templates are
+    (``sandbox.bound_ast``: a ``~`` in a ``when:`` builds no more than any other text)."""
+    from jinja2 import TemplateSyntaxError, nodes
+    from jinja2.environment import TemplateExpression
+    from jinja2.parser import Parser
+
+    from runner.sandbox import bound_ast
+
+    env = _env(False)
+    parser = Parser(env, expression, state="variable")
+    expr = parser.parse_expression()
+    if not parser.stream.eos:
+        raise TemplateSyntaxError("chunk after expression", parser.stream.current.lineno)
+    expr.set_environment(env)
+    body = [nodes.Assign(nodes.Name("result", "store"), expr, lineno=1)]
+    template = env.from_string(bound_ast(nodes.Template(body, lineno=1)))
+    return TemplateExpression(template, False)
 
 
 def _template(source: str, shell: bool) -> Any:

@@ -40,6 +40,11 @@ HUGE = [
     "{{ range(10**9) | list }}",
     "{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}",
     "{% for a in range(1100) %}{{ 'x' * 1000 }}{% endfor %}",
+    "{{ (('a' * 1000000) ~ ('b' * 1000000)) | length }}",
+    "{% set ns = namespace(s='ab' * 300000) %}{% for i in range(9) %}{% set ns.s = ns.s ~ ns.s %}"
+    "{% endfor %}{{ ns.s | length }}",
+    "{{ lipsum(20000) | length }}",
+    "{{ lipsum(1, min=10**9, max=10**9) | length }}",
 ]
 
 
@@ -67,6 +72,7 @@ def test_a_value_too_big_to_build_is_a_template_error(source: str) -> None:
             "00,01,10,11,20,21,",
         ),
         ("{{ ['a', 'b'] | join('/') }} {{ '-'.join(['c', 'd']) }}", "a/b c-d"),
+        ("{{ 'a' ~ 1 ~ none ~ true }} {{ lipsum(2, html=false) | length > 0 }}", "a1NoneTrue true"),
     ],
 )
 def test_ordinary_values_are_not_limited(source: str, expected: str) -> None:
@@ -236,3 +242,11 @@ def test_a_fifo_input_or_output_is_never_opened(repo: Repo) -> None:
     assert all(a == "up-to-date" for a, _ in repo.plan().values())
     repo.write("src/x.txt", "y\n")
     assert repo.plan()[("w", "a")] == ("run", ["input changed: src/x.txt"])
+
+
+def test_a_condition_is_bounded_as_a_template_is() -> None:
+    from runner.templating import evaluate_when
+
+    with pytest.raises(TemplateError, match="at most"):
+        evaluate_when("{{ (('a' * 1000000) ~ ('b' * 1000000)) | length > 0 }}", {})
+    assert evaluate_when("{{ ('a' ~ 'b') == 'ab' }}", {}) is True
