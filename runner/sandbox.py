@@ -34,9 +34,10 @@ MAX_ITERATIONS = 1_000_000  # loop iterations in one rendering, all loops togeth
 _SIZED = (str, list, tuple, bytes)
 _PERCENT_SPEC = re.compile(r"%[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 _BRACE_SPEC = re.compile(r"\{[^{}]*?:([^{}]*)(\{?)")
-# string methods and filters whose integer arguments are sizes of the text they return
+# string methods and filters whose integer arguments are sizes of the text (or lists) they
+# return
 _WIDTH_METHODS = frozenset({"center", "ljust", "rjust", "zfill", "expandtabs"})
-_WIDTH_FILTERS = frozenset({"center", "indent", "wordwrap"})
+_WIDTH_FILTERS = frozenset({"center", "indent", "wordwrap", "batch", "slice"})
 _ITERATIONS: ContextVar[list[int]] = ContextVar("orch_template_iterations")
 
 
@@ -131,6 +132,12 @@ def method_call(obj: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None
     if name in _WIDTH_METHODS:
         for a in (*args, *kwargs.values()):
             _check_width(a, f"str.{name}()")
+        if name == "expandtabs":  # each tab may become the whole width
+            size = args[0] if args else kwargs.get("tabsize", 8)
+            if isinstance(size, int) and not isinstance(size, bool):
+                n = len(owner) + owner.count("\t") * max(0, size - 1)
+                if n > MAX_SIZE:
+                    raise _over("str.expandtabs()", n)
     elif name in ("format", "format_map"):
         check_brace_format(owner, "str.format()")
     elif name == "join" and args:

@@ -45,6 +45,9 @@ HUGE = [
     "{% endfor %}{{ ns.s | length }}",
     "{{ lipsum(20000) | length }}",
     "{{ lipsum(1, min=10**9, max=10**9) | length }}",
+    "{{ [1] | batch(10**7, 0) | list | length }}",
+    "{{ [1] | slice(10**7) | list | length }}",
+    "{{ ('\\t' * 100000).expandtabs(100) | length }}",
 ]
 
 
