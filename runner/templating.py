@@ -77,6 +77,38 @@ def _raw_filter(value: Any) -> _Raw:
 _SLOTS: ContextVar[Slots] = ContextVar("orch_template_slots")
 
 
+_UNSLOT = "_orch_block_text"
+
+
+def _unslot(value: Any) -> Any:
+    """A ``{% set %}`` block's content in a ``run`` string: the text its values render
+    to (their placeholders replaced), so comparing it compares text; printed later, it is
+    one value, quoted once."""
+    slots = _SLOTS.get(None)
+    if slots is None or not isinstance(value, str) or "\x00" not in value:
+        return value
+    from runner.shellquote import placeholders_to
+
+    return placeholders_to(value, slots, slots.values)
+
+
+def _blocks_as_text(ast: Any) -> Any:
+    """Run every ``{% set %}...{% endset %}`` block's content through ``_unslot`` before
+    its own filters (``{% set v | upper %}``)."""
+    from jinja2 import nodes
+
+    for block in ast.find_all(nodes.AssignBlock):
+        ours = nodes.Filter(None, _UNSLOT, [], [], None, None, lineno=block.lineno)
+        if block.filter is None:
+            block.filter = ours
+            continue
+        inner = block.filter
+        while inner.node is not None:
+            inner = inner.node
+        inner.node = ours
+    return ast
+
+
 def _finalize_text(value: Any) -> str:
     return _format(value)
 
@@ -137,6 +169,7 @@ def _env(shell: bool) -> Any:
         finalize=pass_context(_finalize_shell) if shell else _finalize_text,
     )
     env.filters["raw"] = _raw_filter
+    env.filters[_UNSLOT] = _unslot
     sandbox.bounded_filters(env.filters)
     for name, f in env.filters.items():
         env.filters[name] = _keeps_flag(f)
@@ -152,7 +185,8 @@ def _compiled(source: str, shell: bool) -> Any:
     from runner.sandbox import bound_ast
 
     env = _env(shell)
-    return env.from_string(bound_ast(env.parse(source)))
+    ast = bound_ast(env.parse(source))
+    return env.from_string(_blocks_as_text(ast) if shell else ast)
 
 
 @functools.lru_cache(maxsize=1024)

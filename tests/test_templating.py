@@ -137,6 +137,15 @@ def test_a_macro_or_set_block_is_one_value_quoted_once(tmp_path: Path) -> None:
         assert not (tmp_path / "pwned").exists()
 
 
+def test_a_set_block_holds_its_text_for_comparisons_in_a_run_string() -> None:
+    """In a ``run`` string a ``{% set %}`` block is the text its values render to, as in
+    any other field: ``{% if v == 'a' %}`` compares that text."""
+    source = "{% set v %}{{ x }}{% endset %}{% if v == 'a b' %}echo yes {{ v }}{% endif %}"
+    assert render_command(source, {"x": "a b"}) == "echo yes 'a b'"
+    upper = "{% set v | upper %}{{ x }}{% endset %}{% if v == 'A B' %}echo {{ v }}{% endif %}"
+    assert render_command(upper, {"x": "a b"}) == "echo 'A B'"
+
+
 def test_command_without_values_is_returned_as_is() -> None:
     assert render_command("echo 'a' \"$X\" # {x}", {}) == "echo 'a' \"$X\" # {x}"
     assert render_command("echo hi{# note #}\n", {}) == "echo hi\n"
