@@ -218,3 +218,17 @@ def test_a_file_where_orch_keeps_its_logs_folder_is_one_clear_line(repo: Repo) -
     assert "move it away" in step["message"]
     rows = {s["step"]: s for s in repo.orch_json("status")["steps"]}
     assert rows["a"]["status"] == "failed"
+
+
+def test_a_file_named_orch_says_what_to_do(tmp_path: Path) -> None:
+    r = Repo(tmp_path / "r")
+    r.path.mkdir()
+    r.git("init", "-q")
+    r.write("wf.yaml", workflow("w", '    - {name: a, run: "true"}\n'))
+    r.write(".orch", "not a folder\n")
+    for verb in ("plan", "apply"):
+        p = r.orch(verb)
+        assert p.returncode == 1
+        assert "Not a directory" in p.stderr and "move it away" in p.stderr, p.stderr
+        assert "internal error" not in p.stderr
+    assert r.read(".orch") == "not a folder\n"

@@ -46,6 +46,9 @@ def read_config(root: Path) -> tuple[Config, list[Diagnostic]]:
         raw, size = read_regular(path, MAX_BYTES)
     except FileNotFoundError:
         return Config(), []
+    except NotADirectoryError as e:  # a file named .orch where orch keeps its folder
+        hint = "a file named .orch stands where orch keeps its folder; move it away"
+        return Config(), [Diagnostic(CONFIG_PATH, 0, 0, "", f"cannot read: {e.strerror}", hint)]
     except OSError as e:
         return Config(), [Diagnostic(CONFIG_PATH, 0, 0, "", f"cannot read: {e.strerror}")]
     return parse_config(raw, size)
