@@ -111,3 +111,17 @@ def test_watch_filter_maps_a_change_at_the_target_to_the_link(repo: Repo) -> Non
     f.set_links(links.find(str(repo.path), ["src"]))
     assert f.classify("third/lib/lib.c") == Hit(INPUT, frozenset({("w", "build")}))
     assert f.classify("third/other.c") is None
+
+
+def test_a_literal_input_that_is_a_dangling_or_looping_link_says_so(repo: Repo) -> None:
+    os.symlink("b", repo.path / "a")
+    os.symlink("a", repo.path / "b")
+    os.symlink("gone.txt", repo.path / "dangling")
+    repo.write("wf.yaml", workflow("w", '    - {name: s, run: "true", inputs: [a]}\n'))
+    p = repo.orch("plan")
+    assert p.returncode == 1
+    assert "input 'a' is a symlink that leads to nothing" in p.stderr, p.stderr
+    repo.write("wf.yaml", workflow("w", '    - {name: s, run: "true", inputs: [dangling]}\n'))
+    p = repo.orch("plan")
+    assert p.returncode == 1
+    assert "input 'dangling' is a symlink that leads to nothing" in p.stderr, p.stderr

@@ -8,8 +8,10 @@ step is decided on are the paths it is recorded with.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.links import LinkEscape
@@ -89,7 +91,9 @@ def step_views(m: Manifests, wf: Workflow, sel: Selection) -> dict[str, StepView
     return out
 
 
-def _check_empty(wf: Workflow, step: str, patterns: list[str], outputs: list[str]) -> list[str]:
+def _check_empty(
+    wf: Workflow, step: str, patterns: list[str], outputs: list[str], root: Path | None = None
+) -> list[str]:
     """An input that names nothing: a missing literal path no step produces is an error
     (make's "No rule to make target"; DVC and Snakemake stop there too), raised; a glob
     that matches nothing is a warning, returned. Either is fine when some step's outputs
@@ -111,6 +115,12 @@ def _check_empty(wf: Workflow, step: str, patterns: list[str], outputs: list[str
             for o in outputs
         ):
             continue
+        if not glob and root is not None and os.path.islink(os.path.join(root, lit)):
+            raise OrchError(
+                f"{wf.path}: step '{step}': input '{shown(lit)}' is a symlink that leads to "
+                "nothing (its target is missing, or links loop back to it); fix or remove "
+                "the link"
+            )
         if not glob:
             raise OrchError(
                 f"{wf.path}: step '{step}': input '{shown(lit)}' does not exist and no step "
@@ -175,7 +185,7 @@ def plan_workflows(
                 raise LinkEscape(f"{wf.path}: step '{name}': inputs: {e}") from None
             if d.empty_inputs:
                 outputs = outputs if outputs is not None else _all_outputs(m)
-                plans.warnings += _check_empty(wf, name, d.empty_inputs, outputs)
+                plans.warnings += _check_empty(wf, name, d.empty_inputs, outputs, m.root)
             if d.action != UP_TO_DATE:
                 will_run.add(name)
             decisions.append(d)
