@@ -66,6 +66,19 @@ def say_error(line: str, code: int, json_out: bool, label: str = "", **extra: ob
         sys.stdout.flush()
 
 
+class _Skipped:
+    """Stands in for a verb's parser that this command line does not name: every call on
+    it (``add_argument``, ``add_subparsers``, ``set_defaults``...) does nothing and gives
+    another one back, so ``build_parser`` reads the same whether or not a verb is built."""
+
+    def __getattr__(self, name: str) -> Callable[..., _Skipped]:
+        return lambda *a, **k: self
+
+
+_SKIPPED = _Skipped()
+_ONLY: list[str] = []  # the one top-level verb to build (see ``build_parser``)
+
+
 def _cmd(
     sub: argparse._SubParsersAction,
     name: str,
@@ -74,6 +87,10 @@ def _cmd(
     parents: Sequence[argparse.ArgumentParser] = (),
     **kw: object,
 ) -> argparse.ArgumentParser:
+    if isinstance(sub, _Skipped) or (
+        _ONLY and getattr(sub, "top_level", False) and name != _ONLY[0]
+    ):
+        return _SKIPPED  # type: ignore[return-value]
     from runner.cli.examples import epilog
 
     p = sub.add_parser(
@@ -224,7 +241,19 @@ def _workflows(p: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or (``only``) just the verb ``only`` with its options: each
+    command runs one verb, and building the other thirty costs about as much as the rest of
+    a no-op ``orch plan``'s start-up. ``only`` that names no verb builds nothing but the
+    top level (``main`` then builds everything, so the error lists every verb)."""
+    _ONLY[:] = [only] if only else []
+    try:
+        return _build_parser()
+    finally:
+        _ONLY.clear()
+
+
+def _build_parser() -> argparse.ArgumentParser:
     from runner.cli.examples import epilog
 
     parser = _Parser(
@@ -236,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"orch {__version__}")
     parser.add_argument("-C", dest="directory", metavar="DIR", help="run as if started in DIR")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.top_level = True  # type: ignore[attr-defined]  # (see _cmd)
     filters, jobs, applying = _group(_filters), _group(_jobs), _group(_apply_options)
     executing = _group(_executor)
 
@@ -486,12 +516,39 @@ def verb_parser(
     return parser
 
 
+def _verb(argv: list[str]) -> str | None:
+    """The top-level verb ``argv`` names (its first word that is not an option or the value
+    of ``-C``), or None: ``--help`` before it, or none at all, needs the whole parser."""
+    it = iter(argv)
+    for word in it:
+        if word == "-C":
+            next(it, None)
+        elif word in ("-h", "--help", "--version") or word == "--":
+            return None
+        elif not word.startswith("-"):
+            return word
+    return None
+
+
+def _choices(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices  # type: ignore[return-value]
+    return {}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(argv if argv is not None else sys.argv[1:])
     json_out = "--json" in (argv[: argv.index("--")] if "--" in argv else argv)
     _JSON_ERRORS[0] = json_out
     _DETAILED[0] = "--detailed-exitcode" in argv
-    parser = build_parser()
+    if argv == ["--version"]:  # the one call scripts make in a loop: no parser at all
+        print(f"orch {__version__}")
+        return 0
+    verb = _verb(argv)
+    parser = build_parser(verb)
+    if verb is None or verb not in _choices(parser):
+        parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     if extra:  # said by the verb's parser, so the line names the verb's --help
         verb_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
