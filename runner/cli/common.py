@@ -95,3 +95,43 @@ def reader_gone(stream: TextIO) -> Iterator[None]:
         from runner.cli.ending import reader_gone as stop
 
         stop(stream.fileno())
+
+
+def open_events(args: argparse.Namespace) -> Any:
+    """``--events FILE`` as an ``runner.events.EventSink`` (None without the option).
+
+    ``-`` is stdout (the command then writes nothing else there); a path is relative to
+    ``-C DIR``, as ``--junit``'s, and is appended to (created if missing, never
+    truncated: a watch's stream survives a restart). Opened before anything runs, so an
+    unwritable path is one error line and no state changes (OrchError, exit 1)."""
+    target = getattr(args, "events", None)
+    if target is None:
+        return None
+    from runner.events import EventSink
+
+    if target == "-":
+
+        def to_stdout(line: str) -> None:
+            with reader_gone(sys.stdout):
+                sys.stdout.write(line + "\n")
+                sys.stdout.flush()
+
+        return EventSink(to_stdout, masked)
+    import os
+
+    path = os.path.join(args.directory or ".", target)
+    try:
+        f = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the whole command
+    except OSError as e:
+        from runner.errors import OrchError
+
+        raise OrchError(
+            f"--events {target}: cannot write it ({e.strerror or e}); "
+            "give a writable file, or - for stdout"
+        ) from None
+
+    def to_file(line: str) -> None:
+        f.write(line + "\n")
+        f.flush()
+
+    return EventSink(to_file, masked)

@@ -183,8 +183,18 @@ def _apply_options(p: argparse.ArgumentParser) -> None:
         help="exit 1 instead of waiting for steps another orch holds",
     )
     p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
+    _events(p)
     _quiet(p)
     _json(p)
+
+
+def _events(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--events",
+        metavar="FILE",
+        help="append progress events as JSON lines to FILE (- for stdout, which then "
+        "carries nothing else); schema in docs/events.md",
+    )
 
 
 def _executor(p: argparse.ArgumentParser) -> None:
@@ -390,6 +400,7 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="wait this long after the last change before applying (default: the config's)",
     )
+    _events(p)
     _quiet(p)
 
     wf = _cmd(sub, "workflow", "list, run or create workflows", "")
@@ -539,7 +550,8 @@ def _choices(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentPars
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(argv if argv is not None else sys.argv[1:])
-    json_out = "--json" in (argv[: argv.index("--")] if "--" in argv else argv)
+    opts = argv[: argv.index("--")] if "--" in argv else argv
+    json_out = "--json" in opts or _events_to_stdout(opts)
     _JSON_ERRORS[0] = json_out
     _DETAILED[0] = "--detailed-exitcode" in argv
     if argv == ["--version"]:  # the one call scripts make in a loop: no parser at all
@@ -612,6 +624,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except Exception as e:  # the one place an unexpected error becomes one line
         return _crash(args, e)
+
+
+def _events_to_stdout(opts: list[str]) -> bool:
+    """``--events -``: stdout carries JSON lines only, so errors go there as JSON too."""
+    return "--events=-" in opts or any(
+        a == "--events" and b == "-" for a, b in zip(opts, opts[1:], strict=False)
+    )
 
 
 def _json_error(e: OrchError) -> int:

@@ -122,6 +122,7 @@ def _stale_checked(repo: api.Repo, data: dict[str, Any]) -> bool:
 
 
 def apply(args: argparse.Namespace) -> int:
+    from runner.cli.common import open_events
     from runner.reconcile.results import ApplyOptions
 
     if getattr(args, "dry_run", False):
@@ -129,8 +130,10 @@ def apply(args: argparse.Namespace) -> int:
         args.show_commands = True  # a dry run says what it would run, as make -n does
         return plan(args)
     repo = repo_from(args)
+    events = open_events(args)  # before anything runs: an unwritable file changes nothing
+    events_out = getattr(args, "events", None) == "-"  # stdout carries the events only
     color = use_color(sys.stderr)
-    json_out = getattr(args, "json", False)
+    json_out = getattr(args, "json", False) or events_out
     quiet = args.quiet or json_out
 
     def echo(line: str) -> None:
@@ -138,6 +141,8 @@ def apply(args: argparse.Namespace) -> int:
             print(line, flush=True)
 
     def report(ev: dict[str, Any]) -> None:
+        if events is not None:
+            events(ev)
         if json_out:
             return
         with reader_gone(sys.stderr):
@@ -161,17 +166,24 @@ def apply(args: argparse.Namespace) -> int:
         executor_kind=getattr(args, "executor", None),
         dask_address=getattr(args, "dask_address", None),
     )
-    result = api.apply(
-        repo,
-        args.workflows,
-        project=args.project,
-        env=args.env,
-        force=args.force,
-        force_all=args.force_all,
-        since=args.since,
-        options=opts,
-        params=params_of(args),
-    )
+    try:
+        result = api.apply(
+            repo,
+            args.workflows,
+            project=args.project,
+            env=args.env,
+            force=args.force,
+            force_all=args.force_all,
+            since=args.since,
+            options=opts,
+            params=params_of(args),
+        )
+    except BaseException as e:
+        if events is not None:
+            events.finished(error=_error_line(e))
+        raise
+    if events is not None:
+        events.finished(result)
     if args.junit:
         from runner.junit import write_junit
 
@@ -179,7 +191,7 @@ def apply(args: argparse.Namespace) -> int:
         path = os.path.join(args.directory or ".", args.junit)
         write_junit(path, result, repo.root, mask=masked)
     counts = result.counts()
-    if json_out:
+    if json_out and not events_out:
         print_json(
             {
                 "run_id": result.run_id,
@@ -205,6 +217,17 @@ def apply(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     return 0 if result.ok else 1
+
+
+def _error_line(e: BaseException) -> str:
+    """The one line an apply ended with, for ``run.finished``'s ``error``."""
+    if isinstance(e, KeyboardInterrupt):
+        return f"interrupted: {e}" if str(e) else "interrupted"
+    from runner.errors import OrchError
+
+    if isinstance(e, OrchError):
+        return "; ".join(e.lines())
+    return f"{type(e).__name__}: {e}"
 
 
 def _print_finished(ev: dict[str, Any], color: bool) -> None:

@@ -6,7 +6,9 @@ import argparse
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 from runner.cli.common import reader_gone, repo_from
 
@@ -14,12 +16,16 @@ from runner.cli.common import reader_gone, repo_from
 def watch(args: argparse.Namespace) -> int:
     """Ctrl-C (or SIGTERM, or SIGHUP) ends running tasks and exits 0; a second Ctrl-C
     forces (130)."""
+    from runner.cli.common import open_events
     from runner.cli.run import params_of
     from runner.watch.loop import WatchOptions
     from runner.watch.loop import watch as run_watch
 
     params = params_of(args)
     repo = repo_from(args)
+    events = open_events(args)  # before watching: an unwritable file changes nothing
+    # --events -: stdout carries the events only, the watch's own lines go to stderr
+    out = _print_err if getattr(args, "events", None) == "-" else _print
     opts = WatchOptions(
         workflows=list(args.workflows),
         project=args.project,
@@ -32,6 +38,7 @@ def watch(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         executor_kind=args.executor,
         dask_address=args.dask_address,
+        events=events,
     )
     stop = threading.Event()
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -46,13 +53,32 @@ def watch(args: argparse.Namespace) -> int:
     for s in signals:
         signal.signal(s, on_signal)
     try:
-        run_watch(repo, opts, stop, _print)
+        run_watch(repo, opts, stop, out, None if events is None else _cycle_events(events))
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
     from runner.cli.ending import by_closed_pipe as ended_by_closed_pipe
 
     return 128 + signal.SIGPIPE if ended_by_closed_pipe() else 0
+
+
+def _cycle_events(events: Any) -> Callable[[Any], None]:
+    """``run.finished`` at the end of each watch cycle, with its number, the changed
+    paths that set it off and, when the manifests could not be loaded, their errors."""
+
+    def on_cycle(cycle: Any) -> None:
+        more: dict[str, Any] = {"cycle": cycle.number, "changed": list(cycle.changed)}
+        if cycle.result is not None:
+            events.finished(cycle.result, **more)
+        else:
+            events.finished(error="; ".join(cycle.errors) or "not applied", **more)
+
+    return on_cycle
+
+
+def _print_err(line: str) -> None:
+    with reader_gone(sys.stderr):
+        print(line, file=sys.stderr, flush=True)
 
 
 def _print(line: str) -> None:

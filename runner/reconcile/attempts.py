@@ -34,6 +34,7 @@ class TaskRun:
     cwd: Path
     env: dict[str, str]  # the child's whole environment
     echo: Callable[[str], None] | None
+    report: Callable[[dict[str, Any]], None] | None  # task events (attempts), already masked
     mask: tuple[str, ...]  # secret values
     cancel: Cancel
     hold_fds: tuple[int, ...] = ()  # the step's claim, inherited by the task's processes
@@ -108,6 +109,7 @@ def run_attempts(
             log_path=log_rel,
             fingerprint=task.decision.fingerprint,
         )
+        _report(task, "task-started", task_id, attempt)
         res = executor.run(_spec(task, log_path, _placed(state, task_id)), cancel)
         will_retry = (
             res.status in (Status.FAILED, Status.TIMED_OUT)
@@ -128,6 +130,17 @@ def run_attempts(
             "message": res.output_error,
         }
         attempts.append(Attempt(task_id, res, log_rel, update))
+        _report(
+            task,
+            "task-finished" if delay is None else "task-retrying",
+            task_id,
+            attempt,
+            status=res.status,
+            exit_code=res.exit_code,
+            duration=round(max(0.0, (res.ended or 0.0) - (res.started or 0.0)), 4),
+            worker=res.worker,
+            delay=None if delay is None else round(delay, 4),
+        )
         if delay is None:
             return attempts  # the last attempt's row is written with the step's record
         state.update_task(task_id, **update)
@@ -136,6 +149,17 @@ def run_attempts(
                 f"# orch: attempt {attempt} {res.status} (exit {res.exit_code}); retrying in {delay:.2f}s"
             )
         cancel.wait(delay)
+
+
+def _report(task: TaskRun, event: str, task_id: int, attempt: int, **more: Any) -> None:
+    """One task event to the apply's progress callback (``ApplyOptions.report``), from
+    this worker thread: the callback must be thread-safe (the CLI's event sink locks)."""
+    if task.report is not None:
+        wf, step = task.view.wf.name, task.view.step.name
+        task.report(
+            {"event": event, "workflow": wf, "step": step, "task": task_id, "attempt": attempt}
+            | more
+        )
 
 
 def _placed(state: State, task_id: int) -> Callable[[str], None]:

@@ -10,8 +10,9 @@ server and the tests' fake executor. A no-op apply imports no executor code.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from runner.manifests.hashing import Hasher
 from runner.reconcile.planner import Plans, plan_workflows
@@ -82,6 +83,8 @@ def apply(
         commit, dirty = commit_state.result()
         state.secrets = run_secrets(m)  # from here on, every write to the state is masked
         run_id = state.begin_run(list(opts.argv), sel.env, commit, dirty, [w.name for w in wfs])
+        if opts.report:
+            _report_start(opts.report, state, run_id, sel.env, commit, dirty, wfs, plans)
         loop = ApplyLoop(
             m, wfs, sel, plans, state=state, hasher=hasher, root=root, run_id=run_id,
             opts=opts, executor=executor, clock=clock,
@@ -113,6 +116,46 @@ def apply(
     if loop.interrupted:
         raise KeyboardInterrupt
     return masked(result, state.secrets), plans
+
+
+def _report_start(
+    report: Callable[[dict[str, Any]], None],
+    state: State,
+    run_id: int,
+    env: str,
+    commit: str | None,
+    dirty: bool | None,
+    wfs: list[Workflow],
+    plans: Plans,
+) -> None:
+    """The run's first progress events: ``run-started``, then one ``planned`` per step
+    with its action and reasons (what ``orch plan`` would print), masked."""
+    mask = state.secrets.mask_any
+    report(
+        mask(
+            {
+                "event": "run-started",
+                "run": run_id,
+                "workflows": [w.name for w in wfs],
+                "env": env,
+                "commit": commit,
+                "dirty": dirty,
+            }
+        )
+    )
+    for ds in plans.decisions.values():
+        for d in ds:
+            report(
+                mask(
+                    {
+                        "event": "planned",
+                        "workflow": d.workflow,
+                        "step": d.step,
+                        "action": d.action,
+                        "reasons": list(d.reasons),
+                    }
+                )
+            )
 
 
 def run_secrets(m: Manifests) -> Secrets:

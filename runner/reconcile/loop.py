@@ -91,6 +91,7 @@ class ApplyLoop:
             clock=clock,
             wait=opts.wait,
             echo=opts.echo,
+            report=self._emit if opts.report else None,
             prefix_workflow=len(wfs) > 1,
             environ=dict(os.environ),
             base_env=clean_git_env(),
@@ -336,6 +337,10 @@ class ApplyLoop:
                 start.task.cancel.cancel(Status.CANCELLED)
 
     def _emit(self, ev: dict[str, Any]) -> None:
+        """A progress event to ``opts.report``, masked with the run's secrets. Events:
+        ``run-started``, ``planned`` (flow), ``started`` and ``finished`` (a step, here),
+        ``task-started``, ``task-retrying``, ``task-finished`` (attempts, from worker
+        threads); a consumer ignores the kinds it does not know."""
         if self.opts.report:
             self.opts.report(self.state.secrets.mask_any(ev))  # type: ignore[arg-type]
 

@@ -63,6 +63,7 @@ class StartContext:
     clock: Callable[[], float]
     wait: bool  # wait for a claim another orch holds (False: --no-wait, raise LockBusy)
     echo: Callable[[str], None] | None
+    report: Callable[[dict[str, Any]], None] | None  # progress events, masked (loop._emit)
     prefix_workflow: bool  # more than one workflow: echo lines say "[wf/step]"
     environ: dict[str, str]  # os.environ, as templates see it
     base_env: dict[str, str]  # the tasks' environment before the step's own
@@ -277,6 +278,7 @@ class Start:
             cwd=self._cwd(),
             env=env,
             echo=self._echo(),
+            report=self.ctx.report,
             mask=self.ctx.state.secrets.values,  # every secret of the run, not only its own
             cancel=Cancel(),
             hold_fds=tuple(

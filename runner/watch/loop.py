@@ -353,6 +353,9 @@ class WatchOptions:
     # local); each cycle connects to the cluster (or starts its LocalCluster) and closes it
     executor_kind: str | None = None
     dask_address: str | None = None
+    # --events: every progress event of every cycle (``ApplyOptions.report``'s), then a
+    # ``cycle-finished`` event per cycle with its result or errors
+    events: Callable[[dict[str, Any]], None] | None = None
 
 
 @dataclass
@@ -691,6 +694,10 @@ class Watcher:
             self.on_cycle(cycle)
 
     def _report(self, ev: dict[str, Any]) -> None:
+        if self.opts.events is not None:
+            self.opts.events(ev)
+        if ev["event"] not in ("started", "finished"):
+            return  # run, plan and task events: for --events only
         key = (ev["workflow"], ev["step"])
         if ev["event"] == "started":
             with self._lock:
