@@ -111,6 +111,24 @@ async def _call(session: Any, tool: str, args: dict[str, Any]) -> tuple[bool, An
     return bool(is_error), (text if is_error else json.loads(text))
 
 
+async def _call_with_progress(
+    session: Any, tool: str, args: dict[str, Any]
+) -> tuple[Any, list[tuple[float, str | None]]]:
+    """The tool's JSON answer, and every progress notification (progress, message) the
+    call got: the SDK sends our progressToken because a callback is given."""
+    import anyio
+
+    got: list[tuple[float, str | None]] = []
+
+    async def on_progress(progress: float, total: float | None, message: str | None) -> None:
+        got.append((progress, message))
+
+    with anyio.fail_after(60):
+        res = await session.call_tool(tool, args, progress_callback=on_progress)
+    text = "\n".join(c.text for c in res.content if getattr(c, "type", "") == "text")
+    return json.loads(text), got
+
+
 class Server:
     """A running ``orch mcp`` and its client session, called synchronously."""
 
@@ -223,6 +241,32 @@ def test_a_failed_step_comes_back_with_its_exit_code_and_output(server: Server) 
     assert log["log"] == fail["log"]
     runs = server.ok("history", workflows=["broken"], limit=1)["runs"]
     assert [(r["id"], r["status"]) for r in runs] == [(failed["run_id"], "failed")]
+
+
+def test_apply_sends_the_event_stream_as_progress_notifications(server: Server) -> None:
+    from tests.test_events import parse
+
+    server.ok("apply", workflows=["demo"])  # whatever ran before, this one runs build only
+    server.repo.write("src/a.txt", "hello again\n")
+    try:
+        reply, got = server.portal.call(
+            functools.partial(_call_with_progress, server.session, "apply", {"workflows": ["demo"]})
+        )
+    finally:
+        server.repo.write("src/a.txt", "hello\n")
+    assert reply["ok"] is True
+    # none lost; the client may run its callbacks out of order: progress is the order
+    got.sort()
+    assert [p for p, _ in got] == [float(i) for i in range(1, len(got) + 1)]
+    events = parse("\n".join(m or "" for _, m in got))
+    assert events[0]["type"] == "run.started" and events[0]["run"] == reply["run_id"]
+    kinds = {(e["type"], e.get("step")) for e in events}
+    assert {
+        ("step.planned", "build"),
+        ("task.finished", "build"),
+        ("step.finished", "build"),
+    } <= kinds
+    assert events[-1]["type"] == "run.finished" and events[-1]["counts"] == reply["counts"]
 
 
 def test_user_errors_are_tool_errors_with_the_message(server: Server) -> None:

@@ -129,7 +129,10 @@ class Tools:
         executor: str | None = None,
         dask_address: str | None = None,
         params: dict[str, Any] | None = None,
+        events: Any = None,
     ) -> dict[str, Any]:
+        """``events``: a ``runner.events.EventSink`` given the run's progress events and,
+        at the end, ``run.finished`` (the server's progress notifications)."""
         from runner.reconcile.results import ApplyOptions
 
         if jobs is not None and jobs < 1:
@@ -141,7 +144,7 @@ class Tools:
             jobs=jobs or 0,
             fail_fast=fail_fast,
             echo=None,
-            report=None,
+            report=events,
             argv=["mcp", "apply", *(workflows or ())],
             stop=stop,
             executor_kind=executor or None,
@@ -161,7 +164,15 @@ class Tools:
                 params=params or None,
             )
         except Interrupted as e:  # the cluster was lost: a tool error, not the server's end
+            if events is not None:
+                events.finished(error=f"interrupted: {e}")
             raise OrchError(f"interrupted: {e}") from None
+        except OrchError as e:
+            if events is not None:
+                events.finished(error="; ".join(e.lines()))
+            raise
+        if events is not None:
+            events.finished(result)
         steps = []
         for r in result.results:
             row = r.to_json()
@@ -306,7 +317,7 @@ class _Sdk:
 
         self.anyio = anyio
         try:  # mcp >= 2
-            from mcp.server.mcpserver import MCPServer
+            from mcp.server.mcpserver import Context, MCPServer
             from mcp.server.mcpserver.exceptions import ToolError
 
             self.make = lambda: MCPServer(
@@ -315,11 +326,12 @@ class _Sdk:
         except ModuleNotFoundError as e:  # mcp 1.x (>= 1.3: FastMCP with instructions)
             if not (e.name or "").startswith("mcp.server.mcpserver"):
                 raise
-            from mcp.server.fastmcp import FastMCP
+            from mcp.server.fastmcp import Context, FastMCP
             from mcp.server.fastmcp.exceptions import ToolError
 
             self.make = lambda: FastMCP("orch", instructions=INSTRUCTIONS, log_level="WARNING")
         self.ToolError = ToolError
+        self.Context = Context
 
 
 def _load_sdk() -> _Sdk:
@@ -356,13 +368,18 @@ class _Server:
         self.lock = threading.Lock()  # guards inflight
         self.serial = threading.Lock()  # held by the one call that runs
 
-    async def call(self, fn: Any, /, *, stoppable: bool = False, **kwargs: Any) -> dict[str, Any]:
+    async def call(
+        self, fn: Any, /, *, stoppable: bool = False, progress: Any = None, **kwargs: Any
+    ) -> dict[str, Any]:
         """Run ``fn`` in a worker thread. A cancelled call (or a hang-up) sets ``stop``: a
         call still queued then does nothing, and an apply (``stoppable``) ends its tasks
-        and records them."""
+        and records them. ``progress``: the call's SDK ``Context``; ``fn`` then gets
+        ``events``, which sends each event as a progress notification."""
         stop, done = threading.Event(), threading.Event()
         if stoppable:
             kwargs["stop"] = stop
+        if progress is not None:
+            kwargs["events"] = self._progress(progress)
 
         def work() -> dict[str, Any]:
             try:
@@ -386,6 +403,31 @@ class _Server:
             raise self.sdk.ToolError(self.tools.masked("\n".join(e.lines()))) from None
         except Exception as e:
             raise self.sdk.ToolError(self.tools.masked(_crash(self.tools.root, e))) from None
+
+    def _progress(self, ctx: Any) -> Any:
+        """An ``EventSink`` sending each event (docs/events.md) as MCP
+        ``notifications/progress`` for the call's ``progressToken`` (none sent when the
+        client gave none): ``progress`` counts the events, ``message`` is the event's JSON
+        line. Called from the worker thread; a client gone away loses the events only."""
+        import anyio.from_thread
+        import anyio.lowlevel
+
+        from runner.events import EventSink
+
+        repo = self.tools.repo()  # one catalog's secrets for the whole apply
+        sent = [0]
+        # task events come from the apply's own task threads, not anyio's worker: they
+        # reach the event loop through its token (anyio >= 4.11; older: worker-thread
+        # events only)
+        token = getattr(anyio.lowlevel, "current_token", lambda: None)()
+        kw = {"token": token} if token is not None else {}
+
+        def send(line: str) -> None:
+            sent[0] += 1
+            with contextlib.suppress(Exception):
+                anyio.from_thread.run(ctx.report_progress, float(sent[0]), None, line, **kw)
+
+        return EventSink(send, lambda v: api.mask(repo, v))
 
     def shutdown(self) -> None:
         """Stop what still runs, and give it a bounded time to record its tasks."""
@@ -426,6 +468,7 @@ def _build(sdk: _Sdk, tools: Tools) -> _Server:
 
     s = _Server(sdk, tools)
     tool = _annotated(s.app.tool)
+    Context = sdk.Context
 
     Names = Annotated[
         list[str] | None,
@@ -509,13 +552,17 @@ def _build(sdk: _Sdk, tools: Tools) -> _Server:
                 "the config's executor.address, else a local cluster for the run); implies dask"
             ),
         ] = None,
+        ctx: Context = None,  # type: ignore[assignment]
     ) -> dict[str, Any]:
         """Run the steps that changed or failed, in dependency order, and record them.
         Returns ok, run_id, counts, and per step: status, reasons, exit_code, attempts,
-        message, log path and the last lines of its output (log_tail)."""
+        message, log path and the last lines of its output (log_tail). With a
+        progressToken, each event of the run (docs/events.md) is a progress notification
+        whose message is the event's JSON."""
         return await s.call(
             tools.apply,
             stoppable=True,
+            progress=ctx,
             workflows=workflows,
             project=project,
             env=env,
