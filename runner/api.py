@@ -417,6 +417,22 @@ def breakers(repo: Repo) -> list[dict[str, Any]]:
         state.close()
 
 
+def audit(repo: Repo, since: float | None = None) -> list[dict[str, Any]]:
+    """The audit log (``runner.audit``), oldest first, from ``since`` (seconds since the
+    epoch) on: dicts with ``id, at`` (seconds since the epoch), ``time`` (ISO 8601 UTC),
+    ``user, host, pid, commit, dirty, argv`` (masked) ``, exit_code`` (None: a watch's
+    start) ``, error``. Read-only: a read-only ``.orch/`` reads as it is."""
+    from runner.events import iso_utc
+    from runner.store import audit as store
+
+    state = open_state(repo, readonly=True)
+    try:
+        rows = store.rows(state, since)
+    finally:
+        state.close()
+    return [{"id": r["id"], "time": iso_utc(r["at"]), **r} for r in rows]
+
+
 def history(
     repo: Repo, workflows: list[str] | None = None, limit: int = 20
 ) -> list[dict[str, Any]]:

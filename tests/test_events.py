@@ -180,3 +180,9 @@ def test_watch_streams_each_cycle(repo: Repo) -> None:
     end = next(e for e in events if e["type"] == "run.finished")
     assert end["cycle"] == 1 and end["ok"] is True and end["changed"] == []
     assert "watch: cycle 1" in err  # the watch's own lines went to stderr
+    # the audit log has its start (no exit code yet) and its stop
+    rows = repo.orch_json("audit")
+    assert [(r["argv"][-3:], r["exit_code"]) for r in rows] == [
+        (["watch", "--events", "-"], None),
+        (["watch", "--events", "-"], 0),
+    ]

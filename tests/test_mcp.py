@@ -267,6 +267,9 @@ def test_apply_sends_the_event_stream_as_progress_notifications(server: Server) 
         ("step.finished", "build"),
     } <= kinds
     assert events[-1]["type"] == "run.finished" and events[-1]["counts"] == reply["counts"]
+    # an acting call is in the audit log, as a command would be
+    rows = server.repo.orch_json("audit")
+    assert [r["argv"] for r in rows][-1] == ["mcp", "apply", '--workflows=["demo"]']
 
 
 def test_user_errors_are_tool_errors_with_the_message(server: Server) -> None:

@@ -16,6 +16,10 @@ from typing import Any, TextIO
 from runner.api import Repo, open_repo
 
 OPENED: list[Repo] = []  # the CLI prints their warnings when the verb ends
+# set by a state-changing verb that changed nothing (a no-op apply, a dry run): the audit
+# log (runner.audit) records no row for it
+AUDIT_SKIP: list[bool] = [False]
+AUDIT_INTO: list[Any] = [None]  # a Path: the state file to record into (state reset's backup)
 
 
 def repo_from(args: argparse.Namespace, exact: bool = False) -> Repo:

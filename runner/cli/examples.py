@@ -43,6 +43,7 @@ orch apply --force build/test     run test again even if it is up to date
 orch apply --dry-run              print the plan and its commands; run nothing
 orch apply --junit report.xml     also write a JUnit report (for CI)
 orch apply --json | jq .counts    machine-readable result
+orch apply --events - | jq -c 'select(.type == "step.finished")'   progress as JSON lines
 """,
     "status": """\
 orch status                       the recorded state of every step
@@ -56,6 +57,11 @@ orch logs build test --run 12     its log in run 12 (see orch history)
     "history": """\
 orch history                      the 20 latest runs
 orch history build -n 5 --tasks   five runs of build, with each task's time and memory
+""",
+    "audit": """\
+orch audit                        who changed state: every apply, cancel, reset, create...
+orch audit --since 7d             the last week's
+orch audit --since 2026-11-01 --json   from a date (UTC), as JSON
 """,
     "watch": """\
 orch watch                        apply, then apply again on every change (Ctrl-C stops)

@@ -33,7 +33,11 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 _JSON_ERRORS: list[bool] = [False]  # --json on the command line: errors go out as JSON too
-_DETAILED: list[bool] = [False]  # plan --detailed-exitcode: 2 means "changes", so errors are 1
+_DETAILED: list[bool] = [False]
+_LAST_ERROR: list[str | None] = [None]  # the error line said last, for the audit log
+_ARGV: list[list[str]] = [
+    []
+]  # the command line main() was given, for the audit log  # plan --detailed-exitcode: 2 means "changes", so errors are 1
 
 
 def usage_code() -> int:
@@ -58,6 +62,7 @@ def say_error(line: str, code: int, json_out: bool, label: str = "", **extra: ob
     JSON whatever happened (the exit code is the same either way)."""
     from runner.render import shown
 
+    _LAST_ERROR[0] = line
     print(shown(f"orch: {label}{line}"), file=sys.stderr)
     if json_out:
         import json
@@ -403,6 +408,15 @@ def _build_parser() -> argparse.ArgumentParser:
     _events(p)
     _quiet(p)
 
+    p = _cmd(sub, "audit", "who changed state, when, with which command", "run:audit")
+    p.add_argument(
+        "--since",
+        metavar="DATE",
+        help="only records from DATE on: YYYY-MM-DD, an ISO 8601 time (UTC unless it "
+        "gives an offset), or an age such as 7d or 12h",
+    )
+    _json(p)
+
     wf = _cmd(sub, "workflow", "list, run or create workflows", "")
     wsub = wf.add_subparsers(
         dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser, required=True
@@ -571,12 +585,55 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.parse_args([*argv, "--help"])
         return 2
     module, _, func = args.target.partition(":")
-    from runner.errors import OrchError  # after parsing: --version and --help never need it
-
+    _ARGV[0] = argv
     _handle_termination()
     from runner.cli.common import mask_streams
 
     mask_streams()  # every line printed from here on is masked (runner.cli.common.masked)
+    code = _dispatch(args, module, func, json_out)
+    if args.target in _audited():
+        _audit(argv, code)
+    return code
+
+
+def _audited() -> frozenset[str]:
+    from runner.audit import AUDITED
+
+    return AUDITED
+
+
+def _audit(argv: list[str], code: int | None) -> None:
+    """Append the command to the audit log (``runner.audit``) unless the verb said it
+    changed nothing (``common.AUDIT_SKIP``: a no-op apply, a dry run) or no repository
+    was opened. A row that cannot be written is a warning after a command that succeeded
+    (after one that failed, its own error line said what is wrong), never a failure."""
+    from runner.cli import common
+
+    if common.AUDIT_SKIP[0] or not common.OPENED:
+        return
+    from runner.audit import record
+
+    try:
+        root, error = common.OPENED[0].root, _LAST_ERROR[0] if code else None
+        record(root, argv, code, error, common.masked, into=common.AUDIT_INTO[0])
+    except Exception as e:  # StateError, OSError, sqlite3: the command's result stands
+        if code not in (0, None):
+            return  # its own error line said what is wrong (a read-only or full .orch/)
+        from runner.render import shown
+
+        print(shown(f"orch: warning: audit log not written: {e}"), file=sys.stderr)
+
+
+def audit_start() -> None:
+    """A row for a command that starts something long-lived (``watch``), before it runs
+    (exit code null); its end is recorded as every command's is."""
+    _audit(_ARGV[0], None)
+
+
+def _dispatch(args: argparse.Namespace, module: str, func: str, json_out: bool) -> int:
+    """Run the verb's handler; every error becomes its one line and exit code."""
+    from runner.errors import OrchError  # after parsing: --version and --help never need it
+
     try:
         if args.directory and not os.path.isdir(args.directory):
             raise OrchError(f"-C {args.directory}: no such directory")
@@ -591,6 +648,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OrchError as e:
         if e.exit_code == 2:
             e.exit_code = usage_code()
+        _LAST_ERROR[0] = "; ".join(e.lines())
         if json_out:
             return _json_error(e)
         from runner.render import shown

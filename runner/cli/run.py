@@ -122,10 +122,11 @@ def _stale_checked(repo: api.Repo, data: dict[str, Any]) -> bool:
 
 
 def apply(args: argparse.Namespace) -> int:
-    from runner.cli.common import open_events
+    from runner.cli.common import AUDIT_SKIP, open_events
     from runner.reconcile.results import ApplyOptions
 
     if getattr(args, "dry_run", False):
+        AUDIT_SKIP[0] = True  # a plan: nothing changes
         args.ref = None
         args.show_commands = True  # a dry run says what it would run, as make -n does
         return plan(args)
@@ -184,6 +185,8 @@ def apply(args: argparse.Namespace) -> int:
         raise
     if events is not None:
         events.finished(result)
+    # a no-op began no run and wrote nothing: not audited (runner.audit says why)
+    AUDIT_SKIP[0] = result.run_id is None and result.ok
     if args.junit:
         from runner.junit import write_junit
 
@@ -399,6 +402,59 @@ def history(args: argparse.Namespace) -> int:
     return 0
 
 
+def audit(args: argparse.Namespace) -> int:
+    since = None if args.since is None else since_time(args.since)
+    rows = api.audit(repo_from(args), since)
+    if args.json:
+        print_json(rows)
+        return 0
+    import shlex
+
+    out = []
+    for r in rows:
+        commit = (r["commit"] or "-")[:10] + ("+dirty" if r["dirty"] else "")
+        out.append(
+            [
+                str(r["id"]),
+                r["time"],
+                f"{r['user'] or '?'}@{r['host'] or '?'}",
+                str(r["pid"]),
+                commit,
+                "started" if r["exit_code"] is None else str(r["exit_code"]),
+                "orch " + shlex.join(r["argv"]),
+                (r["error"] or "")[:60],
+            ]
+        )
+    heads = ["ID", "TIME (UTC)", "WHO", "PID", "COMMIT", "EXIT", "COMMAND", "ERROR"]
+    sys.stdout.write(table(out, heads))
+    return 0
+
+
+def since_time(text: str) -> float:
+    """``--since``'s seconds since the epoch: an ISO 8601 date or time (naive: UTC, as the
+    log is kept), or an age (``7d``, ``12h``: that long ago). UsageError (exit 2) else."""
+    from datetime import datetime, timezone
+
+    from runner.units import parse_duration
+
+    try:
+        return time.time() - parse_duration(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        from runner.errors import UsageError
+
+        raise UsageError(
+            f"--since {text}: not a date; give YYYY-MM-DD, an ISO 8601 time such as "
+            "2026-11-30T08:00Z, or an age such as 7d (see orch audit --help)"
+        ) from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
+
+
 def task_list(args: argparse.Namespace) -> int:
     rows = api.tasks(repo_from(args), args.limit)
     if args.json:
@@ -447,7 +503,11 @@ def task_cancel(args: argparse.Namespace) -> int:
 
 
 def state_reset(args: argparse.Namespace) -> int:
+    from runner.cli.common import AUDIT_INTO, AUDIT_SKIP
+
     dst = api.state_reset(repo_from(args))
+    # audited in the backup it made (no state.db is left behind); nothing moved: no row
+    AUDIT_INTO[0], AUDIT_SKIP[0] = dst, dst is None
     if args.json:
         print_json({"moved_to": str(dst) if dst else None})
         return 0

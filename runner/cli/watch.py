@@ -52,6 +52,9 @@ def watch(args: argparse.Namespace) -> int:
 
     for s in signals:
         signal.signal(s, on_signal)
+    from runner.cli.main import audit_start
+
+    audit_start()  # watch start; its stop is recorded when the command ends
     try:
         run_watch(repo, opts, stop, out, None if events is None else _cycle_events(events))
     finally:

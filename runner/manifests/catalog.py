@@ -30,6 +30,8 @@ class Config:
     exists: bool = False
     executor: dict[str, Any] | None = None  # {kind, address?, path_map?}; None = local
     max_instances: int = 10_000  # per matrix/foreach step (runner.manifests.fanout)
+    audit_max_rows: int = 10_000  # audit: {max_rows} (runner.audit)
+    audit_max_age: float = 90 * 86400.0  # audit: {max_age}, seconds
 
 
 @dataclass

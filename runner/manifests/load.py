@@ -95,6 +95,8 @@ def parse_config(raw: bytes, size: int | None = None) -> tuple[Config, list[Diag
             exists=True,
             executor=d.get("executor"),
             max_instances=d.get("max_instances", 10_000),
+            audit_max_rows=(d.get("audit") or {}).get("max_rows", 10_000),
+            audit_max_age=parse_duration((d.get("audit") or {}).get("max_age", "90d")),
         ),
         [],
     )

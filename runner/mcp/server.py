@@ -76,6 +76,18 @@ class Tools:
             raise OrchError(f"{path}: outside the repository {self.root}")
         return str(full)
 
+    def audit(self, argv: list[str], code: int, error: str | None) -> None:
+        """An acting call's row in the audit log (``runner.audit``), as the CLI's: a row
+        that cannot be written is a warning on stderr (the server's log), never the
+        call's failure."""
+        from runner.audit import record
+
+        repo = self.repo()
+        try:
+            record(self.root, argv, code, error, lambda v: api.mask(repo, v))
+        except Exception as e:
+            print(f"orch mcp: warning: audit log not written: {e}", file=sys.stderr)
+
     # -- the tools --------------------------------------------------------------------
 
     def validate(self, paths: list[str] | None = None) -> dict[str, Any]:
@@ -152,6 +164,11 @@ class Tools:
         )
         from runner.errors import Interrupted
 
+        argv = ["mcp", "apply", *_call_args(
+            workflows=workflows, project=project, env=env, force=force, force_all=force_all,
+            jobs=jobs, fail_fast=fail_fast, executor=executor, dask_address=dask_address,
+            params=params,
+        )]  # fmt: skip
         try:
             result = api.apply(
                 self.repo(),
@@ -166,13 +183,17 @@ class Tools:
         except Interrupted as e:  # the cluster was lost: a tool error, not the server's end
             if events is not None:
                 events.finished(error=f"interrupted: {e}")
+            self.audit(argv, 130, f"interrupted: {e}")
             raise OrchError(f"interrupted: {e}") from None
         except OrchError as e:
             if events is not None:
                 events.finished(error="; ".join(e.lines()))
+            self.audit(argv, e.exit_code, "; ".join(e.lines()))
             raise
         if events is not None:
             events.finished(result)
+        if result.run_id is not None or not result.ok:  # a no-op is not audited
+            self.audit(argv, 0 if result.ok else 1, None)
         steps = []
         for r in result.results:
             row = r.to_json()
@@ -440,6 +461,18 @@ class _Server:
         deadline = time.monotonic() + SHUTDOWN_GRACE
         for _, done in pending:
             done.wait(max(0.0, deadline - time.monotonic()))
+
+
+def _call_args(**kwargs: Any) -> list[str]:
+    """A tool call's arguments as command-line words for the audit log: ``--name=JSON``
+    for each one given (not None, False or empty), in the order given."""
+    import json
+
+    return [
+        f"--{k.replace('_', '-')}" + ("" if v is True else "=" + json.dumps(v, sort_keys=True))
+        for k, v in kwargs.items()
+        if v not in (None, False, [], {}, "")
+    ]
 
 
 def _crash(root: Path, e: BaseException) -> str:

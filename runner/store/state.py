@@ -10,7 +10,9 @@ What is stored (schema version in ``PRAGMA user_version``; ``MIGRATIONS`` upgrad
     file_hashes the stat-keyed content-hash cache (as git's index)
     breakers    circuit-breaker state shared by all runners
     allocations resources held by running tasks, per runner, for quotas across processes
-    events      an append-only audit log
+    events      internal happenings (breaker trials, reaped runs)
+    audit       one row per state-changing command: who, where, what, how it ended
+                (``runner.store.audit``; appended only, pruned by age and count)
 
 Writes use ``BEGIN IMMEDIATE`` and one transaction per finished task, so a killed runner
 loses only the tasks in flight. Step claims and runner liveness are POSIX byte-range locks
@@ -36,7 +38,10 @@ from typing import Any
 from runner.errors import LockBusy, StateError
 from runner.masking import Secrets
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+# the oldest version a read-only open accepts: 5 only added ``audit``, which a read verb
+# other than ``orch audit`` never touches (and that one reads a missing table as empty)
+READABLE_FROM = 4
 APP_ID = 0x6F726368  # "orch": marks the file as ours
 
 MIGRATIONS: dict[int, str] = {
@@ -97,6 +102,16 @@ MIGRATIONS: dict[int, str] = {
     # 4: where each task ran: the Dask worker's address ("tcp://HOST:PORT"); NULL on this
     # machine (the local executor) and in rows written before version 4
     4: "ALTER TABLE tasks ADD COLUMN worker TEXT",
+    # 5: the audit log of state-changing commands (runner.store.audit); argv is JSON,
+    # masked; exit_code NULL while a watch runs (its start)
+    5: """
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, user TEXT, host TEXT,
+        pid INTEGER, git_commit TEXT, dirty INTEGER, argv TEXT NOT NULL,
+        exit_code INTEGER, error TEXT
+    );
+    CREATE INDEX audit_by_time ON audit (at)
+    """,
 }
 
 
@@ -258,9 +273,9 @@ class State:
     as empty.
     """
 
-    def __init__(self, orch_dir: Path, readonly: bool = False):
+    def __init__(self, orch_dir: Path, readonly: bool = False, path: Path | None = None):
         self.dir = orch_dir
-        self.path = orch_dir / "state.db"
+        self.path = path or orch_dir / "state.db"  # path: a backup ``reset`` made
         self.readonly = readonly
         self.immutable = False  # read-only without the WAL index (a read-only mount)
         self._lock = threading.RLock()
@@ -333,7 +348,7 @@ class State:
                 if not tables:  # created, never written: as empty as a missing file
                     conn.close()
                     return self._empty()
-            if version and version < SCHEMA_VERSION:
+            if version and version < READABLE_FROM:
                 conn.close()
                 raise StateError(
                     f"{self.path}: written by an older orch (state version {version}) and "
@@ -367,7 +382,7 @@ class State:
                 f"{self.path}: written by a newer orch (state version {version}, this orch reads "
                 f"up to {SCHEMA_VERSION}); upgrade orch, or run 'orch state reset' to start afresh"
             )
-        if version < SCHEMA_VERSION:
+        if version < SCHEMA_VERSION and not self.readonly:
             try:
                 self._migrate(conn, version)
             except sqlite3.DatabaseError as e:
@@ -830,8 +845,8 @@ def _update_task(c: sqlite3.Connection, task_id: int, fields: dict[str, Any]) ->
     c.execute(f"UPDATE tasks SET {sets} WHERE id=?", (*fields.values(), task_id))
 
 
-def open_state(orch_dir: Path, readonly: bool = False) -> State:
-    return State(orch_dir, readonly)
+def open_state(orch_dir: Path, readonly: bool = False, path: Path | None = None) -> State:
+    return State(orch_dir, readonly, path)
 
 
 def reset(orch_dir: Path) -> Path | None:
