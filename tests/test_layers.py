@@ -61,6 +61,8 @@ LAYERS: dict[str, int] = {
     "runner.junit": 5,
     "runner.docgen": 5,
     "runner.system": 5,
+    "runner.events": 5,
+    "runner.audit": 5,
     # 6 facade
     "runner.api": 6,
     # 7 clients
