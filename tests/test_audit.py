@@ -190,3 +190,25 @@ def test_a_no_op_apply_writes_nothing_and_keeps_its_fast_path(repo: Repo) -> Non
     after = {p.name: p.stat().st_mtime_ns for p in (orch / "state.db", orch / "cache/noop.json")}
     assert after == before  # the witness still holds: the next no-op is as fast
     assert len(audit(repo)) == 1
+
+
+def test_project_and_workflow_verbs_are_recorded(repo: Repo) -> None:
+    repo.commit()
+    assert (
+        repo.orch(
+            "workflow", "create", "d", "--template", "data-pipeline", "--path", "d"
+        ).returncode
+        == 0
+    )
+    assert repo.orch("project", "create", "web", "--template", "web-app").returncode == 0
+    repo.commit()
+    assert repo.orch("project", "archive", "web").returncode == 0
+    assert repo.orch("project", "restore", "web").returncode == 0
+    assert repo.orch("project", "list").returncode == 0  # a read: not recorded
+    verbs = [(r["argv"][2:4], r["exit_code"]) for r in audit(repo)]
+    assert verbs == [
+        (["workflow", "create"], 0),
+        (["project", "create"], 0),
+        (["project", "archive"], 0),
+        (["project", "restore"], 0),
+    ]

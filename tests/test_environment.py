@@ -28,6 +28,7 @@ READERS = [
     ["task", "status", "1"],
     ["system", "status"],
     ["system", "metrics"],
+    ["audit"],
 ]
 WRITERS = [["apply"], ["task", "cancel", "1"]]
 RESET = "run 'orch state reset' to move it aside"
