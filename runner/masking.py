@@ -216,8 +216,12 @@ def repository_key(orch_dir: Path, create: bool = True) -> bytes | None:
     path = orch_dir / KEY_FILE
     if path in _keys:
         return _keys[path]
+    from runner.fsutil import NotRegularFile, read_regular
+
     try:
-        key = path.read_bytes()
+        key = read_regular(path, _KEY_BYTES)[0]
+    except NotRegularFile:  # a FIFO would block the read for ever: damaged, as below
+        key = b""
     except FileNotFoundError:
         if not create:
             return None
@@ -242,7 +246,7 @@ def repository_key(orch_dir: Path, create: bool = True) -> bytes | None:
             pass  # another orch was first: use its key
         finally:
             os.unlink(tmp)
-        key = path.read_bytes()
+        key = read_regular(path, _KEY_BYTES)[0]
     if len(key) != _KEY_BYTES:  # damaged: a new key only costs one re-run of env readers
         os.unlink(path)
         return repository_key(orch_dir, create)

@@ -129,3 +129,35 @@ def test_the_codec_builds_only_the_classes_it_was_given() -> None:
     assert Codec([]).loads(data) is None
     assert codec.loads(data.replace(b'"x"', b'"z"')) is None
     assert codec.loads(data.replace(b'"Point"', b'"object"')) is None
+
+
+@pytest.mark.parametrize("name", ["cache/manifests.json", "cache/noop.json", "fingerprint.key"])
+def test_a_fifo_in_place_of_a_cache_or_the_key_is_a_miss_not_a_hang(repo: Repo, name: str) -> None:
+    """Whoever can write .orch/ put a FIFO where orch reads: the read blocked for ever (and
+    the open, in a worker thread, outlived SIGTERM)."""
+    repo.write(
+        "wf.yaml", workflow("w", "    - name: s\n      run: 'echo {{ env.HOME }} > /dev/null'\n")
+    )
+    repo.commit()
+    assert repo.apply()["ok"]
+    assert repo.orch("plan").returncode == 0  # all up to date: writes the no-op witness
+    path = repo.path / ".orch" / name
+    path.unlink()
+    os.mkfifo(path)
+    p = repo.orch("plan", "--json", timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert [s["step"] for s in json.loads(p.stdout)["steps"]] == ["s"]
+    assert repo.apply()["ok"]  # a run works too (the key is made afresh)
+
+
+def test_a_fifo_in_place_of_a_log_is_an_error_not_a_hang(repo: Repo) -> None:
+    repo.write("wf.yaml", WF)
+    repo.write("in.txt", "1\n")
+    repo.commit()
+    assert repo.apply()["ok"]
+    (log,) = (repo.path / ".orch" / "logs").rglob("*.log")
+    log.unlink()
+    os.mkfifo(log)
+    p = repo.orch("logs", "w", "s", timeout=30)
+    assert p.returncode == 1
+    assert "not a regular file" in p.stderr and p.stderr.count("\n") == 1

@@ -331,27 +331,26 @@ def _ago(t: float) -> str:
 
 
 def logs(args: argparse.Namespace) -> int:
-    path = api.log_path(repo_from(args), args.workflow, args.step, args.run)
-    try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            if args.json:
-                print_json(
-                    {
-                        "workflow": args.workflow,
-                        "step": args.step,
-                        "path": str(path),
-                        "log": f.read(),
-                    }
-                )
-                return 0
-            for line in f:
-                sys.stdout.write(line)
-    except FileNotFoundError:
-        from runner.errors import OrchError
+    import stat
 
+    from runner.errors import OrchError
+
+    path = api.log_path(repo_from(args), args.workflow, args.step, args.run)
+    try:  # non-blocking: a FIFO put in the log's place must not hang the reader
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
         raise OrchError(
             f"{path}: the log is gone (was .orch/logs cleaned?); re-run the step with orch apply --force"
         ) from None
+    with open(fd, encoding="utf-8", errors="replace") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OrchError(f"{path}: not a regular file (a FIFO or device); remove it")
+        if args.json:
+            log = {"workflow": args.workflow, "step": args.step, "path": str(path)}
+            print_json({**log, "log": f.read()})
+            return 0
+        for line in f:
+            sys.stdout.write(line)
     return 0
 
 

@@ -154,12 +154,21 @@ class Codec:
             return None
 
     def read(self, path: Path, stamp: Any = None) -> Any | None:
-        """``loads`` of a file; a missing or unreadable file is a miss too."""
+        """``loads`` of a file; a missing or unreadable file is a miss too, and so is
+        anything but a regular file up to ``READ_LIMIT`` bytes: a FIFO put in its place
+        would block the read for ever, ``/dev/zero`` behind a link would never end."""
+        from runner.fsutil import read_regular
+
         try:
-            data = path.read_bytes()
-        except OSError:
+            data, size = read_regular(path, READ_LIMIT)
+        except OSError:  # NotRegularFile too
+            return None
+        if size > READ_LIMIT:
             return None
         return self.loads(data, stamp)
+
+
+READ_LIMIT = 1 << 30  # bytes: far above any catalog's cache, far below a full memory
 
 
 def _enc_key(enc: Callable[[Any], Any], k: Any) -> Any:
