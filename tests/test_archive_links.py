@@ -17,6 +17,8 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.test_projects import ok, small_project, snapshot
 
 
@@ -159,3 +161,43 @@ def test_restore_writes_nothing_but_the_project_and_its_manifests(repo: Any) -> 
     p = repo.orch("project", "restore", "nested")
     assert p.returncode == 1 and ".git" in p.stderr, p.stderr
     assert not (repo.path / "x").exists()
+
+
+def _tamper(repo: Any, path: str, **fields: Any) -> None:
+    idx_path = repo.path / ".orch/archive/shop.json"
+    idx = json.loads(idx_path.read_text())
+    for e in idx["entries"]:
+        if e["path"] == path:
+            e.update(fields)
+    idx_path.write_text(json.dumps(idx))
+
+
+def test_a_tampered_index_cannot_make_a_restored_file_set_user_id_or_writable_by_all(
+    repo: Any,
+) -> None:
+    import stat
+
+    _project(repo)
+    ok(repo.orch("project", "archive", "shop"))
+    _tamper(repo, "shop/bin/run.sh", mode=0o6777)
+    _tamper(repo, "shop/bin", mode=0o1777)
+    ok(repo.orch("project", "restore", "shop"))
+    for rel in ("shop/bin/run.sh", "shop/bin"):
+        mode = os.stat(repo.path / rel).st_mode
+        assert not mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX | stat.S_IWOTH), rel
+
+
+@pytest.mark.parametrize(
+    "fields", [{"mode": "0755"}, {"mode": -1}, {"mode": True}, {"size": "9"}, {"sha256": None}]
+)
+def test_a_tampered_index_with_fields_of_the_wrong_type_is_one_clear_error(
+    repo: Any, fields: dict[str, Any]
+) -> None:
+    _project(repo)
+    ok(repo.orch("project", "archive", "shop"))
+    _tamper(repo, "shop/bin/run.sh", **fields)
+    p = repo.orch("project", "restore", "shop")
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "cannot be unpacked safely, nothing was written" in p.stderr
+    assert "internal error" not in p.stderr
+    assert not (repo.path / "shop").exists()

@@ -202,6 +202,13 @@ def check_entries(entries: list[dict[str, Any]], d: str) -> str | None:
         if not isinstance(path, str) or kind not in ("file", "dir", "symlink") or path in kinds:
             return f"{path!r} is not an entry orch archives"
         kinds[path] = kind
+        mode = e.get("mode")
+        if type(mode) is not int or not 0 <= mode <= 0o7777:
+            return f"{path} has no valid mode ({mode!r})"
+        if kind == "file" and not (
+            type(e.get("size")) is int and e["size"] >= 0 and isinstance(e.get("sha256"), str)
+        ):
+            return f"{path} has no valid size and sha256"
         if not _under(path, d) and not (kind == "file" and path.endswith((".yaml", ".yml"))):
             return f"{path} is neither in the project's folder {d}/ nor one of its manifests"
         if kind == "symlink" and not _link_stays_inside(path, e.get("target")):
@@ -217,6 +224,15 @@ def check_entries(entries: list[dict[str, Any]], d: str) -> str | None:
                 return f"{path} lies under the symlink {parent}; nothing is written through a link"
             parent = parent.rpartition("/")[0]
     return None
+
+
+def restored_mode(mode: int) -> int:
+    """The mode restore gives an entry: the index's, without set-user-ID, set-group-ID,
+    sticky and write-by-others bits. The index is untrusted input (a tampered one made a
+    restored file set-user-ID and writable by all); Python's ``tarfile`` ``data`` filter
+    drops the same bits (PEP 706), and write by the group too, which orch keeps for
+    repositories shared by a group (umask 002)."""
+    return mode & 0o775
 
 
 def _link_stays_inside(path: str, target: Any) -> bool:
@@ -606,10 +622,10 @@ def _place(root: Path, tmp: Path, todo: list[dict[str, Any]]) -> None:
                     st = os.stat(src)
                     os.utime(final, ns=(st.st_atime_ns, st.st_mtime_ns))
                 placed.append((final, "file"))
-                os.chmod(final, e["mode"])
+                os.chmod(final, restored_mode(e["mode"]))
         for e in todo:
             if e["type"] == "dir":
-                os.chmod(root / e["path"], e["mode"])
+                os.chmod(root / e["path"], restored_mode(e["mode"]))
     except BaseException:
         for p, kind in reversed(placed):
             with contextlib.suppress(OSError):
