@@ -128,3 +128,31 @@ def test_watch_refuses_a_link_added_while_it_runs(repo: Repo, tmp_path: Path) ->
     finally:
         w.close()
     assert not (repo.path / "pwned").exists()
+
+
+def test_ref_follows_links_through_linked_folders_as_a_checkout_does(
+    repo: Repo, tmp_path: Path
+) -> None:
+    """At a revision, ``via/wf.txt`` is no blob when ``via`` is a link (the tree holds the
+    link, not the files behind it), and a link in another folder is relative to its own:
+    --ref skipped the first, resolved the second from the wrong folder, and so read other
+    workflows than the work tree, and no error for a folder link out of the repository."""
+    repo.write("defs/wf.txt", workflow("w", "    - {name: s, run: echo hi}\n"))
+    os.symlink("defs", repo.path / "via")
+    os.symlink("via/wf.txt", repo.path / "top.yaml")  # through a linked folder
+    (repo.path / "d").mkdir()
+    repo.write("defs/v.txt", workflow("v", "    - {name: t, run: echo hi}\n"))
+    os.symlink("../via/v.txt", repo.path / "d/chain.yaml")
+    repo.commit()
+    expected = {("w", "s"): ("run", ["never ran"]), ("v", "t"): ("run", ["never ran"])}
+    assert repo.plan() == expected
+    assert repo.plan("--ref", "HEAD") == expected
+
+    outside = _link_out(repo, tmp_path, "unused.yaml")
+    os.unlink(repo.path / "unused.yaml")
+    os.symlink(outside, repo.path / "out")
+    os.symlink("out/wf.yaml", repo.path / "evil.yaml")
+    repo.commit()
+    for ref in ((), ("--ref", "HEAD")):
+        p = repo.orch("validate", *ref)
+        assert p.returncode == 1 and _refused(p.stderr), (ref, p.stderr)

@@ -102,17 +102,43 @@ def _follow(blobs: dict[str, Any], path: str, prefix: str, diags: list[Diagnosti
     disk): None when missing or a link to a folder; a link leaving the repository is a
     diagnostic and is not read."""
     seen: set[str] = set()
+    at = path  # the link being read: a link's target is relative to its own folder
     blob = blobs.get(path)
     while blob is not None and blob.mode == _BLOB_SYMLINK:
-        target = target_at_revision(path, os.fsdecode(blob.data_stream.read()))
+        target = target_at_revision(at, os.fsdecode(blob.data_stream.read()))
+        if target is not None:
+            target = _through_folder_links(blobs, target)
         if target is None:
             diags.append(Diagnostic(prefix + path, 0, 0, "", LINK_OUT, LINK_OUT_HINT))
             return None
-        if target in seen or len(seen) > 32:
+        if not target or target in seen or len(seen) > 32:
             return None  # a loop: nothing to read, as open() would find
         seen.add(target)
-        blob = blobs.get(target)
+        at, blob = target, blobs.get(target)
     return blob
+
+
+def _through_folder_links(blobs: dict[str, Any], path: str) -> str | None:
+    """``path`` with each leading folder that is a committed symlink replaced by where it
+    points, as the kernel resolves ``sub/wf.yaml`` when ``sub`` is a link (the tree holds
+    no ``sub/wf.yaml`` then); None when one leaves the repository, ``""`` for a loop."""
+    parts = path.split("/")
+    i, hops = 1, 0
+    while i < len(parts):
+        folder = "/".join(parts[:i])
+        blob = blobs.get(folder)
+        if blob is None or blob.mode != _BLOB_SYMLINK:
+            i += 1
+            continue
+        target = target_at_revision(folder, os.fsdecode(blob.data_stream.read()))
+        if target is None:
+            return None
+        hops += 1
+        if hops > 32:
+            return ""
+        parts = [*target.split("/"), *parts[i:]]
+        i = 1
+    return posixpath.normpath("/".join(parts))
 
 
 def _read_blob(blob: Any) -> tuple[bytes, int]:
