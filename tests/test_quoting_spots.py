@@ -401,3 +401,27 @@ def test_here_strings_and_process_substitutions_of_data_work(
     assert done.returncode == 0, done.stderr
     assert done.stdout == expect.format(v=value)
     assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize(
+    "argv,index",
+    [
+        (["sh", "-c", "--", "CMD"], 3),
+        (["bash", "-e", "-c", "CMD"], 3),
+        (["xargs", "sh", "-c", "CMD"], 3),
+        (["timeout", "5", "bash", "-lc", "CMD"], 4),
+        (["su", "-c", "CMD", "root"], 2),
+        (["flock", "/tmp/lock", "-c", "CMD"], 3),
+        (["sh", "-c", 'echo "$1"', "sh", "VALUE"], 2),
+        (["python3", "-c", "CMD"], None),
+        (["sh", "script.sh", "-c"], None),
+    ],
+)
+def test_the_command_string_of_a_run_list_is_found_behind_launchers_and_dashes(
+    argv: list[str], index: int | None
+) -> None:
+    """``[sh, -c, --, CMD]`` pointed at ``--`` and ``[xargs, sh, -c, CMD]`` or
+    ``[su, -c, CMD]`` at nothing, so a value templated into CMD got no warning."""
+    from runner.manifests.checks import shell_command_string
+
+    assert shell_command_string(argv) == index

@@ -88,6 +88,7 @@ def inherited(doc: Document, path: tuple[Any, ...]) -> str | None:
 
 
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "fish"})
+RUN_C = frozenset({"su", "runuser", "flock", "script", "sg"})  # -c CMD: CMD runs in a shell
 
 
 def shell_command_string(argv: list[Any] | tuple[Any, ...]) -> int | None:
@@ -98,19 +99,24 @@ def shell_command_string(argv: list[Any] | tuple[Any, ...]) -> int | None:
     is shell code again, and orch does not quote list items (each is one argument).
     """
     words = [a if isinstance(a, str) else "" for a in argv]
-    i = 0
-    while i < len(words) and (
-        words[i].rsplit("/", 1)[-1] in ("env", "nohup", "sudo", "exec", "command")
-        or "=" in words[i]
-    ):
-        i += 1
-    if i >= len(words) or words[i].rsplit("/", 1)[-1] not in SHELLS:
+    names = [w.rsplit("/", 1)[-1] for w in words]
+    runner = next((k for k, n in enumerate(names) if n in RUN_C), None)
+    if runner is not None:  # [su, -c, CMD, user], [flock, FILE, -c, CMD]
+        c = next(
+            (k for k in range(runner + 1, len(words)) if words[k] in ("-c", "--command")), None
+        )
+        return c + 1 if c is not None and c + 1 < len(words) else None
+    # the shell may come after any launcher: env, sudo, xargs, timeout 5, nice -n 1...
+    i = next((k for k, n in enumerate(names) if n in SHELLS), len(words))
+    if i >= len(words):
         return None
     i += 1
     command = False
     while i < len(words):
         w = words[i]
-        if w == "--" or not w.startswith(("-", "+")) or w in ("-", "+"):
+        if w == "--":  # the end of the options: the command string follows
+            return i + 1 if command and i + 1 < len(words) else None
+        if not w.startswith(("-", "+")) or w in ("-", "+"):
             return i if command else None
         if not w.startswith("--"):
             command = command or "c" in w[1:]
