@@ -70,10 +70,10 @@ def workflows(repo: Repo) -> list[dict[str, Any]]:
 
 def secrets(repo: Repo, load: bool = True) -> Secrets:
     """The run-wide secret set as this process knows it: the values (set in this
-    environment) of every variable the catalog declares under ``secrets:``; empty when the
-    manifests do not load (or, with ``load=False``, were not loaded by this command).
+    environment) of every variable the catalog declares under ``secrets:``, or that past
+    applies saw declared (``.orch/cache/secret-names.json``: so while the manifests do not
+    load, or with ``load=False`` before this command loaded them, too).
     Kept per loaded catalog, so masking every line printed costs one regex each."""
-    from runner.masking import Secrets
     from runner.reconcile.flow import run_secrets
 
     m = repo._manifests
@@ -82,10 +82,8 @@ def secrets(repo: Repo, load: bool = True) -> Secrets:
             m = repo.manifests()
         except OrchError:
             repo._unloadable = True  # asked once: every line printed would ask again
-    if m is None:
-        return Secrets()
     if repo._secrets is None or repo._secrets[0] is not m:
-        repo._secrets = (m, run_secrets(m))
+        repo._secrets = (m, run_secrets(m, repo.orch_dir))  # m None: remembered names only
     return repo._secrets[1]
 
 

@@ -25,6 +25,7 @@ never committed: ``.orch/.gitignore`` ignores it).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -201,6 +202,39 @@ class StreamMasker:
     def flush(self) -> bytes:
         rest, self._pending = self._pending, b""
         return self.mask(rest)
+
+
+NAMES_FILE = "cache/secret-names.json"
+_NAMES_LIMIT = 1 << 20
+
+
+def remembered_names(orch_dir: Path) -> set[str]:
+    """The names of the variables declared under ``secrets:`` by the manifests of past
+    applies (``remember_names``): a reader masks with them too, so a secret stays masked
+    while the manifests do not load or after its declaration was removed. Names are not
+    secret; a missing, foreign or broken file is no names."""
+    from runner.fsutil import read_regular
+
+    try:
+        data, size = read_regular(orch_dir / NAMES_FILE, _NAMES_LIMIT)
+        names = json.loads(data) if size <= _NAMES_LIMIT else None
+    except (OSError, ValueError):
+        return set()
+    if not isinstance(names, list):
+        return set()
+    return {n for n in names if isinstance(n, str) and n}
+
+
+def remember_names(orch_dir: Path, names: Iterable[str]) -> None:
+    """Add ``names`` to the remembered ones (a write failure only loses the memory)."""
+    from runner.fsutil import atomic_write
+
+    known = remembered_names(orch_dir)
+    every = known | set(names)
+    if every == known:
+        return
+    with contextlib.suppress(OSError):
+        atomic_write(orch_dir / NAMES_FILE, json.dumps(sorted(every)))
 
 
 KEY_FILE = "fingerprint.key"

@@ -219,3 +219,21 @@ print(json.dumps(t.decode()).replace("/", "\\\\/"))
     seen = everything(repo, p.stdout, p.stderr)
     assert [t for t in tells if t in seen] == []
     assert p.stdout.count("***") >= 7
+
+
+def test_a_reader_masks_with_secrets_past_applies_declared_while_manifests_do_not_load(
+    repo: Repo,
+) -> None:
+    """`orch status` in a repository whose manifests are mid-edit (broken) still knows the
+    names an apply saw declared, so a value stored in clear is not shown."""
+    step = {"name": "a", "run": 'echo "$TOK" >> $ORCH_OUTPUT'}  # rejected: the row's reason
+    setup(repo, wf("w", [step]))
+    assert repo.orch("apply", env={"TOK": TOK}).returncode == 1  # stored in clear
+    setup(repo, wf("w", [{**step, "secrets": ["TOK"]}]))
+    assert repo.orch("apply", env={"TOK": TOK}).returncode == 1  # now declared
+    repo.write("orch.yaml", "apiVersion: orch/v1\nkind: Workflow\nspec: [broken\n")
+    for verb in (("task", "status", "1"), ("task", "list", "--json"), ("history", "--json")):
+        p = repo.orch(*verb, env={"TOK": TOK})
+        assert p.returncode == 0, (verb, p.stderr)
+        assert leaks(p.stdout + p.stderr) == [], verb
+    assert "***" in repo.orch("task", "status", "1", env={"TOK": TOK}).stdout

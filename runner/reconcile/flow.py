@@ -81,7 +81,8 @@ def apply(
     opened = _open(executor, root, plans)  # before any state is written: refusals leave none
     try:
         commit, dirty = commit_state.result()
-        state.secrets = run_secrets(m)  # from here on, every write to the state is masked
+        state.secrets = run_secrets(m, root / ".orch")  # every write to the state is masked
+        remember_secret_names(m, root / ".orch")
         run_id = state.begin_run(list(opts.argv), sel.env, commit, dirty, [w.name for w in wfs])
         if opts.report:
             _report_start(opts.report, state, run_id, sel.env, commit, dirty, wfs, plans)
@@ -158,14 +159,27 @@ def _report_start(
             )
 
 
-def run_secrets(m: Manifests) -> Secrets:
+def run_secrets(m: Manifests | None, orch_dir: Path | None = None) -> Secrets:
     """The run-wide secret set: the values of every variable any step of the catalog
     declares under ``secrets:`` (not only the selected ones: a value is masked wherever
-    it turns up, whoever prints it)."""
-    from runner.masking import Secrets
+    it turns up, whoever prints it), and of those past applies saw declared
+    (``masking.remembered_names`` of ``orch_dir``)."""
+    from runner.masking import Secrets, remembered_names
 
-    names = {s for w in m.workflows.values() for st in w.steps for s in st.secrets}
+    names = declared_secret_names(m) if m is not None else set()
+    if orch_dir is not None:
+        names |= remembered_names(orch_dir)
     return Secrets.declared(names)
+
+
+def declared_secret_names(m: Manifests) -> set[str]:
+    return {s for w in m.workflows.values() for st in w.steps for s in st.secrets}
+
+
+def remember_secret_names(m: Manifests, orch_dir: Path) -> None:
+    from runner.masking import remember_names
+
+    remember_names(orch_dir, declared_secret_names(m))
 
 
 def masked(result: ApplyResult, secrets: Secrets) -> ApplyResult:
