@@ -658,3 +658,21 @@ def test_config_errors_are_named_from_where_the_user_stands(repo: Repo) -> None:
     assert p.returncode == 1
     lines = [ln for ln in p.stderr.splitlines() if not ln.startswith("orch: ")]
     assert [ln.split(":")[0] for ln in lines] == ["repo/.orch/config.yaml", "repo/wf.yaml"]
+
+def test_an_env_value_in_a_path_is_a_validation_error_not_an_internal_error(repo) -> None:
+    """Paths render with an empty env (where a file is must not depend on who runs orch):
+    validate said ok, then plan and apply crashed with 'env.TOK is undefined'."""
+    from tests.conftest import workflow
+
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w", "    - name: a\n      outputs: ['out/{{ env.TOK }}.txt']\n      run: 'true'\n"
+        ),
+    )
+    repo.commit()
+    for verb in ("validate", "plan", "apply"):
+        p = repo.orch(verb, env={"TOK": "x"})
+        assert p.returncode == 1, (verb, p.stderr)
+        assert "wf.yaml:" in p.stderr and "paths may use params, not env" in p.stderr, p.stderr
+        assert "internal error" not in p.stderr

@@ -408,6 +408,13 @@ def _check_templates(
                 gref = _git_ref(ctx, path, ref, is_path, gref)
             elif root == "project":
                 reads_project = True
+            elif root == "env" and is_path and not guarded:
+                ctx.add(
+                    path,
+                    "paths may use params, not env: where a file is must not depend on who"
+                    " runs orch",
+                    "use a param (orch apply --env, or params:), or read the variable in run",
+                )
             elif root == "env":
                 if len(ref) < 2:
                     eref = None  # read by a name computed at render time: all of it counts
