@@ -16,6 +16,7 @@ from tests.test_resilience import (
     background_apply,
     pid_of,
     setup,
+    wait_until,
     wf,
 )
 
@@ -173,3 +174,48 @@ def test_in_a_task_cgroup_a_daemon_that_also_closes_every_descriptor_is_ended(
     finally:
         if esc is not None and alive(esc):
             os.kill(esc, signal.SIGKILL)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("during", ["retry backoff", "on: handler"])
+def test_sigterm_during_a_retry_backoff_or_an_on_handler_ends_the_run_cleanly(
+    repo: Repo, during: str
+) -> None:
+    """The two waits outside a step's own process: a backoff between attempts (attempt 2
+    recorded interrupted, never started) and an ``on:`` handler (its tree ended)."""
+    if during == "retry backoff":
+        steps = [
+            {
+                "name": "a",
+                "run": "echo $$ > a.pid; exit 1",
+                "retry": {"limit": 3, "backoff": "60s"},
+            },
+            {"name": "b", "run": LONG},
+        ]
+        on = {"always": [{"run": "echo always >> notify.log"}]}
+    else:
+        steps = [{"name": "a", "run": "echo $$ > a.pid"}]
+        on = {"always": [{"run": "sleep 60 & echo $! > bg.pid; echo $$ > sh.pid; wait"}]}
+    setup(repo, wf("w", steps, on=on))
+    with background_apply(repo, "-j", "2") as proc:
+        pid_of(repo, "a.pid")
+        pids = [pid_of(repo, "bg.pid"), pid_of(repo, "sh.pid")]
+        if during == "retry backoff":  # attempt 1 recorded failed: the backoff has begun
+            wait_until(
+                lambda: any(
+                    t["step"] == "a" and t["status"] == "failed"
+                    for t in repo.orch_json("task", "list")
+                ),
+                "attempt 1 failed",
+            )
+        os.kill(proc.pid, signal.SIGTERM)
+        _out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 143, err
+    assert not any(alive(p) for p in pids)
+    (run,) = repo.orch_json("history")
+    assert run["status"] == "interrupted"
+    assert "running" not in [t["status"] for t in run["tasks"]]
+    if during == "retry backoff":
+        tries = sorted((t["step"], t["attempt"], t["status"]) for t in run["tasks"])
+        assert tries == [("a", 1, "failed"), ("a", 2, "interrupted"), ("b", 1, "interrupted")]
+        assert repo.read("notify.log").split() == ["always"]
