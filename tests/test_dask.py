@@ -240,6 +240,32 @@ def test_an_unreachable_scheduler_is_one_line_and_writes_no_run(repo: Repo) -> N
 
 
 @pytest.mark.slow
+def test_a_listener_that_never_answers_or_a_wrong_scheme_is_one_line_and_writes_no_run(
+    repo: Repo,
+) -> None:
+    import socket
+
+    repo.write("wf.yaml", workflow("w", "    - {name: a, run: touch a.txt}\n"))
+    repo.commit()
+    with socket.socket() as silent:  # accepts connections, never says a word
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        for address in (f"tcp://127.0.0.1:{port}", f"http://127.0.0.1:{port}"):
+            p = repo.orch("apply", "--dask-address", address, timeout=60)
+            assert p.returncode == 1, p.stderr
+            assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+            assert address in p.stderr and "internal error" not in p.stderr
+    assert not repo.exists("a.txt") and runs(repo) == []
+    repo.write(
+        ".orch/config.yaml",
+        "apiVersion: orch/v1\nkind: Config\nexecutor: {kind: dask, address: 'http://x:1'}\n",
+    )
+    p = repo.orch("validate")
+    assert p.returncode == 1 and "executor.address" in p.stderr, p.stderr
+
+
+@pytest.mark.slow
 def test_a_worker_at_another_commit_is_refused(
     repo: Repo, cluster: Cluster, tmp_path: Path
 ) -> None:

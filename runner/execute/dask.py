@@ -42,6 +42,7 @@ HOST_RESOURCES = ("cpu", "memory")
 CONNECT_TIMEOUT = 10.0  # seconds to reach the scheduler
 END_WAIT = 2.0  # seconds to wait for the last streamed lines of a finished task
 INSTALL_HINT = "install the extra: pip install 'orch-gitops[dask]'"
+WHERE = "--dask-address / ORCH_DASK_ADDRESS / executor.address in .orch/config.yaml"
 
 
 class DaskExecutor:
@@ -84,32 +85,11 @@ class DaskExecutor:
         """Connect, then refuse (``OrchError``, one line per problem) a cluster that cannot
         run these tasks: a resource no worker offers, a worker that does not see the
         repository at the same path (after ``path_map``) and commit."""
-        refused = _probe(self.address, self.connect_timeout) if self.address else None
-        if refused:  # at once, before importing distributed (seconds)
-            raise OrchError(
-                f"cannot reach the Dask scheduler at {self.address} ({refused}); start it, "
-                "or fix --dask-address / ORCH_DASK_ADDRESS / executor.address in "
-                ".orch/config.yaml"
-            )
-        try:
-            import distributed
-        except ImportError as e:
-            raise OrchError(
-                f"the dask executor needs the 'distributed' package ({INSTALL_HINT})"
-            ) from e
-        _quiet_client_logs()
         if self.address:
-            try:
-                self._client = distributed.Client(
-                    self.address, timeout=self.connect_timeout, set_as_default=False
-                )
-            except (OSError, TimeoutError):
-                raise OrchError(
-                    f"cannot reach the Dask scheduler at {self.address} (no answer); "
-                    "start it, or fix --dask-address / ORCH_DASK_ADDRESS / executor.address "
-                    "in .orch/config.yaml"
-                ) from None
+            self._client = _connect(self.address, self.connect_timeout, WHERE)
         else:
+            distributed = _import_distributed()
+            _quiet_client_logs()
             self._start_local_cluster(distributed)
         try:
             self._client.subscribe_topic(self._topic, self._on_event)
@@ -451,19 +431,7 @@ def cluster_workers(address: str, timeout: float = CONNECT_TIMEOUT) -> list[dict
     {"address", "name", "host", "nthreads", "memory_limit" (bytes, 0 = none),
     "resources" (name -> amount)}. Raises ``OrchError`` (one line) when the scheduler
     cannot be reached or ``distributed`` is not installed. For ``orch system status``."""
-    refused = _probe(address, timeout)
-    if refused:
-        raise OrchError(f"cannot reach the Dask scheduler at {address} ({refused})")
-    try:
-        import distributed
-    except ImportError as e:
-        raise OrchError(
-            f"the dask executor needs the 'distributed' package ({INSTALL_HINT})"
-        ) from e
-    try:
-        client = distributed.Client(address, timeout=timeout, set_as_default=False)
-    except (OSError, TimeoutError):
-        raise OrchError(f"cannot reach the Dask scheduler at {address} (no answer)") from None
+    client = _connect(address, timeout)
     try:
         info = client.scheduler_info(n_workers=-1)
     finally:
@@ -579,6 +547,104 @@ def _worker_view(root: str) -> tuple[bool, str | None]:
     """Whether this worker sees ``root`` and at which commit."""
     path = Path(root)
     return path.is_dir(), (_git_head(path) if path.is_dir() else None)
+
+
+# The address schemes Dask's comms speak (``distributed.comm.registry``), less ``inproc``
+# (one process only: another process cannot reach it). A bare HOST:PORT is tcp.
+SCHEMES = ("tcp", "tls", "ucx", "ws", "wss")
+
+
+def address_problem(address: str) -> str | None:
+    """Why ``address`` cannot be a Dask scheduler's address (None: it can be). Checked
+    before anything connects, so a typo (``http://...``) is one line, not a Dask error."""
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "tcp", address
+    if scheme not in SCHEMES:
+        return (
+            f"'{address}' is not a Dask scheduler address: Dask speaks "
+            + ", ".join(f"{x}://" for x in SCHEMES)
+            + " (e.g. tcp://HOST:8786)"
+        )
+    if not rest or "/" in rest.rstrip("/") or any(c.isspace() for c in rest):
+        return f"'{address}' is not a Dask scheduler address (e.g. tcp://HOST:8786)"
+    return None
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError as e:
+        raise OrchError(
+            f"the dask executor needs the 'distributed' package ({INSTALL_HINT})"
+        ) from e
+    return distributed
+
+
+def _connect(address: str, timeout: float, where: str = "") -> Any:
+    """A ``distributed.Client`` on the scheduler at ``address``, or ``OrchError`` (one
+    line, naming ``where`` the address came from) within about ``timeout`` seconds: a refused port at once, a
+    listener that never answers or answers another protocol (an HTTP port, say) once
+    the handshake has had ``timeout`` seconds. Dask's own connect waits for the
+    handshake without a time limit, and a ``Client`` that fails half-built waits 20 s more
+    in its ``__del__`` and prints a traceback: so the handshake is tried here first."""
+    fix = f"; start it, or fix {where}" if where else ""
+    bad = address_problem(address)
+    if bad:
+        raise OrchError(bad + (f"; fix {where}" if where else ""))
+    refused = _probe(address, timeout)  # at once, before importing distributed (seconds)
+    if refused:
+        raise OrchError(f"cannot reach the Dask scheduler at {address} ({refused}){fix}")
+    distributed = _import_distributed()
+    _quiet_client_logs()
+    why = _handshake(address, timeout)
+    if why:
+        raise OrchError(f"cannot reach the Dask scheduler at {address} ({why}){fix}")
+    try:
+        return distributed.Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError):
+        raise OrchError(f"cannot reach the Dask scheduler at {address} (no answer){fix}") from None
+
+
+def _handshake(address: str, timeout: float) -> str | None:
+    """Why the scheduler at ``address`` does not answer Dask's handshake and ``identity``
+    call within ``timeout`` seconds (None: it does, as a scheduler). Runs in a thread of
+    its own with its own event loop, so it never touches the loop a Client uses."""
+    import asyncio
+
+    from distributed.comm import connect
+    from distributed.security import Security
+
+    async def identity() -> Any:
+        args = Security().get_connection_args("client")
+        comm = await connect(address, timeout=timeout, **args)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    answer: list[Any] = []
+
+    def ask() -> None:
+        try:
+            answer.append(asyncio.run(asyncio.wait_for(identity(), timeout)))
+        except (asyncio.TimeoutError, TimeoutError):
+            answer.append(f"no answer after {timeout:g} s")
+        except Exception:  # noqa: BLE001 - garbage from another protocol: MemoryError...
+            answer.append("it does not answer as a Dask scheduler; is this its port?")
+
+    t = threading.Thread(target=ask, name="orch-dask-handshake", daemon=True)
+    t.start()
+    t.join(timeout + 5.0)
+    if not answer:
+        return f"no answer after {timeout:g} s"
+    reply = answer[0]
+    if isinstance(reply, str):
+        return reply
+    if not isinstance(reply, dict) or reply.get("type") != "Scheduler":
+        return "it does not answer as a Dask scheduler; is this its port?"
+    return None
 
 
 def _probe(address: str, timeout: float) -> str | None:

@@ -19,6 +19,10 @@ from runner.errors import Diagnostic, did_you_mean, suggest
 from runner.manifests.yamlsrc import Document
 from runner.units import DURATION_PATTERN, QUANTITY_PATTERN
 
+# executor.address in .orch/config.yaml: the schemes Dask's comms speak (less inproc://,
+# which one process alone can reach); a bare HOST:PORT is tcp (runner.execute.dask.SCHEMES)
+DASK_ADDRESS_PATTERN = r"^((tcp|tls|ucx|ws|wss)://)?[^/\s]+/?$"
+
 KINDS = {
     "Workflow": "workflow",
     "ResourceQuota": "resourcequota",
@@ -266,6 +270,10 @@ def _describe(err: Any) -> tuple[str, str]:
             return f"{inst!r} is not a duration", "use e.g. 500ms, 30s, 10m, 1h30m"
         if pat == QUANTITY_PATTERN:
             return f"{inst!r} is not a quantity", "use e.g. 2, 0.5, 500m, 512Mi, 2Gi"
+        if pat == DASK_ADDRESS_PATTERN:
+            return f"{inst!r} is not a Dask scheduler address", (
+                "Dask speaks tcp://, tls://, ucx://, ws://, wss://; e.g. tcp://HOST:8786"
+            )
         if "A-Za-z0-9_-" in pat:
             return f"{inst!r} is not a valid name", "use letters, digits, '_' and '-', at most 100"
         if "A-Za-z0-9_]*" in pat:
