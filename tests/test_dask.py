@@ -288,6 +288,37 @@ def test_a_worker_at_another_commit_is_refused(
     assert not repo.exists("a.txt") and runs(repo) == []
 
 
+def test_executor_local_with_a_dask_address_is_a_usage_error(repo: Repo) -> None:
+    repo.write("wf.yaml", workflow("w", "    - {name: a, run: touch a.txt}\n"))
+    repo.commit()
+    for verb in ("apply", "watch"):
+        p = repo.orch(verb, "--executor", "local", "--dask-address", free_address())
+        assert p.returncode == 2, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1 and "--dask-address" in p.stderr
+    assert not repo.exists("a.txt") and runs(repo) == []
+
+
+@pytest.mark.slow
+def test_a_path_map_to_a_folder_that_is_not_a_git_checkout_says_so(
+    repo: Repo, cluster: Cluster, tmp_path: Path
+) -> None:
+    repo.write("wf.yaml", workflow("w", "    - {name: a, run: touch a.txt}\n"))
+    repo.commit()
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    repo.write(
+        ".orch/config.yaml",
+        "apiVersion: orch/v1\nkind: Config\n"
+        f"executor: {{kind: dask, path_map: {{{str(repo.path)!r}: {str(plain)!r}}}}}\n",
+    )
+    p = repo.orch("apply", "--dask-address", cluster.address)
+    assert p.returncode == 1, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == len(cluster.workers()), p.stderr
+    assert all(str(plain) in x and "not a git checkout" in x for x in lines), p.stderr
+    assert not repo.exists("a.txt") and runs(repo) == []
+
+
 @pytest.mark.slow
 def test_a_worker_lost_mid_task_is_one_failed_attempt_then_a_retry(
     repo: Repo, cluster: Cluster

@@ -28,6 +28,19 @@ def repo_from(args: argparse.Namespace, exact: bool = False) -> Repo:
     return repo
 
 
+def executor_choice(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """``--executor`` and ``--dask-address`` as given; ``UsageError`` (exit 2) for
+    ``--executor local --dask-address ...``, which would leave the address unused."""
+    from runner.errors import UsageError
+
+    kind, address = getattr(args, "executor", None), getattr(args, "dask_address", None)
+    if kind == "local" and address:
+        raise UsageError(
+            "--dask-address needs the dask executor: drop --executor local, or the address"
+        )
+    return kind, address
+
+
 def masked(value: Any) -> Any:
     """``value`` masked with the secrets of every repository this command opened
     (``api.mask``): everything the CLI prints passes here, through ``MaskedStream``."""

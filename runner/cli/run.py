@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from runner import api
-from runner.cli.common import masked, print_json, reader_gone, repo_from
+from runner.cli.common import executor_choice, masked, print_json, reader_gone, repo_from
 from runner.render import paint, shown, table, use_color
 from runner.status import Status
 
@@ -130,6 +130,7 @@ def apply(args: argparse.Namespace) -> int:
         args.ref = None
         args.show_commands = True  # a dry run says what it would run, as make -n does
         return plan(args)
+    kind, address = executor_choice(args)
     repo = repo_from(args)
     events = open_events(args)  # before anything runs: an unwritable file changes nothing
     events_out = getattr(args, "events", None) == "-"  # stdout carries the events only
@@ -164,8 +165,8 @@ def apply(args: argparse.Namespace) -> int:
         echo=None if quiet else echo,
         report=report,
         argv=sys.argv[1:],
-        executor_kind=getattr(args, "executor", None),
-        dask_address=getattr(args, "dask_address", None),
+        executor_kind=kind,
+        dask_address=address,
     )
     try:
         result = api.apply(

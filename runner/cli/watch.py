@@ -10,7 +10,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from runner.cli.common import reader_gone, repo_from
+from runner.cli.common import executor_choice, reader_gone, repo_from
 
 
 def watch(args: argparse.Namespace) -> int:
@@ -21,6 +21,7 @@ def watch(args: argparse.Namespace) -> int:
     from runner.watch.loop import WatchOptions
     from runner.watch.loop import watch as run_watch
 
+    kind, address = executor_choice(args)
     params = params_of(args)
     repo = repo_from(args)
     events = open_events(args)  # before watching: an unwritable file changes nothing
@@ -36,8 +37,8 @@ def watch(args: argparse.Namespace) -> int:
         restart=args.restart,
         debounce=args.debounce,
         quiet=args.quiet,
-        executor_kind=args.executor,
-        dask_address=args.dask_address,
+        executor_kind=kind,
+        dask_address=address,
         events=events,
     )
     stop = threading.Event()

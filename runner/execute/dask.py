@@ -196,9 +196,14 @@ class DaskExecutor:
                     "(share it at the same path, or map it with executor.path_map in "
                     ".orch/config.yaml)"
                 )
+            elif here and commit is None:
+                problems.append(
+                    f"worker {addr} sees {there_root} but it is not a git checkout (share "
+                    "this checkout there, or fix executor.path_map in .orch/config.yaml)"
+                )
             elif here and commit != here:
                 problems.append(
-                    f"worker {addr} sees the repository at commit {(commit or 'none')[:12]}, "
+                    f"worker {addr} sees the repository at commit {commit[:12]}, "
                     f"this checkout is at {here[:12]} (the workers must share this checkout)"
                 )
         return problems

@@ -151,6 +151,8 @@ class Tools:
             raise OrchError(f"jobs must be at least 1 (got {jobs})")
         if executor not in (None, "", "local", "dask"):
             raise OrchError(f"executor must be 'local' or 'dask' (got {executor!r})")
+        if executor == "local" and dask_address:
+            raise OrchError("dask_address needs the dask executor: drop executor 'local'")
         # echo=None: task output goes to the logs only; stdout belongs to the protocol.
         opts = ApplyOptions(
             jobs=jobs or 0,

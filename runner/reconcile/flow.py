@@ -212,8 +212,15 @@ def choose_executor(m: Manifests, opts: ApplyOptions) -> Executor:
     """The executor a run asks for: ``--executor``, else ``.orch/config.yaml``'s
     ``executor.kind``, else local. A Dask scheduler's address: ``--dask-address``, else
     ``$ORCH_DASK_ADDRESS``, else the config's ``executor.address``, else none (a
-    LocalCluster of ``-j`` workers for the run). ``--dask-address`` alone means dask."""
+    LocalCluster of ``-j`` workers for the run). ``--dask-address`` alone means dask;
+    with ``--executor local`` it is a ``UsageError`` (it would be silently unused)."""
     conf = m.config.executor or {}
+    if opts.executor_kind == "local" and opts.dask_address:
+        from runner.errors import UsageError
+
+        raise UsageError(
+            "--dask-address needs the dask executor: drop --executor local, or the address"
+        )
     kind = opts.executor_kind or ("dask" if opts.dask_address else None) or conf.get("kind")
     if kind != "dask":
         from runner.execute.local import LocalExecutor  # only now: a no-op starts no task
