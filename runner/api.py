@@ -330,6 +330,8 @@ def apply(
     from runner.reconcile import flow
     from runner.reconcile.results import ApplyOptions
 
+    if options is not None and (options.executor_kind or options.dask_address):
+        repo.executor_kind = options.executor_kind or "dask"
     m, wfs, sel = _selection(repo, workflows, project, env, force, force_all, since, params)
     state = open_state(repo)
     try:

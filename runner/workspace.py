@@ -54,6 +54,10 @@ class Repo:
         self.warnings: dict[str, None] = {}  # said once each, by the caller (CLI: stderr)
         self._secrets: tuple[object, Secrets] | None = None  # api.secrets: (catalog, set)
         self._unloadable = False  # api.secrets found the manifests do not load
+        # where this command runs tasks ("local", "dask"), when it chose (--executor,
+        # --dask-address); None: the config's executor.kind. It decides whether a cpu or
+        # memory request beyond this host is an error (``Manifests.host_diags``).
+        self.executor_kind: str | None = None
 
     def __repr__(self) -> str:
         return f"Repo(root={self.root!r}, prefix={self.prefix!r})"
@@ -72,12 +76,26 @@ class Repo:
                 self.warnings.update(dict.fromkeys(e.warnings))
                 raise
             self.warnings.update(dict.fromkeys(m.warnings))
+            if m.host_diags and self.runs_here(m):
+                err = OrchError(diagnostics=m.host_diags)
+                err.warnings = list(m.warnings)
+                raise err
             if extra_paths:
                 return m
             if not m.files and not self.orch_dir.is_dir():
                 raise NotARepository(self.root)
             self._manifests = m
         return self._manifests
+
+    def runs_here(self, m: Manifests) -> bool:
+        """Whether tasks run on this machine, where the host is the ceiling of every
+        ``cpu``/``memory`` request: the local executor (this command's choice, else the
+        config's). On a Dask cluster the workers are, checked when the run connects."""
+        from runner.manifests.load import runs_here
+
+        if self.executor_kind is not None:
+            return self.executor_kind != "dask"
+        return runs_here(m.config)
 
     def reload(self) -> None:
         """Forget the loaded manifests: a long-lived caller (orch watch, the MCP server)

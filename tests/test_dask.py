@@ -201,6 +201,29 @@ def test_resources_route_a_step_to_the_worker_that_offers_them(
 
 
 @pytest.mark.slow
+def test_the_host_is_no_ceiling_of_cpu_and_memory_when_tasks_run_on_dask(
+    repo: Repo, cluster: Cluster
+) -> None:
+    from runner.execute.host import host
+
+    big = f"{{cpu: {host()['cpus'] + 4}, memory: 1000Ti}}"
+    repo.write("wf.yaml", workflow("w", f"    - {{name: a, run: touch a.txt, resources: {big}}}\n"))
+    repo.commit()
+    # the config runs tasks here: validate refuses, as apply does; chosen per run: it runs
+    p = repo.orch("validate")
+    assert p.returncode == 1 and "this host has" in p.stderr, p.stderr
+    out = repo.apply("--dask-address", cluster.address)  # no worker declares cpu/memory
+    assert out["ok"] and out["ran"] == ["a"], out
+    # the config chooses dask: validate has no host ceiling; --executor local has it
+    repo.write(".orch/config.yaml", "apiVersion: orch/v1\nkind: Config\nexecutor: {kind: dask}\n")
+    p = repo.orch("validate")
+    assert p.returncode == 0, p.stderr
+    p = repo.orch("apply", "--executor", "local", "--force-all")
+    assert p.returncode == 1 and "this host has" in p.stderr, p.stderr
+    assert len(runs(repo)) == 1
+
+
+@pytest.mark.slow
 def test_a_resource_no_worker_offers_is_refused_before_anything_runs(
     repo: Repo, cluster: Cluster
 ) -> None:

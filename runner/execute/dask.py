@@ -54,6 +54,9 @@ class DaskExecutor:
     ``workers`` is the size of a LocalCluster orch starts (one thread per worker).
     """
 
+    # tasks run on the workers: the orch machine is not the ceiling of cpu/memory requests
+    runs_here = False
+
     def __init__(
         self,
         address: str | None = None,
@@ -158,9 +161,15 @@ class DaskExecutor:
             for name, amount in sorted(self._restrictions(resources).items()):
                 if offered.get(name, 0.0) < amount:
                     have = f"at most {offered[name]:g}" if name in offered else "none"
+                    how = f"start a worker with --resources {name}={amount:g}"
+                    if self.address is None:  # orch's own LocalCluster declares none
+                        how = (
+                            "the LocalCluster orch starts offers no resources: "
+                            f"{how} and pass its scheduler with --dask-address"
+                        )
                     problems.append(
                         f"step '{key}' requests {name}={amount:g} but no Dask worker offers it "
-                        f"({have}); start a worker with --resources {name}={amount:g}"
+                        f"({have}); {how}"
                     )
         return problems
 

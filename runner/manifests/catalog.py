@@ -58,6 +58,9 @@ class Manifests:
     file_specs: list[Any] = field(default_factory=list)
     # (workflow, step) -> steps of other workflows that write files it reads
     cross_upstream: dict[tuple[str, str], list[tuple[str, str]]] = field(default_factory=dict)
+    # requests of cpu/memory beyond this host: errors only where tasks run here (the
+    # local executor); see ``load.runs_here`` and ``reconcile.flow.apply``
+    host_diags: list[Any] = field(default_factory=list)
     # workflow -> the StepTemplate files its steps use (a change there affects it)
     template_files: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # folders walked by foreach globs ("path/" -> stat key): a file added there changes

@@ -861,14 +861,20 @@ def _check_resources(ctx: _Ctx, s: Step, sp: tuple[Any, ...]) -> None:
     if s.resources.get("cpu") or s.resources.get("memory"):
         from runner.execute.host import host_limits  # psutil: only when a step asks for cpu/memory
 
+        # Kept apart (Manifests.host_diags): the host is the ceiling only where tasks run
+        # here, the local executor; on a Dask cluster the workers are (execute.dask).
+        kept = len(ctx.out)
         for res, limit in host_limits().items():
             amount = s.resources.get(res, 0.0)
             if amount > limit:
                 ctx.add(
                     sp + ("resources", res),
                     f"step '{s.name}' requests {res}={_qty(res, amount)} but this host has {_qty(res, limit)}",
-                    "the host is the ceiling of every quota; lower the request",
+                    "the host is the ceiling of every quota with the local executor; lower the "
+                    "request, or run it on a Dask cluster (docs/distributed.md)",
                 )
+        ctx.m.host_diags.extend(ctx.out[kept:])
+        del ctx.out[kept:]
 
 
 def _qty(res: str, x: float) -> str:

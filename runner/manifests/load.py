@@ -102,6 +102,13 @@ def parse_config(raw: bytes, size: int | None = None) -> tuple[Config, list[Diag
     )
 
 
+def runs_here(config: Config) -> bool:
+    """Whether the config runs tasks on this machine (executor ``local``, the default),
+    where the host is the ceiling of every ``cpu``/``memory`` request; with ``kind: dask``
+    the workers are, checked when the run connects (``execute.dask``)."""
+    return (config.executor or {}).get("kind", "local") != "dask"
+
+
 def select_files(all_files: list[str], config: Config) -> list[str]:
     """Manifest candidates named by the config, minus nested orch repositories.
 
@@ -265,6 +272,8 @@ def load_texts(
         if used and m.workflows.get(wf.name) is wf:
             m.template_files[wf.name] = used
     diags.extend(check_all(m, display_prefix))
+    if diags and runs_here(config):  # said with the others (alone: ``Repo.manifests``)
+        diags.extend(m.host_diags)
     if diags:
         err = OrchError(diagnostics=diags)
         err.warnings = m.warnings

@@ -78,6 +78,11 @@ def apply(
     from runner.reconcile.loop import ApplyLoop
 
     executor = opts.executor or choose_executor(m, opts)
+    here = getattr(executor, "runs_here", True)
+    if here and m.host_diags:  # the config chose dask, this run runs here (--executor local)
+        from runner.errors import OrchError
+
+        raise OrchError(diagnostics=m.host_diags)
     opened = _open(executor, root, plans)  # before any state is written: refusals leave none
     try:
         commit, dirty = commit_state.result()

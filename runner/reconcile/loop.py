@@ -74,7 +74,9 @@ class ApplyLoop:
         self.stopping = False
         self.interrupted = False
         self.lost: str | None = None  # why the executor can run nothing more (cluster gone)
-        self.quotas = Quotas(catalog, wfs, state=state, run_id=run_id)
+        self.quotas = Quotas(
+            catalog, wfs, state=state, run_id=run_id, host=getattr(executor, "runs_here", True)
+        )
         self.ctx = StartContext(
             catalog=catalog,
             state=state,

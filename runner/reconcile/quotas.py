@@ -25,7 +25,11 @@ if TYPE_CHECKING:
 class Quotas:
     """The quotas of one apply: limits (the host's included), holdings, admission."""
 
-    def __init__(self, m: Manifests, wfs: list[Workflow], *, state: State, run_id: int):
+    def __init__(
+        self, m: Manifests, wfs: list[Workflow], *, state: State, run_id: int, host: bool = True
+    ):
+        """``host``: whether tasks run on this machine, so that it is the ceiling of every
+        ``cpu``/``memory`` quota (not with a Dask cluster: its workers are)."""
         self.state = state
         self.run_id = run_id
         self.limits = {
@@ -33,7 +37,9 @@ class Quotas:
             for q in m.quotas.values()
         }
         self.of = {w.name: [q.name for q in governing(m, w)] for w in wfs}
-        if any(s.resources.get("cpu") or s.resources.get("memory") for w in wfs for s in w.steps):
+        if host and any(
+            s.resources.get("cpu") or s.resources.get("memory") for w in wfs for s in w.steps
+        ):
             from runner.execute.host import HOST_QUOTA, host_limits
 
             # the host is the ceiling of every quota, across all runners on this machine
