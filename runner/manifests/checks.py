@@ -871,7 +871,7 @@ def _check_resources(ctx: _Ctx, s: Step, sp: tuple[Any, ...]) -> None:
                     sp + ("resources", res),
                     f"step '{s.name}' requests {res}={_qty(res, amount)} but this host has {_qty(res, limit)}",
                     "the host is the ceiling of every quota with the local executor; lower the "
-                    "request, or run it on a Dask cluster (docs/distributed.md)",
+                    "request, or run it on a Dask cluster: docs/distributed.md",
                 )
         ctx.m.host_diags.extend(ctx.out[kept:])
         del ctx.out[kept:]
