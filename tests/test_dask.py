@@ -357,13 +357,15 @@ def test_a_worker_lost_mid_task_is_one_failed_attempt_then_a_retry(
     repo.write(".gitignore", "killed\nworkers.txt\n")
     repo.commit()
     before = cluster.workers()
-    p = repo.orch("apply", "--json", "--dask-address", cluster.address, timeout=180)
+    p = repo.orch("apply", "--dask-address", cluster.address, timeout=180)
     assert p.returncode == 0, p.stderr + p.stdout
     attempts = tasks(repo)
     assert [t["status"] for t in attempts] == ["failed", "succeeded"]
     first, second = repo.read("workers.txt").split()
     assert first in before and second != first
     assert attempts[0]["message"] == f"worker lost: {first}"
+    retrying = next(x for x in p.stdout.splitlines() if "retrying" in x)  # streamed
+    assert f"worker lost: {first}" in retrying and "exit None" not in retrying
     assert f"worker lost: {first}" in repo.read(attempts[0]["log_path"])
     cluster.client.wait_for_workers(2, timeout=120)  # leave the module's cluster whole
 

@@ -145,8 +145,11 @@ def run_attempts(
             return attempts  # the last attempt's row is written with the step's record
         state.update_task(task_id, **update)
         if task.echo:
+            # no exit code: the executor says why (a cluster's "worker lost: ADDR")
+            why = f"exit {res.exit_code}" if res.exit_code is not None else res.output_error
             task.echo(
-                f"# orch: attempt {attempt} {res.status} (exit {res.exit_code}); retrying in {delay:.2f}s"
+                f"# orch: attempt {attempt} {res.status} ({why or 'no exit code'}); "
+                f"retrying in {delay:.2f}s"
             )
         cancel.wait(delay)
 
