@@ -533,6 +533,8 @@ def _as_seen(row: dict[str, Any], run_id: int | None, dead: set[int]) -> None:
         row["status"] = Status.INTERRUPTED
         if "message" in row:
             row["message"] = _KILLED
+        if "duration" in row and row.get("ended") is None:
+            row["duration"] = None  # when its runner died is not known: no time so far
 
 
 def _raise_damage(state: Any) -> None:

@@ -337,3 +337,37 @@ def test_watch_into_a_closed_pipe_stops_in_order(repo: Repo) -> None:
         assert not repo.exists(f"{step}.done")
         if repo.exists(f"{step}.pid"):
             assert not _alive(int(repo.read(f"{step}.pid")))
+
+
+def test_status_of_a_running_step_shows_its_current_task_not_the_last_run(repo: Repo) -> None:
+    """The step record keeps the previous run's end and reason while a new task runs."""
+    import time
+
+    run = "[ -e fail ] && exit 3; touch started; while [ ! -e go ]; do sleep 0.05; done"
+    repo.write("wf.yaml", workflow("w", f"    - name: slow\n      run: {json.dumps(run)}\n"))
+    repo.write(".gitignore", "fail\nstarted\ngo\n")
+    repo.commit()
+    repo.write("fail", "")
+    assert repo.orch("apply").returncode == 1  # a record with an end and a reason
+    (repo.path / "fail").unlink()
+    before = time.time()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "-C", str(repo.path), "apply", "--force-all", "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not repo.exists("started"):
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        [row] = repo.orch_json("status")["steps"]
+        [line] = repo.orch("status").stdout.splitlines()[1:]
+    finally:
+        repo.write("go", "")
+        proc.wait(timeout=60)
+    assert row["status"] == "running"
+    assert row["started"] >= before and row["ended"] is None
+    assert row["duration"] is not None and row["duration"] >= 0
+    assert row["message"] is None
+    assert "-" not in line.split()[4] and "exit" not in line  # TOOK; no stale WHY

@@ -298,7 +298,7 @@ def status(args: argparse.Namespace) -> int:
                 r["workflow"],
                 r["step"],
                 paint(st, c, color),
-                _ago(r["ended"]) if r["ended"] else "-",
+                _ago(when) if (when := r["ended"] or running_since(r)) else "-",
                 format_duration(r["duration"]) if r["duration"] is not None else "-",
                 f"{r['cpu_time']:.2f}s" if r["cpu_time"] is not None else "-",
                 format_bytes(r["peak_rss"]) if r["peak_rss"] else "-",
@@ -318,6 +318,11 @@ def status(args: argparse.Namespace) -> int:
             f"breaker {shown(b['name'])}: {b['state']}{until} ({b['failures']} consecutive failures)"
         )
     return 0
+
+
+def running_since(r: dict[str, Any]) -> float | None:
+    """When a running step's current task started (its WHEN while it runs)."""
+    return r.get("started") if r["status"] == Status.RUNNING else None
 
 
 def _ago(t: float) -> str:

@@ -38,21 +38,28 @@ def step_status(state: State, workflow: str, steps: list[str]) -> list[dict[str,
         )
     }
     out = []
+    now = time.time()
     for name in steps:
         r = rows.get(name)
         t = tasks.get(name)
+        # a running step: its current task's start and time so far; the record's end and
+        # reason are the previous run's, not this one's
+        running = bool(r and r["status"] == Status.RUNNING)
+        started = (t["started"] if t else None) if running else (r["started"] if r else None)
+        ended = None if running or not r else r["ended"]
         out.append(
             {
                 "workflow": workflow,
                 "step": name,
                 "status": r["status"] if r else "never-ran",
                 "env": r["env"] if r else "",
-                "ended": r["ended"] if r else None,
-                "duration": (r["ended"] - r["started"])
-                if r and r["ended"] and r["started"]
-                else None,
+                "started": started,
+                "ended": ended,
+                "duration": (ended or now) - started if started and (ended or running) else None,
                 "reason": (t["reason"] if t else None),
-                "message": r["reason"] if r and r["status"] != Status.SUCCEEDED else None,
+                "message": r["reason"]
+                if r and r["status"] not in (Status.SUCCEEDED, Status.RUNNING)
+                else None,
                 "outputs": _loads(r["outputs"]) if r else {},
                 "exit_code": t["exit_code"] if t else None,
                 "attempt": t["attempt"] if t else None,
