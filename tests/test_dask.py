@@ -605,6 +605,9 @@ def test_a_scheduler_lost_mid_run_ends_the_run_as_interrupted(repo: Repo, tmp_pa
         assert address in by_step["a"]["message"]
         con = sqlite3.connect(repo.path / ".orch" / "state.db")
         try:
+            # the interrupted task keeps when it really started, not when it was seen lost
+            [(began, ended)] = con.execute("SELECT started, ended FROM steps WHERE step='a'")
+            assert began < ended
             open_rows = (
                 con.execute(
                     "SELECT count(*) FROM tasks WHERE status IN ('running', 'queued')"

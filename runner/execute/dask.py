@@ -75,6 +75,7 @@ class DaskExecutor:
         self._lock = threading.Lock()
         self._echoes: dict[str, Callable[[str], None]] = {}
         self._started: dict[str, str] = {}  # task id -> worker address
+        self._began: dict[str, float] = {}  # task id -> when it was submitted, then started
         self._ended: dict[str, threading.Event] = {}  # set by the task's "end" event
         self._results: dict[str, dict[str, Any]] = {}  # the TaskResult the "end" event carried
         self._wakes: dict[str, threading.Event] = {}  # set by the end event or the future
@@ -253,6 +254,7 @@ class DaskExecutor:
                 self._wakes.pop(tid, None)
                 self._results.pop(tid, None)
                 self._started.pop(tid, None)
+                self._began.pop(tid, None)
 
     def _run(
         self,
@@ -279,6 +281,10 @@ class DaskExecutor:
                 inherit_fds=(),
             ),
         }
+        import time
+
+        with self._lock:
+            self._began[tid] = time.time()
         fut = self._client.submit(
             _run_on_worker,
             payload,
@@ -371,7 +377,7 @@ class DaskExecutor:
         return TaskResult(
             status="interrupted",
             exit_code=None,
-            started=now,
+            started=self._began.get(tid, now),
             ended=now,
             cpu_time=0.0,
             peak_rss=0,
@@ -408,7 +414,7 @@ class DaskExecutor:
         return TaskResult(
             status="failed",
             exit_code=None,
-            started=now,
+            started=self._began.get(tid, now),
             ended=now,
             cpu_time=0.0,
             peak_rss=0,
@@ -426,6 +432,8 @@ class DaskExecutor:
         with self._lock:
             if msg.get("kind") == "start":
                 self._started[tid] = msg["worker"]
+                if tid in self._began:
+                    self._began[tid] = event[0]
                 return
             if msg.get("kind") == "end":
                 if msg.get("result") is not None and tid in self._wakes:
