@@ -343,6 +343,58 @@ def test_a_path_map_to_a_folder_that_is_not_a_git_checkout_says_so(
 
 
 @pytest.mark.slow
+def test_a_worker_without_orch_installed_is_refused_in_one_line(repo: Repo, tmp_path: Path) -> None:
+    """A scheduler and two workers of their own: one as in this environment, one that has
+    distributed but not orch (no site processing: the editable install is not seen)."""
+    import signal
+    import site
+    import time
+
+    repo.write("wf.yaml", workflow("w", "    - {name: a, run: touch a.txt}\n"))
+    repo.commit()
+    info = tmp_path / "scheduler.json"
+    procs = [_dask("dask_scheduler", "--port", "0", "--scheduler-file", str(info))]
+    try:
+        deadline = time.monotonic() + 120
+        while not info.exists() or not info.read_text().strip().endswith("}"):
+            assert procs[0].poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        address = json.loads(info.read_text())["address"]
+        procs.append(_dask("dask_worker", address, "--nthreads", "1", "--name", "with"))
+        bare = tmp_path / "bare"
+        bare.mkdir()
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-S", "-m", "distributed.cli.dask_worker", address]
+                + ["--nthreads", "1", "--no-nanny", "--name", "bare", "--host", "127.0.0.1"]
+                + ["--no-dashboard"],
+                cwd=bare,
+                env={**os.environ, "PYTHONPATH": os.pathsep.join(site.getsitepackages())},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        )
+        with distributed.Client(address, set_as_default=False, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
+            bare_addr = next(
+                a
+                for a, w in client.scheduler_info(n_workers=-1)["workers"].items()
+                if w.get("name") == "bare"
+            )
+        p = repo.orch("apply", "--dask-address", address, timeout=120)
+    finally:
+        for proc in reversed(procs):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert p.returncode == 1, p.stderr
+    [line] = p.stderr.strip().splitlines()
+    assert bare_addr in line and "orch-gitops" in line and "internal error" not in line
+    assert not repo.exists("a.txt") and runs(repo) == []
+
+
+@pytest.mark.slow
 def test_a_worker_lost_mid_task_is_one_failed_attempt_then_a_retry(
     repo: Repo, cluster: Cluster
 ) -> None:

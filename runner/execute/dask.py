@@ -29,7 +29,7 @@ import os
 import subprocess
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,8 @@ class DaskExecutor:
             self._start_local_cluster(distributed)
         try:
             self._client.subscribe_topic(self._topic, self._on_event)
-            problems = self._check_resources(needs) + self._check_workers(root)
+            without, problems = self._check_orch()
+            problems = self._check_resources(needs) + problems + self._check_workers(root, without)
             if problems:
                 raise ClusterError(problems)
         except BaseException:
@@ -193,11 +194,39 @@ class DaskExecutor:
                 self._declared_cache = cached
         return cached
 
-    def _check_workers(self, root: Path) -> list[str]:
-        """The shared-file-system rule: every worker sees ``root`` (mapped) at our commit."""
+    def _check_orch(self) -> tuple[set[str], list[str]]:
+        """The workers without orch (they cannot unpickle a task) or with another version
+        of it, and one line for each. Asked with a function sent by value (``_ORCH_PROBE``),
+        so a worker without orch can answer."""
+        from runner import __version__
+
+        answers = self._client.run(_orch_probe(), on_error="return")
+        without, problems = set(), []
+        for addr, theirs in sorted(answers.items()):
+            if theirs == __version__:
+                continue
+            without.add(addr)
+            if not isinstance(theirs, str):
+                problems.append(
+                    f"worker {addr} does not have orch installed (install orch-gitops=="
+                    f"{__version__} in the environment the worker runs in)"
+                )
+            else:
+                problems.append(
+                    f"worker {addr} has orch {theirs}, this is orch {__version__} (install "
+                    f"orch-gitops=={__version__} in the environment the worker runs in)"
+                )
+        return without, problems
+
+    def _check_workers(self, root: Path, skip: Collection[str] = ()) -> list[str]:
+        """The shared-file-system rule: every worker sees ``root`` (mapped) at our commit
+        (but those in ``skip``, which cannot run orch's code)."""
         here = _git_head(root)
         there_root = self._map(root)
-        answers = self._client.run(_worker_view, str(there_root))
+        ask = [a for a in self.workers() if a not in skip]
+        if not ask:
+            return []
+        answers = self._client.run(_worker_view, str(there_root), workers=ask)
         problems = []
         for addr, (exists, commit) in sorted(answers.items()):
             if not exists:
@@ -554,6 +583,25 @@ def _run_on_worker(payload: dict[str, Any]) -> TaskResult:
             _REMOTE_DONE.pop(tid).set()
         worker.log_event(topic, {"id": tid, "kind": "end", "result": carried})
     return res
+
+
+# Sent by value (a function of no importable module: cloudpickle ships its code), so a
+# worker without orch answers None instead of failing to unpickle a reference to runner.
+_ORCH_PROBE = """
+def orch_version():
+    try:
+        import runner
+    except ImportError:
+        return None
+    return getattr(runner, "__version__", "unknown")
+"""
+
+
+def _orch_probe() -> Callable[[], str | None]:
+    ns: dict[str, Any] = {"__name__": "orch_probe"}
+    exec(_ORCH_PROBE, ns)  # noqa: S102 - our own constant text
+    probe: Callable[[], str | None] = ns["orch_version"]
+    return probe
 
 
 def _cancel_on_worker(tid: str, status: str) -> None:
