@@ -535,6 +535,36 @@ def test_watch_and_the_mcp_apply_tool_run_on_the_cluster(repo: Repo, cluster: Cl
 
 
 @pytest.mark.slow
+def test_watch_without_an_address_keeps_one_local_cluster_for_the_session(repo: Repo) -> None:
+    import signal
+
+    from tests.test_executor import wait_gone
+    from tests.test_watch import Watch
+
+    run = 'cat src.txt > out.txt; echo "$ORCH_WORKER $PPID" >> out.txt'
+    steps = f"    - name: a\n      run: {json.dumps(run)}\n      inputs: [src.txt]\n"
+    repo.write("wf.yaml", workflow("w", steps + "      outputs: [out.txt]\n"))
+    repo.write("src.txt", "one\n")
+    repo.write(".gitignore", "out.txt\n")
+    repo.commit()
+    w = Watch(repo, "--executor", "dask", "-j", "1")
+    try:
+        w.expect(r"^watch: cycle 1: start -> 1 ran, 0 failed", timeout=180)
+        first = repo.read("out.txt").splitlines()[1].split()
+        repo.write("src.txt", "two\n")
+        w.expect(r"^watch: cycle 2: changed src.txt -> 1 ran, 0 failed", timeout=120)
+        second = repo.read("out.txt").splitlines()
+        assert second[0] == "two"
+        assert second[1].split() == first  # the same worker process: the same cluster
+        w.proc.send_signal(signal.SIGINT)  # Ctrl-C: watch ends and closes its cluster
+        w.proc.wait(timeout=60)
+    finally:
+        w.close()
+    assert w.proc.returncode in (0, 130)
+    assert wait_gone(int(first[1]), timeout=30)  # the worker process went with the watch
+
+
+@pytest.mark.slow
 def test_system_status_lists_the_workers_and_their_resources(repo: Repo, cluster: Cluster) -> None:
     env = {"ORCH_DASK_ADDRESS": cluster.address}
     p = repo.orch("system", "status", "--json", env=env)

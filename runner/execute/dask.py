@@ -52,6 +52,8 @@ class DaskExecutor:
     ``needs`` maps each task key ("workflow/step") that may run to its ``resources``.
     ``path_map`` maps a path prefix here to the same folder's path on the workers.
     ``workers`` is the size of a LocalCluster orch starts (one thread per worker).
+    ``keep_cluster``: ``close()`` keeps that LocalCluster for the next ``open()`` (``orch
+    watch``: one cluster for the session); ``shutdown()`` closes it.
     """
 
     # tasks run on the workers: the orch machine is not the ceiling of cpu/memory requests
@@ -64,8 +66,10 @@ class DaskExecutor:
         workers: int = 2,
         path_map: Mapping[str, str] | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
+        keep_cluster: bool = False,
     ) -> None:
         self.address = address
+        self.keep_cluster = keep_cluster
         self.n_workers = max(1, workers)
         self.path_map = dict(path_map or {})
         self.connect_timeout = connect_timeout
@@ -89,8 +93,13 @@ class DaskExecutor:
         """Connect, then refuse (``OrchError``, one line per problem) a cluster that cannot
         run these tasks: a resource no worker offers, a worker that does not see the
         repository at the same path (after ``path_map``) and commit."""
+        if self.lost:  # a kept cluster whose scheduler went away: start afresh
+            self.shutdown()
+            self.lost = None
         if self.address:
             self._client = _connect(self.address, self.connect_timeout, WHERE)
+        elif self._cluster is not None:  # kept from the last apply (keep_cluster)
+            self._client = _import_distributed().Client(self._cluster, set_as_default=False)
         else:
             distributed = _import_distributed()
             _quiet_client_logs()
@@ -125,9 +134,14 @@ class DaskExecutor:
         self._client = distributed.Client(self._cluster, set_as_default=False)
 
     def close(self) -> None:
-        """Close the client and the LocalCluster orch started; safe to call twice."""
+        """Close the client and the LocalCluster orch started (unless ``keep_cluster``);
+        safe to call twice."""
         client, cluster = self._client, self._cluster
-        self._client = self._cluster = None
+        self._client = None
+        if self.keep_cluster and not self.lost:
+            cluster = None  # for the next open(); shutdown() closes it
+        else:
+            self._cluster = None
         if client is not None and cluster is None and not self.lost:
             # a standing scheduler keeps every topic's last events (up to its
             # admin.low-level-log-length): drop this run's, its lines and results
@@ -139,6 +153,11 @@ class DaskExecutor:
         if cluster is not None:
             with contextlib.suppress(Exception):
                 cluster.close()
+
+    def shutdown(self) -> None:
+        """Close the client and the LocalCluster orch started, kept or not."""
+        self.keep_cluster = False
+        self.close()
 
     def workers(self) -> dict[str, dict[str, Any]]:
         """address -> {"resources": {...}, "nthreads": N, "host": ...} of connected workers."""

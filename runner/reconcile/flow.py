@@ -219,14 +219,13 @@ def choose_executor(m: Manifests, opts: ApplyOptions) -> Executor:
     ``$ORCH_DASK_ADDRESS``, else the config's ``executor.address``, else none (a
     LocalCluster of ``-j`` workers for the run). ``--dask-address`` alone means dask;
     with ``--executor local`` it is a ``UsageError`` (it would be silently unused)."""
-    conf = m.config.executor or {}
     if opts.executor_kind == "local" and opts.dask_address:
         from runner.errors import UsageError
 
         raise UsageError(
             "--dask-address needs the dask executor: drop --executor local, or the address"
         )
-    kind = opts.executor_kind or ("dask" if opts.dask_address else None) or conf.get("kind")
+    kind, address = executor_choice(m, opts)
     if kind != "dask":
         from runner.execute.local import LocalExecutor  # only now: a no-op starts no task
 
@@ -235,9 +234,22 @@ def choose_executor(m: Manifests, opts: ApplyOptions) -> Executor:
 
     from runner.execute.dask import DaskExecutor  # imports distributed only in open()
 
-    address = opts.dask_address or os.environ.get("ORCH_DASK_ADDRESS") or conf.get("address")
     jobs = opts.jobs or m.config.jobs or os.cpu_count() or 2
-    return DaskExecutor(address or None, workers=jobs, path_map=conf.get("path_map"))
+    conf = m.config.executor or {}
+    return DaskExecutor(address, workers=jobs, path_map=conf.get("path_map"))
+
+
+def executor_choice(m: Manifests, opts: ApplyOptions) -> tuple[str, str | None]:
+    """(kind, Dask scheduler address or None) as ``choose_executor`` rules, importing
+    nothing: for a caller that keeps one executor across applies (``orch watch``)."""
+    import os
+
+    conf = m.config.executor or {}
+    kind = opts.executor_kind or ("dask" if opts.dask_address else None) or conf.get("kind")
+    if kind != "dask":
+        return "local", None
+    address = opts.dask_address or os.environ.get("ORCH_DASK_ADDRESS") or conf.get("address")
+    return "dask", address or None
 
 
 def _open(executor: Executor, root: Path, plans: Plans) -> bool:

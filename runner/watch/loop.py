@@ -350,7 +350,8 @@ class WatchOptions:
     debounce: float | None = None  # None: the config's (default 0.1 s)
     quiet: bool = False  # do not stream task output
     # where tasks run, as apply's --executor / --dask-address (None: the config's, else
-    # local); each cycle connects to the cluster (or starts its LocalCluster) and closes it
+    # local); each cycle connects to the cluster; with no address one LocalCluster serves
+    # the session
     executor_kind: str | None = None
     dask_address: str | None = None
     # --events: every progress event of every cycle (``ApplyOptions.report``'s), then a
@@ -435,6 +436,9 @@ class Watcher:
         self._cycle_stop: threading.Event | None = None
         self._restart_for: str | None = None
         self._done = threading.Event()
+        # with dask and no scheduler address: one LocalCluster for the session, started by
+        # the first cycle that runs something, closed when watch ends (execute.dask)
+        self._kept: Any = None
         self._loaded: Manifests | None = None  # what the filter was built from
 
     def _debounce(self, config: Config) -> float:
@@ -483,8 +487,28 @@ class Watcher:
             self.debouncer.close()
             observer.stop()
             observer.join()
+            if self._kept is not None:
+                self._kept.shutdown()
         self.out(f"watch: stopped after {self.cycles} cycle{'s' if self.cycles != 1 else ''}")
         return self.cycles
+
+    def _session_executor(self, m: Manifests, options: Any) -> Any:
+        """The executor kept for the session: a Dask one with no scheduler address, so
+        its LocalCluster serves every cycle instead of starting anew each time; None
+        (each apply chooses its own) otherwise."""
+        from runner.reconcile.flow import executor_choice
+
+        kind, address = executor_choice(m, options)
+        if kind != "dask" or address:
+            return None
+        conf = m.config.executor or {}
+        if self._kept is None:
+            from runner.execute.dask import DaskExecutor
+
+            jobs = options.jobs or os.cpu_count() or 2
+            self._kept = DaskExecutor(None, workers=jobs, keep_cluster=True)
+        self._kept.path_map = dict(conf.get("path_map") or {})
+        return self._kept
 
     def _forward_stop(self) -> None:
         """Turn the caller's stop event into a wake-up of the loop and of a running apply."""
@@ -641,6 +665,7 @@ class Watcher:
             executor_kind=self.opts.executor_kind,
             dask_address=self.opts.dask_address,
         )
+        options = options._replace(executor=self._session_executor(m, options))
         try:
             cycle.result = api.apply(
                 self.repo,
