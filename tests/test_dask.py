@@ -143,6 +143,7 @@ def test_diamond_runs_on_the_cluster_and_a_second_apply_runs_nothing(
     assert worker in cluster.workers()
     log = repo.read(".orch/logs/1/w/a.1.log")
     assert f"a on {worker} via dask" in log
+    assert f" on {worker}: " in log.splitlines()[0]  # the header names the worker
     assert [r["status"] for r in runs(repo)] == ["succeeded"]
     status = {r["step"]: r for r in repo.orch_json("status")["steps"]}
     assert status["b"]["outputs"] == {"n": "2"}  # $ORCH_OUTPUT, parsed on the worker

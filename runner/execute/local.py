@@ -382,7 +382,10 @@ class _Run:
         shown = command if isinstance(command, str) else shlex.join(command)
         shown = self.masker.mask_text(shown).replace("\n", "\n#   ")
         when = datetime.fromtimestamp(started).astimezone().isoformat(timespec="seconds")
-        text = f"# orch: {self.spec.key} started {when}: {shown}\n"
+        env = self.spec.env
+        # on a cluster worker (execute.dask sets both): say which, as the docs promise
+        where = f" on {env['ORCH_WORKER']}" if env.get("ORCH_EXECUTOR") == "dask" else ""
+        text = f"# orch: {self.spec.key} started {when}{where}: {shown}\n"
         header = text.encode("utf-8", "surrogateescape")  # env values keep their bytes
         _write_all(self.log_fd, header)
         return len(header)
