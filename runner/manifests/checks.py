@@ -21,6 +21,10 @@ if TYPE_CHECKING:
     from runner.manifests.catalog import Manifests
 
 TEMPLATE_ROOTS = ("params", "steps", "workflow", "env", "project", "step", "git", "matrix", "item")
+# Roots a path (inputs, outputs, workdir) may not read, with their name for the message:
+# where a file is is decided before anything runs, from the manifest and params alone
+# (``paths.render`` gives a path an empty env, no project and no step).
+PATH_REFUSED = {"env": "environment variables", "project": "project values", "step": "step values"}
 JINJA_GLOBALS = (
     "range",
     "dict",
@@ -372,6 +376,10 @@ def _check_templates(
                 continue
             if root in ("matrix", "item"):
                 _check_fan_ref(ctx, s, path, ref, guarded)
+                continue
+            if is_path and root in PATH_REFUSED:
+                ctx.add(path, f"paths may use params, not {PATH_REFUSED[root]}",
+                        "paths are known before anything runs, from the manifest and params alone")  # fmt: skip
                 continue
             if root == "steps" and len(ref) >= 2 and str(ref[1]) in ctx.wf.groups:
                 ups |= _check_group_ref(ctx, s, path, ref, is_path)
