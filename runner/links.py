@@ -13,6 +13,9 @@ so they cannot disagree about what a link means:
 - a link that points nowhere (dangling) is skipped, as a missing file is.
 - a link to a folder the walk is inside (a loop: ``src/up -> ..``) is not walked again,
   as ``find -L`` does.
+- a path a step's ``!pattern`` excludes is never followed nor checked: exclusions apply
+  before this rule, so ``inputs: [venv/, "!venv/bin/"]`` reads a virtualenv whose
+  ``bin/python`` leads outside.
 
 ``orch watch`` and ``--since`` learn of changes by the target's real path; ``aliases``
 names every path the same file has through the links, so an edit to ``third/lib/x.c``
@@ -25,6 +28,7 @@ import os
 from collections.abc import Iterable, Iterator
 from functools import lru_cache
 
+from runner import globs
 from runner.errors import OrchError, shown
 
 SKIP_DIRS = frozenset({".git", ".orch", "__pycache__"})
@@ -52,7 +56,7 @@ def follow(real_root_: str, full: str, rel: str) -> str | None:
         raise LinkEscape(
             f"{shown(rel)}: a symlink leading outside the repository (to {shown(target)}); "
             "inputs are read only inside it: copy the files in, use a git submodule, or "
-            "move the link out of the input folder"
+            "move the link out of the input folder, or leave it out with a '!' exclusion"
         )
     if not os.path.exists(target):
         return None
@@ -60,7 +64,12 @@ def follow(real_root_: str, full: str, rel: str) -> str | None:
 
 
 def walk(
-    root: str, rel_dir: str, *, outputs: bool = False, skip: frozenset[str] = SKIP_DIRS
+    root: str,
+    rel_dir: str,
+    *,
+    outputs: bool = False,
+    skip: frozenset[str] = SKIP_DIRS,
+    exclude: tuple[str, ...] = (),
 ) -> Iterator[tuple[str, str, bool]]:
     """Every folder and file under repo-relative ``rel_dir``, links followed by the rule
     above: yields (repo-relative path through the links, full path, is_folder), folders
@@ -69,7 +78,9 @@ def walk(
     ``outputs``: the folder is a step's output, written by the step, not read by orch as an
     input (a virtualenv's ``bin/python -> /usr/bin/python3``): a link leaving the
     repository is yielded as a file (``runner.manifests.hashing`` hashes its target text, as git
-    stores a link) rather than refused. Folders named in ``skip`` are not entered."""
+    stores a link) rather than refused. Folders named in ``skip`` are not entered; a path
+    ``exclude`` (repo-relative ``!`` patterns, without the "!") leaves out is neither
+    yielded, entered, followed nor checked."""
     rroot = real_root(root)
     base = os.path.join(root, rel_dir) if rel_dir else root
     start = os.path.realpath(base)
@@ -86,6 +97,8 @@ def walk(
         above = above | {real}
         for e in entries:
             child = f"{rel}/{e.name}" if rel else e.name
+            if exclude and globs.excluded(child, exclude):
+                continue
             if e.is_symlink():
                 if outputs and not inside(rroot, os.path.realpath(e.path)):
                     yield child, e.path, False
@@ -112,15 +125,19 @@ def walk(
 
 def find(root: str, folders: Iterable[str]) -> dict[str, str]:
     """{link path: target path}, both repo-relative, for every link to a folder or file
-    inside the repository found under ``folders``; raises ``LinkEscape`` as ``walk``."""
+    inside the repository found under ``folders``. A link leaving the repository is left
+    out, not raised: whether it is an error depends on the step that reads it (its ``!``
+    exclusions), and the plan says so for that step."""
     rroot = real_root(root)
     out: dict[str, str] = {}
     for folder in sorted(set(folders)):
         if not os.path.isdir(os.path.join(root, folder) if folder else root):
             continue
-        for rel, full, _is_dir in walk(root, folder):
+        for rel, full, _is_dir in walk(root, folder, outputs=True):
             if rel and os.path.islink(full):
                 target = os.path.realpath(full)
+                if not inside(rroot, target):
+                    continue
                 out[rel] = "" if target == rroot else os.path.relpath(target, rroot)
     return out
 

@@ -92,6 +92,38 @@ def test_an_output_folder_may_hold_links_out_of_the_repo(repo: Repo, tmp_path) -
     assert repo.plan()[("w", "venv")] == ("run", ["output modified: env/"])
 
 
+def test_an_excluded_link_out_of_the_repo_is_never_followed_nor_checked(
+    repo: Repo, tmp_path
+) -> None:
+    """Exclusions apply before the link rule: a virtualenv read as an input, less its
+    bin/ (bin/python leads outside), and a src/ less its src/ext link out."""
+    outside = tmp_path / "outside"
+    (outside / "bin").mkdir(parents=True)
+    (outside / "bin" / "python").write_text("py\n")
+    repo.write("venv/pyvenv.cfg", "home = /usr\n")
+    (repo.path / "venv" / "bin").mkdir()
+    os.symlink(outside / "bin" / "python", repo.path / "venv" / "bin" / "python")
+    repo.write("src/a.c", "a\n")
+    os.symlink(outside, repo.path / "src" / "ext")
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            '    - name: deps\n      run: echo deps\n      inputs: [venv/, "!venv/bin/"]\n'
+            '    - name: build\n      run: echo build\n      inputs: ["src/**", "!src/ext/"]\n',
+        ),
+    )
+    base = repo.commit()
+    assert repo.orch("validate").returncode == 0
+    assert repo.apply()["ok"]
+    assert {a for a, _ in repo.plan().values()} == {"up-to-date"}
+    (outside / "bin" / "python").write_text("py2\n")  # outside, and left out: no change
+    assert {a for a, _ in repo.plan().values()} == {"up-to-date"}
+    repo.write("venv/pyvenv.cfg", "home = /opt\n")
+    assert repo.plan()[("w", "deps")] == ("run", ["input changed: venv/pyvenv.cfg"])
+    assert repo.orch_json("plan", "--since", base)["workflows"] == ["w"]
+
+
 def test_since_sees_a_change_at_the_links_target(repo: Repo) -> None:
     vendored(repo)
     repo.write(

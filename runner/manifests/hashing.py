@@ -131,15 +131,22 @@ class Hasher:
         return "d" + h.hexdigest()
 
     def walk(
-        self, rel_dir: str, *, outputs: bool = False, skip: frozenset[str] = links.SKIP_DIRS
+        self,
+        rel_dir: str,
+        *,
+        outputs: bool = False,
+        skip: frozenset[str] = links.SKIP_DIRS,
+        exclude: tuple[str, ...] = (),
     ) -> list[str]:
         """Files under ``rel_dir`` (repo-relative), sorted; symlinks as ``runner.links``
         says (inside the repository followed, leaving it ``LinkEscape``, or in an output
         folder hashed as a link). Each folder's stat is noted in ``seen`` under "path/",
-        so a file added there is noticed."""
+        so a file added there is noticed. What ``exclude`` leaves out is never entered
+        nor followed (``runner.links.walk``)."""
         out: list[str] = []
         root = str(self.root)
-        for rel, full, is_dir in links.walk(root, rel_dir, outputs=outputs, skip=skip):
+        walked = links.walk(root, rel_dir, outputs=outputs, skip=skip, exclude=exclude)
+        for rel, full, is_dir in walked:
             if is_dir:
                 self.seen[rel + "/" if rel else "/"] = statkey.dir_stat(full)
             else:
@@ -147,8 +154,10 @@ class Hasher:
         out.sort()
         return out
 
-    def expand(self, pattern: str) -> list[str]:
-        """Files matching a repo-relative input pattern (a literal path, folder or glob).
+    def expand(self, pattern: str, exclude: tuple[str, ...] = ()) -> list[str]:
+        """Files matching a repo-relative input pattern (a literal path, folder or glob),
+        less what ``exclude`` (the step's ``!`` patterns, without the "!") leaves out,
+        which is never walked nor followed.
 
         A path that exists spelled exactly as the pattern is that file or folder, glob
         characters and all (a file named ``in[1].txt``), as make and the shells do."""
@@ -162,13 +171,13 @@ class Hasher:
                 return []
         else:
             if stat_mod.S_ISDIR(st.st_mode):
-                return self.walk(p)
+                return self.walk(p, exclude=exclude)
             return [p]
         prefix = globs.literal_prefix(pattern)
         rx = globs.compile_glob(pattern)
         # .git/, .orch/, __pycache__/ are entered only by a pattern that names them
         skip = links.SKIP_DIRS.difference(pattern.split("/"))
-        return [f for f in self.walk(prefix, skip=skip) if rx.match(f)]
+        return [f for f in self.walk(prefix, skip=skip, exclude=exclude) if rx.match(f)]
 
     def flush(self) -> None:
         if self.state is not None and self._new:

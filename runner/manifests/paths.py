@@ -45,8 +45,10 @@ def join_pattern(base: str, p: str) -> str:
 
 
 def check_symlinks(root: Path, rel: str) -> None:
-    """Raise if the existing part of ``rel`` resolves outside ``root``."""
-    rel = rel.removeprefix("!")
+    """Raise if the existing part of ``rel`` resolves outside ``root``. A ``!`` exclusion
+    is never checked: it names what is not read, so it is never followed."""
+    if rel.startswith("!"):
+        return
     head = globs.literal_prefix(rel) if globs.is_glob(rel) else globs.literal(rel).rstrip("/")
     if not head:
         return

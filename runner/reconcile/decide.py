@@ -90,7 +90,7 @@ def input_hashes(
     own = tuple(globs.literal(o) for o in globs.split(list(outputs))[0])
     out: dict[str, str] = {}
     for p in pos:
-        files = hasher.expand(p)
+        files = hasher.expand(p, tuple(neg))
         if not files and empty is not None:
             empty.append(p)
         for f in files:
