@@ -3,6 +3,7 @@ Inside the repository a link is followed; leaving it is an error naming the link
 
 from __future__ import annotations
 
+import json
 import os
 
 from runner import links
@@ -157,3 +158,57 @@ def test_a_literal_input_that_is_a_dangling_or_looping_link_says_so(repo: Repo) 
     p = repo.orch("plan")
     assert p.returncode == 1
     assert "input 'dangling' is a symlink that leads to nothing" in p.stderr, p.stderr
+
+HANDLERS = """\
+  on:
+    always:
+      - run: echo "{{ workflow.status }}" > always.txt
+    failure:
+      - run: echo "{{ workflow.status }}" > failure.txt
+"""
+
+
+def test_a_link_out_made_during_the_run_fails_that_step_and_the_run(repo: Repo, tmp_path) -> None:
+    """A step that made a link out of the repository, read by a step after it: the reader
+    fails with the plan's positioned line, the run is recorded failed and its on: failure
+    and on: always handlers run (it was recorded as succeeded, with no handler run)."""
+    (tmp_path / "py").write_text("py\n")
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            f"    - name: mk\n      run: mkdir -p env/bin && ln -sf {tmp_path / 'py'} env/bin/python\n"
+            "      outputs: [env/]\n"
+            "    - name: use\n      run: echo use\n      inputs: [env/]\n",
+            extra="",
+        )
+        + HANDLERS,
+    )
+    data = repo.apply()
+    assert not data["ok"]
+    use = data["by_step"]["use"]
+    assert use["status"] == "failed"
+    assert use["message"].startswith("wf.yaml: step 'use': inputs: env/bin/python"), use
+    [run] = repo.orch_json("history")
+    assert run["status"] == "failed"
+    assert repo.read("always.txt").strip() == "failed"
+    assert repo.read("failure.txt").strip() == "failed"
+
+
+def test_an_apply_refused_by_its_plan_records_no_run_and_says_the_plans_line(
+    repo: Repo, tmp_path
+) -> None:
+    """As Terraform: a plan that fails begins no run, so nothing is recorded and no
+    handler runs; apply says the plan's positioned line, and --json says it as JSON."""
+    repo.write("wf.yaml", WF + HANDLERS)
+    repo.write("src/main.c", "int main;\n")
+    os.symlink(tmp_path, repo.path / "src" / "vendor")
+    plan = repo.orch("plan")
+    apply = repo.orch("apply")
+    assert apply.returncode == plan.returncode == 1
+    assert apply.stderr == plan.stderr and "wf.yaml: step 'build'" in plan.stderr
+    p = repo.orch("apply", "--json")
+    assert p.returncode == 1
+    assert json.loads(p.stdout) == {"error": plan.stderr.strip().removeprefix("orch: "), "exit": 1}
+    assert repo.orch_json("history") == []
+    assert not repo.exists("always.txt") and not repo.exists("failure.txt")

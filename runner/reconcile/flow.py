@@ -95,8 +95,10 @@ def apply(
             m, wfs, sel, plans, state=state, hasher=hasher, root=root, run_id=run_id,
             opts=opts, executor=executor, clock=clock,
         )  # fmt: skip
+        crashed = True  # until the loop returns: a run it could not finish did not succeed
         try:
             loop.run()
+            crashed = False
         finally:
             result = loop.result(clock() - t0)
             from runner.reconcile import hooks
@@ -109,7 +111,7 @@ def apply(
             status = (
                 Status.INTERRUPTED
                 if loop.interrupted
-                else (Status.SUCCEEDED if result.ok else Status.FAILED)
+                else (Status.SUCCEEDED if result.ok and not crashed else Status.FAILED)
             )
             state.end_run(run_id, status, result.counts())
     finally:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from runner.errors import LockBusy
 from runner.execute.api import Cancel
+from runner.links import LinkEscape
 from runner.reconcile import record
 from runner.reconcile.attempts import TaskRun
 from runner.reconcile.decide import MAY_RUN, UP_TO_DATE, StepDecision, decide
@@ -166,14 +167,17 @@ class Start:
         if fresh is not None:
             self.records[step] = fresh
         planned = self.decision
-        self.decision = decide(
-            self.view,
-            self.records.get(step),
-            records=self.records,
-            will_run=set(),
-            hasher=self.ctx.hasher,
-            forced=self.view.forced,
-        )
+        try:
+            self.decision = decide(
+                self.view,
+                self.records.get(step),
+                records=self.records,
+                will_run=set(),
+                hasher=self.ctx.hasher,
+                forced=self.view.forced,
+            )
+        except LinkEscape as e:  # an upstream step made a link out: this step fails
+            return self._failed(f"{self.view.wf.path}: step '{step}': inputs: {e}")
         if self.decision.action == UP_TO_DATE:
             why = ["early cutoff: upstream outputs unchanged"] if planned.action == MAY_RUN else []
             return self._done(Status.UP_TO_DATE, why)
