@@ -106,6 +106,7 @@ def apply(
             failed_hooks = hooks.run(
                 wfs, result, catalog=m, state=state, root=root, env_name=sel.env,
                 executor=executor, echo=opts.echo, overrides=sel.params,
+                interrupted=loop.interrupted,
             )  # fmt: skip
             result = result._replace(hooks_failed=failed_hooks)
             status = (

@@ -26,13 +26,19 @@ if TYPE_CHECKING:
 HOOK_TIMEOUT = 300.0  # seconds
 
 
-def hook_kinds(wf: Workflow, result: ApplyResult) -> tuple[list[str], bool]:
-    """Which of ``wf``'s hook kinds fire for ``result``, and whether the workflow failed."""
+def hook_kinds(
+    wf: Workflow, result: ApplyResult, interrupted: bool = False
+) -> tuple[list[str], str]:
+    """Which of ``wf``'s hook kinds fire for ``result``, and the workflow's status as
+    ``{{ workflow.status }}`` reads it: ``interrupted`` (Ctrl-C, SIGTERM, SIGHUP, watch
+    --restart: only ``always`` fires, as GitHub Actions runs only ``if: always()`` steps
+    of a cancelled job), else ``failed`` or ``succeeded``."""
     mine = [r for r in result.results if r.workflow == wf.name]
-    if any(r.status == Status.INTERRUPTED for r in mine):
-        return ["always"], False  # stopped (Ctrl-C, watch --restart): neither failed nor done
-    failed = any(r.status in NOT_OK for r in mine)
-    return ["failure" if failed else "success", "always"], failed
+    if interrupted or any(r.status == Status.INTERRUPTED for r in mine):
+        return ["always"], Status.INTERRUPTED
+    if any(r.status in NOT_OK for r in mine):
+        return ["failure", "always"], Status.FAILED
+    return ["success", "always"], Status.SUCCEEDED
 
 
 def run(
@@ -46,21 +52,23 @@ def run(
     executor: Executor,
     echo: Callable[[str], None] | None,
     overrides: dict[str, dict[str, Any]] | None = None,
+    interrupted: bool = False,
 ) -> list[str]:
     """Run the hooks of every workflow in ``wfs`` that had a step run in ``result``.
 
     Returns one line per hook that failed, timed out or could not start (masked), for the
     caller to report: a failing hook does not change the apply's result, but it is never
-    silent."""
+    silent. ``interrupted``: the run was stopped (a signal, Ctrl-C), whatever its steps'
+    results say (a signal between two steps interrupts none of them)."""
     failures: list[str] = []
     ran = {r.workflow for r in result.results if r.status not in (Status.UP_TO_DATE,)}
     for wf in wfs:
         if wf.name not in ran or not wf.handlers:
             continue
-        kinds, failed = hook_kinds(wf, result)
+        kinds, status = hook_kinds(wf, result, interrupted)
         for kind in kinds:
             for n, h in enumerate(wf.handlers.get(kind, ()), 1):
-                ctx = _context(catalog, state, wf, env_name, failed)
+                ctx = _context(catalog, state, wf, env_name, status)
                 ctx["params"].update((overrides or {}).get(wf.name, {}))  # --param
                 log = root / ".orch" / "logs" / str(result.run_id) / wf.name / f"on-{kind}.{n}.log"
                 why = _run_one(
@@ -75,7 +83,7 @@ def run(
 
 
 def _context(
-    m: Manifests, state: State, wf: Workflow, env_name: str, failed: bool
+    m: Manifests, state: State, wf: Workflow, env_name: str, status: str
 ) -> dict[str, Any]:
     from runner.manifests.checks import base_params
 
@@ -84,7 +92,7 @@ def _context(
         "workflow": {
             "name": wf.name,
             "project": wf.project or "",
-            "status": Status.FAILED if failed else Status.SUCCEEDED,
+            "status": status,
         },
         "env": dict(os.environ),
         "steps": {
