@@ -30,3 +30,14 @@ def test_a_path_that_reads_the_environment_is_one_positioned_error(
         assert len(errors) == 1 and errors[0].startswith("wf.yaml:8:"), (verb, p.stderr)
         assert "internal error" not in p.stderr
     assert not repo.exists("elsewhere") and not repo.exists(".orch/state.db")
+
+
+def test_validate_of_a_path_that_names_no_manifest_is_one_line_exit_1(repo: Repo) -> None:
+    """``orch validate nonexist.yaml`` said ok; a relative PATH is -C DIR's, as git -C."""
+    repo.write("wf.yaml", workflow("w", "    - {name: s, run: echo x}\n"))
+    (repo.path / "sub").mkdir()
+    for path, says in (("nonexist.yaml", "no such file"), ("sub", "a folder")):
+        p = repo.orch("validate", path)
+        assert p.returncode == 1, p.stderr
+        assert len(p.stderr.splitlines()) == 1 and path in p.stderr and says in p.stderr
+    assert repo.orch("validate", "wf.yaml").returncode == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from runner import api
@@ -32,7 +33,9 @@ def validate(args: argparse.Namespace) -> int:
 
             m = manifests_at(repo, args.ref)
         else:
-            m = api.validate(repo, args.paths)
+            # "run as if started in DIR": a relative PATH is DIR's, as with git -C
+            here = args.directory
+            m = api.validate(repo, [os.path.join(here, p) if here else p for p in args.paths or ()])
     except OrchError as e:
         if not e.diagnostics or fmt == "text":
             raise

@@ -153,6 +153,7 @@ def load(
     files = select_files(list_manifest_files(root), config)
     for p in extra_paths or ():
         rel = _relpath(root, p)
+        _check_named(root, rel, p)
         if rel not in files:
             files.append(rel)
     texts: dict[str, str] = {}
@@ -314,6 +315,16 @@ def _add(
         )
         return
     table[name] = obj
+
+
+def _check_named(root: Path, rel: str, p: str) -> None:
+    """A file named on the command line must be one: a typo is never "ok" (as ``git add``
+    and ``kubectl apply -f`` refuse a path that names nothing). Raises OrchError."""
+    full = root / rel
+    if not os.path.lexists(full):
+        raise OrchError(f"{p}: no such file (give the path of a manifest)")
+    if full.is_dir():
+        raise OrchError(f"{p}: a folder, not a manifest (without PATH every manifest is checked)")
 
 
 def _relpath(root: Path, p: str) -> str:
