@@ -19,8 +19,13 @@ if TYPE_CHECKING:
 
 
 def validate(repo: Repo, paths: list[str] | None = None) -> Manifests:
-    """All manifests, checked; raises OrchError with every problem found."""
-    return repo.manifests(extra_paths=paths or None)
+    """All manifests, checked; raises OrchError with every problem found. Warns (in
+    ``repo.warnings``) of each input glob that matches nothing, as the plan would."""
+    m = repo.manifests(extra_paths=paths or None)
+    from runner.reconcile.planner import glob_warnings
+
+    repo.warnings.update(dict.fromkeys(glob_warnings(m)))
+    return m
 
 
 def graph(repo: Repo, workflow: str, fmt: str = "text") -> str:

@@ -41,3 +41,58 @@ def test_validate_of_a_path_that_names_no_manifest_is_one_line_exit_1(repo: Repo
         assert p.returncode == 1, p.stderr
         assert len(p.stderr.splitlines()) == 1 and path in p.stderr and says in p.stderr
     assert repo.orch("validate", "wf.yaml").returncode == 0
+
+
+def test_validate_warns_of_a_glob_that_matches_nothing_at_its_position(repo: Repo) -> None:
+    """The pre-commit hook says what plan would: a warning at the glob, exit 0; a glob
+    some step's outputs could match, or that matches a file, is no warning."""
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            '    - name: a\n      run: echo a\n      inputs: ["data/*.csv", "src/*.rs", "gen/*.c"]\n'
+            "    - name: g\n      run: echo g\n      outputs: [gen/]\n",
+        ),
+    )
+    repo.write("data/x.csv", "x\n")
+    for verb in ("validate", "plan"):
+        p = repo.orch(verb)
+        assert p.returncode == 0, p.stderr
+        warnings = [ln for ln in p.stderr.splitlines() if ln.startswith("orch: warning:")]
+        assert len(warnings) == 1, (verb, p.stderr)
+        assert warnings[0].startswith("orch: warning: wf.yaml:8:30: step 'a': input 'src/*.rs'")
+    repo.write("src/a.rs", "fn main() {}\n")
+    assert "warning" not in repo.orch("validate").stderr
+
+
+def test_run_time_errors_name_the_line_and_column_as_validate_does(repo: Repo) -> None:
+    """A missing literal input (plan and apply) and a template that fails with a run's
+    values (apply) are said at ``file:line:col`` of the field, as validate says."""
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w", "    - name: missing\n      run: echo m\n      inputs:\n        - nothere.txt\n"
+        ),
+    )
+    for verb in ("plan", "apply"):
+        p = repo.orch(verb)
+        assert p.returncode == 1
+        assert p.stderr.startswith(
+            "orch: wf.yaml:9:11: step 'missing': input 'nothere.txt' does not exist"
+        ), p.stderr
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            '    - name: a\n      run: echo "$(( {{ params.n }} + 1 ))"\n'
+            '    - name: b\n      run: "true"\n      env:\n        X: "{{ params.n | int(7, 8, 9) }}"\n',
+            extra='  params: {n: "abc"}\n',
+        ),
+    )
+    data = repo.apply()
+    assert data["by_step"]["a"]["message"].startswith(
+        "wf.yaml:8:12: spec.steps[0].run: template error:"
+    ), data["by_step"]["a"]
+    assert data["by_step"]["b"]["message"].startswith(
+        "wf.yaml:12:12: spec.steps[1].env.X: template error:"
+    ), data["by_step"]["b"]

@@ -188,7 +188,7 @@ def test_a_link_out_made_during_the_run_fails_that_step_and_the_run(repo: Repo, 
     assert not data["ok"]
     use = data["by_step"]["use"]
     assert use["status"] == "failed"
-    assert use["message"].startswith("wf.yaml: step 'use': inputs: env/bin/python"), use
+    assert use["message"].startswith("wf.yaml:11:15: step 'use': inputs: env/bin/python"), use
     [run] = repo.orch_json("history")
     assert run["status"] == "failed"
     assert repo.read("always.txt").strip() == "failed"
@@ -206,7 +206,7 @@ def test_an_apply_refused_by_its_plan_records_no_run_and_says_the_plans_line(
     plan = repo.orch("plan")
     apply = repo.orch("apply")
     assert apply.returncode == plan.returncode == 1
-    assert apply.stderr == plan.stderr and "wf.yaml: step 'build'" in plan.stderr
+    assert apply.stderr == plan.stderr and "wf.yaml:8:15: step 'build'" in plan.stderr
     p = repo.orch("apply", "--json")
     assert p.returncode == 1
     assert json.loads(p.stdout) == {"error": plan.stderr.strip().removeprefix("orch: "), "exit": 1}

@@ -15,13 +15,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.links import LinkEscape
+from runner.manifests.positions import at, step_field
 from runner.reconcile.decide import UP_TO_DATE, StepDecision, decide
 from runner.reconcile.view import Key, StepView, project_context
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from runner.manifests.catalog import Manifests
     from runner.manifests.hashing import Hasher
-    from runner.model import Workflow
+    from runner.model import Step, Workflow
     from runner.reconcile.selection import Selection
     from runner.store.state import State, StepRecord
 
@@ -92,18 +95,26 @@ def step_views(m: Manifests, wf: Workflow, sel: Selection) -> dict[str, StepView
 
 
 def _check_empty(
-    wf: Workflow, step: str, patterns: list[str], outputs: list[str], root: Path | None = None
+    root: Path,
+    wf: Workflow,
+    st: Step,
+    inputs: tuple[str, ...],
+    patterns: list[str],
+    outputs: list[str],
 ) -> list[str]:
     """An input that names nothing: a missing literal path no step produces is an error
     (make's "No rule to make target"; DVC and Snakemake stop there too), raised; a glob
     that matches nothing is a warning, returned. Either is fine when some step's outputs
-    may be it."""
+    may be it. Each names the input's ``file:line:col``, as ``orch validate`` does."""
     from runner import globs
     from runner.errors import OrchError, shown
     from runner.manifests.graph import _could_match_under
 
+    step = st.name
     warnings = []
     for pat in patterns:
+        i = inputs.index(pat) if pat in inputs else None
+        where = at(root, wf, step_field(st.index, *(("inputs", i) if i is not None else ())))
         glob = globs.is_glob(pat)
         lit = globs.literal(pat).rstrip("/")
         rx = globs.compile_glob(pat)
@@ -115,22 +126,55 @@ def _check_empty(
             for o in outputs
         ):
             continue
-        if not glob and root is not None and os.path.islink(os.path.join(root, lit)):
+        if not glob and os.path.islink(os.path.join(root, lit)):
             raise OrchError(
-                f"{wf.path}: step '{step}': input '{shown(lit)}' is a symlink that leads to "
+                f"{where}: step '{step}': input '{shown(lit)}' is a symlink that leads to "
                 "nothing (its target is missing, or links loop back to it); fix or remove "
                 "the link"
             )
         if not glob:
             raise OrchError(
-                f"{wf.path}: step '{step}': input '{shown(lit)}' does not exist and no step "
+                f"{where}: step '{step}': input '{shown(lit)}' does not exist and no step "
                 "produces it (create it, fix the path, or list it in the outputs of the step "
                 "that writes it)"
             )
         warnings.append(
-            f"{wf.path}: step '{step}': input '{shown(pat)}' matches no file "
+            f"{where}: step '{step}': input '{shown(pat)}' matches no file "
             "(check the pattern; a step that writes them should list them in its outputs)"
         )
+    return warnings
+
+
+def glob_warnings(m: Manifests) -> list[str]:
+    """The plan's warning for each input glob that matches nothing on disk (and that no
+    step's outputs could match), for ``orch validate``: the pre-commit hook says it
+    before a plan does. Reads the work tree (as the plan does), writes nothing; a path
+    the plan would refuse (a link out) is left to the plan to say."""
+    from runner import globs
+    from runner.manifests.checks import base_params
+    from runner.manifests.hashing import Hasher
+    from runner.manifests.paths import step_paths
+
+    hasher = Hasher(m.root)
+    outputs: list[str] | None = None
+    warnings: list[str] = []
+    for wf in m.workflows.values():
+        params = base_params(m, wf)
+        for st in wf.steps:
+            try:
+                ins, _outs, _wd = step_paths(wf, st, params)
+                pos, neg = globs.split(ins)
+                empty = [
+                    p
+                    for p in pos
+                    if globs.is_glob(p)
+                    and not any(not globs.excluded(f, neg) for f in hasher.expand(p, tuple(neg)))
+                ]
+            except Exception:  # a path only a run can render, a link out: the plan's to say
+                continue
+            if empty:
+                outputs = outputs if outputs is not None else _all_outputs(m)
+                warnings += _check_empty(m.root, wf, st, tuple(ins), empty, outputs)
     return warnings
 
 
@@ -182,10 +226,13 @@ def plan_workflows(
                     live_runs=live_runs,
                 )
             except LinkEscape as e:
-                raise LinkEscape(f"{wf.path}: step '{name}': inputs: {e}") from None
+                where = at(m.root, wf, step_field(view.step.index, "inputs"))
+                raise LinkEscape(f"{where}: step '{name}': inputs: {e}") from None
             if d.empty_inputs:
                 outputs = outputs if outputs is not None else _all_outputs(m)
-                plans.warnings += _check_empty(wf, name, d.empty_inputs, outputs, m.root)
+                plans.warnings += _check_empty(
+                    m.root, wf, view.step, view.inputs, d.empty_inputs, outputs
+                )
             if d.action != UP_TO_DATE:
                 will_run.add(name)
             decisions.append(d)

@@ -177,7 +177,10 @@ class Start:
                 forced=self.view.forced,
             )
         except LinkEscape as e:  # an upstream step made a link out: this step fails
-            return self._failed(f"{self.view.wf.path}: step '{step}': inputs: {e}")
+            from runner.manifests.positions import at, step_field
+
+            where = at(self.ctx.root, self.view.wf, step_field(self.view.step.index, "inputs"))
+            return self._failed(f"{where}: step '{step}': inputs: {e}")
         if self.decision.action == UP_TO_DATE:
             why = ["early cutoff: upstream outputs unchanged"] if planned.action == MAY_RUN else []
             return self._done(Status.UP_TO_DATE, why)
@@ -196,7 +199,7 @@ class Start:
         try:
             go = evaluate_when(step.when, self._tctx)
         except Exception as e:  # TemplateError, or a value the quoting refuses
-            return self._template_failed(e)
+            return self._template_failed(e, "when")
         if go:
             return None
         record.record_skipped(
@@ -214,15 +217,18 @@ class Start:
         from runner.templating import render_argv, render_command, render_text
 
         step = self.view.step
+        field: tuple[Any, ...] = ("run",)
         try:
             self._command = (
                 render_command(step.run, self._tctx)
                 if isinstance(step.run, str)
                 else render_argv(list(step.run), self._tctx)
             )
-            self._env = {k: render_text(v, self._tctx) for k, v in step.env.items()}
+            for k, v in step.env.items():
+                field = ("env", k)
+                self._env[k] = render_text(v, self._tctx)
         except Exception as e:  # TemplateError, or a value the quoting refuses
-            return self._template_failed(e)
+            return self._template_failed(e, *field)
         return None
 
     def _secrets(self) -> Outcome | None:
@@ -327,9 +333,16 @@ class Start:
         self._record(Status.FAILED, message)
         return self._done(Status.FAILED, self.decision.reasons, message)
 
-    def _template_failed(self, e: Exception) -> Outcome:
+    def _template_failed(self, e: Exception, *field: Any) -> Outcome:
+        """A template that failed with this run's values, said as ``orch validate`` says
+        one: ``FILE:LINE:COL: spec.steps[I].FIELD: template error: ...``."""
+        from runner.manifests.positions import at, step_field
+        from runner.manifests.schema import dotted
+
         wf, step = self.view.wf, self.view.step
-        return self._failed(f"template error in {wf.path}: spec.steps[{step.index}]: {e}")
+        path = step_field(step.index, *field)
+        where = at(self.ctx.root, wf, path)
+        return self._failed(f"{where}: {dotted(path)}: template error: {e}")
 
 
 def template_context(
