@@ -94,7 +94,7 @@ def test_an_environment_value_that_is_not_utf8(repo: Repo) -> None:
     assert json.loads(p.stdout)["summary"]["up-to-date"] == 1, p.stderr
     p = orch(b"caf\xe8", "plan", "--json")
     (step,) = json.loads(p.stdout)["steps"]
-    assert step["reasons"] == ["definition changed (environ)"]
+    assert step["reasons"] == ["definition changed (environ: GREETING)"]
 
 
 def test_step_output_that_is_not_utf8_fails_the_step_clearly_and_closes_its_task(

@@ -32,7 +32,7 @@ def test_env_read_through_get_is_fingerprinted(repo: Repo) -> None:
     )
     settled(repo)
     p = repo.orch("plan", "--json", env={"ORCH_T_GREETING": "hello"})
-    assert '"definition changed (environ)"' in p.stdout
+    assert '"definition changed (environ: ORCH_T_GREETING)"' in p.stdout
     r = repo.orch("apply", env={"ORCH_T_GREETING": "hello"})
     assert r.returncode == 0, r.stderr
     assert repo.read("out.txt") == "hello\n"

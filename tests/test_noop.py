@@ -66,7 +66,7 @@ def test_deleted_output_is_seen(settled: Repo) -> None:
 
 def test_environment_read_by_a_template_is_seen(settled: Repo) -> None:
     p = settled.orch("plan", "--json", env={"ORCH_TEST_GREETING": "hello"})
-    assert '"definition changed (environ)"' in p.stdout
+    assert '"definition changed (environ: ORCH_TEST_GREETING)"' in p.stdout
 
 
 def test_state_written_by_another_run_is_seen(settled: Repo) -> None:

@@ -123,8 +123,38 @@ def definition_fields(
     elif env_refs:
         values = _canon({k: os.environ.get(k) for k in env_refs})
         fields["environ"] = keyed_digest(env_key, values)
+        for k in env_refs:  # to say which variable moved; not part of the fingerprint
+            fields[ENV_NAMED + k] = keyed_digest(env_key, _canon(os.environ.get(k)))
     return fields
+
+
+# fields kept beside the definition to explain a change of "environ", one per variable
+# read by name (keyed digests of its value, never the value): ``fingerprint_fields`` leaves
+# them out, so the fingerprint is what it was before they were kept
+ENV_NAMED = "environ."
+
+
+def fingerprint_fields(fields: dict[str, str]) -> dict[str, str]:
+    """The fields a fingerprint is made of: all but the per-variable explanations."""
+    return {k: v for k, v in fields.items() if not k.startswith(ENV_NAMED)}
 
 
 def changed_keys(old: dict[str, str], new: dict[str, str]) -> list[str]:
     return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+
+
+def changed_fields(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    """The parts of a definition that moved, as the plan says them: ``environ: A, B``
+    names the environment variables whose values changed (names only, never values),
+    where the record knows them; the names of a record made before they were kept, or
+    of a template that reads the whole environment, are not known: ``environ``."""
+    changed = changed_keys(fingerprint_fields(old), fingerprint_fields(new))
+    if "environ" in changed:
+        names = [
+            k.removeprefix(ENV_NAMED)
+            for k in changed_keys(old, new)
+            if k.startswith(ENV_NAMED) and k in old and k in new
+        ]
+        if names:
+            changed[changed.index("environ")] = f"environ: {', '.join(names)}"
+    return changed

@@ -18,7 +18,13 @@ from typing import TYPE_CHECKING, Any
 
 from runner import globs
 from runner.errors import shown
-from runner.manifests.fingerprint import changed_keys, combine, definition_fields
+from runner.manifests.fingerprint import (
+    changed_fields,
+    changed_keys,
+    combine,
+    definition_fields,
+    fingerprint_fields,
+)
 from runner.manifests.hashing import MISSING, Hasher
 from runner.status import Action, Status
 from runner.store.state import StepRecord
@@ -169,7 +175,7 @@ def _decide(
         r = records.get(u)
         if r is not None and u not in will_run:
             upstream[u] = r.result_digest
-    fingerprint = combine(fields, inputs, upstream)
+    fingerprint = combine(fingerprint_fields(fields), inputs, upstream)
 
     if forced:
         reasons.append("forced")
@@ -180,7 +186,7 @@ def _decide(
     if rec is not None and rec.fingerprint is not None:
         if rec.fingerprint != fingerprint:
             # only now read the recorded parts, to say which one moved
-            changed = changed_keys(rec.fields, fields)
+            changed = changed_fields(rec.fields, fields)
             if changed:
                 reasons.append(f"definition changed ({', '.join(changed)})")
             changed_in = changed_keys(rec.inputs, inputs)
