@@ -543,6 +543,8 @@ def _explain_undefined(message: str, source: str, context: Mapping[str, Any]) ->
                 if part != missing:
                     break
                 path = ".".join(chain[: depth + 1])
+                if chain[0] == "env" and depth == 1:  # never list the environment's names
+                    return f"'{path}' is not set in the environment (to allow that, read env.get('{part}', ''))"
                 if known is None:
                     return f"'{path}' is undefined"
                 listed = ", ".join(known[:20]) + (", ..." if len(known) > 20 else "")

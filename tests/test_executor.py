@@ -156,7 +156,7 @@ def test_a_bad_output_file_fails_the_task_with_the_message(tmp_path: Path) -> No
     spec = make_spec(tmp_path, 'echo "a=1" >> "$ORCH_OUTPUT"; echo "a=2" >> "$ORCH_OUTPUT"')
     r = run_task(spec)
     assert (r.status, r.exit_code, r.outputs) == ("failed", 0, {})
-    assert r.output_error is not None and r.output_error.startswith("line 2:")
+    assert r.output_error is not None and r.output_error.startswith("$ORCH_OUTPUT line 2:")
     assert "'a'" in r.output_error
     assert any("$ORCH_OUTPUT rejected" in line for line in r.log_tail)
 

@@ -96,3 +96,44 @@ def test_run_time_errors_name_the_line_and_column_as_validate_does(repo: Repo) -
     assert data["by_step"]["b"]["message"].startswith(
         "wf.yaml:12:12: spec.steps[1].env.X: template error:"
     ), data["by_step"]["b"]
+
+
+@pytest.mark.parametrize(
+    ("entry", "hint"),
+    [
+        ("        - !src/gen/\n", "quote it: '!src/gen/'"),
+        ('        - "in\\[1\\].txt"\n', "use single quotes"),
+    ],
+)
+def test_a_yaml_slip_in_a_path_says_how_to_write_it(repo: Repo, entry: str, hint: str) -> None:
+    """An unquoted ``!`` exclusion is a YAML tag; a glob escape in double quotes is a YAML
+    escape: each error says what to write instead."""
+    repo.write(
+        "wf.yaml",
+        workflow("w", "    - name: a\n      run: echo a\n      inputs:\n        - src/\n" + entry),
+    )
+    p = repo.orch("validate")
+    assert p.returncode == 1
+    lines = [ln for ln in p.stderr.splitlines() if ln.startswith("wf.yaml:10:")]
+    assert len(lines) == 1 and hint in lines[0], p.stderr
+
+
+def test_an_unset_environment_variable_suggests_a_default_and_lists_no_names(
+    repo: Repo,
+) -> None:
+    repo.write("wf.yaml", workflow("w", '    - name: a\n      run: "echo {{ env.TOKEN }}"\n'))
+    env = {"ORCH_TEST_SECRET_NAME_XYZ": "1"}
+    p = repo.orch("apply", env=env)
+    assert p.returncode == 1
+    assert "env.get('TOKEN', '')" in p.stderr, p.stderr
+    assert "ORCH_TEST_SECRET_NAME_XYZ" not in p.stderr and "PATH" not in p.stderr
+
+
+def test_an_orch_output_error_names_orch_output(repo: Repo) -> None:
+    repo.write(
+        "wf.yaml",
+        workflow("w", '    - name: a\n      run: printf "k=1\\nk=2\\n" >> "$ORCH_OUTPUT"\n'),
+    )
+    data = repo.apply()
+    assert data["by_step"]["a"]["status"] == "failed"
+    assert data["by_step"]["a"]["message"].startswith("$ORCH_OUTPUT line 2: key 'k'"), data

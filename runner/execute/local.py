@@ -224,9 +224,10 @@ class _Run:
             try:
                 outputs = read_outputs(Path(out_path))
             except OutputError as e:
-                output_error = self.masker.mask_text(str(e))  # it may quote the secret
+                why = self.masker.mask_text(str(e))  # it may quote the secret
+                output_error = f"$ORCH_OUTPUT {why}"  # the step's message: name the file
                 status = "failed"
-                self.notes.append(f"$ORCH_OUTPUT rejected, the step fails: {output_error}")
+                self.notes.append(f"$ORCH_OUTPUT rejected, the step fails: {why}")
             outputs = {
                 self.masker.mask_text(k): self.masker.mask_text(v) for k, v in outputs.items()
             }  # an output holding a secret is stored, and shown to later steps, masked

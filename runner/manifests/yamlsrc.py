@@ -166,6 +166,14 @@ def decode(
     return text, None
 
 
+# in a double-quoted YAML string a backslash starts an escape (\n, \t...); a glob escape
+# such as \[ is none of them
+ESCAPE_HINT = (
+    "in double quotes a backslash starts a YAML escape: use single quotes, as "
+    "'in\\[1\\].txt', or double each backslash"
+)
+
+
 def load_text(text: str, display: str) -> tuple[list[Document], list[Diagnostic]]:
     """Parse every document in ``text``; on a YAML error, the documents before it and the error."""
     import yaml
@@ -184,9 +192,10 @@ def load_text(text: str, display: str) -> tuple[list[Document], list[Diagnostic]
         what = e.problem or str(e)
         if e.context and e.problem:
             what = f"{e.context}: {e.problem}" if "while" not in e.context else e.problem
+        hint = ESCAPE_HINT if "unknown escape" in what else ""
         return docs, [
             *(_diag(display, d) for d in dups),
-            Diagnostic(display, line, col, "yaml", what),
+            Diagnostic(display, line, col, "yaml", what, hint),
         ]
     except yaml.YAMLError as e:  # reader errors (control characters) carry no mark
         return docs, [
@@ -297,7 +306,9 @@ def _build(
                 raise YamlError(m.line + 1, m.column + 1, f"nested deeper than {MAX_DEPTH} levels")
             if ev.tag not in (None, "!", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"):
                 m = ev.start_mark
-                raise YamlError(m.line + 1, m.column + 1, f"unsupported tag {ev.tag}")
+                raise YamlError(
+                    m.line + 1, m.column + 1, f"unsupported tag {ev.tag}", _tag_hint(ev.tag)
+                )
             is_map = cls is MappingStartEvent
             if stack and stack[-1].kind == "map" and stack[-1].key is _NOKEY:
                 m = ev.start_mark
@@ -351,6 +362,14 @@ def _tagged(ev: Any, err: type[YamlError]) -> Any:
             return None
     except (ValueError, KeyError):
         raise err(m.line + 1, m.column + 1, f"{ev.value!r} is not a valid {tag}") from None
-    raise err(
-        m.line + 1, m.column + 1, f"unsupported tag {tag}", "only standard YAML tags are allowed"
-    )
+    raise err(m.line + 1, m.column + 1, f"unsupported tag {tag}", _tag_hint(tag, ev.value))
+
+
+def _tag_hint(tag: str, value: str = "") -> str:
+    """What to do about a tag orch does not take. A local tag (``!name``) is most often a
+    ``!`` exclusion written unquoted (``- !src/gen/``), which YAML reads as a tag: say to
+    quote it, as YAML requires of a plain scalar that starts with ``!``."""
+    if tag.startswith("!") and not tag.startswith("!!"):
+        text = f"{tag} {value}" if value else tag
+        return f"quote it: '{text}'; unquoted, a leading ! starts a YAML tag"
+    return "only standard YAML tags are allowed"
