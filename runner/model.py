@@ -138,13 +138,9 @@ class Project:
 
 
 def _env(d: dict[str, Any] | None) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in (d or {}).items():
-        if isinstance(v, bool):
-            out[k] = "true" if v else "false"
-        else:
-            out[k] = str(v)
-    return out
+    from runner.manifests.yamlsrc import as_text
+
+    return {k: as_text(v) for k, v in (d or {}).items()}
 
 
 def _retry(d: dict[str, Any] | None) -> Retry:

@@ -137,3 +137,24 @@ def test_an_orch_output_error_names_orch_output(repo: Repo) -> None:
     data = repo.apply()
     assert data["by_step"]["a"]["status"] == "failed"
     assert data["by_step"]["a"]["message"].startswith("$ORCH_OUTPUT line 2: key 'k'"), data
+
+
+def test_an_env_value_yaml_retypes_is_a_warning_saying_to_quote_it(repo: Repo) -> None:
+    """``1e3`` reaches the step as ``1000.0`` and ``010`` as ``10``: validate warns at
+    the value (exit 0); a number that reads back as written, or a quoted one, does not."""
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            '    - name: a\n      run: echo "$N $M $P $Q" > out.txt\n'
+            "      env: {N: 1e3, M: 010, P: 8080, Q: '010'}\n",
+        ),
+    )
+    p = repo.orch("validate")
+    assert p.returncode == 0, p.stderr
+    warnings = [ln for ln in p.stderr.splitlines() if ln.startswith("orch: warning:")]
+    assert len(warnings) == 2, p.stderr
+    assert warnings[0].startswith("orch: warning: wf.yaml:8:16: spec.steps[0].env.N:")
+    assert "quote it: '1e3'" in warnings[0] and "quote it: '010'" in warnings[1]
+    assert repo.apply()["ok"]
+    assert repo.read("out.txt") == "1000.0 10 8080 010\n"  # what the warning said

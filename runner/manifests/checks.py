@@ -155,12 +155,27 @@ def base_params(m: Manifests, wf: Workflow, env: str | None = None) -> dict[str,
     return out
 
 
+def _warn_retyped_env(ctx: _Ctx) -> None:
+    """An unquoted ``env`` value YAML reads as a number or yes/no whose text is not what
+    was written (``1e3`` reaches the step as ``1000.0``, ``010`` as ``10``): a warning at
+    the value, saying to quote it. An environment variable is text; YAML is not told so."""
+    from runner.manifests.yamlsrc import as_text, resolve_plain
+
+    for path, source in ctx.doc.retyped.items():
+        if len(path) >= 3 and path[0] == "spec" and path[-2] == "env":
+            seen = as_text(resolve_plain(source))
+            ctx.warn(
+                path, f"env value {source} reaches the step as {seen}", f"quote it: '{source}'"
+            )
+
+
 def check_all(m: Manifests, prefix: str = "") -> list[Diagnostic]:
     out: list[Diagnostic] = []
     for wf in m.workflows.values():
         doc = m.documents[(wf.path, wf.doc_index)]
         ctx = _Ctx(m, wf, doc, prefix)
         _check_workflow(ctx)
+        _warn_retyped_env(ctx)
         # the instances of a fan-out step share its text: one problem is said once
         out.extend(dict.fromkeys(ctx.out) if wf.groups else ctx.out)
     out.extend(check_breakers(m, prefix))

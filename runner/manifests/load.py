@@ -247,7 +247,9 @@ def load_texts(
                 data = repaired(doc, schema_name)
                 if data is None:
                     continue
-                doc = Document(doc.path, doc.index, data, doc.line, doc.pos, doc.keypos)
+                doc = Document(
+                    doc.path, doc.index, data, doc.line, doc.pos, doc.keypos, doc.retyped
+                )
             m.documents[(f, doc.index)] = doc
             kind = data["kind"]
             if kind == "Workflow":

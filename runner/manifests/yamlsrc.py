@@ -37,6 +37,14 @@ _INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
 _NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
 
 
+def as_text(value: Any) -> str:
+    """A scalar as the text a step sees it (an ``env`` value): yes/no as ``true``/``false``,
+    anything else as Python's ``str``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def resolve_plain(text: str) -> Any:
     """A plain (unquoted) scalar by the YAML 1.2 core schema."""
     if not text:
@@ -75,6 +83,9 @@ class Document:
     line: int  # 1-based line where the document starts
     pos: dict[Path_, tuple[int, int]] = field(default_factory=dict)  # value positions
     keypos: dict[Path_, tuple[int, int]] = field(default_factory=dict)  # mapping-key positions
+    # mapping values written unquoted that YAML read as a number or yes/no whose text is not
+    # what was written (``1e3`` is 1000.0, ``010`` is 10, ``True`` is true): path -> source
+    retyped: dict[Path_, str] = field(default_factory=dict)
 
     def where(self, path: Path_, key: bool = False) -> tuple[int, int]:
         """Best (line, col) for ``path``: the key if asked and known, else the nearest value."""
@@ -228,6 +239,7 @@ def _build(
     anchors: dict[str, tuple[Any, int]] = {}
     pos: dict[Path_, tuple[int, int]] = {}
     keypos: dict[Path_, tuple[int, int]] = {}
+    retyped: dict[Path_, str] = {}
     budget = [0]
     result: list[Any] = []
     doc_line = 1
@@ -295,6 +307,15 @@ def _build(
         if cls is ScalarEvent:
             if not ev.style and ev.tag is None:
                 value: Any = resolve_plain(ev.value)
+                if (
+                    value is not None
+                    and not isinstance(value, str)
+                    and stack
+                    and stack[-1].kind == "map"
+                    and stack[-1].key not in (_NOKEY, _DROP)
+                    and as_text(value) != ev.value
+                ):
+                    retyped[child_path()] = ev.value
             elif ev.tag in (None, "!", "tag:yaml.org,2002:str"):
                 value = ev.value
             else:
@@ -333,11 +354,12 @@ def _build(
             result.clear()
             pos = {}
             keypos = {}
+            retyped = {}
             anchors.clear()
             doc_line = ev.start_mark.line + 1
         elif cls is DocumentEndEvent:
             data = result[0] if result else None
-            docs.append(Document(display, len(docs), data, doc_line, pos, keypos))
+            docs.append(Document(display, len(docs), data, doc_line, pos, keypos, retyped))
 
 
 class _Mark:
