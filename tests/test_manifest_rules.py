@@ -158,3 +158,25 @@ def test_an_env_value_yaml_retypes_is_a_warning_saying_to_quote_it(repo: Repo) -
     assert "quote it: '1e3'" in warnings[0] and "quote it: '010'" in warnings[1]
     assert repo.apply()["ok"]
     assert repo.read("out.txt") == "1000.0 10 8080 010\n"  # what the warning said
+
+
+def test_dot_dot_may_leave_the_manifests_folder_never_the_repository(repo: Repo) -> None:
+    """As README says: ``..`` inside the repository is a path like any other."""
+    repo.write("shared/data.csv", "1\n")
+    repo.write(
+        "pipelines/wf.yaml",
+        workflow(
+            "w",
+            "    - name: a\n      run: cat ../shared/data.csv\n      inputs: [../shared/data.csv]\n",
+        ),
+    )
+    assert repo.apply()["ok"]
+    repo.write("shared/data.csv", "2\n")
+    assert repo.plan()[("w", "a")] == ("run", ["input changed: shared/data.csv"])
+    repo.write(
+        "pipelines/wf.yaml",
+        workflow("w", "    - name: a\n      run: echo a\n      inputs: [../../outside.csv]\n"),
+    )
+    p = repo.orch("validate")
+    assert p.returncode == 1 and p.stderr.startswith("pipelines/wf.yaml:8:"), p.stderr
+    assert "escapes the repository" in p.stderr
