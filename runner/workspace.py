@@ -58,6 +58,7 @@ class Repo:
         # --dask-address); None: the config's executor.kind. It decides whether a cpu or
         # memory request beyond this host is an error (``Manifests.host_diags``).
         self.executor_kind: str | None = None
+        self.writes_cache = True  # False for a verb that only reads: it creates nothing
 
     def __repr__(self) -> str:
         return f"Repo(root={self.root!r}, prefix={self.prefix!r})"
@@ -71,7 +72,7 @@ class Repo:
             from runner.manifests.cache import load_cached
 
             try:
-                m = load_cached(self.root, self.prefix, extra_paths)
+                m = load_cached(self.root, self.prefix, extra_paths, write=self.writes_cache)
             except OrchError as e:
                 self.warnings.update(dict.fromkeys(e.warnings))
                 raise

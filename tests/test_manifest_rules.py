@@ -180,3 +180,14 @@ def test_dot_dot_may_leave_the_manifests_folder_never_the_repository(repo: Repo)
     p = repo.orch("validate")
     assert p.returncode == 1 and p.stderr.startswith("pipelines/wf.yaml:8:"), p.stderr
     assert "escapes the repository" in p.stderr
+
+
+def test_read_verbs_create_nothing_in_the_orch_folder(repo: Repo) -> None:
+    """docs/safety.md: nothing is created by a reader, the manifest cache included."""
+    repo.write("wf.yaml", workflow("w", "    - {name: a, run: echo a}\n"))
+    before = sorted(p.relative_to(repo.path) for p in (repo.path / ".orch").rglob("*"))
+    for verb in (["status"], ["history"], ["task", "list"], ["workflow", "list"], ["graph", "w"]):
+        p = repo.orch(*verb)
+        assert p.returncode == 0, (verb, p.stderr)
+        after = sorted(p.relative_to(repo.path) for p in (repo.path / ".orch").rglob("*"))
+        assert after == before, verb

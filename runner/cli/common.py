@@ -22,8 +22,18 @@ AUDIT_SKIP: list[bool] = [False]
 AUDIT_INTO: list[Any] = [None]  # a Path: the state file to record into (state reset's backup)
 
 
+# verbs that only read: they create nothing in .orch/, not even the manifest cache
+# (docs/safety.md: "nothing is created by a reader")
+READERS = frozenset({
+    "run:status", "run:history", "run:logs", "run:task_list", "run:task_status",
+    "run:system_status", "run:system_metrics", "run:system_health",
+    "projects:project_status", "projects:project_list", "basic:graph", "basic:workflow_list",
+})  # fmt: skip
+
+
 def repo_from(args: argparse.Namespace, exact: bool = False) -> Repo:
     repo = open_repo(args.directory, exact=exact)
+    repo.writes_cache = getattr(args, "target", "") not in READERS
     OPENED.append(repo)
     return repo
 

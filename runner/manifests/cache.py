@@ -50,7 +50,11 @@ def _stat_key(root: Path, files: list[str]) -> tuple[object, ...]:
     return tuple(out)
 
 
-def load_cached(root: Path, prefix: str, extra_paths: list[str] | None = None) -> Manifests:
+def load_cached(
+    root: Path, prefix: str, extra_paths: list[str] | None = None, *, write: bool = True
+) -> Manifests:
+    """The manifests, from the cache while it holds; ``write``: save a fresh load to it
+    (False for a verb that only reads, which creates nothing)."""
     from runner.manifests.load import load, read_config, select_files
 
     if extra_paths or not (root / ".orch").is_dir():
@@ -74,6 +78,8 @@ def load_cached(root: Path, prefix: str, extra_paths: list[str] | None = None) -
             m.root = root
             return m
     m = load(root, None, prefix)
+    if not write:
+        return m
     from runner.fsutil import atomic_write
 
     with contextlib.suppress(OSError, TypeError, ValueError):  # only a cache
