@@ -191,3 +191,42 @@ def test_read_verbs_create_nothing_in_the_orch_folder(repo: Repo) -> None:
         assert p.returncode == 0, (verb, p.stderr)
         after = sorted(p.relative_to(repo.path) for p in (repo.path / ".orch").rglob("*"))
         assert after == before, verb
+
+
+SKIP_CHAIN = """\
+    - name: a
+      run: echo a > a.txt
+      when: "{{ params.on }}"
+      outputs: [a.txt]
+    - name: b
+      run: cat a.txt > b.txt
+      inputs: [a.txt]
+      outputs: [b.txt]
+    - name: c
+      run: echo c > c.txt
+      needs: [b]
+    - name: d
+      run: echo "{{ steps.a.status }}" > d.txt
+      when: "{{ steps.a.status == 'skipped' }}"
+"""
+
+
+def test_the_dependants_of_a_skipped_step_are_skipped_unless_their_condition_reads_it(
+    repo: Repo,
+) -> None:
+    """As GitHub Actions skips the jobs that need a skipped job: b (reads a's output) and
+    c (after b) are skipped, not failed for a file a never wrote; d, whose condition reads
+    a's status, decides for itself. Turning a on runs the chain."""
+    repo.write("wf.yaml", workflow("w", SKIP_CHAIN, extra="  params: {on: false}\n"))
+    r = repo.apply()
+    assert r["ok"], r
+    status = {s: r["by_step"][s]["status"] for s in "abcd"}
+    assert status == {"a": "skipped", "b": "skipped", "c": "skipped", "d": "succeeded"}
+    assert r["by_step"]["b"]["reasons"] == ["upstream skipped: a"]
+    assert repo.read("d.txt") == "skipped\n" and not repo.exists("b.txt")
+    assert {a for a, _ in repo.plan().values()} == {"up-to-date"}  # it settles
+    repo.write("wf.yaml", workflow("w", SKIP_CHAIN, extra="  params: {on: true}\n"))
+    r = repo.apply()
+    status = {s: r["by_step"][s]["status"] for s in "abcd"}
+    assert status == {"a": "succeeded", "b": "succeeded", "c": "succeeded", "d": "skipped"}
+    assert repo.read("b.txt") == "a\n"

@@ -96,6 +96,7 @@ class Start:
             self._admit,
             self._claim,
             self._redecide,
+            self._upstream_skipped,
             self._template_context,
             self._when,
             self._render,
@@ -185,6 +186,38 @@ class Start:
             why = ["early cutoff: upstream outputs unchanged"] if planned.action == MAY_RUN else []
             return self._done(Status.UP_TO_DATE, why)
         return None
+
+    def _upstream_skipped(self) -> Outcome | None:
+        """A step whose direct upstream step is skipped is skipped too, as GitHub Actions
+        skips the jobs that need a skipped job: what it would read was never made. Its own
+        ``when:`` decides instead when it reads that step's status
+        (``when: "{{ steps.a.status == 'skipped' }}"``), as ``if: always()`` does there."""
+        skipped = [
+            u
+            for u in self.view.upstream
+            if (r := self.records.get(u)) is not None and r.status == Status.SKIPPED
+        ]
+        if not skipped:
+            return None
+        when = self.view.step.when
+        if isinstance(when, str):
+            from runner.templating import references
+
+            read = {ref[1] for ref in references(when) if len(ref) >= 3 and ref[0] == "steps" and ref[2] == "status"}  # fmt: skip
+            skipped = [u for u in skipped if u not in read]
+            if not skipped:
+                return None
+        reason = f"upstream skipped: {', '.join(skipped)}"
+        record.record_skipped(
+            self.ctx.state,
+            self.records,
+            self.decision,
+            env=self.ctx.env_name,
+            run_id=self.ctx.run_id,
+            reason=reason,
+            now=self.ctx.clock(),
+        )
+        return self._done(Status.SKIPPED, [reason])
 
     def _template_context(self) -> Outcome | None:
         self._tctx = template_context(self.view, self.ctx.catalog, self.records, self.ctx.environ)
