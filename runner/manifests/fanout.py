@@ -397,5 +397,13 @@ def _dynamic(
     if not values:
         return []
     # an instance depends on its item alone, not on the source's run: a value added to
-    # the list adds one instance, and the values kept are not run again
-    return _instances(s, sp, "foreach", doc, limit, diags, [(v, {"item": v}) for v in values])
+    # the list adds one instance, and the values kept are not run again. A list that makes
+    # two instances of one name, or too many, is the source's output at fault, not the
+    # manifest: raised by the plan as a non-list is, never a load error that would stop
+    # status, logs and graph and keep the source from running again to fix it
+    bad: list[Diagnostic] = []
+    made = _instances(s, sp, "foreach", doc, limit, bad, [(v, {"item": v}) for v in values])
+    if bad:
+        m.fan_errors[f"{wf.name}/{s.name}"] = str(bad[0])
+        return []
+    return made

@@ -1,0 +1,53 @@
+"""Fan-out at its edges: odd names, odd values, and what a bad dynamic list must not break."""
+
+from __future__ import annotations
+
+from tests.conftest import Repo, workflow
+
+DYNAMIC = workflow(
+    "dyn",
+    """\
+    - name: list
+      run: echo "files=$(cat list.json)" >> "$ORCH_OUTPUT"
+      inputs: [list.json]
+    - name: each
+      foreach: "{{ steps.list.outputs.files }}"
+      run: echo "{{ item }}"
+""",
+)
+
+
+def test_dynamic_list_with_duplicates_is_a_plan_error_that_leaves_status_and_logs_working(
+    repo: Repo,
+) -> None:
+    repo.write("wf.yaml", DYNAMIC)
+    repo.write("list.json", '["x", "y", "x"]\n')
+    first = repo.orch("apply")
+    assert first.returncode == 1 and "two instances named 'each[x]'" in first.stderr
+    assert "internal error" not in first.stderr
+    # the recorded state stays readable: the bad list is the source's output, not the manifest
+    status = repo.orch("status", "--json")
+    assert status.returncode == 0, status.stderr
+    assert repo.orch("logs", "dyn", "list").returncode == 0
+    assert repo.orch("graph", "dyn").returncode == 0
+    p = repo.orch("plan")
+    assert p.returncode == 1
+    assert any(x.startswith("orch: wf.yaml:10:") and "each[x]" in x for x in p.stderr.splitlines())
+    repo.write("list.json", '["x", "y"]\n')  # fixing the source's input lets it run again
+    fixed = repo.apply()
+    assert fixed["ok"] and {"each[x]", "each[y]", "list"} <= set(fixed["ran"])
+
+
+def test_dynamic_list_over_the_limit_is_a_plan_error_not_a_load_error(repo: Repo) -> None:
+    repo.write(
+        ".orch/config.yaml",
+        'apiVersion: orch/v1\nkind: Config\nmanifests: ["."]\nmax_instances: 2\n',
+    )
+    repo.write("wf.yaml", DYNAMIC)
+    repo.write("list.json", '["a", "b", "c"]\n')
+    first = repo.orch("apply")
+    assert first.returncode == 1 and "more than the limit of 2" in first.stderr
+    assert repo.orch("status", "--json").returncode == 0
+    repo.write("list.json", '["a", "b"]\n')
+    fixed = repo.apply()
+    assert fixed["ok"] and {"each[a]", "each[b]"} <= set(fixed["ran"])
