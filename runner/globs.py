@@ -59,6 +59,14 @@ def literal(pattern: str) -> str:
     return re.sub(r"\\(.)", r"\1", pattern)
 
 
+def escape(text: str) -> str:
+    """The pattern that matches exactly the path ``text``: each glob character and
+    backslash escaped with a backslash (``literal`` undoes it)."""
+    if "\\" not in text and not any(c in GLOB_CHARS for c in text):
+        return text
+    return re.sub(r"([\\*?\[])", r"\\\1", text)
+
+
 def check(pattern: str) -> None:
     """Raise ``GlobError`` if ``pattern`` is malformed (compiling it checks everything).
     A plain path (no ``\\ * ? [``) cannot be: it is not compiled, so checking the

@@ -51,3 +51,39 @@ def test_dynamic_list_over_the_limit_is_a_plan_error_not_a_load_error(repo: Repo
     repo.write("list.json", '["a", "b"]\n')
     fixed = repo.apply()
     assert fixed["ok"] and {"each[a]", "each[b]"} <= set(fixed["ran"])
+
+
+def test_foreach_over_files_with_glob_characters_names_each_file_literally(repo: Repo) -> None:
+    # a file a[1].txt found by the glob is that file in inputs and outputs, never a pattern
+    # (which would make the output a validation error and the input match a1.txt)
+    for name in ("a[1].txt", "a1.txt", "b*.txt", "c d.txt"):
+        repo.write(f"books/{name}", name + "\n")
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "g",
+            """\
+    - name: count
+      foreach: "books/*.txt"
+      run: mkdir -p counts && cp {{ item.path }} counts/{{ item.stem }}.n
+      inputs: ["{{ item.path }}"]
+      outputs: ["counts/{{ item.stem }}.n"]
+    - name: upper
+      foreach: "books/*.txt"
+      run: mkdir -p up && tr a-z A-Z < {{ item.path }} > up/{{ item.stem | upper }}.n
+      inputs: ["{{ item.path | string }}"]
+      outputs: ["up/{{ item.stem | upper }}.n"]
+""",
+        ),
+    )
+    p = repo.orch("validate")
+    assert p.returncode == 0, p.stderr
+    first = repo.apply()
+    assert first["ok"], first
+    assert repo.read("counts/a[1].n") == "a[1].txt\n" and repo.read("up/B*.n") == "B*.TXT\n"
+    assert {a for a, _ in repo.plan().values()} == {"up-to-date"}
+    # an edit to a1.txt re-runs its own instances, not a[1].txt's (which a glob would match)
+    repo.write("books/a1.txt", "changed\n")
+    assert repo.apply()["ran"] == ["count[books/a1.txt]", "upper[books/a1.txt]"]
+    (repo.path / "counts/a[1].n").unlink()
+    assert repo.apply()["ran"] == ["count[books/a[1].txt]"]

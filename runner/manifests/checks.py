@@ -780,7 +780,7 @@ def _check_paths(
             result[key].append(rel)
     wd = s.workdir
     if _is_templated(wd):
-        wd = _render_path(wd, params, ctx.wf, s) or "."
+        wd = _render_path(wd, params, ctx.wf, s, pattern=False) or "."
     try:
         rel = paths.join(base, wd)
         paths.check_symlinks(root, rel)
@@ -820,11 +820,13 @@ def _check_glob(ctx: _Ctx, where: tuple[Any, ...], key: str, rel: str) -> bool:
     return True
 
 
-def _render_path(raw: str, params: dict[str, Any], wf: Workflow, s: Step) -> str | None:
+def _render_path(
+    raw: str, params: dict[str, Any], wf: Workflow, s: Step, *, pattern: bool = True
+) -> str | None:
     from runner.templating import TemplateError
 
     try:
-        return paths.render(wf, s, raw, params)
+        return paths.render(wf, s, raw, params, pattern=pattern)
     except TemplateError:
         return None  # reported by the template checks
 

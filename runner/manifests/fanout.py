@@ -237,9 +237,12 @@ def _literal_paths(inst: Step) -> Step:
     """``inst`` with each input, output and workdir that reads nothing but ``{{ item }}``,
     ``{{ item.KEY }}`` or ``{{ matrix.KEY }}`` (a text or number) written out: thousands
     of instances must not cost two Jinja renders per path at every plan. Anything else
-    (a filter, params, a missing key) stays a template, rendered and checked as before."""
+    (a filter, params, a missing key) stays a template, rendered and checked as before.
+    In inputs and outputs the values are glob-escaped, as ``paths.render`` does."""
 
-    def lit(raw: str) -> str:
+    from runner import globs
+
+    def lit(raw: str, pattern: bool = True) -> str:
         if "{" not in raw or "{%" in raw or "{#" in raw or "\n" in raw:
             return raw
         bad = False
@@ -252,7 +255,8 @@ def _literal_paths(inst: Step) -> Step:
             if isinstance(v, bool) or not isinstance(v, (str, int, float)):
                 bad = True
                 return ""
-            return str(v)
+            # a value in a pattern is data: a file a[1].txt names that file, not a glob
+            return globs.escape(str(v)) if pattern else str(v)
 
         out = _SIMPLE.sub(sub, raw)
         return raw if bad or "{{" in out or "}}" in out else out
@@ -261,7 +265,7 @@ def _literal_paths(inst: Step) -> Step:
         inst,
         inputs=tuple(lit(p) for p in inst.inputs),
         outputs=tuple(lit(p) for p in inst.outputs),
-        workdir=lit(inst.workdir),
+        workdir=lit(inst.workdir, pattern=False),
     )
 
 

@@ -106,18 +106,39 @@ def templated(raw: str) -> bool:
     return "{{" in raw or "{%" in raw
 
 
-def render(wf: Workflow, step: Step, raw: str, params: dict[str, Any]) -> str:
+def render(
+    wf: Workflow, step: Step, raw: str, params: dict[str, Any], *, pattern: bool = True
+) -> str:
     """``raw`` (an input, output or workdir of ``step``) with its template rendered, not yet
     joined to the workflow's base. A path sees the params (the workflow's ``params``,
     then the step's own), ``workflow.name``, an instance's ``matrix``/``item``, and an empty ``env``: where a file is must
-    not depend on who runs orch. Raises what ``templating.render_text`` raises; each
-    caller decides what a path that cannot be rendered means to it."""
+    not depend on who runs orch. In a pattern (an input or output, not a workdir) the
+    ``matrix``/``item`` values are glob-escaped (``fan_escaped``): a file named
+    ``a[1].txt`` that a foreach found is that file, never a glob. Raises what
+    ``templating.render_text`` raises; each caller decides what a path that cannot be
+    rendered means to it."""
     if not templated(raw):
         return raw
     from runner.templating import render_text
 
     ctx = {"params": {**params, **step.params}, "workflow": {"name": wf.name}, "env": {}}
-    return render_text(raw, {**ctx, **step.fan})
+    return render_text(raw, {**ctx, **(fan_escaped(step.fan) if pattern else step.fan)})
+
+
+def fan_escaped(fan: dict[str, Any]) -> dict[str, Any]:
+    """An instance's ``matrix``/``item`` values with every string glob-escaped (values are
+    data: a path they make names one file), mappings and lists followed."""
+
+    def esc(v: Any) -> Any:
+        if isinstance(v, str):
+            return globs.escape(v)
+        if isinstance(v, dict):
+            return {k: esc(x) for k, x in v.items()}
+        if isinstance(v, list):
+            return [esc(x) for x in v]
+        return v
+
+    return {k: esc(v) for k, v in fan.items()}
 
 
 def step_paths(
@@ -127,5 +148,9 @@ def step_paths(
     (repo-relative; "!" exclusions kept in front). Raises PathEscape or a template error."""
     ins = [join_pattern(wf.base, render(wf, step, p, params)) for p in step.inputs]
     outs = [join_pattern(wf.base, render(wf, step, p, params)) for p in step.outputs]
-    wd = join_pattern(wf.base, render(wf, step, step.workdir, params)) if step.workdir else wf.base
+    wd = (
+        join_pattern(wf.base, render(wf, step, step.workdir, params, pattern=False))
+        if step.workdir
+        else wf.base
+    )
     return ins, outs, wd
