@@ -59,6 +59,7 @@ def validate(args: argparse.Namespace) -> int:
         "workflows": sorted(m.workflows),
         "projects": sorted(m.projects),
         "quotas": sorted(m.quotas),
+        "step_templates": list(m.step_templates),
         "steps": sum(len(w.steps) for w in m.workflows.values()),
     }
     if fmt == "json":
@@ -66,7 +67,8 @@ def validate(args: argparse.Namespace) -> int:
     elif fmt == "text":
         print(
             f"ok: {summary['files']} files, {len(m.workflows)} workflows "
-            f"({summary['steps']} steps), {len(m.projects)} projects, {len(m.quotas)} quotas",
+            f"({summary['steps']} steps), {len(m.step_templates)} step templates, "
+            f"{len(m.projects)} projects, {len(m.quotas)} quotas",
             file=sys.stderr,
         )
     return 0

@@ -61,6 +61,7 @@ class Manifests:
     # requests of cpu/memory beyond this host: errors only where tasks run here (the
     # local executor); see ``load.runs_here`` and ``reconcile.flow.apply``
     host_diags: list[Any] = field(default_factory=list)
+    step_templates: tuple[str, ...] = ()  # the StepTemplates' names, sorted
     # workflow -> the StepTemplate files its steps use (a change there affects it)
     template_files: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # folders walked by foreach globs ("path/" -> stat key): a file added there changes

@@ -264,6 +264,7 @@ def load_texts(
             elif kind == "Project":
                 p = build_project(f, doc.line, data)
                 _add(m.projects, p.name, p, doc, diags, "project", m)
+    m.step_templates = tuple(sorted(templates))
     for f, doc in workflows:
         data, d, used = expand_steps(doc, templates)
         diags.extend(d)
