@@ -95,23 +95,34 @@ def render_graph(
     if fmt != "text":
         return _render_graph_markup(wf, dag, fmt, into, out)
     # text: one line per step, in run order, with its direct upstream steps and why
-    width = max((len(shown(n)) for n in dag.order), default=0)
+    label = {n: shown(n) + ("" if wf.step(n).group else _uses(wf, n, " ")) for n in dag.order}
+    width = max((len(v) for v in label.values()), default=0)
     lines = [f"{shown(wf.name)} ({len(dag.order)} steps)"]
     for n, group, first in _grouped(wf, dag):
         if first:
-            lines.append(f"  {shown(group)} ({len(wf.groups[group])} instances)")
+            used = _uses(wf, n, "")[1:-1]
+            lines.append(
+                f"  {shown(group)} ({len(wf.groups[group])} instances{', ' + used if used else ''})"
+            )
         indent = "    " if group else "  "
         ups = dag.upstream[n]
         deps = [f"{shown(u)} ({'+'.join(sorted(k))})" for u, k in _collapsed(wf, dag, n, ups)]
         deps += [f"{shown(w + '/' + s)} (files)" for w, s in into.get(n, ())]
         readers = [f"{shown(w + '/' + s)} (files)" for w, s in out.get(n, ())]
-        line = f"{indent}{shown(n).ljust(width)}" if deps or readers else f"{indent}{shown(n)}"
+        line = f"{indent}{label[n].ljust(width)}" if deps or readers else f"{indent}{label[n]}"
         if deps:
             line += f"  <- {', '.join(deps)}"
         if readers:
             line += f"  -> {', '.join(readers)}"
         lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+def _uses(wf: Workflow, n: str, sep: str) -> str:
+    """``" (uses NAME)"`` (after ``sep``) for a step made from a StepTemplate, else "":
+    the graph says where a step's fields come from."""
+    t = wf.step(n).spec.get("uses")
+    return f"{sep}(uses {shown(t)})" if isinstance(t, str) else ""
 
 
 def _grouped(wf: Workflow, dag: Dag) -> list[tuple[str, str, bool]]:
@@ -190,11 +201,21 @@ def _render_graph_markup(wf: Workflow, dag: Dag, fmt: str, into: Across, out: Ac
             k += 1
             if dot:
                 lines.append(f'  subgraph "cluster_{k}" {{')
-                lines.append(f'    label="{_quoted(group, chr(92) + chr(34))}";')
+                lines.append(
+                    f'    label="{_quoted(group + _uses(wf, n, " "), chr(92) + chr(34))}";'
+                )
             else:
-                lines.append(f'  subgraph g{k}["{_quoted(group, "#quot;")}"]')
+                lines.append(f'  subgraph g{k}["{_quoted(group + _uses(wf, n, " "), "#quot;")}"]')
         pad = "    " if group else "  "
-        lines.append(f'{pad}"{q[n]}";' if dot else f'{pad}{ids[n]}["{_quoted(n, "#quot;")}"]')
+        used = "" if group else _uses(wf, n, " ")
+        if dot:
+            lines.append(
+                f'{pad}"{q[n]}" [label="{_quoted(n + used, chr(92) + chr(34))}"];'
+                if used
+                else f'{pad}"{q[n]}";'
+            )
+        else:
+            lines.append(f'{pad}{ids[n]}["{_quoted(n + used, "#quot;")}"]')
     if current:
         lines.append("  }" if dot else "  end")
     for o in others:  # steps of other workflows that a file edge reaches
