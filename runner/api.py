@@ -131,9 +131,12 @@ def _selection(
         wfs = [w for w in wfs if w.name in keep]
     if env:
         check_env(m, wfs, env)
-    sel = Selection([w.name for w in wfs], env or "", parse_forced(m, wfs, force or []), force_all)
-    # a --param is checked against the workflows named, not what --since left of them: a
-    # run where nothing changed is not a typo
+    # a --force or --param is checked against the workflows named, not what --since left
+    # of them: a run where nothing changed is not a typo (a step of a workflow --since
+    # left out is not forced: it is not in this run)
+    kept = {w.name for w in wfs}
+    forced = {k for k in parse_forced(m, named, force or []) if k[0] in kept}
+    sel = Selection([w.name for w in wfs], env or "", forced, force_all)
     sel.params = parse_params(m, named, params or {}, env or "")
     return m, wfs, sel
 

@@ -363,3 +363,17 @@ def test_since_leaves_out_excluded_inputs_and_unnamed_orch_folders(repo: Repo) -
     assert affected(repo, "HEAD") == {"nested"}
     repo.write("src/a.c", "b\n")
     assert affected(repo, "HEAD") == {"nested", "code"}
+
+
+def test_force_with_since_checks_names_against_the_named_workflows(repo: Repo) -> None:
+    # --since leaving a workflow out is not a typo in --force (as for --param): the name is
+    # checked against the workflows named; a name no workflow has is still refused
+    two_workflows(repo)
+    assert repo.apply()["ok"]
+    repo.write("docs/index.md", "# changed\n")
+    assert selected(repo, "--since", "HEAD", "--force", "build") == ["docs"]
+    assert selected(repo, "--since", "HEAD", "--force", "code/build") == ["docs"]
+    forced = repo.plan("--since", "HEAD", "--force", "site")
+    assert list(forced) == [("docs", "site")] and forced["docs", "site"][1][0] == "forced"
+    bad = repo.orch("plan", "--since", "HEAD", "--force", "biuld")
+    assert bad.returncode != 0 and "--force biuld: no such step" in bad.stderr
