@@ -353,7 +353,7 @@ def apply(
         # a source of a foreach ran: its instances are known now, so plan again and run
         # them in this same apply (forcing is not repeated: what was forced has run)
         repo.reload()
-        m, wfs, sel = _selection(repo, workflows, project, env, None, False, since)
+        m, wfs, sel = _selection(repo, workflows, project, env, None, False, since, params)
         state = open_state(repo)
         try:
             more, plans = flow.apply(repo.root, m, state, wfs, sel, options or ApplyOptions())

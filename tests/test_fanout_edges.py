@@ -87,3 +87,26 @@ def test_foreach_over_files_with_glob_characters_names_each_file_literally(repo:
     assert repo.apply()["ran"] == ["count[books/a1.txt]", "upper[books/a1.txt]"]
     (repo.path / "counts/a[1].n").unlink()
     assert repo.apply()["ran"] == ["count[books/a[1].txt]"]
+
+
+def test_a_param_reaches_the_instances_a_dynamic_foreach_makes_in_the_same_apply(
+    repo: Repo,
+) -> None:
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "dyn",
+            """\
+    - name: list
+      run: echo 'files=["a"]' >> "$ORCH_OUTPUT"
+    - name: each
+      foreach: "{{ steps.list.outputs.files }}"
+      run: echo "{{ params.tag }}-{{ item }}" > "out-{{ item }}.txt"
+      outputs: ["out-{{ item }}.txt"]
+""",
+            "  params: {tag: manifest}\n",
+        ),
+    )
+    p = repo.orch("apply", "--param", "tag=cli")
+    assert p.returncode == 0, p.stderr
+    assert repo.read("out-a.txt") == "cli-a\n"
