@@ -375,7 +375,15 @@ def _fanned_anew(m: Manifests, result: Any, plans: Any) -> bool:
     if not m.fan_dynamic:
         return False
     ran = {(r.workflow, r.step) for r in result.results if r.status == "succeeded"}
-    return any((w, src) in ran for w, _s, src, _k in m.fan_dynamic)
+    if any((w, src) in ran for w, _s, src, _k in m.fan_dynamic):
+        return True
+    # a step that waited for pending instances (ApplyLoop.deferred) and has no result yet:
+    # its source turned out up to date (early cutoff), so the next round runs it
+    pending = {(w, g) for w, g, _src in plans.pending}
+    done = {(r.workflow, r.step) for r in result.results}
+    return any(
+        k not in done and any((k[0], g) in pending for g in gs) for k, gs in m.fan_waits.items()
+    )
 
 
 def _merged(first: Any, more: Any) -> Any:

@@ -89,6 +89,59 @@ def test_foreach_over_files_with_glob_characters_names_each_file_literally(repo:
     assert repo.apply()["ran"] == ["count[books/a[1].txt]"]
 
 
+WAITERS = workflow(
+    "dyn",
+    """\
+    - name: prep
+      run: cp seed.txt prep.txt
+      inputs: [seed.txt]
+      outputs: [prep.txt]
+    - name: list
+      run: echo "files=$(cat list.json)" >> "$ORCH_OUTPUT"
+      inputs: [list.json, prep.txt]
+    - name: each
+      foreach: "{{ steps.list.outputs.files }}"
+      run: echo "{{ item }}"
+    - name: gather
+      needs: [each]
+      run: echo 'G{{ steps.each.instances | length }}' >> g.txt
+    - name: reader
+      run: echo '{{ params.tag }}{{ steps.each.instances | length }}' >> r.txt
+""",
+    "  params: {tag: R}\n",
+)
+
+
+def test_readers_of_pending_instances_run_once_with_the_new_list(repo: Repo) -> None:
+    # needs: [each] or reading steps.each.instances waits for the source's round: they
+    # ran once with the old (empty) list and again with the new one
+    repo.write("wf.yaml", WAITERS)
+    repo.write("seed.txt", "s\n")
+    repo.write("list.json", '["a", "b"]\n')
+    graph = repo.orch("graph", "dyn").stdout
+    assert "reader  <- list (template)" in graph, graph
+    assert repo.apply()["ok"]
+    assert repo.read("g.txt") == "G2\n" and repo.read("r.txt") == "R2\n"
+    repo.write("list.json", '["a", "b", "c"]\n')
+    grown = repo.apply()
+    assert grown["ok"] and grown["by_step"]["reader"]["status"] == "succeeded"
+    assert repo.read("g.txt") == "G2\nG3\n" and repo.read("r.txt") == "R2\nR3\n"
+
+
+def test_a_waiting_reader_still_runs_when_its_source_is_cut_off_early(repo: Repo) -> None:
+    repo.write("wf.yaml", WAITERS)
+    repo.write("seed.txt", "s\n")
+    repo.write("list.json", '["a"]\n')
+    assert repo.apply()["ok"]
+    # prep re-runs (its input's bytes changed back and forth: same output), so list may
+    # run and is then up to date; reader's own definition changed: it must run
+    repo.write("seed.txt", "s\n\n")
+    repo.write("wf.yaml", WAITERS.replace("cp seed.txt prep.txt", "head -1 seed.txt > prep.txt"))
+    p = repo.orch("apply", "--param", "tag=Q")
+    assert p.returncode == 0, p.stderr
+    assert repo.read("r.txt") == "R1\nQ1\n"
+
+
 def test_a_param_reaches_the_instances_a_dynamic_foreach_makes_in_the_same_apply(
     repo: Repo,
 ) -> None:

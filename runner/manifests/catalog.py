@@ -73,6 +73,9 @@ class Manifests:
     fan_dynamic: list[tuple[str, str, str, str]] = field(default_factory=list)
     fan_sources: dict[str, str | None] = field(default_factory=dict)
     fan_errors: dict[str, str] = field(default_factory=dict)  # "wf/step" -> diagnostic line
+    # (workflow, step) -> the foreach-over-outputs steps it needs or reads the instances
+    # of: while such a source runs, the step waits for the next round (runner.api.apply)
+    fan_waits: dict[tuple[str, str], tuple[str, ...]] = field(default_factory=dict)
     # files skipped as not ours (YAML that does not parse, with no orch apiVersion in it)
     warnings: list[str] = field(default_factory=list)
 

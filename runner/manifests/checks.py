@@ -519,7 +519,9 @@ def _check_group_ref(
     ctx: _Ctx, s: Step, path: tuple[Any, ...], ref: tuple[str, ...], is_path: bool
 ) -> set[str]:
     """``steps.G`` where G fans out: only ``steps.G.instances`` (every instance's key or
-    item and outputs) is defined; it makes every instance an upstream step."""
+    item and outputs) is defined; it makes every instance an upstream step, and for a
+    foreach over a step's outputs that step too (its instances may be none yet): the
+    reader waits for them as ``needs: [G]`` does (``Manifests.fan_waits``)."""
     target = str(ref[1])
     if is_path:
         ctx.add(
@@ -533,7 +535,14 @@ def _check_group_ref(
         ctx.add(path, f"step '{target}' fans out: steps.{target}.{ref[2]} is not defined",
                 f"read steps.{target}.instances, a list of each instance's key or item and outputs")  # fmt: skip
         return set()
-    return set(ctx.wf.groups[target])
+    ups = set(ctx.wf.groups[target])
+    for w, g, src, _key in ctx.m.fan_dynamic:
+        if w == ctx.wf.name and g == target:
+            ups.add(src)
+            k = (w, s.name)
+            if target not in ctx.m.fan_waits.get(k, ()):
+                ctx.m.fan_waits[k] = (*ctx.m.fan_waits.get(k, ()), target)
+    return ups
 
 
 HANDLER_ROOTS = ("params", "steps", "workflow", "env")

@@ -175,6 +175,10 @@ def expand(
         for w, g, src, _key in m.fan_dynamic:
             if w == wf.name and g in need_map:
                 need_map[g] = (*need_map[g], src)
+                for s in steps:
+                    if g in s.needs and s.group != g:
+                        k = (wf.name, s.name)
+                        m.fan_waits[k] = (*m.fan_waits.get(k, ()), g)
         steps = [_expand_needs(s, need_map) for s in steps]
     by_name = {s.name: s for s in reversed(steps)}
     return replace(wf, steps=tuple(steps), by_name=by_name, groups=groups), diags

@@ -98,6 +98,14 @@ class ApplyLoop:
             environ=dict(os.environ),
             base_env=clean_git_env(),
         )
+        # steps that need (or read the instances of) a foreach over a source step's
+        # outputs while the plan says those instances are pending: they wait for the
+        # apply's next round, which knows the instances (runner.api.apply), instead of
+        # running now with the old list and again then
+        pending = {(w, g) for w, g, _src in plans.pending}
+        self.deferred = {
+            k for k, gs in catalog.fan_waits.items() if any((k[0], g) in pending for g in gs)
+        }
         self._remaining_up: dict[Key, int] = {}
         # edges across workflows (a file one writes and another reads), both selected
         self._cross_up: dict[Key, list[Key]] = {}
@@ -272,7 +280,7 @@ class ApplyLoop:
         downs = [(wf.name, d) for d in dag.downstream()[key[1]]]
         for dk in downs + self._cross_down.get(key, []):
             self._remaining_up[dk] -= 1
-            if self._remaining_up[dk] == 0 and dk not in self.results:
+            if self._remaining_up[dk] == 0 and dk not in self.results and dk not in self.deferred:
                 st = self.by_name[dk[0]].step(dk[1])
                 self.ready.push(f"{dk[0]}/{dk[1]}", dk[0], st.priority, st.index, dk)
 
@@ -319,7 +327,7 @@ class ApplyLoop:
             for name in dag.order:
                 k = (w.name, name)
                 self._remaining_up[k] = len(dag.upstream[name]) + len(self._cross_up.get(k, ()))
-                if self._remaining_up[k] == 0:
+                if self._remaining_up[k] == 0 and k not in self.deferred:
                     st = w.step(name)
                     self.ready.push(f"{w.name}/{name}", w.name, st.priority, st.index, k)
 
