@@ -400,6 +400,7 @@ def _merged(first: Any, more: Any) -> Any:
         results=out,
         duration=first.duration + more.duration,
         hooks_failed=[*first.hooks_failed, *more.hooks_failed],
+        removed=(*first.removed, *more.removed),
     )
 
 

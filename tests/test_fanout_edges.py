@@ -163,3 +163,13 @@ def test_a_param_reaches_the_instances_a_dynamic_foreach_makes_in_the_same_apply
     p = repo.orch("apply", "--param", "tag=cli")
     assert p.returncode == 0, p.stderr
     assert repo.read("out-a.txt") == "cli-a\n"
+
+
+def test_apply_json_lists_the_instances_whose_records_it_dropped(repo: Repo) -> None:
+    repo.write("in/a.txt", "a\n")
+    repo.write("in/b.txt", "b\n")
+    repo.write("wf.yaml", workflow("r", '    - {name: f, foreach: "in/*.txt", run: "true"}\n'))
+    assert repo.apply()["removed"] == []
+    (repo.path / "in/b.txt").unlink()
+    assert repo.apply()["removed"] == [{"workflow": "r", "step": "f[in/b.txt]"}]
+    assert repo.apply()["removed"] == []

@@ -315,6 +315,60 @@ def test_plan_and_apply_take_params(server: Server) -> None:
         (repo.path / "params.yaml").unlink()
 
 
+def test_plan_apply_status_name_instances_removed_and_pending(server: Server) -> None:
+    """Fan-out through the tools: instance names in every reply, the dynamic foreach's
+    instances ``pending`` until its source has run, an instance gone ``removed`` in the
+    plan and in the apply that dropped its record; validate counts StepTemplates."""
+    repo = server.repo
+    repo.write("fanin/a.txt", "a\n")
+    repo.write("fanin/b.txt", "b\n")
+    repo.write(
+        "fan.yaml",
+        """\
+apiVersion: orch/v1
+kind: StepTemplate
+metadata: {name: say}
+spec:
+  params: {what: hi}
+  run: echo {{ params.what }}
+---
+"""
+        + workflow(
+            "fan",
+            """\
+    - {name: m, uses: say, matrix: {k: [x, "y z"]}}
+    - {name: f, foreach: "fanin/*.txt", run: "cat {{ item.path }}"}
+    - {name: src, run: "echo 'vals=[1, 2]' >> $ORCH_OUTPUT"}
+    - {name: d, foreach: "{{ steps.src.outputs.vals }}", run: "echo {{ item }}"}
+""",
+        ),
+    )
+    try:
+        assert server.ok("validate")["step_templates"] == ["say"]
+        plan = server.ok("plan", workflows=["fan"])
+        assert [s["step"] for s in plan["steps"]] == [
+            "m[k=x]", "m[k=y z]", "f[fanin/a.txt]", "f[fanin/b.txt]", "src",
+        ]  # fmt: skip
+        assert plan["pending"] == [{"workflow": "fan", "step": "d", "after": "src"}]
+        done = server.ok("apply", workflows=["fan"])
+        assert done["ok"] and done["removed"] == []
+        assert sorted(s["step"] for s in done["steps"] if s["status"] == "succeeded") == [
+            "d[1]", "d[2]", "f[fanin/a.txt]", "f[fanin/b.txt]", "m[k=x]", "m[k=y z]", "src",
+        ]  # fmt: skip
+        status = {s["step"]: s["status"] for s in server.ok("status", workflows=["fan"])["steps"]}
+        assert status["d[2]"] == status["m[k=y z]"] == status["f[fanin/b.txt]"] == "succeeded"
+
+        (repo.path / "fanin/b.txt").unlink()
+        gone = [{"workflow": "fan", "step": "f[fanin/b.txt]"}]
+        assert server.ok("plan", workflows=["fan"])["removed"] == gone
+        assert server.ok("apply", workflows=["fan"])["removed"] == gone
+        status = {s["step"] for s in server.ok("status", workflows=["fan"])["steps"]}
+        assert "f[fanin/b.txt]" not in status and "f[fanin/a.txt]" in status
+    finally:
+        (repo.path / "fan.yaml").unlink()
+        (repo.path / "fanin/a.txt").unlink()
+
+
 def test_a_broken_manifest_is_listed_by_validate_and_stops_apply(server: Server) -> None:
     repo = server.repo
     repo.write("bad.yaml", "apiVersion: orch/v1\nkind: Workflow\nmetadata: {name: bad}\n")

@@ -204,6 +204,7 @@ def apply(args: argparse.Namespace) -> int:
                 "counts": counts,
                 "steps": [r.to_json() for r in result.results],
                 "hooks_failed": list(result.hooks_failed),
+                "removed": [{"workflow": w, "step": s} for w, s in result.removed],
             }
         )
     for line in result.hooks_failed:

@@ -106,6 +106,7 @@ class Tools:
             "workflows": sorted(m.workflows),
             "projects": sorted(m.projects),
             "quotas": sorted(m.quotas),
+            "step_templates": list(m.step_templates),
             "steps": sum(len(w.steps) for w in m.workflows.values()),
         }
 
@@ -207,6 +208,8 @@ class Tools:
             "duration": round(result.duration, 3),
             "counts": result.counts(),
             "steps": steps,
+            # instances their fan-out no longer makes: their records were dropped
+            "removed": [{"workflow": w, "step": s} for w, s in result.removed],
         }
 
     def status(

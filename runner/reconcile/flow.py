@@ -74,7 +74,7 @@ def apply(
         state.drop_step_records(w, [s for x, s in plans.removed if x == w])
     if all(d.action == Status.UP_TO_DATE for ds in plans.decisions.values() for d in ds):
         results = [StepResult(w, s, Status.UP_TO_DATE) for w, s, *_ in plans.rows()]
-        return ApplyResult(None, results, clock() - t0), plans
+        return ApplyResult(None, results, clock() - t0, removed=tuple(plans.removed)), plans
     from runner.reconcile.loop import ApplyLoop
 
     executor = opts.executor or choose_executor(m, opts)
@@ -108,7 +108,7 @@ def apply(
                 executor=executor, echo=opts.echo, overrides=sel.params,
                 interrupted=loop.interrupted,
             )  # fmt: skip
-            result = result._replace(hooks_failed=failed_hooks)
+            result = result._replace(hooks_failed=failed_hooks, removed=tuple(plans.removed))
             status = (
                 Status.INTERRUPTED
                 if loop.interrupted

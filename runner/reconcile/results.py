@@ -66,6 +66,8 @@ class ApplyResult(NamedTuple):
     results: list[StepResult]
     duration: float
     hooks_failed: list[str] | tuple[str, ...] = ()  # one line per failing on: handler
+    # (workflow, step) of each instance its fan-out no longer makes, whose record was dropped
+    removed: tuple[tuple[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:
