@@ -173,3 +173,30 @@ def test_apply_json_lists_the_instances_whose_records_it_dropped(repo: Repo) -> 
     (repo.path / "in/b.txt").unlink()
     assert repo.apply()["removed"] == [{"workflow": "r", "step": "f[in/b.txt]"}]
     assert repo.apply()["removed"] == []
+
+
+def test_a_concurrency_1_quota_admits_one_instance_at_a_time(repo: Repo) -> None:
+    # instances are steps to the quotas: three of one matrix under concurrency 1 never
+    # overlap, by the task times the state recorded, though -j 4 would allow it
+    repo.write(
+        "q.yaml",
+        "apiVersion: orch/v1\nkind: ResourceQuota\nmetadata: {name: one}\n"
+        "spec: {limits: {concurrency: 1}}\n",
+    )
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "serial",
+            '    - {name: m, matrix: {n: [1, 2, 3]}, run: "sleep 0.2"}\n'
+            '    - {name: free, run: "sleep 0.2", needs: [m]}\n',
+            "  quota: one\n",
+        ),
+    )
+    p = repo.orch("apply", "-j", "4")
+    assert p.returncode == 0, p.stderr
+    tasks = repo.orch_json("history")[0]["tasks"]
+    spans = sorted((t["started"], t["ended"]) for t in tasks if t["step"].startswith("m["))
+    assert sorted(t["step"] for t in tasks if t["step"].startswith("m[")) == [
+        "m[n=1]", "m[n=2]", "m[n=3]",
+    ]  # fmt: skip
+    assert all(start >= end for (_, end), (start, _) in zip(spans, spans[1:], strict=False)), spans
