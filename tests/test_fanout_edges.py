@@ -200,3 +200,23 @@ def test_a_concurrency_1_quota_admits_one_instance_at_a_time(repo: Repo) -> None
         "m[n=1]", "m[n=2]", "m[n=3]",
     ]  # fmt: skip
     assert all(start >= end for (_, end), (start, _) in zip(spans, spans[1:], strict=False)), spans
+
+
+def test_a_matrix_exclude_key_the_matrix_lacks_is_an_error(repo: Repo) -> None:
+    # as GitHub Actions refuses it: a misspelt key would silently exclude nothing
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "mx",
+            """\
+    - name: b
+      matrix: {os: [l, m], exclude: [{oss: l}]}
+      run: echo {{ matrix.os }}
+""",
+        ),
+    )
+    p = repo.orch("validate")
+    assert p.returncode == 1
+    lines = [x for x in p.stderr.splitlines() if "oss" in x]
+    assert len(lines) == 1 and lines[0].startswith("wf.yaml:7:"), p.stderr
+    assert "did you mean 'os'?" in lines[0]

@@ -290,6 +290,21 @@ def _matrix(
                  ".orch/config.yaml")
         )  # fmt: skip
         return None
+    names = [k for k in spec if k not in ("include", "exclude")]
+    bad = False
+    for i, ex in enumerate(spec.get("exclude") or ()):
+        for k in ex:
+            if k not in names:  # GitHub Actions refuses it too: it would drop nothing
+                from runner.errors import did_you_mean
+
+                diags.append(
+                    _loc(doc, sp + ("matrix", "exclude", i, k),
+                         f"exclude key '{k}' is not a key of the matrix of step '{s.name}'",
+                         did_you_mean(k, names) or f"use one of: {', '.join(names) or 'none'}")
+                )  # fmt: skip
+                bad = True
+    if bad:
+        return None
     combos = matrix_combinations(spec)
     return _instances(s, sp, "matrix", doc, limit, diags, [(c, {"matrix": c}) for c in combos])
 
