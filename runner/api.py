@@ -34,7 +34,12 @@ def graph(repo: Repo, workflow: str, fmt: str = "text") -> str:
     m = repo.manifests()
     wf = m.workflow(workflow)
     into, out = m.across(wf.name)
-    return render_graph(wf, m.dags[wf.name], fmt, into, out)
+    # a foreach over a step's outputs with no instance yet: drawn after its source
+    pending: dict[str, list[str]] = {}
+    for w, g, src, _k in m.fan_dynamic:
+        if w == wf.name and not wf.groups.get(g):
+            pending.setdefault(src, []).append(g)
+    return render_graph(wf, m.dags[wf.name], fmt, into, out, pending)
 
 
 def graph_data(repo: Repo, workflow: str) -> dict[str, Any]:

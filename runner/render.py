@@ -79,7 +79,12 @@ Across = dict[str, list[tuple[str, str]]]
 
 
 def render_graph(
-    wf: Workflow, dag: Dag, fmt: str, into: Across | None = None, out: Across | None = None
+    wf: Workflow,
+    dag: Dag,
+    fmt: str,
+    into: Across | None = None,
+    out: Across | None = None,
+    pending: dict[str, list[str]] | None = None,
 ) -> str:
     """The DAG as text, Graphviz dot or Mermaid; step names (a fan-out over files names
     its instances after them) are shown(), and quotes in them escaped for dot/Mermaid.
@@ -90,10 +95,15 @@ def render_graph(
 
     The instances of a ``matrix``/``foreach`` step are grouped under its name: indented
     in text, a cluster in dot, a subgraph in Mermaid; in text an edge from every instance
-    of a step is written once, as the step's name with ``[*]``."""
-    into, out = into or {}, out or {}
+    of a step is written once, as the step's name with ``[*]``.
+
+    ``pending`` ({source step: [foreach steps]}) names the foreach steps over a step's
+    outputs that have no instance yet: each is drawn as ``STEP[*]`` after its source
+    (text: a line saying so; dot, mermaid: a dashed node and edge), so no step is missing
+    from the picture."""
+    into, out, pending = into or {}, out or {}, pending or {}
     if fmt != "text":
-        return _render_graph_markup(wf, dag, fmt, into, out)
+        return _render_graph_markup(wf, dag, fmt, into, out, pending)
     # text: one line per step, in run order, with its direct upstream steps and why
     label = {n: shown(n) + ("" if wf.step(n).group else _uses(wf, n, " ")) for n in dag.order}
     width = max((len(v) for v in label.values()), default=0)
@@ -115,6 +125,8 @@ def render_graph(
         if readers:
             line += f"  -> {', '.join(readers)}"
         lines.append(line)
+        for g in pending.get(n, ()):
+            lines.append(f"  {shown(g)}[*]  instances known once {shown(n)} has run")
     return "\n".join(lines) + "\n"
 
 
@@ -180,7 +192,9 @@ def _others(into: Across, out: Across) -> list[str]:
     return sorted({f"{w}/{s}" for v in (*into.values(), *out.values()) for w, s in v})
 
 
-def _render_graph_markup(wf: Workflow, dag: Dag, fmt: str, into: Across, out: Across) -> str:
+def _render_graph_markup(
+    wf: Workflow, dag: Dag, fmt: str, into: Across, out: Across, pending: dict[str, list[str]]
+) -> str:
     others = _others(into, out)
     dot = fmt == "dot"
     if dot:
@@ -218,6 +232,18 @@ def _render_graph_markup(wf: Workflow, dag: Dag, fmt: str, into: Across, out: Ac
             lines.append(f'{pad}{ids[n]}["{_quoted(n + used, "#quot;")}"]')
     if current:
         lines.append("  }" if dot else "  end")
+    for src, gs in pending.items():  # foreach steps with no instance until src has run
+        for j, g in enumerate(gs):
+            label = f"{g}[*]"
+            if dot:
+                lines.append(f'  "{_quoted(label, chr(92) + chr(34))}" [style=dashed];')
+                lines.append(
+                    f'  "{q[src]}" -> "{_quoted(label, chr(92) + chr(34))}" [style=dashed];'
+                )
+            else:
+                pid = f"{ids[src]}p{j}"
+                lines.append(f'  {pid}["{_quoted(label, "#quot;")}"]')
+                lines.append(f"  {ids[src]} -.-> {pid}")
     for o in others:  # steps of other workflows that a file edge reaches
         lines.append(
             f'  "{x[o]}" [style=dashed];' if dot else f'  {xids[o]}["{_quoted(o, "#quot;")}"]'

@@ -220,3 +220,17 @@ def test_a_matrix_exclude_key_the_matrix_lacks_is_an_error(repo: Repo) -> None:
     lines = [x for x in p.stderr.splitlines() if "oss" in x]
     assert len(lines) == 1 and lines[0].startswith("wf.yaml:7:"), p.stderr
     assert "did you mean 'os'?" in lines[0]
+
+
+def test_graph_shows_a_dynamic_foreach_before_its_source_has_run(repo: Repo) -> None:
+    repo.write("wf.yaml", DYNAMIC)
+    repo.write("list.json", '["a"]\n')
+    text = repo.orch("graph", "dyn").stdout.splitlines()
+    assert text[1:3] == ["  list", "  each[*]  instances known once list has run"], text
+    dot = repo.orch("graph", "dyn", "--format", "dot").stdout
+    assert '"list" -> "each[*]" [style=dashed];' in dot
+    mermaid = repo.orch("graph", "dyn", "--format", "mermaid").stdout
+    assert '["each[*]"]' in mermaid
+    assert repo.apply()["ok"]
+    after = repo.orch("graph", "dyn").stdout
+    assert "each[*]" not in after and "each[a]" in after
