@@ -46,3 +46,15 @@ def test_graph_says_which_template_a_step_uses(repo: Repo) -> None:
     mermaid = repo.orch("graph", "t", "--format", "mermaid").stdout
     assert '["a (uses hello)"]' in mermaid and '["b (uses hello)"]' in mermaid
     assert '["c"]' in mermaid
+
+
+def test_a_param_of_a_template_given_as_param_says_where_to_set_it(repo: Repo) -> None:
+    repo.write("hello.yaml", HELLO)
+    repo.write("wf.yaml", USES)
+    p = repo.orch("plan", "--param", "who=me")
+    assert p.returncode == 2
+    assert "StepTemplate 'hello'" in p.stderr and "with:" in p.stderr, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1
+    assert (
+        not (repo.path / ".orch" / "state.db").exists() or repo.orch_json("status")["steps"] == []
+    )

@@ -103,6 +103,12 @@ def parse_params(
         known |= workflow_params(m, w)
     for key in given:
         if key not in known:
+            used = _template_using(wfs, key)
+            if used is not None:  # a StepTemplate's own param: the use's with: sets it
+                raise UsageError(
+                    f"--param {key}: '{key}' is a param of StepTemplate '{used[0]}' (step "
+                    f"'{used[1]}' uses it), not of a workflow (set it in that step's with:)"
+                )
             hint = suggest(key, sorted(known), "params", "they declare none")
             raise UsageError(f"--param {key}: no selected workflow has a param '{key}' ({hint})")
     out: dict[str, dict[str, Any]] = {}
@@ -113,6 +119,17 @@ def parse_params(
         if mine:
             out[w.name] = mine
     return out
+
+
+def _template_using(wfs: list[Workflow], key: str) -> tuple[str, str] | None:
+    """(StepTemplate, step) of the first selected step whose template declares ``key``: a
+    --param never reaches a template's own param (docs/manifests.md, Step templates)."""
+    for w in wfs:
+        for s in w.steps:
+            t = s.spec.get("uses")
+            if isinstance(t, str) and key in s.params:
+                return t, s.group or s.name
+    return None
 
 
 def _typed(key: str, value: Any, current: Any) -> Any:
