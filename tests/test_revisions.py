@@ -377,3 +377,27 @@ def test_force_with_since_checks_names_against_the_named_workflows(repo: Repo) -
     assert list(forced) == [("docs", "site")] and forced["docs", "site"][1][0] == "forced"
     bad = repo.orch("plan", "--since", "HEAD", "--force", "biuld")
     assert bad.returncode != 0 and "--force biuld: no such step" in bad.stderr
+
+
+def test_since_selects_a_workflow_whose_foreach_glob_gained_or_lost_a_file(repo: Repo) -> None:
+    # the glob is not an input (no step lists {{ item.path }}), yet a file there is an
+    # instance more or less; a glob matching nothing at all still counts
+    repo.write(
+        "wf.yaml",
+        workflow("t", '    - {name: c, foreach: "books/*.txt", run: "echo {{ item.name }}"}\n')
+        + "---\n"
+        + workflow("other", '    - {name: o, run: "true"}\n'),
+    )
+    repo.write("books/a.txt", "a\n")
+    repo.commit("one book")
+    assert repo.apply()["ok"]
+    assert selected(repo, "--since", "HEAD") == []
+    repo.write("books/b.txt", "b\n")
+    assert selected(repo, "--since", "HEAD") == ["t"]
+    (repo.path / "books/b.txt").unlink()
+    (repo.path / "books/a.txt").unlink()  # no instance left: the plan drops its record
+    gone = repo.orch_json("plan", "--since", "HEAD")["removed"]
+    assert gone == [{"workflow": "t", "step": "c[books/a.txt]"}]
+    repo.commit("no book")
+    repo.write("books/c.txt", "c\n")
+    assert selected(repo, "--since", "HEAD") == ["t"]

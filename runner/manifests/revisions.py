@@ -214,8 +214,29 @@ def affected(m: Manifests, changed: Iterable[str]) -> set[str]:
             out.add(wf.name)
             continue
         readers = [Inputs(_input_patterns(m, wf, s)) for s in wf.steps]
+        readers.append(Inputs(_foreach_globs(m, wf)))
         if any(r.reads(f) for r in readers for f in changed):
             out.add(wf.name)
+    return out
+
+
+def _foreach_globs(m: Manifests, wf: Workflow) -> list[str]:
+    """Repo-relative ``foreach:`` globs of ``wf``'s steps, from the document as written (a
+    glob that matches nothing now leaves no instance to read it from): a file added or
+    removed there adds or drops an instance, so it changes the workflow even where no
+    step lists it as an input."""
+    from runner.manifests import paths
+
+    doc = m.documents.get((wf.path, wf.doc_index))
+    steps = ((doc.data.get("spec") or {}).get("steps") or []) if doc is not None else []
+    out = []
+    for s in steps:
+        fe = s.get("foreach") if isinstance(s, dict) else None
+        if isinstance(fe, str) and not paths.templated(fe):
+            try:
+                out.append(paths.join(wf.base, fe))
+            except paths.PathEscape:  # validation reports it
+                continue
     return out
 
 
