@@ -60,11 +60,12 @@ def literal(pattern: str) -> str:
 
 
 def escape(text: str) -> str:
-    """The pattern that matches exactly the path ``text``: each glob character and
-    backslash escaped with a backslash (``literal`` undoes it)."""
-    if "\\" not in text and not any(c in GLOB_CHARS for c in text):
+    """The pattern that matches exactly the path ``text``: each glob character, backslash
+    and ``!`` (which would make an entry it starts an exclusion) escaped with a backslash
+    (``literal`` undoes it)."""
+    if "\\" not in text and "!" not in text and not any(c in GLOB_CHARS for c in text):
         return text
-    return re.sub(r"([\\*?\[])", r"\\\1", text)
+    return re.sub(r"([\\*?\[!])", r"\\\1", text)
 
 
 def check(pattern: str) -> None:

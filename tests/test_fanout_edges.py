@@ -234,3 +234,30 @@ def test_graph_shows_a_dynamic_foreach_before_its_source_has_run(repo: Repo) -> 
     assert repo.apply()["ok"]
     after = repo.orch("graph", "dyn").stdout
     assert "each[*]" not in after and "each[a]" in after
+
+
+def test_an_item_starting_with_bang_is_an_output_not_an_exclusion(repo: Repo) -> None:
+    # "{{ item.name }}.out" for the file !x.txt is the output !x.txt.out, never "!..." read
+    # as an exclusion (which made the step's only output count for nothing)
+    repo.write("books/!x.txt", "x\n")
+    repo.write("books/a[1].txt", "a\n")
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "t",
+            """\
+    - name: c
+      foreach: "books/*.txt"
+      run: cp {{ item.path }} {{ item.name }}.out
+      inputs: ["{{ item.path }}"]
+      outputs: ["{{ item.name }}.out"]
+""",
+        ),
+    )
+    assert repo.apply()["ok"]
+    (repo.path / "!x.txt.out").unlink()
+    (repo.path / "a[1].txt.out").unlink()
+    plan = repo.plan()
+    assert plan[("t", "c[books/!x.txt]")] == ("run", ["output missing: !x.txt.out"])
+    assert plan[("t", "c[books/a[1].txt]")] == ("run", ["output missing: a[1].txt.out"])
+    assert repo.apply()["ran"] == ["c[books/!x.txt]", "c[books/a[1].txt]"]

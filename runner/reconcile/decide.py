@@ -221,9 +221,13 @@ def _decide(
 def _output_reasons(
     hasher: Hasher, outputs: tuple[str, ...], recorded: dict[str, str]
 ) -> list[str]:
+    from runner.globs import literal
+
     now = output_hashes(hasher, list(outputs))
-    missing = [o for o, h in now.items() if h == MISSING]
-    modified = [o for o, h in now.items() if h != MISSING and recorded.get(o) != h]
+    # an output is a path with glob characters escaped (a foreach item's a[1].txt): said
+    # as the file's name
+    missing = [literal(o) for o, h in now.items() if h == MISSING]
+    modified = [literal(o) for o, h in now.items() if h != MISSING and recorded.get(o) != h]
     out = []
     if missing:
         out.append(_files_summary("output missing", missing))
