@@ -362,6 +362,10 @@ def apply(
         state = open_state(repo)
         try:
             more, plans = flow.apply(repo.root, m, state, wfs, sel, options or ApplyOptions())
+        except KeyboardInterrupt as e:  # a report of the cut-short run covers both rounds
+            if getattr(e, "result", None) is not None:
+                e.result = _merged(result, e.result)  # type: ignore[attr-defined]
+            raise
         finally:
             state.close()
         repo.warnings.update(dict.fromkeys(plans.warnings))

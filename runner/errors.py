@@ -106,3 +106,19 @@ class Interrupted(KeyboardInterrupt):
     """A run that ended as interrupted without a signal: its executor's cluster was lost
     mid-run. Handled wherever Ctrl-C is (the run recorded interrupted, exit 130); ``str()``
     is the one line that says why."""
+
+
+class RunCutShort(KeyboardInterrupt):
+    """Ctrl-C, SIGTERM or SIGHUP during an apply, raised after the run was recorded
+    ``interrupted``: ``result`` (a ``results.ApplyResult``) is what the run did up to then,
+    so the CLI still writes its JUnit report and CI summary. Handled as Ctrl-C is."""
+
+    def __init__(self, result: object):
+        super().__init__()
+        self.result = result
+
+
+def cut_short_result(e: BaseException) -> object | None:
+    """The ``ApplyResult`` an interrupted apply carried out (``RunCutShort`` or an
+    ``Interrupted`` given one), else None."""
+    return getattr(e, "result", None)

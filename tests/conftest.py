@@ -34,6 +34,10 @@ def _isolate_home(
         monkeypatch.setenv(k, v)
     monkeypatch.delenv("NO_COLOR", raising=False)
     monkeypatch.delenv("FORCE_COLOR", raising=False)
+    # the suite itself runs in GitHub Actions: its output rules are asked for by the tests
+    # that test them, never inherited
+    monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
+    monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
 
 
 class Repo:

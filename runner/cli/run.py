@@ -142,9 +142,17 @@ def apply(args: argparse.Namespace) -> int:
         with reader_gone(sys.stdout):
             print(line, flush=True)
 
+    groups = None
+    if not quiet and _on_actions():  # each task's output as one group when it ends
+        from runner import ci
+
+        groups = ci.Groups(echo)
+
     def report(ev: dict[str, Any]) -> None:
         if events is not None:
             events(ev)
+        if groups is not None and ev["event"] == "finished":
+            groups.close(ev["workflow"], ev["step"])
         if json_out:
             return
         with reader_gone(sys.stderr):
@@ -163,6 +171,7 @@ def apply(args: argparse.Namespace) -> int:
         fail_fast=args.fail_fast,
         wait=not args.no_wait,
         echo=None if quiet else echo,
+        echo_for=groups.echo_for if groups is not None else None,
         report=report,
         argv=sys.argv[1:],
         executor_kind=kind,
@@ -180,6 +189,18 @@ def apply(args: argparse.Namespace) -> int:
             options=opts,
             params=params_of(args),
         )
+    except KeyboardInterrupt as e:
+        from runner.errors import cut_short_result
+
+        if events is not None:
+            events.finished(error=_error_line(e))
+
+        cut = cut_short_result(e)
+        if groups is not None:
+            groups.flush()
+        if cut is not None:  # the run was recorded interrupted: report what it did
+            _reports(args, repo, cut, interrupted=True)
+        raise
     except BaseException as e:
         if events is not None:
             events.finished(error=_error_line(e))
@@ -188,12 +209,7 @@ def apply(args: argparse.Namespace) -> int:
         events.finished(result)
     # a no-op began no run and wrote nothing: not audited (runner.audit says why)
     AUDIT_SKIP[0] = result.run_id is None and result.ok
-    if args.junit:
-        from runner.junit import write_junit
-
-        # like every path on the command line, relative to -C DIR ("as if started in DIR")
-        path = os.path.join(args.directory or ".", args.junit)
-        write_junit(path, result, repo.root, mask=masked)
+    _reports(args, repo, result, interrupted=False)
     counts = result.counts()
     if json_out and not events_out:
         print_json(
@@ -233,6 +249,33 @@ def _error_line(e: BaseException) -> str:
     if isinstance(e, OrchError):
         return "; ".join(e.lines())
     return f"{type(e).__name__}: {e}"
+
+
+def _on_actions() -> bool:
+    """GitHub Actions sets GITHUB_ACTIONS=true (asked here, so runner.ci is imported only there)."""
+    return os.environ.get("GITHUB_ACTIONS") == "true"
+
+
+def _reports(args: argparse.Namespace, repo: api.Repo, result: Any, interrupted: bool) -> None:
+    """The files CI reads: ``--junit FILE``; under GitHub Actions the step summary and,
+    on stdout, an error annotation per failed step. Written for interrupted runs too."""
+    if args.junit:
+        from runner.junit import write_junit
+
+        # like every path on the command line, relative to -C DIR ("as if started in DIR")
+        path = os.path.join(args.directory or ".", args.junit)
+        write_junit(path, result, repo.root, mask=masked)
+    if _on_actions():
+        from runner import ci
+
+        try:
+            m = repo.manifests()
+        except Exception:  # noqa: BLE001 - the annotations' lines are a nicety
+            m = None
+        lines = ci.report(result, repo.root, m, interrupted)
+        if lines and not getattr(args, "json", False):
+            with reader_gone(sys.stdout):
+                print(masked("\n".join(lines)), flush=True)
 
 
 def _print_finished(ev: dict[str, Any], color: bool) -> None:

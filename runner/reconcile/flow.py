@@ -121,9 +121,13 @@ def apply(
     if loop.lost:
         from runner.errors import Interrupted
 
-        raise Interrupted(loop.lost)
+        lost = Interrupted(loop.lost)
+        lost.result = masked(result, state.secrets)  # type: ignore[attr-defined]
+        raise lost
     if loop.interrupted:
-        raise KeyboardInterrupt
+        from runner.errors import RunCutShort
+
+        raise RunCutShort(masked(result, state.secrets))  # for --junit and CI summaries
     return masked(result, state.secrets), plans
 
 

@@ -94,6 +94,7 @@ class ApplyLoop:
             wait=opts.wait,
             echo=opts.echo,
             report=self._emit if opts.report else None,
+            echo_for=opts.echo_for,
             prefix_workflow=len(wfs) > 1,
             environ=dict(os.environ),
             base_env=clean_git_env(),

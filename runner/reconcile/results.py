@@ -22,6 +22,9 @@ class ApplyOptions(NamedTuple):
     fail_fast: bool = False
     wait: bool = True
     echo: Callable[[str], None] | None = None  # live task output, prefixed; None = quiet
+    # live task output by task: (workflow, step) -> that task's line sink; beats ``echo``
+    # (GitHub Actions groups, runner.ci)
+    echo_for: Callable[[str, str], Callable[[str], None]] | None = None
     report: Callable[[dict[str, Any]], None] | None = None  # progress events
     argv: tuple[str, ...] | list[str] = ()
     stop: threading.Event | None = None  # set by watch --restart / Ctrl-C handlers

@@ -65,6 +65,7 @@ class StartContext:
     wait: bool  # wait for a claim another orch holds (False: --no-wait, raise LockBusy)
     echo: Callable[[str], None] | None
     report: Callable[[dict[str, Any]], None] | None  # progress events, masked (loop._emit)
+    echo_for: Callable[[str, str], Callable[[str], None]] | None  # per task; beats echo
     prefix_workflow: bool  # more than one workflow: echo lines say "[wf/step]"
     environ: dict[str, str]  # os.environ, as templates see it
     base_env: dict[str, str]  # the tasks' environment before the step's own
@@ -336,10 +337,12 @@ class Start:
         return self.ctx.root / wd if wd else self.ctx.root
 
     def _echo(self) -> Callable[[str], None] | None:
+        wf, step = self.key
+        if self.ctx.echo_for is not None:
+            return self.ctx.echo_for(wf, step)
         echo = self.ctx.echo
         if echo is None:
             return None
-        wf, step = self.key
         prefix = f"[{wf}/{step}] " if self.ctx.prefix_workflow else f"[{step}] "
         return lambda line: echo(prefix + line)
 
