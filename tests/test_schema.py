@@ -59,3 +59,56 @@ def test_gate_rejects_what_jsonschema_rejects(mutate) -> None:
     assert list(_validator("workflow").iter_errors(doc))
     with pytest.raises(Exception, match="must|data"):
         _gate("workflow")(doc)
+
+
+PROJECT = """\
+apiVersion: orch/v1
+kind: Project
+metadata:
+  name: shop
+spec:
+  milestones:
+    - name: beta
+      due: {beta}
+    - name: ga
+      due: "2026-03-31"
+"""
+
+
+@pytest.mark.parametrize("due", ["2026-13-45", "2026-02-30", "2026-1-5", "tomorrow"])
+def test_a_date_that_does_not_exist_is_a_positioned_error_everywhere(repo, due: str) -> None:
+    """``format: date`` is checked as editors check it: by validate, and by every command
+    that loads the project (``project status`` crashed on a month 13)."""
+    repo.write("p.yaml", PROJECT.format(beta=due))
+    repo.commit()
+    want = f"p.yaml:8:12: spec.milestones[0].due: '{due}' is not a date"
+    for args in (["validate"], ["project", "status", "shop"], ["project", "list"]):
+        p = repo.orch(*args)
+        assert p.returncode == 1, (args, p.stderr)
+        assert p.stderr.startswith(want), (args, p.stderr)
+        assert "internal error" not in p.stderr
+    assert not repo.exists(".orch/logs/crash.log")
+
+
+def test_a_real_date_passes_both_validators(repo) -> None:
+    repo.write("p.yaml", PROJECT.format(beta='"2028-02-29"'))  # a leap day
+    repo.commit()
+    p = repo.orch("project", "status", "shop")
+    assert p.returncode == 0, p.stderr
+    assert "2028-02-29" in p.stdout
+
+
+@pytest.mark.parametrize("due", ["2026-02-30", "2026-13-45", "2026-00-10"])
+def test_gate_and_jsonschema_agree_on_dates(due: str) -> None:
+    doc = {
+        "apiVersion": "orch/v1",
+        "kind": "Project",
+        "metadata": {"name": "p"},
+        "spec": {"milestones": [{"name": "m", "due": due}]},
+    }
+    assert list(_validator("project").iter_errors(doc))
+    with pytest.raises(Exception, match="must|data"):
+        _gate("project")(doc)
+    doc["spec"]["milestones"][0]["due"] = "2026-02-28"
+    assert not list(_validator("project").iter_errors(doc))
+    _gate("project")(doc)

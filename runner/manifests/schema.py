@@ -49,9 +49,38 @@ def load_schema(name: str) -> dict[str, Any]:
 
 @cache
 def _validator(name: str) -> Any:
-    from jsonschema import Draft202012Validator
+    """jsonschema's validator for ``name``, checking ``format`` as editors do (JSON Schema
+    makes ``format`` an annotation unless a checker is given: without one, ``due:
+    2026-13-45`` passed validation and crashed ``orch project status``)."""
+    from jsonschema import Draft202012Validator, FormatChecker
 
-    return Draft202012Validator(load_schema(name))
+    checker = FormatChecker(formats=())
+    for fmt, check in FORMATS.items():
+        checker.checks(fmt, raises=ValueError)(check)
+    return Draft202012Validator(load_schema(name), format_checker=checker)
+
+
+def _is_date(value: object) -> bool:
+    """RFC 3339 ``full-date`` (``YYYY-MM-DD``, a day that exists), as JSON Schema's
+    ``date`` format and yaml-language-server define it; a non-string is not ours to judge."""
+    if not isinstance(value, str):
+        return True
+    import re
+    from datetime import date
+
+    if not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
+
+# every ``format`` the schemas use, checked the one way by both validators (the gate's
+# regex for ``date`` takes 2026-02-30; a format the schemas do not use is not checked)
+FORMATS = {"date": _is_date}
+FORMATS_VERSION = "1"  # bump when FORMATS change: the gate's cached code is keyed by it
 
 
 def dotted(path: tuple[Any, ...] | list[Any]) -> str:
@@ -103,7 +132,7 @@ def _gate(name: str) -> Any:
     import fastjsonschema
 
     schema = load_schema(name)
-    text = json.dumps(schema, sort_keys=True) + fastjsonschema.VERSION
+    text = json.dumps(schema, sort_keys=True) + fastjsonschema.VERSION + FORMATS_VERSION
     tag = hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
     cached = _code_cache() / f"schema-{name}-{tag}.py"
     code = None
@@ -111,7 +140,7 @@ def _gate(name: str) -> Any:
         with contextlib.suppress(OSError, UnicodeDecodeError):
             code = cached.read_text(encoding="utf-8")
     if code is None:
-        code = fastjsonschema.compile_to_code(schema)
+        code = fastjsonschema.compile_to_code(schema, formats=FORMATS)
         from runner.fsutil import atomic_write
 
         with contextlib.suppress(OSError):  # only a cache
@@ -123,7 +152,10 @@ def _gate(name: str) -> Any:
     import re
 
     entry = re.search(r"^def (validate\w*)\(", code, re.M)  # named after the schema's $id
-    return namespace[entry.group(1)] if entry else namespace["validate"]
+    func = namespace[entry.group(1)] if entry else namespace["validate"]
+    from functools import partial
+
+    return partial(func, custom_formats=FORMATS)
 
 
 def validate_document(doc: Document, schema_name: str) -> list[Diagnostic]:
@@ -279,6 +311,10 @@ def _describe(err: Any) -> tuple[str, str]:
         if "A-Za-z0-9_]*" in pat:
             return f"{inst!r} is not a valid identifier", "use letters, digits and '_'"
         return f"{inst!r} does not match {pat}", ""
+    if v == "format" and err.validator_value == "date":
+        return f"{inst!r} is not a date", "use YYYY-MM-DD, a day that exists, e.g. 2026-03-31"
+    if v == "format":
+        return f"{inst!r} is not a valid {err.validator_value}", ""
     if v == "additionalProperties" and isinstance(inst, dict):  # inside a oneOf branch
         known = list(schema.get("properties", {}))
         extra = next((k for k in inst if k not in known), "")
