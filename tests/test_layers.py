@@ -59,6 +59,7 @@ LAYERS: dict[str, int] = {
     "runner.projects.": 5,
     "runner.render": 5,
     "runner.junit": 5,
+    "runner.ci": 5,
     "runner.docgen": 5,
     "runner.system": 5,
     "runner.events": 5,

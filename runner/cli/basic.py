@@ -84,6 +84,47 @@ def _gh(s: str, prop: bool = False) -> str:
     return s.replace(":", "%3A").replace(",", "%2C") if prop else s
 
 
+def schema(args: argparse.Namespace) -> int:
+    """``orch schema [KIND] [--write DIR]``: needs no repository (an editor's set-up)."""
+    import json
+    import os
+
+    from runner.manifests.schema import SCHEMA_NAMES, combined_schema, load_schema
+
+    def text_of(name: str) -> str:
+        data = combined_schema() if name == "manifest" else load_schema(name)
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+    if not args.write:
+        sys.stdout.write(text_of(args.kind or "manifest"))
+        return 0
+    names = [args.kind] if args.kind else ["manifest", *SCHEMA_NAMES]
+    folder = os.path.join(args.directory or ".", args.write)  # relative to -C, as every path
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except FileExistsError:
+        raise OrchError(
+            f"--write {args.write}: not a folder; name a folder to write into"
+        ) from None
+    from pathlib import Path
+
+    from runner.fsutil import atomic_write
+
+    written = []
+    for name in names:
+        path = Path(folder) / f"{name}.json"
+        atomic_write(path, text_of(name))
+        written.append(str(path))
+    if args.json:
+        print_json({"written": written})
+    else:
+        from runner.render import shown
+
+        for path in written:
+            print(f"wrote {shown(path)}")
+    return 0
+
+
 def graph(args: argparse.Namespace) -> int:
     if args.json:
         print_json(api.graph_data(repo_from(args), args.workflow))

@@ -30,7 +30,7 @@ def completion(args: argparse.Namespace) -> int:
 
 
 # options whose value is a path: completed as files (or folders), not as free text
-_DIRS = {"-C", "--path"}
+_DIRS = {"-C", "--path", "--write"}
 _FILES = {"--junit"}
 
 

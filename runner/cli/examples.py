@@ -153,6 +153,11 @@ orch system metrics --json
     "system health": """\
 orch system health && orch apply  run only where orch can
 """,
+    "schema": """\
+orch schema                       the schema of every manifest kind, as one JSON document
+orch schema workflow              one kind's schema
+orch schema --write .orch/schemas  every schema as a file, for an editor
+""",
     "mcp": """\
 orch mcp                          serve this repository over stdio (an agent starts it)
 orch -C path/to/repo mcp          serve another repository

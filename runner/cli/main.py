@@ -305,6 +305,28 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     _json(p)
 
+    p = _cmd(
+        sub,
+        "schema",
+        "print or write the JSON Schemas of the manifests (for editors)",
+        "basic:schema",
+    )
+    p.add_argument(
+        "kind",
+        nargs="?",
+        type=str.lower,
+        choices=["manifest", "workflow", "project", "resourcequota", "steptemplate", "config"],
+        metavar="KIND",
+        help="manifest (default: every kind, chosen by `kind`), workflow, project, "
+        "resourcequota, steptemplate or config",
+    )
+    p.add_argument(
+        "--write",
+        metavar="DIR",
+        help="write KIND.json into DIR (every schema when KIND is not given) instead of printing",
+    )
+    _json(p)
+
     p = _cmd(sub, "graph", "show a workflow's DAG", "basic:graph")
     p.add_argument("workflow", metavar="WORKFLOW", help="the workflow to draw")
     p.add_argument(

@@ -83,6 +83,41 @@ FORMATS = {"date": _is_date}
 FORMATS_VERSION = "1"  # bump when FORMATS change: the gate's cached code is keyed by it
 
 
+SCHEMA_NAMES = ("workflow", "project", "resourcequota", "steptemplate", "config")
+MANIFEST_ID = "https://orch.dev/schemas/v1/manifest.json"
+
+
+def combined_schema() -> dict[str, Any]:
+    """One schema for a manifest file that mixes kinds: a ``oneOf`` whose branches each
+    require their ``kind`` (so exactly one applies), each kind's schema embedded under
+    ``$defs``. Self-contained, so an editor reading it from disk never fetches a ``$ref``
+    over the network. ``$id``s follow ``apiVersion``: ``.../schemas/v1/KIND.json``; a
+    ``v2`` gets new ones, and a released ``$id`` never changes meaning."""
+    defs: dict[str, Any] = {}
+    branches = []
+    for kind, name in KINDS.items():
+        body = {k: v for k, v in load_schema(name).items() if k not in ("$schema", "$id")}
+        defs[name] = body
+        branches.append(
+            {
+                "properties": {"kind": {"const": kind}},
+                "required": ["kind"],
+                "$ref": f"#/$defs/{name}",
+            }
+        )
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": MANIFEST_ID,
+        "title": "orch manifest",
+        "description": "Any orch manifest document (" + ", ".join(KINDS) + "), chosen by `kind`.",
+        "type": "object",
+        "properties": {"kind": {"enum": list(KINDS)}},
+        "required": ["kind"],
+        "oneOf": branches,
+        "$defs": defs,
+    }
+
+
 def dotted(path: tuple[Any, ...] | list[Any]) -> str:
     out = ""
     for p in path:
