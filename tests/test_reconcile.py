@@ -566,3 +566,34 @@ def test_jobs_from_the_config_limit_parallelism(repo: Repo) -> None:
     )
     r = repo.apply()
     assert r["ok"], r
+
+
+def test_a_refused_no_wait_apply_is_not_recorded_as_succeeded(repo: Repo) -> None:
+    """Its step was not run, so its run did not succeed; nor do success handlers fire."""
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            "    - {name: hold, run: 'touch started; sleep 5'}\n",
+            extra="  on:\n    success: [{run: 'echo told >> success.log'}]\n",
+        ),
+    )
+    repo.commit()
+    first = subprocess.Popen(
+        [sys.executable, "-m", "runner", "-C", str(repo.path), "apply", "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 20
+        while not repo.exists("started") and time.time() < deadline:
+            time.sleep(0.05)
+        p = repo.orch("apply", "--no-wait")
+        assert p.returncode == 1
+        runs = repo.orch_json("history")
+    finally:
+        first.kill()
+        first.wait()
+    assert len(runs) == 2, runs
+    assert runs[0]["status"] == "failed", runs[0]  # the newest: the refused one
+    assert not repo.exists("success.log")

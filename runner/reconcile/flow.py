@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runner.errors import LockBusy
 from runner.manifests.hashing import Hasher
 from runner.reconcile.planner import Plans, plan_workflows
 from runner.reconcile.results import ApplyOptions, ApplyResult, StepResult
@@ -96,19 +97,25 @@ def apply(
             opts=opts, executor=executor, clock=clock,
         )  # fmt: skip
         crashed = True  # until the loop returns: a run it could not finish did not succeed
+        refused = False
         try:
             loop.run()
             crashed = False
+        except LockBusy:  # refused mid-run (--no-wait met a held step): it did not do its work
+            refused = True
+            raise
         finally:
             result = loop.result(clock() - t0)
-            from runner.reconcile import hooks
+            if not refused:  # a refused run did not do its work: no handler is told
+                from runner.reconcile import hooks
 
-            failed_hooks = hooks.run(
-                wfs, result, catalog=m, state=state, root=root, env_name=sel.env,
-                executor=executor, echo=opts.echo, overrides=sel.params,
-                interrupted=loop.interrupted,
-            )  # fmt: skip
-            result = result._replace(hooks_failed=failed_hooks, removed=tuple(plans.removed))
+                failed_hooks = hooks.run(
+                    wfs, result, catalog=m, state=state, root=root, env_name=sel.env,
+                    executor=executor, echo=opts.echo, overrides=sel.params,
+                    interrupted=loop.interrupted,
+                )  # fmt: skip
+                result = result._replace(hooks_failed=failed_hooks)
+            result = result._replace(removed=tuple(plans.removed))
             status = (
                 Status.INTERRUPTED
                 if loop.interrupted
