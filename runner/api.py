@@ -479,6 +479,18 @@ def history(
 
 
 def log_path(repo: Repo, workflow: str, step: str, run: int | None = None) -> Path:
+    """The log of the step's last task (in run ``run``, if given); OrchError if none."""
+    return repo.root / log_task(repo, workflow, step, run)["log_path"]
+
+
+def log_task(
+    repo: Repo, workflow: str, step: str, run: int | None = None, attempt: int | None = None
+) -> dict[str, Any]:
+    """The task whose log ``orch logs`` shows: the step's last task with a log, in run
+    ``run`` (default: the latest run of the step) and of attempt ``attempt`` (1-based;
+    default: the last) when given, as {id, run_id, attempt,
+    status, log_path (repo-relative)}. OrchError for an unknown workflow or step, a
+    fan-out step, or a step with no such log yet."""
     from runner.store import reads
 
     m = repo.manifests()
@@ -498,18 +510,27 @@ def log_path(repo: Repo, workflow: str, step: str, run: int | None = None) -> Pa
         )
     state = open_state(repo, readonly=True)
     try:
-        rel = reads.last_log_path(state, workflow, step, run)
-        if rel is None:
+        if attempt is not None and run is None:  # attempt N of the latest run of the step
+            last = reads.last_log_task(state, workflow, step, None)
+            run = last["run_id"] if last else None
+        row = reads.last_log_task(state, workflow, step, run, attempt)
+        if row is None:
             _raise_damage(state)
     finally:
         state.close()
-    if rel is None:
+    if row is None:
+        if attempt is not None:
+            raise OrchError(
+                f"{workflow}/{step} has no attempt {attempt}"
+                + (f" in run {run}" if run else "")
+                + f" (see orch history --tasks {workflow})"
+            )
         raise OrchError(
             f"{workflow}/{step} has no log yet"
             + (f" in run {run}" if run else "")
             + " (run orch apply first)"
         )
-    return repo.root / rel
+    return row
 
 
 def state_reset(repo: Repo) -> Path | None:
@@ -571,16 +592,45 @@ def _raise_damage(state: Any) -> None:
 
 
 def cancel_task(repo: Repo, task_id: int) -> dict[str, Any]:
-    """Ask the runner that owns a running task to end its process tree."""
+    """Ask the runner that owns a running task, or one waiting out a retry back-off, to
+    end it (its process tree; a back-off ends without the next attempt). OrchError when
+    the task is neither."""
+    from runner.store.tasks import CANCEL_TASK, waiting_retry
+
     t = task(repo, task_id)
-    if t["status"] not in LIVE:
-        raise OrchError(f"task {task_id} is not running (it is {t['status']})")
     state = open_state(repo)
     try:
-        state.update_task(task_id, cancel_requested=1)
+        if t["status"] not in LIVE and not waiting_retry(state, t):
+            raise OrchError(f"task {task_id} is not running (it is {t['status']})")
+        state.update_task(task_id, cancel_requested=CANCEL_TASK)
     finally:
         state.close()
     return t
+
+
+def cancel_run(repo: Repo, run_id: int) -> list[dict[str, Any]]:
+    """Cancel run ``run_id``: every running task and every one waiting out a back-off is
+    ended, and its runner starts no more (the steps left are ``not-started``). Returns the
+    tasks asked to end. OrchError for an unknown run, or one with no such task (finished,
+    or its runner gone)."""
+    from runner.store.tasks import CANCEL_RUN, cancellable
+
+    state = open_state(repo)
+    try:
+        run = state.query("SELECT id, status FROM runs WHERE id=?", (run_id,))
+        if not run:
+            _raise_damage(state)
+            raise OrchError(f"no run with id {run_id} (see orch history)")
+        dead = set(state.dead_runs())
+        rows = [] if run_id in dead else cancellable(state, run_id)
+        if not rows:
+            st = Status.INTERRUPTED if run_id in dead else run[0]["status"]
+            raise OrchError(f"run {run_id} has no running task (it is {st})")
+        for t in rows:
+            state.update_task(t["id"], cancel_requested=CANCEL_RUN)
+    finally:
+        state.close()
+    return rows
 
 
 def system_status(repo: Repo, cluster: bool = False) -> dict[str, Any]:

@@ -53,6 +53,8 @@ orch status --project shop        the workflows of one project
     "logs": """\
 orch logs build test              the latest log of step test of workflow build
 orch logs build test --run 12     its log in run 12 (see orch history)
+orch logs build test --attempt 1  the first try of a step that was retried
+orch logs build test -f           follow it while it runs; end when the task ends
 """,
     "history": """\
 orch history                      the 20 latest runs
@@ -130,6 +132,7 @@ orch task status 42 --json
 """,
     "task cancel": """\
 orch task cancel 42               the runner running it ends its tree within a second
+orch task cancel --run 7          every task of run 7; the run starts no more
 """,
     "state": """\
 orch state reset                  move .orch/state.db aside (kept) and start afresh

@@ -393,6 +393,18 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="ID",
         help="the run (default: the latest that ran the step)",
     )
+    p.add_argument(
+        "--attempt",
+        type=positive_int,
+        metavar="N",
+        help="attempt N of the step (1 = the first try; default: the last)",
+    )
+    p.add_argument(
+        "-f",
+        "--follow",
+        action="store_true",
+        help="keep printing while the task runs; end when it ends (as tail -f, then stop)",
+    )
     _json(p)
 
     p = _cmd(sub, "history", "past runs", "run:history")
@@ -511,8 +523,21 @@ def _build_parser() -> argparse.ArgumentParser:
     p = _cmd(ksub, "status", "one task", "run:task_status")
     p.add_argument("id", type=positive_int, metavar="ID", help="the task's id (see orch task list)")
     _json(p)
-    p = _cmd(ksub, "cancel", "end a running task's process tree", "run:task_cancel")
-    p.add_argument("id", type=positive_int, metavar="ID", help="the task's id (see orch task list)")
+    p = _cmd(
+        ksub,
+        "cancel",
+        "end a running task's process tree (or every task of a run)",
+        "run:task_cancel",
+    )
+    p.add_argument(
+        "id", nargs="?", type=positive_int, metavar="ID", help="the task's id (see orch task list)"
+    )
+    p.add_argument(
+        "--run",
+        type=positive_int,
+        metavar="RUN_ID",
+        help="cancel the whole run: each of its tasks, and no more start (see orch history)",
+    )
     _json(p)
 
     st = _cmd(sub, "state", "manage .orch/state.db", "")

@@ -385,7 +385,13 @@ def logs(args: argparse.Namespace) -> int:
 
     from runner.errors import OrchError
 
-    path = api.log_path(repo_from(args), args.workflow, args.step, args.run)
+    if args.follow and args.json:
+        from runner.errors import UsageError
+
+        raise UsageError("logs: --follow prints text as it comes; --json prints the log once")
+    repo = repo_from(args)
+    row = api.log_task(repo, args.workflow, args.step, args.run, args.attempt)
+    path = repo.root / row["log_path"]
     try:  # non-blocking: a FIFO put in the log's place must not hang the reader
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -396,12 +402,46 @@ def logs(args: argparse.Namespace) -> int:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OrchError(f"{path}: not a regular file (a FIFO or device); remove it")
         if args.json:
-            log = {"workflow": args.workflow, "step": args.step, "path": str(path)}
-            print_json({**log, "log": f.read()})
+            print_json(
+                {
+                    "workflow": args.workflow,
+                    "step": args.step,
+                    "run_id": row["run_id"],
+                    "attempt": row["attempt"],
+                    "status": row["status"],
+                    "path": str(path),
+                    "log": f.read(),
+                }
+            )
             return 0
         for line in f:
             sys.stdout.write(line)
+        if args.follow:
+            _follow(repo, row["id"], f)
     return 0
+
+
+FOLLOW_POLL = 0.2  # seconds between looks at a followed log, and at its task's row
+
+
+def _follow(repo: api.Repo, task_id: int, f: Any) -> None:
+    """Print what the task appends to its log ``f`` (read to its end already) until the
+    task is no longer running, then the rest. Polls the file, as ``tail -f`` does where
+    inotify is missing; the row is read only when the file had nothing new, and a task of
+    a runner that died counts as ended (``api.task``)."""
+    from runner.status import LIVE
+
+    while True:
+        chunk = f.read()
+        if chunk:
+            sys.stdout.write(chunk)
+            sys.stdout.flush()
+            continue
+        if api.task(repo, task_id)["status"] not in LIVE:
+            sys.stdout.write(f.read())  # what it wrote before it ended
+            sys.stdout.flush()
+            return
+        time.sleep(FOLLOW_POLL)
 
 
 def history(args: argparse.Namespace) -> int:
@@ -540,6 +580,21 @@ def task_status(args: argparse.Namespace) -> int:
 
 
 def task_cancel(args: argparse.Namespace) -> int:
+    if (args.id is None) == (args.run is None):
+        from runner.errors import UsageError
+
+        raise UsageError("task cancel: give a task ID or --run RUN_ID (one of them)")
+    if args.run is not None:
+        tasks = api.cancel_run(repo_from(args), args.run)
+        if args.json:
+            print_json({"cancel_requested": True, "run_id": args.run, "tasks": tasks})
+            return 0
+        names = ", ".join(f"{t['id']} ({shown(t['workflow'])}/{shown(t['step'])})" for t in tasks)
+        print(
+            f"cancel requested for run {args.run}: task{'s' if len(tasks) > 1 else ''} {names}; "
+            "its runner ends them within a second and starts no more"
+        )
+        return 0
     t = api.cancel_task(repo_from(args), args.id)
     if args.json:
         print_json({"cancel_requested": True, "task": t})

@@ -342,8 +342,10 @@ class ApplyLoop:
         """Honour ``orch task cancel`` from other processes: one query for this run."""
         from runner.store.tasks import cancel_requests
 
-        for key in cancel_requests(self.state, self.run_id):
-            start = self.running.get(key)
+        for wf, step, whole_run in cancel_requests(self.state, self.run_id):
+            if whole_run and not self.stopping:  # orch task cancel --run: start nothing more
+                self._stop(Status.CANCELLED)
+            start = self.running.get((wf, step))
             if start is not None and start.task is not None:
                 start.task.cancel.cancel(Status.CANCELLED)
 

@@ -138,13 +138,28 @@ def history(state: State, workflows: list[str] | None, limit: int) -> list[dict[
 
 def last_log_path(state: State, workflow: str, step: str, run: int | None) -> str | None:
     """The repo-relative log of the step's last task (in run ``run``, if given)."""
-    sql = "SELECT log_path FROM tasks WHERE workflow=? AND step=? AND log_path IS NOT NULL"
+    row = last_log_task(state, workflow, step, run)
+    return row["log_path"] if row else None
+
+
+def last_log_task(
+    state: State, workflow: str, step: str, run: int | None, attempt: int | None = None
+) -> dict[str, Any] | None:
+    """The step's last task that has a log (in run ``run``, and of attempt number
+    ``attempt``, if given): {id, run_id, attempt, status, log_path}, or None."""
+    sql = (
+        "SELECT id, run_id, attempt, status, log_path FROM tasks"
+        " WHERE workflow=? AND step=? AND log_path IS NOT NULL"
+    )
     args: tuple[Any, ...] = (workflow, step)
     if run is not None:
         sql += " AND run_id=?"
         args += (run,)
+    if attempt is not None:
+        sql += " AND attempt=?"
+        args += (attempt,)
     rows = state.query(sql + " ORDER BY id DESC LIMIT 1", args)
-    return rows[0]["log_path"] if rows else None
+    return dict(rows[0]) if rows else None
 
 
 def tasks(state: State, limit: int) -> list[dict[str, Any]]:
