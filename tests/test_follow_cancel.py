@@ -119,3 +119,34 @@ def test_cancel_usage_errors(repo: Repo) -> None:
     p = repo.orch("task", "cancel", "--run", "9")
     assert p.returncode == 1
     assert p.stderr == "orch: no run with id 9 (see orch history)\n"
+
+
+@pytest.mark.slow
+def test_system_status_text_shows_memory_and_rate_limits_as_json_does(repo: Repo) -> None:
+    from runner.units import format_bytes
+
+    quota = json.dumps(
+        {
+            "apiVersion": "orch/v1",
+            "kind": "ResourceQuota",
+            "metadata": {"name": "small"},
+            "spec": {
+                "limits": {"cpu": 2, "memory": "1Gi"},
+                "rate": {"runs": 5, "per": "1h"},
+                "selector": {"workflows": ["w"]},
+            },
+        }
+    )
+    step = {"name": "a", "run": "echo $$ > a.pid; sleep 60", "resources": {"memory": "256Mi"}}
+    setup(repo, wf("w", [step]), quota)
+    with background_apply(repo) as proc:
+        wait_until(lambda: repo.exists("a.pid"), "a running")
+        data = repo.orch_json("system", "status")
+        text = repo.orch("system", "status").stdout
+        proc.terminate()
+    q = next(q for q in data["quotas"] if q["name"] == "small")
+    used, limit = q["used"]["memory"], q["limits"]["memory"]
+    assert used > 0 and q["rate"]["recent"] >= 1
+    line = next(x for x in text.splitlines() if x.startswith("quota small:"))
+    assert f"memory {format_bytes(int(used))}/{format_bytes(int(limit))}" in line
+    assert f"rate {q['rate']['recent']}/5 per 1h" in line

@@ -643,12 +643,7 @@ def _system(args: argparse.Namespace, part: str) -> int:
         raise StateError(data["state_error"])  # the same line as every other verb's
     if part in ("status", "metrics"):
         for q in data["quotas"]:
-            use = ", ".join(
-                f"{k} {q['used'].get(k, 0):g}/{v:g}"
-                for k, v in q["limits"].items()
-                if k != "memory"
-            )
-            print(f"quota {shown(q['name'])}: {shown(use) or 'no counted limits'}")
+            print(f"quota {shown(q['name'])}: {shown(_quota_use(q)) or 'no limits'}")
         for t in data["running"]:
             where = f" on {shown(t['worker'])}" if t.get("worker") else ""
             print(
@@ -664,6 +659,24 @@ def _system(args: argparse.Namespace, part: str) -> int:
             + f"; wall {mt['wall_time']:.2f}s, cpu {mt['cpu_time']:.2f}s"
         )
     return 0 if (part != "health" or ok) else 1
+
+
+def _quota_use(q: dict[str, Any]) -> str:
+    """One quota's use as ``--json`` has it, for people: ``cpu 1/2, memory 512MiB/1GiB,
+    rate 3/5 per 1h`` (memory in binary units, the rate window as a duration)."""
+    from runner.units import format_bytes, format_duration
+
+    parts = []
+    for k, v in q["limits"].items():
+        used = q["used"].get(k, 0)
+        if k == "memory":
+            parts.append(f"memory {format_bytes(int(used))}/{format_bytes(int(v))}")
+        else:
+            parts.append(f"{k} {used:g}/{v:g}")
+    rate = q.get("rate")
+    if rate:
+        parts.append(f"rate {rate['recent']}/{rate['runs']} per {format_duration(rate['per'])}")
+    return ", ".join(parts)
 
 
 def _print_cluster(c: dict[str, Any]) -> None:
