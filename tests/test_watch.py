@@ -7,6 +7,7 @@ ignored change would have made a cycle of its own first, or joined that one).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import re
@@ -530,3 +531,45 @@ def test_cycle_line_shows_changed_paths_escaped() -> None:
     line = Cycle(2, ["src/x\n::error file=w.yaml::forged", "src/\x1b[2Jy"]).summary()
     assert "\n" not in line and "\x1b" not in line
     assert "src/x\\n::error file=w.yaml::forged" in line and "src/\\x1b[2Jy" in line
+
+
+def _inotify_fds(pid: int) -> int:
+    """How many inotify instances process ``pid`` holds (Linux: anon_inode:inotify)."""
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            n += os.readlink(f"/proc/{pid}/fd/{fd}") == "anon_inode:inotify"
+    return n
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads /proc (Linux)")
+def test_poll_uses_watchdogs_polling_observer_and_still_sees_edits(repo: Repo, start) -> None:
+    """--poll: no kernel notification at all (none come on NFS, SMB, many container
+    mounts), yet an edit, a new file and a deletion each start a cycle."""
+    setup(repo)
+    w = start("--poll", "--poll-interval", "0.2")
+    w.expect(r"^watch: watching .*; polling every 0\.2s\)")
+    c = w.cycle()
+    assert (c.n, c.ran) == (1, 2)
+    assert _inotify_fds(w.proc.pid) == 0
+    (repo.path / "src/a.txt").write_text("two, longer\n")
+    c = w.cycle()
+    assert (c.changed, c.ran) == (["src/a.txt"], 1)
+    assert repo.read("out/a.txt") == "two, longer\n"
+    (repo.path / "src/b.txt").write_text("new\n")
+    assert w.cycle().changed == ["src/b.txt"]
+    (repo.path / "src/b.txt").unlink()
+    assert w.cycle().changed == ["src/b.txt"]
+    assert w.interrupt() == 0
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="reads /proc (Linux)")
+def test_without_poll_the_kernel_notifies(repo: Repo, start) -> None:
+    """The other side of the test above: the default observer is inotify's, so counting
+    inotify descriptors tells the two apart."""
+    setup(repo)
+    w = start()
+    w.cycle()
+    assert _inotify_fds(w.proc.pid) >= 1
+    p = repo.orch("watch", "--poll-interval", "0")
+    assert p.returncode == 2 and "--poll-interval" in p.stderr

@@ -69,6 +69,7 @@ orch audit --since 2026-11-01 --json   from a date (UTC), as JSON
 orch watch                        apply, then apply again on every change (Ctrl-C stops)
 orch watch build --restart        end running tasks a change affects and start over
 orch watch --debounce 0.5         wait for half a second of quiet first
+orch watch --poll                 on NFS, SMB or a container mount: poll, as no event comes
 """,
     "workflow": """\
 orch workflow list                every workflow, its project and file

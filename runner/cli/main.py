@@ -440,6 +440,18 @@ def _build_parser() -> argparse.ArgumentParser:
         help="wait this long after the last change before applying (default: the config's)",
     )
     _events(p)
+    p.add_argument(
+        "--poll",
+        action="store_true",
+        help="look for changes by polling, not kernel notifications (network and container "
+        "file systems, where none come)",
+    )
+    p.add_argument(
+        "--poll-interval",
+        type=seconds,
+        metavar="SECONDS",
+        help="with --poll, stat the tree this often (default: 1; implies --poll)",
+    )
     _quiet(p)
 
     p = _cmd(sub, "audit", "who changed state, when, with which command", "run:audit")

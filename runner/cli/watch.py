@@ -40,6 +40,7 @@ def watch(args: argparse.Namespace) -> int:
         executor_kind=kind,
         dask_address=address,
         events=events,
+        poll=_poll_interval(args),
     )
     stop = threading.Event()
     signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -83,6 +84,18 @@ def _cycle_events(events: Any) -> Callable[[Any], None]:
 def _print_err(line: str) -> None:
     with reader_gone(sys.stderr):
         print(line, file=sys.stderr, flush=True)
+
+
+def _poll_interval(args: argparse.Namespace) -> float | None:
+    """Seconds between polls (``--poll``: 1, ``--poll-interval``: its value), or None to
+    use the kernel's change notifications. 0 would spin: it is refused."""
+    if args.poll_interval is not None:
+        if args.poll_interval <= 0:
+            from runner.errors import UsageError
+
+            raise UsageError("watch: --poll-interval must be more than 0 seconds")
+        return args.poll_interval
+    return 1.0 if args.poll else None
 
 
 def _print(line: str) -> None:

@@ -357,6 +357,10 @@ class WatchOptions:
     # --events: every progress event of every cycle (``ApplyOptions.report``'s), then a
     # ``cycle-finished`` event per cycle with its result or errors
     events: Callable[[dict[str, Any]], None] | None = None
+    # None: the kernel's notifications (inotify, FSEvents, kqueue...); seconds: watchdog's
+    # PollingObserver, which stats the tree that often (network and container file
+    # systems, where no notification comes)
+    poll: float | None = None
 
 
 @dataclass
@@ -472,7 +476,9 @@ class Watcher:
             names = ", ".join(self.opts.workflows) or "all workflows"
             self.out(
                 f"watch: watching {shown(str(self.repo.root))} ({shown(names)}; debounce "
-                f"{self.debouncer.delay:g}s); Ctrl-C to stop"
+                f"{self.debouncer.delay:g}s"
+                + (f"; polling every {self.opts.poll:g}s" if self.opts.poll is not None else "")
+                + "); Ctrl-C to stop"
             )
             self._cycle({}, first=True)
             while not self.stop.is_set():
@@ -550,7 +556,12 @@ class Watcher:
                 if dest:
                     watcher.on_path(dest, event.is_directory, False)
 
-        observer = Observer()
+        if self.opts.poll is not None:
+            from watchdog.observers.polling import PollingObserver
+
+            observer: Any = PollingObserver(timeout=self.opts.poll)
+        else:
+            observer = Observer()
         try:
             observer.schedule(
                 Handler(),
