@@ -112,3 +112,21 @@ def test_gate_and_jsonschema_agree_on_dates(due: str) -> None:
     doc["spec"]["milestones"][0]["due"] = "2026-02-28"
     assert not list(_validator("project").iter_errors(doc))
     _gate("project")(doc)
+
+
+def test_every_format_the_schemas_use_is_checked() -> None:
+    """A ``format`` orch does not check would pass ``orch validate`` and be refused by an
+    editor (or crash a command later, as ``due`` did): each one needs a checker."""
+    from runner.manifests.schema import FORMATS, SCHEMA_NAMES, load_schema
+
+    def formats(node: object) -> set[str]:
+        if isinstance(node, dict):
+            own = {node["format"]} if isinstance(node.get("format"), str) else set()
+            return own.union(*(formats(v) for v in node.values()))
+        if isinstance(node, list):
+            return set().union(*(formats(v) for v in node))
+        return set()
+
+    used = set().union(*(formats(load_schema(n)) for n in SCHEMA_NAMES))
+    assert used, "the schemas use format: date at least"
+    assert used <= set(FORMATS)
