@@ -392,6 +392,8 @@ def logs(args: argparse.Namespace) -> int:
     repo = repo_from(args)
     row = api.log_task(repo, args.workflow, args.step, args.run, args.attempt)
     path = repo.root / row["log_path"]
+    if args.follow:
+        _await_log(repo, row["id"], path)
     try:  # non-blocking: a FIFO put in the log's place must not hang the reader
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -422,6 +424,14 @@ def logs(args: argparse.Namespace) -> int:
 
 
 FOLLOW_POLL = 0.2  # seconds between looks at a followed log, and at its task's row
+
+
+def _await_log(repo: api.Repo, task_id: int, path: Any) -> None:
+    """A task that has just started may not have created its log yet: wait while it runs."""
+    from runner.status import LIVE
+
+    while not path.exists() and api.task(repo, task_id)["status"] in LIVE:
+        time.sleep(FOLLOW_POLL)
 
 
 def _follow(repo: api.Repo, task_id: int, f: Any) -> None:
