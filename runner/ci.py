@@ -36,6 +36,10 @@ if TYPE_CHECKING:
     from runner.reconcile.results import ApplyResult
 
 GROUP_LINES = 5000  # per task; the log file holds the rest
+# GitHub takes up to 1 MiB of summary per job step: up to SUMMARY_ALL steps every one is
+# listed; past that, up-to-date steps are counted, not listed, and rows stop at SUMMARY_ROWS
+SUMMARY_ALL = 100
+SUMMARY_ROWS = 1000
 FAILED = (Status.FAILED, Status.TIMED_OUT, *CANCELS)
 
 
@@ -173,7 +177,12 @@ def summary(result: ApplyResult, interrupted: bool = False) -> str:
         "| step | status | duration | reason |",
         "| --- | --- | ---: | --- |",
     ]
-    for r in result.results:
+    rows = list(result.results)
+    fresh = [r for r in rows if r.status == Status.UP_TO_DATE]
+    if len(rows) > SUMMARY_ALL:  # a big repository: what happened, not what stood still
+        rows = [r for r in rows if r.status != Status.UP_TO_DATE]
+    more = len(rows) - SUMMARY_ROWS
+    for r in rows[:SUMMARY_ROWS]:
         took = f"{r.duration:.2f}s" if r.duration else "-"
         why = r.message or "; ".join(r.reasons)  # why it ran, or why it did not
         if r.status in FAILED:  # what went wrong, not why it ran
@@ -182,6 +191,13 @@ def summary(result: ApplyResult, interrupted: bool = False) -> str:
         lines.append(
             f"| {_cell(r.workflow + '/' + r.step)} | {_cell(r.status)} | {took} | {_cell(why)} |"
         )
+    notes = []
+    if more > 0:
+        notes.append(f"{more} more steps: see `orch history --tasks`")
+    if len(rows) < len(result.results) and fresh:
+        notes.append(f"{len(fresh)} steps up to date, not listed")
+    if notes:
+        lines += ["", *(f"_{n}_" for n in notes)]
     return "\n".join(lines) + "\n\n"
 
 

@@ -188,3 +188,27 @@ def test_an_interrupted_run_still_writes_junit_and_the_summary(
     summary = (tmp_path / "summary.md").read_text()
     assert summary.startswith("### orch apply: interrupted")
     assert re.search(r"^\| w/a \| interrupted \|", summary, re.M)
+
+
+def test_a_big_summary_counts_up_to_date_steps_instead_of_listing_them(
+    repo: Repo, tmp_path: Path
+) -> None:
+    steps = "".join(f"    - {{name: s{i}, run: 'true'}}\n" for i in range(101))
+    repo.write(
+        "wf.yaml",
+        f"apiVersion: orch/v1\nkind: Workflow\nmetadata: {{name: big}}\nspec:\n  steps:\n{steps}",
+    )
+    repo.commit()
+    env = gh_env(tmp_path)
+    assert repo.orch("apply", env=env).returncode == 0
+    text = (tmp_path / "summary.md").read_text()
+    assert text.count("| big/s") == 101  # what ran is listed, every step
+    (tmp_path / "summary.md").unlink()
+    repo.write(
+        "wf.yaml", repo.read("wf.yaml").replace("name: s0, run: 'true'", "name: s0, run: 'exit 4'")
+    )
+    assert repo.orch("apply", env=env).returncode == 1
+    text = (tmp_path / "summary.md").read_text()
+    (row,) = [r for r in text.splitlines() if r.startswith("| big/")]
+    assert row.startswith("| big/s0 | failed | ") and row.endswith(" | exit 4 |")
+    assert "_100 steps up to date, not listed_" in text
