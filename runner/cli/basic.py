@@ -75,13 +75,11 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def _gh(s: str, prop: bool = False) -> str:
-    """Shown (control characters escaped, so no text of the repository can start a line of
-    its own), then escaped as GitHub's toolkit does: a ',' or ':' in a file name would end
-    the property."""
-    from runner.render import shown
+    """Text for a GitHub workflow command (``runner.ci``: shown, then escaped as GitHub's
+    toolkit does; a ',' or ':' in a file name would end the property)."""
+    from runner.ci import escape_data, escape_property
 
-    s = shown(s).replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-    return s.replace(":", "%3A").replace(",", "%2C") if prop else s
+    return escape_property(s) if prop else escape_data(s)
 
 
 def schema(args: argparse.Namespace) -> int:
