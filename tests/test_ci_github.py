@@ -212,3 +212,28 @@ def test_a_big_summary_counts_up_to_date_steps_instead_of_listing_them(
     (row,) = [r for r in text.splitlines() if r.startswith("| big/")]
     assert row.startswith("| big/s0 | failed | ") and row.endswith(" | exit 4 |")
     assert "_100 steps up to date, not listed_" in text
+
+
+def test_repository_text_stays_text_in_the_summary_and_the_log(repo: Repo, tmp_path: Path) -> None:
+    """A committed file name with a newline, a pipe and markup: it shows up in a reason
+    (input changed: ...) and must stay inside its table cell, as text."""
+    evil = "x|<img src=y>\n::error file=w.yaml::forged.txt"
+    repo.write(
+        "wf.yaml",
+        "apiVersion: orch/v1\nkind: Workflow\nmetadata: {name: w}\nspec:\n  steps:\n"
+        "    - {name: s, run: 'ls src', inputs: ['src/*']}\n",
+    )
+    (repo.path / "src").mkdir()
+    (repo.path / "src" / evil).write_text("1\n")
+    repo.commit()
+    env = gh_env(tmp_path)
+    assert repo.orch("apply", env=env).returncode == 0
+    (repo.path / "src" / evil).write_text("2\n")
+    p = repo.orch("apply", env=env)
+    assert p.returncode == 0, p.stderr
+    assert not [c for c in commands(p.stdout) if "forged" in c]
+    text = (tmp_path / "summary.md").read_text()
+    rows = [r for r in text.splitlines() if r.startswith("| w/s |")]
+    assert len(rows) == 2  # one per run, each one line
+    assert "\\<img" in rows[1] and not re.search(r"(?<!\\)<", text)  # markup escaped
+    assert rows[1].count(" | ") == 3  # the | in the name is escaped: still four cells
