@@ -159,6 +159,7 @@ def test_a_literal_input_that_is_a_dangling_or_looping_link_says_so(repo: Repo) 
     assert p.returncode == 1
     assert "input 'dangling' is a symlink that leads to nothing" in p.stderr, p.stderr
 
+
 HANDLERS = """\
   on:
     always:

@@ -659,6 +659,7 @@ def test_config_errors_are_named_from_where_the_user_stands(repo: Repo) -> None:
     lines = [ln for ln in p.stderr.splitlines() if not ln.startswith("orch: ")]
     assert [ln.split(":")[0] for ln in lines] == ["repo/.orch/config.yaml", "repo/wf.yaml"]
 
+
 def test_an_env_value_in_a_path_is_a_validation_error_not_an_internal_error(repo) -> None:
     """Paths render with an empty env (where a file is must not depend on who runs orch):
     validate said ok, then plan and apply crashed with 'env.TOK is undefined'."""
