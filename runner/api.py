@@ -257,7 +257,7 @@ def _plan_at(
 
 def _plan_data(rows: list[tuple[str, str, str, list[str]]], env: str) -> dict[str, Any]:
     steps = [{"workflow": w, "step": s, "action": a, "reasons": r} for w, s, a, r in rows]
-    counts = {"run": 0, "may-run": 0, "up-to-date": 0}
+    counts = {"run": 0, "may-run": 0, "up-to-date": 0, "skip": 0}
     for s in steps:
         counts[s["action"]] += 1
     return {

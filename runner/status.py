@@ -7,7 +7,7 @@ name them through ``Status`` and ``Action`` and test membership with the sets be
 rule such as "what counts as a failure" exists once.
 
     Status.SUCCEEDED ... Status.NOT_STARTED   one step's state, in records and results
-    Action.RUN, MAY_RUN, UP_TO_DATE           what a plan says it will do with a step
+    Action.RUN, MAY_RUN, SKIP, UP_TO_DATE     what a plan says it will do with a step
     TASK_ENDS                                 how a started task can end (the executor's answer)
     FAILED                                    a task ran and did not succeed
     NOT_OK                                    a step did not do its work: the apply is not ok,
@@ -39,6 +39,8 @@ class Action:
 
     RUN = "run"
     MAY_RUN = "may-run"  # depends on an upstream step whose outputs may change
+    SKIP = "skip"  # its when: is false whatever runs (it reads params only), or a step
+    #                it depends on will be skipped: apply records it skipped, runs nothing
     UP_TO_DATE = Status.UP_TO_DATE
 
 

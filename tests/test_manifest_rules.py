@@ -230,3 +230,23 @@ def test_the_dependants_of_a_skipped_step_are_skipped_unless_their_condition_rea
     status = {s: r["by_step"][s]["status"] for s in "abcd"}
     assert status == {"a": "succeeded", "b": "succeeded", "c": "succeeded", "d": "skipped"}
     assert repo.read("b.txt") == "a\n"
+
+
+def test_a_constant_false_condition_is_shown_as_skip_by_the_plan(repo: Repo) -> None:
+    """``when: false`` (or a condition on params alone) said "will run: never ran", then
+    apply skipped it: the plan says ``skip (when: false)``, and so for its dependants."""
+    repo.write("wf.yaml", workflow("w", SKIP_CHAIN, extra="  params: {on: false}\n"))
+    plan = repo.plan()
+    assert plan[("w", "a")] == ("skip", ["when: false"])
+    assert plan[("w", "b")] == ("skip", ["upstream skipped: a"])
+    assert plan[("w", "c")] == ("skip", ["upstream skipped: b"])
+    assert plan[("w", "d")][0] == "run"  # its condition reads a step's status: judged at apply
+    p = repo.orch("plan")
+    assert "  - a  skip (when: false)\n" in p.stdout, p.stdout
+    assert "3 to skip" in p.stdout
+    data = repo.apply()
+    assert {s: data["by_step"][s]["status"] for s in "abc"} == dict.fromkeys("abc", "skipped")
+    assert {a for a, _ in repo.plan().values()} == {"up-to-date"}
+    repo.write("wf.yaml", workflow("w", SKIP_CHAIN, extra="  params: {on: true}\n"))
+    plan = repo.plan()
+    assert plan[("w", "a")] == ("run", ["definition changed (params)"])

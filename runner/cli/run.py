@@ -17,6 +17,7 @@ ICONS = {
     "run": ("+", "yellow"),
     "may-run": ("~", "cyan"),
     "up-to-date": ("=", "dim"),
+    "skip": ("-", "yellow"),
 }
 
 
@@ -47,7 +48,7 @@ def plan(args: argparse.Namespace) -> int:
         print_json(data)
         return code
     color = use_color()
-    labels = {"run": "will run", "may-run": "may run", "up-to-date": "up to date"}
+    labels = {"run": "will run", "may-run": "may run", "up-to-date": "up to date", "skip": "skip"}
     styled = {
         a: (paint(ICONS[a][0], ICONS[a][1], color), paint(labels[a], ICONS[a][1], color))
         for a in labels
@@ -60,6 +61,8 @@ def plan(args: argparse.Namespace) -> int:
             out.append(paint(f"workflow {current}", "bold", color))
         icon, label = styled[s["action"]]
         why = f": {shown('; '.join(s['reasons']))}" if s["reasons"] else ""
+        if s["action"] == "skip":  # "skip (when: false)": a state, not a change to explain
+            why = f" ({shown('; '.join(s['reasons']))})"
         out.append(f"  {icon} {shown(s['step'])}  {label}{why}")
         if "command" in s:
             out.extend(_command_lines(s, color))
@@ -79,7 +82,9 @@ def plan(args: argparse.Namespace) -> int:
         out.append("no workflows selected")
     out.append(
         f"\nPlan: {n['run']} to run, {n['may-run']} may run (if upstream outputs change), "
-        f"{n['up-to-date']} up to date" + (f", {len(gone)} removed." if gone else ".")
+        f"{n['up-to-date']} up to date"
+        + (f", {n['skip']} to skip" if n.get("skip") else "")
+        + (f", {len(gone)} removed." if gone else ".")
     )
     sys.stdout.write("\n".join(out) + "\n")
     if stale:

@@ -32,7 +32,7 @@ from runner.store.state import StepRecord
 if TYPE_CHECKING:
     from runner.reconcile.view import StepView
 
-RUN, MAY_RUN, UP_TO_DATE = Action.RUN, Action.MAY_RUN, Action.UP_TO_DATE
+RUN, MAY_RUN, UP_TO_DATE, SKIP = Action.RUN, Action.MAY_RUN, Action.UP_TO_DATE, Action.SKIP
 
 FAILED_REASONS = {
     Status.FAILED: "last run failed",
@@ -200,7 +200,9 @@ def _decide(
         ):  # a skipped step wrote nothing: it settles
             reasons += _output_reasons(hasher, view.outputs, rec.output_files)
     action = UP_TO_DATE
-    if reasons:
+    if reasons and constant_false(view):
+        action, reasons = SKIP, ["when: false"]
+    elif reasons:
         action = RUN
     elif pending_up:
         action = MAY_RUN
@@ -216,6 +218,56 @@ def _decide(
         fingerprint,
         empty,
     )
+
+
+def skipped_upstream(view: StepView, skipped: Callable[[str], bool]) -> list[str]:
+    """The direct upstream steps of ``view`` that are skipped (``skipped(name)``) and that
+    its ``when:`` does not read the status of: one skipped is enough to skip it, as GitHub
+    Actions skips the jobs that need a skipped job (a condition on that job's status,
+    ``if: always()`` there, ``{{ steps.a.status }}`` here, decides instead). One rule for
+    the plan and apply."""
+    ups = [u for u in view.upstream if skipped(u)]
+    when = view.step.when
+    if ups and isinstance(when, str):
+        from runner.templating import references
+
+        read = {r[1] for r in references(when) if len(r) >= 3 and r[0] == "steps" and r[2] == "status"}  # fmt: skip
+        ups = [u for u in ups if u not in read]
+    return ups
+
+
+# what a condition may read to be judged by the plan: known before anything runs
+_PLAN_ROOTS = frozenset({"params", "workflow", "matrix", "item"})
+
+
+def constant_false(view: StepView) -> bool:
+    """Whether ``view``'s ``when:`` is false whatever runs: ``false``, or a template that
+    reads only params, the workflow's name and a fan-out's values (``{{ params.deploy }}``)
+    and is false with them. The plan then says ``skip (when: false)`` rather than "will
+    run" for a step apply will only record as skipped. A condition that reads step
+    outputs, the environment or git is judged when the step is ready, as before."""
+    when = view.step.when
+    if when is None or when is True:
+        return False
+    if when is False:
+        return True
+    from runner.templating import evaluate_when, references
+
+    try:
+        if any(
+            ref[0] not in _PLAN_ROOTS or ref[:2] == ("workflow", "status")
+            for ref in references(when)
+        ):
+            return False
+        wf, step = view.wf, view.step
+        ctx = {
+            "params": {**view.params, **step.params},
+            "workflow": {"name": wf.name, "project": wf.project or ""},
+            **step.fan,
+        }
+        return not evaluate_when(when, ctx)
+    except Exception:  # a template that fails is said when the step is ready
+        return False
 
 
 def _output_reasons(

@@ -10,14 +10,23 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.links import LinkEscape
 from runner.manifests.positions import at, step_field
-from runner.reconcile.decide import UP_TO_DATE, StepDecision, decide
+from runner.reconcile.decide import (
+    MAY_RUN,
+    RUN,
+    SKIP,
+    UP_TO_DATE,
+    StepDecision,
+    decide,
+    skipped_upstream,
+)
 from runner.reconcile.view import Key, StepView, project_context
+from runner.status import Status
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -213,6 +222,7 @@ def plan_workflows(
         records = state.step_records(wf.name, sel.env)
         views = step_views(m, wf, sel)
         will_run: set[str] = set()
+        skipping: set[str] = set()  # steps the plan already knows apply will skip
         decisions = []
         for name, view in views.items():
             try:
@@ -233,7 +243,18 @@ def plan_workflows(
                 plans.warnings += _check_empty(
                     m.root, wf, view.step, view.inputs, d.empty_inputs, outputs
                 )
-            if d.action != UP_TO_DATE:
+            if d.action in (RUN, MAY_RUN):
+                ups = skipped_upstream(
+                    view,
+                    lambda u, sk=skipping, rs=records, wr=will_run: (
+                        u in sk or _was_skipped(rs, u, wr)
+                    ),
+                )
+                if ups:
+                    d = replace(d, action=SKIP, reasons=(f"upstream skipped: {', '.join(ups)}",))
+            if d.action == SKIP:
+                skipping.add(name)
+            elif d.action != UP_TO_DATE:
                 will_run.add(name)
             decisions.append(d)
             plans.views[view.key] = view
@@ -247,6 +268,12 @@ def plan_workflows(
     hasher.flush()
     plans.seen = hasher.seen
     return plans
+
+
+def _was_skipped(records: dict[str, StepRecord], name: str, will_run: set[str]) -> bool:
+    """Whether ``name`` stays skipped in this apply: recorded skipped and not run again."""
+    r = records.get(name)
+    return r is not None and r.status == Status.SKIPPED and name not in will_run
 
 
 def _pending(m: Manifests, plans: Plans) -> None:
@@ -273,9 +300,6 @@ def _across_workflows(m: Manifests, plans: Plans) -> None:
     runs the writer first (``ApplyLoop``)."""
     if not m.cross_upstream:
         return
-    from dataclasses import replace
-
-    from runner.reconcile.decide import MAY_RUN
 
     index = {
         (d.workflow, d.step): (w, i) for w, ds in plans.decisions.items() for i, d in enumerate(ds)
@@ -292,7 +316,11 @@ def _across_workflows(m: Manifests, plans: Plans) -> None:
             d = get(down)
             if d is None or d.action != UP_TO_DATE:
                 continue
-            pending = [f"{u[0]}/{u[1]}" for u in ups if (x := get(u)) and x.action != UP_TO_DATE]
+            pending = [
+                f"{u[0]}/{u[1]}"
+                for u in ups
+                if (x := get(u)) and x.action not in (UP_TO_DATE, SKIP)
+            ]
             if not pending:
                 continue
             w, i = index[down]

@@ -24,7 +24,13 @@ from runner.execute.api import Cancel
 from runner.links import LinkEscape
 from runner.reconcile import record
 from runner.reconcile.attempts import TaskRun
-from runner.reconcile.decide import MAY_RUN, UP_TO_DATE, StepDecision, decide
+from runner.reconcile.decide import (
+    MAY_RUN,
+    UP_TO_DATE,
+    StepDecision,
+    decide,
+    skipped_upstream,
+)
 from runner.reconcile.queue import request_of
 from runner.reconcile.results import StepResult
 from runner.reconcile.view import project_context
@@ -193,21 +199,12 @@ class Start:
         skips the jobs that need a skipped job: what it would read was never made. Its own
         ``when:`` decides instead when it reads that step's status
         (``when: "{{ steps.a.status == 'skipped' }}"``), as ``if: always()`` does there."""
-        skipped = [
-            u
-            for u in self.view.upstream
-            if (r := self.records.get(u)) is not None and r.status == Status.SKIPPED
-        ]
+        skipped = skipped_upstream(
+            self.view,
+            lambda u: (r := self.records.get(u)) is not None and r.status == Status.SKIPPED,
+        )
         if not skipped:
             return None
-        when = self.view.step.when
-        if isinstance(when, str):
-            from runner.templating import references
-
-            read = {ref[1] for ref in references(when) if len(ref) >= 3 and ref[0] == "steps" and ref[2] == "status"}  # fmt: skip
-            skipped = [u for u in skipped if u not in read]
-            if not skipped:
-                return None
         reason = f"upstream skipped: {', '.join(skipped)}"
         record.record_skipped(
             self.ctx.state,
