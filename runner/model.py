@@ -137,9 +137,15 @@ class Project:
     description: str = ""
 
 
-def _env(d: dict[str, Any] | None) -> dict[str, str]:
-    from runner.manifests.yamlsrc import as_text
+def as_text(value: Any) -> str:
+    """A scalar as the text a step sees it (an ``env`` value): yes/no as ``true``/``false``,
+    anything else as Python's ``str``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
 
+
+def _env(d: dict[str, Any] | None) -> dict[str, str]:
     return {k: as_text(v) for k, v in (d or {}).items()}
 
 

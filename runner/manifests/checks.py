@@ -159,7 +159,8 @@ def _warn_retyped_env(ctx: _Ctx) -> None:
     """An unquoted ``env`` value YAML reads as a number or yes/no whose text is not what
     was written (``1e3`` reaches the step as ``1000.0``, ``010`` as ``10``): a warning at
     the value, saying to quote it. An environment variable is text; YAML is not told so."""
-    from runner.manifests.yamlsrc import as_text, resolve_plain
+    from runner.manifests.yamlsrc import resolve_plain
+    from runner.model import as_text
 
     for path, source in ctx.doc.retyped.items():
         if len(path) >= 3 and path[0] == "spec" and path[-2] == "env":

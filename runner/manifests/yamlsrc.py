@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runner.errors import Diagnostic
+from runner.model import as_text
 
 MAX_BYTES = 8 * 1024 * 1024
 MAX_DEPTH = 64
@@ -35,14 +36,6 @@ _INT16 = re.compile(r"^0x[0-9a-fA-F]+$")
 _FLOAT = re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$")
 _INF = re.compile(r"^[-+]?\.(?:inf|Inf|INF)$")
 _NAN = re.compile(r"^\.(?:nan|NaN|NAN)$")
-
-
-def as_text(value: Any) -> str:
-    """A scalar as the text a step sees it (an ``env`` value): yes/no as ``true``/``false``,
-    anything else as Python's ``str``."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    return str(value)
 
 
 def resolve_plain(text: str) -> Any:
