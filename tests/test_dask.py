@@ -135,6 +135,7 @@ def test_diamond_runs_on_the_cluster_and_a_second_apply_runs_nothing(
     env = {"ORCH_DASK_ADDRESS": cluster.address}
     p = repo.orch("apply", "-j", "2", env=env)
     assert p.returncode == 0, p.stderr
+    assert "warning" not in p.stderr  # the module's scheduler has allowed-failures 0
     assert repo.read("d.txt") == "a\nb\na\nc\n"
     # streamed to the console, prefixed; saved under .orch/logs
     line = next(x for x in p.stdout.splitlines() if "a on " in x)
@@ -681,6 +682,8 @@ def test_a_scheduler_lost_mid_run_ends_the_run_as_interrupted(repo: Repo, tmp_pa
         assert proc.returncode == 130, err
         assert address in err.strip().splitlines()[-1], err
         assert "Traceback" not in err, err
+        # this scheduler has Dask's default allowed-failures (3): said once, as it starts
+        assert sum("ALLOWED_FAILURES=0" in x for x in err.splitlines()) == 1, err
         assert [r["status"] for r in runs(repo)] == ["interrupted"]
         by_step = {t["step"]: t for t in tasks(repo)}
         assert set(by_step) == {"a", "b"}  # c never started

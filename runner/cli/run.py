@@ -154,6 +154,10 @@ def apply(args: argparse.Namespace) -> int:
         groups = ci.Groups(echo)
 
     def report(ev: dict[str, Any]) -> None:
+        if ev["event"] == "warning":  # stderr: even with --json
+            with reader_gone(sys.stderr):
+                print(f"orch: warning: {ev['message']}", file=sys.stderr, flush=True)
+            return
         if events is not None:
             events(ev)
         if groups is not None and ev["event"] == "finished":

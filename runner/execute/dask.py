@@ -86,6 +86,8 @@ class DaskExecutor:
         self._inflight: set[Any] = set()  # futures held until done (a release cancels)
         # set once the scheduler is gone mid-run: the run ends interrupted (api.Executor)
         self.lost: str | None = None
+        # said once at the start of the run (flow.apply): a scheduler set up against orch
+        self.warnings: list[str] = []
 
     # -- session -----------------------------------------------------------------------
 
@@ -106,6 +108,7 @@ class DaskExecutor:
             self._start_local_cluster(distributed)
         try:
             self._client.subscribe_topic(self._topic, self._on_event)
+            self.warnings = self._check_scheduler()
             without, problems = self._check_orch()
             problems = self._check_resources(needs) + problems + self._check_workers(root, without)
             if problems:
@@ -213,13 +216,33 @@ class DaskExecutor:
                 self._declared_cache = cached
         return cached
 
+    def _check_scheduler(self) -> list[str]:
+        """A standing scheduler whose ``allowed-failures`` is not 0 re-runs a task lost
+        with its worker by itself (Dask's default: 3 times) before orch hears of it: the
+        first attempt's log is overwritten and orch's retry policy is bypassed. Said, not
+        refused: the run still works. The LocalCluster orch starts is set up with 0."""
+        if self.address is None:
+            return []
+        try:
+            allowed = self._client.run_on_scheduler(_by_value(_ALLOWED_FAILURES, "allowed"))
+        except Exception:  # noqa: BLE001 - only a warning: a scheduler that cannot say
+            return []
+        if not isinstance(allowed, int) or allowed == 0:
+            return []
+        return [
+            f"the Dask scheduler at {self.address} re-runs a task lost with its worker "
+            f"{allowed} time(s) by itself (distributed.scheduler.allowed-failures: {allowed}): "
+            "the lost attempt's log is overwritten and the step's retry: policy is bypassed; "
+            "start the scheduler with DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0"
+        ]
+
     def _check_orch(self) -> tuple[set[str], list[str]]:
         """The workers without orch (they cannot unpickle a task) or with another version
         of it, and one line for each. Asked with a function sent by value (``_ORCH_PROBE``),
         so a worker without orch can answer."""
         from runner import __version__
 
-        answers = self._client.run(_orch_probe(), on_error="return")
+        answers = self._client.run(_by_value(_ORCH_PROBE, "orch_version"), on_error="return")
         without, problems = set(), []
         for addr, theirs in sorted(answers.items()):
             if theirs == __version__:
@@ -604,8 +627,8 @@ def _run_on_worker(payload: dict[str, Any]) -> TaskResult:
     return res
 
 
-# Sent by value (a function of no importable module: cloudpickle ships its code), so a
-# worker without orch answers None instead of failing to unpickle a reference to runner.
+# Sent by value (``_by_value``), so a worker without orch answers None instead of failing
+# to unpickle a reference to runner.
 _ORCH_PROBE = """
 def orch_version():
     try:
@@ -616,11 +639,20 @@ def orch_version():
 """
 
 
-def _orch_probe() -> Callable[[], str | None]:
+# On the scheduler (which need not have orch): its allowed-failures, None if unknown.
+_ALLOWED_FAILURES = """
+def allowed(dask_scheduler=None):
+    return getattr(dask_scheduler, "allowed_failures", None)
+"""
+
+
+def _by_value(source: str, name: str) -> Callable[..., Any]:
+    """The function ``name`` defined by ``source`` in a module of its own that is not
+    importable, so that cloudpickle sends its code, not a reference to orch."""
     ns: dict[str, Any] = {"__name__": "orch_probe"}
-    exec(_ORCH_PROBE, ns)  # noqa: S102 - our own constant text
-    probe: Callable[[], str | None] = ns["orch_version"]
-    return probe
+    exec(source, ns)  # noqa: S102 - our own constant text
+    fn: Callable[..., Any] = ns[name]
+    return fn
 
 
 def _cancel_on_worker(tid: str, status: str) -> None:

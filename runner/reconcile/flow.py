@@ -85,6 +85,11 @@ def apply(
 
         raise OrchError(diagnostics=m.host_diags)
     opened = _open(executor, root, plans)  # before any state is written: refusals leave none
+    for line in getattr(executor, "warnings", ()):  # said once, as the run starts
+        if opts.report:
+            opts.report({"event": "warning", "message": line})
+        else:
+            plans.warnings.append(line)
     try:
         commit, dirty = commit_state.result()
         state.secrets = run_secrets(m, root / ".orch")  # every write to the state is masked

@@ -730,6 +730,9 @@ class Watcher:
             self.on_cycle(cycle)
 
     def _report(self, ev: dict[str, Any]) -> None:
+        if ev["event"] == "warning":
+            self.out(f"watch: warning: {ev['message']}")
+            return
         if self.opts.events is not None:
             self.opts.events(ev)
         if ev["event"] not in ("started", "finished"):
