@@ -421,6 +421,8 @@ def test_a_worker_lost_mid_task_is_one_failed_attempt_then_a_retry(
     retrying = next(x for x in p.stdout.splitlines() if "retrying" in x)  # streamed
     assert f"worker lost: {first}" in retrying and "exit None" not in retrying
     assert f"worker lost: {first}" in repo.read(attempts[0]["log_path"])
+    text = repo.orch("history", "--tasks").stdout.splitlines()
+    assert any(x.rstrip().endswith(f"worker lost: {first}") for x in text), text  # its WHY
     cluster.client.wait_for_workers(2, timeout=120)  # leave the module's cluster whole
 
 

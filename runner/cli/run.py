@@ -501,7 +501,9 @@ def history(args: argparse.Namespace) -> int:
                     f"{t['cpu_time']:.2f}s" if t["cpu_time"] is not None else "-",
                     format_bytes(t["peak_rss"]) if t["peak_rss"] else "-",
                     *([t["worker"] or "-"] if workers else []),
-                    (t["reason"] or "")[:50],
+                    # as orch status's WHY: what went wrong (worker lost: ADDR...), else
+                    # why it ran
+                    (t.get("message") or t["reason"] or "")[:50],
                 ]
                 for t in r["tasks"]
             ]
