@@ -178,6 +178,17 @@ def test_without_an_address_orch_starts_a_local_cluster_for_the_run(repo: Repo) 
 
 
 @pytest.mark.slow
+def test_the_local_cluster_orch_starts_offers_no_resources_and_says_so(repo: Repo) -> None:
+    repo.write("wf.yaml", workflow("w", "    - {name: g, run: touch g.txt, resources: {gpu: 1}}\n"))
+    repo.commit()
+    p = repo.orch("apply", "--executor", "dask", "-j", "1", timeout=180)
+    assert p.returncode == 1, p.stderr
+    [line] = p.stderr.strip().splitlines()
+    assert "'w/g'" in line and "LocalCluster" in line and "--dask-address" in line
+    assert not repo.exists("g.txt") and runs(repo) == []
+
+
+@pytest.mark.slow
 def test_an_example_runs_on_the_cluster(repo: Repo, cluster: Cluster) -> None:
     shutil.copytree(ROOT / "examples" / "data-pipeline", repo.path, dirs_exist_ok=True)
     repo.commit()
@@ -320,6 +331,11 @@ def test_executor_local_with_a_dask_address_is_a_usage_error(repo: Repo) -> None
         p = repo.orch(verb, "--executor", "local", "--dask-address", free_address())
         assert p.returncode == 2, p.stderr
         assert len(p.stderr.strip().splitlines()) == 1 and "--dask-address" in p.stderr
+    from runner.errors import OrchError
+    from runner.mcp.server import Tools
+
+    with pytest.raises(OrchError, match="dask_address"):
+        Tools(repo.path).apply(executor="local", dask_address=free_address())
     assert not repo.exists("a.txt") and runs(repo) == []
 
 
