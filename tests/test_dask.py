@@ -223,8 +223,9 @@ def test_the_host_is_no_ceiling_of_cpu_and_memory_when_tasks_run_on_dask(
     repo.write("wf.yaml", workflow("w", f"    - {{name: a, run: touch a.txt, resources: {big}}}\n"))
     repo.commit()
     # the config runs tasks here: validate refuses, as apply does; chosen per run: it runs
-    p = repo.orch("validate")
-    assert p.returncode == 1 and "this host has" in p.stderr, p.stderr
+    for ref in ((), ("--ref", "HEAD")):
+        p = repo.orch("validate", *ref)
+        assert p.returncode == 1 and "this host has" in p.stderr, p.stderr
     out = repo.apply("--dask-address", cluster.address)  # no worker declares cpu/memory
     assert out["ok"] and out["ran"] == ["a"], out
     # the config chooses dask: validate has no host ceiling; --executor local has it

@@ -36,6 +36,7 @@ from runner.manifests.load import (
     Manifests,
     load_texts,
     parse_config,
+    runs_here,
     select_files,
 )
 from runner.manifests.paths import LINK_OUT, LINK_OUT_HINT, target_at_revision
@@ -93,7 +94,10 @@ def manifests_at(repo: Repo, ref: str) -> Manifests:
                 diags.append(d)
             elif text is not None:
                 texts[f] = text
-    return load_texts(repo.root, config, texts, repo.prefix, diags)
+    m = load_texts(repo.root, config, texts, repo.prefix, diags)
+    if m.host_diags and runs_here(config):  # as Repo.manifests: the host is the ceiling
+        raise OrchError(diagnostics=m.host_diags)
+    return m
 
 
 def _follow(blobs: dict[str, Any], path: str, prefix: str, diags: list[Diagnostic]) -> Any:
