@@ -201,3 +201,42 @@ def test_a_tampered_index_with_fields_of_the_wrong_type_is_one_clear_error(
     assert "cannot be unpacked safely, nothing was written" in p.stderr
     assert "internal error" not in p.stderr
     assert not (repo.path / "shop").exists()
+
+
+def test_a_fifo_in_the_project_stops_archive_before_anything_is_removed(repo: Any) -> None:
+    before = _project(repo)
+    os.mkfifo(repo.path / "shop/queue")
+    p = repo.orch("project", "archive", "shop", timeout=30)
+    assert p.returncode == 1 and "shop/queue" in p.stderr, p.stderr
+    os.unlink(repo.path / "shop/queue")  # still there; the snapshot would block reading it
+    assert snapshot(repo.path, "shop") == before
+    assert not (repo.path / ".orch/archive/shop.json").exists()
+
+
+def test_a_hard_link_out_of_the_project_round_trips_as_a_file_and_leaves_the_other_name(
+    repo: Any,
+) -> None:
+    _project(repo)
+    os.link(repo.path / "lib/common.txt", repo.path / "shop/common.txt")
+    before = snapshot(repo.path, "shop")
+    ok(repo.orch("project", "archive", "shop"))
+    assert repo.read("lib/common.txt") == "shared\n"  # the other name is not the project's
+    ok(repo.orch("project", "restore", "shop"))
+    assert snapshot(repo.path, "shop") == before
+    assert os.stat(repo.path / "shop/common.txt").st_nlink == 1  # a copy, not the same inode
+
+
+def test_a_hard_link_in_a_tampered_tar_is_refused_with_nothing_written(repo: Any) -> None:
+    hard = tarfile.TarInfo("x/passwd")
+    hard.type = tarfile.LNKTYPE
+    hard.linkname = "/etc/passwd"
+    _fake(repo, "hard", [(_dir("x"), b""), (hard, b"")])
+    idx_path = repo.path / ".orch/archive/hard.json"
+    idx = json.loads(idx_path.read_text())
+    for e in idx["entries"]:  # the index claims a plain file
+        if e["path"] == "x/passwd":
+            e.update(type="file", size=0, sha256=hashlib.sha256(b"").hexdigest())
+    idx_path.write_text(json.dumps(idx))
+    p = repo.orch("project", "restore", "hard")
+    assert p.returncode == 1 and "x/passwd" in p.stderr, p.stderr
+    assert not os.path.lexists(repo.path / "x")
