@@ -356,9 +356,18 @@ def apply(
         if not _fanned_anew(m, result, plans):
             break
         # a source of a foreach ran: its instances are known now, so plan again and run
-        # them in this same apply (forcing is not repeated: what was forced has run)
+        # them in this same apply. Forcing is not repeated for what has run; a forced step
+        # that waited for this round (ApplyLoop.deferred) is still forced
+        done = {(r.workflow, r.step) for r in result.results}
+        forced = {(w.name, s.name) for w in wfs for s in w.steps} if force_all else sel.forced
         repo.reload()
-        m, wfs, sel = _selection(repo, workflows, project, env, None, False, since, params)
+        now = repo.manifests().workflows
+        left = [
+            f"{w}/{s}"
+            for w, s in sorted(forced)
+            if (w, s) not in done and w in now and s in now[w].by_name
+        ]
+        m, wfs, sel = _selection(repo, workflows, project, env, left, False, since, params)
         state = open_state(repo)
         try:
             more, plans = flow.apply(repo.root, m, state, wfs, sel, options or ApplyOptions())

@@ -261,3 +261,20 @@ def test_an_item_starting_with_bang_is_an_output_not_an_exclusion(repo: Repo) ->
     assert plan[("t", "c[books/!x.txt]")] == ("run", ["output missing: !x.txt.out"])
     assert plan[("t", "c[books/a[1].txt]")] == ("run", ["output missing: a[1].txt.out"])
     assert repo.apply()["ran"] == ["c[books/!x.txt]", "c[books/a[1].txt]"]
+
+
+def test_forcing_a_step_that_waits_for_pending_instances_still_runs_it(repo: Repo) -> None:
+    repo.write("wf.yaml", WAITERS)
+    repo.write("seed.txt", "s\n")
+    repo.write("list.json", '["a"]\n')
+    first = repo.orch("apply", "--force", "each")  # no instance yet: forces none, no error
+    assert first.returncode == 0, first.stderr
+    assert repo.read("r.txt") == "R1\n"
+    repo.write("list.json", '["a"]\n\n')  # list runs, with the same output: reader is up to date
+    forced = repo.apply("--force", "reader")
+    assert forced["by_step"]["reader"]["status"] == "succeeded", forced
+    assert repo.read("r.txt") == "R1\nR1\n"
+    repo.write("list.json", '["a"]\n\n\n')
+    everything = repo.apply("--force-all")
+    assert everything["by_step"]["reader"]["status"] == "succeeded"
+    assert repo.read("r.txt") == "R1\nR1\nR1\n"

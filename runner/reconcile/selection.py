@@ -65,7 +65,10 @@ def parse_forced(m: Manifests, wfs: list[Workflow], specs: list[str]) -> set[tup
             if not wname or w.name == wname
             for n in (w.groups.get(sname) or ((sname,) if sname in w.by_name else ()))
         ]
-        if not hits:
+        # a foreach over a step's outputs whose instances are not known yet is a step too:
+        # forcing it forces none now (its instances run once known, as never run)
+        pending = any(sname in w.groups for w in wfs if not wname or w.name == wname)
+        if not hits and not pending:
             raise OrchError(f"--force {spec}: no such step in the selected workflows")
         out.update(hits)
     return out
