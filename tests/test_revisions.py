@@ -401,3 +401,33 @@ def test_since_selects_a_workflow_whose_foreach_glob_gained_or_lost_a_file(repo:
     repo.commit("no book")
     repo.write("books/c.txt", "c\n")
     assert selected(repo, "--since", "HEAD") == ["t"]
+
+
+def test_plan_ref_fans_out_over_recorded_outputs_as_plan_does(repo: Repo) -> None:
+    # the manifests at REV against this checkout's state: a foreach over a step's outputs
+    # has the instances the state recorded (it planned the readers as upstream-changed)
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "dyn",
+            """\
+    - name: list
+      run: echo 'files=["a", "b"]' >> "$ORCH_OUTPUT"
+    - name: each
+      foreach: "{{ steps.list.outputs.files }}"
+      run: echo "{{ item }}"
+    - name: gather
+      needs: [each]
+      run: echo '{{ steps.each.instances | length }}'
+""",
+        ),
+    )
+    repo.commit("dyn")
+    assert repo.apply()["ok"]
+    here = repo.orch_json("plan")
+    at_ref = repo.orch_json("plan", "--ref", "HEAD")
+    assert [(s["step"], s["action"]) for s in at_ref["steps"]] == [
+        (s["step"], s["action"]) for s in here["steps"]
+    ]
+    assert {s["action"] for s in at_ref["steps"]} == {"up-to-date"}
+    assert "each[b]" in [s["step"] for s in at_ref["steps"]]

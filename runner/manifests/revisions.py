@@ -94,7 +94,15 @@ def manifests_at(repo: Repo, ref: str) -> Manifests:
                 diags.append(d)
             elif text is not None:
                 texts[f] = text
-    m = load_texts(repo.root, config, texts, repo.prefix, diags)
+    # a foreach over a step's outputs fans out over what the state recorded, as in the
+    # work tree: plan --ref is the manifests at REV against this checkout's state
+    from runner.manifests.load import RecordedOutputs
+
+    reader = RecordedOutputs(repo.root)
+    try:
+        m = load_texts(repo.root, config, texts, repo.prefix, diags, reader)
+    finally:
+        reader.close()
     if m.host_diags and runs_here(config):  # as Repo.manifests: the host is the ceiling
         raise OrchError(diagnostics=m.host_diags)
     return m
