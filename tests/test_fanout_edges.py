@@ -278,3 +278,28 @@ def test_forcing_a_step_that_waits_for_pending_instances_still_runs_it(repo: Rep
     everything = repo.apply("--force-all")
     assert everything["by_step"]["reader"]["status"] == "succeeded"
     assert repo.read("r.txt") == "R1\nR1\nR1\n"
+
+
+def test_a_template_in_a_written_matrix_or_foreach_value_is_an_error(repo: Repo) -> None:
+    # values are data, as with: values are: "{{ params.x }}" ran as that literal text
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "t",
+            """\
+    - {name: a, foreach: ["{{ params.x }}", plain], run: "echo {{ item }}"}
+    - name: m
+      matrix: {k: [b, "{{ params.x }}"], include: [{k: b, z: "{% if 1 %}x{% endif %}"}]}
+      run: echo {{ matrix.k }}
+""",
+            "  params: {x: 1}\n",
+        ),
+    )
+    p = repo.orch("validate")
+    assert p.returncode == 1
+    lines = [x for x in p.stderr.splitlines() if "data, not templates" in x]
+    assert [x.split(": ")[0:2] for x in lines] == [
+        ["wf.yaml:7:27", "spec.steps[0].foreach[0]"],
+        ["wf.yaml:9:23", "spec.steps[1].matrix.k[1]"],
+        ["wf.yaml:9:62", "spec.steps[1].matrix.include[0].z"],
+    ], p.stderr

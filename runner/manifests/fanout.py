@@ -194,6 +194,33 @@ def _expand_needs(s: Step, groups: dict[str, tuple[str, ...]]) -> Step:
     return replace(s, needs=tuple(dict.fromkeys(needs)))
 
 
+def _templated_values(s: Step, sp: tuple[Any, ...], doc: Document, diags: list[Diagnostic]) -> bool:
+    """Whether a written ``matrix:`` or ``foreach:`` list value is a template, each said:
+    values are data, as ``with:`` values are (a ``{{ params.x }}`` there would otherwise
+    be the literal text in every command and instance name)."""
+    where: list[tuple[Any, ...]] = []
+    spec = s.spec.get("matrix")
+    if isinstance(spec, dict):
+        for k, vals in spec.items():
+            rows = vals if k in ("include", "exclude") else [{None: v} for v in vals]
+            for i, row in enumerate(rows):
+                for kk, v in row.items():
+                    at = ("matrix", k, i) if kk is None else ("matrix", k, i, kk)
+                    if isinstance(v, str) and ("{{" in v or "{%" in v):
+                        where.append(at)
+    elif isinstance(s.spec.get("foreach"), list):
+        for i, v in enumerate(s.spec["foreach"]):
+            if isinstance(v, str) and ("{{" in v or "{%" in v):
+                where.append(("foreach", i))
+    for at in where:
+        diags.append(
+            _loc(doc, sp + at, f"{at[0]} values are data, not templates",
+                 "write the values out; to fan out over a step's output, write "
+                 'foreach: "{{ steps.NAME.outputs.KEY }}"')
+        )  # fmt: skip
+    return bool(where)
+
+
 def _instances(
     s: Step,
     sp: tuple[Any, ...],
@@ -303,7 +330,7 @@ def _matrix(
                          did_you_mean(k, names) or f"use one of: {', '.join(names) or 'none'}")
                 )  # fmt: skip
                 bad = True
-    if bad:
+    if bad or _templated_values(s, sp, doc, diags):
         return None
     combos = matrix_combinations(spec)
     return _instances(s, sp, "matrix", doc, limit, diags, [(c, {"matrix": c}) for c in combos])
@@ -322,6 +349,8 @@ def _foreach(
 ) -> list[Step] | None:
     spec = s.spec["foreach"]
     if isinstance(spec, list):
+        if _templated_values(s, sp, doc, diags):
+            return None
         return _instances(s, sp, "foreach", doc, limit, diags, [(v, {"item": v}) for v in spec])
     from runner import globs
     from runner.manifests import paths
