@@ -397,7 +397,8 @@ def _fanned_anew(m: Manifests, result: Any, plans: Any) -> bool:
         return True
     # a step that waited for pending instances (ApplyLoop.deferred) and has no result yet:
     # its source turned out up to date (early cutoff), so the next round runs it
-    pending = {(w, g) for w, g, _src in plans.pending}
+    running = {(w, s) for w, s, action, _r in plans.rows() if action != "up-to-date"}
+    pending = {(w, g) for w, g, src in plans.pending if (w, src) in running}
     done = {(r.workflow, r.step) for r in result.results}
     return any(
         k not in done and any((k[0], g) in pending for g in gs) for k, gs in m.fan_waits.items()

@@ -303,3 +303,27 @@ def test_a_template_in_a_written_matrix_or_foreach_value_is_an_error(repo: Repo)
         ["wf.yaml:9:23", "spec.steps[1].matrix.k[1]"],
         ["wf.yaml:9:62", "spec.steps[1].matrix.include[0].z"],
     ], p.stderr
+
+
+def test_a_reader_of_a_skipped_sources_instances_runs_once_and_stays_up_to_date(
+    repo: Repo,
+) -> None:
+    # a source that never succeeds (when: false) makes no instances; its readers must run
+    # with none, not wait for a round that never comes (each apply made 9 runs)
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "t",
+            """\
+    - {name: list, when: false, run: "echo 'files=[1]' >> $ORCH_OUTPUT"}
+    - {name: each, foreach: "{{ steps.list.outputs.files }}", run: "echo {{ item }}"}
+    - {name: reader, run: "echo N{{ steps.each.instances | length }} >> n.txt"}
+""",
+        ),
+    )
+    first = repo.apply()
+    assert first["ok"] and first["by_step"]["reader"]["status"] == "succeeded"
+    assert repo.read("n.txt") == "N0\n"
+    again = repo.apply()
+    assert again["run_id"] is None and again["ran"] == [], again
+    assert len(repo.orch_json("history")) <= 2

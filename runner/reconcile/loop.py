@@ -103,7 +103,15 @@ class ApplyLoop:
         # outputs while the plan says those instances are pending: they wait for the
         # apply's next round, which knows the instances (runner.api.apply), instead of
         # running now with the old list and again then
-        pending = {(w, g) for w, g, _src in plans.pending}
+        # (only while the source runs in this round: one that stays skipped or failed
+        # leaves the instances as they are, and the readers run with them)
+        running = {
+            (d.workflow, d.step)
+            for ds in plans.decisions.values()
+            for d in ds
+            if d.action != Status.UP_TO_DATE
+        }
+        pending = {(w, g) for w, g, src in plans.pending if (w, src) in running}
         self.deferred = {
             k for k, gs in catalog.fan_waits.items() if any((k[0], g) in pending for g in gs)
         }
