@@ -352,8 +352,9 @@ def apply(
     finally:
         state.close()
     repo.warnings.update(dict.fromkeys(plans.warnings))
-    for _round in range(MAX_FAN_ROUNDS):
-        if not _fanned_anew(m, result, plans):
+    last = result  # the latest round's own result: a source that ran in an earlier round
+    for _round in range(MAX_FAN_ROUNDS):  # is not a reason to plan yet again
+        if not _fanned_anew(m, last, plans, result):
             break
         # a source of a foreach ran: its instances are known now, so plan again and run
         # them in this same apply. Forcing is not repeated for what has run; a forced step
@@ -378,7 +379,7 @@ def apply(
         finally:
             state.close()
         repo.warnings.update(dict.fromkeys(plans.warnings))
-        result = _merged(result, more)
+        result, last = _merged(result, more), more
     if key is not None and not plans.warnings and result.run_id is None:
         _witness(repo, m, wfs, key, plans.seen, mkey)
     return result
@@ -387,9 +388,10 @@ def apply(
 MAX_FAN_ROUNDS = 8  # foreach over outputs made by a foreach over outputs...: a bound
 
 
-def _fanned_anew(m: Manifests, result: Any, plans: Any) -> bool:
-    """Whether a step some foreach fans out over ran and succeeded in ``result``, or the
-    plan said instances were pending: the instances may differ now."""
+def _fanned_anew(m: Manifests, result: Any, plans: Any, so_far: Any) -> bool:
+    """Whether a step some foreach fans out over ran and succeeded in ``result`` (the
+    latest round), or a step that waited for its instances has no result ``so_far`` (all
+    rounds): the instances may differ now."""
     if not m.fan_dynamic:
         return False
     ran = {(r.workflow, r.step) for r in result.results if r.status == "succeeded"}
@@ -399,7 +401,7 @@ def _fanned_anew(m: Manifests, result: Any, plans: Any) -> bool:
     # its source turned out up to date (early cutoff), so the next round runs it
     running = {(w, s) for w, s, action, _r in plans.rows() if action != "up-to-date"}
     pending = {(w, g) for w, g, src in plans.pending if (w, src) in running}
-    done = {(r.workflow, r.step) for r in result.results}
+    done = {(r.workflow, r.step) for r in so_far.results}
     return any(
         k not in done and any((k[0], g) in pending for g in gs) for k, gs in m.fan_waits.items()
     )
