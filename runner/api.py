@@ -197,6 +197,8 @@ def plan(
         state.close()
     repo.warnings.update(dict.fromkeys(plans.warnings))
     data = _plan_data(plans.rows(), sel.env)
+    # every selected workflow, one whose foreach makes no instance now (no step) included
+    data["workflows"] = list(sel.workflows)
     data["removed"] = [{"workflow": w, "step": s} for w, s in plans.removed]
     data["pending"] = [{"workflow": w, "step": s, "after": a} for w, s, a in plans.pending]
     if commands:

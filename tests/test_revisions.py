@@ -396,8 +396,9 @@ def test_since_selects_a_workflow_whose_foreach_glob_gained_or_lost_a_file(repo:
     assert selected(repo, "--since", "HEAD") == ["t"]
     (repo.path / "books/b.txt").unlink()
     (repo.path / "books/a.txt").unlink()  # no instance left: the plan drops its record
-    gone = repo.orch_json("plan", "--since", "HEAD")["removed"]
-    assert gone == [{"workflow": "t", "step": "c[books/a.txt]"}]
+    gone = repo.orch_json("plan", "--since", "HEAD")
+    assert gone["removed"] == [{"workflow": "t", "step": "c[books/a.txt]"}]
+    assert gone["workflows"] == ["t"]
     repo.commit("no book")
     repo.write("books/c.txt", "c\n")
     assert selected(repo, "--since", "HEAD") == ["t"]
