@@ -327,3 +327,22 @@ def test_a_reader_of_a_skipped_sources_instances_runs_once_and_stays_up_to_date(
     again = repo.apply()
     assert again["run_id"] is None and again["ran"] == [], again
     assert len(repo.orch_json("history")) <= 2
+
+
+def test_a_matrix_whose_keys_are_all_refused_is_not_also_called_empty(repo: Repo) -> None:
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "mx",
+            """\
+    - {name: g, matrix: {"k=v": [1]}, run: echo hi}
+    - {name: e, matrix: {}, run: echo hi}
+""",
+        ),
+    )
+    p = repo.orch("validate")
+    assert p.returncode == 1
+    lines = [x for x in p.stderr.splitlines() if not x.startswith("orch: ")]
+    assert len(lines) == 2, p.stderr
+    assert "'k=v'" in lines[0] and "spec.steps[0].matrix" in lines[0]
+    assert "the matrix of step 'e' is empty" in lines[1]

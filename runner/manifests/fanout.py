@@ -333,6 +333,9 @@ def _matrix(
     if bad or _templated_values(s, sp, doc, diags):
         return None
     combos = matrix_combinations(spec)
+    at = (*sp, "matrix")
+    if not combos and any(len(p) == len(at) + 1 and p[: len(at)] == at for p in doc.keypos):
+        return None  # its keys were all refused by the schema, said there: not "empty" too
     return _instances(s, sp, "matrix", doc, limit, diags, [(c, {"matrix": c}) for c in combos])
 
 
