@@ -334,8 +334,11 @@ def _matrix(
         return None
     combos = matrix_combinations(spec)
     at = (*sp, "matrix")
-    if not combos and any(len(p) == len(at) + 1 and p[: len(at)] == at for p in doc.keypos):
-        return None  # its keys were all refused by the schema, said there: not "empty" too
+    refused = [
+        p for p in doc.keypos if len(p) == len(at) + 1 and p[: len(at)] == at and p[-1] not in spec
+    ]
+    if not combos and refused:
+        return None  # keys the schema refused (said there) left it empty: not said again
     return _instances(s, sp, "matrix", doc, limit, diags, [(c, {"matrix": c}) for c in combos])
 
 
