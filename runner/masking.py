@@ -9,7 +9,7 @@ does not leak it either (GitHub Actions masks the same forms):
 
     as is · each non-blank line of a multi-line secret · base64 (standard and URL-safe,
     at each of the three byte alignments inside a longer encoded text) · URL-encoded
-    (``%20`` and ``+`` for space) · hex (lower and upper case) · JSON-escaped (``/`` as
+    (``%20`` and ``+`` for space, ``/`` escaped or kept) · hex (lower and upper case) · JSON-escaped (``/`` as
     ``\\/`` too) · each line of a long secret's base64 wrapped at 76 or 64 columns and
     of its hex wrapped at 60 (``base64``, PEM, ``xxd -p``)
 
@@ -51,6 +51,8 @@ def encoded_forms(secret: str) -> set[bytes]:
         encoded = {
             quote(piece, safe="").encode(),
             quote_plus(piece, safe="").encode(),
+            quote(piece).encode(),  # quote()'s default keeps "/" (a URL path): AWS keys hold one
+            quote_plus(piece, safe="/").encode(),
             raw.hex().encode(),
             raw.hex().upper().encode(),
             json.dumps(piece, ensure_ascii=False)[1:-1].encode("utf-8", "surrogateescape"),

@@ -23,6 +23,7 @@ FORMS = {
     "base64 inside": base64.b64encode(b"user:" + TOK.encode()).decode(),
     "url": urllib.parse.quote(TOK, safe=""),
     "url+": urllib.parse.quote_plus(TOK),
+    "url, / kept": urllib.parse.quote(TOK),  # quote()'s default: a path keeps its slashes
     "hex": TOK.encode().hex(),
     "HEX": TOK.encode().hex().upper(),
     "json": json.dumps(TOK + '"')[1:-3],
@@ -106,6 +107,7 @@ print("plain:", t)
 print("base64:", base64.b64encode(t.encode()).decode())
 print("base64 inside:", base64.b64encode(b"user:" + t.encode()).decode())
 print("url:", urllib.parse.quote(t, safe=""), urllib.parse.quote_plus(t))
+print("url path:", urllib.parse.quote(t), urllib.parse.quote_plus(t, safe="/"))
 print("hex:", t.encode().hex(), t.encode().hex().upper())
 print("json:", json.dumps(t + '"'))
 """
