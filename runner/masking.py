@@ -9,9 +9,9 @@ does not leak it either (GitHub Actions masks the same forms):
 
     as is · each non-blank line of a multi-line secret · base64 (standard and URL-safe,
     at each of the three byte alignments inside a longer encoded text) · URL-encoded
-    (``%20`` and ``+`` for space, ``/`` escaped or kept) · hex (lower and upper case) · JSON-escaped (``/`` as
-    ``\\/`` too) · each line of a long secret's base64 wrapped at 76 or 64 columns and
-    of its hex wrapped at 60 (``base64``, PEM, ``xxd -p``)
+    (``%20`` and ``+`` for space, ``/`` escaped or kept) · hex (lower and upper case) ·
+    JSON-escaped (``/`` as ``\\/`` too) · each line of a long secret's base64 wrapped at
+    76 or 64 columns and of its hex wrapped at 60 (``base64``, PEM, ``xxd -p``)
 
 A leaf module (no imports of ours): the executor masks its byte stream with
 ``StreamMasker``, the store masks before it writes, clients mask their replies.
