@@ -54,6 +54,7 @@ def watch(args: argparse.Namespace) -> int:
 
     for s in signals:
         signal.signal(s, on_signal)
+    _require_repository(repo)  # before the audit row, which would create .orch/
     from runner.cli.main import audit_start
 
     audit_start()  # watch start; its stop is recorded when the command ends
@@ -65,6 +66,21 @@ def watch(args: argparse.Namespace) -> int:
     from runner.cli.ending import by_closed_pipe as ended_by_closed_pipe
 
     return 128 + signal.SIGPIPE if ended_by_closed_pipe() else 0
+
+
+def _require_repository(repo: Any) -> None:
+    """A folder with no manifests and no ``.orch/`` is refused before anything is written
+    (``workspace.NotARepository``); manifests that do not load are the watch's to report,
+    each cycle, until they are fixed."""
+    from runner.errors import OrchError
+    from runner.workspace import NotARepository
+
+    try:
+        repo.manifests()
+    except NotARepository:
+        raise
+    except OrchError:
+        pass
 
 
 def _cycle_events(events: Any) -> Callable[[Any], None]:
