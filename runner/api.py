@@ -653,3 +653,89 @@ def system_status(repo: Repo, cluster: bool = False) -> dict[str, Any]:
     from runner.system import system_status as report
 
     return report(repo, cluster)
+
+
+# -- projects and templates ------------------------------------------------------------
+
+
+def projects(repo: Repo) -> list[dict[str, Any]]:
+    """Every project, by name: those in the manifests, then the archived ones (``orch
+    project list --json``): dicts with ``name, lifecycle`` (``active``, ``archived``...)
+    ``, path, manifest, template, description, workflows, environments, milestones,
+    archive`` (the tarball, archived ones only) ``, archived_at`` (seconds since the
+    epoch, or None). OrchError when the manifests do not load."""
+    from runner.projects.core import list_projects
+
+    return list_projects(repo)
+
+
+def project_status(repo: Repo, name: str, env: str | None = None) -> dict[str, Any]:
+    """Recorded state of project ``name`` in environment ``env`` (``orch project status
+    --json``): per workflow its failing steps and recent runs, and the milestones. An
+    archived project answers with its archive instead. OrchError for an unknown project."""
+    from runner.projects.core import project_status as report
+
+    return report(repo, name, env)
+
+
+def create_project(
+    repo: Repo,
+    name: str,
+    template: str,
+    params: dict[str, str] | None = None,
+    path: str | None = None,
+    cwd: Path | None = None,
+) -> dict[str, Any]:
+    """Lay out project ``name`` from ``template`` (``orch project create``): all files or
+    none; an existing file is never replaced. ``path``: the folder, relative to ``cwd``
+    (default: the repository root) - default ``NAME``. Returns ``{kind, name, template,
+    dir, project, files, unchanged, workflows}``, paths repository-relative. UsageError
+    for a bad name; OrchError for an unknown template, a missing or bad param, a file in
+    the way, or a result that would not validate (nothing is written then)."""
+    from runner.projects.scaffold import create
+
+    return create(repo, "project", name, template, params, path, cwd or repo.root).to_json()
+
+
+def create_workflow(
+    repo: Repo,
+    name: str,
+    template: str,
+    params: dict[str, str] | None = None,
+    path: str | None = None,
+    cwd: Path | None = None,
+) -> dict[str, Any]:
+    """As ``create_project``, for a workflow (``orch workflow create``); ``path``
+    defaults to ``cwd`` itself, and the workflow joins the project whose folder holds it."""
+    from runner.projects.scaffold import create
+
+    return create(repo, "workflow", name, template, params, path, cwd or repo.root).to_json()
+
+
+def archive_project(repo: Repo, name: str) -> dict[str, Any]:
+    """Pack project ``name`` into ``.orch/archive/NAME.tar.gz`` and remove its files
+    (``orch project archive``): returns ``{name, archive, index, dir, files,
+    bytes, archive_bytes, workflows, not_removed}`` (sizes in bytes). Refuses (OrchError, nothing
+    touched) an unknown or already archived project, one whose removal would leave the
+    other manifests invalid, or one with a running step."""
+    from runner.projects.archive import archive
+
+    return archive(repo, name)
+
+
+def restore_project(repo: Repo, name: str) -> dict[str, Any]:
+    """Put archived project ``name`` back, byte for byte (``orch project restore``):
+    returns ``{name, dir, files, bytes, already_there, workflows}``. OrchError (nothing written) for a project that
+    is not archived, an archive that does not match its index, or a file in the way."""
+    from runner.projects.archive import restore
+
+    return restore(repo, name)
+
+
+def templates(repo: Repo) -> list[dict[str, Any]]:
+    """Every project and workflow template, built in and the repository's own (``orch
+    template list --json``): dicts with ``name, kind, source, description, parameters,
+    workflows, files``."""
+    from runner.projects.templates_index import list_templates
+
+    return [t.to_json() for t in list_templates(repo)]

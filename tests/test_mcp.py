@@ -33,7 +33,13 @@ TOOLS = {
     "graph",
     "workflow_list",
     "explain",
+    "execute_workflow",
+    "execute_task",
+    "create_project",
+    "manage_project",
+    "get_system_status",
 }
+RUNS = {"apply", "execute_workflow", "execute_task"}  # run the manifests' commands
 
 DEMO = workflow(
     "demo",
@@ -474,13 +480,28 @@ def test_tools_carry_annotations_that_say_which_change_things(server: Server) ->
         name: (t.annotations.model_dump(by_alias=True, exclude_none=True) if t.annotations else {})
         for name, t in tools.items()
     }
-    assert hints["apply"] == {
+    for name in RUNS:
+        assert hints[name] == {
+            "readOnlyHint": False,
+            "destructiveHint": True,
+            "idempotentHint": False,
+            "openWorldHint": True,
+        }, name
+    # adds files, never replaces one; the same call again is refused
+    assert hints["create_project"] == {
+        "readOnlyHint": False,
+        "destructiveHint": False,
+        "idempotentHint": True,
+        "openWorldHint": False,
+    }
+    # archive removes a project's files from the work tree
+    assert hints["manage_project"] == {
         "readOnlyHint": False,
         "destructiveHint": True,
-        "idempotentHint": False,
-        "openWorldHint": True,
+        "idempotentHint": True,
+        "openWorldHint": False,
     }
-    for name in TOOLS - {"apply"}:
+    for name in TOOLS - RUNS - {"create_project", "manage_project"}:
         assert hints[name] == {
             "readOnlyHint": True,
             "destructiveHint": False,
@@ -588,3 +609,146 @@ def test_apply_takes_the_executor_and_a_dask_scheduler_address(server: Server) -
     err = server.error("apply", workflows=["broken"], executor="dask", dask_address=address)
     assert address in err and len(err.strip().splitlines()) == 1
     assert server.ok("history", limit=100) == before  # refused before any state is written
+
+
+CHAIN = workflow(
+    "chain",
+    """\
+    - name: first
+      run: mkdir -p out && echo one > out/first.txt
+      outputs: [out/first.txt]
+    - name: second
+      run: echo "n=$(cat out/first.txt)" >> "$ORCH_OUTPUT"
+      inputs: [out/first.txt]
+""",
+)
+
+
+def test_execute_workflow_and_execute_task(server: Server) -> None:
+    """execute_workflow is apply of one workflow; execute_task runs one step even when it
+    is up to date, as ``orch apply WF --force WF/STEP``: what it needs runs first only
+    when not up to date."""
+    repo = server.repo
+    repo.write("chain.yaml", CHAIN)
+    try:
+        done = server.ok("execute_workflow", workflow="chain")
+        assert done["ok"] is True
+        assert {s["step"]: s["status"] for s in done["steps"]} == {
+            "first": "succeeded",
+            "second": "succeeded",
+        }
+        again = server.ok("execute_workflow", workflow="chain")
+        assert again["run_id"] is None and again["counts"] == {"up-to-date": 2}
+
+        one = server.ok("execute_task", workflow="chain", step="second")
+        steps = {s["step"]: s for s in one["steps"]}
+        assert (steps["first"]["status"], steps["second"]["status"]) == (
+            "up-to-date",
+            "succeeded",
+        )
+        assert steps["second"]["reasons"] == ["forced"]
+
+        (repo.path / "out" / "first.txt").unlink()  # first is stale now: it runs first
+        both = server.ok("execute_task", workflow="chain", step="second")
+        assert [(s["step"], s["status"]) for s in both["steps"]] == [
+            ("first", "succeeded"),
+            ("second", "succeeded"),
+        ]
+
+        msg = server.error("execute_task", workflow="chain", step="secnod")
+        assert "workflow 'chain' has no step 'secnod' (did you mean 'second'?)" in msg
+        assert "no workflow named 'chian'" in server.error("execute_workflow", workflow="chian")
+        argv = [r["argv"][:2] for r in repo.orch_json("audit")]
+        assert ["mcp", "execute_workflow"] in argv and ["mcp", "execute_task"] in argv
+    finally:
+        (repo.path / "chain.yaml").unlink()
+
+
+def test_new_tools_declare_their_inputs_as_json_schema(server: Server) -> None:
+    tools = {t.name: t for t in server.portal.call(server.session.list_tools).tools}
+
+    def schema(name: str) -> dict[str, Any]:
+        return getattr(tools[name], "input_schema", None) or tools[name].inputSchema
+
+    assert set(schema("execute_task")["required"]) == {"workflow", "step"}
+    assert schema("execute_workflow")["required"] == ["workflow"]
+    assert set(schema("create_project")["required"]) == {"name", "template"}
+    manage = schema("manage_project")
+    assert manage["required"] == ["action"]
+    assert manage["properties"]["action"]["enum"] == ["list", "status", "archive", "restore"]
+    assert schema("get_system_status").get("required", []) == []
+    msg = server.error("manage_project", action="delete", name="x")
+    assert "Traceback" not in msg and "delete" in msg
+
+
+def test_get_system_status_reports_the_host_and_health(server: Server) -> None:
+    st = server.ok("get_system_status")
+    assert st["health"]["ok"] in (True, False)
+    names = {c["name"]: c["ok"] for c in st["health"]["checks"]}
+    assert names["manifests"] is True
+    assert st["host"]["cpus"] >= 1
+    from runner.execute.host import HOST_QUOTA
+
+    assert HOST_QUOTA in {q["name"] for q in st["quotas"]}
+    assert set(st) == set(server.repo.orch_json("system", "status"))  # the CLI's report
+
+
+def test_create_list_archive_restore_a_project(repo: Repo, tmp_path: Path) -> None:
+    """The project tools act as ``orch project create|list|status|archive|restore`` do,
+    and bad input is a tool error that writes nothing."""
+    pytest.importorskip("mcp")
+    import anyio
+
+    repo.commit()
+    replies: dict[str, tuple[bool, Any]] = {}
+
+    async def main() -> None:
+        with anyio.fail_after(120):
+            async with _connect(repo.path, tmp_path) as session:
+                for key, tool, args in (
+                    ("bad-name", "create_project", {"name": "no way", "template": "web-app"}),
+                    ("bad-template", "create_project", {"name": "shop", "template": "nope"}),
+                    ("outside", "create_project", {"name": "shop", "template": "web-app",
+                                                   "path": "../elsewhere"}),
+                    ("create", "create_project", {"name": "shop", "template": "web-app"}),
+                    ("again", "create_project", {"name": "shop", "template": "web-app"}),
+                    ("list", "manage_project", {"action": "list"}),
+                    ("status", "manage_project", {"action": "status", "name": "shop"}),
+                    ("no-name", "manage_project", {"action": "archive"}),
+                    ("unknown", "manage_project", {"action": "status", "name": "shpo"}),
+                    ("archive", "manage_project", {"action": "archive", "name": "shop"}),
+                    ("listed", "manage_project", {"action": "list"}),
+                    ("restore", "manage_project", {"action": "restore", "name": "shop"}),
+                ):  # fmt: skip
+                    replies[key] = await _call(session, tool, args)
+
+    anyio.run(main)
+    for key in ("bad-name", "bad-template", "outside", "again", "no-name", "unknown"):
+        assert replies[key][0] is True, (key, replies[key])
+        assert "Traceback" not in replies[key][1]
+    assert "not a valid project name" in replies["bad-name"][1]
+    assert "outside the repository" in replies["outside"][1]
+    assert "needs a project name" in replies["no-name"][1]
+    assert not (repo.path.parent / "elsewhere").exists()
+
+    is_error, created = replies["create"]
+    assert not is_error, created
+    assert created["name"] == "shop" and created["dir"] == "shop"
+    assert all(f.startswith("shop/") for f in created["files"]) and created["files"]
+    listed = {p["name"]: p["lifecycle"] for p in replies["list"][1]["projects"]}
+    assert "shop" in listed and listed["shop"] != "archived"
+    assert replies["status"][1]["name"] == "shop"
+
+    is_error, archived = replies["archive"]
+    assert not is_error, archived
+    assert archived["files"] == len(created["files"])
+    listed = {p["name"]: p["lifecycle"] for p in replies["listed"][1]["projects"]}
+    assert listed["shop"] == "archived"
+    is_error, restored = replies["restore"]
+    assert not is_error, restored
+    assert restored["files"] == len(created["files"])
+    for f in created["files"]:
+        assert (repo.path / f).exists(), f
+    acts = [r["argv"][1:4] for r in repo.orch_json("audit")]
+    assert ["create_project", '--name="shop"', '--template="web-app"'] in acts
+    assert ["manage_project", '--action="archive"', '--name="shop"'] in acts

@@ -143,9 +143,11 @@ class Tools:
         dask_address: str | None = None,
         params: dict[str, Any] | None = None,
         events: Any = None,
+        verb: str = "apply",
     ) -> dict[str, Any]:
         """``events``: a ``runner.events.EventSink`` given the run's progress events and,
-        at the end, ``run.finished`` (the server's progress notifications)."""
+        at the end, ``run.finished`` (the server's progress notifications). ``verb``: the
+        tool, as the audit log names the call."""
         from runner.reconcile.results import ApplyOptions
 
         if jobs is not None and jobs < 1:
@@ -160,14 +162,14 @@ class Tools:
             fail_fast=fail_fast,
             echo=None,
             report=events,
-            argv=["mcp", "apply", *(workflows or ())],
+            argv=["mcp", verb, *(workflows or ())],
             stop=stop,
             executor_kind=executor or None,
             dask_address=dask_address or None,
         )
         from runner.errors import Interrupted
 
-        argv = ["mcp", "apply", *_call_args(
+        argv = ["mcp", verb, *_call_args(
             workflows=workflows, project=project, env=env, force=force, force_all=force_all,
             jobs=jobs, fail_fast=fail_fast, executor=executor, dask_address=dask_address,
             params=params,
@@ -269,12 +271,7 @@ class Tools:
 
     def explain(self, workflow: str, step: str, env: str | None = None) -> dict[str, Any]:
         repo = self.repo()
-        wf = repo.manifests().workflow(workflow)
-        if step not in wf.step_names:
-            from runner.errors import did_you_mean
-
-            hint = did_you_mean(step, wf.step_names) or "steps: " + ", ".join(wf.step_names)
-            raise OrchError(f"workflow '{workflow}' has no step '{step}' ({hint})")
+        _check_step(repo, workflow, step)
         data = api.plan(repo, [workflow], env=env or None)
         rows = {s["step"]: s for s in data["steps"] if s["workflow"] == workflow}
         dag = repo.manifests().dags[workflow]
@@ -300,6 +297,77 @@ class Tools:
                 for k in ("status", "ended", "exit_code", "run_id", "message", "log", "outputs")
             },
         }
+
+    def execute_workflow(self, workflow: str, **kwargs: Any) -> dict[str, Any]:
+        """``apply`` of one workflow (``orch apply WORKFLOW``); ``kwargs`` as ``apply``'s."""
+        return self.apply(workflows=[workflow], verb="execute_workflow", **kwargs)
+
+    def execute_task(self, workflow: str, step: str, **kwargs: Any) -> dict[str, Any]:
+        """Run one step now, as ``orch apply WORKFLOW --force WORKFLOW/STEP`` decides: the
+        step runs whatever its record says; a step it needs that is not up to date runs
+        first (and a failed one stops it); what depends on it runs after it."""
+        _check_step(self.repo(), workflow, step, groups=True)
+        return self.apply(
+            workflows=[workflow], force=[f"{workflow}/{step}"], verb="execute_task", **kwargs
+        )
+
+    def create_project(
+        self,
+        name: str,
+        template: str,
+        params: dict[str, str] | None = None,
+        path: str | None = None,
+    ) -> dict[str, Any]:
+        argv = ["mcp", "create_project", *_call_args(
+            name=name, template=template, params=params, path=path
+        )]  # fmt: skip
+        where = self.inside(path) if path else None
+        try:
+            out = api.create_project(self.repo(), name, template, params, where, self.root)
+        except OrchError as e:
+            self.audit(argv, e.exit_code, "; ".join(e.lines()))
+            raise
+        self.audit(argv, 0, None)
+        return out
+
+    def manage_project(
+        self, action: str, name: str | None = None, env: str | None = None
+    ) -> dict[str, Any]:
+        """``list`` (no name), ``status``, ``archive`` or ``restore`` a project."""
+        if action not in PROJECT_ACTIONS:
+            raise OrchError(f"action must be one of {', '.join(PROJECT_ACTIONS)} (got {action!r})")
+        if action == "list":
+            return {"projects": api.projects(self.repo())}
+        if not name:
+            raise OrchError(f"action '{action}' needs a project name")
+        if action == "status":
+            return api.project_status(self.repo(), name, env or None)
+        act = api.archive_project if action == "archive" else api.restore_project
+        argv = ["mcp", "manage_project", *_call_args(action=action, name=name)]
+        try:
+            out = act(self.repo(), name)
+        except OrchError as e:
+            self.audit(argv, e.exit_code, "; ".join(e.lines()))
+            raise
+        self.audit(argv, 0, None)
+        return out
+
+    def get_system_status(self) -> dict[str, Any]:
+        return api.system_status(self.repo())
+
+
+PROJECT_ACTIONS = ("list", "status", "archive", "restore")
+
+
+def _check_step(repo: api.Repo, workflow: str, step: str, groups: bool = False) -> None:
+    """OrchError naming the workflow's steps when ``step`` is not one of them (nor, with
+    ``groups``, a fan-out step's name, which stands for all its instances)."""
+    wf = repo.manifests().workflow(workflow)
+    if step not in wf.step_names and not (groups and step in wf.groups):
+        from runner.errors import did_you_mean
+
+        hint = did_you_mean(step, wf.step_names) or "steps: " + ", ".join(wf.step_names)
+        raise OrchError(f"workflow '{workflow}' has no step '{step}' ({hint})")
 
 
 # -- the server -------------------------------------------------------------------------
@@ -658,15 +726,111 @@ def _build(sdk: _Sdk, tools: Tools) -> _Server:
         the steps it needs, and its last recorded result."""
         return await s.call(tools.explain, workflow=workflow, step=step, env=env)
 
+    Jobs = Annotated[int | None, Field(description="tasks at once (default: CPU count)")]
+    FailFast = Annotated[bool, Field(description="start nothing new after the first failure")]
+
+    @tool(RUN)
+    async def execute_workflow(
+        workflow: Workflow,
+        env: Env = None,
+        force_all: ForceAll = False,
+        params: Params = None,
+        jobs: Jobs = None,
+        fail_fast: FailFast = False,
+        ctx: Context = None,  # type: ignore[assignment]
+    ) -> dict[str, Any]:
+        """Apply one workflow: run its steps that changed or failed, in dependency order,
+        and record them. Answers as apply does."""
+        return await s.call(
+            tools.execute_workflow,
+            stoppable=True,
+            progress=ctx,
+            workflow=workflow,
+            env=env,
+            force_all=force_all,
+            params=params,
+            jobs=jobs,
+            fail_fast=fail_fast,
+        )
+
+    @tool(RUN)
+    async def execute_task(
+        workflow: Workflow,
+        step: Step,
+        env: Env = None,
+        params: Params = None,
+        jobs: Jobs = None,
+        ctx: Context = None,  # type: ignore[assignment]
+    ) -> dict[str, Any]:
+        """Run one step now, even if it is up to date (as orch apply WORKFLOW --force
+        WORKFLOW/STEP): a step it needs that is not up to date runs first, and the steps
+        that depend on it run after it. Answers as apply does."""
+        return await s.call(
+            tools.execute_task,
+            stoppable=True,
+            progress=ctx,
+            workflow=workflow,
+            step=step,
+            env=env,
+            params=params,
+            jobs=jobs,
+        )
+
+    @tool(CREATE)
+    async def create_project(
+        name: Annotated[
+            str, Field(description="project name: letters, digits, '_' and '-', at most 100")
+        ],
+        template: Annotated[str, Field(description="project template (see orch template list)")],
+        params: Annotated[
+            dict[str, str] | None, Field(description="template params, KEY -> VALUE")
+        ] = None,
+        path: Annotated[
+            str | None,
+            Field(description="folder to lay it out in, relative to the root (default: NAME)"),
+        ] = None,
+    ) -> dict[str, Any]:
+        """Lay out a new project from a template: all files or none, never replacing one.
+        Returns the files written (paths relative to the root) and its workflows."""
+        return await s.call(
+            tools.create_project, name=name, template=template, params=params, path=path
+        )
+
+    @tool(MANAGE)
+    async def manage_project(
+        action: Annotated[
+            Literal["list", "status", "archive", "restore"],
+            Field(
+                description="list every project; status of one; archive one (pack it into "
+                ".orch/archive/ and remove its files); restore an archived one"
+            ),
+        ],
+        name: Annotated[
+            str | None, Field(description="the project (every action but list)")
+        ] = None,
+        env: Annotated[
+            str | None, Field(description="status only: the environment whose results to show")
+        ] = None,
+    ) -> dict[str, Any]:
+        """Projects: list them, show one's recorded state, archive or restore one."""
+        return await s.call(tools.manage_project, action=action, name=name, env=env)
+
+    @tool(READ)
+    async def get_system_status() -> dict[str, Any]:
+        """The host (CPU, memory, load), every quota with what runners hold of it, running
+        tasks, circuit breakers, recent task metrics and health checks."""
+        return await s.call(tools.get_system_status)
+
     return s
 
 
 # MCP tool annotations (spec 2025-03-26, ``ToolAnnotations``): hints a client shows or uses
-# to ask the user before a call. Every tool but apply only reads the repository and the
+# to ask the user before a call. The READ tools only read the repository and the
 # recorded state (status and history also close the rows of runs whose process is gone,
-# which is bookkeeping, not a change a user made). apply runs the manifests' commands:
-# they may change or delete files and reach the network, and a failed step runs again on
-# the next call, so it is neither read-only nor idempotent.
+# which is bookkeeping, not a change a user made). apply, execute_workflow and
+# execute_task run the manifests' commands: they may change or delete files and reach the
+# network, and a failed step runs again on the next call, so they are neither read-only
+# nor idempotent.
 READ = {
     "readOnlyHint": True,
     "destructiveHint": False,
@@ -678,6 +842,22 @@ RUN = {
     "destructiveHint": True,
     "idempotentHint": False,
     "openWorldHint": True,
+}
+# create_project only adds files (it never replaces one); the same call again is refused
+# (the name is taken) and changes nothing.
+CREATE = {
+    "readOnlyHint": False,
+    "destructiveHint": False,
+    "idempotentHint": True,
+    "openWorldHint": False,
+}
+# manage_project's archive removes a project's files from the work tree (they are kept in
+# .orch/archive/); archiving or restoring the same project twice is refused the second time.
+MANAGE = {
+    "readOnlyHint": False,
+    "destructiveHint": True,
+    "idempotentHint": True,
+    "openWorldHint": False,
 }
 
 
