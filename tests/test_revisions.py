@@ -185,6 +185,36 @@ def test_since_selects_the_workflow_whose_input_changed(repo: Repo) -> None:
     assert data["ran"] == ["site"]
 
 
+def test_since_selects_the_workflows_downstream_of_a_changed_one(repo: Repo) -> None:
+    """A workflow reading files an affected workflow writes is affected too (Nx's
+    "affected" takes the dependents): else apply --since would leave it stale."""
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "make",
+            "    - {name: copy, run: 'mkdir -p out && cp src/x out/x', inputs: [src/x], "
+            "outputs: [out/x]}\n",
+        )
+        + "---\n"
+        + workflow(
+            "use", "    - {name: read, run: 'cp out/x out/y', inputs: [out/x], outputs: [out/y]}\n"
+        )
+        + "---\n"
+        + workflow("last", "    - {name: tail, run: 'cat out/y', inputs: [out/y]}\n")
+        + "---\n"
+        + workflow("apart", "    - {name: other, run: 'true', inputs: [other.txt]}\n"),
+    )
+    repo.write("src/x", "1\n")
+    repo.write("other.txt", "o\n")
+    repo.write(".gitignore", "out/\n")
+    repo.commit("three in a chain")
+    assert repo.apply()["ok"]
+    repo.write("src/x", "2\n")
+    assert selected(repo, "--since", "HEAD") == ["last", "make", "use"]
+    assert repo.apply("--since", "HEAD")["ok"]
+    assert repo.orch("plan", "--detailed-exitcode").returncode == 0  # nothing left stale
+
+
 def test_since_counts_staged_untracked_and_deleted_files_but_not_ignored(repo: Repo) -> None:
     two_workflows(repo)
     repo.write("src/debug.log", "ignored by .gitignore\n")

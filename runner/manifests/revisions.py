@@ -10,6 +10,8 @@ CI job can validate or plan another commit while the user keeps editing.
                                   + untracked files    (git's ignore rules apply)
                                   = changed files ──> workflows whose manifest, project,
                                                       quota or step inputs match one
+                                                      ──> and the workflows reading
+                                                          their outputs, transitively
 
 The merge base, not REV itself, so that on a branch, files that changed only on ``main``
 after the branch point do not select workflows the branch never touched.
@@ -175,7 +177,27 @@ def affected_workflows(repo: Repo, m: Manifests, since: str) -> set[str]:
     table = links.find(str(repo.root), roots)
     if table:
         changed = {a for f in changed for a in links.aliases(f, table)}
-    return affected(m, changed)
+    return with_dependents(m, affected(m, changed))
+
+
+def with_dependents(m: Manifests, names: set[str]) -> set[str]:
+    """``names`` and every workflow downstream of one of them through files one writes and
+    another reads (``m.cross_upstream``), transitively: Nx's and Turborepo's "affected"
+    takes the dependents, and a reader left out would be stale after ``apply --since``.
+    networkx (``descendants``) is imported here, off the no-op path: ``--since`` always
+    plans."""
+    if not names or not m.cross_upstream:
+        return names
+    import networkx as nx
+
+    g = nx.DiGraph()
+    g.add_edges_from(
+        (uw, dw) for (dw, _ds), ups in m.cross_upstream.items() for uw, _us in ups if uw != dw
+    )
+    out = set(names)
+    for n in names & set(g):
+        out |= nx.descendants(g, n)
+    return out
 
 
 def changed_files(repo: Repo, since: str) -> set[str]:
