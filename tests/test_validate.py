@@ -113,6 +113,32 @@ def test_semantic_checks_name_the_line_and_suggest(repo: Repo) -> None:
     ]
 
 
+def test_every_cycle_of_a_workflow_is_named_at_once(repo: Repo) -> None:
+    """Two cycles through one step, and one apart: three errors in one validate, each
+    from its step declared first, so fixing one does not only then reveal the next."""
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            """\
+    - {name: a, run: x, needs: [b, c]}
+    - {name: b, run: x, needs: [a]}
+    - {name: c, run: x, needs: [a]}
+    - {name: d, run: x, needs: [e]}
+    - {name: e, run: x, needs: [d]}
+""",
+        ),
+    )
+    p = repo.orch("validate")
+    assert p.returncode == 1
+    assert [e.split(": ", 2)[2] for e in errors(p)] == [
+        "cycle: a -> b -> a (remove one of these dependencies)",
+        "cycle: a -> c -> a (remove one of these dependencies)",
+        "cycle: d -> e -> d (remove one of these dependencies)",
+    ]
+    assert errors(p)[2].startswith("wf.yaml:9:")  # at d's name
+
+
 def test_cycle_names_every_step(repo: Repo) -> None:
     repo.write(
         "wf.yaml",

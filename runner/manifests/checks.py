@@ -297,15 +297,38 @@ def _check_workflow(ctx: _Ctx) -> None:
     try:
         dag = build_dag(wf.name, list(names), edges)
     except CycleError as e:
-        first = min(e.cycle, key=lambda n: names.get(n, 0))
-        ctx.add(
-            ("spec", "steps", names.get(first, 0), "name"),
-            f"cycle: {' -> '.join(_rotate(e.cycle, first))}",
-            "remove one of these dependencies",
-        )
+        for cycle, first in _every_cycle(e.cycle, names, edges):
+            ctx.add(
+                ("spec", "steps", names.get(first, 0), "name"),
+                f"cycle: {' -> '.join(_rotate(cycle, first))}",
+                "remove one of these dependencies",
+            )
         return
     if not ctx.out:
         m.dags[wf.name] = dag
+
+
+MAX_CYCLES = 10  # named per workflow; a dense tangle has exponentially many
+
+
+def _every_cycle(
+    found: list[str], names: dict[str, int], edges: dict[tuple[str, str], set[str]]
+) -> list[tuple[list[str], str]]:
+    """Every elementary cycle among ``edges`` (at most ``MAX_CYCLES``), each with the step
+    declared first in it, in declaration order: fixing the one cycle ``graphlib`` found
+    (``found``) should not reveal the next only on the next run. networkx's
+    ``simple_cycles`` (Johnson's algorithm) is imported here, on the error path only."""
+    import itertools
+
+    import networkx as nx
+
+    def pos(n: str) -> int:
+        return names.get(n, 0)
+
+    g = nx.DiGraph(list(edges))
+    cycles = list(itertools.islice(nx.simple_cycles(g), MAX_CYCLES)) or [found]
+    out = [(c, min(c, key=pos)) for c in cycles]
+    return sorted(out, key=lambda cf: (pos(cf[1]), len(cf[0]), _rotate(cf[0], cf[1])))
 
 
 def _rotate(cycle: list[str], first: str) -> list[str]:
