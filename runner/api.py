@@ -28,7 +28,11 @@ def validate(repo: Repo, paths: list[str] | None = None) -> Manifests:
     return m
 
 
-def graph(repo: Repo, workflow: str, fmt: str = "text") -> str:
+def graph(repo: Repo, workflow: str, fmt: str = "text", reduce: bool = False) -> str:
+    """Workflow ``workflow``'s DAG drawn as ``fmt``: ``text``, ``dot`` (Graphviz) or
+    ``mermaid`` (``orch graph``). ``reduce``: leave out every edge a longer path implies
+    (the transitive reduction). OrchError for an unknown workflow or manifests that do not
+    load."""
     from runner.render import render_graph
 
     m = repo.manifests()
@@ -39,16 +43,25 @@ def graph(repo: Repo, workflow: str, fmt: str = "text") -> str:
     for w, g, src, _k in m.fan_dynamic:
         if w == wf.name and not wf.groups.get(g):
             pending.setdefault(src, []).append(g)
-    return render_graph(wf, m.dags[wf.name], fmt, into, out, pending)
+    return render_graph(wf, _dag(m, wf.name, reduce), fmt, into, out, pending)
 
 
-def graph_data(repo: Repo, workflow: str) -> dict[str, Any]:
+def _dag(m: Manifests, workflow: str, reduce: bool) -> Any:
+    if not reduce:
+        return m.dags[workflow]
+    from runner.manifests.graph import reduced
+
+    return reduced(m.dags[workflow])
+
+
+def graph_data(repo: Repo, workflow: str, reduce: bool = False) -> dict[str, Any]:
     """A workflow's DAG as data (``orch graph --json``): ``{"workflow", "steps": [{"name",
     "upstream": [{"step", "kinds": [...]}]}]}``, steps in run order (topological, ties by
-    declaration), each edge with why it exists (``needs``, ``template``, ``inputs``...)."""
+    declaration), each edge with why it exists (``needs``, ``template``, ``inputs``...).
+    ``reduce`` as for ``graph``."""
     m = repo.manifests()
     wf = m.workflow(workflow)
-    dag = m.dags[wf.name]
+    dag = _dag(m, wf.name, reduce)
     return {
         "workflow": wf.name,
         "steps": [

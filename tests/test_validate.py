@@ -299,6 +299,40 @@ def test_graph_formats(repo: Repo) -> None:
     assert p.returncode == 1 and "no workflow named 'dmeo' (did you mean 'demo'?)" in p.stderr
 
 
+def test_graph_reduce_leaves_out_edges_a_longer_path_implies(repo: Repo) -> None:
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "w",
+            """\
+    - {name: a, run: x}
+    - {name: b, run: x, needs: [a]}
+    - {name: c, run: x, needs: [a, b]}
+    - {name: d, run: x, needs: [a, c]}
+""",
+        ),
+    )
+    full = repo.orch("graph", "w").stdout.splitlines()[1:]
+    assert full[2:] == ["  c  <- a (needs), b (needs)", "  d  <- a (needs), c (needs)"]
+    p = repo.orch("graph", "w", "--reduce")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[1:] == [
+        "  a",
+        "  b  <- a (needs)",
+        "  c  <- b (needs)",
+        "  d  <- c (needs)",
+    ]
+    ups = {
+        s["name"]: [u["step"] for u in s["upstream"]]
+        for s in repo.orch_json("graph", "w", "--reduce")["steps"]
+    }
+    assert ups == {"a": [], "b": ["a"], "c": ["b"], "d": ["c"]}
+    dot = repo.orch("graph", "w", "--format", "dot", "--reduce").stdout
+    assert '"a" -> "b"' in dot and '"a" -> "c"' not in dot and '"a" -> "d"' not in dot
+    # reduce only draws: the workflow's own DAG keeps every declared edge
+    assert repo.orch("graph", "w").stdout.splitlines()[1:] == full
+
+
 def test_file_edges_join_outputs_to_inputs(repo: Repo) -> None:
     repo.write(
         "wf.yaml",

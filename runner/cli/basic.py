@@ -125,9 +125,9 @@ def schema(args: argparse.Namespace) -> int:
 
 def graph(args: argparse.Namespace) -> int:
     if args.json:
-        print_json(api.graph_data(repo_from(args), args.workflow))
+        print_json(api.graph_data(repo_from(args), args.workflow, args.reduce))
         return 0
-    sys.stdout.write(api.graph(repo_from(args), args.workflow, args.format))
+    sys.stdout.write(api.graph(repo_from(args), args.workflow, args.format, args.reduce))
     return 0
 
 

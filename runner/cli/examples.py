@@ -27,6 +27,7 @@ orch validate --ref origin/main   the manifests as committed on origin/main
 orch graph build                  the DAG of workflow build, with why each edge exists
 orch graph build --format dot | dot -Tsvg > build.svg
 orch graph build --format mermaid   for a Markdown page
+orch graph build --reduce         without the edges a longer path implies
 """,
     "plan": """\
 orch plan                         every workflow: what would run, and why

@@ -335,6 +335,11 @@ def _build_parser() -> argparse.ArgumentParser:
         default="text",
         help="text (default), Graphviz dot, or Mermaid",
     )
+    p.add_argument(
+        "--reduce",
+        action="store_true",
+        help="leave out each edge a longer path implies (the transitive reduction)",
+    )
     _json(p)
 
     p = _cmd(sub, "plan", "show what apply would run, and why", "run:plan", [filters])
