@@ -90,3 +90,31 @@ def test_same_tick_edit_gets_no_witness(repo: Repo) -> None:
     os.utime(repo.path / "src" / "one.txt", ns=(future, future))
     repo.plan()
     assert not (repo.path / ".orch" / "cache" / "noop.json").exists()
+
+
+def _imported(repo: Repo, *args: str) -> set[str]:
+    """The modules ``orch ARGS`` imports, read from ``python -X importtime``."""
+    import subprocess
+    import sys
+
+    p = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "runner", "-C", str(repo.path), *args],
+        capture_output=True,
+        text=True,
+    )
+    assert p.returncode == 0, p.stderr
+    return {line.rsplit("|", 1)[-1].strip() for line in p.stderr.splitlines() if "|" in line}
+
+
+def test_plan_and_version_never_import_networkx(settled: Repo) -> None:
+    """networkx (0.2 s to import) serves validate's cycle chains, graph --reduce and
+    --since only: the no-op plan, a plan that has work, and --version never load it."""
+    noop = _imported(settled, "plan")
+    assert "runner.noop" in noop  # the check can see what is imported
+    assert "networkx" not in noop
+    assert "networkx" not in _imported(settled, "--version")
+    settled.write("src/one.txt", "2\n")
+    full = _imported(settled, "plan")
+    assert "runner.reconcile.planner" in full  # this one planned
+    assert "networkx" not in full
+    assert "networkx" in _imported(settled, "graph", "w", "--reduce")
