@@ -1,6 +1,11 @@
 """The library API: what the CLI, the MCP server and the tests call.
 
-Every function takes an opened ``Repo`` and returns data; none prints or exits.
+Every function takes an opened ``Repo`` (``open_repo``) and returns data (dicts and lists
+of JSON-able values, the shapes ``--json`` prints); none prints or exits. A problem the
+user can fix raises ``runner.errors.OrchError`` (``UsageError`` for a bad argument), whose
+``lines()`` are the one-line messages the CLI prints. Times are seconds since the epoch,
+durations seconds, sizes bytes. ``docs/api.md`` is generated from these docstrings
+(``python -m runner.apidoc``).
 """
 
 from __future__ import annotations
@@ -77,6 +82,9 @@ def graph_data(repo: Repo, workflow: str, reduce: bool = False) -> dict[str, Any
 
 
 def workflows(repo: Repo) -> list[dict[str, Any]]:
+    """Every workflow, by name (``orch workflow list --json``): dicts with ``name,
+    project`` (or None) ``, path`` (its manifest) ``, steps`` (how many) ``, description,
+    quota``. OrchError when the manifests do not load."""
     m = repo.manifests()
     return [
         {
@@ -337,7 +345,16 @@ def apply(
     options: Any = None,
     params: dict[str, Any] | None = None,
 ) -> Any:
-    """Run what the plan says; returns a ``results.ApplyResult``. ``params`` as for ``plan``."""
+    """Run what the plan says, and record it; arguments as for ``plan``, ``options`` a
+    ``runner.reconcile.results.ApplyOptions`` (``jobs``, ``fail_fast``, ``echo``: a
+    callable given each line of task output, ``report``: given each progress event...).
+
+    Returns a ``runner.reconcile.results.ApplyResult``: ``run_id`` (None when nothing ran),
+    ``ok`` (no step failed or was held back), ``duration`` (seconds), ``counts()`` ({status:
+    n}), ``results`` (one ``StepResult`` per step: ``workflow, step, status, reasons,
+    duration, exit_code, attempts, log_path, message, log_tail``; ``to_json()``). A failed
+    step is a result, not an exception; OrchError for a selection or manifest problem,
+    ``KeyboardInterrupt`` when stopped (its tasks are ended and recorded first)."""
     import time
 
     t0 = time.time()
@@ -443,7 +460,11 @@ def _merged(first: Any, more: Any) -> Any:
 def status(
     repo: Repo, workflows: list[str] | None = None, project: str | None = None
 ) -> list[dict[str, Any]]:
-    """The recorded state of each step of the selected workflows."""
+    """The recorded state of each step of the selected workflows (all by default; of
+    ``project`` if given), as ``orch status --json``: dicts with ``workflow, step,
+    status`` (``succeeded``, ``failed``, ``never-ran``...) ``, env, started, ended,
+    duration, reason, message, exit_code, run_id, log, outputs`` ({name: value} the step
+    wrote to ``$ORCH_OUTPUT``). Read-only."""
     from runner.reconcile.selection import select_workflows
     from runner.store import reads
 
@@ -461,6 +482,8 @@ def status(
 
 
 def breakers(repo: Repo) -> list[dict[str, Any]]:
+    """The circuit breakers, by name: their recorded rows (``name``, consecutive
+    failures, when they opened). Read-only."""
     from runner.store import reads
 
     state = open_state(repo, readonly=True)
@@ -489,7 +512,11 @@ def audit(repo: Repo, since: float | None = None) -> list[dict[str, Any]]:
 def history(
     repo: Repo, workflows: list[str] | None = None, limit: int = 20
 ) -> list[dict[str, Any]]:
-    """Past runs, newest first, each with its tasks."""
+    """Past runs touching ``workflows`` (all by default), newest first, at most ``limit``:
+    dicts with ``id, started, ended, status, commit, dirty, env, workflows, summary`` and
+    ``tasks`` (one per attempt: ``id, workflow, step, attempt, status, reason, started,
+    ended, exit_code, delay, cpu_time`` (seconds) ``, peak_rss`` (bytes) ``, log, message,
+    worker``). A run whose runner died reads as ``interrupted``. Read-only."""
     from runner.store import reads
 
     state = open_state(repo, readonly=True)
@@ -561,12 +588,17 @@ def log_task(
 
 
 def state_reset(repo: Repo) -> Path | None:
+    """Move the state store aside (``orch state reset``): every step reads as never ran.
+    Returns where the old store went, or None when there was none."""
     from runner.store.state import reset
 
     return reset(repo.orch_dir)
 
 
 def tasks(repo: Repo, limit: int = 20) -> list[dict[str, Any]]:
+    """Tasks (one per attempt of a step), running ones first, then the most recent, at
+    most ``limit``: the ``tasks`` rows (``id, run_id, workflow, step, attempt, status,
+    started, ended, exit_code, log_path``...). Read-only."""
     from runner.store import reads
 
     state = open_state(repo, readonly=True)
@@ -581,6 +613,7 @@ def tasks(repo: Repo, limit: int = 20) -> list[dict[str, Any]]:
 
 
 def task(repo: Repo, task_id: int) -> dict[str, Any]:
+    """Task ``task_id``, as a row of ``tasks``; OrchError when there is none."""
     from runner.store import reads
 
     state = open_state(repo, readonly=True)
@@ -661,8 +694,12 @@ def cancel_run(repo: Repo, run_id: int) -> list[dict[str, Any]]:
 
 
 def system_status(repo: Repo, cluster: bool = False) -> dict[str, Any]:
-    """What ``orch system status|metrics|health`` shows, as data (see ``runner.system``);
-    ``cluster``: with the configured Dask cluster's workers."""
+    """What ``orch system status|metrics|health`` shows, as data (see ``runner.system``):
+    ``{host`` (cpus, memory in bytes, load) ``, quotas`` (each with what live runners hold)
+    ``, running`` (tasks) ``, breakers, metrics`` (recent task durations and resources)
+    ``, health: {ok, checks: [{name, ok, detail}]}, state_error, cluster}``. A broken
+    manifest or state store is a failed check, not an exception. ``cluster``: also ask the
+    configured Dask scheduler for its workers (else ``cluster`` is None)."""
     from runner.system import system_status as report
 
     return report(repo, cluster)

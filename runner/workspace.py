@@ -106,7 +106,10 @@ class Repo:
 
 
 def open_repo(start: str | os.PathLike[str] | None = None, *, exact: bool = False) -> Repo:
-    """The orch repository at or above ``start`` (``exact``: ``start`` itself)."""
+    """The orch repository at or above ``start`` (default: the current folder): the
+    nearest folder holding ``.orch/config.yaml``, else the top of the git work tree, else
+    ``start`` (``exact``: ``start`` itself), as git finds its repository. Nothing is read yet: manifests load on
+    first use. OrchError when ``start`` is not a folder."""
     from runner.manifests.sources import display_prefix, find_root
 
     base = Path(start) if start is not None else Path.cwd()
@@ -117,7 +120,9 @@ def open_repo(start: str | os.PathLike[str] | None = None, *, exact: bool = Fals
 
 
 def init(repo: Repo) -> list[str]:
-    """Create ``.orch/config.yaml`` and ``.orch/.gitignore`` if missing; idempotent."""
+    """Create ``.orch/config.yaml`` (manifests: every YAML file under the root) and
+    ``.orch/.gitignore`` if missing; idempotent. Returns the paths created, relative to
+    the root (empty when already initialised)."""
     created = []
     repo.orch_dir.mkdir(exist_ok=True)
     for rel, text in ((CONFIG_PATH, CONFIG_TEMPLATE), (".orch/.gitignore", GITIGNORE)):
