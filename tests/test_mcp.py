@@ -749,6 +749,10 @@ def test_create_list_archive_restore_a_project(repo: Repo, tmp_path: Path) -> No
     assert restored["files"] == len(created["files"])
     for f in created["files"]:
         assert (repo.path / f).exists(), f
-    acts = [r["argv"][1:4] for r in repo.orch_json("audit")]
+    rows = repo.orch_json("audit")
+    refused = [r for r in rows if r["argv"][1:3] == ["create_project", '--name="shop"']]
+    # the second create of shop was refused (the name is taken), and says so
+    assert [r["exit_code"] for r in refused] == [0, 2] and refused[1]["error"]
+    acts = [r["argv"][1:4] for r in rows]
     assert ["create_project", '--name="shop"', '--template="web-app"'] in acts
     assert ["manage_project", '--action="archive"', '--name="shop"'] in acts

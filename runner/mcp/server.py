@@ -88,6 +88,17 @@ class Tools:
         except Exception as e:
             print(f"orch mcp: warning: audit log not written: {e}", file=sys.stderr)
 
+    def acting(self, argv: list[str], fn: Any) -> Any:
+        """``fn()``, with its outcome in the audit log: 0, or the OrchError's exit code and
+        lines (re-raised)."""
+        try:
+            out = fn()
+        except OrchError as e:
+            self.audit(argv, e.exit_code, "; ".join(e.lines()))
+            raise
+        self.audit(argv, 0, None)
+        return out
+
     # -- the tools --------------------------------------------------------------------
 
     def validate(self, paths: list[str] | None = None) -> dict[str, Any]:
@@ -322,13 +333,9 @@ class Tools:
             name=name, template=template, params=params, path=path
         )]  # fmt: skip
         where = self.inside(path) if path else None
-        try:
-            out = api.create_project(self.repo(), name, template, params, where, self.root)
-        except OrchError as e:
-            self.audit(argv, e.exit_code, "; ".join(e.lines()))
-            raise
-        self.audit(argv, 0, None)
-        return out
+        return self.acting(
+            argv, lambda: api.create_project(self.repo(), name, template, params, where, self.root)
+        )
 
     def manage_project(
         self, action: str, name: str | None = None, env: str | None = None
@@ -344,13 +351,7 @@ class Tools:
             return api.project_status(self.repo(), name, env or None)
         act = api.archive_project if action == "archive" else api.restore_project
         argv = ["mcp", "manage_project", *_call_args(action=action, name=name)]
-        try:
-            out = act(self.repo(), name)
-        except OrchError as e:
-            self.audit(argv, e.exit_code, "; ".join(e.lines()))
-            raise
-        self.audit(argv, 0, None)
-        return out
+        return self.acting(argv, lambda: act(self.repo(), name))
 
     def get_system_status(self) -> dict[str, Any]:
         return api.system_status(self.repo())
