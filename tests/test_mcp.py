@@ -234,6 +234,8 @@ def test_validate_plan_apply_status_explain(server: Server) -> None:
     ]
     g = server.ok("graph", workflow="demo", format="mermaid")
     assert g["steps"] == [{"step": "build", "needs": []}, {"step": "count", "needs": ["build"]}]
+    g = server.ok("graph", workflow="demo", reduce=True)  # nothing to reduce in a chain
+    assert g["steps"] == [{"step": "build", "needs": []}, {"step": "count", "needs": ["build"]}]
 
 
 def test_a_failed_step_comes_back_with_its_exit_code_and_output(server: Server) -> None:

@@ -264,17 +264,20 @@ class Tools:
             "lines": list(tail),
         }
 
-    def graph(self, workflow: str, format: str = "text") -> dict[str, Any]:
+    def graph(self, workflow: str, format: str = "text", reduce: bool = False) -> dict[str, Any]:
         if format not in ("text", "dot", "mermaid"):
             raise OrchError(f"format must be text, dot or mermaid (got '{format}')")
         repo = self.repo()
-        text = api.graph(repo, workflow, format)
-        dag = repo.manifests().dags[workflow]
+        text = api.graph(repo, workflow, format, reduce)
+        data = api.graph_data(repo, workflow, reduce)
         return {
             "workflow": workflow,
             "format": format,
             "graph": text,
-            "steps": [{"step": s, "needs": list(dag.upstream.get(s, []))} for s in dag.order],
+            "steps": [
+                {"step": s["name"], "needs": [u["step"] for u in s["upstream"]]}
+                for s in data["steps"]
+            ],
         }
 
     def workflow_list(self) -> dict[str, Any]:
@@ -712,9 +715,12 @@ def _build(sdk: _Sdk, tools: Tools) -> _Server:
     async def graph(
         workflow: Workflow,
         format: Annotated[str, Field(description="text, dot or mermaid")] = "text",
+        reduce: Annotated[
+            bool, Field(description="leave out each edge a longer path implies")
+        ] = False,
     ) -> dict[str, Any]:
         """A workflow's DAG: each step with the steps it needs, and a rendering."""
-        return await s.call(tools.graph, workflow=workflow, format=format)
+        return await s.call(tools.graph, workflow=workflow, format=format, reduce=reduce)
 
     @tool(READ)
     async def workflow_list() -> dict[str, Any]:
