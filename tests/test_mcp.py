@@ -758,3 +758,30 @@ def test_create_list_archive_restore_a_project(repo: Repo, tmp_path: Path) -> No
     acts = [r["argv"][1:4] for r in rows]
     assert ["create_project", '--name="shop"', '--template="web-app"'] in acts
     assert ["manage_project", '--action="archive"', '--name="shop"'] in acts
+
+
+def test_execute_task_replies_are_masked(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("mcp")
+    import anyio
+
+    secret = "s3cr3t-for-execute"
+    monkeypatch.setenv("TOK", secret)
+    repo.write("w.yaml", workflow("w", "    - {name: a, secrets: [TOK], run: 'echo \"$TOK\"'}\n"))
+    repo.commit()
+    replies: list[Any] = []
+
+    async def main() -> None:
+        with anyio.fail_after(60):
+            async with _connect(repo.path, tmp_path) as session:
+                replies.append(await _call(session, "execute_task", {"workflow": "w", "step": "a"}))
+                replies.append(await _call(session, "execute_workflow", {"workflow": "w"}))
+
+    anyio.run(main)
+    (is_error, first), (_, second) = replies
+    assert not is_error, first
+    (step,) = first["steps"]
+    assert step["status"] == "succeeded" and "***" in step["log_tail"]
+    assert second["counts"] == {"up-to-date": 1}
+    assert secret not in json.dumps(replies)
