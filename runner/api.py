@@ -222,6 +222,7 @@ def plan(
     data["workflows"] = list(sel.workflows)
     data["removed"] = [{"workflow": w, "step": s} for w, s in plans.removed]
     data["pending"] = [{"workflow": w, "step": s, "after": a} for w, s, a in plans.pending]
+    _mask_values(data, m)
     if commands:
         _add_commands(data, m, plans)
     if (
@@ -233,6 +234,52 @@ def plan(
     ):
         _witness(repo, m, wfs, key, plans.seen, mkey)
     return data
+
+
+def explain(
+    repo: Repo,
+    workflow: str,
+    step: str,
+    *,
+    env: str | None = None,
+    params: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Every part of one step's fingerprint, recorded → now (``reconcile.explain``):
+    ``{"workflow", "step", "action", "reasons", "fingerprint": {old, new, changed},
+    "parts": [{kind, name, old, new, changed}]}``, masked with the run's secrets.
+    Reads only: it writes no state. OrchError (one line) for an unknown workflow or step."""
+    from runner.reconcile import explain as ex
+    from runner.reconcile import flow
+    from runner.reconcile.preview import commands
+
+    m, wfs, sel = _selection(repo, [workflow], None, env, None, False, None, params)
+    wf = wfs[0]
+    if step not in m.dags[wf.name].order:
+        from runner.errors import did_you_mean
+
+        names = list(m.dags[wf.name].order)
+        hint = did_you_mean(step, names) or "steps: " + ", ".join(names)
+        raise OrchError(f"workflow '{workflow}' has no step '{step}' ({hint})")
+    state = open_state(repo, readonly=True)  # explain writes nothing
+    try:
+        plans = flow.plan(repo.root, m, state, wfs, sel)
+    finally:
+        state.close()
+    d = next(x for x in plans.decisions[wf.name] if x.step == step)
+    rec = plans.records.get(wf.name, {}).get(step)
+    shown = commands(m, plans, dict(os.environ), only={(wf.name, step)}).get((wf.name, step))
+    secrets = flow.run_secrets(m)
+    now = ex.command_text(shown["command"]) if shown else None
+    now = secrets.mask(now) if now is not None else None  # as the record keeps it
+    data = {
+        "workflow": wf.name,
+        "step": step,
+        "action": d.action,
+        "reasons": list(d.reasons),
+        "fingerprint": ex.fingerprint(d, rec),
+        "parts": ex.parts(d, rec, now, plans.views[(wf.name, step)].upstream),
+    }
+    return secrets.mask_any(data)  # type: ignore[return-value]
 
 
 def _add_commands(data: dict[str, Any], m: Manifests, plans: Any) -> None:
@@ -275,7 +322,18 @@ def _plan_at(
         plans = flow.plan(repo.root, m, state, wfs, sel)
     finally:
         state.close()
-    return _plan_data(plans.rows(), sel.env)
+    data = _plan_data(plans.rows(), sel.env)
+    _mask_values(data, m)
+    return data
+
+
+def _mask_values(data: dict[str, Any], m: Manifests) -> None:
+    """A reason that shows a param's values (``param v: 1 → 2``) masked with the run's
+    secrets; the run's secrets are read only when one does."""
+    if any("→" in r for s in data["steps"] for r in s["reasons"]):
+        from runner.reconcile.flow import run_secrets
+
+        data["steps"] = run_secrets(m).mask_any(data["steps"])
 
 
 def _plan_data(rows: list[tuple[str, str, str, list[str]]], env: str) -> dict[str, Any]:

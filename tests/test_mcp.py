@@ -227,6 +227,8 @@ def test_validate_plan_apply_status_explain(server: Server) -> None:
     why = server.ok("explain", workflow="demo", step="build")
     assert (why["action"], why["reasons"]) == ("run", ["input changed: src/a.txt"])
     assert why["last"]["status"] == "succeeded"
+    moved = [(p["kind"], p["name"]) for p in why["parts"] if p["changed"]]
+    assert moved == [("input", "src/a.txt")] and why["fingerprint"]["changed"]
     why = server.ok("explain", workflow="demo", step="count")
     assert why["action"] == "may-run"
     assert why["upstream"] == [

@@ -40,7 +40,7 @@ def test_a_param_re_runs_exactly_the_steps_that_read_it(applied: Repo) -> None:
     repo = applied
     plan = repo.plan("--param", "greeting=hi")
     assert _runs(plan) == ["greet"]
-    assert plan[("w", "greet")][1] == ["definition changed (params)"]
+    assert plan[("w", "greet")][1] == ["definition changed (param greeting: hello → hi)"]
     assert _runs(repo.plan("--param", "n=4")) == ["double"]
     done = repo.apply("--param", "greeting=hi", "--param", "n=4")
     assert done["ran"] == ["double", "greet"]

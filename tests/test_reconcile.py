@@ -231,7 +231,10 @@ def test_when_false_is_skipped_and_declared_output_must_exist(repo: Repo) -> Non
     repo.write(
         "wf.yaml", repo.read("wf.yaml").replace("enabled: false", "enabled: true"), dedent=False
     )
-    assert repo.plan()[("w", "maybe")] == ("run", ["definition changed (params)"])
+    assert repo.plan()[("w", "maybe")] == (
+        "run",
+        ["definition changed (param enabled: false → true)"],
+    )
     assert repo.apply()["by_step"]["maybe"]["status"] == "succeeded" and repo.exists("ran")
 
 
@@ -247,7 +250,7 @@ def test_param_change_reruns_only_steps_that_read_it(repo: Repo) -> None:
     repo.apply()
     repo.write("wf.yaml", repo.read("wf.yaml").replace("x: 1", "x: 2"), dedent=False)
     plan = repo.plan()
-    assert plan[("w", "a")] == ("run", ["definition changed (params)"])
+    assert plan[("w", "a")] == ("run", ["definition changed (param x: 1 → 2)"])
     assert plan[("w", "b")] == ("up-to-date", [])
 
 

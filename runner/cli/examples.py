@@ -46,6 +46,11 @@ orch apply --junit report.xml     also write a JUnit report (for CI)
 orch apply --json | jq .counts    machine-readable result
 orch apply --events - | jq -c 'select(.type == "step.finished")'   progress as JSON lines
 """,
+    "explain": """\
+orch explain build test           every part of test's fingerprint, recorded -> now
+orch explain build test --json    the same as JSON (kind, name, old, new, changed)
+orch explain build test --param version=0.2.0   as plan --param would see it
+""",
     "status": """\
 orch status                       the recorded state of every step
 orch status build --json          one workflow, as JSON

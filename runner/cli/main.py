@@ -382,6 +382,25 @@ def _build_parser() -> argparse.ArgumentParser:
         )
         _workflows(p)
 
+    p = _cmd(
+        sub,
+        "explain",
+        "every part of a step's fingerprint, recorded -> now: why it would (not) run",
+        "run:explain",
+    )
+    p.add_argument("workflow", metavar="WORKFLOW", help="the step's workflow")
+    p.add_argument("step", metavar="STEP", help="the step to explain")
+    p.add_argument("--env", help="the project environment whose params to use (e.g. dev, prod)")
+    p.add_argument(
+        "--param",
+        dest="params",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="explain as if this param were set (repeatable), as plan --param does",
+    )
+    _json(p)
+
     p = _cmd(sub, "status", "recorded state of each step", "run:status")
     p.add_argument(
         "workflows", nargs="*", metavar="WORKFLOW", help="workflows to show (default: all)"

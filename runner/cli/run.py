@@ -95,6 +95,39 @@ def plan(args: argparse.Namespace) -> int:
     return code
 
 
+def explain(args: argparse.Namespace) -> int:
+    """``orch explain WORKFLOW STEP``: the plan line, then one line per part of the
+    fingerprint, ``~`` marking those that changed (old → new)."""
+    repo = repo_from(args)
+    data = api.explain(repo, args.workflow, args.step, env=args.env, params=params_of(args))
+    if args.json:
+        print_json(data)
+        return 0
+    color = use_color()
+    labels = {"run": "will run", "may-run": "may run", "up-to-date": "up to date"}
+    why = f": {shown('; '.join(data['reasons']))}" if data["reasons"] else ""
+    fp = data["fingerprint"]
+    out = [
+        paint(shown(f"{data['workflow']}/{data['step']}"), "bold", color)
+        + f"  {labels[data['action']]}{why}",
+        f"fingerprint: {_was(fp['old'], fp['new'], fp['changed'])}",
+    ]
+    for p in data["parts"]:
+        mark = paint("~", "yellow", color) if p["changed"] else " "
+        name = "command" if p["kind"] == "command" else f"{p['kind']} {p['name']}"
+        out.append(f"  {mark} {shown(name)}: {_was(p['old'], p['new'], p['changed'])}")
+    sys.stdout.write("\n".join(out) + "\n")
+    return 0
+
+
+def _was(old: str | None, new: str | None, changed: bool) -> str:
+    """``OLD → NEW`` for a part that changed, its value for one that did not; a step
+    that never recorded a result has no OLD: ``(never recorded) → NEW``."""
+    if old is None:
+        return f"(never recorded) → {shown(new)}"
+    return f"{shown(old)} → {shown(new)}" if changed else shown(new)
+
+
 def _command_lines(s: dict[str, Any], color: bool) -> list[str]:
     """A step's rendered command under its plan line, ``$ `` first, each line of a
     multi-line script indented; an argv list joined as a shell would need it typed."""

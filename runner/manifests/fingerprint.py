@@ -116,6 +116,8 @@ def definition_fields(
         merged = {**params, **step.params}
         used = merged if param_refs is None else {k: merged.get(k) for k in param_refs}
         fields["params"] = digest(_canon(used))
+        for k, v in used.items():  # to say which param moved, and from what: not hashed
+            fields[PARAM_NAMED + k] = _canon(v)
     if project is not None:  # a template reads {{ project.* }}: its values count
         fields["project"] = digest(_canon(project))
     if env_refs is None:
@@ -132,11 +134,30 @@ def definition_fields(
 # read by name (keyed digests of its value, never the value): ``fingerprint_fields`` leaves
 # them out, so the fingerprint is what it was before they were kept
 ENV_NAMED = "environ."
+# and one per param read, its value as canonical JSON (params are manifest or --param
+# values, not secrets; a value that contains a secret is masked wherever it is shown)
+PARAM_NAMED = "param."
+# the command as last rendered (secrets masked), kept by a success for ``orch explain``
+COMMAND_SHOWN = "shown.command"
+NOTES = (ENV_NAMED, PARAM_NAMED, COMMAND_SHOWN)
 
 
 def fingerprint_fields(fields: dict[str, str]) -> dict[str, str]:
-    """The fields a fingerprint is made of: all but the per-variable explanations."""
-    return {k: v for k, v in fields.items() if not k.startswith(ENV_NAMED)}
+    """The fields a fingerprint is made of: all but the notes kept to explain a change
+    (``NOTES``: per-variable keyed digests, per-param values, the rendered command)."""
+    return {k: v for k, v in fields.items() if not k.startswith(NOTES)}
+
+
+def param_value(text: str) -> str:
+    """A recorded param value as a person reads it: a string without its JSON quotes."""
+    try:
+        v = json.loads(text)
+    except ValueError:
+        return text
+    return v if isinstance(v, str) else text
+
+
+LINE = 72  # a plan reason's "param NAME: OLD → NEW" longer than this names the param only
 
 
 def changed_keys(old: dict[str, str], new: dict[str, str]) -> list[str]:
@@ -147,7 +168,10 @@ def changed_fields(old: dict[str, str], new: dict[str, str]) -> list[str]:
     """The parts of a definition that moved, as the plan says them: ``environ: A, B``
     names the environment variables whose values changed (names only, never values),
     where the record knows them; the names of a record made before they were kept, or
-    of a template that reads the whole environment, are not known: ``environ``."""
+    of a template that reads the whole environment, are not known: ``environ``.
+    ``param NAME: OLD → NEW`` names each param that moved, with its values (params are
+    not secrets; the caller masks any secret value before showing a reason), where the
+    record kept them (orch records before per-param values said ``params``)."""
     changed = changed_keys(fingerprint_fields(old), fingerprint_fields(new))
     if "environ" in changed:
         names = [
@@ -157,4 +181,21 @@ def changed_fields(old: dict[str, str], new: dict[str, str]) -> list[str]:
         ]
         if names:
             changed[changed.index("environ")] = f"environ: {', '.join(names)}"
+    if "params" in changed and any(k.startswith(PARAM_NAMED) for k in old):
+        moved = [
+            _param_change(k.removeprefix(PARAM_NAMED), old.get(k), new.get(k))
+            for k in changed_keys(old, new)
+            if k.startswith(PARAM_NAMED)
+        ]
+        if moved:
+            changed[changed.index("params")] = ", ".join(moved)
     return changed
+
+
+def _param_change(name: str, old: str | None, new: str | None) -> str:
+    """``param NAME: OLD → NEW`` where the line is short, else ``param NAME``; a param
+    the step did not read before (or reads no more) is ``(not read)`` on that side."""
+    was = "(not read)" if old is None else param_value(old)
+    now = "(not read)" if new is None else param_value(new)
+    line = f"param {name}: {was} → {now}"
+    return line if len(line) <= LINE and "\n" not in line else f"param {name}"

@@ -294,11 +294,14 @@ class Tools:
             (r for r in api.status(repo, [workflow]) if r["step"] == step),
             None,
         )
+        parts = api.explain(repo, workflow, step, env=env or None)
         return {
             "workflow": workflow,
             "step": step,
             "action": me["action"],
             "reasons": me["reasons"],
+            "fingerprint": parts["fingerprint"],
+            "parts": parts["parts"],
             "upstream": [
                 {"step": u, "action": rows[u]["action"], "reasons": rows[u]["reasons"]}
                 for u in dag.upstream.get(step, [])
@@ -729,8 +732,10 @@ def _build(sdk: _Sdk, tools: Tools) -> _Server:
 
     @tool(READ)
     async def explain(workflow: Workflow, step: Step, env: Env = None) -> dict[str, Any]:
-        """Why this step would (or would not) run now: its plan action and reasons, those of
-        the steps it needs, and its last recorded result."""
+        """Why this step would (or would not) run now: its plan action and reasons, every
+        part of its fingerprint recorded -> now (``parts``: command, params, environment
+        variables by keyed digest, input files, upstream results; secrets masked), those
+        of the steps it needs, and its last recorded result."""
         return await s.call(tools.explain, workflow=workflow, step=step, env=env)
 
     Jobs = Annotated[int | None, Field(description="tasks at once (default: CPU count)")]

@@ -36,16 +36,22 @@ class _Unknown(Mapping[str, str]):
         return 0
 
 
-def commands(m: Manifests, plans: Plans, environ: dict[str, str]) -> dict[tuple[str, str], Any]:
+def commands(
+    m: Manifests,
+    plans: Plans,
+    environ: dict[str, str],
+    only: set[tuple[str, str]] | None = None,
+) -> dict[tuple[str, str], Any]:
     """``{(workflow, step): {"command": str | list[str] | None, "note": str}}`` for every
-    step the plan would run; ``note`` says why there is no command (a template that
+    step the plan would run (``only``: for these steps, whatever their action, as ``orch
+    explain`` shows them); ``note`` says why there is no command (a template that
     cannot render yet, ``when:`` false)."""
     from runner.templating import evaluate_when, render_argv, render_command
 
     actions = {(w, s): a for w, s, a, _ in plans.rows()}
     out: dict[tuple[str, str], Any] = {}
     for key, action in actions.items():
-        if action == Action.UP_TO_DATE:
+        if (action == Action.UP_TO_DATE) if only is None else key not in only:
             continue
         view = plans.views[key]
         records = plans.records.get(key[0], {})

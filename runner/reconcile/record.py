@@ -20,8 +20,23 @@ from runner.store.state import StepRecord
 
 if TYPE_CHECKING:
     from runner.manifests.hashing import Hasher
+    from runner.masking import Secrets
     from runner.reconcile.attempts import Attempt, TaskRun
     from runner.store.state import State
+
+
+def noted(fields: dict[str, str], command: str | list[str], secrets: Secrets) -> dict[str, str]:
+    """The definition fields a run records, with the notes ``orch explain`` shows next
+    time (``fingerprint.NOTES``): the command as rendered, and each param value read,
+    every secret masked: the state never holds a secret in the clear."""
+    import json
+
+    from runner.manifests.fingerprint import COMMAND_SHOWN, PARAM_NAMED
+
+    text = command if isinstance(command, str) else json.dumps(command)
+    out = {k: secrets.mask(v) if k.startswith(PARAM_NAMED) else v for k, v in fields.items()}
+    out[COMMAND_SHOWN] = secrets.mask(text)
+    return out
 
 
 def status_record(
@@ -185,7 +200,7 @@ def complete(
         step=d.step,
         env=task.env_name,
         fingerprint=d.fingerprint if ok else None,
-        fields=old.fields if keep_old else d.fields,
+        fields=old.fields if keep_old else noted(d.fields, task.command, state.secrets),
         inputs=old.inputs if keep_old else d.inputs,
         upstream=old.upstream if keep_old else d.upstream,
         outputs=res.outputs if ok else {},
