@@ -179,8 +179,12 @@ def plan(
     ref: str | None = None,
     commands: bool = False,
     params: dict[str, Any] | None = None,
+    save: Path | None = None,
 ) -> dict[str, Any]:
     """What apply would do, per step, with reasons (the same data ``--json`` prints).
+
+    ``save``: also write the plan there as a saved plan (``reconcile.savedplan``) that
+    ``apply(saved=...)`` applies exactly or refuses; not with ``ref``.
 
     ``commands``: also each step's command as apply would render it, masked with the
     run's secrets (``plan --show-commands``; see ``reconcile.preview``): every step that
@@ -197,8 +201,14 @@ def plan(
 
             raise UsageError("--show-commands renders the work tree's manifests; drop --ref")
         forcing = bool(force or force_all or since)
+        if save is not None:
+            from runner.errors import UsageError
+
+            raise UsageError("a saved plan is applied to the work tree's manifests; drop --ref")
         return _plan_at(repo, ref, workflows, project, env, forcing, params)
     key = _noop_key(workflows, project, env, force, force_all, since, params)
+    if save is not None:
+        key = None  # a saved plan needs every fingerprint: always plan
     mkey = None
     if key is not None:
         from runner.manifests.cache import manifest_key
@@ -217,6 +227,16 @@ def plan(
     finally:
         state.close()
     repo.warnings.update(dict.fromkeys(plans.warnings))
+    if save is not None:
+        from runner import __version__
+        from runner.reconcile import savedplan
+
+        selection = {
+            "workflows": list(workflows or []), "project": project, "env": env,
+            "force": list(force or []), "force_all": force_all, "since": since,
+            "params": dict(params or {}),
+        }  # fmt: skip
+        savedplan.write(save, savedplan.document(repo.root, selection, plans, __version__))
     data = _plan_data(plans.rows(), sel.env)
     # every selected workflow, one whose foreach makes no instance now (no step) included
     data["workflows"] = list(sel.workflows)
@@ -402,6 +422,7 @@ def apply(
     since: str | None = None,
     options: Any = None,
     params: dict[str, Any] | None = None,
+    saved: tuple[dict[str, Any], str] | None = None,
 ) -> Any:
     """Run what the plan says, and record it; arguments as for ``plan``, ``options`` a
     ``runner.reconcile.results.ApplyOptions`` (``jobs``, ``fail_fast``, ``echo``: a
@@ -412,11 +433,28 @@ def apply(
     n}), ``results`` (one ``StepResult`` per step: ``workflow, step, status, reasons,
     duration, exit_code, attempts, log_path, message, log_tail``; ``to_json()``). A failed
     step is a result, not an exception; OrchError for a selection or manifest problem,
-    ``KeyboardInterrupt`` when stopped (its tasks are ended and recorded first)."""
+    ``KeyboardInterrupt`` when stopped (its tasks are ended and recorded first).
+
+    ``saved``: (a saved plan as ``savedplan.load`` read it, its name as the user gave
+    it): apply exactly that plan, with its selection (the other arguments are not used),
+    or raise ``savedplan.StalePlan`` before anything runs or is recorded. Instances a
+    foreach makes only once the plan has run are left to the next apply."""
     import time
 
     t0 = time.time()
-    key = _noop_key(workflows, project, env, force, force_all, since, params)
+    if saved is not None:
+        from runner.reconcile.results import ApplyOptions
+        from runner.reconcile.savedplan import check
+
+        doc, shown_as = saved
+        sel_ = doc["selection"]
+        workflows, project, env = sel_["workflows"], sel_["project"], sel_["env"]
+        force, force_all, since = sel_["force"], sel_["force_all"], sel_["since"]
+        params = sel_["params"]
+        options = (options or ApplyOptions())._replace(
+            expect=lambda plans: check(doc, plans, shown_as)
+        )
+    key = None if saved else _noop_key(workflows, project, env, force, force_all, since, params)
     mkey = None
     if key is not None:
         from runner.manifests.cache import manifest_key
@@ -443,7 +481,7 @@ def apply(
         state.close()
     repo.warnings.update(dict.fromkeys(plans.warnings))
     last = result  # the latest round's own result: a source that ran in an earlier round
-    for _round in range(MAX_FAN_ROUNDS):  # is not a reason to plan yet again
+    for _round in range(0 if saved else MAX_FAN_ROUNDS):  # is not a reason to plan again
         if not _fanned_anew(m, last, plans, result):
             break
         # a source of a foreach ran: its instances are known now, so plan again and run

@@ -36,12 +36,14 @@ orch plan --show-commands         with each command, rendered (secrets masked)
 orch plan --detailed-exitcode     exit 2 when something would run (for CI)
 orch plan --check                 exit 1 when a spec.check workflow is out of date
 orch plan --since origin/main     only workflows changed since origin/main
+orch plan --out plan.json         also save the plan, for orch apply plan.json
 """,
     "apply": """\
 orch apply                        run what changed or failed, in every workflow
 orch apply build -j 4             one workflow, four tasks at once
 orch apply --force build/test     run test again even if it is up to date
 orch apply --dry-run              print the plan and its commands; run nothing
+orch apply plan.json              exactly the saved plan, or refuse if it is stale
 orch apply --junit report.xml     also write a JUnit report (for CI)
 orch apply --json | jq .counts    machine-readable result
 orch apply --events - | jq -c 'select(.type == "step.finished")'   progress as JSON lines

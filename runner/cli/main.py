@@ -370,6 +370,11 @@ def _build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 0 when nothing would run, 2 when something would, 1 on error (as Terraform)",
     )
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="also save the plan to FILE (.json) for `orch apply FILE` to apply exactly",
+    )
     _json(p)
 
     for name in ("apply", "run"):
@@ -381,6 +386,12 @@ def _build_parser() -> argparse.ArgumentParser:
             [filters, jobs, applying, executing],
         )
         _workflows(p)
+        p.add_argument(
+            "--plan",
+            metavar="FILE",
+            help="apply exactly the plan saved by `orch plan --out FILE`, or refuse if it "
+            "is stale (also: a single WORKFLOW argument that is a .json file)",
+        )
 
     p = _cmd(
         sub,

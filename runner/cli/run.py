@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from runner import api
@@ -28,8 +29,16 @@ def params_of(args: argparse.Namespace) -> dict[str, str]:
     return parse_pairs(getattr(args, "params", None) or [])
 
 
+def _here(args: argparse.Namespace, name: str) -> Path:
+    """A file named on the command line, read from where the command runs: the current
+    folder, or DIR of ``-C DIR`` (as ``orch validate PATH`` reads one)."""
+    p = Path(name)
+    return p if p.is_absolute() else Path(getattr(args, "directory", None) or ".") / p
+
+
 def plan(args: argparse.Namespace) -> int:
     repo = repo_from(args)
+    out = getattr(args, "out", None)
     data = api.plan(
         repo,
         args.workflows,
@@ -41,7 +50,13 @@ def plan(args: argparse.Namespace) -> int:
         since=args.since,
         commands=getattr(args, "show_commands", False),
         params=params_of(args),
+        save=_here(args, out) if out else None,
     )
+    if out:
+        print(
+            f"Saved the plan to {shown(out)}; apply exactly it with: orch apply {shown(out)}",
+            file=sys.stderr,
+        )
     stale = 1 if getattr(args, "check", False) and _stale_checked(repo, data) else 0
     code = stale or _detailed(args, data)
     if args.json:
@@ -163,7 +178,12 @@ def apply(args: argparse.Namespace) -> int:
     from runner.cli.common import AUDIT_SKIP, open_events
     from runner.reconcile.results import ApplyOptions
 
+    saved = _saved_plan(args)
     if getattr(args, "dry_run", False):
+        if saved is not None:
+            from runner.errors import UsageError
+
+            raise UsageError("a saved plan is shown by the plan that wrote it; drop --dry-run")
         AUDIT_SKIP[0] = True  # a plan: nothing changes
         args.ref = None
         args.show_commands = True  # a dry run says what it would run, as make -n does
@@ -230,6 +250,7 @@ def apply(args: argparse.Namespace) -> int:
             since=args.since,
             options=opts,
             params=params_of(args),
+            saved=None if saved is None else _load_saved(args, repo, saved),
         )
     except KeyboardInterrupt as e:
         from runner.errors import cut_short_result
@@ -280,6 +301,47 @@ def apply(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     return 0 if result.ok else 1
+
+
+def _saved_plan(args: argparse.Namespace) -> str | None:
+    """The saved plan to apply: ``--plan FILE``, or a lone WORKFLOW argument that ends in
+    ``.json`` and is a file (a workflow name has no dot-json file next to it by chance:
+    a name that is not a file stays a workflow name). A saved plan carries its own
+    selection: UsageError with workflows, filters, --param or --force beside it."""
+    from runner.errors import UsageError
+
+    name = getattr(args, "plan", None)
+    wfs = list(args.workflows)
+    if (
+        name is None
+        and len(wfs) == 1
+        and wfs[0].endswith(".json")
+        and _here(args, wfs[0]).is_file()
+    ):
+        name, wfs = wfs[0], []
+    if name is None:
+        return None
+    given = [
+        flag
+        for flag, on in (
+            ("WORKFLOW", wfs), ("--project", args.project), ("--env", args.env),
+            ("--since", args.since), ("--param", args.params), ("--force", args.force),
+            ("--force-all", args.force_all),
+        )
+        if on
+    ]  # fmt: skip
+    if given:
+        raise UsageError(
+            f"a saved plan ({name}) carries its own selection: drop {', '.join(given)}"
+        )
+    args.workflows = []
+    return name
+
+
+def _load_saved(args: argparse.Namespace, repo: api.Repo, name: str) -> tuple[dict[str, Any], str]:
+    from runner.reconcile.savedplan import load
+
+    return load(_here(args, name), name, repo.root), name
 
 
 def _error_line(e: BaseException) -> str:

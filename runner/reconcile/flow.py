@@ -71,6 +71,8 @@ def apply(
     commit_state = _ask_git_commit(root)  # two git processes: ask while we plan
     hasher = Hasher(root, state)
     plans = plan(root, m, state, wfs, sel, hasher)
+    if opts.expect is not None:  # before anything is written: a refusal leaves no trace
+        opts.expect(plans)
     for w in dict.fromkeys(w for w, _ in plans.removed):  # their readers re-run by fingerprint
         state.drop_step_records(w, [s for x, s in plans.removed if x == w])
     if all(d.action == Status.UP_TO_DATE for ds in plans.decisions.values() for d in ds):

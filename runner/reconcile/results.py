@@ -33,6 +33,9 @@ class ApplyOptions(NamedTuple):
     executor_kind: str | None = None  # "local" or "dask"; None = .orch/config.yaml's, else local
     # None = $ORCH_DASK_ADDRESS, then the config's, else a LocalCluster for the run
     dask_address: str | None = None
+    # called with the plan before anything is written or run; raises to refuse the run
+    # (a saved plan that no longer matches: ``savedplan.check``)
+    expect: Callable[[Any], None] | None = None
 
 
 class StepResult(NamedTuple):
