@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -47,11 +46,9 @@ def _checksum(body: dict[str, Any]) -> str:
 
 
 def _commit(root: Path) -> str | None:
-    p = subprocess.run(
-        ["git", "rev-parse", "--verify", "-q", "HEAD"],
-        cwd=root, capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    return p.stdout.strip() or None
+    from runner.manifests.sources import git_commit_state
+
+    return git_commit_state(root)[0]
 
 
 def document(root: Path, selection: dict[str, Any], plans: Any, version: str) -> dict[str, Any]:
