@@ -137,3 +137,31 @@ def test_recorded_command_keeps_no_secret(repo: Repo) -> None:
     _setup(repo)
     for f in (repo.path / ".orch").glob("state.db*"):
         assert SECRET.encode() not in f.read_bytes(), f
+
+
+def test_a_param_holding_a_secret_is_masked_in_state_plan_and_explain(repo: Repo) -> None:
+    _setup(repo)
+    p = repo.orch("apply", "--param", f"version={SECRET}", env=ENV)
+    assert p.returncode == 0, p.stderr
+    for f in (repo.path / ".orch").glob("state.db*"):
+        assert SECRET.encode() not in f.read_bytes(), f
+    plan = repo.orch("plan", "--json", env=ENV)  # back to 0.1.0: the reason shows values
+    assert plan.returncode == 0 and SECRET not in plan.stdout
+    build = next(s for s in json.loads(plan.stdout)["steps"] if s["step"] == "build")
+    assert build["reasons"] == ["definition changed (param version: *** → 0.1.0)"]
+    _, parts = _explain(repo)
+    assert (parts[("param", "version")]["old"], parts[("param", "version")]["new"]) == (
+        "***",
+        "0.1.0",
+    )
+
+
+def test_a_secret_given_as_a_param_now_is_masked_in_plan_and_explain(repo: Repo) -> None:
+    _setup(repo)
+    plan = repo.orch("plan", "--json", "--param", f"version={SECRET}", env=ENV)
+    assert plan.returncode == 0 and SECRET not in plan.stdout
+    build = next(s for s in json.loads(plan.stdout)["steps"] if s["step"] == "build")
+    assert build["reasons"] == ["definition changed (param version: 0.1.0 → ***)"]
+    p = repo.orch("explain", "w", "build", "--param", f"version={SECRET}", env=ENV)
+    assert p.returncode == 0 and SECRET not in p.stdout
+    assert "~ param version: 0.1.0 → ***" in p.stdout

@@ -31,12 +31,19 @@ def noted(fields: dict[str, str], command: str | list[str], secrets: Secrets) ->
     every secret masked: the state never holds a secret in the clear."""
     import json
 
-    from runner.manifests.fingerprint import COMMAND_SHOWN, PARAM_NAMED
+    from runner.manifests.fingerprint import COMMAND_SHOWN
 
     text = command if isinstance(command, str) else json.dumps(command)
-    out = {k: secrets.mask(v) if k.startswith(PARAM_NAMED) else v for k, v in fields.items()}
+    out = masked_params(fields, secrets)
     out[COMMAND_SHOWN] = secrets.mask(text)
     return out
+
+
+def masked_params(fields: dict[str, str], secrets: Secrets) -> dict[str, str]:
+    """``fields`` with each recorded param value (``fingerprint.PARAM_NAMED``) masked."""
+    from runner.manifests.fingerprint import PARAM_NAMED
+
+    return {k: secrets.mask(v) if k.startswith(PARAM_NAMED) else v for k, v in fields.items()}
 
 
 def status_record(
@@ -149,7 +156,7 @@ def record_skipped(
         step=d.step,
         env=env,
         fingerprint=d.fingerprint,
-        fields=d.fields,
+        fields=masked_params(d.fields, state.secrets),
         inputs=d.inputs,
         upstream=d.upstream,
         outputs={},
