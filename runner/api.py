@@ -577,6 +577,18 @@ def status(
     return rows
 
 
+def step_durations(repo: Repo) -> dict[tuple[str, str], float]:
+    """(workflow, step) -> seconds of its last successful run (``reads.step_durations``);
+    empty when nothing was recorded yet."""
+    from runner.store import reads
+
+    state = open_state(repo, readonly=True)
+    try:
+        return reads.step_durations(state)
+    finally:
+        state.close()
+
+
 def breakers(repo: Repo) -> list[dict[str, Any]]:
     """The circuit breakers, by name: their recorded rows (``name``, consecutive
     failures, when they opened). Read-only."""

@@ -189,7 +189,8 @@ def _apply_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--junit", metavar="FILE", help="write a JUnit XML report")
     _events(p)
-    _quiet(p)
+    _quiet(p, "print only failures and the summary (no task output, no step lines)")
+    _verbose(p)
     _json(p)
 
 
@@ -218,8 +219,18 @@ def _executor(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _quiet(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-q", "--quiet", action="store_true", help="do not stream task output")
+def _quiet(p: argparse.ArgumentParser, text: str = "do not stream task output") -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help=text)
+
+
+def _verbose(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also print each attempt's end (status, exit code, time), retries, and "
+        "up-to-date steps with no reason given",
+    )
 
 
 # -C is accepted after the verb too (`orch apply -C DIR`), without overriding a global one

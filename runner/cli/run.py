@@ -12,7 +12,7 @@ from typing import Any
 from runner import api
 from runner.cli.common import executor_choice, masked, print_json, reader_gone, repo_from
 from runner.render import paint, shown, table, use_color
-from runner.status import Status
+from runner.status import NOT_OK, Status
 
 ICONS = {
     "run": ("+", "yellow"),
@@ -195,6 +195,8 @@ def apply(args: argparse.Namespace) -> int:
     color = use_color(sys.stderr)
     json_out = getattr(args, "json", False) or events_out
     quiet = args.quiet or json_out
+    verbose = getattr(args, "verbose", False) and not quiet
+    display = _display(args, repo, json_out, color)
 
     def echo(line: str) -> None:
         with reader_gone(sys.stdout):
@@ -205,6 +207,13 @@ def apply(args: argparse.Namespace) -> int:
         from runner import ci
 
         groups = ci.Groups(echo)
+
+    def say(line: str) -> None:
+        with reader_gone(sys.stderr):
+            if display is not None:
+                display.line(line)
+            else:
+                print(line, file=sys.stderr, flush=True)
 
     def report(ev: dict[str, Any]) -> None:
         if ev["event"] == "warning":  # stderr: even with --json
@@ -217,22 +226,16 @@ def apply(args: argparse.Namespace) -> int:
             groups.close(ev["workflow"], ev["step"])
         if json_out:
             return
-        with reader_gone(sys.stderr):
-            if ev["event"] == "started":
-                why = "; ".join(ev["reasons"]) or "upstream changed"
-                print(
-                    paint(f"> {ev['workflow']}/{ev['step']}", "bold", color) + f" ({shown(why)})",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            elif ev["event"] == "finished":
-                _print_finished(ev, color)
+        if display is not None:
+            display.event(ev)
+        for line in progress_lines(ev, color, quiet=quiet, verbose=verbose):
+            say(line)
 
     opts = ApplyOptions(
         jobs=args.jobs or 0,
         fail_fast=args.fail_fast,
         wait=not args.no_wait,
-        echo=None if quiet else echo,
+        echo=None if quiet else (echo if display is None else display.line),
         echo_for=groups.echo_for if groups is not None else None,
         report=report,
         argv=sys.argv[1:],
@@ -240,18 +243,22 @@ def apply(args: argparse.Namespace) -> int:
         dask_address=address,
     )
     try:
-        result = api.apply(
-            repo,
-            args.workflows,
-            project=args.project,
-            env=args.env,
-            force=args.force,
-            force_all=args.force_all,
-            since=args.since,
-            options=opts,
-            params=params_of(args),
-            saved=None if saved is None else _load_saved(args, repo, saved),
-        )
+        try:
+            result = api.apply(
+                repo,
+                args.workflows,
+                project=args.project,
+                env=args.env,
+                force=args.force,
+                force_all=args.force_all,
+                since=args.since,
+                options=opts,
+                params=params_of(args),
+                saved=None if saved is None else _load_saved(args, repo, saved),
+            )
+        finally:
+            if display is not None:
+                display.close()  # the summary and any error print below it, plainly
     except KeyboardInterrupt as e:
         from runner.errors import cut_short_result
 
@@ -382,31 +389,56 @@ def _reports(args: argparse.Namespace, repo: api.Repo, result: Any, interrupted:
                 print(masked("\n".join(lines)), flush=True)
 
 
-def _print_finished(ev: dict[str, Any], color: bool) -> None:
+def _display(args: argparse.Namespace, repo: api.Repo, json_out: bool, color: bool) -> Any:
+    """The live display (runner.cli.progress) where a person watches a terminal, else
+    None: the plain lines, as in CI and pipes."""
+    from runner.cli import progress
+
+    if not progress.wanted(json_out):
+        return None
+    return progress.Display(color, args.jobs or 0, lambda: api.step_durations(repo))
+
+
+def progress_lines(
+    ev: dict[str, Any], color: bool, quiet: bool = False, verbose: bool = False
+) -> list[str]:
+    """The lines one progress event prints on stderr. ``quiet``: failures only (the
+    summary follows at the end); ``verbose``: also each attempt's end with its exit code
+    and time, retries, and up-to-date steps with no reason given."""
+    kind = ev["event"]
+    if kind == "started" and not quiet:
+        why = "; ".join(ev["reasons"]) or "upstream changed"
+        return [paint(f"> {ev['workflow']}/{ev['step']}", "bold", color) + f" ({shown(why)})"]
+    if kind == "finished":
+        line = _finished_line(ev, color, verbose)
+        if line is None or (quiet and ev["status"] not in NOT_OK):
+            return []
+        return [line]
+    if verbose and kind in ("task-finished", "task-retrying"):
+        exit_code = "-" if ev["exit_code"] is None else ev["exit_code"]
+        line = (
+            f"  {ev['workflow']}/{ev['step']} attempt {ev['attempt']}: "
+            f"{ev['status'].replace('_', ' ')}, exit {exit_code}, {ev['duration']:.2f}s"
+        )
+        if ev.get("delay") is not None:
+            line += f"; retrying in {ev['delay']:.2f}s"
+        return [paint(shown(line), "dim", color)]
+    return []
+
+
+def _finished_line(ev: dict[str, Any], color: bool, verbose: bool = False) -> str | None:
     st = ev["status"]
     name = f"{ev['workflow']}/{ev['step']}"
     if st == Status.UP_TO_DATE:
-        if ev["reasons"]:
-            print(
-                paint(f"= {name}: up to date ({'; '.join(ev['reasons'])})", "dim", color),
-                file=sys.stderr,
-            )
-        return
+        if ev["reasons"] or verbose:
+            why = "; ".join(ev["reasons"]) or "nothing it reads changed"
+            return paint(f"= {name}: up to date ({why})", "dim", color)
+        return None
     if st == Status.SUCCEEDED:
-        print(
-            paint(f"ok {name}", "green", color) + f" {ev['duration']:.2f}s",
-            file=sys.stderr,
-            flush=True,
-        )
-        return
+        return paint(f"ok {name}", "green", color) + f" {ev['duration']:.2f}s"
     if st in (Status.SKIPPED, Status.CIRCUIT_OPEN, Status.BLOCKED, Status.NOT_STARTED):
         why = "; ".join(ev["reasons"]) or ev["message"]
-        print(
-            paint(f"- {name}: {st.replace('_', ' ')} ({why})", "yellow", color),
-            file=sys.stderr,
-            flush=True,
-        )
-        return
+        return paint(f"- {name}: {st.replace('_', ' ')} ({why})", "yellow", color)
     bits = [f"{st.replace('_', ' ')}"]
     if ev["exit_code"] is not None:
         bits.append(f"exit {ev['exit_code']}")
@@ -417,7 +449,7 @@ def _print_finished(ev: dict[str, Any], color: bool) -> None:
         msg += f": {ev['message']}"
     if ev["log"]:
         msg += f" (log: {ev['log']})"
-    print(paint(msg, "red", color), file=sys.stderr, flush=True)
+    return paint(msg, "red", color)
 
 
 def status(args: argparse.Namespace) -> int:

@@ -73,6 +73,16 @@ def step_status(state: State, workflow: str, steps: list[str]) -> list[dict[str,
     return out
 
 
+def step_durations(state: State) -> dict[tuple[str, str], float]:
+    """(workflow, step) -> seconds its last successful run took (its record's ``started``
+    to ``ended``), for every step that has one: the live display's ETA."""
+    rows = state.query(
+        "SELECT workflow, step, started, ended FROM steps WHERE status=? AND ended > started",
+        (Status.SUCCEEDED,),
+    )
+    return {(r["workflow"], r["step"]): r["ended"] - r["started"] for r in rows}
+
+
 def running_steps(state: State, workflows: list[str]) -> list[tuple[str, str]]:
     """(workflow, step) of every step recorded as running in ``workflows``."""
     if not workflows:
