@@ -192,3 +192,41 @@ def test_verbose_adds_each_attempt_and_quiet_steps(repo: Repo) -> None:
     assert p.returncode == 0, p.stderr
     assert "= w/first: up to date" in p.stderr
     assert re.search(r"w/third attempt 1: succeeded, exit 0, [0-9.]+s", p.stderr), p.stderr
+
+
+def test_watch_draws_the_display_on_a_terminal_and_stops_cleanly(repo: Repo) -> None:
+    repo.write("wf.yaml", workflow("w", STEPS))
+    leader, follower = pty.openpty()
+    env = {k: v for k, v in os.environ.items() if k not in ("NO_COLOR", "GITHUB_ACTIONS")}
+    p = subprocess.Popen(
+        [sys.executable, "-m", "runner", "-C", str(repo.path), "watch", "-v"],
+        stdin=subprocess.DEVNULL,
+        stdout=follower,
+        stderr=follower,
+        env=env | {"TERM": "xterm-256color", "COLUMNS": "100"},
+    )
+    os.close(follower)
+    out = ""
+    try:
+        deadline = time.monotonic() + 60
+        while "watch: cycle 1" not in out and time.monotonic() < deadline:
+            if select.select([leader], [], [], 1)[0]:
+                out += os.read(leader, 65536).decode("utf-8", "replace")
+        p.send_signal(2)  # Ctrl-C: an orderly stop
+        assert p.wait(timeout=30) == 0
+        while select.select([leader], [], [], 0.5)[0]:
+            try:
+                data = os.read(leader, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            out += data.decode("utf-8", "replace")
+    finally:
+        if p.poll() is None:
+            p.kill()
+        os.close(leader)
+    assert "0/2 done" in out and "running w/first" in out  # the display
+    assert re.search(r"w/first attempt 1: succeeded, exit 0", out)  # -v
+    assert "watch: cycle 1: start -> 2 ran, 0 failed" in out
+    assert "watch: stopped after 1 cycle" in out

@@ -223,14 +223,12 @@ def _quiet(p: argparse.ArgumentParser, text: str = "do not stream task output") 
     p.add_argument("-q", "--quiet", action="store_true", help=text)
 
 
-def _verbose(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="also print each attempt's end (status, exit code, time), retries, and "
-        "up-to-date steps with no reason given",
-    )
+def _verbose(
+    p: argparse.ArgumentParser,
+    text: str = "also print each attempt's end (status, exit code, time), retries, and "
+    "up-to-date steps with no reason given",
+) -> None:
+    p.add_argument("-v", "--verbose", action="store_true", help=text)
 
 
 # -C is accepted after the verb too (`orch apply -C DIR`), without overriding a global one
@@ -499,6 +497,7 @@ def _build_parser() -> argparse.ArgumentParser:
         help="with --poll, stat the tree this often (default: 1; implies --poll)",
     )
     _quiet(p)
+    _verbose(p, "also print each attempt's end (status, exit code, time) and retries")
 
     p = _cmd(sub, "audit", "who changed state, when, with which command", "run:audit")
     p.add_argument(

@@ -24,9 +24,14 @@ def watch(args: argparse.Namespace) -> int:
     kind, address = executor_choice(args)
     params = params_of(args)
     repo = repo_from(args)
+    _require_repository(repo)  # before the audit row, which would create .orch/
     events = open_events(args)  # before watching: an unwritable file changes nothing
     # --events -: stdout carries the events only, the watch's own lines go to stderr
-    out = _print_err if getattr(args, "events", None) == "-" else _print
+    events_out = getattr(args, "events", None) == "-"
+    out = _print_err if events_out else _print
+    display = _display(args, repo, events_out)
+    if display is not None:
+        out = _to_display(display)
     opts = WatchOptions(
         workflows=list(args.workflows),
         project=args.project,
@@ -39,7 +44,7 @@ def watch(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         executor_kind=kind,
         dask_address=address,
-        events=events,
+        events=_consumers(events, display, out, getattr(args, "verbose", False)),
         poll=_poll_interval(args),
     )
     stop = threading.Event()
@@ -54,13 +59,14 @@ def watch(args: argparse.Namespace) -> int:
 
     for s in signals:
         signal.signal(s, on_signal)
-    _require_repository(repo)  # before the audit row, which would create .orch/
     from runner.cli.main import audit_start
 
     audit_start()  # watch start; its stop is recorded when the command ends
     try:
         run_watch(repo, opts, stop, out, None if events is None else _cycle_events(events))
     finally:
+        if display is not None:
+            display.close()
         for s, h in previous.items():
             signal.signal(s, h)
     from runner.cli.ending import by_closed_pipe as ended_by_closed_pipe
@@ -81,6 +87,49 @@ def _require_repository(repo: Any) -> None:
         raise
     except OrchError:
         pass
+
+
+def _display(args: argparse.Namespace, repo: Any, events_out: bool) -> Any:
+    """apply's live display (runner.cli.progress) on a terminal, redrawn each cycle;
+    None (the plain lines) elsewhere."""
+    from runner.cli import progress
+
+    if not progress.wanted(events_out):
+        return None
+    from runner import api
+    from runner.render import use_color
+
+    return progress.Display(use_color(sys.stderr), args.jobs or 0, lambda: api.step_durations(repo))
+
+
+def _to_display(display: Any) -> Callable[[str], None]:
+    def out(line: str) -> None:
+        with reader_gone(sys.stderr):
+            display.line(line)
+
+    return out
+
+
+def _consumers(
+    events: Any, display: Any, out: Callable[[str], None], verbose: bool
+) -> Callable[[dict[str, Any]], None] | None:
+    """Every progress event of every cycle to ``--events``, the live display and, with
+    ``-v``, the attempt lines apply prints (``run.progress_lines``); None when none
+    wants them."""
+    if events is None and display is None and not verbose:
+        return None
+    from runner.cli.run import progress_lines
+
+    def consume(ev: dict[str, Any]) -> None:
+        if events is not None:
+            events(ev)
+        if display is not None:
+            display.event(ev)
+        if verbose and ev["event"].startswith("task-"):
+            for line in progress_lines(ev, False, verbose=True):
+                out(line)
+
+    return consume
 
 
 def _cycle_events(events: Any) -> Callable[[Any], None]:
