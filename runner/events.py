@@ -79,7 +79,9 @@ class EventSink:
             typ = _TYPES[kind]
         else:
             return
-        body = {k: v for k, v in ev.items() if k != "event"}
+        # the rendered command is for people (apply -v): a stream of events, kept where
+        # scripts and agents read it, does not carry scripts' text
+        body = {k: v for k, v in ev.items() if k not in ("event", "command")}
         if kind == "run-started":
             self.run = body.pop("run")
         self.emit(typ, body)

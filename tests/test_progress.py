@@ -191,6 +191,8 @@ def test_verbose_adds_each_attempt_and_quiet_steps(repo: Repo) -> None:
     p = repo.orch("apply", "-v")
     assert p.returncode == 0, p.stderr
     assert "= w/first: up to date" in p.stderr
+    assert "$ echo 3rd" in p.stderr  # the command as rendered
+    assert "$ echo" not in plain.stderr
     assert re.search(r"w/third attempt 1: succeeded, exit 0, [0-9.]+s", p.stderr), p.stderr
 
 

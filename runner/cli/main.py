@@ -225,8 +225,8 @@ def _quiet(p: argparse.ArgumentParser, text: str = "do not stream task output") 
 
 def _verbose(
     p: argparse.ArgumentParser,
-    text: str = "also print each attempt's end (status, exit code, time), retries, and "
-    "up-to-date steps with no reason given",
+    text: str = "also print each step's command as rendered, each attempt's end (status, "
+    "exit code, time), retries, and up-to-date steps with no reason given",
 ) -> None:
     p.add_argument("-v", "--verbose", action="store_true", help=text)
 

@@ -403,12 +403,16 @@ def progress_lines(
     ev: dict[str, Any], color: bool, quiet: bool = False, verbose: bool = False
 ) -> list[str]:
     """The lines one progress event prints on stderr. ``quiet``: failures only (the
-    summary follows at the end); ``verbose``: also each attempt's end with its exit code
-    and time, retries, and up-to-date steps with no reason given."""
+    summary follows at the end); ``verbose``: also each step's command as rendered, each
+    attempt's end with its exit code and time, retries, and up-to-date steps with no
+    reason given."""
     kind = ev["event"]
     if kind == "started" and not quiet:
         why = "; ".join(ev["reasons"]) or "upstream changed"
-        return [paint(f"> {ev['workflow']}/{ev['step']}", "bold", color) + f" ({shown(why)})"]
+        out = [paint(f"> {ev['workflow']}/{ev['step']}", "bold", color) + f" ({shown(why)})"]
+        if verbose and ev.get("command") is not None:
+            out.extend(_command_lines(ev, color))
+        return out
     if kind == "finished":
         line = _finished_line(ev, color, verbose)
         if line is None or (quiet and ev["status"] not in NOT_OK):

@@ -226,6 +226,8 @@ class ApplyLoop:
                 "workflow": key[0],
                 "step": key[1],
                 "reasons": list(task.decision.reasons),
+                # rendered, masked by _emit: apply -v prints it; --events leaves it out
+                "command": task.command,
             }
         )
         fut = pool.submit(
