@@ -87,3 +87,13 @@ def test_show_commands_with_ref_is_a_usage_error(repo: Repo) -> None:
     repo.commit()
     p = repo.orch("plan", "--show-commands", "--ref", "HEAD")
     assert p.returncode == 2 and len(p.stderr.splitlines()) == 1 and "--ref" in p.stderr
+
+
+def test_apply_verbose_prints_each_command_as_rendered_with_secrets_masked(repo: Repo) -> None:
+    repo.write("wf.yaml", WF)
+    p = repo.orch("apply", "-v", env=ENV)
+    assert p.returncode == 0, p.stderr
+    assert SECRET not in p.stdout + p.stderr
+    assert "      $ echo 'hello world' 1.2 *** > deployed.txt" in p.stderr
+    assert "      $ touch 'hello world.txt'" in p.stderr  # an argv, joined as typed
+    assert SECRET in repo.read("deployed.txt")  # the step itself got the real value
