@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from runner.status import FAILED
+
 Key = tuple[str, str]
 
 
@@ -58,7 +60,8 @@ class Display:
         self.color = color
         self.jobs = jobs or os.cpu_count() or 1
         self._durations = durations
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the counts, taken by rich's refresh thread too
+        self._starting = threading.Lock()
         self._live: Any = None
         self._expected: dict[Key, float] = {}
         self._todo: set[Key] = set()  # planned to run or maybe run, not finished
@@ -79,8 +82,6 @@ class Display:
                     self._todo.add((ev["workflow"], ev["step"]))
                     self._total += 1
                 return
-            if kind in ("started", "finished") and self._live is None:
-                self._start()
             if kind == "started":
                 self._running[(ev["workflow"], ev["step"])] = time.monotonic()
             elif kind == "finished":
@@ -89,10 +90,12 @@ class Display:
                 if key in self._todo:
                     self._todo.discard(key)
                     self._done += 1
-                if ev["status"] in ("failed", "timed_out", "cancelled", "interrupted"):
+                if ev["status"] in FAILED:
                     self._failed += 1
             else:
                 return
+        if self._live is None:
+            self._start()  # outside our lock: rich's refresh thread takes its lock, then ours
         self._refresh()
 
     def line(self, text: str) -> None:
@@ -125,6 +128,13 @@ class Display:
 
     def _start(self) -> None:
         """Start drawing (rich imported here, only once a run has begun)."""
+        with self._starting:
+            if self._live is not None:
+                return
+            self._live = self._new_live()
+            self._live.start()
+
+    def _new_live(self) -> Any:
         from rich.console import Console
         from rich.live import Live
 
@@ -135,7 +145,7 @@ class Display:
             no_color=not self.color,
             highlight=False,
         )
-        self._live = Live(
+        return Live(
             get_renderable=self._render,
             console=console,
             refresh_per_second=self.REFRESH,
@@ -143,7 +153,6 @@ class Display:
             redirect_stdout=False,
             redirect_stderr=False,
         )
-        self._live.start()
 
     def _refresh(self) -> None:
         live = self._live
