@@ -235,7 +235,7 @@ def apply(args: argparse.Namespace) -> int:
         jobs=args.jobs or 0,
         fail_fast=args.fail_fast,
         wait=not args.no_wait,
-        echo=None if quiet else (echo if display is None else display.line),
+        echo=None if quiet else (echo if display is None else say),
         echo_for=groups.echo_for if groups is not None else None,
         report=report,
         argv=sys.argv[1:],
