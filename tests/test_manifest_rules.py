@@ -249,4 +249,4 @@ def test_a_constant_false_condition_is_shown_as_skip_by_the_plan(repo: Repo) -> 
     assert {a for a, _ in repo.plan().values()} == {"up-to-date"}
     repo.write("wf.yaml", workflow("w", SKIP_CHAIN, extra="  params: {on: true}\n"))
     plan = repo.plan()
-    assert plan[("w", "a")] == ("run", ["definition changed (params)"])
+    assert plan[("w", "a")] == ("run", ["definition changed (param on: false → true)"])
