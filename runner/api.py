@@ -105,16 +105,21 @@ def secrets(repo: Repo, load: bool = True) -> Secrets:
     applies saw declared (``.orch/cache/secret-names.json``: so while the manifests do not
     load, or with ``load=False`` before this command loaded them, too).
     Kept per loaded catalog, so masking every line printed costs one regex each."""
-    from runner.reconcile.flow import run_secrets
-
     m = repo._manifests
-    if m is None and load and not repo._unloadable:
+    if m is None and load and not repo._unloadable and not repo.noop_hit:
         try:
             m = repo.manifests()
         except OrchError:
             repo._unloadable = True  # asked once: every line printed would ask again
     if repo._secrets is None or repo._secrets[0] is not m:
-        repo._secrets = (m, run_secrets(m, repo.orch_dir))  # m None: remembered names only
+        if m is None:  # remembered names only: no catalog, and none of the engine imported
+            from runner.masking import Secrets, remembered_names
+
+            repo._secrets = (m, Secrets.declared(remembered_names(repo.orch_dir)))
+        else:
+            from runner.reconcile.flow import run_secrets
+
+            repo._secrets = (m, run_secrets(m, repo.orch_dir))
     return repo._secrets[1]
 
 
@@ -217,6 +222,9 @@ def plan(
         mkey = manifest_key(repo.root)  # before loading: an edit from now on is seen next time
         hit = check(repo.root, key, mkey)
         if hit is not None:
+            # a secret declared since the last apply changed a step's definition, so the
+            # witness would not hold: the names applies remembered are every one there is
+            repo.noop_hit = True
             return _plan_data([(w, s, "up-to-date", []) for w, s in hit], env or "")
     from runner.reconcile import flow
 
@@ -463,6 +471,9 @@ def apply(
         mkey = manifest_key(repo.root)  # before loading: an edit from now on is seen next time
         hit = check(repo.root, key, mkey)
         if hit is not None:
+            # a secret declared since the last apply changed a step's definition, so the
+            # witness would not hold: the names applies remembered are every one there is
+            repo.noop_hit = True
             from runner.reconcile.results import ApplyResult, StepResult
 
             return ApplyResult(

@@ -15,12 +15,13 @@ import contextlib
 import errno
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 
 def atomic_write(path: Path, data: bytes | str, *, durable: bool = False) -> None:
     """Replace ``path`` with ``data`` at once; ``durable`` also fsyncs before the rename."""
+    import tempfile  # here, not at the top: readers on the no-op path never write
+
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

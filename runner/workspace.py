@@ -54,6 +54,9 @@ class Repo:
         self.warnings: dict[str, None] = {}  # said once each, by the caller (CLI: stderr)
         self._secrets: tuple[object, Secrets] | None = None  # api.secrets: (catalog, set)
         self._unloadable = False  # api.secrets found the manifests do not load
+        # the no-op witness held (``runner.noop``): nothing changed since a full plan, so
+        # the secret names past applies remembered are all there is to mask with
+        self.noop_hit = False
         # where this command runs tasks ("local", "dask"), when it chose (--executor,
         # --dask-address); None: the config's executor.kind. It decides whether a cpu or
         # memory request beyond this host is an error (``Manifests.host_diags``).
@@ -103,6 +106,7 @@ class Repo:
         sees edits on its next call (the stat-keyed cache keeps unchanged ones cheap)."""
         self._manifests = None
         self._unloadable = False
+        self.noop_hit = False
 
 
 def open_repo(start: str | os.PathLike[str] | None = None, *, exact: bool = False) -> Repo:

@@ -118,3 +118,14 @@ def test_plan_and_version_never_import_networkx(settled: Repo) -> None:
     assert "runner.reconcile.planner" in full  # this one planned
     assert "networkx" not in full
     assert "networkx" in _imported(settled, "graph", "w", "--reduce")
+
+
+def test_a_noop_plan_loads_no_manifests_and_no_engine(settled: Repo) -> None:
+    """The no-op fast path is the whole point of the witness: printing its one line must
+    not load the manifests (or the engine) to learn which secrets to mask. The secret names
+    past applies remembered are all there are while the witness holds."""
+    assert settled.plan()  # writes the witness
+    noop = _imported(settled, "plan")
+    assert "runner.noop" in noop
+    for heavy in ("runner.manifests.load", "runner.reconcile.flow", "yaml", "jinja2"):
+        assert heavy not in noop, heavy

@@ -24,9 +24,12 @@ ICONS = {
 
 def params_of(args: argparse.Namespace) -> dict[str, str]:
     """``--param KEY=VALUE`` options as KEY -> text (UsageError, exit 2, for a malformed one)."""
+    pairs = getattr(args, "params", None) or []
+    if not pairs:
+        return {}
     from runner.projects.templates_index import parse_pairs
 
-    return parse_pairs(getattr(args, "params", None) or [])
+    return parse_pairs(pairs)
 
 
 def _here(args: argparse.Namespace, name: str) -> Path:
