@@ -441,12 +441,19 @@ class DaskExecutor:
                     "apply runs them again"
                 )
         message = f"scheduler lost: {self.address or 'local cluster'}"
+        return self._ended_here(spec, tid, "interrupted", message, worker)
+
+    def _ended_here(
+        self, spec: TaskSpec, tid: str, status: str, message: str, worker: str | None
+    ) -> TaskResult:
+        """A task that ended without a result from its worker (the worker or the scheduler
+        was lost): the note in its log, and its real start time kept."""
         import time
 
         now = time.time()
         _append_note(spec.log_path, message)
         return TaskResult(
-            status="interrupted",
+            status=status,
             exit_code=None,
             started=self._began.get(tid, now),
             ended=now,
@@ -478,23 +485,7 @@ class DaskExecutor:
             message = f"worker lost: {worker or 'unknown'}"
         else:
             message = f"failed on the worker: {type(error).__name__}: {error}"
-        import time
-
-        now = time.time()
-        _append_note(spec.log_path, message)
-        return TaskResult(
-            status="failed",
-            exit_code=None,
-            started=self._began.get(tid, now),
-            ended=now,
-            cpu_time=0.0,
-            peak_rss=0,
-            outputs={},
-            output_error=message,
-            log_tail=[f"# orch: {message}"],
-            pid=None,
-            worker=worker,
-        )
+        return self._ended_here(spec, tid, "failed", message, worker)
 
     def _on_event(self, event: tuple[float, dict[str, Any]]) -> None:
         """Events from workers (runs in the client's event loop thread)."""
