@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 
 import pytest
 
@@ -166,18 +167,20 @@ def test_in_a_task_cgroup_a_daemon_that_also_closes_every_descriptor_is_ended(
     wait = "sleep 30" if ending == "timeout" else "true"
     run = f"env -i {sys.executable} -c '{CLOSER}'; while [ ! -e esc.pid ]; do sleep 0.05; done; {wait}"
     setup(repo, wf("w", [{"name": "a", "run": run, "timeout": "2s"}]))
-    p = repo.orch("apply", "--json", timeout=60)
+    # the run's own pid names its cgroups: other runners (parallel test workers, other
+    # checkouts on this machine) may hold cgroups of their own at the same time
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "-C", str(repo.path), "apply", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _, err = proc.communicate(timeout=60)
     esc = None
     try:
         esc = pid_of(repo, "esc.pid")
-        assert not alive(esc), p.stderr
-        # this runner has exited: a task cgroup of a live owner is another runner's (an
-        # xdist worker's, another checkout's) on this machine, not one left by this one
-        left = [
-            c
-            for c in cgroups.base().glob(f"{cgroups.PREFIX}*")
-            if not alive(int(c.name[len(cgroups.PREFIX) :].split("-", 1)[0]))
-        ]
+        assert not alive(esc), err
+        left = list(cgroups.base().glob(f"{cgroups.PREFIX}{proc.pid}-*"))
         assert not left, "task cgroups left"
     finally:
         if esc is not None and alive(esc):
