@@ -21,7 +21,7 @@ def completion(args: argparse.Namespace) -> int:
         raise OrchError(INSTALL_HINT) from None
     if args.shell not in shtab.SUPPORTED_SHELLS:  # an older shtab than the extra asks for
         raise OrchError(f"this shtab cannot write {args.shell} completion; {INSTALL_HINT} -U")
-    from runner.cli.main import build_parser
+    from runner.cli.parsers import build_parser
 
     parser = build_parser()
     _mark_paths(parser, shtab)
