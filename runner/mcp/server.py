@@ -2,14 +2,16 @@
 
     agent --JSON-RPC on stdin/stdout--> SDK server --worker thread--> Tools --> runner.api
 
-Two layers, so the part that knows orch can be read and tested without the SDK:
+Three parts, so the part that knows orch can be read and tested without the SDK:
 
 - ``runner.mcp.tools.Tools``: plain synchronous functions over ``runner.api`` returning
   JSON-able dicts, for a repository root fixed when the server starts.
-- ``serve``: registers those functions with the official ``mcp`` SDK (v2's ``MCPServer``,
-  or v1's ``FastMCP``), runs them one at a time in a worker thread so a long apply does
-  not stall the protocol, and turns ``OrchError`` into a tool error carrying its one-line
-  messages.
+- ``runner.mcp.signatures``: what an agent sees of each tool (signature, description,
+  hints), one table.
+- here, ``serve``: registers each signature with the official ``mcp`` SDK (v2's
+  ``MCPServer``, or v1's ``FastMCP``) under a handler that runs the ``Tools`` method of the
+  same name, one call at a time in a worker thread so a long apply does not stall the
+  protocol, and turns ``OrchError`` into a tool error carrying its one-line messages.
 
 stdout is the protocol channel. Before serving, the real stdin/stdout are moved to private
 descriptors and fd 0/1 point at /dev/null and stderr, so no step, hook or stray print can
@@ -17,10 +19,11 @@ read the agent's requests or write into its replies.
 
 ``mcp`` (and ``anyio``, ``pydantic``, which it brings) is imported only inside ``serve``:
 importing this module, or running ``orch --version``, never loads it. No ``from __future__
-import annotations`` here: the SDK reads the tool functions' annotations as live objects.
+import annotations`` here: the handlers carry the signatures' annotations as live objects.
 """
 
 import contextlib
+import inspect
 import io
 import os
 import sys
@@ -233,311 +236,39 @@ def _crash(root: Path, e: BaseException) -> str:
 
 
 def _build(sdk: _Sdk, tools: Tools) -> _Server:
-    """Register the tools. Annotations are real types here (pydantic reads them for the
-    input schema), so they are evaluated in this scope rather than as strings."""
-    from typing import Annotated, Literal
-
-    from pydantic import Field
+    """Register every tool of ``runner.mcp.signatures``, each under a handler that runs the
+    ``Tools`` method of its name in the server's worker thread."""
+    from runner.mcp.signatures import specs
 
     s = _Server(sdk, tools)
     tool = _annotated(s.app.tool)
-    Context = sdk.Context
-
-    Names = Annotated[
-        list[str] | None,
-        Field(description="workflow names to act on (default: all)"),
-    ]
-    Project = Annotated[str | None, Field(description="only the workflows of this project")]
-    Env = Annotated[
-        str | None, Field(description="project environment whose params to use, e.g. dev, prod")
-    ]
-    Force = Annotated[
-        list[str] | None,
-        Field(description="steps to treat as changed, as WORKFLOW/STEP or STEP"),
-    ]
-    ForceAll = Annotated[bool, Field(description="treat every selected step as changed")]
-    Params = Annotated[
-        dict[str, str | int | float | bool | list[Any] | dict[str, Any]] | None,
-        Field(
-            description="workflow params to set for this run, as --param KEY=VALUE: text is "
-            "typed as the param's value in the manifest; other JSON values are used as given"
-        ),
-    ]
-    Workflow = Annotated[str, Field(description="workflow name")]
-    Step = Annotated[str, Field(description="step name within the workflow")]
-
-    @tool(READ)
-    async def validate(
-        paths: Annotated[
-            list[str] | None,
-            Field(description="extra manifest files to check, relative to the repository root"),
-        ] = None,
-    ) -> dict[str, Any]:
-        """Check every manifest in the repository. Returns ok, and each problem as
-        path/line/col/where/message/hint."""
-        return await s.call(tools.validate, paths=paths)
-
-    @tool(READ)
-    async def plan(
-        workflows: Names = None,
-        project: Project = None,
-        env: Env = None,
-        force: Force = None,
-        force_all: ForceAll = False,
-        params: Params = None,
-    ) -> dict[str, Any]:
-        """What apply would run, per step: action (run, may-run, up-to-date) and the reasons
-        (never ran, input changed: FILE, definition changed, upstream will run: STEP, ...).
-        Runs nothing."""
-        return await s.call(
-            tools.plan,
-            workflows=workflows,
-            project=project,
-            env=env,
-            force=force,
-            force_all=force_all,
-            params=params,
-        )
-
-    @tool(RUN)
-    async def apply(
-        workflows: Names = None,
-        project: Project = None,
-        env: Env = None,
-        force: Force = None,
-        force_all: ForceAll = False,
-        params: Params = None,
-        jobs: Annotated[int | None, Field(description="tasks at once (default: CPU count)")] = None,
-        fail_fast: Annotated[
-            bool, Field(description="start nothing new after the first failure")
-        ] = False,
-        executor: Annotated[
-            Literal["local", "dask"] | None,
-            Field(
-                description="where tasks run: this machine or a Dask cluster (default: "
-                "the config's executor, else local)"
-            ),
-        ] = None,
-        dask_address: Annotated[
-            str | None,
-            Field(
-                description="the Dask scheduler, tcp://HOST:PORT (default: $ORCH_DASK_ADDRESS, "
-                "the config's executor.address, else a local cluster for the run); implies dask"
-            ),
-        ] = None,
-        ctx: Context = None,  # type: ignore[assignment]
-    ) -> dict[str, Any]:
-        """Run the steps that changed or failed, in dependency order, and record them.
-        Returns ok, run_id, counts, and per step: status, reasons, exit_code, attempts,
-        message, log path and the last lines of its output (log_tail). With a
-        progressToken, each event of the run (docs/events.md) is a progress notification
-        whose message is the event's JSON."""
-        return await s.call(
-            tools.apply,
-            stoppable=True,
-            progress=ctx,
-            workflows=workflows,
-            project=project,
-            env=env,
-            force=force,
-            force_all=force_all,
-            jobs=jobs,
-            fail_fast=fail_fast,
-            executor=executor,
-            dask_address=dask_address,
-            params=params,
-        )
-
-    @tool(READ)
-    async def status(workflows: Names = None, project: Project = None) -> dict[str, Any]:
-        """The recorded state of each step (succeeded, failed, never-ran, ...), with its last
-        exit code, duration, outputs and log path; and the circuit breakers."""
-        return await s.call(tools.status, workflows=workflows, project=project)
-
-    @tool(READ)
-    async def history(
-        workflows: Names = None,
-        limit: Annotated[int, Field(description="how many runs, newest first")] = 20,
-    ) -> dict[str, Any]:
-        """Past runs, newest first, each with its tasks (attempts), statuses and exit codes."""
-        return await s.call(tools.history, workflows=workflows, limit=limit)
-
-    @tool(READ)
-    async def logs(
-        workflow: Workflow,
-        step: Step,
-        run: Annotated[
-            int | None, Field(description="run id (default: the latest run of the step)")
-        ] = None,
-        lines: Annotated[int, Field(description="how many lines from the end")] = 100,
-    ) -> dict[str, Any]:
-        """The last lines of a step's task log (its output, and orch's notes on it)."""
-        return await s.call(tools.logs, workflow=workflow, step=step, run=run, lines=lines)
-
-    @tool(READ)
-    async def graph(
-        workflow: Workflow,
-        format: Annotated[str, Field(description="text, dot or mermaid")] = "text",
-        reduce: Annotated[
-            bool, Field(description="leave out each edge a longer path implies")
-        ] = False,
-    ) -> dict[str, Any]:
-        """A workflow's DAG: each step with the steps it needs, and a rendering."""
-        return await s.call(tools.graph, workflow=workflow, format=format, reduce=reduce)
-
-    @tool(READ)
-    async def workflow_list() -> dict[str, Any]:
-        """Every workflow: name, project, manifest file, number of steps, description."""
-        return await s.call(tools.workflow_list)
-
-    @tool(READ)
-    async def explain(workflow: Workflow, step: Step, env: Env = None) -> dict[str, Any]:
-        """Why this step would (or would not) run now: its plan action and reasons, every
-        part of its fingerprint recorded -> now (``parts``: command, params, environment
-        variables by keyed digest, input files, upstream results; secrets masked), those
-        of the steps it needs, and its last recorded result."""
-        return await s.call(tools.explain, workflow=workflow, step=step, env=env)
-
-    Jobs = Annotated[int | None, Field(description="tasks at once (default: CPU count)")]
-    FailFast = Annotated[bool, Field(description="start nothing new after the first failure")]
-
-    @tool(RUN)
-    async def execute_workflow(
-        workflow: Workflow,
-        env: Env = None,
-        force_all: ForceAll = False,
-        params: Params = None,
-        jobs: Jobs = None,
-        fail_fast: FailFast = False,
-        ctx: Context = None,  # type: ignore[assignment]
-    ) -> dict[str, Any]:
-        """Apply one workflow: run its steps that changed or failed, in dependency order,
-        and record them. Answers as apply does."""
-        return await s.call(
-            tools.execute_workflow,
-            stoppable=True,
-            progress=ctx,
-            workflow=workflow,
-            env=env,
-            force_all=force_all,
-            params=params,
-            jobs=jobs,
-            fail_fast=fail_fast,
-        )
-
-    @tool(RUN)
-    async def execute_task(
-        workflow: Workflow,
-        step: Step,
-        env: Env = None,
-        params: Params = None,
-        jobs: Jobs = None,
-        ctx: Context = None,  # type: ignore[assignment]
-    ) -> dict[str, Any]:
-        """Run one step now, even if it is up to date (as orch apply WORKFLOW --force
-        WORKFLOW/STEP): a step it needs that is not up to date runs first, and the steps
-        that depend on it run after it. Answers as apply does."""
-        return await s.call(
-            tools.execute_task,
-            stoppable=True,
-            progress=ctx,
-            workflow=workflow,
-            step=step,
-            env=env,
-            params=params,
-            jobs=jobs,
-        )
-
-    @tool(CREATE)
-    async def create_project(
-        name: Annotated[
-            str, Field(description="project name: letters, digits, '_' and '-', at most 100")
-        ],
-        template: Annotated[str, Field(description="project template (see orch template list)")],
-        params: Annotated[
-            dict[str, str] | None, Field(description="template params, KEY -> VALUE")
-        ] = None,
-        path: Annotated[
-            str | None,
-            Field(description="folder to lay it out in, relative to the root (default: NAME)"),
-        ] = None,
-    ) -> dict[str, Any]:
-        """Lay out a new project from a template: all files or none, never replacing one.
-        Returns the files written (paths relative to the root) and its workflows."""
-        return await s.call(
-            tools.create_project, name=name, template=template, params=params, path=path
-        )
-
-    @tool(MANAGE)
-    async def manage_project(
-        action: Annotated[
-            Literal["list", "status", "archive", "restore"],
-            Field(
-                description="list every project; status of one; archive one (pack it into "
-                ".orch/archive/ and remove its files); restore an archived one"
-            ),
-        ],
-        name: Annotated[
-            str | None, Field(description="the project (every action but list)")
-        ] = None,
-        env: Annotated[
-            str | None, Field(description="status only: the environment whose results to show")
-        ] = None,
-    ) -> dict[str, Any]:
-        """Projects: list them, show one's recorded state, archive or restore one."""
-        return await s.call(tools.manage_project, action=action, name=name, env=env)
-
-    @tool(READ)
-    async def get_system_status() -> dict[str, Any]:
-        """The host (CPU, memory, load), every quota with what runners hold of it, running
-        tasks, circuit breakers, recent task metrics and health checks."""
-        return await s.call(tools.get_system_status)
-
+    for spec, hints in specs(sdk.Context):
+        tool(hints)(_handler(s, spec, getattr(tools, spec.__name__)))
     return s
 
 
-# MCP tool annotations (spec 2025-03-26, ``ToolAnnotations``): hints a client shows or uses
-# to ask the user before a call. The READ tools only read the repository and the
-# recorded state (status and history also close the rows of runs whose process is gone,
-# which is bookkeeping, not a change a user made). apply, execute_workflow and
-# execute_task run the manifests' commands: they may change or delete files and reach the
-# network, and a failed step runs again on the next call, so they are neither read-only
-# nor idempotent.
-READ = {
-    "readOnlyHint": True,
-    "destructiveHint": False,
-    "idempotentHint": True,
-    "openWorldHint": False,
-}
-RUN = {
-    "readOnlyHint": False,
-    "destructiveHint": True,
-    "idempotentHint": False,
-    "openWorldHint": True,
-}
-# create_project only adds files (it never replaces one); the same call again is refused
-# (the name is taken) and changes nothing.
-CREATE = {
-    "readOnlyHint": False,
-    "destructiveHint": False,
-    "idempotentHint": True,
-    "openWorldHint": False,
-}
-# manage_project's archive removes a project's files from the work tree (they are kept in
-# .orch/archive/); archiving or restoring the same project twice is refused the second time.
-MANAGE = {
-    "readOnlyHint": False,
-    "destructiveHint": True,
-    "idempotentHint": True,
-    "openWorldHint": False,
-}
+def _handler(s: _Server, spec: Any, fn: Any) -> Any:
+    """An async tool with ``spec``'s name, docstring and signature (the SDK reads them)
+    that calls ``fn`` through ``s.call``. A tool that takes ``ctx`` runs tasks: it can be
+    stopped, and its progress events go to that context."""
+    runs = "ctx" in inspect.signature(spec).parameters
+
+    async def handler(**kwargs: Any) -> dict[str, Any]:
+        if runs:
+            ctx = kwargs.pop("ctx", None)
+            return await s.call(fn, stoppable=True, progress=ctx, **kwargs)
+        return await s.call(fn, **kwargs)
+
+    handler.__name__ = handler.__qualname__ = spec.__name__
+    handler.__doc__ = spec.__doc__
+    handler.__annotations__ = spec.__annotations__
+    handler.__signature__ = inspect.signature(spec)  # type: ignore[attr-defined]
+    return handler
 
 
 def _annotated(register: Any) -> Any:
     """``app.tool`` with the hints passed as ``ToolAnnotations`` where the SDK takes them
     (mcp 2, and mcp 1 from 1.9); an older SDK registers the tool without them."""
-    import inspect
-
     try:
         from mcp.types import ToolAnnotations
     except ImportError:  # pragma: no cover - SDKs before the 2025-03-26 spec
