@@ -178,69 +178,21 @@ def _stale_checked(repo: api.Repo, data: dict[str, Any]) -> bool:
 
 
 def apply(args: argparse.Namespace) -> int:
-    from runner.cli.common import AUDIT_SKIP, open_events
     from runner.reconcile.results import ApplyOptions
 
     saved = _saved_plan(args)
     if getattr(args, "dry_run", False):
-        if saved is not None:
-            from runner.errors import UsageError
-
-            raise UsageError("a saved plan is shown by the plan that wrote it; drop --dry-run")
-        AUDIT_SKIP[0] = True  # a plan: nothing changes
-        args.ref = None
-        args.show_commands = True  # a dry run says what it would run, as make -n does
-        return plan(args)
+        return _dry_run(args, saved)
     kind, address = executor_choice(args)
     repo = repo_from(args)
-    events = open_events(args)  # before anything runs: an unwritable file changes nothing
-    events_out = getattr(args, "events", None) == "-"  # stdout carries the events only
-    color = use_color(sys.stderr)
-    json_out = getattr(args, "json", False) or events_out
-    quiet = args.quiet or json_out
-    verbose = getattr(args, "verbose", False) and not quiet
-    display = _display(args, repo, json_out, color)
-
-    def echo(line: str) -> None:
-        with reader_gone(sys.stdout):
-            print(line, flush=True)
-
-    groups = None
-    if not quiet and _on_actions():  # each task's output as one group when it ends
-        from runner import ci
-
-        groups = ci.Groups(echo)
-
-    def say(line: str) -> None:
-        with reader_gone(sys.stderr):
-            if display is not None:
-                display.line(line)
-            else:
-                print(line, file=sys.stderr, flush=True)
-
-    def report(ev: dict[str, Any]) -> None:
-        if ev["event"] == "warning":  # stderr: even with --json
-            with reader_gone(sys.stderr):
-                print(f"orch: warning: {ev['message']}", file=sys.stderr, flush=True)
-            return
-        if events is not None:
-            events(ev)
-        if groups is not None and ev["event"] == "finished":
-            groups.close(ev["workflow"], ev["step"])
-        if json_out:
-            return
-        if display is not None:
-            display.event(ev)
-        for line in progress_lines(ev, color, quiet=quiet, verbose=verbose):
-            say(line)
-
+    sinks = Sinks(args, repo)  # before anything runs: an unwritable --events changes nothing
     opts = ApplyOptions(
         jobs=args.jobs or 0,
         fail_fast=args.fail_fast,
         wait=not args.no_wait,
-        echo=None if quiet else (echo if display is None else say),
-        echo_for=groups.echo_for if groups is not None else None,
-        report=report,
+        echo=sinks.task_echo(),
+        echo_for=sinks.groups.echo_for if sinks.groups is not None else None,
+        report=sinks.report,
         argv=sys.argv[1:],
         executor_kind=kind,
         dask_address=address,
@@ -260,57 +212,148 @@ def apply(args: argparse.Namespace) -> int:
                 saved=None if saved is None else _load_saved(args, repo, saved),
             )
         finally:
-            if display is not None:
-                display.close()  # the summary and any error print below it, plainly
+            sinks.close_display()  # the summary and any error print below it, plainly
     except KeyboardInterrupt as e:
         from runner.errors import cut_short_result
 
-        if events is not None:
-            events.finished(error=_error_line(e))
-
+        sinks.failed(e)
         cut = cut_short_result(e)
-        if groups is not None:
-            groups.flush()
         if cut is not None:  # the run was recorded interrupted: report what it did
             _reports(args, repo, cut, interrupted=True)
         raise
     except BaseException as e:
-        if events is not None:
-            events.finished(error=_error_line(e))
+        sinks.failed(e)
         raise
-    if events is not None:
-        events.finished(result)
-    # a no-op began no run and wrote nothing: not audited (runner.audit says why)
-    AUDIT_SKIP[0] = result.run_id is None and result.ok
+    sinks.finished(result)
     _reports(args, repo, result, interrupted=False)
+    _summary(result, sinks)
+    return 0 if result.ok else 1
+
+
+def _dry_run(args: argparse.Namespace, saved: str | None) -> int:
+    """``apply --dry-run``: the plan with each command as rendered, as ``make -n``; not
+    audited (nothing changes)."""
+    from runner.cli.common import AUDIT_SKIP
+
+    if saved is not None:
+        from runner.errors import UsageError
+
+        raise UsageError("a saved plan is shown by the plan that wrote it; drop --dry-run")
+    AUDIT_SKIP[0] = True  # a plan: nothing changes
+    args.ref = None
+    args.show_commands = True
+    return plan(args)
+
+
+class Sinks:
+    """Where one apply's output goes, wired once from its arguments: task output (stdout,
+    or above the live display), the live display (runner.cli.progress) on a terminal,
+    GitHub Actions groups, ``--events``, and the progress lines on stderr. ``report`` is
+    the engine's ``ApplyOptions.report``; ``finished``/``failed`` end the event stream."""
+
+    def __init__(self, args: argparse.Namespace, repo: api.Repo):
+        from runner.cli.common import open_events
+
+        self.events = open_events(args)
+        self.events_out = getattr(args, "events", None) == "-"  # stdout: the events only
+        self.color = use_color(sys.stderr)
+        self.json_out = getattr(args, "json", False) or self.events_out
+        self.quiet = args.quiet or self.json_out
+        self.verbose = getattr(args, "verbose", False) and not self.quiet
+        self.display = _display(args, repo, self.json_out, self.color)
+        self.groups = None
+        if not self.quiet and _on_actions():  # each task's output as one group when it ends
+            from runner import ci
+
+            self.groups = ci.Groups(self.echo)
+
+    def echo(self, line: str) -> None:
+        with reader_gone(sys.stdout):
+            print(line, flush=True)
+
+    def say(self, line: str) -> None:
+        with reader_gone(sys.stderr):
+            if self.display is not None:
+                self.display.line(line)
+            else:
+                print(line, file=sys.stderr, flush=True)
+
+    def task_echo(self) -> Any:
+        """The engine's ``echo`` for task output: None with ``-q``/``--json``."""
+        if self.quiet:
+            return None
+        return self.echo if self.display is None else self.say
+
+    def report(self, ev: dict[str, Any]) -> None:
+        if ev["event"] == "warning":  # stderr: even with --json
+            with reader_gone(sys.stderr):
+                print(f"orch: warning: {ev['message']}", file=sys.stderr, flush=True)
+            return
+        if self.events is not None:
+            self.events(ev)
+        if self.groups is not None and ev["event"] == "finished":
+            self.groups.close(ev["workflow"], ev["step"])
+        if self.json_out:
+            return
+        if self.display is not None:
+            self.display.event(ev)
+        for line in progress_lines(ev, self.color, quiet=self.quiet, verbose=self.verbose):
+            self.say(line)
+
+    def close_display(self) -> None:
+        if self.display is not None:
+            self.display.close()
+
+    def failed(self, e: BaseException) -> None:
+        if self.events is not None:
+            self.events.finished(error=_error_line(e))
+        if self.groups is not None and isinstance(e, KeyboardInterrupt):
+            self.groups.flush()
+
+    def finished(self, result: Any) -> None:
+        from runner.cli.common import AUDIT_SKIP
+
+        if self.events is not None:
+            self.events.finished(result)
+        # a no-op began no run and wrote nothing: not audited (runner.audit says why)
+        AUDIT_SKIP[0] = result.run_id is None and result.ok
+
+
+def result_json(result: Any) -> dict[str, Any]:
+    """An ``ApplyResult`` as ``orch apply --json`` prints it (and each ``orch watch
+    --json`` cycle carries): ``run_id`` (null for a no-op), ``ok``, ``duration`` (seconds),
+    ``counts`` (status -> steps), ``steps`` (each step's result), ``hooks_failed`` (one
+    line per failing ``on:`` handler), ``removed`` (fan-out instances dropped)."""
+    return {
+        "run_id": result.run_id,
+        "ok": result.ok,
+        "duration": round(result.duration, 3),
+        "counts": result.counts(),
+        "steps": [r.to_json() for r in result.results],
+        "hooks_failed": list(result.hooks_failed),
+        "removed": [{"workflow": w, "step": s} for w, s in result.removed],
+    }
+
+
+def _summary(result: Any, sinks: Sinks) -> None:
+    """The end of an apply: its JSON (``--json``), failed hooks, the summary line."""
     counts = result.counts()
-    if json_out and not events_out:
-        print_json(
-            {
-                "run_id": result.run_id,
-                "ok": result.ok,
-                "duration": round(result.duration, 3),
-                "counts": counts,
-                "steps": [r.to_json() for r in result.results],
-                "hooks_failed": list(result.hooks_failed),
-                "removed": [{"workflow": w, "step": s} for w, s in result.removed],
-            }
-        )
+    if sinks.json_out and not sinks.events_out:
+        print_json(result_json(result))
     for line in result.hooks_failed:
         print(f"orch: warning: {line}", file=sys.stderr)
-    if not json_out:
-        if result.run_id is None:
-            print(
-                f"Up to date: {counts.get('up-to-date', 0)} steps, nothing to run.", file=sys.stderr
-            )
-        else:
-            parts = [f"{v} {k.replace('_', ' ')}" for k, v in sorted(counts.items())]
-            verdict = paint("ok", "green", color) if result.ok else paint("FAILED", "red", color)
-            print(
-                f"\nRun {result.run_id} {verdict} in {result.duration:.2f}s: {', '.join(parts)}.",
-                file=sys.stderr,
-            )
-    return 0 if result.ok else 1
+    if sinks.json_out:
+        return
+    if result.run_id is None:
+        print(f"Up to date: {counts.get('up-to-date', 0)} steps, nothing to run.", file=sys.stderr)
+        return
+    parts = [f"{v} {k.replace('_', ' ')}" for k, v in sorted(counts.items())]
+    color = sinks.color
+    verdict = paint("ok", "green", color) if result.ok else paint("FAILED", "red", color)
+    print(
+        f"\nRun {result.run_id} {verdict} in {result.duration:.2f}s: {', '.join(parts)}.",
+        file=sys.stderr,
+    )
 
 
 def _saved_plan(args: argparse.Namespace) -> str | None:
