@@ -78,6 +78,8 @@ orch watch                        apply, then apply again on every change (Ctrl-
 orch watch build --restart        end running tasks a change affects and start over
 orch watch --debounce 0.5         wait for half a second of quiet first
 orch watch --poll                 on NFS, SMB or a container mount: poll, as no event comes
+orch watch -q                     only failures and each cycle's summary line
+orch watch --json | jq .counts    one JSON object per cycle, for scripts
 """,
     "workflow": """\
 orch workflow list                every workflow, its project and file

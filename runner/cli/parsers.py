@@ -320,8 +320,14 @@ def build_watch(sub: Subs, shared: Shared) -> None:
         metavar="SECONDS",
         help="with --poll, stat the tree this often (default: 1; implies --poll)",
     )
-    add_quiet(p)
+    add_quiet(p, "print only failures and each cycle's summary line")
     add_verbose(p, "also print each attempt's end (status, exit code, time) and retries")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON object per cycle on stdout, as apply --json's (docs/watch.md); "
+        "the other lines go to stderr",
+    )
 
 
 def build_audit(sub: Subs, shared: Shared) -> None:

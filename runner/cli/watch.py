@@ -25,11 +25,16 @@ def watch(args: argparse.Namespace) -> int:
     params = params_of(args)
     repo = repo_from(args)
     _require_repository(repo)  # before the audit row, which would create .orch/
-    events = open_events(args)  # before watching: an unwritable file changes nothing
-    # --events -: stdout carries the events only, the watch's own lines go to stderr
+    json_out = getattr(args, "json", False)
     events_out = getattr(args, "events", None) == "-"
-    out = _print_err if events_out else _print
-    display = _display(args, repo, events_out)
+    if json_out and events_out:
+        from runner.errors import UsageError
+
+        raise UsageError("watch: --json and --events - both write to stdout; give --events a FILE")
+    events = open_events(args)  # before watching: an unwritable file changes nothing
+    # --events - or --json: stdout carries only them, the watch's own lines go to stderr
+    out = _print_err if events_out or json_out else _print
+    display = _display(args, repo, events_out or json_out)
     if display is not None:
         out = _to_display(display)
     opts = WatchOptions(
@@ -41,10 +46,12 @@ def watch(args: argparse.Namespace) -> int:
         jobs=args.jobs or 0,
         restart=args.restart,
         debounce=args.debounce,
-        quiet=args.quiet,
+        quiet=args.quiet or json_out,  # as apply --json: no task output anywhere
         executor_kind=kind,
         dask_address=address,
-        events=_consumers(events, display, out, getattr(args, "verbose", False)),
+        events=_consumers(
+            events, display, out, getattr(args, "verbose", False) and not opts_quiet(args)
+        ),
         poll=_poll_interval(args),
     )
     stop = threading.Event()
@@ -63,7 +70,7 @@ def watch(args: argparse.Namespace) -> int:
 
     audit_start()  # watch start; its stop is recorded when the command ends
     try:
-        run_watch(repo, opts, stop, out, None if events is None else _cycle_events(events))
+        run_watch(repo, opts, stop, out, _on_cycle(events, json_out))
     finally:
         if display is not None:
             display.close()
@@ -132,18 +139,70 @@ def _consumers(
     return consume
 
 
-def _cycle_events(events: Any) -> Callable[[Any], None]:
-    """``run.finished`` at the end of each watch cycle, with its number, the changed
-    paths that set it off and, when the manifests could not be loaded, their errors."""
+def opts_quiet(args: argparse.Namespace) -> bool:
+    """``-q``, or ``--json`` (which implies it, as apply's does)."""
+    return bool(args.quiet or getattr(args, "json", False))
+
+
+def _on_cycle(events: Any, json_out: bool) -> Callable[[Any], None] | None:
+    """What ends each cycle besides its summary line: ``run.finished`` on ``--events``,
+    the cycle's JSON object on stdout with ``--json``; None when neither is asked."""
+    if events is None and not json_out:
+        return None
 
     def on_cycle(cycle: Any) -> None:
-        more: dict[str, Any] = {"cycle": cycle.number, "changed": list(cycle.changed)}
-        if cycle.result is not None:
-            events.finished(cycle.result, **more)
-        else:
-            events.finished(error="; ".join(cycle.errors) or "not applied", **more)
+        if events is not None:
+            more: dict[str, Any] = {"cycle": cycle.number, "changed": list(cycle.changed)}
+            if cycle.result is not None:
+                events.finished(cycle.result, **more)
+            else:
+                events.finished(error="; ".join(cycle.errors) or "not applied", **more)
+        if json_out:
+            _print_json_line(cycle_json(cycle))
 
     return on_cycle
+
+
+def cycle_json(cycle: Any) -> dict[str, Any]:
+    """One cycle as ``orch watch --json`` prints it: ``orch apply --json``'s object
+    (``run.result_json``: ``run_id``, ``ok``, ``duration``, ``counts``, ``steps``,
+    ``hooks_failed``, ``removed``) with the cycle's ``cycle`` number, the ``changed``
+    paths that set it off (empty for the first), ``errors`` (the lines of manifests
+    that did not load; then ``run_id`` is null, ``ok`` false and nothing ran) and
+    ``restart_for`` (the path that ended it early under ``--restart``, else null).
+    ``duration`` is the cycle's, in seconds, loading included."""
+    from runner.cli.run import result_json
+
+    if cycle.result is not None:
+        body = result_json(cycle.result)
+    else:
+        body = {
+            "run_id": None,
+            "ok": False,
+            "counts": {},
+            "steps": [],
+            "hooks_failed": [],
+            "removed": [],
+        }
+    return {
+        "cycle": cycle.number,
+        "changed": list(cycle.changed),
+        **body,
+        "duration": round(cycle.duration, 3),
+        "errors": list(cycle.errors),
+        "restart_for": cycle.restart_for,
+    }
+
+
+def _print_json_line(data: dict[str, Any]) -> None:
+    """One compact JSON line on stdout (masked), flushed: a reader can act per cycle."""
+    import json
+
+    from runner.cli.common import masked
+
+    with reader_gone(sys.stdout):
+        sys.stdout.write(json.dumps(masked(data), default=str) + "\n")
+        sys.stdout.flush()
 
 
 def _print_err(line: str) -> None:

@@ -348,7 +348,9 @@ class WatchOptions:
     jobs: int = 0
     restart: bool = False
     debounce: float | None = None  # None: the config's (default 0.1 s)
-    quiet: bool = False  # do not stream task output
+    # -q: only failures and each cycle's summary line (no task output, no ``>`` start
+    # lines, no ``ok`` lines), as ``orch apply -q``
+    quiet: bool = False
     # where tasks run, as apply's --executor / --dask-address (None: the config's, else
     # local); each cycle connects to the cluster; with no address one LocalCluster serves
     # the session
@@ -414,8 +416,9 @@ def _files(paths: list[str], limit: int = 3) -> str:
 class Watcher:
     """The watch loop. ``run()`` blocks in the caller's thread until ``stop`` is set.
 
-    ``out`` receives every line watch prints (cycle summaries, task progress, errors,
-    and task output unless ``quiet``), possibly from worker threads.
+    ``out`` receives every line watch prints (cycle summaries, failures, errors, and
+    unless ``quiet`` task output and the start and success lines), possibly from worker
+    threads.
     """
 
     def __init__(
@@ -741,8 +744,9 @@ class Watcher:
         if ev["event"] == "started":
             with self._lock:
                 self._running.add(key)
-            why = "; ".join(ev["reasons"]) or "upstream changed"
-            self.out(shown(f"> {key[0]}/{key[1]} ({why})"))
+            if not self.opts.quiet:
+                why = "; ".join(ev["reasons"]) or "upstream changed"
+                self.out(shown(f"> {key[0]}/{key[1]} ({why})"))
             return
         with self._lock:
             self._running.discard(key)
@@ -751,7 +755,8 @@ class Watcher:
             return
         name = f"{key[0]}/{key[1]}"
         if st == "succeeded":
-            self.out(f"ok {shown(name)} {ev['duration']:.2f}s")
+            if not self.opts.quiet:
+                self.out(f"ok {shown(name)} {ev['duration']:.2f}s")
             return
         bits = [st.replace("_", " ")]
         if ev.get("exit_code") is not None:
