@@ -15,6 +15,8 @@ from jsonschema import Draft202012Validator, FormatChecker
 from tests.conftest import Repo
 
 ROOT = Path(__file__).resolve().parent.parent
+# the project's own repository: orch.dev, in the first $ids, is a domain orch does not own
+SCHEMA_BASE = "https://github.com/orch-gitops/orch/schemas/"
 NAMES = ["manifest", "workflow", "project", "resourcequota", "steptemplate", "config"]
 
 MIXED = """\
@@ -62,8 +64,13 @@ BREAKS = [
 
 
 def orch(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``orch`` run from ``cwd``, importing this checkout's ``runner`` (not whichever one
+    is installed: from a temp folder ``-m runner`` would find that one first)."""
+    import os
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "runner", *args], cwd=cwd, capture_output=True, text=True
+        [sys.executable, "-m", "runner", *args], cwd=cwd, capture_output=True, text=True, env=env
     )
 
 
@@ -85,7 +92,7 @@ def test_write_puts_every_schema_in_a_folder_outside_any_repository(tmp_path: Pa
         data = json.loads((tmp_path / "out" / "schemas" / f"{name}.json").read_text())
         Draft202012Validator.check_schema(data)
         # stable: named by apiVersion and kind, never by orch's version
-        assert data["$id"] == f"https://orch.dev/schemas/v1/{name}.json"
+        assert data["$id"] == f"{SCHEMA_BASE}v1/{name}.json"
         ids.add(data["$id"])
         printed = orch("schema", name.upper(), cwd=tmp_path)
         assert json.loads(printed.stdout) == data  # KIND is case-insensitive
@@ -133,3 +140,14 @@ def test_the_combined_schema_refuses_what_validate_refuses(
     check = combined_validator(tmp_path)
     refused = [d["kind"] for d in yaml.safe_load_all(text) if list(check.iter_errors(d))]
     assert len(refused) == 1
+
+
+def test_every_schema_id_is_under_the_projects_own_repository() -> None:
+    """One base for every ``$id`` (the events' schema too), and no page, doc or schema
+    still names the domain the project does not own."""
+    for f in sorted((ROOT / "schemas").glob("*.json")):
+        assert json.loads(f.read_text())["$id"].startswith(SCHEMA_BASE), f.name
+    shipped = [ROOT / "README.md", ROOT / "CHANGELOG.md", *(ROOT / "docs").glob("*.md")]
+    shipped += [*(ROOT / "schemas").glob("*.json"), *(ROOT / "runner").rglob("*.py")]
+    stale = [str(f.relative_to(ROOT)) for f in shipped if "orch.dev" in f.read_text()]
+    assert stale == []

@@ -84,7 +84,10 @@ FORMATS_VERSION = "1"  # bump when FORMATS change: the gate's cached code is key
 
 
 SCHEMA_NAMES = ("workflow", "project", "resourcequota", "steptemplate", "config")
-MANIFEST_ID = "https://orch.dev/schemas/v1/manifest.json"
+# every $id lives under the project's own repository (a name, not a download: editors
+# read the files `orch schema --write` puts on disk); the manifests' ids carry apiVersion
+SCHEMA_BASE = "https://github.com/orch-gitops/orch/schemas/"
+MANIFEST_ID = SCHEMA_BASE + "v1/manifest.json"
 
 
 def combined_schema() -> dict[str, Any]:
