@@ -64,3 +64,44 @@ def test_licence_and_changelog() -> None:
     assert 'license = "MIT"' in (ROOT / "pyproject.toml").read_text()
     log = (ROOT / "CHANGELOG.md").read_text()
     assert "## [Unreleased]" in log and "keepachangelog.com" in log
+
+
+RELEASE = re.compile(r"^## \[(\d+\.\d+\.\d+)\] - (\d{4}-\d{2}-\d{2})$", re.M)
+FIRST = "0.1.0"  # the version the first release carries
+
+
+def _releases() -> list[str]:
+    """The CHANGELOG's released versions, newest first; every ``## [`` heading must be
+    ``[Unreleased]`` (first) or a dated release (RELEASING.md)."""
+    text = (ROOT / "CHANGELOG.md").read_text(encoding="utf-8")
+    heads = re.findall(r"^## \[.*$", text, re.M)
+    assert heads and heads[0] == "## [Unreleased]", heads[:1]
+    odd = [h for h in heads[1:] if not RELEASE.fullmatch(h)]
+    assert odd == [], "a release heading is '## [X.Y.Z] - YYYY-MM-DD'"
+    return [v for v, _ in RELEASE.findall(text)]
+
+
+def _key(v: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in v.split("."))
+
+
+def test_version_is_the_top_released_changelog_section() -> None:
+    """``runner.__version__`` is bumped with the CHANGELOG section that releases it;
+    before any release it is the first version. Releases are listed newest first."""
+    released = _releases()
+    assert released == sorted(released, key=_key, reverse=True), released
+    assert runner.__version__ == (released[0] if released else FIRST)
+
+
+def test_pre_commit_docs_pin_a_release_tag_of_this_repository() -> None:
+    """docs/ci.md's ``.pre-commit-config.yaml`` pins ``rev: vX.Y.Z`` (a tag RELEASING.md
+    makes), the current version's, and names the hooks ``.pre-commit-hooks.yaml`` has."""
+    doc = (ROOT / "docs" / "ci.md").read_text(encoding="utf-8")
+    revs = re.findall(r"^\s+rev: (\S+)", doc, re.M)
+    assert revs == [f"v{runner.__version__}"], revs
+    import yaml
+
+    hooks = {h["id"] for h in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())}
+    shown = set(re.findall(r"^\s+- id: (\S+)", doc, re.M))
+    assert shown == hooks
+    assert re.search(r"^\s+- repo: https://github\.com/orch-gitops/orch$", doc, re.M)
