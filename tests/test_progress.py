@@ -232,3 +232,33 @@ def test_watch_draws_the_display_on_a_terminal_and_stops_cleanly(repo: Repo) -> 
     assert re.search(r"w/first attempt 1: succeeded, exit 0", out)  # -v
     assert "watch: cycle 1: start -> 2 ran, 0 failed" in out
     assert "watch: stopped after 1 cycle" in out
+
+
+def test_the_eta_spreads_over_the_jobs_the_run_has() -> None:
+    """The ETA divides the work left over the run's slots, as ``run-started`` gives them
+    (``-j``, else the config's ``jobs:``, else the CPUs), not over ``-j`` alone."""
+    from runner.cli.progress import Display
+
+    keys = [("w", f"s{i}") for i in range(4)]
+    shown = {}
+    for jobs in (1, 4):
+        d = Display(False, 0, lambda: dict.fromkeys(keys, 10.0))  # -j not given
+        d.event({"event": "run-started", "run": 1, "jobs": jobs})
+        for w, s in keys:
+            d.event({"event": "planned", "workflow": w, "step": s, "action": "run"})
+        shown[jobs] = d.eta(time.monotonic())
+    assert shown == {1: "~40s", 4: "~10s"}
+
+
+@pytest.mark.parametrize(("config", "args", "jobs"), [(3, [], 3), (3, ["-j", "2"], 2)])
+def test_run_started_carries_the_runs_jobs(
+    repo: Repo, config: int, args: list[str], jobs: int
+) -> None:
+    import json
+
+    repo.write(".orch/config.yaml", f"apiVersion: orch/v1\nkind: Config\njobs: {config}\n")
+    repo.write("wf.yaml", workflow("w", STEPS))
+    p = repo.orch("apply", "--events", "-", *args)
+    assert p.returncode == 0, p.stderr
+    started = [e for e in map(json.loads, p.stdout.splitlines()) if e["type"] == "run.started"]
+    assert [e["jobs"] for e in started] == [jobs]

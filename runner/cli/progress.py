@@ -16,7 +16,8 @@ other style (https://no-color.org); only cursor movement remains.
 
 The ETA is the one make, cargo and Bazel users know from recorded durations: each step
 still to finish is expected to take as long as its last successful run (the steps
-table's ``started`` to ``ended``), spread over the ``-j`` slots; steps never run before
+table's ``started`` to ``ended``), spread over the run's slots (``run-started``'s
+``jobs``: ``-j``, else the config's ``jobs:``, else the CPUs); steps never run before
 count as unknown and the ETA is then shown as a lower bound (``>=``).
 """
 
@@ -75,7 +76,7 @@ class Display:
         kind = ev.get("event")
         with self._lock:
             if kind == "run-started":
-                self._reset()
+                self._reset(ev.get("jobs"))
                 return
             if kind == "planned":  # drawn once the plan is whole, at the first step event
                 if ev["action"] != "up-to-date":
@@ -115,8 +116,11 @@ class Display:
             live.stop()
 
     # -- drawing --------------------------------------------------------------------------
-    def _reset(self) -> None:
-        """A new run (a watch starts one per cycle): count afresh."""
+    def _reset(self, jobs: int | None = None) -> None:
+        """A new run (a watch starts one per cycle): count afresh. ``jobs``: the run's
+        slots as the engine chose them (``-j``, the config's ``jobs:``, the CPUs)."""
+        if jobs:
+            self.jobs = jobs
         self._todo.clear()
         self._running.clear()
         self._total = self._done = self._failed = 0

@@ -97,12 +97,13 @@ def apply(
         state.secrets = run_secrets(m, root / ".orch")  # every write to the state is masked
         remember_secret_names(m, root / ".orch")
         run_id = state.begin_run(list(opts.argv), sel.env, commit, dirty, [w.name for w in wfs])
-        if opts.report:
-            _report_start(opts.report, state, run_id, sel.env, commit, dirty, wfs, plans)
         loop = ApplyLoop(
             m, wfs, sel, plans, state=state, hasher=hasher, root=root, run_id=run_id,
             opts=opts, executor=executor, clock=clock,
         )  # fmt: skip
+        if opts.report:  # after the loop is built: run-started says how many slots it has
+            start = (run_id, sel.env, commit, dirty, loop.jobs)
+            _report_start(opts.report, state, start, wfs, plans)
         crashed = True  # until the loop returns: a run it could not finish did not succeed
         refused = False
         try:
@@ -148,15 +149,15 @@ def apply(
 def _report_start(
     report: Callable[[dict[str, Any]], None],
     state: State,
-    run_id: int,
-    env: str,
-    commit: str | None,
-    dirty: bool | None,
+    start: tuple[int, str, str | None, bool | None, int],
     wfs: list[Workflow],
     plans: Plans,
 ) -> None:
-    """The run's first progress events: ``run-started``, then one ``planned`` per step
-    with its action and reasons (what ``orch plan`` would print), masked."""
+    """The run's first progress events: ``run-started`` (``start``: run id, env, commit,
+    dirty, and ``jobs``, the slots the loop runs tasks in: ``-j``, else the config's
+    ``jobs:``, else the CPUs), then one ``planned`` per step with its action and reasons
+    (what ``orch plan`` would print), masked."""
+    run_id, env, commit, dirty, jobs = start
     mask = state.secrets.mask_any
     report(
         mask(
@@ -167,6 +168,7 @@ def _report_start(
                 "env": env,
                 "commit": commit,
                 "dirty": dirty,
+                "jobs": jobs,
             }
         )
     )
