@@ -789,10 +789,11 @@ def cancel_task(repo: Repo, task_id: int) -> dict[str, Any]:
 
 def cancel_run(repo: Repo, run_id: int) -> list[dict[str, Any]]:
     """Cancel run ``run_id``: every running task and every one waiting out a back-off is
-    ended, and its runner starts no more (the steps left are ``not-started``). Returns the
-    tasks asked to end. OrchError for an unknown run, or one with no such task (finished,
-    or its runner gone)."""
-    from runner.store.tasks import CANCEL_RUN, cancellable
+    ended, and its runner starts no more: the steps left, those waiting on another
+    runner's lock or a quota included, are ``not-started``. Returns the tasks asked to
+    end (empty when every step still waits). OrchError for an unknown run, or one that
+    has ended (or whose runner is gone)."""
+    from runner.store.tasks import CANCEL_RUN, cancellable, request_run_cancel
 
     state = open_state(repo)
     try:
@@ -801,10 +802,12 @@ def cancel_run(repo: Repo, run_id: int) -> list[dict[str, Any]]:
             _raise_damage(state)
             raise OrchError(f"no run with id {run_id} (see orch history)")
         dead = set(state.dead_runs())
-        rows = [] if run_id in dead else cancellable(state, run_id)
-        if not rows:
+        live = run_id not in dead and run[0]["status"] == Status.RUNNING
+        rows = cancellable(state, run_id) if live else []
+        if not live:
             st = Status.INTERRUPTED if run_id in dead else run[0]["status"]
             raise OrchError(f"run {run_id} has no running task (it is {st})")
+        request_run_cancel(state, run_id)
         for t in rows:
             state.update_task(t["id"], cancel_requested=CANCEL_RUN)
     finally:

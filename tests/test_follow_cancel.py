@@ -101,13 +101,46 @@ def test_cancel_run_ends_every_task_and_starts_no_more(repo: Repo) -> None:
         out, err = proc.communicate(timeout=30)
         assert proc.returncode == 1, err
     status = {s["step"]: s["status"] for s in json.loads(out)["steps"]}
-    assert status == {"a": "cancelled", "b": "cancelled", "c": "not-started"}
+    assert status == {"a": "cancelled", "b": "cancelled", "c": "cancelled"}  # c: never started
     assert not repo.exists("c.ran")
     (run,) = repo.orch_json("history")
     assert run["status"] == "failed"
     p = repo.orch("task", "cancel", "--run", "1")
     assert p.returncode == 1
     assert p.stderr == "orch: run 1 has no running task (it is failed)\n"
+
+
+@pytest.mark.slow
+def test_cancel_run_reaches_steps_waiting_on_a_quota(repo: Repo) -> None:
+    """A run whose steps all wait (a quota another runner holds) has no task row yet:
+    ``task cancel --run`` must still end it, starting none of them."""
+    quota = (
+        "apiVersion: orch/v1\nkind: ResourceQuota\nmetadata: {name: one}\n"
+        'spec:\n  limits: {concurrency: 1}\n  selector: {workflows: ["*"]}\n'
+    )
+    hold = [{"name": "hold", "run": "echo $$ > hold.pid; exec sleep 60"}]
+    waiting = [{"name": "go", "run": "touch go.ran"}, {"name": "then", "run": "true"}]
+    setup(repo, quota, wf("holder", hold), wf("second", waiting))
+    with background_apply(repo, "holder") as holder:
+        wait_until(lambda: repo.exists("hold.pid"), "the holder running")
+        with background_apply(repo, "second") as second:
+            wait_until(lambda: len(repo.orch_json("history")) == 2, "the second run begun")
+            run_id = max(r["id"] for r in repo.orch_json("history"))
+            p = repo.orch("task", "cancel", "--run", str(run_id), "--json")
+            assert p.returncode == 0, p.stderr
+            assert json.loads(p.stdout) == {"cancel_requested": True, "run_id": run_id, "tasks": []}
+            out, err = second.communicate(timeout=30)
+            assert second.returncode == 1, (out, err)
+        assert holder.poll() is None  # the other run is not touched
+        repo.orch("task", "cancel", "--run", "1")
+        holder.communicate(timeout=30)
+    status = {s["step"]: s["status"] for s in json.loads(out)["steps"]}
+    assert status == {"go": "cancelled", "then": "cancelled"}
+    assert not repo.exists("go.ran")
+    runs = {r["id"]: r["status"] for r in repo.orch_json("history")}
+    assert runs[run_id] == "failed"
+    p = repo.orch("task", "cancel", "--run", str(run_id))
+    assert p.returncode == 1  # ended: nothing left to cancel
 
 
 def test_cancel_usage_errors(repo: Repo) -> None:

@@ -788,9 +788,10 @@ def task_cancel(args: argparse.Namespace) -> int:
             print_json({"cancel_requested": True, "run_id": args.run, "tasks": tasks})
             return 0
         names = ", ".join(f"{t['id']} ({shown(t['workflow'])}/{shown(t['step'])})" for t in tasks)
+        what = f"task{'s' if len(tasks) > 1 else ''} {names}" if tasks else "no task running yet"
         print(
-            f"cancel requested for run {args.run}: task{'s' if len(tasks) > 1 else ''} {names}; "
-            "its runner ends them within a second and starts no more"
+            f"cancel requested for run {args.run}: {what}; its runner ends them within a "
+            "second and starts no more (the steps left are cancelled)"
         )
         return 0
     t = api.cancel_task(repo_from(args), args.id)

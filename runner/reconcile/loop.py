@@ -73,6 +73,7 @@ class ApplyLoop:
         self.done_q: queue.Queue[tuple[Key, Future[list[Attempt]]]] = queue.Queue()
         self.stopping = False
         self.interrupted = False
+        self.cancelled = False  # orch task cancel --run: the steps left are cancelled too
         self.lost: str | None = None  # why the executor can run nothing more (cluster gone)
         self.quotas = Quotas(
             catalog, wfs, state=state, run_id=run_id, host=getattr(executor, "runs_here", True)
@@ -163,10 +164,11 @@ class ApplyLoop:
                 # once and they must not wait for a task to finish
                 while self._pass(pool) and not self.stopping:
                     pass
-            if not self.running and not self.waiting_lock and (not self.ready or self.stopping):
+            # stopping: steps still waiting (a lock, a quota) are never started: done
+            if not self.running and (self.stopping or (not self.waiting_lock and not self.ready)):
                 return
             now = self.clock()
-            if self.running and now - last_poll > 0.25:
+            if now - last_poll > 0.25:  # also while every step waits on a lock or quota
                 last_poll = now
                 self._poll_cancels()
             busy = self.waiting_lock or len(self.ready)
@@ -353,8 +355,10 @@ class ApplyLoop:
         from runner.store.tasks import cancel_requests
 
         for wf, step, whole_run in cancel_requests(self.state, self.run_id):
-            if whole_run and not self.stopping:  # orch task cancel --run: start nothing more
+            if whole_run and not self.cancelled:  # orch task cancel --run: start nothing more
+                self.cancelled = True
                 self._stop(Status.CANCELLED)
+                self.waiting_lock.clear()  # waiting on another runner's lock: never starts
             start = self.running.get((wf, step))
             if start is not None and start.task is not None:
                 start.task.cancel.cancel(Status.CANCELLED)
@@ -369,13 +373,16 @@ class ApplyLoop:
 
     def result(self, duration: float) -> ApplyResult:
         """The results in declaration order; steps never reached when stopped early are
-        "not-started"."""
+        "not-started", or "cancelled" when the whole run was (``task cancel --run``)."""
         ordered = []
         for w in self.wfs:
             for name in self.catalog.dags[w.name].order:
                 k = (w.name, name)
                 if k in self.results:
                     ordered.append(self.results[k])
+                elif self.cancelled and not self.interrupted:  # waiting, or not yet ready
+                    why = "cancelled before it started (orch task cancel --run)"
+                    ordered.append(StepResult(w.name, name, Status.CANCELLED, [why]))
                 elif self.stopping or self.interrupted:
                     ordered.append(
                         StepResult(

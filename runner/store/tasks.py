@@ -11,19 +11,40 @@ if TYPE_CHECKING:
 # tasks.cancel_requested: 1 this task (orch task cancel ID), 2 its whole run (--run)
 CANCEL_TASK = 1
 CANCEL_RUN = 2
+# events.kind of ``orch task cancel --run``: the run itself is asked to end, so it reaches
+# steps that have no task row yet (waiting on another runner's lock, a quota, a rate)
+RUN_CANCEL_EVENT = "cancel-run"
+
+
+def request_run_cancel(state: State, run_id: int) -> None:
+    """Ask run ``run_id``'s runner to end it: its running tasks and every step it has not
+    started, those waiting on locks or quotas included (``cancel_requests`` reads it)."""
+    import time
+
+    with state.tx() as c:
+        c.execute(
+            "INSERT INTO events (at, run_id, kind, subject, detail) VALUES (?,?,?,?,?)",
+            (time.time(), run_id, RUN_CANCEL_EVENT, f"run {run_id}", "orch task cancel --run"),
+        )
 
 
 def cancel_requests(state: State, run_id: int) -> list[tuple[str, str, bool]]:
     """(workflow, step, whole run?) of the tasks of ``run_id`` that ``orch task cancel``
     asked to end: running ones, and attempts whose step waits out a retry back-off (the
-    row of the failed attempt carries the request until the next attempt's row exists).
-    One query, made every quarter second while tasks run."""
+    row of the failed attempt carries the request until the next attempt's row exists);
+    and ``("", "", True)`` when the whole run was asked to end (``request_run_cancel``).
+    Two small queries, made every quarter second while the run goes on."""
     rows = state.query(
         "SELECT workflow, step, cancel_requested FROM tasks WHERE run_id=?"
         " AND (status IN ('running', 'queued') OR delay IS NOT NULL) AND cancel_requested>0",
         (run_id,),
     )
-    return [(r["workflow"], r["step"], r["cancel_requested"] == CANCEL_RUN) for r in rows]
+    out = [(r["workflow"], r["step"], r["cancel_requested"] == CANCEL_RUN) for r in rows]
+    if state.query(
+        "SELECT 1 FROM events WHERE run_id=? AND kind=? LIMIT 1", (run_id, RUN_CANCEL_EVENT)
+    ):
+        out.append(("", "", True))  # the run as a whole, with or without a task running
+    return out
 
 
 def waiting_retry(state: State, row: dict[str, Any]) -> bool:
