@@ -63,6 +63,7 @@ _HAS_PROC = sys.platform.startswith("linux") and os.path.isdir("/proc/self")
 _pid_max: int | None = None
 _PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
 _subreaper: bool | None = None
+_has_children_file: bool | None = None  # /proc/PID/task/TID/children (CONFIG_PROC_CHILDREN)
 # The roots of the tasks running now (the executor adds each one under the lock while it
 # spawns it, and removes it once reaped): neither swept as an orphan nor reaped by
 # reap_orphans, since their runner needs their exit status and rusage.
@@ -258,12 +259,10 @@ def _scan(root_pid: int, token: str | None, floor: int, marker: str | None = Non
     me = os.getpid()
     mine = str(me).encode()
     hits = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        pid = int(name)
+    for pid in _candidates(me):
         if pid <= floor or pid in (root_pid, me):
             continue
+        name = str(pid)
         if needle is not None and needle in b"\0" + _read(f"/proc/{name}/environ"):
             hits.append(pid)
             continue
@@ -273,6 +272,41 @@ def _scan(root_pid: int, token: str | None, floor: int, marker: str | None = Non
         if in_session or (marker and len(fields) > 3 and _orphan_of(pid, fields, mine, marker)):
             hits.append(pid)
     return hits
+
+
+def _candidates(me: int) -> list[int]:
+    """The pids a task's process may have: our descendants when we are the subreaper, else
+    every pid on the machine.
+
+    As the child subreaper, every process a task forks stays below us: while its parent
+    lives it is that parent's child, and when the parent exits it is re-parented to the
+    nearest living subreaper above it, which is us or one of our descendants (a nested
+    orch). So the sweep reads a few ``children`` files instead of the stat and environment
+    of every process on the machine (most of a busy machine's processes are not ours).
+    Without ``/proc/PID/task/TID/children`` (a kernel without ``CONFIG_PROC_CHILDREN``),
+    every pid."""
+    if _subreaper:
+        found = _descendants(me)
+        if found is not None:
+            return found
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def _descendants(pid: int) -> list[int] | None:
+    """Every descendant of ``pid`` (breadth first, by the ``children`` file of each of
+    their threads); None when the kernel does not offer that file."""
+    global _has_children_file
+    if _has_children_file is None:
+        _has_children_file = os.path.exists(f"/proc/{pid}/task/{pid}/children")
+    if not _has_children_file:
+        return None
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        kids = _children(todo.pop())
+        out += kids
+        todo += kids
+    return out
 
 
 def _orphan_of(pid: int, fields: list[bytes], mine: bytes, marker: str) -> bool:
