@@ -126,7 +126,11 @@ def entering(path: Path, argv: list[str], env: dict[str, str], cwd: Path) -> lis
 
 
 def members(path: Path) -> list[int]:
-    """The pids in ``path`` and in every cgroup below it (a nested orch makes some)."""
+    """The pids in ``path`` and in every cgroup below it (a nested orch makes some).
+    One read when none is left (``populated 0``, the common case after a task's root
+    exited: a zombie is no member), a walk otherwise."""
+    if not populated(path):
+        return []
     pids: list[int] = []
     for folder, _dirs, _files in os.walk(path):
         with contextlib.suppress(OSError, ValueError):
@@ -138,25 +142,42 @@ def kill(path: Path, timeout: float = 5.0) -> bool:
     """SIGKILL every process in ``path`` and below (``cgroup.kill``), wait up to
     ``timeout`` seconds until none is left (``cgroup.events``: ``populated 0``).
     True when it is empty."""
+    if not populated(path):
+        return True
     with contextlib.suppress(OSError):
         (path / "cgroup.kill").write_text("1")
     deadline = time.monotonic() + timeout
     pause = 0.001
     while True:
-        try:
-            if "populated 0" in (path / "cgroup.events").read_text():
-                return True
-        except OSError:
-            return True  # gone
+        if not populated(path):
+            return True
         if time.monotonic() >= deadline:
             return False
         time.sleep(pause)
         pause = min(pause * 2, 0.05)
 
 
+def populated(path: Path) -> bool:
+    """Whether a live process is in ``path`` or below (``cgroup.events``); False when it
+    is gone."""
+    try:
+        fd = os.open(os.path.join(path, "cgroup.events"), os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        return b"populated 1" in os.read(fd, 4096)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 def remove(path: Path) -> None:
     """End whatever is left in ``path`` and remove it (and the cgroups below it)."""
     kill(path)
+    with contextlib.suppress(OSError):
+        os.rmdir(path)  # the common case: no cgroup below it
+        return
     for folder, _dirs, _files in sorted(os.walk(path), key=lambda w: -len(w[0])):
         with contextlib.suppress(OSError):
             os.rmdir(folder)
