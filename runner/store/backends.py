@@ -1,0 +1,260 @@
+"""Where the result cache's bytes live (``runner.store.results``): a folder on this
+machine (``Local``), or anything fsspec reaches (``Remote``: ``file://``, ``s3://``,
+``gs://``, ``az://``; fsspec is imported only when one is configured).
+
+Paths are relative to the store (``blobs/ab/ab12...``, ``entries/cd/cd34....json``); every
+write is a whole temp file, then a rename (a move on object stores), so a reader never sees
+half of one. A local store's ``locked`` is the kernel's ``flock`` on ``lock``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+CHUNK = 1 << 20
+
+
+class Backend:
+    location: str
+
+    def read(self, rel: str) -> bytes | None:
+        raise NotImplementedError
+
+    def write(self, rel: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def temp(self) -> contextlib.AbstractContextManager[tuple[str, Any]]:
+        raise NotImplementedError
+
+    def commit_blob(self, tmp: str, rel: str) -> None:
+        raise NotImplementedError
+
+    def fetch(self, rel: str, dest: Path) -> None:
+        raise NotImplementedError
+
+    def hardlink(self, rel: str, dest: Path) -> bool:
+        return False
+
+    def list(self, prefix: str) -> list[str]:
+        raise NotImplementedError
+
+    def size(self, rel: str) -> int:
+        raise NotImplementedError
+
+    def mtime(self, rel: str) -> float | None:
+        raise NotImplementedError
+
+    def touch(self, rel: str) -> None:
+        raise NotImplementedError
+
+    def remove(self, rel: str) -> None:
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def locked(self, *, exclusive: bool) -> Iterator[None]:
+        yield
+
+
+class Local(Backend):
+    """A folder on this machine (perhaps shared by clones)."""
+
+    def __init__(self, path: Path, shown: str) -> None:
+        self.path = path
+        self.location = shown
+
+    def read(self, rel: str) -> bytes | None:
+        try:
+            return (self.path / rel).read_bytes()
+        except OSError:
+            return None
+
+    def write(self, rel: str, data: bytes) -> None:
+        with self.temp() as (tmp, out):
+            out.write(data)
+            out.close()
+            dest = self.path / rel
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, dest)
+
+    @contextlib.contextmanager
+    def temp(self) -> Iterator[tuple[str, Any]]:
+        import tempfile
+
+        tmpdir = self.path / "tmp"
+        tmpdir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix="put-", dir=tmpdir)
+        out = os.fdopen(fd, "wb")
+        try:
+            yield tmp, out
+        finally:
+            out.close()
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    def commit_blob(self, tmp: str, rel: str) -> None:
+        dest = self.path / rel
+        if dest.is_file():
+            os.utime(dest)  # in use again: a sweep's grace starts over
+            return
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, dest)
+
+    def fetch(self, rel: str, dest: Path) -> None:
+        src = self.path / rel
+        with contextlib.suppress(OSError), open(src, "rb") as f, open(dest, "wb") as out:
+            if not _reflink(f.fileno(), out.fileno()):
+                import shutil
+
+                shutil.copyfileobj(f, out, CHUNK)
+
+    def hardlink(self, rel: str, dest: Path) -> bool:
+        try:
+            os.link(self.path / rel, dest)
+        except OSError:
+            return False
+        return True
+
+    def list(self, prefix: str) -> list[str]:
+        base = self.path / prefix
+        out = []
+        with contextlib.suppress(OSError):
+            for d in sorted(os.listdir(base)):
+                with contextlib.suppress(OSError):
+                    out += [f"{prefix}/{d}/{n}" for n in sorted(os.listdir(base / d))]
+        return out
+
+    def size(self, rel: str) -> int:
+        try:
+            return (self.path / rel).stat().st_size
+        except OSError:
+            return 0
+
+    def mtime(self, rel: str) -> float | None:
+        try:
+            return (self.path / rel).stat().st_mtime
+        except OSError:
+            return None
+
+    def touch(self, rel: str) -> None:
+        with contextlib.suppress(OSError):
+            os.utime(self.path / rel)
+
+    def remove(self, rel: str) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self.path / rel)
+
+    @contextlib.contextmanager
+    def locked(self, *, exclusive: bool) -> Iterator[None]:
+        import fcntl
+
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+
+def _reflink(src: int, dst: int) -> bool:
+    """A copy-on-write clone of ``src`` into ``dst`` (btrfs, XFS, APFS-like file systems):
+    instant, and a later write to either copy leaves the other alone."""
+    try:
+        import fcntl
+
+        fcntl.ioctl(dst, 0x40049409, src)  # FICLONE
+    except (OSError, ImportError, AttributeError):
+        return False
+    return True
+
+
+class Remote(Backend):
+    """A store reached through fsspec (``file://``, ``s3://``, ``gs://``, ``az://``...):
+    imported only when a remote is configured. Writes go to a temp name, then a move
+    (a rename where the file system has one; content-addressed blobs make a copying move
+    safe too)."""
+
+    def __init__(self, url: str) -> None:
+        import fsspec  # the cache-remote extra
+
+        self.fs, base = fsspec.core.url_to_fs(url)
+        self.base = base.rstrip("/")
+        self.location = url
+
+    def _p(self, rel: str) -> str:
+        return f"{self.base}/{rel}"
+
+    def read(self, rel: str) -> bytes | None:
+        try:
+            return self.fs.cat_file(self._p(rel))
+        except (OSError, ValueError):
+            return None
+
+    def write(self, rel: str, data: bytes) -> None:
+        tmp = self._p(f"tmp/{os.getpid()}-{time.time_ns()}-{os.urandom(4).hex()}")
+        self.fs.makedirs(self._p("tmp"), exist_ok=True)
+        self.fs.pipe_file(tmp, data)
+        self._move(tmp, self._p(rel))
+
+    def _move(self, src: str, dest: str) -> None:
+        self.fs.makedirs(dest.rsplit("/", 1)[0], exist_ok=True)
+        self.fs.mv(src, dest)
+
+    @contextlib.contextmanager
+    def temp(self) -> Iterator[tuple[str, Any]]:
+        import tempfile
+
+        fd, tmp = tempfile.mkstemp(prefix="orch-put-")
+        out = os.fdopen(fd, "wb")
+        try:
+            yield tmp, out
+        finally:
+            out.close()
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+    def commit_blob(self, tmp: str, rel: str) -> None:
+        if self.fs.exists(self._p(rel)):
+            return
+        name = self._p(f"tmp/{os.getpid()}-{time.time_ns()}-{os.urandom(4).hex()}")
+        self.fs.makedirs(self._p("tmp"), exist_ok=True)
+        self.fs.put_file(tmp, name)
+        self._move(name, self._p(rel))
+
+    def fetch(self, rel: str, dest: Path) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.fs.get_file(self._p(rel), str(dest))
+
+    def list(self, prefix: str) -> list[str]:
+        try:
+            found = self.fs.find(self._p(prefix))
+        except (OSError, ValueError):
+            return []
+        start = len(self.base) + 1
+        return sorted(p[start:] if p.startswith(self.base) else p for p in found)
+
+    def size(self, rel: str) -> int:
+        try:
+            return int(self.fs.size(self._p(rel)) or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def mtime(self, rel: str) -> float | None:
+        try:
+            m = self.fs.modified(self._p(rel))
+        except (OSError, ValueError, NotImplementedError):
+            return None
+        return m.timestamp()
+
+    def touch(self, rel: str) -> None:
+        return  # object stores have no utime: last_used is when the entry was written
+
+    def remove(self, rel: str) -> None:
+        with contextlib.suppress(OSError, ValueError):
+            self.fs.rm_file(self._p(rel))

@@ -1,0 +1,527 @@
+"""The content-addressed result cache: a step's outputs (files, folders, modes and output
+values) kept by a key made from its fingerprint, so a fingerprint seen before is restored,
+not run again (DVC's run-cache, Bazel's action cache).
+
+Layout under the store's location (``.orch/cache/results/`` by default, a shared folder
+with ``cache: {dir: PATH}``, or an fsspec URL with ``cache: {remote: URL}``)::
+
+    blobs/ab/ab12...        file contents, once each, named by their BLAKE2b-128 hash;
+                            read-only (0444): nothing writes a blob in place
+    entries/cd/cd34....json one entry per key: outputs (paths, blob, mode, size), output
+                            values, meta (when, where), ``format``
+    tmp/                    writes in progress (temp + rename: a reader never sees half)
+
+Trust: ``put`` copies each file into a temp blob while hashing it and refuses (returns
+False) when the file changed while it was read, or is a symlink or not a regular file;
+``restore`` stages every file of the entry beside the work tree while hashing what it
+copies, and only when every hash matches swaps the outputs into place, one rename each --
+a corrupted or missing blob is a miss with one warning, never a half-restored output.
+
+Restoring copies by default (a reflink where the file system makes one, ``FICLONE``), so a
+later in-place edit of the work-tree file can never reach the cache. ``link: hardlink``
+hard-links blobs into place instead (same device only, else a copy), as DVC's
+``cache.type: hardlink`` does: the restored file is then read-only, like the blob, and an
+in-place write to it (possible for root) damages the blob, which the next restore finds
+by its hash and drops. Never a symlink into the cache.
+
+Two processes putting one key at once each write whole temp files and rename them; the
+last rename wins and both entries are complete. A local store's ``gc``/``clear`` take an
+exclusive ``flock`` on ``lock`` and ``put`` a shared one, so a sweep never removes a blob
+an entry being written relies on.
+
+Keys are hashes (``result_key``) and carry nothing of what they were made from; secrets
+reach a fingerprint only through keyed digests (``runner.masking``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import stat
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runner.digests import digest
+from runner.store.backends import CHUNK, Backend, Local, Remote
+
+FORMAT = 1
+DEFAULT_DIR = ".orch/cache/results"
+LINK_MODES = ("copy", "hardlink")
+
+
+def result_key(fingerprint: str) -> str:
+    """The cache key of a step whose fingerprint is ``fingerprint`` (a digest already):
+    another digest over it, versioned, so a key never shows what it was made from."""
+    return digest("orch-result", str(FORMAT), fingerprint)
+
+
+@dataclass(frozen=True)
+class CacheSetting:
+    """The ``cache:`` setting: ``enabled`` (``cache: false`` turns it off), ``dir`` (a
+    folder, relative to the repository root or absolute), ``remote`` (an fsspec URL),
+    ``max_size`` (bytes; gc'd to it after a run; None: unbounded), ``link`` (``copy`` or
+    ``hardlink``)."""
+
+    enabled: bool = True
+    dir: str | None = None
+    remote: str | None = None
+    max_size: int | None = None
+    link: str = "copy"
+
+    @classmethod
+    def of(cls, setting: Any) -> CacheSetting:
+        """From what a manifest holds: None/True (defaults), False, a mapping, or one."""
+        if isinstance(setting, CacheSetting):
+            return setting
+        if setting is None or setting is True:
+            return cls()
+        if setting is False:
+            return cls(enabled=False)
+        if isinstance(setting, dict):
+            known = {k: setting.get(k) for k in ("enabled", "dir", "remote", "max_size", "link")}
+            return cls(**{k: v for k, v in known.items() if v is not None})
+        raise TypeError(f"cache: expected true, false or a mapping, got {setting!r}")
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One stored result: ``key``, ``created``/``last_used`` (unix seconds; a hit bumps
+    ``last_used``), ``size`` (bytes of the blobs it references), ``files`` (how many)."""
+
+    key: str
+    created: float
+    last_used: float
+    size: int
+    files: int
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    """An entry as ``get`` reads it: its ``entry``, output ``values``, ``meta`` (what the
+    writer said of itself: workflow, step, origin) and the store's ``location``."""
+
+    entry: CacheEntry
+    values: dict[str, str]
+    meta: dict[str, Any]
+    location: str
+
+    @property
+    def where(self) -> str:
+        """``<when>, <origin or location>`` for a plan reason: ``2026-12-01 02:40 UTC
+        (.orch/cache/results)``."""
+        when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(self.entry.created))
+        return f"{when} ({self.meta.get('origin') or self.location})"
+
+
+class Refused(Exception):
+    """What ``put`` will not store (a symlink, a special file, a file changed while read)."""
+
+
+def _warn_stderr(message: str) -> None:
+    print(f"orch: warning: {message}", file=sys.stderr)
+
+
+class ResultStore:
+    """A result cache at ``location`` (a folder path, or an fsspec URL for messages).
+
+    ``warn`` says one line per problem (a corrupted blob); the default prints
+    ``orch: warning: ...`` on stderr. ``counters``: the file where hits and misses are
+    tallied (one byte each, appended), beside the store unless it is remote."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        link: str = "copy",
+        counters: Path | None = None,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        self._b = backend
+        self.location = backend.location
+        self.link = link if link in LINK_MODES else "copy"
+        self._counters = counters
+        self.warn = warn or _warn_stderr
+
+    # ---- reading ----------------------------------------------------------------------
+
+    def get(self, key: str) -> StoredResult | None:
+        """The entry stored under ``key`` (no blob is read or verified), or None."""
+        data = self._entry_data(key)
+        if data is None:
+            return None
+        return StoredResult(
+            entry=self._entry_of(key, data),
+            values=dict(data.get("values") or {}),
+            meta=dict(data.get("meta") or {}),
+            location=self.location,
+        )
+
+    def _entry_data(self, key: str) -> dict[str, Any] | None:
+        raw = self._b.read(_entry_rel(key))
+        if raw is None:
+            return None
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("key") != key:
+            return None
+        if not isinstance(data.get("outputs"), list):
+            return None
+        return data
+
+    def _entry_of(self, key: str, data: dict[str, Any]) -> CacheEntry:
+        blobs = {f[1]: f[3] for o in data["outputs"] for f in _files_of(o)}
+        created = float(data.get("created", 0.0))
+        used = self._b.mtime(_entry_rel(key))
+        return CacheEntry(
+            key=key,
+            created=created,
+            last_used=created if used is None else used,
+            size=sum(blobs.values()),
+            files=sum(len(_files_of(o)) for o in data["outputs"]),
+        )
+
+    def entries(self) -> list[CacheEntry]:
+        """Every readable entry, least recently used first."""
+        out = []
+        for rel in self._b.list("entries"):
+            key = rel.rsplit("/", 1)[-1].removesuffix(".json")
+            data = self._entry_data(key) if rel.endswith(".json") else None
+            if data is not None:
+                out.append(self._entry_of(key, data))
+        out.sort(key=lambda e: (e.last_used, e.key))
+        return out
+
+    def stats(self) -> dict[str, int]:
+        """``{"entries", "bytes" (of all blobs), "hits", "misses"}``."""
+        hits = misses = 0
+        if self._counters is not None:
+            with contextlib.suppress(OSError):
+                tally = self._counters.read_bytes()
+                hits, misses = tally.count(b"h"), tally.count(b"m")
+        return {
+            "entries": len(self.entries()),
+            "bytes": sum(self._b.size(r) for r in self._b.list("blobs")),
+            "hits": hits,
+            "misses": misses,
+        }
+
+    def _count(self, what: bytes) -> None:
+        if self._counters is None:
+            return
+        with contextlib.suppress(OSError):
+            self._counters.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._counters, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, what)
+            finally:
+                os.close(fd)
+
+    # ---- writing ----------------------------------------------------------------------
+
+    def put(
+        self,
+        key: str,
+        *,
+        root: Path,
+        files: list[str],
+        values: dict[str, str],
+        meta: dict[str, Any],
+    ) -> bool:
+        """Store the outputs ``files`` (repo-relative paths under ``root``, each a file or
+        a folder) and output ``values`` under ``key``; atomic. False (nothing stored, no
+        error) when an output is missing, a symlink or special file, changed while it was
+        read, or the store cannot be written."""
+        try:
+            with self._b.locked(exclusive=False):
+                outputs = [self._put_output(root, rel) for rel in sorted(set(files))]
+                data = {
+                    "format": FORMAT,
+                    "key": key,
+                    "created": time.time(),
+                    "outputs": outputs,
+                    "values": dict(values),
+                    "meta": dict(meta),
+                }
+                body = json.dumps(data, sort_keys=True, separators=(",", ":"))
+                self._b.write(_entry_rel(key), body.encode())
+        except (Refused, OSError, ValueError):
+            return False
+        return True
+
+    def _put_output(self, root: Path, rel: str) -> dict[str, Any]:
+        full = os.path.join(root, rel)
+        st = os.lstat(full)
+        if stat.S_ISDIR(st.st_mode):
+            dirs: list[str] = []
+            found: list[list[Any]] = []
+            for sub, is_dir in _walk(full):
+                if is_dir:
+                    dirs.append(sub)
+                else:
+                    found.append(self._put_file(os.path.join(full, sub), sub))
+            return {"path": rel, "kind": "dir", "mode": st.st_mode & 0o7777, "dirs": dirs,
+                    "files": found}  # fmt: skip
+        blob, mode, size = self._put_file(full, "")[1:]
+        return {"path": rel, "kind": "file", "blob": blob, "mode": mode, "size": size}
+
+    def _put_file(self, full: str, sub: str) -> list[Any]:
+        """``[sub, blob hash, mode, size]`` of the regular file ``full``, its bytes stored."""
+        before = os.lstat(full)
+        if not stat.S_ISREG(before.st_mode):
+            raise Refused(f"{full}: not a regular file")
+        h = hashlib.blake2b(digest_size=16)
+        with open(full, "rb") as f, self._b.temp() as (tmp, out):
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+                out.write(chunk)
+            out.close()
+            after = os.fstat(f.fileno())
+            if _changed(before, after):
+                raise Refused(f"{full}: changed while it was stored")
+            self._b.commit_blob(tmp, _blob_rel(h.hexdigest()))
+        return [sub, h.hexdigest(), before.st_mode & 0o7777, before.st_size]
+
+    # ---- restoring --------------------------------------------------------------------
+
+    def restore(self, key: str, root: Path) -> dict[str, str] | None:
+        """Put the outputs stored under ``key`` in place under ``root`` and return their
+        output values; None on a miss. Every file is staged and its hash verified before
+        the first output is replaced; a missing or corrupted blob is a miss with one
+        warning (the bad blob is dropped, so the next success stores it again)."""
+        data = self._entry_data(key)
+        if data is None:
+            self._count(b"m")
+            return None
+        staging = root / ".orch" / "tmp"
+        staging.mkdir(parents=True, exist_ok=True)
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="restore-", dir=staging) as stage:
+            try:
+                _check_paths(data["outputs"], root)
+                staged = [self._stage(o, Path(stage), i) for i, o in enumerate(data["outputs"])]
+            except _Corrupt as e:
+                self.warn(f"result cache {self.location}: {e}; running the step instead")
+                self._count(b"m")
+                return None
+            for o, path in zip(data["outputs"], staged, strict=True):
+                _swap(path, root / o["path"], Path(stage))
+        self._b.touch(_entry_rel(key))
+        self._count(b"h")
+        return dict(data.get("values") or {})
+
+    def _stage(self, output: dict[str, Any], stage: Path, i: int) -> Path:
+        target = stage / f"o{i}"
+        if output.get("kind") == "dir":
+            target.mkdir()
+            for sub in output.get("dirs", []):
+                (target / sub).mkdir(parents=True, exist_ok=True)
+            for sub, blob, mode, _size in output.get("files", []):
+                self._stage_file(blob, mode, target / sub)
+            os.chmod(target, int(output.get("mode", 0o755)) | 0o700)
+        else:
+            self._stage_file(output["blob"], output["mode"], target)
+        return target
+
+    def _stage_file(self, blob: str, mode: int, dest: Path) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        rel = _blob_rel(blob)
+        linked = self.link == "hardlink" and self._b.hardlink(rel, dest)
+        if not linked:
+            self._b.fetch(rel, dest)
+        if _hash_path(dest) != blob:
+            self._b.remove(rel)
+            raise _Corrupt(f"blob {blob} is corrupted or missing")
+        if not linked:
+            os.chmod(dest, mode & 0o7777)
+
+    # ---- keeping it small -------------------------------------------------------------
+
+    def gc(
+        self, *, max_size: int | None = None, older_than: float | None = None
+    ) -> tuple[int, int]:
+        """Drop entries, least recently used first: those unused for ``older_than``
+        seconds, then more until the blobs left take at most ``max_size`` bytes; then the
+        blobs no entry references. Returns (entries removed, bytes freed)."""
+        with self._b.locked(exclusive=True):
+            entries = self.entries()
+            blobs = {e.key: self._blob_sizes(e.key) for e in entries}
+            refs: dict[str, int] = {}
+            for sizes in blobs.values():
+                for b in sizes:
+                    refs[b] = refs.get(b, 0) + 1
+            total = self._blob_bytes()
+            now = time.time()
+            drop: list[str] = []
+            for e in entries:  # least recently used first
+                old = older_than is not None and now - e.last_used > older_than
+                big = max_size is not None and total > max_size
+                if not (old or big):
+                    continue
+                drop.append(e.key)
+                for b, size in blobs[e.key].items():
+                    refs[b] -= 1
+                    total -= size if refs[b] == 0 else 0
+            for key in drop:
+                self._b.remove(_entry_rel(key))
+            return len(drop), self._sweep(set(refs) - {b for b, n in refs.items() if n == 0})
+
+    def _blob_sizes(self, key: str) -> dict[str, int]:
+        data = self._entry_data(key)
+        if data is None:
+            return {}
+        return {f[1]: int(f[3]) for o in data["outputs"] for f in _files_of(o)}
+
+    def _blob_bytes(self) -> int:
+        return sum(self._b.size(r) for r in self._b.list("blobs"))
+
+    def _sweep(self, used: set[str]) -> int:
+        """Remove the blobs not in ``used``; the bytes freed."""
+        freed = 0
+        for rel in self._b.list("blobs"):
+            if rel.rsplit("/", 1)[-1] not in used:
+                freed += self._b.size(rel)
+                self._b.remove(rel)
+        return freed
+
+    def clear(self) -> int:
+        """Remove every entry and blob; the number of entries removed."""
+        with self._b.locked(exclusive=True):
+            n = 0
+            for rel in self._b.list("entries"):
+                self._b.remove(rel)
+                n += rel.endswith(".json")
+            for rel in self._b.list("blobs"):
+                self._b.remove(rel)
+            return n
+
+
+class _Corrupt(Exception):
+    pass
+
+
+def _files_of(output: dict[str, Any]) -> list[list[Any]]:
+    """``[sub, blob, mode, size]`` for each file of an entry's output."""
+    if output.get("kind") == "dir":
+        return [list(f) for f in output.get("files", [])]
+    return [["", output["blob"], output["mode"], output["size"]]]
+
+
+def _check_paths(outputs: list[dict[str, Any]], root: Path) -> None:
+    """Every path an entry names stays inside ``root`` (an entry is data from a shared,
+    perhaps remote, store: ``../`` or a link in the way must not lead a restore out)."""
+    from runner import links
+
+    real = links.real_root(str(root))
+    for o in outputs:
+        subs = [f[0] for f in _files_of(o) if f[0]] + list(o.get("dirs", []))
+        for rel in [o["path"], *subs]:
+            parts = str(rel).split("/")
+            if not rel or str(rel).startswith("/") or ".." in parts or "" in parts:
+                raise _Corrupt(f"entry names an unsafe path {rel!r}")
+        if parts_hidden(o["path"]):
+            raise _Corrupt(f"entry names an unsafe path {o['path']!r}")
+        parent = os.path.dirname(os.path.join(root, o["path"]))
+        if not links.inside(real, os.path.realpath(parent)):
+            raise _Corrupt(f"{o['path']} leads outside the repository")
+
+
+def parts_hidden(rel: str) -> bool:
+    """Whether ``rel`` lies in ``.git/`` or ``.orch/``, which no output may replace."""
+    return rel.split("/", 1)[0] in (".git", ".orch")
+
+
+def _entry_rel(key: str) -> str:
+    return f"entries/{key[:2]}/{key}.json"
+
+
+def _blob_rel(blob: str) -> str:
+    if len(blob) < 3 or not all(c in "0123456789abcdef" for c in blob):
+        raise _Corrupt(f"bad blob name {blob!r}")
+    return f"blobs/{blob[:2]}/{blob}"
+
+
+def _changed(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_size, a.st_mtime_ns, a.st_ino) != (b.st_size, b.st_mtime_ns, b.st_ino)
+
+
+def _walk(top: str) -> Iterator[tuple[str, bool]]:
+    """(relative path, is a folder) under ``top``, sorted, not following symlinks; a
+    symlink or special file raises Refused (only files and folders are cached)."""
+    stack = [""]
+    while stack:
+        rel = stack.pop()
+        with os.scandir(os.path.join(top, rel) if rel else top) as it:
+            items = sorted(it, key=lambda d: d.name)
+        for d in items:
+            sub = f"{rel}/{d.name}" if rel else d.name
+            if d.is_symlink():
+                raise Refused(f"{d.path}: a symlink")
+            if d.is_dir(follow_symlinks=False):
+                yield sub, True
+                stack.append(sub)
+            elif d.is_file(follow_symlinks=False):
+                yield sub, False
+            else:
+                raise Refused(f"{d.path}: not a regular file")
+
+
+def _hash_path(path: Path) -> str:
+    h = hashlib.blake2b(digest_size=16)
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+    except OSError:
+        return ""
+    return h.hexdigest()
+
+
+def _swap(staged: Path, target: Path, stage: Path) -> None:
+    """Put ``staged`` where ``target`` is, one rename (a folder in the way moved aside
+    first, then removed)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    aside = None
+    if target.is_dir() and not target.is_symlink():
+        aside = stage / f"aside-{target.name}"
+        os.replace(target, aside)
+    elif staged.is_dir() and (target.exists() or target.is_symlink()):
+        target.unlink()
+    try:
+        os.replace(staged, target)
+    except OSError:
+        if aside is not None:
+            os.replace(aside, target)
+        raise
+    if aside is not None:
+        import shutil
+
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+def open_store(
+    root: Path, setting: Any = None, *, warn: Callable[[str], None] | None = None
+) -> ResultStore:
+    """The result store the ``cache:`` setting names (a ``CacheSetting``, or what a
+    manifest holds: None, a bool, a mapping): ``remote`` (an fsspec URL; raises
+    ImportError without the ``cache-remote`` extra), else ``dir`` (relative to ``root``,
+    ``~`` expanded), else ``root/.orch/cache/results``. Opening touches nothing."""
+    s = CacheSetting.of(setting)
+    counters = root / ".orch" / "cache" / "results-counters"
+    if s.remote:
+        return ResultStore(Remote(s.remote), link="copy", counters=counters, warn=warn)
+    if s.dir:
+        path = root / os.path.expanduser(s.dir)
+        shown = s.dir
+    else:
+        path = root / DEFAULT_DIR
+        shown = DEFAULT_DIR + "/"
+    return ResultStore(Local(path, shown), link=s.link, counters=path / "counters", warn=warn)
