@@ -66,6 +66,9 @@ class Step:
     # and the values its templates read ({"matrix": {...}} or {"item": ...})
     group: str = ""
     fan: dict[str, Any] = field(default_factory=dict)
+    # what an output edited by hand since it was recorded means (decide.py): "heal" (run
+    # again, or restore from the result cache), "warn" (say so, run nothing) or "ignore"
+    drift: str = "heal"
 
 
 @dataclass(frozen=True)
@@ -224,6 +227,7 @@ def build_workflow(path: str, doc_index: int, line: int, data: dict[str, Any]) -
                 description=s.get("description", ""),
                 shell=shell_argv(s.get("shell", d_shell)),
                 spec=s,
+                drift=s.get("drift", spec.get("drift", "heal")),
             )
         )
     handlers = {

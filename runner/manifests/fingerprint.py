@@ -6,9 +6,10 @@
   environment variables and ``git.*`` values it reads, the step's env, workdir, when,
   declared paths; a ``uses:`` step's StepTemplate fields are merged in before), each
   field hashed separately so a plan can say *which* field changed. Formatting, comments,
-  key order, ``description``, ``priority``, ``timeout``, ``retry`` change nothing; nor do
-  spacing and comments inside a template, a command's trailing newlines, or the order of
-  ``inputs``/``outputs`` (templates are hashed by their tokens: ``templating.canonical``).
+  key order, ``description``, ``priority``, ``timeout``, ``retry``, ``drift`` change
+  nothing; nor do spacing and comments inside a template, a command's trailing newlines,
+  or the order of ``inputs``/``outputs`` (templates are hashed by their tokens:
+  ``templating.canonical``).
 * inputs: the content hash of every file the input patterns match.
 * upstream: each upstream step's output values and output-file hashes, so a re-run that
   produced identical outputs does not ripple further (early cutoff).

@@ -6,6 +6,11 @@ Reasons are data (as doit does), in the words a person acts on::
     input changed: src/a.py · output missing: dist/ · output modified: report.md
     upstream changed: build · upstream will run: build (shown as "may run")
 
+An output edited by hand since it was recorded is a reason to run under the step's
+``drift: heal`` (the default); under ``drift: warn`` the step stays up to date with the
+reason ``output edited by hand: build/app (drift: warn)`` (nothing runs unless forced);
+under ``drift: ignore`` it is up to date. A missing output is always a reason to run.
+
 ``decide`` is pure given its inputs; the caller passes the hasher and ``live_runs`` (the
 only I/O). Its answer, a ``StepDecision``, is frozen: nothing downstream overrides it.
 """
@@ -183,6 +188,7 @@ def _decide(
         reasons.append("never ran")
     elif rec.status in FAILED_REASONS:
         reasons.append(FAILED_REASONS[rec.status])
+    drifted: list[str] = []  # outputs edited by hand under drift: warn
     if rec is not None and rec.fingerprint is not None:
         if rec.fingerprint != fingerprint:
             # only now read the recorded parts, to say which one moved
@@ -198,15 +204,19 @@ def _decide(
         if (
             view.outputs and rec.status != Status.SKIPPED
         ):  # a skipped step wrote nothing: it settles
-            reasons += _output_reasons(hasher, view.outputs, rec.output_files)
+            run, drifted = _output_reasons(hasher, view.outputs, rec.output_files, view.step.drift)
+            reasons += run
     action = UP_TO_DATE
     if reasons and constant_false(view):
         action, reasons = SKIP, ["when: false"]
     elif reasons:
         action = RUN
+        reasons += drifted  # said: the run replaces what was edited by hand
     elif pending_up:
         action = MAY_RUN
-        reasons.append(f"upstream will run: {', '.join(pending_up)}")
+        reasons += [*drifted, f"upstream will run: {', '.join(pending_up)}"]
+    else:
+        reasons += drifted  # drift: warn on a step that stays up to date
     return StepDecision(
         view.wf.name,
         view.step.name,
@@ -271,8 +281,15 @@ def constant_false(view: StepView) -> bool:
 
 
 def _output_reasons(
-    hasher: Hasher, outputs: tuple[str, ...], recorded: dict[str, str]
-) -> list[str]:
+    hasher: Hasher, outputs: tuple[str, ...], recorded: dict[str, str], drift: str = "heal"
+) -> tuple[list[str], list[str]]:
+    """(reasons to run, drift reasons) for the outputs that do not stand as recorded.
+
+    A missing output is always made again. One modified since it was recorded (edited by
+    hand) is a reason to run under ``drift: heal`` (the default); under ``warn`` it is a
+    drift reason, ``output edited by hand: build/app (drift: warn)``, that does not by
+    itself make the step run: Terraform's drift report, which changes nothing until
+    applied (here ``--force``); under ``ignore`` it is nothing."""
     from runner.globs import literal
 
     now = output_hashes(hasher, list(outputs))
@@ -283,6 +300,8 @@ def _output_reasons(
     out = []
     if missing:
         out.append(_files_summary("output missing", missing))
-    if modified:
+    if modified and drift == "heal":
         out.append(_files_summary("output modified", modified))
-    return out
+    if modified and drift == "warn":
+        return out, [_files_summary("output edited by hand", modified) + " (drift: warn)"]
+    return out, []

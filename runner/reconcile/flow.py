@@ -76,7 +76,8 @@ def apply(
     for w in dict.fromkeys(w for w, _ in plans.removed):  # their readers re-run by fingerprint
         state.drop_step_records(w, [s for x, s in plans.removed if x == w])
     if all(d.action == Status.UP_TO_DATE for ds in plans.decisions.values() for d in ds):
-        results = [StepResult(w, s, Status.UP_TO_DATE) for w, s, *_ in plans.rows()]
+        # reasons only where drift: warn found an output edited by hand
+        results = [StepResult(w, s, Status.UP_TO_DATE, r) for w, s, _a, r in plans.rows()]
         return ApplyResult(None, results, clock() - t0, removed=tuple(plans.removed)), plans
     from runner.reconcile.loop import ApplyLoop
 

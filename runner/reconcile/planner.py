@@ -252,6 +252,8 @@ def plan_workflows(
                 )
                 if ups:
                     d = replace(d, action=SKIP, reasons=(f"upstream skipped: {', '.join(ups)}",))
+            if d.action == UP_TO_DATE and d.reasons:  # drift: warn (decide.py)
+                plans.warnings.append(_drift_warning(wf.name, name, d.reasons))
             if d.action == SKIP:
                 skipping.add(name)
             elif d.action != UP_TO_DATE:
@@ -268,6 +270,16 @@ def plan_workflows(
     hasher.flush()
     plans.seen = hasher.seen
     return plans
+
+
+def _drift_warning(wf: str, step: str, reasons: tuple[str, ...]) -> str:
+    """The warning for a step ``drift: warn`` keeps up to date although an output was
+    edited by hand: said on every plan and apply until the output is made again, and it
+    keeps the no-op fast path (which would not say it) off."""
+    return (
+        f"{wf}/{step}: {'; '.join(reasons)}: not run; "
+        f"'orch apply --force {wf}/{step}' makes it again"
+    )
 
 
 def _was_skipped(records: dict[str, StepRecord], name: str, will_run: set[str]) -> bool:

@@ -147,7 +147,8 @@ class Start:
                 if k in results
             )
         ):
-            return self._done(Status.UP_TO_DATE)
+            # reasons only where drift: warn found an output edited by hand
+            return self._done(Status.UP_TO_DATE, list(self.decision.reasons))
         return None
 
     def _admit(self) -> Outcome | None:
@@ -191,7 +192,7 @@ class Start:
             return self._failed(f"{where}: step '{step}': inputs: {e}")
         if self.decision.action == UP_TO_DATE:
             why = ["early cutoff: upstream outputs unchanged"] if planned.action == MAY_RUN else []
-            return self._done(Status.UP_TO_DATE, why)
+            return self._done(Status.UP_TO_DATE, [*self.decision.reasons, *why])
         return None
 
     def _upstream_skipped(self) -> Outcome | None:
