@@ -911,3 +911,75 @@ def templates(repo: Repo) -> list[dict[str, Any]]:
     from runner.projects.templates_index import list_templates
 
     return [t.to_json() for t in list_templates(repo)]
+
+
+def _result_store(repo: Repo) -> Any:
+    """The result cache ``.orch/config.yaml``'s ``cache:`` names (``store.results``)."""
+    from runner.manifests.load import read_config
+    from runner.store.results import open_store
+
+    config, diags = read_config(repo.root)
+    if diags:
+        raise OrchError(diagnostics=diags)
+    setting = getattr(config, "cache", None)
+    try:
+        return open_store(repo.root, setting), setting
+    except ImportError as e:
+        raise OrchError(
+            f"cache.remote needs fsspec ({e}): pip install 'orch-gitops[cache-remote]'"
+            " and the file system's own package (s3fs, gcsfs, adlfs)"
+        ) from None
+
+
+def cache_status(repo: Repo) -> dict[str, Any]:
+    """The result cache (``orch cache status``): ``{"location", "entries", "bytes",
+    "hits", "misses", "hit_rate"`` (hits / lookups, 0..1; None before the first lookup),
+    ``"max_size"`` (bytes the cache is gc'd to after each apply; None: unbounded)``}``.
+    Hits and misses count every lookup made through this store since it was made.
+    Read-only. Raises OrchError for a ``.orch/config.yaml`` that does not validate, or a
+    ``cache.remote`` without fsspec (the ``cache-remote`` extra); so do the two below."""
+    from runner.store.results import CacheSetting
+
+    store, setting = _result_store(repo)
+    stats = store.stats()
+    looked = stats["hits"] + stats["misses"]
+    return {
+        "location": store.location,
+        **stats,
+        "hit_rate": stats["hits"] / looked if looked else None,
+        "max_size": CacheSetting.of(setting).max_size,
+    }
+
+
+def cache_gc(
+    repo: Repo, *, max_size: int | None = None, older_than: float | None = None
+) -> dict[str, Any]:
+    """Drop result-cache entries, least recently used first (``orch cache gc``): those
+    unused for ``older_than`` seconds, then more until the cache takes at most
+    ``max_size`` bytes (default: the configured ``cache.max_size``); then file contents
+    no entry refers to. Returns ``{"location", "removed"`` (entries), ``"freed"`` (bytes),
+    ``"entries", "bytes"`` (what is left)``}``."""
+    from runner.store.results import CacheSetting
+
+    store, setting = _result_store(repo)
+    if max_size is None:
+        max_size = CacheSetting.of(setting).max_size
+    removed, freed = store.gc(max_size=max_size, older_than=older_than)
+    left = store.stats()
+    return {
+        "location": store.location,
+        "removed": removed,
+        "freed": freed,
+        "entries": left["entries"],
+        "bytes": left["bytes"],
+    }
+
+
+def cache_clear(repo: Repo) -> dict[str, Any]:
+    """Empty the result cache (``orch cache clear``): every entry and file content; the
+    next apply runs what it would have restored. Returns ``{"location", "removed"``
+    (entries), ``"freed"`` (bytes)``}``."""
+    store, _setting = _result_store(repo)
+    before = store.stats()["bytes"]
+    removed = store.clear()
+    return {"location": store.location, "removed": removed, "freed": before}

@@ -36,6 +36,7 @@ SECTIONS: list[tuple[str, list[str]]] = [
     ),
     ("Templates", ["templates"]),
     ("System status", ["system_status"]),
+    ("Result cache", ["cache_status", "cache_gc", "cache_clear"]),
     ("Secrets", ["mask"]),
 ]
 

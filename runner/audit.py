@@ -30,6 +30,8 @@ AUDITED = frozenset(
         "run:apply",
         "run:task_cancel",
         "run:state_reset",
+        "cache:gc",
+        "cache:clear",
         "projects:project_create",
         "projects:project_archive",
         "projects:project_restore",

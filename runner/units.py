@@ -62,6 +62,22 @@ def parse_quantity(value: str | int | float) -> float:
     return float(m.group(1)) * _QTY_FACTOR[m.group(2)]
 
 
+def parse_size(value: str | int | float) -> int:
+    """Bytes in a size: a quantity (``5Gi``, ``500M``, ``1024``) that may end in ``B`` as
+    people write sizes (``5GiB``, ``500MB``, ``100B``). Raises ValueError, with the
+    accepted syntax, for anything else, ``m`` (milli: no part of a byte) included."""
+    text = value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith("m"):
+            raise ValueError(f"not a size: {value!r} (use e.g. 500MB, 5GiB, 1024)")
+        text = text.removesuffix("B")
+    try:
+        return int(parse_quantity(text))
+    except ValueError:
+        raise ValueError(f"not a size: {value!r} (use e.g. 500MB, 5GiB, 1024)") from None
+
+
 def format_duration(seconds: float) -> str:
     if seconds < 1:
         return f"{seconds * 1000:.0f}ms"

@@ -38,6 +38,7 @@ TOOLS = {
     "create_project",
     "manage_project",
     "get_system_status",
+    "get_cache_status",
 }
 RUNS = {"apply", "execute_workflow", "execute_task"}  # run the manifests' commands
 
@@ -695,6 +696,13 @@ def test_get_system_status_reports_the_host_and_health(server: Server) -> None:
 
     assert HOST_QUOTA in {q["name"] for q in st["quotas"]}
     assert set(st) == set(server.repo.orch_json("system", "status"))  # the CLI's report
+
+
+def test_get_cache_status_is_the_clis_report(server: Server) -> None:
+    st = server.ok("get_cache_status")
+    assert st == server.repo.orch_json("cache", "status")
+    assert st["location"] == ".orch/cache/results/"
+    assert set(st) == {"location", "entries", "bytes", "hits", "misses", "hit_rate", "max_size"}
 
 
 def test_create_list_archive_restore_a_project(repo: Repo, tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ READERS = frozenset({
     "run:status", "run:history", "run:logs", "run:task_list", "run:task_status",
     "run:system_status", "run:system_metrics", "run:system_health",
     "projects:project_status", "projects:project_list", "basic:graph", "basic:workflow_list",
+    "cache:status",
 })  # fmt: skip
 
 

@@ -145,6 +145,25 @@ orch task status 42 --json
 orch task cancel 42               the runner running it ends its tree within a second
 orch task cancel --run 7          every task of run 7; the run starts no more
 """,
+    "cache": """\
+orch cache status                 entries, size and hit rate of the result cache
+orch cache gc --max-size 5GiB     drop least recently used results down to 5 GiB
+orch cache gc --older-than 30d    drop results nobody used for 30 days
+orch cache clear                  remove every cached result
+""",
+    "cache status": """\
+orch cache status                 where the cache is, entries, size, hit rate
+orch cache status --json | jq .hit_rate
+""",
+    "cache gc": """\
+orch cache gc                     down to the config's cache.max_size (if set)
+orch cache gc --max-size 5GiB     least recently used first, until 5 GiB are left
+orch cache gc --older-than 30d    results not restored or stored for 30 days
+orch cache gc --max-size 500MB --older-than 7d   both
+""",
+    "cache clear": """\
+orch cache clear                  every result; the next apply runs what it restored
+""",
     "state": """\
 orch state reset                  move .orch/state.db aside (kept) and start afresh
 """,

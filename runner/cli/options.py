@@ -40,6 +40,26 @@ def seconds(text: str) -> float:
     return x
 
 
+def size(text: str) -> int:
+    """argparse ``type``: a size in bytes, ``5GiB``, ``500MB``, ``1024`` (``units.parse_size``)."""
+    from runner.units import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def age(text: str) -> float:
+    """argparse ``type``: a duration, ``30d``, ``12h``, ``90`` seconds (``units.parse_duration``)."""
+    from runner.units import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def parent(*adders: Adder) -> argparse.ArgumentParser:
     """A parent parser: options declared once, shared by every verb that takes them."""
     p = argparse.ArgumentParser(add_help=False)

@@ -37,9 +37,11 @@ from runner.cli.options import (
     add_task_id,
     add_verbose,
     add_workflows,
+    age,
     parent,
     positive_int,
     seconds,
+    size,
 )
 
 Subs = argparse._SubParsersAction
@@ -430,6 +432,33 @@ def build_system(sub: Subs, shared: Shared) -> None:
         add_json(_verb(ysub, name, helptext, f"run:system_{name}"))
 
 
+def build_cache(sub: Subs, shared: Shared) -> None:
+    csub = _group(sub, "cache", "the result cache: status, gc, clear (docs/cache.md)")
+    add_json(
+        _verb(csub, "status", "entries, size and hit rate of the result cache", "cache:status")
+    )
+    p = _verb(
+        csub,
+        "gc",
+        "drop cached results, least recently used first, to a size or an age",
+        "cache:gc",
+    )
+    p.add_argument(
+        "--max-size",
+        type=size,
+        metavar="SIZE",
+        help="keep at most SIZE: 5GiB, 500MB, or bytes (default: the config's cache.max_size)",
+    )
+    p.add_argument(
+        "--older-than",
+        type=age,
+        metavar="AGE",
+        help="drop results not used for AGE: 30d, 12h, or seconds",
+    )
+    add_json(p)
+    add_json(_verb(csub, "clear", "remove every cached result", "cache:clear"))
+
+
 def build_mcp(sub: Subs, shared: Shared) -> None:
     _verb(sub, "mcp", "serve orch to AI agents over MCP (stdio)", "mcp:serve")
 
@@ -466,6 +495,7 @@ VERBS: dict[str, Callable[[Subs, Shared], None]] = {
     "template": build_template,
     "task": build_task,
     "state": build_state,
+    "cache": build_cache,
     "system": build_system,
     "mcp": build_mcp,
     "completion": build_completion,

@@ -236,6 +236,10 @@ def specs(Context: Any) -> list[tuple[Callable[..., Any], dict[str, bool]]]:
         """The host (CPU, memory, load), every quota with what runners hold of it, running
         tasks, circuit breakers, recent task metrics and health checks."""
 
+    def get_cache_status() -> dict[str, Any]:
+        """The result cache (docs/cache.md): where it is, how many results it holds, their
+        bytes, hits and misses, the hit rate and the configured ``max_size``."""
+
     return [
         (validate, READ),
         (plan, READ),
@@ -251,4 +255,5 @@ def specs(Context: Any) -> list[tuple[Callable[..., Any], dict[str, bool]]]:
         (create_project, CREATE),
         (manage_project, MANAGE),
         (get_system_status, READ),
+        (get_cache_status, READ),
     ]

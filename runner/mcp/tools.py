@@ -331,6 +331,9 @@ class Tools:
     def get_system_status(self) -> dict[str, Any]:
         return api.system_status(self.repo())
 
+    def get_cache_status(self) -> dict[str, Any]:
+        return api.cache_status(self.repo())
+
 
 PROJECT_ACTIONS = ("list", "status", "archive", "restore")
 
