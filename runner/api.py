@@ -651,6 +651,43 @@ def history(
     return runs
 
 
+def run(repo: Repo, run_id: int) -> dict[str, Any]:
+    """Run ``run_id`` as a row of ``history`` (with its tasks); OrchError when there is
+    none. Read-only."""
+    from runner.store import reads
+
+    state = open_state(repo, readonly=True)
+    try:
+        dead = set(state.dead_runs())
+        r = reads.run(state, run_id)
+        if r is None:
+            _raise_damage(state)
+    finally:
+        state.close()
+    if r is None:
+        raise OrchError(f"no run with id {run_id} (see orch history)")
+    _as_seen(r, r["id"], dead)
+    for t in r["tasks"]:
+        _as_seen(t, r["id"], dead)
+    return r
+
+
+def state_version(repo: Repo) -> tuple[int, ...]:
+    """A value (a tuple of ints) that changes whenever any orch process writes the state
+    (``store.state.version``: file sizes and mtimes, the database never opened), so a
+    watcher such as ``orch ui`` can poll it cheaply and read the state only on a change."""
+    from runner.store.state import version
+
+    return version(repo.orch_dir)
+
+
+def step_groups(repo: Repo, workflow: str) -> dict[str, list[str]]:
+    """The fan-out steps of ``workflow`` (``foreach``/``matrix``): group name -> the
+    names of its instances, in declaration order. OrchError for an unknown workflow."""
+    wf = repo.manifests().workflow(workflow)
+    return {g: list(names) for g, names in wf.groups.items()}
+
+
 def log_path(repo: Repo, workflow: str, step: str, run: int | None = None) -> Path:
     """The log of the step's last task (in run ``run``, if given); OrchError if none."""
     return repo.root / log_task(repo, workflow, step, run)["log_path"]

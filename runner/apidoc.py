@@ -16,11 +16,22 @@ from pathlib import Path
 
 SECTIONS: list[tuple[str, list[str]]] = [
     ("Opening a repository", ["open_repo", "init", "Repo"]),
-    ("Manifests", ["validate", "workflows", "graph", "graph_data"]),
+    ("Manifests", ["validate", "workflows", "graph", "graph_data", "step_groups"]),
     ("Plan and apply", ["plan", "apply"]),
     (
         "Recorded state",
-        ["status", "history", "tasks", "task", "log_task", "log_path", "breakers", "audit"],
+        [
+            "status",
+            "history",
+            "run",
+            "tasks",
+            "task",
+            "log_task",
+            "log_path",
+            "breakers",
+            "audit",
+            "state_version",
+        ],
     ),
     ("Acting on runs", ["cancel_task", "cancel_run", "state_reset"]),
     (

@@ -70,6 +70,7 @@ LAYERS: dict[str, int] = {
     "runner.cli.": 7,
     "runner.mcp.": 7,
     "runner.watch.": 7,
+    "runner.ui.": 7,
     "runner.apidoc": 7,  # reads runner.api's docstrings
     "runner.__main__": 7,
 }

@@ -195,6 +195,11 @@ orch schema --write .orch/schemas  every schema as a file, for an editor
 orch mcp                          serve this repository over stdio (an agent starts it)
 orch -C path/to/repo mcp          serve another repository
 """,
+    "ui": """\
+orch ui                           the dashboard on http://127.0.0.1:8040 (open the printed URL)
+orch ui --port 0 --open           a free port, opened in the browser
+orch ui --allow-actions           with apply, force and cancel buttons
+""",
     "completion": """\
 orch completion bash > ~/.local/share/bash-completion/completions/orch
 orch completion zsh > "${fpath[1]}/_orch"

@@ -463,6 +463,33 @@ def build_mcp(sub: Subs, shared: Shared) -> None:
     _verb(sub, "mcp", "serve orch to AI agents over MCP (stdio)", "mcp:serve")
 
 
+def build_ui(sub: Subs, shared: Shared) -> None:
+    p = _verb(
+        sub,
+        "ui",
+        "serve a live web dashboard of this repository (needs the [ui] extra)",
+        "ui:serve",
+    )
+    p.add_argument(
+        "--port",
+        type=int,
+        default=8040,
+        metavar="N",
+        help="listen on port N (default: 8040; 0: a free one, printed)",
+    )
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="listen on this address (default: 127.0.0.1; any other prints a warning)",
+    )
+    p.add_argument("--open", action="store_true", help="open the URL in a web browser")
+    p.add_argument(
+        "--allow-actions",
+        action="store_true",
+        help="add apply, force-step and cancel-task buttons (recorded in the audit log)",
+    )
+
+
 def build_completion(sub: Subs, shared: Shared) -> None:
     p = _verb(
         sub,
@@ -498,5 +525,6 @@ VERBS: dict[str, Callable[[Subs, Shared], None]] = {
     "cache": build_cache,
     "system": build_system,
     "mcp": build_mcp,
+    "ui": build_ui,
     "completion": build_completion,
 }

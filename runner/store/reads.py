@@ -107,43 +107,52 @@ def history(state: State, workflows: list[str] | None, limit: int) -> list[dict[
         wfs = json.loads(r["workflows"] or "[]")
         if workflows and not set(workflows) & set(wfs):
             continue
-        tasks = state.query("SELECT * FROM tasks WHERE run_id=? ORDER BY id", (r["id"],))
-        out.append(
-            {
-                "id": r["id"],
-                "started": r["started"],
-                "ended": r["ended"],
-                "status": r["status"],
-                "commit": r["git_commit"],
-                "dirty": None if r["dirty"] is None else bool(r["dirty"]),
-                "env": r["env"],
-                "workflows": wfs,
-                "summary": json.loads(r["summary"]) if r["summary"] else {},
-                "tasks": [
-                    {
-                        "id": t["id"],
-                        "workflow": t["workflow"],
-                        "step": t["step"],
-                        "attempt": t["attempt"],
-                        "status": t["status"],
-                        "reason": t["reason"],
-                        "started": t["started"],
-                        "ended": t["ended"],
-                        "exit_code": t["exit_code"],
-                        "delay": t["delay"],
-                        "cpu_time": t["cpu_time"],
-                        "peak_rss": t["peak_rss"],
-                        "log": t["log_path"],
-                        "message": t["message"],
-                        "worker": t["worker"],
-                    }
-                    for t in tasks
-                ],
-            }
-        )
+        out.append(_run(state, r))
         if len(out) >= limit:
             break
     return out
+
+
+def run(state: State, run_id: int) -> dict[str, Any] | None:
+    """Run ``run_id`` with its tasks, as a row of ``history``; None when there is none."""
+    rows = state.query("SELECT * FROM runs WHERE id=?", (run_id,))
+    return _run(state, rows[0]) if rows else None
+
+
+def _run(state: State, r: Any) -> dict[str, Any]:
+    wfs = json.loads(r["workflows"] or "[]")
+    tasks = state.query("SELECT * FROM tasks WHERE run_id=? ORDER BY id", (r["id"],))
+    return {
+        "id": r["id"],
+        "started": r["started"],
+        "ended": r["ended"],
+        "status": r["status"],
+        "commit": r["git_commit"],
+        "dirty": None if r["dirty"] is None else bool(r["dirty"]),
+        "env": r["env"],
+        "workflows": wfs,
+        "summary": json.loads(r["summary"]) if r["summary"] else {},
+        "tasks": [
+            {
+                "id": t["id"],
+                "workflow": t["workflow"],
+                "step": t["step"],
+                "attempt": t["attempt"],
+                "status": t["status"],
+                "reason": t["reason"],
+                "started": t["started"],
+                "ended": t["ended"],
+                "exit_code": t["exit_code"],
+                "delay": t["delay"],
+                "cpu_time": t["cpu_time"],
+                "peak_rss": t["peak_rss"],
+                "log": t["log_path"],
+                "message": t["message"],
+                "worker": t["worker"],
+            }
+            for t in tasks
+        ],
+    }
 
 
 def last_log_path(state: State, workflow: str, step: str, run: int | None) -> str | None:

@@ -849,6 +849,22 @@ def open_state(orch_dir: Path, readonly: bool = False, path: Path | None = None)
     return State(orch_dir, readonly, path)
 
 
+def version(orch_dir: Path) -> tuple[int, ...]:
+    """A value that changes whenever any process writes ``state.db``: the size and mtime
+    (ns) of the file and of its WAL, where a committed write lands first. Never opens the
+    database (no lock, no WAL index), so a reader may ask it every few milliseconds; a
+    missing store reads as ``(0, 0, 0, 0)``."""
+    out: list[int] = []
+    for name in ("state.db", "state.db-wal"):
+        try:
+            st = os.stat(orch_dir / name)
+        except OSError:
+            out += [0, 0]
+        else:
+            out += [st.st_size, st.st_mtime_ns]
+    return tuple(out)
+
+
 def reset(orch_dir: Path) -> Path | None:
     """Move ``state.db`` (and its WAL files) aside as a timestamped backup."""
     src = orch_dir / "state.db"

@@ -1,0 +1,82 @@
+"""orch ui: serve the local web dashboard (runner/ui/) until Ctrl-C.
+
+Needs the ``[ui]`` extra (starlette, uvicorn), imported only here: ``orch --version`` and
+a no-op plan never load them. Prints the URL with its access token, as Jupyter does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import secrets
+import socket
+import sys
+
+from runner.cli.common import repo_from
+from runner.errors import OrchError
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port`` (0: a free port); OrchError when taken."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(addr)
+        sock.listen(128)
+    except OSError as e:
+        raise OrchError(
+            f"--host {host} --port {port}: cannot listen there ({e.strerror or e}); pick another --port, or --port 0 for a free one"
+        ) from None
+    return sock
+
+
+def serve(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from runner.ui.server import build
+    except ImportError as e:
+        raise OrchError(
+            f"orch ui needs the [ui] extra ({e.name} is missing): pip install 'orch-gitops[ui]'"
+        ) from None
+    repo = repo_from(args)
+    repo.manifests()  # a folder that is no repository is refused before serving
+    token = secrets.token_urlsafe(24)
+    app = build(repo.root, token, allow_actions=args.allow_actions)
+    sock = bind(args.host, args.port)
+    port = sock.getsockname()[1]
+    shown_host = f"[{args.host}]" if ":" in args.host else args.host
+    url = f"http://{shown_host}:{port}/?token={token}"
+    if not _is_loopback(args.host):
+        print(
+            f"orch ui: warning: listening on {args.host}, reachable from other machines; anyone with the URL can read this repository's state{' and run it' if args.allow_actions else ''}",
+            file=sys.stderr,
+        )
+    print(f"orch ui: serving {repo.root}{' (actions on)' if args.allow_actions else ''}")
+    print(f"orch ui: open {url}", flush=True)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(url)
+    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    try:
+        server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    finally:
+        app.app.state.ui.actions.stop.set()  # type: ignore[attr-defined]
+        sock.close()
+    return 0

@@ -1,0 +1,103 @@
+// orch ui: live updates over server-sent events, no framework, no build step.
+// /events sends the steps' statuses ({"steps": {"WF/STEP": status}}) after every change
+// to the state; elements with data-step get their data-status and s-STATUS class set in
+// place, and [data-refresh] regions are re-read from the same URL when any status moved.
+"use strict";
+(function () {
+  const liveBadge = document.getElementById("live");
+  let lastSteps = null;
+  let refreshing = false;
+  let again = false;
+
+  function setStatus(el, status) {
+    if (el.dataset.status === status) return;
+    for (const c of Array.from(el.classList)) if (c.startsWith("s-")) el.classList.remove(c);
+    el.classList.add("s-" + status);
+    el.dataset.status = status;
+    const title = el.querySelector("title");
+    if (title) title.textContent = title.textContent.replace(/: [\w-]+/, ": " + status);
+    if (el.classList.contains("pill")) el.textContent = status;
+  }
+
+  async function refreshRegions() {
+    const regions = document.querySelectorAll("[data-refresh][id]");
+    if (!regions.length) return;
+    if (refreshing) { again = true; return; }
+    refreshing = true;
+    try {
+      const resp = await fetch(location.href, { credentials: "same-origin" });
+      if (!resp.ok) return;
+      const doc = new DOMParser().parseFromString(await resp.text(), "text/html");
+      for (const r of regions) {
+        const fresh = doc.getElementById(r.id);
+        if (fresh) r.replaceWith(document.importNode(fresh, true));
+      }
+      bindActions();
+    } finally {
+      refreshing = false;
+      if (again) { again = false; refreshRegions(); }
+    }
+  }
+
+  function onState(ev) {
+    const snap = JSON.parse(ev.data);
+    const steps = snap.steps || {};
+    for (const el of document.querySelectorAll("[data-step]")) {
+      const s = steps[el.dataset.step];
+      if (s) setStatus(el, s);
+    }
+    const key = JSON.stringify(steps);
+    if (lastSteps !== null && key !== lastSteps) refreshRegions();
+    lastSteps = key;
+    document.body.dataset.seq = snap.seq;
+  }
+
+  function connect() {
+    if (!window.EventSource) return;
+    const es = new EventSource("/events");
+    es.addEventListener("state", onState);
+    es.onopen = () => { liveBadge.textContent = "● live"; liveBadge.classList.add("on"); };
+    es.onerror = () => { liveBadge.textContent = "○ reconnecting"; liveBadge.classList.remove("on"); };
+  }
+
+  function tail() {
+    const log = document.getElementById("log");
+    if (!log || !log.dataset.tail || !window.EventSource) return;
+    const es = new EventSource(log.dataset.tail);
+    es.addEventListener("log", (ev) => {
+      const d = JSON.parse(ev.data);
+      const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+      log.insertAdjacentHTML("beforeend", d.html);  // server-escaped (runner/ui/ansi.py)
+      if (atEnd) log.scrollTop = log.scrollHeight;
+    });
+    es.addEventListener("end", (ev) => {
+      es.close();
+      const st = document.getElementById("task-status");
+      if (st) setStatus(st, JSON.parse(ev.data).status);
+    });
+  }
+
+  function bindActions() {
+    for (const form of document.querySelectorAll("form.action")) {
+      if (form.dataset.bound) continue;
+      form.dataset.bound = "1";
+      form.addEventListener("submit", async (e) => {
+        e.preventDefault();
+        const button = form.querySelector("button");
+        if (button) button.disabled = true;
+        try {
+          const resp = await fetch(form.action, { method: "POST", body: new FormData(form), credentials: "same-origin" });
+          const data = await resp.json();
+          if (!resp.ok) alert(data.error || resp.statusText);
+        } finally {
+          if (button) button.disabled = false;
+          refreshRegions();
+        }
+      });
+    }
+  }
+
+  connect();
+  tail();
+  bindActions();
+})();

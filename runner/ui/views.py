@@ -1,0 +1,216 @@
+"""What each page shows, as plain data for its template; every read goes through
+``runner.api`` (read-only), and every repository string is masked with ``api.mask``
+before it reaches a page (the template escapes it)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from runner import api
+from runner.errors import OrchError
+from runner.status import FAILED, LIVE, NOT_OK
+from runner.ui.dag import group_status, layout
+
+LOG_PAGE = 256 * 1024  # bytes of a log on one page
+HISTORY_LIMIT = 200
+
+
+def repo_at(root: Path) -> api.Repo:
+    """A fresh Repo per request (the manifests may have changed), writing no cache."""
+    repo = api.Repo(root=root, prefix="")
+    repo.writes_cache = False
+    return repo
+
+
+def _plan(repo: api.Repo, workflows: list[str] | None = None) -> tuple[dict[str, Any], str | None]:
+    try:
+        return api.plan(repo, workflows), None
+    except OrchError as e:
+        return {"steps": [], "summary": {}}, "; ".join(e.lines())
+
+
+def overview(repo: api.Repo) -> dict[str, Any]:
+    """Every workflow: its steps' statuses, last run, failing steps and what the plan
+    would run; the open breakers and the quotas in use."""
+    wfs = api.workflows(repo)
+    rows = api.status(repo)
+    plan, plan_error = _plan(repo)
+    runs = api.history(repo, None, HISTORY_LIMIT)
+    would = {}
+    for s in plan["steps"]:
+        if s["action"] in ("run", "may-run"):
+            would.setdefault(s["workflow"], []).append(s["step"])
+    out = []
+    for wf in wfs:
+        mine = [r for r in rows if r["workflow"] == wf["name"]]
+        counts: dict[str, int] = {}
+        for r in mine:
+            counts[r["status"]] = counts.get(r["status"], 0) + 1
+        last = next((r for r in runs if wf["name"] in r["workflows"]), None)
+        out.append(
+            {
+                **wf,
+                "rows": mine,
+                "counts": dict(sorted(counts.items())),
+                "failing": [r["step"] for r in mine if r["status"] in NOT_OK],
+                "running": [r["step"] for r in mine if r["status"] in LIVE],
+                "last_run": last,
+                "would_run": would.get(wf["name"], []),
+            }
+        )
+    system = api.system_status(repo)
+    return api.mask(
+        repo,
+        {
+            "workflows": out,
+            "plan_error": plan_error,
+            "breakers": [b for b in api.breakers(repo) if b.get("state") != "closed"],
+            "quotas": system["quotas"],
+            "running": system["running"],
+        },
+    )
+
+
+def workflow(repo: api.Repo, name: str) -> dict[str, Any]:
+    """The DAG laid out, each node's status, and the plan's reasons per step."""
+    graph = api.graph_data(repo, name)
+    groups = api.step_groups(repo, name)
+    rows = {r["step"]: r for r in api.status(repo, [name])}
+    status = {s: r["status"] for s, r in rows.items()}
+    for g, names in groups.items():
+        status[g] = group_status([status.get(n, "never-ran") for n in names])
+    plan, plan_error = _plan(repo, [name])
+    return api.mask(
+        repo,
+        {
+            "name": name,
+            "layout": layout(graph, groups),
+            "statuses": status,
+            "rows": list(rows.values()),
+            "groups": groups,
+            "plan": plan["steps"],
+            "summary": plan.get("summary", {}),
+            "plan_error": plan_error,
+        },
+    )
+
+
+def run(repo: api.Repo, run_id: int) -> dict[str, Any]:
+    """The run's tasks as Gantt bars (offsets and widths in percent of the run's span)
+    and the slowest path through the steps it ran."""
+    r = api.run(repo, run_id)
+    now = time.time()
+    tasks = r["tasks"]
+    t0 = min((t["started"] for t in tasks if t["started"]), default=r["started"])
+    t1 = max([r["ended"] or now, *[(t["ended"] or now) for t in tasks if t["started"]]])
+    span = max(t1 - t0, 1e-6)
+    critical = slowest_path(repo, tasks, now)
+    bars = []
+    for t in tasks:
+        start = t["started"] or t0
+        end = t["ended"] or (now if t["status"] in LIVE else start)
+        bars.append(
+            {
+                **t,
+                "duration": end - start if t["started"] else None,
+                "left": 100 * (start - t0) / span,
+                "width": max(100 * (end - start) / span, 0.3),
+                "critical": (t["workflow"], t["step"]) in critical,
+            }
+        )
+    return api.mask(repo, {"run": r, "bars": bars, "span": span, "critical": len(critical)})
+
+
+def slowest_path(repo: api.Repo, tasks: list[dict[str, Any]], now: float) -> set[tuple[str, str]]:
+    """The (workflow, step) pairs on the run's slowest chain of dependent steps: the
+    longest path through the DAG weighted by each step's time in the run (its attempts,
+    first start to last end), as a critical-path method would find it."""
+    spent: dict[tuple[str, str], float] = {}
+    first: dict[tuple[str, str], float] = {}
+    for t in tasks:
+        if not t["started"]:
+            continue
+        key = (t["workflow"], t["step"])
+        first.setdefault(key, t["started"])
+        spent[key] = (t["ended"] or now) - first[key]
+    best: dict[tuple[str, str], tuple[float, tuple[str, str] | None]] = {}
+    for wf in sorted({w for w, _ in spent}):
+        try:
+            graph = api.graph_data(repo, wf)
+        except OrchError:
+            continue  # a workflow removed since: its tasks are drawn, not chained
+        for s in graph["steps"]:
+            key = (wf, s["name"])
+            if key not in spent:
+                continue
+            ups = [
+                best[(wf, u["step"])] + ((wf, u["step"]),)
+                for u in s["upstream"]
+                if (wf, u["step"]) in best
+            ]
+            prev = max(ups, default=(0.0, None, None))
+            best[key] = (prev[0] + spent[key], prev[2])
+    if not best:
+        return set()
+    key: tuple[str, str] | None = max(best, key=lambda k: best[k][0])
+    path = set()
+    while key is not None:
+        path.add(key)
+        key = best[key][1]
+    return path
+
+
+def task(repo: api.Repo, task_id: int, page: int | None) -> dict[str, Any]:
+    """The task's row and one page of its log (the last page by default), masked."""
+    t = api.task(repo, task_id)
+    text, size, pages, page = read_log(repo, t.get("log_path"), page)
+    return {
+        "task": api.mask(repo, t),
+        "log": api.mask(repo, text),
+        "size": size,
+        "pages": pages,
+        "page": page,
+        "live": t["status"] in LIVE,
+        "failed": t["status"] in FAILED,
+    }
+
+
+def log_file(repo: api.Repo, rel: str | None) -> Path | None:
+    """The log's path, only if it lies inside ``.orch/`` (a row naming ``../x`` reads
+    nothing)."""
+    if not rel:
+        return None
+    base = (repo.root / ".orch").resolve()
+    p = (repo.root / rel).resolve()
+    return p if base in p.parents and p.is_file() else None
+
+
+def read_log(repo: api.Repo, rel: str | None, page: int | None) -> tuple[str, int, int, int]:
+    """(text, file size, pages, page shown): page ``page`` (0-based) of ``LOG_PAGE``
+    bytes, cut at line ends, decoded with replacement."""
+    p = log_file(repo, rel)
+    if p is None:
+        return "", 0, 1, 0
+    size = p.stat().st_size
+    pages = max(1, -(-size // LOG_PAGE))
+    page = pages - 1 if page is None else min(max(page, 0), pages - 1)
+    with p.open("rb") as f:
+        f.seek(page * LOG_PAGE)
+        data = f.read(LOG_PAGE)
+    return data.decode("utf-8", "replace"), size, pages, page
+
+
+def history(repo: api.Repo, wf: str | None) -> dict[str, Any]:
+    """Runs, newest first (of ``wf`` if given), with their durations for the chart."""
+    runs = api.history(repo, [wf] if wf else None, HISTORY_LIMIT)
+    now = time.time()
+    for r in runs:
+        r["duration"] = (r["ended"] or now) - r["started"] if r["started"] else None
+    longest = max((r["duration"] or 0 for r in runs), default=0) or 1
+    try:
+        names = [w["name"] for w in api.workflows(repo)]
+    except OrchError:
+        names = []
+    return api.mask(repo, {"runs": runs, "longest": longest, "workflows": names, "selected": wf})
