@@ -81,7 +81,7 @@ class Manifests:
 
     def across(self, workflow: str) -> tuple[StepEdges, StepEdges]:
         """The file edges between ``workflow`` and the others, as ``orch apply`` follows
-        them (``cross_upstream``, built by ``checks.check_cross_workflow``): {step: the
+        them (``cross_upstream``, built by ``checkpaths.check_cross_workflow``): {step: the
         (workflow, step) pairs whose outputs it reads} and {step: the pairs that read its
         outputs}, each list sorted. ``orch graph`` draws them; ``orch watch`` restarts on
         them."""

@@ -281,7 +281,7 @@ def _input_patterns(m: Manifests, wf: Workflow, step: Step) -> Iterator[str]:
     """Repo-relative patterns of a step's inputs, rendered for every environment of its
     project (params may differ per environment, and so may the paths)."""
     from runner.manifests import paths
-    from runner.manifests.checks import base_params
+    from runner.manifests.params import base_params
 
     proj = m.projects.get(wf.project) if wf.project else None
     envs: list[str | None] = [None, *(proj.environments if proj else ())]

@@ -1,0 +1,384 @@
+"""Checks of templates: the syntax of every templated field of a step or an ``on:``
+command, and every name it reads (params, steps, env, git, matrix, item...), with the
+references recorded on the catalog (which params, env variables and git values a step reads).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runner.errors import did_you_mean
+from runner.manifests.checkctx import Ctx, inherited, is_templated
+from runner.model import Step
+
+TEMPLATE_ROOTS = ("params", "steps", "workflow", "env", "project", "step", "git", "matrix", "item")
+
+
+# Roots a path (inputs, outputs, workdir) may not read, with their name for the message:
+# where a file is is decided before anything runs, from the manifest and params alone
+# (``paths.render`` gives a path an empty env, no project and no step).
+PATH_REFUSED = {"env": "environment variables", "project": "project values", "step": "step values"}
+
+
+JINJA_GLOBALS = (
+    "range",
+    "dict",
+    "lipsum",
+    "cycler",
+    "joiner",
+    "namespace",
+    "true",
+    "false",
+    "none",
+)
+
+
+SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "fish"})
+
+
+RUN_C = frozenset({"su", "runuser", "flock", "script", "sg"})  # -c CMD: CMD runs in a shell
+
+
+def shell_command_string(argv: list[Any] | tuple[Any, ...]) -> int | None:
+    """Index of the command string in an argv that starts a shell with ``-c``, else None.
+
+    ``[sh, -c, CMD, ...]``, ``[/bin/bash, -euo, pipefail, -c, CMD]``, ``[bash, -lc, CMD]``,
+    ``[env, X=1, zsh, -c, CMD]``: the shell parses CMD itself, so a value templated into it
+    is shell code again, and orch does not quote list items (each is one argument).
+    """
+    words = [a if isinstance(a, str) else "" for a in argv]
+    names = [w.rsplit("/", 1)[-1] for w in words]
+    runner = next((k for k, n in enumerate(names) if n in RUN_C), None)
+    if runner is not None:  # [su, -c, CMD, user], [flock, FILE, -c, CMD]
+        c = next(
+            (k for k in range(runner + 1, len(words)) if words[k] in ("-c", "--command")), None
+        )
+        return c + 1 if c is not None and c + 1 < len(words) else None
+    # the shell may come after any launcher: env, sudo, xargs, timeout 5, nice -n 1...
+    i = next((k for k, n in enumerate(names) if n in SHELLS), len(words))
+    if i >= len(words):
+        return None
+    i += 1
+    command = False
+    while i < len(words):
+        w = words[i]
+        if w == "--":  # the end of the options: the command string follows
+            return i + 1 if command and i + 1 < len(words) else None
+        if not w.startswith(("-", "+")) or w in ("-", "+"):
+            return i if command else None
+        if not w.startswith("--"):
+            command = command or "c" in w[1:]
+            if w[-1] in "oO":  # -o NAME, -O NAME take the next word
+                i += 1
+        i += 1
+    return None
+
+
+def _syntax(source: str, shell: bool = False) -> str | None:
+    if not is_templated(source):
+        return None
+    from runner.templating import check_shell_spots, check_syntax
+
+    err = check_syntax(source)
+    if err is None and shell:
+        err = check_shell_spots(source)
+    if err is None:
+        return None
+    return str(err)
+
+
+def _template_fields(s: Step) -> list[tuple[tuple[Any, ...], str]]:
+    fields: list[tuple[tuple[Any, ...], str]] = []
+    if isinstance(s.run, str):
+        fields.append((("run",), s.run))
+    else:
+        fields.extend((("run", i), a) for i, a in enumerate(s.run))
+    if isinstance(s.when, str):
+        fields.append((("when",), s.when))
+    for k, v in (s.spec.get("env") or {}).items():
+        if isinstance(v, str):
+            fields.append((("env", k), v))
+    for key in ("inputs", "outputs"):
+        fields.extend(((key, i), v) for i, v in enumerate(s.spec.get(key, ())))
+    if "workdir" in s.spec:
+        fields.append((("workdir",), s.spec["workdir"]))
+    return [(p, v) for p, v in fields if is_templated(v)]
+
+
+def check_templates(
+    ctx: Ctx, s: Step, sp: tuple[Any, ...], names: dict[str, int], known_params: set[str]
+) -> set[str]:
+    """Syntax and references of every templated field; returns the steps referenced."""
+    fields = _template_fields(s)
+    if not fields:
+        return set()
+    from runner.templating import TemplateError, check_shell_spots, check_syntax, references
+
+    if not isinstance(s.run, str):
+        _warn_shell_list(ctx, sp + ("run",), s.run)
+
+    ups: set[str] = set()
+    reads_project = False
+    pref: set[str] | None = set()
+    eref: set[str] | None = set()
+    gref: set[str] | None = set()
+    for rel, source in fields:
+        path = sp + rel
+        err = check_syntax(source)
+        if err is None and rel == ("run",):
+            err = check_shell_spots(source)
+        if err is not None:
+            if inherited(ctx.doc, path) is None:  # else said once, in the template's file
+                ctx.add(path, f"template error: {err}", _line_hint(err))
+            continue
+        try:
+            refs = references(source)
+        except TemplateError as e:  # pragma: no cover - syntax already checked
+            ctx.add(path, f"template error: {e}")
+            continue
+        guarded = "default" in source or " is defined" in source or ".get(" in source
+        is_path = rel[0] in ("inputs", "outputs", "workdir")
+        for ref in sorted(refs):
+            root = ref[0]
+            if root in JINJA_GLOBALS:
+                continue
+            if root not in TEMPLATE_ROOTS:
+                ctx.add(
+                    path,
+                    f"unknown name '{root}' in template",
+                    did_you_mean(root, TEMPLATE_ROOTS) or f"use one of {', '.join(TEMPLATE_ROOTS)}",
+                )
+                continue
+            if root in ("matrix", "item"):
+                _check_fan_ref(ctx, s, path, ref, guarded)
+                continue
+            if is_path and root in PATH_REFUSED:
+                ctx.add(path, f"paths may use params, not {PATH_REFUSED[root]}",
+                        "paths are known before anything runs, from the manifest and params alone")  # fmt: skip
+                continue
+            if root == "steps" and len(ref) >= 2 and str(ref[1]) in ctx.wf.groups:
+                ups |= _check_group_ref(ctx, s, path, ref, is_path)
+                continue
+            if root == "steps":
+                if len(ref) < 2:
+                    continue
+                target = str(ref[1])
+                if is_path:
+                    ctx.add(
+                        path,
+                        "paths may use params, not step outputs",
+                        "declare the file as an input instead",
+                    )
+                elif target == s.name:
+                    ctx.add(path, f"step '{s.name}' refers to its own outputs")
+                elif target not in names:
+                    ctx.add(path, f"no step named '{target}'", did_you_mean(target, list(names)))
+                elif "matrix" in ctx.wf.step(target).spec or "foreach" in ctx.wf.step(target).spec:
+                    ups.add(target)  # a fan-out that failed, reported where it is written
+                else:
+                    ups.add(target)
+                    if (
+                        len(ref) >= 3
+                        and ref[2] != "outputs"
+                        and ref[2] not in ("status", "exit_code")
+                    ):
+                        ctx.add(
+                            path,
+                            f"steps.{target}.{ref[2]} is not defined",
+                            "use steps.NAME.outputs.KEY",
+                        )
+            elif root == "git":
+                gref = _git_ref(ctx, path, ref, is_path, gref)
+            elif root == "project":
+                reads_project = True
+            elif root == "env" and is_path and not guarded:
+                ctx.add(
+                    path,
+                    "paths may use params, not env: where a file is must not depend on who"
+                    " runs orch",
+                    "use a param (orch apply --env, or params:), or read the variable in run",
+                )
+            elif root == "env":
+                if len(ref) < 2:
+                    eref = None  # read by a name computed at render time: all of it counts
+                elif eref is not None:
+                    eref.add(str(ref[1]))
+            elif root == "params":
+                if len(ref) < 2:
+                    pref = None
+                    continue
+                p = str(ref[1])
+                if pref is not None:
+                    pref.add(p)
+                if not guarded and p not in known_params:
+                    ctx.add(
+                        path,
+                        f"no param named '{p}'",
+                        did_you_mean(p, known_params)
+                        or "declare it in spec.params, or use | default(...)",
+                    )
+    key = (ctx.wf.name, s.name)
+    ctx.m.param_refs[key] = tuple(sorted(pref)) if pref is not None else None
+    if reads_project:
+        ctx.m.project_reads[key] = True
+    if eref is None or eref:
+        ctx.m.env_refs[key] = tuple(sorted(eref)) if eref is not None else None
+    if gref is None or gref:
+        ctx.m.git_refs[key] = tuple(sorted(gref)) if gref is not None else None
+    return ups
+
+
+def _git_ref(
+    ctx: Ctx, path: tuple[Any, ...], ref: tuple[str, ...], is_path: bool, gref: set[str] | None
+) -> set[str] | None:
+    """One ``git.KEY`` a template reads, added to ``gref`` (None: all of them, for ``git``
+    read whole or by a computed key). Paths may not read it: they are decided before
+    anything runs, from the manifest and params alone."""
+    from runner.manifests.sources import GIT_KEYS
+
+    if is_path:
+        ctx.add(
+            path, "paths may use params, not git values", "paths are known before anything runs"
+        )
+        return gref
+    if len(ref) < 2:
+        return None
+    if ref[1] not in GIT_KEYS:
+        hint = did_you_mean(str(ref[1]), GIT_KEYS) or f"use one of {', '.join(GIT_KEYS)}"
+        ctx.add(path, f"git.{ref[1]} is not defined", hint)
+        return gref
+    if gref is not None:
+        gref.add(str(ref[1]))
+    return gref
+
+
+def _check_fan_ref(
+    ctx: Ctx, s: Step, path: tuple[Any, ...], ref: tuple[str, ...], guarded: bool
+) -> None:
+    """``matrix.KEY`` only in a matrix step, naming one of its keys; ``item`` only in a
+    foreach step (its fields are checked when the instance renders)."""
+    root = ref[0]
+    field = "matrix" if root == "matrix" else "foreach"
+    if root not in s.fan:
+        if not s.group and ("matrix" in s.spec or "foreach" in s.spec):
+            return  # its fan-out failed, and that is reported where it is written
+        if s.group:  # an instance of the other kind of fan-out
+            ctx.add(path, f"'{root}' is not defined in a step with {'foreach' if root == 'matrix' else 'matrix'}",
+                    f"this step fans out with {'foreach: read item' if root == 'matrix' else 'matrix: read matrix.KEY'}")  # fmt: skip
+        else:
+            ctx.add(path, f"'{root}' is only defined in a step with {field}:",
+                    f"add {field}: to step '{s.name}', or use params")  # fmt: skip
+        return
+    if root == "matrix" and len(ref) >= 2 and not guarded and str(ref[1]) not in s.fan["matrix"]:
+        keys = list(s.fan["matrix"])
+        ctx.add(path, f"matrix key '{ref[1]}' is not set in every combination of step '{s.group}'",
+                did_you_mean(str(ref[1]), keys) or f"keys: {', '.join(keys)}")  # fmt: skip
+
+
+def _check_group_ref(
+    ctx: Ctx, s: Step, path: tuple[Any, ...], ref: tuple[str, ...], is_path: bool
+) -> set[str]:
+    """``steps.G`` where G fans out: only ``steps.G.instances`` (every instance's key or
+    item and outputs) is defined; it makes every instance an upstream step, and for a
+    foreach over a step's outputs that step too (its instances may be none yet): the
+    reader waits for them as ``needs: [G]`` does (``Manifests.fan_waits``)."""
+    target = str(ref[1])
+    if is_path:
+        ctx.add(
+            path, "paths may use params, not step outputs", "declare the file as an input instead"
+        )
+        return set()
+    if target == s.group:
+        ctx.add(path, f"step '{s.name}' refers to the instances of its own step '{target}'")
+        return set()
+    if len(ref) >= 3 and ref[2] != "instances":
+        ctx.add(path, f"step '{target}' fans out: steps.{target}.{ref[2]} is not defined",
+                f"read steps.{target}.instances, a list of each instance's key or item and outputs")  # fmt: skip
+        return set()
+    ups = set(ctx.wf.groups[target])
+    for w, g, src, _key in ctx.m.fan_dynamic:
+        if w == ctx.wf.name and g == target:
+            ups.add(src)
+            k = (w, s.name)
+            if target not in ctx.m.fan_waits.get(k, ()):
+                ctx.m.fan_waits[k] = (*ctx.m.fan_waits.get(k, ()), target)
+    return ups
+
+
+HANDLER_ROOTS = ("params", "steps", "workflow", "env")
+
+
+def check_handlers(ctx: Ctx, names: dict[str, int], known_params: set[str]) -> None:
+    """``on:`` commands are templates too: syntax and every name they read, as for steps.
+
+    They see ``params``, ``workflow`` (with ``status``), ``env`` and every step's
+    ``steps.NAME.outputs``/``status`` (they run after all steps), nothing else."""
+    from runner.templating import references
+
+    for hk, handlers in ctx.wf.handlers.items():
+        for i, h in enumerate(handlers):
+            base = ("spec", "on", hk, i, "run")
+            if isinstance(h.run, str):
+                runs = [(base, h.run)]
+            else:
+                runs = [((*base, j), a) for j, a in enumerate(h.run)]
+                _warn_shell_list(ctx, base, h.run)
+            for path, r in runs:
+                err = _syntax(r, shell=isinstance(h.run, str))
+                if err:
+                    ctx.add(path, f"template error: {err}")
+                    continue
+                if not is_templated(r):
+                    continue
+                guarded = "default" in r or " is defined" in r
+                for ref in sorted(references(r)):
+                    root = ref[0]
+                    if root in JINJA_GLOBALS:
+                        continue
+                    if root not in HANDLER_ROOTS:
+                        ctx.add(
+                            path,
+                            f"unknown name '{root}' in template",
+                            did_you_mean(root, HANDLER_ROOTS)
+                            or f"on: commands may use {', '.join(HANDLER_ROOTS)}",
+                        )
+                    elif (
+                        root == "steps"
+                        and len(ref) >= 2
+                        and str(ref[1]) not in names
+                        and str(ref[1]) not in ctx.wf.groups
+                    ):
+                        target = str(ref[1])
+                        ctx.add(
+                            path, f"no step named '{target}'", did_you_mean(target, list(names))
+                        )
+                    elif (
+                        root == "params"
+                        and len(ref) >= 2
+                        and not guarded
+                        and str(ref[1]) not in known_params
+                    ):
+                        ctx.add(
+                            path,
+                            f"no param named '{ref[1]}'",
+                            did_you_mean(str(ref[1]), known_params)
+                            or "declare it in spec.params, or use | default(...)",
+                        )
+
+
+def _warn_shell_list(ctx: Ctx, path: tuple[Any, ...], argv: Any) -> None:
+    """A ``run`` list that hands a templated string to a shell: its values go in unquoted."""
+    i = shell_command_string(argv)
+    if i is not None and is_templated(argv[i]):
+        ctx.warn(
+            (*path, i),
+            "values in this shell command string are not quoted (a run list passes each item"
+            " as one argument, and the shell parses this one)",
+            "write run as a string and orch quotes each value, or pass values as arguments:"
+            " [sh, -c, 'echo \"$1\"', sh, '{{ x }}']",
+        )
+
+
+def _line_hint(err: Any) -> str:
+    lineno = getattr(err, "lineno", None)
+    return f"template line {lineno}" if lineno and lineno > 1 else ""
