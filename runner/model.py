@@ -61,6 +61,7 @@ class Step:
     secrets: tuple[str, ...] = ()
     description: str = ""
     shell: tuple[str, ...] | None = None  # how a `run` string is run; None: DEFAULT_SHELL
+    cache: bool = True  # its result kept in the result cache (step's cache:, else workflow's)
     spec: dict[str, Any] = field(default_factory=dict)  # as written, for fingerprints
     # an instance of a fan-out step (runner.manifests.fanout): the step's name as written,
     # and the values its templates read ({"matrix": {...}} or {"item": ...})
@@ -226,6 +227,7 @@ def build_workflow(path: str, doc_index: int, line: int, data: dict[str, Any]) -
                 secrets=tuple(s.get("secrets", ())),
                 description=s.get("description", ""),
                 shell=shell_argv(s.get("shell", d_shell)),
+                cache=bool(s.get("cache", spec.get("cache", True))),
                 spec=s,
                 drift=s.get("drift", spec.get("drift", "heal")),
             )

@@ -32,6 +32,8 @@ class Config:
     max_instances: int = 10_000  # per matrix/foreach step (runner.manifests.fanout)
     audit_max_rows: int = 10_000  # audit: {max_rows} (runner.audit)
     audit_max_age: float = 90 * 86400.0  # audit: {max_age}, seconds
+    # cache: false, or {dir, remote, max_size, link} as written (runner.store.results)
+    cache: bool | dict[str, Any] | None = None
 
 
 @dataclass

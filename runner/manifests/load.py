@@ -97,9 +97,23 @@ def parse_config(raw: bytes, size: int | None = None) -> tuple[Config, list[Diag
             max_instances=d.get("max_instances", 10_000),
             audit_max_rows=(d.get("audit") or {}).get("max_rows", 10_000),
             audit_max_age=parse_duration((d.get("audit") or {}).get("max_age", "90d")),
+            cache=_cache_setting(d.get("cache")),
         ),
         [],
     )
+
+
+def _cache_setting(value: Any) -> bool | dict[str, Any] | None:
+    """``cache:`` as the store reads it: a ``max_size`` with units (``5Gi``, ``500M``;
+    a ``B`` after them is allowed: ``5GiB``) as a number of bytes."""
+    if not isinstance(value, dict) or "max_size" not in value:
+        return value
+    from runner.units import parse_quantity
+
+    size = value["max_size"]
+    if isinstance(size, str):
+        size = size.strip().removesuffix("B")
+    return {**value, "max_size": int(parse_quantity(size))}
 
 
 def runs_here(config: Config) -> bool:
