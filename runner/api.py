@@ -185,8 +185,12 @@ def plan(
     commands: bool = False,
     params: dict[str, Any] | None = None,
     save: Path | None = None,
+    cache: bool = True,
 ) -> dict[str, Any]:
     """What apply would do, per step, with reasons (the same data ``--json`` prints).
+
+    ``cache``: False plans as if the result cache were empty (``--no-cache``); with it, a
+    step whose result the cache holds is ``restore`` (docs/cache.md).
 
     ``save``: also write the plan there as a saved plan (``reconcile.savedplan``) that
     ``apply(saved=...)`` applies exactly or refuses; not with ``ref``.
@@ -231,10 +235,14 @@ def plan(
     m, wfs, sel = _selection(repo, workflows, project, env, force, force_all, since, params)
     state = open_state(repo, readonly=not writable(repo))
     try:
-        plans = flow.plan(repo.root, m, state, wfs, sel)
+        from runner.reconcile.restore import open_cache
+
+        said: list[str] = []
+        results = open_cache(m, repo.root, off=not cache, warn=said.append)
+        plans = flow.plan(repo.root, m, state, wfs, sel, cache=results)
     finally:
         state.close()
-    repo.warnings.update(dict.fromkeys(plans.warnings))
+    repo.warnings.update(dict.fromkeys(plans.warnings + said))
     if save is not None:
         from runner import __version__
         from runner.reconcile import savedplan
@@ -366,7 +374,7 @@ def _mask_values(data: dict[str, Any], m: Manifests) -> None:
 
 def _plan_data(rows: list[tuple[str, str, str, list[str]]], env: str) -> dict[str, Any]:
     steps = [{"workflow": w, "step": s, "action": a, "reasons": r} for w, s, a, r in rows]
-    counts = {"run": 0, "may-run": 0, "up-to-date": 0, "skip": 0}
+    counts = {"run": 0, "restore": 0, "may-run": 0, "up-to-date": 0, "skip": 0}
     for s in steps:
         counts[s["action"]] += 1
     return {

@@ -73,7 +73,7 @@ spec:
 repo = api.open_repo(root, exact=True)
 api.init(repo)  # .orch/config.yaml: manifests under the root
 
-print(api.plan(repo)["summary"])  # {'run': 2, 'may-run': 0, 'up-to-date': 0, 'skip': 0}
+print(api.plan(repo)["summary"])  # {'run': 2, 'restore': 0, 'may-run': 0, 'up-to-date': 0, 'skip': 0}
 result = api.apply(repo)
 print(result.ok, result.counts())  # True {'succeeded': 2}
 print([(s["step"], s["status"]) for s in api.status(repo, ["hello"])])

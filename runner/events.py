@@ -44,6 +44,7 @@ _FINISHED = {
     "circuit_open": "step.skipped",
     "not-started": "step.skipped",
     "up-to-date": "step.up_to_date",
+    "restored": "step.restored",
 }
 
 

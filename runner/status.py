@@ -7,7 +7,8 @@ name them through ``Status`` and ``Action`` and test membership with the sets be
 rule such as "what counts as a failure" exists once.
 
     Status.SUCCEEDED ... Status.NOT_STARTED   one step's state, in records and results
-    Action.RUN, MAY_RUN, SKIP, UP_TO_DATE     what a plan says it will do with a step
+    Action.RUN, RESTORE, MAY_RUN, SKIP,       what a plan says it will do with a step
+      UP_TO_DATE
     TASK_ENDS                                 how a started task can end (the executor's answer)
     FAILED                                    a task ran and did not succeed
     NOT_OK                                    a step did not do its work: the apply is not ok,
@@ -29,6 +30,8 @@ class Status:
     BLOCKED = "blocked"  # an upstream step failed
     CIRCUIT_OPEN = "circuit_open"  # held back by an open circuit breaker
     UP_TO_DATE = "up-to-date"  # nothing changed: not run (a result, never a record)
+    RESTORED = "restored"  # its outputs came from the result cache (a result; the record
+    #                        says succeeded)
     NOT_STARTED = "not-started"  # the apply stopped early (fail-fast, cancel) before it
     RUNNING = "running"
     QUEUED = "queued"
@@ -42,6 +45,7 @@ class Action:
     SKIP = "skip"  # its when: is false whatever runs (it reads params only), or a step
     #                it depends on will be skipped: apply records it skipped, runs nothing
     UP_TO_DATE = Status.UP_TO_DATE
+    RESTORE = "restore"  # the result cache holds its result: restored, not run
 
 
 TASK_ENDS = (

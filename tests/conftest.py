@@ -38,6 +38,9 @@ def _isolate_home(
     # that test them, never inherited
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
+    # steps run as they did before the result cache: tests of re-running are about the
+    # engine's decisions; tests/test_result_cache.py turns it on again
+    monkeypatch.setenv("ORCH_NO_CACHE", "1")
 
 
 class Repo:

@@ -63,8 +63,8 @@ def test_the_example_runs(tmp_path: Path) -> None:
     )
     assert p.returncode == 0, p.stderr
     out = p.stdout.splitlines()
-    assert out[0] == "{'run': 2, 'may-run': 0, 'up-to-date': 0, 'skip': 0}"
+    assert out[0] == "{'run': 2, 'restore': 0, 'may-run': 0, 'up-to-date': 0, 'skip': 0}"
     assert out[1] == "True {'succeeded': 2}"
-    assert out[3] == "{'run': 0, 'may-run': 0, 'up-to-date': 2, 'skip': 0}"
+    assert out[3] == "{'run': 0, 'restore': 0, 'may-run': 0, 'up-to-date': 2, 'skip': 0}"
     assert "[('shop', 'active')]" in out
     assert out[-1] == "[\"no workflow named 'helo' (did you mean 'hello'?)\"]"

@@ -220,7 +220,7 @@ def test_validate_plan_apply_status_explain(server: Server) -> None:
     assert repo.read("handler.txt") == ""  # it read /dev/null, not the protocol
 
     again = server.ok("plan", workflows=["demo"])
-    assert again["summary"] == {"run": 0, "may-run": 0, "up-to-date": 2, "skip": 0}
+    assert again["summary"] == {"run": 0, "restore": 0, "may-run": 0, "up-to-date": 2, "skip": 0}
     st = {s["step"]: s for s in server.ok("status", workflows=["demo"])["steps"]}
     assert (st["build"]["status"], st["count"]["outputs"]) == ("succeeded", {"chars": "6"})
 

@@ -118,7 +118,7 @@ def test_plan_ref_plans_the_revision_against_the_recorded_state(repo: Repo) -> N
     assert old["steps"] == [
         {"workflow": "w", "step": "s", "action": "run", "reasons": ["definition changed (run)"]}
     ]
-    assert old["summary"] == {"run": 1, "may-run": 0, "up-to-date": 0, "skip": 0}
+    assert old["summary"] == {"run": 1, "restore": 0, "may-run": 0, "up-to-date": 0, "skip": 0}
 
 
 @pytest.mark.parametrize("flag", ["--ref", "--since"])

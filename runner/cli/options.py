@@ -121,8 +121,13 @@ def add_force(p: argparse.ArgumentParser, step_text: str, all_text: str) -> None
     p.add_argument("--force-all", action="store_true", help=all_text)
 
 
+def add_no_cache(p: argparse.ArgumentParser, why: str) -> None:
+    p.add_argument("--no-cache", action="store_true", help=why)
+
+
 def add_apply_options(p: argparse.ArgumentParser) -> None:
     add_force(p, "run STEP (WORKFLOW/STEP or STEP) even if up to date", "run every step")
+    add_no_cache(p, "run steps even where the result cache holds their result; store nothing")
     p.add_argument(
         "--dry-run",
         action="store_true",

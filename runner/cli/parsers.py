@@ -29,6 +29,7 @@ from runner.cli.options import (
     add_jobs,
     add_json,
     add_limit,
+    add_no_cache,
     add_params,
     add_project,
     add_quiet,
@@ -194,6 +195,7 @@ def build_plan(sub: Subs, shared: Shared) -> None:
     p = _verb(sub, "plan", "show what apply would run, and why", "run:plan", [shared.filters])
     add_workflows(p)
     add_force(p, "plan STEP (WORKFLOW/STEP or STEP) as forced", "plan every step as forced")
+    add_no_cache(p, "plan as if the result cache were empty (what apply --no-cache would run)")
     add_ref(p, "plan")
     p.add_argument(
         "--check",

@@ -16,6 +16,7 @@ from runner.status import NOT_OK, Status
 
 ICONS = {
     "run": ("+", "yellow"),
+    "restore": ("<", "green"),
     "may-run": ("~", "cyan"),
     "up-to-date": ("=", "dim"),
     "skip": ("-", "yellow"),
@@ -54,6 +55,7 @@ def plan(args: argparse.Namespace) -> int:
         commands=getattr(args, "show_commands", False),
         params=params_of(args),
         save=_here(args, out) if out else None,
+        cache=not getattr(args, "no_cache", False),
     )
     if out:
         print(
@@ -66,7 +68,13 @@ def plan(args: argparse.Namespace) -> int:
         print_json(data)
         return code
     color = use_color()
-    labels = {"run": "will run", "may-run": "may run", "up-to-date": "up to date", "skip": "skip"}
+    labels = {
+        "run": "will run",
+        "restore": "restore",
+        "may-run": "may run",
+        "up-to-date": "up to date",
+        "skip": "skip",
+    }
     styled = {
         a: (paint(ICONS[a][0], ICONS[a][1], color), paint(labels[a], ICONS[a][1], color))
         for a in labels
@@ -99,7 +107,9 @@ def plan(args: argparse.Namespace) -> int:
     if not data["steps"] and not gone:
         out.append("no workflows selected")
     out.append(
-        f"\nPlan: {n['run']} to run, {n['may-run']} may run (if upstream outputs change), "
+        f"\nPlan: {n['run']} to run, "
+        + (f"{n['restore']} to restore from the cache, " if n.get("restore") else "")
+        + f"{n['may-run']} may run (if upstream outputs change), "
         f"{n['up-to-date']} up to date"
         + (f", {n['skip']} to skip" if n.get("skip") else "")
         + (f", {len(gone)} removed." if gone else ".")
@@ -196,6 +206,7 @@ def apply(args: argparse.Namespace) -> int:
         argv=sys.argv[1:],
         executor_kind=kind,
         dask_address=address,
+        cache=not getattr(args, "no_cache", False),
     )
     try:
         try:
@@ -486,6 +497,10 @@ def _finished_line(ev: dict[str, Any], color: bool, verbose: bool = False) -> st
         return None
     if st == Status.SUCCEEDED:
         return paint(f"ok {name}", "green", color) + f" {ev['duration']:.2f}s"
+    if st == Status.RESTORED:
+        return (
+            paint(f"restored {name}", "green", color) + f" {ev['duration']:.2f}s (from the cache)"
+        )
     if st in (Status.SKIPPED, Status.CIRCUIT_OPEN, Status.BLOCKED, Status.NOT_STARTED):
         why = "; ".join(ev["reasons"]) or ev["message"]
         return paint(f"- {name}: {st.replace('_', ' ')} ({why})", "yellow", color)

@@ -70,6 +70,9 @@ def specs(Context: Any) -> list[tuple[Callable[..., Any], dict[str, bool]]]:
         Field(description="steps to treat as changed, as WORKFLOW/STEP or STEP"),
     ]
     ForceAll = Annotated[bool, Field(description="treat every selected step as changed")]
+    NoCache = Annotated[
+        bool, Field(description="run steps even where the result cache holds their result")
+    ]
     Params = Annotated[
         dict[str, str | int | float | bool | list[Any] | dict[str, Any]] | None,
         Field(
@@ -96,10 +99,11 @@ def specs(Context: Any) -> list[tuple[Callable[..., Any], dict[str, bool]]]:
         force: Force = None,
         force_all: ForceAll = False,
         params: Params = None,
+        no_cache: NoCache = False,
     ) -> dict[str, Any]:
-        """What apply would run, per step: action (run, may-run, up-to-date) and the reasons
-        (never ran, input changed: FILE, definition changed, upstream will run: STEP, ...).
-        Runs nothing."""
+        """What apply would run, per step: action (run, restore, may-run, up-to-date) and
+        the reasons (never ran, input changed: FILE, definition changed, upstream will run:
+        STEP, will restore: cached result from WHEN (WHERE), ...). Runs nothing."""
 
     def apply(
         workflows: Names = None,
@@ -126,9 +130,11 @@ def specs(Context: Any) -> list[tuple[Callable[..., Any], dict[str, bool]]]:
                 "the config's executor.address, else a local cluster for the run); implies dask"
             ),
         ] = None,
+        no_cache: NoCache = False,
         ctx: Context = None,  # type: ignore[assignment]
     ) -> dict[str, Any]:
-        """Run the steps that changed or failed, in dependency order, and record them.
+        """Run the steps that changed or failed, in dependency order, and record them;
+        a step whose result the result cache holds is restored (status restored), not run.
         Returns ok, run_id, counts, and per step: status, reasons, exit_code, attempts,
         message, log path and the last lines of its output (log_tail). With a
         progressToken, each event of the run (docs/events.md) is a progress notification

@@ -98,6 +98,7 @@ class Tools:
         force: list[str] | None = None,
         force_all: bool = False,
         params: dict[str, Any] | None = None,
+        no_cache: bool = False,
     ) -> dict[str, Any]:
         return api.plan(
             self.repo(),
@@ -107,6 +108,7 @@ class Tools:
             force=force or None,
             force_all=force_all,
             params=params or None,
+            cache=not no_cache,
         )
 
     def apply(
@@ -124,6 +126,7 @@ class Tools:
         params: dict[str, Any] | None = None,
         events: Any = None,
         verb: str = "apply",
+        no_cache: bool = False,
     ) -> dict[str, Any]:
         """``events``: a ``runner.events.EventSink`` given the run's progress events and,
         at the end, ``run.finished`` (the server's progress notifications). ``verb``: the
@@ -146,13 +149,14 @@ class Tools:
             stop=stop,
             executor_kind=executor or None,
             dask_address=dask_address or None,
+            cache=not no_cache,
         )
         from runner.errors import Interrupted
 
         argv = ["mcp", verb, *_call_args(
             workflows=workflows, project=project, env=env, force=force, force_all=force_all,
             jobs=jobs, fail_fast=fail_fast, executor=executor, dask_address=dask_address,
-            params=params,
+            params=params, no_cache=no_cache,
         )]  # fmt: skip
         try:
             result = api.apply(

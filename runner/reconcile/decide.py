@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from runner.reconcile.view import StepView
 
 RUN, MAY_RUN, UP_TO_DATE, SKIP = Action.RUN, Action.MAY_RUN, Action.UP_TO_DATE, Action.SKIP
+RESTORE = Action.RESTORE
 
 FAILED_REASONS = {
     Status.FAILED: "last run failed",

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from runner.manifests.catalog import Manifests
     from runner.masking import Secrets
     from runner.model import Workflow
+    from runner.reconcile.restore import ResultCache
     from runner.reconcile.selection import Selection
     from runner.store.state import State
 
@@ -50,11 +51,15 @@ def plan(
     wfs: list[Workflow],
     sel: Selection,
     hasher: Hasher | None = None,
+    cache: ResultCache | None = None,
 ) -> Plans:
-    """What apply would do for ``wfs``: a decision per step, with reasons."""
+    """What apply would do for ``wfs``: a decision per step, with reasons; with a result
+    ``cache`` (``restore.open_cache``), the steps it holds results for are ``restore``."""
     recover(state, root)
     hasher = hasher or Hasher(root, state)
-    return plan_workflows(m, wfs, sel, state=state, hasher=hasher, live_runs=state.run_alive)
+    return plan_workflows(
+        m, wfs, sel, state=state, hasher=hasher, live_runs=state.run_alive, cache=cache
+    )
 
 
 def apply(
@@ -70,7 +75,11 @@ def apply(
     t0 = clock()
     commit_state = _ask_git_commit(root)  # two git processes: ask while we plan
     hasher = Hasher(root, state)
-    plans = plan(root, m, state, wfs, sel, hasher)
+    said: list[str] = []  # the cache's warnings, when no report takes them
+    cache = _cache(m, root, opts, said)
+    plans = plan(root, m, state, wfs, sel, hasher, cache)
+    said[:0] = plans.warnings
+    plans.warnings = said  # and those said while the loop runs
     if opts.expect is not None:  # before anything is written: a refusal leaves no trace
         opts.expect(plans)
     for w in dict.fromkeys(w for w, _ in plans.removed):  # their readers re-run by fingerprint
@@ -100,7 +109,7 @@ def apply(
         run_id = state.begin_run(list(opts.argv), sel.env, commit, dirty, [w.name for w in wfs])
         loop = ApplyLoop(
             m, wfs, sel, plans, state=state, hasher=hasher, root=root, run_id=run_id,
-            opts=opts, executor=executor, clock=clock,
+            opts=opts, executor=executor, clock=clock, cache=cache,
         )  # fmt: skip
         if opts.report:  # after the loop is built: run-started says how many slots it has
             start = (run_id, sel.env, commit, dirty, loop.jobs)
@@ -145,6 +154,20 @@ def apply(
 
         raise RunCutShort(masked(result, state.secrets))  # for --junit and CI summaries
     return masked(result, state.secrets), plans
+
+
+def _cache(m: Manifests, root: Path, opts: ApplyOptions, warnings: list[str]) -> ResultCache | None:
+    """The result cache of an apply (None: off); its warnings (a corrupted entry) go out
+    as progress events, or to ``warnings`` for the caller to say."""
+    from runner.reconcile.restore import open_cache
+
+    def warn(line: str) -> None:
+        if opts.report:
+            opts.report({"event": "warning", "message": line})
+        else:
+            warnings.append(line)
+
+    return open_cache(m, root, off=not opts.cache, warn=warn)
 
 
 def _report_start(

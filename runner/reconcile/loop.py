@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from runner.manifests.hashing import Hasher
     from runner.model import Workflow
     from runner.reconcile.planner import Key, Plans
+    from runner.reconcile.restore import ResultCache
     from runner.reconcile.selection import Selection
     from runner.store.state import State
 
@@ -58,6 +59,7 @@ class ApplyLoop:
         opts: ApplyOptions,
         executor: Executor,
         clock: Callable[[], float],
+        cache: ResultCache | None = None,
     ):
         from runner.manifests.sources import clean_git_env
 
@@ -99,6 +101,7 @@ class ApplyLoop:
             prefix_workflow=len(wfs) > 1,
             environ=dict(os.environ),
             base_env=clean_git_env(),
+            cache=cache,
         )
         # steps that need (or read the instances of) a foreach over a source step's
         # outputs while the plan says those instances are pending: they wait for the
@@ -260,6 +263,7 @@ class ApplyLoop:
                 hasher=self.hasher,
                 records=records,
                 clock=self.clock,
+                cache=self.ctx.cache,
             )
         except Exception as e:  # record, never lose the runner over one task
             message = _failure(e, self.root)

@@ -18,6 +18,7 @@ from runner.links import LinkEscape
 from runner.manifests.positions import at, step_field
 from runner.reconcile.decide import (
     MAY_RUN,
+    RESTORE,
     RUN,
     SKIP,
     UP_TO_DATE,
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from runner.manifests.catalog import Manifests
     from runner.manifests.hashing import Hasher
     from runner.model import Step, Workflow
+    from runner.reconcile.restore import ResultCache
     from runner.reconcile.selection import Selection
     from runner.store.state import State, StepRecord
 
@@ -214,12 +216,16 @@ def plan_workflows(
     state: State,
     hasher: Hasher,
     live_runs: Callable[[int], bool] | None = None,
+    cache: ResultCache | None = None,
 ) -> Plans:
-    """Decide every step of ``wfs`` against the recorded state (``sel.env``'s records)."""
+    """Decide every step of ``wfs`` against the recorded state (``sel.env``'s records).
+    With a result ``cache``, a step whose result it holds is planned ``restore``, and its
+    downstream steps are decided against the result it will restore."""
     plans = Plans({}, {}, {})
     outputs: list[str] | None = None  # every declared output, once an input names nothing
     for wf in wfs:
         records = state.step_records(wf.name, sel.env)
+        restoring: set[str] = set()
         views = step_views(m, wf, sel)
         will_run: set[str] = set()
         skipping: set[str] = set()  # steps the plan already knows apply will skip
@@ -254,9 +260,15 @@ def plan_workflows(
                     d = replace(d, action=SKIP, reasons=(f"upstream skipped: {', '.join(ups)}",))
             if d.action == UP_TO_DATE and d.reasons:  # drift: warn (decide.py)
                 plans.warnings.append(_drift_warning(wf.name, name, d.reasons))
+            if cache is not None and d.action == RUN:
+                d = cache.planned(view, d)
+            if restoring and d.action == MAY_RUN:
+                d = replace(d, reasons=tuple(_restoring(r, restoring) for r in d.reasons))
             if d.action == SKIP:
                 skipping.add(name)
             elif d.action != UP_TO_DATE:
+                if d.action == RESTORE:
+                    restoring.add(name)
                 will_run.add(name)
             decisions.append(d)
             plans.views[view.key] = view
@@ -280,6 +292,22 @@ def _drift_warning(wf: str, step: str, reasons: tuple[str, ...]) -> str:
         f"{wf}/{step}: {'; '.join(reasons)}: not run; "
         f"'orch apply --force {wf}/{step}' makes it again"
     )
+
+
+def _restoring(reason: str, restoring: set[str]) -> str:
+    """``upstream will run: a, b`` said of upstream steps the plan restores: the files a
+    restore brings back are known only once it has (a downstream step may then be up to
+    date, restored, or run)."""
+    head = "upstream will run: "
+    if not reason.startswith(head):
+        return reason
+    names = reason[len(head) :].split(", ")
+    restored = [n for n in names if n in restoring]
+    run = [n for n in names if n not in restoring]
+    parts = ([head + ", ".join(run)] if run else []) + (
+        ["upstream will restore: " + ", ".join(restored)] if restored else []
+    )
+    return "; ".join(parts)
 
 
 def _was_skipped(records: dict[str, StepRecord], name: str, will_run: set[str]) -> bool:

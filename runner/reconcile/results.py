@@ -36,6 +36,7 @@ class ApplyOptions(NamedTuple):
     # called with the plan before anything is written or run; raises to refuse the run
     # (a saved plan that no longer matches: ``savedplan.check``)
     expect: Callable[[Any], None] | None = None
+    cache: bool = True  # False: --no-cache, neither restore from nor store in the result cache
 
 
 class StepResult(NamedTuple):

@@ -21,7 +21,12 @@ from runner.errors import OrchError
 from runner.manifests.fingerprint import changed_keys, fingerprint_fields
 
 FORMAT = 1  # bumped when a reader of this version could misread a newer file
-LABELS = {"run": "will run", "may-run": "may run", "up-to-date": "up to date"}
+LABELS = {
+    "run": "will run",
+    "restore": "will restore",
+    "may-run": "may run",
+    "up-to-date": "up to date",
+}
 
 
 class StalePlan(OrchError):

@@ -1,8 +1,8 @@
 """Starting one ready task: a pipeline of named checks, each of which may end it.
 
     still up to date ─► admit (quotas, in memory) ─► claim (kernel lock) ─► re-decide
-    ─► template context ─► when ─► render ─► secrets ─► allocate (quotas, in the store)
-    ─► workdir ─► breaker ─► submit
+    ─► template context ─► when ─► restore (result cache) ─► render ─► secrets
+    ─► allocate (quotas, in the store) ─► workdir ─► breaker ─► submit
 
 Each stage returns ``None`` (go on) or an ``Outcome``. Whatever ends the pipeline, one
 ``give_back()`` frees exactly what this start holds (its allocations, then its claim);
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from runner.manifests.hashing import Hasher
     from runner.reconcile.planner import Key, StepView
     from runner.reconcile.quotas import Quotas
+    from runner.reconcile.restore import ResultCache
     from runner.store.state import State, StepRecord
 
 
@@ -75,6 +76,7 @@ class StartContext:
     prefix_workflow: bool  # more than one workflow: echo lines say "[wf/step]"
     environ: dict[str, str]  # os.environ, as templates see it
     base_env: dict[str, str]  # the tasks' environment before the step's own
+    cache: ResultCache | None = None  # the result cache (None: off, --no-cache)
 
 
 class Start:
@@ -106,6 +108,7 @@ class Start:
             self._upstream_skipped,
             self._template_context,
             self._when,
+            self._restore,
             self._render,
             self._secrets,
             self._allocate,
@@ -244,6 +247,21 @@ class Start:
             now=self.ctx.clock(),
         )
         return self._done(Status.SKIPPED, ["when: false"])
+
+    def _restore(self) -> Outcome | None:
+        """The result cache holds this fingerprint's result: restored, verified, recorded
+        succeeded, not run (``reconcile.restore``)."""
+        if self.ctx.cache is None or self.decision.action == UP_TO_DATE:
+            return None
+        from runner.reconcile.restore import restore_step
+
+        self.result = restore_step(
+            self.ctx.cache, self.view, self.decision, self.records,
+            state=self.ctx.state, hasher=self.ctx.hasher, env=self.ctx.env_name,
+            run_id=self.ctx.run_id, now=self.ctx.clock(),
+            fields=record.masked_params(self.decision.fields, self.ctx.state.secrets),
+        )  # fmt: skip
+        return None if self.result is None else Outcome.DONE
 
     def _render(self) -> Outcome | None:
         from runner.templating import render_argv, render_command, render_text

@@ -147,6 +147,7 @@ class ResultStore:
         self.link = link if link in LINK_MODES else "copy"
         self._counters = counters
         self.warn = warn or _warn_stderr
+        self._written_before: float | None = None
 
     # ---- reading ----------------------------------------------------------------------
 
@@ -234,11 +235,14 @@ class ResultStore:
         files: list[str],
         values: dict[str, str],
         meta: dict[str, Any],
+        written_before: float | None = None,
     ) -> bool:
         """Store the outputs ``files`` (repo-relative paths under ``root``, each a file or
         a folder) and output ``values`` under ``key``; atomic. False (nothing stored, no
         error) when an output is missing, a symlink or special file, changed while it was
-        read, or the store cannot be written."""
+        read, was modified after ``written_before`` (unix seconds: when the task that made
+        it ended), or the store cannot be written."""
+        self._written_before = written_before
         try:
             with self._b.locked(exclusive=False):
                 outputs = [self._put_output(root, rel) for rel in sorted(set(files))]
@@ -277,6 +281,8 @@ class ResultStore:
         before = os.lstat(full)
         if not stat.S_ISREG(before.st_mode):
             raise Refused(f"{full}: not a regular file")
+        if self._written_before is not None and before.st_mtime > self._written_before:
+            raise Refused(f"{full}: modified after its task ended")
         h = hashlib.blake2b(digest_size=16)
         with open(full, "rb") as f, self._b.temp() as (tmp, out):
             while chunk := f.read(CHUNK):

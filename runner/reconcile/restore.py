@@ -1,0 +1,220 @@
+"""The result cache in the engine: which steps are cached, what the plan says of them,
+restoring one instead of running it, and storing a success.
+
+    plan:   decide ─► RUN, fingerprint complete, cacheable, entry held ─► RESTORE
+            ("will restore: cached result from <when> (<where>)"); its downstream steps
+            "may run" (upstream will restore): the files it brings back are known only
+            once it has, and then each is decided again (restored too, up to date by
+            early cutoff, or run)
+    apply:  Start ─► ... ─► when ─► restore (verified) ─► recorded succeeded, result
+            "restored"; a miss (a blob gone or corrupted: one warning) runs the step
+    record: a success whose outputs were all written before the task ended ─► put
+
+A step is cached when the cache is on (``.orch/config.yaml`` ``cache:``, not
+``--no-cache``), its own ``cache:`` (else its workflow's) is not false, and it declares
+outputs, none of them a ``!`` exclusion (a folder restored whole would bring back what the
+exclusion leaves to the tool). Keys are ``results.result_key(fingerprint)``: a digest of a
+digest; environment values (secrets among them) reach a fingerprint only keyed
+(``runner.masking``), and output values are stored masked, as the state stores them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from runner import globs
+from runner.reconcile.results import StepResult
+from runner.status import Action, Status
+from runner.store.results import ResultStore, StoredResult, open_store, result_key
+from runner.store.state import StepRecord
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from runner.manifests.catalog import Manifests
+    from runner.manifests.hashing import Hasher
+    from runner.masking import Secrets
+    from runner.reconcile.decide import StepDecision
+    from runner.reconcile.view import StepView
+    from runner.store.state import State
+
+RESTORE = Action.RESTORE
+
+
+class ResultCache:
+    """The engine's handle on the result store of one plan or apply."""
+
+    def __init__(self, store: ResultStore, root: Path) -> None:
+        self.store = store
+        self.root = root
+        self._held: dict[str, StoredResult | None] = {}
+
+    def cacheable(self, view: StepView) -> bool:
+        """Whether ``view``'s step is stored and restored at all."""
+        outs = view.outputs
+        return (
+            view.step.cache
+            and bool(outs)
+            and not any(o.startswith("!") for o in outs)
+            and not view.forced
+        )
+
+    def held(self, fingerprint: str) -> StoredResult | None:
+        """The entry for ``fingerprint``, read once per plan."""
+        if fingerprint not in self._held:
+            self._held[fingerprint] = self.store.get(result_key(fingerprint))
+        return self._held[fingerprint]
+
+    def planned(self, view: StepView, d: StepDecision) -> StepDecision:
+        """``d`` as RESTORE where the step will run, its fingerprint is complete (no
+        upstream still to run), nothing forces it, and the store holds its result."""
+        if d.action != Action.RUN or not self.cacheable(view):
+            return d
+        if any(r == "forced" or r.startswith("running in another orch") for r in d.reasons):
+            return d
+        got = self.held(d.fingerprint)
+        if got is None:
+            return d
+        why = f"will restore: cached result from {got.where}"
+        return replace(d, action=RESTORE, reasons=(*d.reasons, why))
+
+    def restore(self, view: StepView, d: StepDecision) -> tuple[dict[str, str], float] | None:
+        """Put ``d``'s cached outputs in place: (output values, seconds taken), or None on
+        a miss (the step runs)."""
+        if not self.cacheable(view) or any(r == "forced" for r in d.reasons):
+            return None
+        t0 = time.perf_counter()
+        values = self.store.restore(result_key(d.fingerprint), self.root)
+        return None if values is None else (values, time.perf_counter() - t0)
+
+    def save(self, view: StepView, rec: StepRecord, *, ended: float, secrets: Secrets) -> bool:
+        """Store a success's outputs; refused (False) for a step not cached, an output
+        value that carries a secret, or a file written after the task ``ended``."""
+        if not self.cacheable(view) or rec.fingerprint is None:
+            return False
+        values = dict(rec.outputs)
+        if secrets.mask_any(values) != values:
+            return False
+        meta = {
+            "workflow": rec.workflow,
+            "step": rec.step,
+            "origin": origin(self.root, rec.run_id),
+            "output_files": dict(rec.output_files),
+        }
+        files = [globs.literal(o).rstrip("/") for o in view.outputs]
+        return self.store.put(
+            result_key(rec.fingerprint),
+            root=self.root,
+            files=files,
+            values=values,
+            meta=meta,
+            written_before=ended,
+        )
+
+
+def open_cache(
+    m: Manifests, root: Path, *, off: bool = False, warn: Callable[[str], None] | None = None
+) -> ResultCache | None:
+    """The result cache the config names, or None when it is off (``cache: false``,
+    ``--no-cache``, or ``$ORCH_NO_CACHE`` set to anything but ``0``). A ``remote:`` without fsspec installed is an OrchError naming the
+    extra to install."""
+    setting = m.config.cache
+    off = off or os.environ.get("ORCH_NO_CACHE", "") not in ("", "0")
+    if off or setting is False or (isinstance(setting, dict) and setting.get("enabled") is False):
+        return None
+    try:
+        store = open_store(root, setting, warn=warn)
+    except ImportError:
+        from runner.errors import OrchError
+
+        raise OrchError(
+            ".orch/config.yaml: cache.remote needs fsspec: pip install 'orch-gitops[cache-remote]'"
+        ) from None
+    return ResultCache(store, root)
+
+
+def restored_record(
+    d: StepDecision,
+    env: str,
+    values: dict[str, str],
+    output_files: dict[str, str],
+    run_id: int,
+    now: float,
+    fields: dict[str, str],
+) -> StepRecord:
+    """The record of a step restored from the cache: succeeded, with the fingerprint it
+    was restored for, so the next plan finds it up to date."""
+    rec = _record(d, env, values, output_files, run_id, now)
+    rec.fields = fields  # the definition with its notes (params masked), as a run's
+    return rec
+
+
+def _record(
+    d: StepDecision,
+    env: str,
+    values: dict[str, str],
+    output_files: dict[str, str],
+    run_id: int | None,
+    now: float,
+) -> StepRecord:
+    return StepRecord(
+        workflow=d.workflow,
+        step=d.step,
+        env=env,
+        fingerprint=d.fingerprint,
+        fields=d.fields,
+        inputs=d.inputs,
+        upstream=d.upstream,
+        outputs=values,
+        output_files=output_files,
+        status=Status.SUCCEEDED,
+        reason="restored from the result cache",
+        task_id=None,
+        run_id=run_id,
+        started=now,
+        ended=now,
+        updated=now,
+    )
+
+
+def origin(root: Path, run_id: int | None) -> str:
+    """Where a stored result came from, for the plan line of whoever restores it."""
+    import socket
+
+    return f"run {run_id} in {socket.gethostname()}:{root}"
+
+
+def restore_step(
+    cache: ResultCache,
+    view: StepView,
+    d: StepDecision,
+    records: dict[str, StepRecord],
+    *,
+    state: State,
+    hasher: Hasher,
+    env: str,
+    run_id: int,
+    now: float,
+    fields: dict[str, str],
+) -> StepResult | None:
+    """Restore ``d``'s step from ``cache`` and record it succeeded (its outputs hashed
+    as they now are, ``fields`` its definition as recorded: params masked); the result
+    ``restored``, or None on a miss (the step runs)."""
+    from runner.reconcile.decide import output_hashes
+
+    got = cache.restore(view, d)
+    if got is None:
+        return None
+    values, took = got
+    outs = list(view.outputs)
+    hasher.forget([globs.literal(o) for o in outs])
+    files = output_hashes(hasher, outs)
+    rec = restored_record(d, env, values, files, run_id, now, fields)
+    state.record_step(rec)
+    records[d.step] = rec
+    reasons = [r for r in d.reasons if not r.startswith("will restore: ")]
+    return StepResult(d.workflow, d.step, Status.RESTORED, reasons, duration=took)
