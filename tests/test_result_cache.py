@@ -339,3 +339,26 @@ def test_concurrent_applies_in_two_clones_share_one_cache(repo: Repo, tmp_path: 
     fresh = _clone(repo, tmp_path, "c3")
     assert _status(_apply_ok(fresh)) == {"build": "restored", "use": "restored"}
     assert fresh.read("final.txt") == "one\n4\n"
+
+
+def test_a_step_rewriting_a_hard_linked_output_in_place_leaves_the_blob_intact(
+    repo: Repo,
+) -> None:
+    _setup(repo, "cache: {link: hardlink}\n")
+    _apply_ok(repo)
+    repo.write("src.txt", "two\n")
+    _apply_ok(repo)
+    repo.write("src.txt", "one\n")
+    assert _status(_apply_ok(repo))["build"] == "restored"  # out.txt: a link to a blob
+    repo.write("src.txt", "two\n")  # restored too; then a real run rewrites out.txt in place
+    shutil.rmtree(repo.path / ".orch/cache/results/entries")
+    p = repo.orch("apply")
+    assert p.returncode == 0 and "warning" not in p.stderr, p.stderr
+    assert repo.read("out.txt") == "two\n"
+    blobs = [b.read_bytes() for b in (repo.path / ".orch/cache/results/blobs").rglob("*")
+             if b.is_file()]  # fmt: skip
+    assert b"one\n" in blobs  # the blob out.txt was linked to is untouched
+    repo.write("src.txt", "one\n")
+    p = repo.orch("apply")
+    assert p.returncode == 0 and "warning" not in p.stderr, p.stderr
+    assert repo.read("out.txt") == "one\n"

@@ -218,3 +218,28 @@ def restore_step(
     records[d.step] = rec
     reasons = [r for r in d.reasons if not r.startswith("will restore: ")]
     return StepResult(d.workflow, d.step, Status.RESTORED, reasons, duration=took)
+
+
+def own_copies(root: Path, outputs: tuple[str, ...]) -> None:
+    """Before a step runs where the cache restores by hard link: each of its output files
+    that is a read-only hard link (a blob of the cache) becomes a private, writable copy,
+    so the task can rewrite it in place (``>`` truncates) and no write reaches the blob
+    (Bazel removes such outputs before an action; the copy keeps them for incremental
+    tools)."""
+    import shutil
+    import stat
+
+    for o in outputs:
+        top = root / globs.literal(o).rstrip("/")
+        paths = [top] if not top.is_dir() else [p for p in top.rglob("*") if p.is_file()]
+        for p in paths:
+            try:
+                st = os.lstat(p)
+            except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink < 2 or st.st_mode & stat.S_IWUSR:
+                continue
+            tmp = p.with_name(f".{p.name}.orch-copy")
+            shutil.copyfile(p, tmp)
+            os.chmod(tmp, stat.S_IMODE(st.st_mode) | stat.S_IWUSR)
+            os.replace(tmp, p)

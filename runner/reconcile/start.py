@@ -261,6 +261,10 @@ class Start:
             run_id=self.ctx.run_id, now=self.ctx.clock(),
             fields=record.masked_params(self.decision.fields, self.ctx.state.secrets),
         )  # fmt: skip
+        if self.result is None and self.ctx.cache.store.link == "hardlink":
+            from runner.reconcile.restore import own_copies
+
+            own_copies(self.ctx.root, self.view.outputs)  # the task may write them in place
         return None if self.result is None else Outcome.DONE
 
     def _render(self) -> Outcome | None:
