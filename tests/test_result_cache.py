@@ -362,3 +362,37 @@ def test_a_step_rewriting_a_hard_linked_output_in_place_leaves_the_blob_intact(
     p = repo.orch("apply")
     assert p.returncode == 0 and "warning" not in p.stderr, p.stderr
     assert repo.read("out.txt") == "one\n"
+
+
+def test_clones_share_results_of_steps_reading_the_environment_but_not_of_secrets(
+    repo: Repo, tmp_path: Path
+) -> None:
+    steps = """\
+    - name: greet
+      outputs: [greeting.txt]
+      run: |
+        echo greet >> runs.log
+        echo "{{ env.GREETING }}" > greeting.txt
+    - name: sign
+      secrets: [TOKEN]
+      outputs: [sig.txt]
+      run: |
+        echo sign >> runs.log
+        echo "{{ env.TOKEN | length }}" > sig.txt
+"""
+    shared = tmp_path / "shared"
+    repo.write(
+        ".orch/config.yaml", f"apiVersion: orch/v1\nkind: Config\ncache: {{dir: {shared}}}\n"
+    )
+    repo.write("wf.yaml", workflow("w", steps))
+    repo.write(".gitignore", "runs.log\n*.txt\n")
+    repo.commit()
+    env = {"GREETING": "hello", "TOKEN": "tok-secret-value-42"}
+    assert repo.orch("apply", env=env).returncode == 0
+    other = _clone(repo, tmp_path, "clone")
+    p = other.orch("apply", "--json", env=env)
+    assert _status(json.loads(p.stdout)) == {"greet": "restored", "sign": "succeeded"}
+    assert other.read("greeting.txt") == "hello\n"
+    for f in shared.rglob("*"):
+        if f.is_file():
+            assert b"tok-secret-value-42" not in f.read_bytes()

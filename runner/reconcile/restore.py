@@ -13,9 +13,12 @@ restoring one instead of running it, and storing a success.
 A step is cached when the cache is on (``.orch/config.yaml`` ``cache:``, not
 ``--no-cache``), its own ``cache:`` (else its workflow's) is not false, and it declares
 outputs, none of them a ``!`` exclusion (a folder restored whole would bring back what the
-exclusion leaves to the tool). Keys are ``results.result_key(fingerprint)``: a digest of a
-digest; environment values (secrets among them) reach a fingerprint only keyed
-(``runner.masking``), and output values are stored masked, as the state stores them.
+exclusion leaves to the tool). Keys are digests of the fingerprint
+(``results.result_key``); the environment values a step reads are digested there with
+the store's own random key (``ResultStore.env_key``), so clones that share a store share
+results, except where a step reads a declared secret (or the whole environment): that
+digest stays keyed by the clone's ``.orch/`` key, and the result is this clone's alone.
+Output values are stored masked, as the state stores them.
 """
 
 from __future__ import annotations
@@ -48,10 +51,33 @@ RESTORE = Action.RESTORE
 class ResultCache:
     """The engine's handle on the result store of one plan or apply."""
 
-    def __init__(self, store: ResultStore, root: Path) -> None:
+    def __init__(self, store: ResultStore, root: Path, secrets: frozenset[str] = frozenset()):
         self.store = store
         self.root = root
+        self.secrets = secrets  # every variable any step declares under secrets:
         self._held: dict[str, StoredResult | None] = {}
+
+    def key(self, view: StepView, fields: dict[str, str], inputs: dict[str, str],
+            upstream: dict[str, str], fingerprint: str) -> str:  # fmt: skip
+        """The cache key of a step decided with these parts: a digest of its fingerprint,
+        but with the environment values it reads keyed by the store's key rather than the
+        clone's (so clones sharing the store share results) -- unless it reads a declared
+        secret, or the whole environment, whose digest stays the clone's own."""
+        if "environ" not in fields or view.env_refs is None or self.secrets & set(view.env_refs):
+            return result_key(fingerprint)
+        from runner.manifests.fingerprint import _canon, combine, fingerprint_fields
+        from runner.masking import keyed_digest
+
+        values = _canon({k: os.environ.get(k) for k in view.env_refs})
+        try:
+            shared = keyed_digest(self.store.env_key(), values)
+        except OSError:
+            return result_key(fingerprint)
+        own = {**fingerprint_fields(fields), "environ": shared}
+        return result_key(combine(own, inputs, upstream))
+
+    def _key(self, view: StepView, d: StepDecision) -> str:
+        return self.key(view, d.fields, d.inputs, d.upstream, d.fingerprint)
 
     def cacheable(self, view: StepView) -> bool:
         """Whether ``view``'s step is stored and restored at all."""
@@ -63,11 +89,11 @@ class ResultCache:
             and not view.forced
         )
 
-    def held(self, fingerprint: str) -> StoredResult | None:
-        """The entry for ``fingerprint``, read once per plan."""
-        if fingerprint not in self._held:
-            self._held[fingerprint] = self.store.get(result_key(fingerprint))
-        return self._held[fingerprint]
+    def held(self, key: str) -> StoredResult | None:
+        """The entry for ``key``, read once per plan."""
+        if key not in self._held:
+            self._held[key] = self.store.get(key)
+        return self._held[key]
 
     def planned(self, view: StepView, d: StepDecision) -> StepDecision:
         """``d`` as RESTORE where the step will run, its fingerprint is complete (no
@@ -76,7 +102,7 @@ class ResultCache:
             return d
         if any(r == "forced" or r.startswith("running in another orch") for r in d.reasons):
             return d
-        got = self.held(d.fingerprint)
+        got = self.held(self._key(view, d))
         if got is None:
             return d
         why = f"will restore: cached result from {got.where}"
@@ -88,7 +114,7 @@ class ResultCache:
         if not self.cacheable(view) or any(r == "forced" for r in d.reasons):
             return None
         t0 = time.perf_counter()
-        values = self.store.restore(result_key(d.fingerprint), self.root)
+        values = self.store.restore(self._key(view, d), self.root)
         return None if values is None else (values, time.perf_counter() - t0)
 
     def save(self, view: StepView, rec: StepRecord, *, ended: float, secrets: Secrets) -> bool:
@@ -106,8 +132,9 @@ class ResultCache:
             "output_files": dict(rec.output_files),
         }
         files = [globs.literal(o).rstrip("/") for o in view.outputs]
+        key = self.key(view, rec.fields, rec.inputs, rec.upstream, rec.fingerprint)
         return self.store.put(
-            result_key(rec.fingerprint),
+            key,
             root=self.root,
             files=files,
             values=values,
@@ -134,7 +161,8 @@ def open_cache(
         raise OrchError(
             ".orch/config.yaml: cache.remote needs fsspec: pip install 'orch-gitops[cache-remote]'"
         ) from None
-    return ResultCache(store, root)
+    names = frozenset(s for w in m.workflows.values() for st in w.steps for s in st.secrets)
+    return ResultCache(store, root, names)
 
 
 def restored_record(

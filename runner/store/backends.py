@@ -31,6 +31,10 @@ class Backend:
     def temp(self) -> contextlib.AbstractContextManager[tuple[str, Any]]:
         raise NotImplementedError
 
+    def create(self, rel: str, data: bytes) -> None:
+        """Write ``rel`` unless it exists (two writers: one wins, both read it after)."""
+        raise NotImplementedError
+
     def commit_blob(self, tmp: str, rel: str) -> None:
         raise NotImplementedError
 
@@ -80,6 +84,13 @@ class Local(Backend):
             dest = self.path / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, dest)
+
+    def create(self, rel: str, data: bytes) -> None:
+        with self.temp() as (tmp, out):
+            out.write(data)
+            out.close()
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, self.path / rel)  # never replaces: the first one stands
 
     @contextlib.contextmanager
     def temp(self) -> Iterator[tuple[str, Any]]:
@@ -201,6 +212,10 @@ class Remote(Backend):
         self.fs.makedirs(self._p("tmp"), exist_ok=True)
         self.fs.pipe_file(tmp, data)
         self._move(tmp, self._p(rel))
+
+    def create(self, rel: str, data: bytes) -> None:
+        if self.read(rel) is None:  # object stores have no link: a race is two keys, then one
+            self.write(rel, data)
 
     def _move(self, src: str, dest: str) -> None:
         self.fs.makedirs(dest.rsplit("/", 1)[0], exist_ok=True)

@@ -148,6 +148,22 @@ class ResultStore:
         self._counters = counters
         self.warn = warn or _warn_stderr
         self._written_before: float | None = None
+        self._env_key: bytes | None = None
+
+    def env_key(self) -> bytes:
+        """The store's own random key (``key``, 32 bytes, made on first use) for keyed
+        digests of environment values in cache keys: clones that share the store share
+        it, where each clone's ``.orch/`` key differs. None of a declared secret's value is
+        ever digested with it (``reconcile.restore``)."""
+        if self._env_key is None:
+            key = self._b.read("key")
+            if key is None or len(key) != 32:
+                self._b.create("key", os.urandom(32))
+                key = self._b.read("key")
+            if key is None or len(key) != 32:
+                raise OSError("the result cache's key cannot be read")
+            self._env_key = key
+        return self._env_key
 
     # ---- reading ----------------------------------------------------------------------
 
