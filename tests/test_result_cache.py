@@ -79,6 +79,10 @@ def test_branch_switch_back_and_forth_restores_without_running(repo: Repo) -> No
     assert plan[("w", "build")][0] == "restore"
     assert plan[("w", "build")][1][-1].startswith("will restore: cached result from ")
     assert plan[("w", "use")] == ("may-run", ["upstream will restore: build"])
+    summary = repo.orch_json("plan")["summary"]
+    assert (summary["restore"], summary["may-run"], summary["run"]) == (1, 1, 0)
+    human = repo.orch("plan").stdout
+    assert "1 to restore from the cache" in human and "will restore: cached result" in human
     data = _apply_ok(repo)
     assert _status(data) == {"build": "restored", "use": "restored"}
     assert data["counts"] == {"restored": 2}

@@ -758,6 +758,9 @@ class Watcher:
             if not self.opts.quiet:
                 self.out(f"ok {shown(name)} {ev['duration']:.2f}s")
             return
+        if st == "restored":  # from the result cache, not run
+            self.out(f"restored {shown(name)} {ev['duration']:.2f}s (from the cache)")
+            return
         bits = [st.replace("_", " ")]
         if ev.get("exit_code") is not None:
             bits.append(f"exit {ev['exit_code']}")
