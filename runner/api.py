@@ -529,7 +529,24 @@ def apply(
         result, last = _merged(result, more), more
     if key is not None and not plans.warnings and result.run_id is None:
         _witness(repo, m, wfs, key, plans.seen, mkey)
+    if result.run_id is not None:  # something ran, and may have stored results
+        _trim_cache(repo, m)
     return result
+
+
+def _trim_cache(repo: Repo, m: Manifests) -> None:
+    """The result cache gc'd to ``cache.max_size``, least recently used first, as ``orch
+    cache gc`` does, after an apply that ran something. A store that cannot be trimmed (a
+    remote gone, a full disk) is a warning: the run's results are recorded already."""
+    from runner.store.results import CacheSetting, open_store
+
+    setting = CacheSetting.of(getattr(m.config, "cache", None))
+    if not setting.enabled or setting.max_size is None:
+        return
+    try:
+        open_store(repo.root, setting).gc(max_size=setting.max_size)
+    except (OSError, ImportError) as e:
+        repo.warnings[f"result cache not trimmed to cache.max_size: {e}"] = None
 
 
 MAX_FAN_ROUNDS = 8  # foreach over outputs made by a foreach over outputs...: a bound

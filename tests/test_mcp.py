@@ -170,6 +170,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         mp.setenv("GIT_CONFIG_GLOBAL", str(base / "home" / ".gitconfig"))
         for k, v in GIT_ENV.items():
             mp.setenv(k, v)
+        mp.setenv("ORCH_NO_CACHE", "1")  # as conftest's: the server outlives one test
         repo = Repo(base / "repo")
         repo.path.mkdir()
         repo.git("init", "-q", "-b", "main")
