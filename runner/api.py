@@ -540,7 +540,7 @@ def _trim_cache(repo: Repo, m: Manifests) -> None:
     remote gone, a full disk) is a warning: the run's results are recorded already."""
     from runner.store.results import CacheSetting, open_store
 
-    setting = CacheSetting.of(getattr(m.config, "cache", None))
+    setting = CacheSetting.of(m.config.cache)
     if not setting.enabled or setting.max_size is None:
         return
     try:
@@ -983,7 +983,7 @@ def _result_store(repo: Repo) -> Any:
     config, diags = read_config(repo.root)
     if diags:
         raise OrchError(diagnostics=diags)
-    setting = getattr(config, "cache", None)
+    setting = config.cache
     try:
         return open_store(repo.root, setting), setting
     except ImportError as e:

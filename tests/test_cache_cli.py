@@ -182,3 +182,41 @@ def test_a_broken_config_is_said_with_its_position(repo: Repo, tmp_path: Path) -
     p = repo.orch("cache", "status")
     assert p.returncode == 1
     assert p.stderr.startswith(".orch/config.yaml:3:"), p.stderr
+
+
+SIZED = """\
+    - name: blob
+      outputs: [out.bin]
+      run: |
+        echo run >> runs.log
+        head -c 600 /dev/zero | tr '\\0' '{{ params.ch }}' > out.bin
+"""
+
+
+def test_an_apply_trims_the_cache_to_max_size(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.conftest import workflow
+
+    monkeypatch.delenv("ORCH_NO_CACHE", raising=False)  # the suite runs with it off
+    repo.write(
+        ".orch/config.yaml",
+        'apiVersion: orch/v1\nkind: Config\nmanifests: ["."]\ncache: {max_size: 1300B}\n',
+    )
+    repo.write("w.yaml", workflow("w", SIZED, "  params: {ch: a}\n"))
+    repo.write(".gitignore", "runs.log\nout.bin\n")
+    repo.commit()
+
+    def status(*args: str) -> str:
+        return repo.apply(*args)["by_step"]["blob"]["status"]
+
+    assert status() == "succeeded"  # a: 600 B stored
+    assert status("--param", "ch=b") == "succeeded"  # b: 1,200 B in all, within 1,300 B
+    assert status() == "restored"  # a used again: b is now the least recently used
+    assert status("--param", "ch=c") == "succeeded"  # 1,800 B: b goes
+    data = repo.orch_json("cache", "status")
+    assert (data["entries"], data["bytes"], data["max_size"]) == (2, 1200, 1300)
+    assert status() == "restored"  # a stays
+    assert status("--param", "ch=b") == "succeeded"  # b was dropped: it runs again
+    assert repo.read("runs.log").split() == ["run"] * 4
+    # orch cache gc with no option trims to the same max_size
+    assert repo.orch_json("cache", "gc", "--max-size", "600")["entries"] == 1
+    assert repo.orch_json("cache", "gc")["removed"] == 0

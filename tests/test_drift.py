@@ -143,3 +143,33 @@ def test_a_bad_workflow_value_is_positioned_too(repo: Repo) -> None:
     p = repo.orch("validate")
     assert p.returncode == 1
     assert p.stderr.startswith("w.yaml:5:10: spec.drift:"), p.stderr
+
+
+def test_heal_restores_from_the_cache_when_it_holds_the_result(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ORCH_NO_CACHE", raising=False)  # the suite runs with it off
+    _setup(repo)
+    repo.write("build/app", "edited by hand\n")
+    action, reasons = repo.plan()[("w", "app")]
+    assert action == "restore"
+    assert reasons[0] == "output modified: build/app"
+    assert reasons[1].startswith("will restore: cached result from ")
+    done = repo.apply()
+    assert done["by_step"]["app"]["status"] == "restored"
+    assert repo.read("build/app") == "v1\n"
+    assert _runs(repo) == 1  # put back, not run
+    assert repo.plan()[("w", "app")] == ("up-to-date", [])
+
+
+def test_warn_is_not_restored_unless_forced_and_forced_runs(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ORCH_NO_CACHE", raising=False)
+    _setup(repo, spec="  drift: warn\n")
+    repo.write("build/app", "edited by hand\n")
+    assert repo.plan()[("w", "app")][0] == "up-to-date"
+    assert repo.apply()["ran"] == []
+    assert repo.read("build/app") == "edited by hand\n"
+    assert repo.apply("--force", "w/app")["by_step"]["app"]["status"] == "succeeded"
+    assert repo.read("build/app") == "v1\n" and _runs(repo) == 2
