@@ -96,14 +96,15 @@ def whole_apply(orch: list[str], root: Path, n: int, reps: int) -> list[Result]:
     results = []
     has_flag = "--no-cache" in run([*orch, "apply", "--help"]).stdout
 
-    def wiped(_i: int) -> Path:
-        _wipe_outputs(root)
-        return root
+    # prepare hooks return None: each command runs from this process's folder (the
+    # checkout whose runner ``python -m runner`` imports), naming the repository by -C
 
-    def emptied(_i: int) -> Path:
+    def wiped(_i: int) -> None:
+        _wipe_outputs(root)
+
+    def emptied(_i: int) -> None:
         _wipe_outputs(root)
         run([*orch, "-C", str(root), "cache", "clear"])
-        return root
 
     no_cache = Result(name="re-run, no cache", n=n, unit="ms/step")
     if has_flag:
