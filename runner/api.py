@@ -186,11 +186,15 @@ def plan(
     params: dict[str, Any] | None = None,
     save: Path | None = None,
     cache: bool = True,
+    readonly: bool = False,
 ) -> dict[str, Any]:
     """What apply would do, per step, with reasons (the same data ``--json`` prints).
 
     ``cache``: False plans as if the result cache were empty (``--no-cache``); with it, a
     step whose result the cache holds is ``restore`` (docs/cache.md).
+    ``readonly``: read the state as it is and write nothing to ``.orch/`` (no state store
+    created, no hash cache or no-op witness kept), as on a read-only ``.orch/``; for a
+    viewer such as ``orch ui`` that plans on every change.
 
     ``save``: also write the plan there as a saved plan (``reconcile.savedplan``) that
     ``apply(saved=...)`` applies exactly or refuses; not with ``ref``.
@@ -233,7 +237,7 @@ def plan(
     from runner.reconcile import flow
 
     m, wfs, sel = _selection(repo, workflows, project, env, force, force_all, since, params)
-    state = open_state(repo, readonly=not writable(repo))
+    state = open_state(repo, readonly=readonly or not writable(repo))
     try:
         from runner.reconcile.restore import open_cache
 
@@ -263,6 +267,7 @@ def plan(
         _add_commands(data, m, plans)
     if (
         key is not None
+        and not readonly
         and repo.orch_dir.is_dir()  # a plan never creates .orch/
         and not plans.warnings  # said again each time, until fixed
         and not plans.removed

@@ -3,6 +3,13 @@ a read-only .orch/, and the real ``orch ui --port 0`` in a subprocess."""
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -14,7 +21,7 @@ pytest.importorskip("uvicorn")
 
 from starlette.testclient import TestClient  # noqa: E402
 
-from runner.ui.server import build  # noqa: E402
+from runner.ui.server import build, csrf_for  # noqa: E402
 
 TOKEN = "test-token-123"
 H = {"x-orch-token": TOKEN}
@@ -75,3 +82,200 @@ def test_repository_strings_are_escaped(client: TestClient) -> None:
     log = client.get("/task/1", headers=H).text
     assert "<b>bold</b>" not in log and "&lt;b&gt;bold&lt;/b&gt;" in log
     assert '<span class="ansi-fg-1">red</span>' in log
+
+
+def _events(lines: Iterator[str]) -> Iterator[dict]:
+    """The ``state`` snapshots of an SSE stream, as dicts."""
+    for line in lines:
+        if line.startswith("data: "):
+            yield json.loads(line[6:])
+
+
+def test_event_stream_follows_a_run(ui_repo: Repo, client: TestClient) -> None:
+    """A step's status reaches the stream while it runs and when it ends, without a
+    request per change: the one reader saw the state change."""
+    ui_repo.write(
+        "slow.yaml",
+        workflow("slow", "    - name: wait\n      run: while [ ! -f go ]; do sleep 0.05; done\n"),
+    )
+    ui_repo.commit()
+    with client.stream("GET", "/events", headers=H) as r:
+        assert r.headers["content-type"].startswith("text/event-stream")
+        snaps = _events(r.iter_lines())
+        first = next(snaps)
+        assert first["steps"]["build/gen"] == "succeeded"
+        apply = subprocess.Popen(
+            [sys.executable, "-m", "runner", "-C", str(ui_repo.path), "apply", "slow"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            seen = []
+            for snap in snaps:
+                seen.append(snap["steps"].get("slow/wait"))
+                if seen[-1] == "running":
+                    (ui_repo.path / "go").write_text("", encoding="utf-8")
+                if seen[-1] == "succeeded":
+                    break
+            assert "running" in seen and seen[-1] == "succeeded"
+            assert snap["seq"] > first["seq"]
+        finally:
+            out, err = apply.communicate(timeout=60)
+    assert apply.returncode == 0, err
+
+
+def test_actions_are_refused_unless_allowed(client: TestClient, ui_repo: Repo) -> None:
+    csrf = csrf_for(TOKEN)
+    r = client.post("/actions/apply", headers=H, data={"csrf": csrf})
+    assert r.status_code == 403 and "--allow-actions" in r.json()["error"]
+    assert "Apply" not in client.get("/", headers=H).text
+    assert ui_repo.orch_json("audit") == [] or all(
+        row["argv"][0] != "ui" for row in ui_repo.orch_json("audit")
+    )
+
+
+def test_an_action_needs_the_csrf_token_and_is_audited(ui_repo: Repo) -> None:
+    with TestClient(build(ui_repo.path, TOKEN, allow_actions=True, interval=0.05)) as c:
+        page = c.get("/workflow/build", headers=H).text
+        csrf = re.search(r'name="orch-csrf" content="([0-9a-f]+)"', page).group(1)
+        assert csrf == csrf_for(TOKEN) and ">Force</button>" in page
+        for bad in ({}, {"csrf": "nope"}):
+            r = c.post(
+                "/actions/force", headers=H, data={"workflow": "build", "step": "use", **bad}
+            )
+            assert r.status_code == 403 and "CSRF" in r.json()["error"]
+        # the token is needed before the CSRF check: a cross-site form has neither
+        assert c.post("/actions/force", data={"csrf": csrf}).status_code == 403
+        r = c.post(
+            "/actions/force", headers=H, data={"csrf": csrf, "workflow": "build", "step": "use"}
+        )
+        assert r.status_code == 202, r.text
+        deadline = time.monotonic() + 60
+        while c.get("/jobs", headers=H).json()[-1]["state"] == "running":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        job = c.get("/jobs", headers=H).json()[-1]
+        assert job["state"] == "ok" and job["run_id"] == 2, job
+    rows = [row for row in ui_repo.orch_json("audit") if row["argv"][0] == "ui"]
+    assert rows[-1]["argv"] == ["ui", "apply", "build", "--force", "build/use"]
+    assert rows[-1]["exit_code"] == 0
+    assert ui_repo.orch_json("history")[0]["tasks"][0]["step"] == "use"
+
+
+def test_cancel_of_a_task_that_is_not_running_is_a_clear_refusal(ui_repo: Repo) -> None:
+    with TestClient(build(ui_repo.path, TOKEN, allow_actions=True)) as c:
+        r = c.post("/actions/cancel", headers=H, data={"csrf": csrf_for(TOKEN), "task": "1"})
+        assert r.status_code == 409 and "is not running" in r.json()["error"]
+
+
+def test_unknown_things_are_404_pages_not_errors(client: TestClient) -> None:
+    for url in ("/workflow/nope", "/run/99", "/task/99", "/step?workflow=build&step=nope"):
+        r = client.get(url, headers=H)
+        assert r.status_code == 404 and "Cannot show this" in r.text, url
+
+
+def test_run_page_shows_the_gantt_and_the_slowest_path(client: TestClient) -> None:
+    page = client.get("/run/1", headers=H).text
+    assert page.count('class="gantt-bar') == 4  # gen, use, count[a], count[b]
+    assert 'gantt-row critical">' in page and "slowest path" in page
+    # the chain gen -> use is the only one of two steps: it is the slowest path
+    labels = re.findall(r'gantt-row critical">\s*<a class="gantt-label"[^>]*>([^<]+)', page)
+    assert set(labels) >= {"build/gen", "build/use"} - {""} or labels, page
+
+
+def test_step_link_opens_its_last_task_and_masks_secrets(
+    ui_repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    step = "    - name: s\n      secrets: [API_KEY]\n      run: echo token=$API_KEY\n"
+    ui_repo.write("sec.yaml", workflow("sec", step))
+    ui_repo.commit()
+    p = ui_repo.orch("apply", "sec", env={"API_KEY": "hunter2-secret"})
+    assert p.returncode == 0, p.stderr
+    monkeypatch.setenv("API_KEY", "hunter2-secret")
+    with TestClient(build(ui_repo.path, TOKEN)) as c:
+        page = c.get("/step?workflow=sec&step=s", headers=H).text
+    assert "token=***" in page and "hunter2-secret" not in page
+
+
+def test_task_tail_streams_the_log_of_an_ended_task_then_ends(client: TestClient) -> None:
+    with client.stream("GET", "/task/1/tail?offset=0", headers=H) as r:
+        body = "".join(r.iter_text())
+    assert "event: log" in body and "event: end" in body
+    assert "&lt;b&gt;bold&lt;/b&gt;" in body
+
+
+def test_a_read_only_state_is_served_and_never_written(ui_repo: Repo) -> None:
+    from tests.test_environment import read_only, snapshot
+
+    orch = ui_repo.path / ".orch"
+    before = snapshot(orch)
+    with read_only(orch), TestClient(build(ui_repo.path, TOKEN)) as c:
+        for url in ("/", "/workflow/build", "/run/1", "/task/1", "/history"):
+            r = c.get(url, headers=H)
+            assert r.status_code == 200, (url, r.text[:300])
+        assert "read-only state" in c.get("/", headers=H).text
+    assert snapshot(orch) == before
+
+
+def test_no_state_yet_is_served_and_not_created(repo: Repo) -> None:
+    repo.write("wf.yaml", workflow("build", STEPS))
+    repo.commit()
+    with TestClient(build(repo.path, TOKEN)) as c:
+        assert c.get("/", headers=H).status_code == 200
+        assert 'data-status="never-ran"' in c.get("/workflow/build", headers=H).text
+        assert "No runs yet" in c.get("/history", headers=H).text
+    assert not (repo.path / ".orch/state.db").exists()
+
+
+def test_the_real_server_prints_its_url_and_serves(ui_repo: Repo) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "-C", str(ui_repo.path), "ui", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = ""
+        while not url:
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+            m = re.search(r"(http://127\.0\.0\.1:(\d+)/\?token=\S+)", line)
+            url = m.group(1) if m else ""
+        assert int(m.group(2)) != 0
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            assert resp.status == 200 and b"build" in resp.read()
+        base = url.split("?")[0]
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(base, timeout=30)
+        assert e.value.code == 403
+        e.value.close()
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+
+
+def test_a_host_other_than_loopback_prints_a_warning(ui_repo: Repo) -> None:
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "runner",
+            "-C",
+            str(ui_repo.path),
+            "ui",
+            "--port",
+            "0",
+            "--host",
+            "0.0.0.0",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert "orch ui: open http://0.0.0.0:" in proc.stdout.readline() + proc.stdout.readline()
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert "warning: listening on 0.0.0.0, reachable from other machines" in err

@@ -327,6 +327,7 @@ class State:
             return self._empty()
         error: sqlite3.Error | None = None
         for flags in ("mode=ro", "immutable=1"):
+            conn: sqlite3.Connection | None = None
             try:
                 conn = sqlite3.connect(
                     f"{self.path.as_uri()}?{flags}",
@@ -338,6 +339,8 @@ class State:
                 app = conn.execute("PRAGMA application_id").fetchone()[0]
                 version = conn.execute("PRAGMA user_version").fetchone()[0]
             except sqlite3.DatabaseError as e:
+                if conn is not None:  # its file stays open until collected otherwise
+                    conn.close()
                 error = e
                 if _sqlite_code(e) not in (8, 14, 10):  # read-only WAL without its index
                     break

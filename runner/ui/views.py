@@ -26,7 +26,7 @@ def repo_at(root: Path) -> api.Repo:
 
 def _plan(repo: api.Repo, workflows: list[str] | None = None) -> tuple[dict[str, Any], str | None]:
     try:
-        return api.plan(repo, workflows), None
+        return api.plan(repo, workflows, readonly=True), None
     except OrchError as e:
         return {"steps": [], "summary": {}}, "; ".join(e.lines())
 
