@@ -55,10 +55,11 @@ def client(ui_repo: Repo) -> Iterator[TestClient]:
 
 
 def test_every_page_renders(client: TestClient) -> None:
-    for url in ("/", "/workflow/build", "/run/1", "/task/1", "/history", "/history?workflow=build"):
+    pages = ("/", "/workflow/build", "/workflow/build/plan", "/run/1", "/task/1", "/history")
+    for url in (*pages, "/history?workflow=build"):
         r = client.get(url, headers=H)
         assert r.status_code == 200, (url, r.text[:500])
-        assert "<html" in r.text
+        assert "<html" in r.text or url.endswith("/plan") and 'id="plan"' in r.text
     wf = client.get("/workflow/build", headers=H).text
     assert 'data-step="build/gen" data-status="succeeded"' in wf
     assert 'data-step="build/count"' in wf and "×2" in wf  # fan-out grouped
@@ -76,7 +77,7 @@ def test_token_is_required(client: TestClient) -> None:
 
 
 def test_repository_strings_are_escaped(client: TestClient) -> None:
-    wf = client.get("/workflow/build", headers=H).text
+    wf = client.get("/workflow/build/plan", headers=H).text
     assert XSS not in wf
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in wf
     log = client.get("/task/1", headers=H).text
@@ -139,7 +140,8 @@ def test_an_action_needs_the_csrf_token_and_is_audited(ui_repo: Repo) -> None:
     with TestClient(build(ui_repo.path, TOKEN, allow_actions=True, interval=0.05)) as c:
         page = c.get("/workflow/build", headers=H).text
         csrf = re.search(r'name="orch-csrf" content="([0-9a-f]+)"', page).group(1)
-        assert csrf == csrf_for(TOKEN) and ">Force</button>" in page
+        assert csrf == csrf_for(TOKEN) and ">Apply build</button>" in page
+        assert ">Force</button>" in c.get("/workflow/build/plan", headers=H).text
         for bad in ({}, {"csrf": "nope"}):
             r = c.post(
                 "/actions/force", headers=H, data={"workflow": "build", "step": "use", **bad}
@@ -170,7 +172,13 @@ def test_cancel_of_a_task_that_is_not_running_is_a_clear_refusal(ui_repo: Repo) 
 
 
 def test_unknown_things_are_404_pages_not_errors(client: TestClient) -> None:
-    for url in ("/workflow/nope", "/run/99", "/task/99", "/step?workflow=build&step=nope"):
+    for url in (
+        "/workflow/nope",
+        "/workflow/nope/plan",
+        "/run/99",
+        "/task/99",
+        "/step?workflow=build&step=nope",
+    ):
         r = client.get(url, headers=H)
         assert r.status_code == 404 and "Cannot show this" in r.text, url
 
@@ -279,3 +287,14 @@ def test_a_host_other_than_loopback_prints_a_warning(ui_repo: Repo) -> None:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     assert "warning: listening on 0.0.0.0, reachable from other machines" in err
+
+
+def test_version_and_a_noop_plan_never_import_the_ui(ui_repo: Repo) -> None:
+    from tests.test_noop import _imported
+
+    ui_repo.plan()  # writes the no-op witness
+    for args in (("plan",), ("--version",), ("--help",)):
+        mods = _imported(ui_repo, *args)
+        assert "runner.cli.main" in mods or args == ("--version",)
+        heavy = {m for m in mods if m.split(".")[0] in ("starlette", "uvicorn", "anyio")}
+        assert heavy | {m for m in mods if m.startswith("runner.ui")} == set(), args

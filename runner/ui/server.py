@@ -15,7 +15,6 @@ import asyncio
 import hashlib
 import hmac
 import json
-import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -176,6 +175,16 @@ class UI:
             return self.error(request, e)
         return self.page("workflow.html", request, **data)
 
+    async def plan(self, request: Request) -> Response:
+        """The workflow page's plan, a fragment its script fetches (planning hashes the
+        inputs: the DAG is drawn before it is done)."""
+        repo = views.repo_at(self.root)
+        try:
+            data = await asyncio.to_thread(views.plan, repo, request.path_params["name"])
+        except OrchError as e:
+            return self.error(request, e)
+        return self.page("plan.html", request, **data)
+
     async def step(self, request: Request) -> Response:
         """A DAG node's link: the step's last task, or a page saying it has none."""
         wf, step = request.query_params.get("workflow", ""), request.query_params.get("step", "")
@@ -326,6 +335,7 @@ def build(root: Path, token: str, allow_actions: bool = False, interval: float =
     routes = [
         Route("/", ui.overview),
         Route("/workflow/{name}", ui.workflow),
+        Route("/workflow/{name}/plan", ui.plan),
         Route("/step", ui.step),
         Route("/run/{id:int}", ui.run),
         Route("/task/{id:int}", ui.task),
@@ -339,5 +349,4 @@ def build(root: Path, token: str, allow_actions: bool = False, interval: float =
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.ui = ui
-    threading.current_thread()  # (the reader thread is the only other one: see Live)
     return TokenGate(app, token)  # type: ignore[return-value]

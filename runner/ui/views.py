@@ -74,24 +74,32 @@ def overview(repo: api.Repo) -> dict[str, Any]:
 
 
 def workflow(repo: api.Repo, name: str) -> dict[str, Any]:
-    """The DAG laid out, each node's status, and the plan's reasons per step."""
+    """The DAG laid out and each node's status (the plan comes apart: ``plan``, so the
+    picture never waits for the fingerprints)."""
     graph = api.graph_data(repo, name)
     groups = api.step_groups(repo, name)
-    rows = {r["step"]: r for r in api.status(repo, [name])}
-    status = {s: r["status"] for s, r in rows.items()}
+    rows = api.status(repo, [name])
+    status = {r["step"]: r["status"] for r in rows}
     for g, names in groups.items():
         status[g] = group_status([status.get(n, "never-ran") for n in names])
-    plan, plan_error = _plan(repo, [name])
+    return api.mask(
+        repo, {"name": name, "layout": layout(graph, groups), "statuses": status, "groups": groups}
+    )
+
+
+def plan(repo: api.Repo, name: str) -> dict[str, Any]:
+    """What apply would do with each step of workflow ``name``, and why, beside each
+    step's recorded status, outputs and last duration."""
+    repo.manifests().workflow(name)  # an unknown workflow: OrchError
+    rows = api.status(repo, [name])
+    data, plan_error = _plan(repo, [name])
     return api.mask(
         repo,
         {
             "name": name,
-            "layout": layout(graph, groups),
-            "statuses": status,
-            "rows": list(rows.values()),
-            "groups": groups,
-            "plan": plan["steps"],
-            "summary": plan.get("summary", {}),
+            "rows": rows,
+            "plan": data["steps"],
+            "summary": data.get("summary", {}),
             "plan_error": plan_error,
         },
     )

@@ -19,18 +19,33 @@
     if (el.classList.contains("pill")) el.textContent = status;
   }
 
+  async function fetchDoc(url) {
+    const resp = await fetch(url, { credentials: "same-origin" });
+    if (!resp.ok) return null;
+    return new DOMParser().parseFromString(await resp.text(), "text/html");
+  }
+
+  // Re-read every [data-refresh] region: from its data-src (a fragment) if it has one,
+  // else from this page's URL; one request per source, never two at once.
   async function refreshRegions() {
-    const regions = document.querySelectorAll("[data-refresh][id]");
+    const regions = Array.from(document.querySelectorAll("[data-refresh][id]"));
     if (!regions.length) return;
     if (refreshing) { again = true; return; }
     refreshing = true;
     try {
-      const resp = await fetch(location.href, { credentials: "same-origin" });
-      if (!resp.ok) return;
-      const doc = new DOMParser().parseFromString(await resp.text(), "text/html");
+      const bySource = new Map();
       for (const r of regions) {
-        const fresh = doc.getElementById(r.id);
-        if (fresh) r.replaceWith(document.importNode(fresh, true));
+        const src = r.dataset.src || location.href;
+        if (!bySource.has(src)) bySource.set(src, []);
+        bySource.get(src).push(r);
+      }
+      for (const [src, rs] of bySource) {
+        const doc = await fetchDoc(src);
+        if (!doc) continue;
+        for (const r of rs) {
+          const fresh = doc.getElementById(r.id);
+          if (fresh) r.replaceWith(document.importNode(fresh, true));
+        }
       }
       bindActions();
     } finally {
@@ -100,4 +115,5 @@
   connect();
   tail();
   bindActions();
+  if (document.querySelector("[data-refresh][data-src]")) refreshRegions();
 })();
