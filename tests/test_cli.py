@@ -194,12 +194,12 @@ def _verbs(parser: Any = None, path: tuple[str, ...] = ()) -> list[tuple[tuple[s
 
 
 def test_every_verb_but_the_long_running_ones_takes_json() -> None:
-    """mcp speaks JSON-RPC and completion prints a shell script; watch prints a JSON
-    object per cycle."""
+    """mcp speaks JSON-RPC, ui serves web pages and completion prints a shell script;
+    watch prints a JSON object per cycle."""
     lacking = [
         " ".join(words)
         for words, p in _verbs()
-        if words not in (("mcp",), ("completion",))
+        if words not in (("mcp",), ("ui",), ("completion",))
         and "--json" not in [o for a in p._actions for o in a.option_strings]
     ]
     assert lacking == []
