@@ -113,7 +113,9 @@ def test_event_stream_follows_a_run(ui_repo: Repo, client: TestClient) -> None:
         )
         try:
             seen = []
+            deadline = time.monotonic() + 60
             for snap in snaps:
+                assert time.monotonic() < deadline, seen
                 seen.append(snap["steps"].get("slow/wait"))
                 if seen[-1] == "running":
                     (ui_repo.path / "go").write_text("", encoding="utf-8")
@@ -298,3 +300,39 @@ def test_version_and_a_noop_plan_never_import_the_ui(ui_repo: Repo) -> None:
         assert "runner.cli.main" in mods or args == ("--version",)
         heavy = {m for m in mods if m.split(".")[0] in ("starlette", "uvicorn", "anyio")}
         assert heavy | {m for m in mods if m.startswith("runner.ui")} == set(), args
+
+
+def test_long_logs_are_paged_last_page_first(ui_repo: Repo) -> None:
+    big = "    - name: big\n      run: python3 -c \"print(('x' * 99 + chr(10)) * 6000)\"\n"
+    ui_repo.write("big.yaml", workflow("big", big))
+    ui_repo.commit()
+    assert ui_repo.orch("apply", "big").returncode == 0
+    with TestClient(build(ui_repo.path, TOKEN)) as c:
+        last = c.get("/step?workflow=big&step=big", headers=H).text
+        assert "log page 3 of 3" in last and "# orch: exit 0" in last
+        first = c.get(f"/task/{_task_id(last)}?page=0", headers=H).text
+        assert "log page 1 of 3" in first and "# orch: big/big started" in first
+        assert "# orch: exit 0" not in first
+
+
+def _task_id(page: str) -> str:
+    return re.search(r"<h1>Task (\d+):", page).group(1)
+
+
+def test_broken_manifests_are_a_page_not_a_refusal_to_start(ui_repo: Repo) -> None:
+    ui_repo.write("broken.yaml", "apiVersion: orch/v1\nkind: Workflow\nmetadata: {name: x}\n")
+    with TestClient(build(ui_repo.path, TOKEN)) as c:
+        r = c.get("/", headers=H)
+        assert r.status_code == 500 and "broken.yaml" in r.text
+        assert c.get("/history", headers=H).status_code == 200  # the state still reads
+        assert c.get("/state", headers=H).json()["error"]
+
+
+def test_ansi_colours_become_classes_and_other_escapes_go() -> None:
+    from runner.ui.ansi import to_html
+
+    assert to_html("\x1b[1;31mbad\x1b[0m ok") == ('<span class="ansi-bold ansi-fg-1">bad</span> ok')
+    assert to_html("\x1b[38;5;196mx\x1b[39m") == '<span style="color:rgb(255,0,0)">x</span>'
+    assert to_html("\x1b[48;2;1;2;300my") == '<span style="background-color:rgb(1,2,255)">y</span>'
+    assert to_html("\x1b]8;;http://e.x\x07link\x1b]8;;\x07\x1b[2K<i>") == "link&lt;i&gt;"
+    assert to_html("\x1b[9999999999999999999999m") == ""

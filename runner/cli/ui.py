@@ -52,7 +52,14 @@ def serve(args: argparse.Namespace) -> int:
             f"orch ui needs the [ui] extra ({e.name} is missing): pip install 'orch-gitops[ui]'"
         ) from None
     repo = repo_from(args)
-    repo.manifests()  # a folder that is no repository is refused before serving
+    from runner.workspace import NotARepository
+
+    try:
+        repo.manifests()  # a folder that is no repository is refused before serving
+    except NotARepository:
+        raise
+    except OrchError:
+        pass  # broken manifests: the pages say what is wrong until they are fixed
     token = secrets.token_urlsafe(24)
     app = build(repo.root, token, allow_actions=args.allow_actions)
     sock = bind(args.host, args.port)

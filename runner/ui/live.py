@@ -99,7 +99,10 @@ class Live:
             subs = list(self._subs)
         msg = self.message()
         for loop, q in subs:
-            loop.call_soon_threadsafe(_offer, q, msg)
+            try:
+                loop.call_soon_threadsafe(_offer, q, msg)
+            except RuntimeError:  # its loop closed (the server is stopping)
+                self.unsubscribe(q)
 
 
 def _offer(q: asyncio.Queue[str], msg: str) -> None:

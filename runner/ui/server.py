@@ -17,7 +17,7 @@ import hmac
 import json
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.applications import Starlette
@@ -271,12 +271,12 @@ class UI:
     async def act(self, request: Request) -> Response:
         if not self.allow_actions:
             return JSONResponse({"error": "actions are off: start orch ui --allow-actions"}, 403)
-        form = await request.form()
-        given = str(form.get("csrf") or request.headers.get("x-orch-csrf") or "")
+        form = await _form(request)
+        given = form.get("csrf") or request.headers.get("x-orch-csrf") or ""
         if not hmac.compare_digest(given, self.csrf):
             return JSONResponse({"error": "CSRF token missing or wrong: reload the page"}, 403)
         kind = request.path_params["kind"]
-        fields = {k: str(v) for k, v in form.items() if k != "csrf"}
+        fields = {k: v for k, v in form.items() if k != "csrf"}
         try:
             out = await asyncio.to_thread(self.actions.start, kind, fields)
         except OrchError as e:
@@ -287,6 +287,23 @@ class UI:
 
     async def jobs(self, request: Request) -> Response:
         return JSONResponse(api.mask(views.repo_at(self.root), self.actions.jobs()))
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """A POST's urlencoded fields (what the pages' script sends), read without
+    python-multipart (starlette's ``request.form()`` needs it even for these); at most
+    64 KiB, the first value of each name; any other body reads as no fields."""
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return {}
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > 65536:
+            return {}
+    out: dict[str, str] = {}
+    for k, v in parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True):
+        out.setdefault(k, v)
+    return out
 
 
 _NO_CACHE = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}

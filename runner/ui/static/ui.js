@@ -101,7 +101,7 @@
         const button = form.querySelector("button");
         if (button) button.disabled = true;
         try {
-          const resp = await fetch(form.action, { method: "POST", body: new FormData(form), credentials: "same-origin" });
+          const resp = await fetch(form.action, { method: "POST", body: new URLSearchParams(new FormData(form)), credentials: "same-origin" });
           const data = await resp.json();
           if (!resp.ok) alert(data.error || resp.statusText);
         } finally {
