@@ -140,6 +140,15 @@ class UI:
         self.actions = actions.Actions(root)
         self.read_only = not api.writable(views.repo_at(root))
 
+    def warm(self) -> None:
+        """Pay at start what the first page would: the templates compiled, networkx (the
+        layout) and the planner imported; so the first page is as quick as the next."""
+        for name in ("overview.html", "workflow.html", "plan.html", "run.html", "task.html"):
+            self.env.get_template(name)
+        import networkx  # noqa: F401
+
+        import runner.reconcile.flow  # noqa: F401
+
     def page(self, template: str, request: Request, status: int = 200, **ctx: Any) -> HTMLResponse:
         html = self.env.get_template(template).render(
             request=request,
@@ -344,6 +353,7 @@ def build(root: Path, token: str, allow_actions: bool = False, interval: float =
     @asynccontextmanager
     async def lifespan(app: Starlette) -> Any:
         await asyncio.to_thread(ui.live.start)
+        await asyncio.to_thread(ui.warm)
         try:
             yield
         finally:
