@@ -134,39 +134,35 @@ def run(repo: api.Repo, run_id: int) -> dict[str, Any]:
 def slowest_path(repo: api.Repo, tasks: list[dict[str, Any]], now: float) -> set[tuple[str, str]]:
     """The (workflow, step) pairs on the run's slowest chain of dependent steps: the
     longest path through the DAG weighted by each step's time in the run (its attempts,
-    first start to last end), as a critical-path method would find it."""
-    spent: dict[tuple[str, str], float] = {}
+    first start to last end), as the critical-path method finds it. Steps of a workflow
+    that no longer loads are drawn but chained to nothing."""
     first: dict[tuple[str, str], float] = {}
+    spent: dict[tuple[str, str], float] = {}
     for t in tasks:
-        if not t["started"]:
-            continue
-        key = (t["workflow"], t["step"])
-        first.setdefault(key, t["started"])
-        spent[key] = (t["ended"] or now) - first[key]
-    best: dict[tuple[str, str], tuple[float, tuple[str, str] | None]] = {}
+        if t["started"] is not None:
+            key = (t["workflow"], t["step"])
+            first.setdefault(key, t["started"])
+            spent[key] = (t["ended"] or now) - first[key]
+    total: dict[tuple[str, str], float] = {}  # the longest chain ending at a step
+    prev: dict[tuple[str, str], tuple[str, str] | None] = {}
     for wf in sorted({w for w, _ in spent}):
         try:
-            graph = api.graph_data(repo, wf)
+            steps = api.graph_data(repo, wf)["steps"]  # in topological order
         except OrchError:
-            continue  # a workflow removed since: its tasks are drawn, not chained
-        for s in graph["steps"]:
+            steps = [{"name": s, "upstream": []} for w, s in spent if w == wf]
+        for s in steps:
             key = (wf, s["name"])
             if key not in spent:
                 continue
-            ups = [
-                best[(wf, u["step"])] + ((wf, u["step"]),)
-                for u in s["upstream"]
-                if (wf, u["step"]) in best
-            ]
-            prev = max(ups, default=(0.0, None, None))
-            best[key] = (prev[0] + spent[key], prev[2])
-    if not best:
-        return set()
-    key: tuple[str, str] | None = max(best, key=lambda k: best[k][0])
+            ups = [(wf, u["step"]) for u in s["upstream"] if (wf, u["step"]) in total]
+            best = max(ups, key=total.__getitem__, default=None)
+            total[key] = spent[key] + (total[best] if best else 0.0)
+            prev[key] = best
+    end = max(total, key=total.__getitem__, default=None)
     path = set()
-    while key is not None:
-        path.add(key)
-        key = best[key][1]
+    while end is not None:
+        path.add(end)
+        end = prev[end]
     return path
 
 
