@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -354,3 +355,32 @@ def test_ansi_colours_become_classes_and_other_escapes_go() -> None:
     assert to_html("\x1b[48;2;1;2;300my") == '<span style="background-color:rgb(1,2,255)">y</span>'
     assert to_html("\x1b]8;;http://e.x\x07link\x1b]8;;\x07\x1b[2K<i>") == "link&lt;i&gt;"
     assert to_html("\x1b[9999999999999999999999m") == ""
+
+
+def test_ctrl_c_ends_the_server_while_a_page_listens(ui_repo: Repo) -> None:
+    """An open event stream never ends by itself: at Ctrl-C the server ends it rather
+    than wait for the browser tab to close."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "-C", str(ui_repo.path), "ui", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = ""
+        while not url:
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+            m = re.search(r"(http://\S+)/\?token=(\S+)", line)
+            url = m.group(0) if m else ""
+        req = urllib.request.Request(m.group(1) + "/events", headers={"X-Orch-Token": m.group(2)})
+        with urllib.request.urlopen(req, timeout=30) as stream:
+            assert stream.readline() == b"event: state\n"
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=30)
+            assert stream.read().endswith(b"\n\n")  # the stream ended, not cut
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0 and "Traceback" not in err, err

@@ -11,6 +11,7 @@ import ipaddress
 import secrets
 import socket
 import sys
+from typing import Any
 
 from runner.cli.common import repo_from
 from runner.errors import OrchError
@@ -77,13 +78,24 @@ def serve(args: argparse.Namespace) -> int:
         import webbrowser
 
         webbrowser.open(url)
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
-    server = uvicorn.Server(config)
+    # a backstop: a request still open 2 s after Ctrl-C is cancelled
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2
+    )
+    ui = app.app.state.ui  # type: ignore[attr-defined]
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            ui.live.close()  # the open event streams end, so the tabs are not waited for
+            ui.actions.stop.set()  # an apply started from a page stops as at Ctrl-C
+            super().handle_exit(sig, frame)
+
+    server = Server(config)
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
         pass
     finally:
-        app.app.state.ui.actions.stop.set()  # type: ignore[attr-defined]
+        ui.actions.stop.set()
         sock.close()
     return 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,7 @@ class Live:
         self._subs: set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[str]]] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self.closing = threading.Event()  # set when the server stops: streams end
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -63,6 +65,16 @@ class Live:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+    def close(self) -> None:
+        """Tell every subscriber the server is stopping (an empty message: its stream
+        ends, so the server need not wait for the browser tabs to go)."""
+        self.closing.set()
+        with self._lock:
+            subs = list(self._subs)
+        for loop, q in subs:
+            with suppress(RuntimeError):  # its loop already closed
+                loop.call_soon_threadsafe(_offer, q, "")
 
     def message(self) -> str:
         """The current snapshot as one SSE data line."""

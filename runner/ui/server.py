@@ -253,6 +253,8 @@ class UI:
                     except asyncio.TimeoutError:
                         yield ": keep-alive\n\n"
                         continue
+                    if not msg:  # the server is stopping
+                        return
                     yield f"event: state\ndata: {msg}\n\n"
             finally:
                 self.live.unsubscribe(q)
@@ -263,14 +265,15 @@ class UI:
         """A task's log from byte ``offset`` on, as SSE ``log`` events of HTML (whole
         lines, masked, colours rendered) while the task runs; ``end`` when it ended."""
         task_id = int(request.path_params["id"])
-        offset = int(request.query_params.get("offset", "0") or 0)
+        given = request.query_params.get("offset", "0")
+        offset = int(given) if given.isdigit() else 0
         repo = views.repo_at(self.root)
         try:
             t = await asyncio.to_thread(api.task, repo, task_id)
         except OrchError as e:
             return self.error(request, e)
         return StreamingResponse(
-            _tail(repo, task_id, t, offset, self.live.interval),
+            _tail(repo, task_id, t, offset, self.live),
             media_type="text/event-stream",
             headers=_NO_CACHE,
         )
@@ -318,7 +321,7 @@ async def _form(request: Request) -> dict[str, str]:
 _NO_CACHE = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
-async def _tail(repo: api.Repo, task_id: int, t: dict[str, Any], offset: int, every: float) -> Any:
+async def _tail(repo: api.Repo, task_id: int, t: dict[str, Any], offset: int, reader: Live) -> Any:
     path = views.log_file(repo, t.get("log_path"))
     live = True
     while True:
@@ -339,7 +342,9 @@ async def _tail(repo: api.Repo, task_id: int, t: dict[str, Any], offset: int, ev
         if not live:
             yield f"event: end\ndata: {json.dumps({'status': t['status']})}\n\n"
             return
-        await asyncio.sleep(every)
+        if reader.closing.is_set():
+            return
+        await asyncio.sleep(reader.interval)
         t = await asyncio.to_thread(api.task, repo, task_id)
         live = t["status"] in ("running", "queued")
 
