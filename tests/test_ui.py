@@ -4,6 +4,7 @@ a read-only .orch/, and the real ``orch ui --port 0`` in a subprocess."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -384,3 +386,15 @@ def test_ctrl_c_ends_the_server_while_a_page_listens(ui_repo: Repo) -> None:
             proc.kill()
             proc.communicate()
     assert proc.returncode == 0 and "Traceback" not in err, err
+
+
+def test_without_the_extra_one_line_says_how_to_install_it(repo: Repo, tmp_path: Path) -> None:
+    blocker = tmp_path / "no-starlette"
+    (blocker / "starlette").mkdir(parents=True)
+    (blocker / "starlette" / "__init__.py").write_text("raise ImportError('not installed')\n")
+    root = Path(__file__).resolve().parents[1]
+    p = repo.orch("ui", "--port", "0", env={"PYTHONPATH": f"{blocker}{os.pathsep}{root}"})
+    assert p.returncode == 1 and p.stdout == ""
+    assert p.stderr.splitlines() == [
+        "orch: orch ui needs starlette and uvicorn: pip install 'orch-gitops[ui]'"
+    ]

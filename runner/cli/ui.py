@@ -16,7 +16,7 @@ from typing import Any
 from runner.cli.common import repo_from
 from runner.errors import OrchError
 
-LOOPBACK = ("127.0.0.1", "::1", "localhost")
+INSTALL_HINT = "orch ui needs starlette and uvicorn: pip install 'orch-gitops[ui]'"
 
 
 def _is_loopback(host: str) -> bool:
@@ -48,10 +48,8 @@ def serve(args: argparse.Namespace) -> int:
         import uvicorn
 
         from runner.ui.server import build
-    except ImportError as e:
-        raise OrchError(
-            f"orch ui needs the [ui] extra ({e.name} is missing): pip install 'orch-gitops[ui]'"
-        ) from None
+    except ImportError:
+        raise OrchError(INSTALL_HINT) from None
     repo = repo_from(args)
     from runner.workspace import NotARepository
 
