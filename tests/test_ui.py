@@ -72,6 +72,8 @@ def test_every_page_renders(client: TestClient) -> None:
 def test_token_is_required(client: TestClient) -> None:
     assert client.get("/").status_code == 403
     assert client.get("/?token=wrong").status_code == 403
+    assert client.get("/?token=t%C3%A9st").status_code == 403  # not ASCII: still a 403
+    assert client.get("/", headers={"x-orch-token": TOKEN + "x"}).status_code == 403
     assert client.get("/events").status_code == 403
     r = client.get(f"/?token={TOKEN}")
     assert r.status_code == 200

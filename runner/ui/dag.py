@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from runner.status import FAILED, LIVE, NOT_OK, Status
+from runner.status import FAILED, LIVE, Status
 
 NODE_W, NODE_H = 180, 34
 GAP_X, GAP_Y = 90, 18
@@ -63,10 +63,6 @@ def group_status(statuses: list[str]) -> str:
     if not statuses:
         return "never-ran"
     return max(set(statuses), key=statuses.count)
-
-
-def is_bad(status: str) -> bool:
-    return status in NOT_OK
 
 
 def layout(graph: dict[str, Any], groups: dict[str, list[str]]) -> Layout:

@@ -31,7 +31,6 @@ from runner import api
 from runner.errors import OrchError
 from runner.ui import actions, views
 from runner.ui.ansi import to_html
-from runner.ui.dag import is_bad
 from runner.ui.live import Live
 
 HERE = Path(__file__).resolve().parent
@@ -40,6 +39,12 @@ HEARTBEAT = 15.0  # seconds between SSE comments, so proxies keep the stream ope
 
 def csrf_for(token: str) -> str:
     return hmac.new(token.encode(), b"orch-ui-csrf", hashlib.sha256).hexdigest()
+
+
+def same(given: str | None, secret: str) -> bool:
+    """``given`` is ``secret``, compared in constant time (as bytes: ``compare_digest``
+    refuses a str with non-ASCII characters, which any request may send)."""
+    return given is not None and hmac.compare_digest(given.encode(), secret.encode())
 
 
 def cookie_name(token: str) -> str:
@@ -61,10 +66,9 @@ class TokenGate:
             await self.app(scope, receive, send)
             return
         req = Request(scope)
-        given = req.query_params.get("token")
-        ok_query = given is not None and hmac.compare_digest(given, self.token)
+        ok_query = same(req.query_params.get("token"), self.token)
         ok = ok_query or any(
-            v is not None and hmac.compare_digest(v, self.token)
+            same(v, self.token)
             for v in (req.cookies.get(self.cookie), req.headers.get("x-orch-token"))
         )
         if not ok:
@@ -123,7 +127,7 @@ def _env() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(duration=_fmt_duration, bytes=_fmt_bytes, when=_fmt_time, ansi=to_html)
-    env.globals.update(is_bad=is_bad, urlencode=urlencode)
+    env.globals.update(urlencode=urlencode)
     return env
 
 
@@ -285,7 +289,7 @@ class UI:
             return JSONResponse({"error": "actions are off: start orch ui --allow-actions"}, 403)
         form = await _form(request)
         given = form.get("csrf") or request.headers.get("x-orch-csrf") or ""
-        if not hmac.compare_digest(given, self.csrf):
+        if not same(given, self.csrf):
             return JSONResponse({"error": "CSRF token missing or wrong: reload the page"}, 403)
         kind = request.path_params["kind"]
         fields = {k: v for k, v in form.items() if k != "csrf"}
