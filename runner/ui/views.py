@@ -192,8 +192,10 @@ def log_file(repo: api.Repo, rel: str | None) -> Path | None:
 
 
 def read_log(repo: api.Repo, rel: str | None, page: int | None) -> tuple[str, int, int, int]:
-    """(text, file size, pages, page shown): page ``page`` (0-based) of ``LOG_PAGE``
-    bytes, cut at line ends, decoded with replacement."""
+    """(text, file size, pages, page shown): page ``page`` (0-based; default the last)
+    of ``LOG_PAGE`` bytes, decoded with replacement. Only the ``size`` bytes there were
+    when asked are read, so a live tail from ``size`` on repeats no line of a log that
+    grows meanwhile."""
     p = log_file(repo, rel)
     if p is None:
         return "", 0, 1, 0
@@ -202,7 +204,7 @@ def read_log(repo: api.Repo, rel: str | None, page: int | None) -> tuple[str, in
     page = pages - 1 if page is None else min(max(page, 0), pages - 1)
     with p.open("rb") as f:
         f.seek(page * LOG_PAGE)
-        data = f.read(LOG_PAGE)
+        data = f.read(min(LOG_PAGE, size - page * LOG_PAGE))
     return data.decode("utf-8", "replace"), size, pages, page
 
 
