@@ -222,8 +222,9 @@ def test_a_running_step_turns_succeeded_on_the_open_page(
         out, _ = apply.communicate(timeout=WAIT_MS / 1000)
         assert apply.returncode == 0, out
     finally:
-        with contextlib.suppress(Exception):
+        with contextlib.suppress(Exception):  # what the page showed, also when it failed
             page.screenshot(path=str(shot), full_page=True)
+            shot.with_suffix(".html").write_text(page.content(), encoding="utf-8")
             print(f"screenshot: {shot}")
         go.write_text("go\n")  # a failed test still lets the step end
         _stop(apply)
