@@ -180,6 +180,20 @@ STATUS_IS = """([sel, want]) => {
 }"""
 
 
+def _await_status(page: Any, selector: str, want: str) -> None:
+    """Poll the DOM until every `selector` element has data-status `want`; else fail
+    saying what the page shows."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        page.wait_for_function(STATUS_IS, arg=[selector, want], timeout=WAIT_MS, polling=100)
+        return
+    except PlaywrightTimeout:
+        pass
+    shown = page.eval_on_selector_all(selector, "ns => ns.map(n => n.dataset.status)")
+    pytest.fail(f"{selector} never showed {want!r} in {WAIT_MS // 1000} s; shows {shown}")
+
+
 def test_a_running_step_turns_succeeded_on_the_open_page(
     repo: Repo, browser: Any, tmp_path: Path
 ) -> None:
@@ -212,12 +226,10 @@ def test_a_running_step_turns_succeeded_on_the_open_page(
         page.evaluate("window.__orchNotReloaded = true")
 
         apply = _orch(repo, "apply")
-        page.wait_for_function(STATUS_IS, arg=[wait_node, "running"], timeout=WAIT_MS)
+        _await_status(page, wait_node, "running")
         go.write_text("go\n")
-        page.wait_for_function(STATUS_IS, arg=[wait_node, "succeeded"], timeout=WAIT_MS)
-        page.wait_for_function(
-            STATUS_IS, arg=['[data-step="live/report"]', "succeeded"], timeout=WAIT_MS
-        )
+        _await_status(page, wait_node, "succeeded")
+        _await_status(page, '[data-step="live/report"]', "succeeded")
         assert page.evaluate("window.__orchNotReloaded === true"), "the page was reloaded"
         out, _ = apply.communicate(timeout=WAIT_MS / 1000)
         assert apply.returncode == 0, out
