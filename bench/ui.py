@@ -10,20 +10,22 @@ step, ``probe``, in the same workflow::
 The workflow is applied once (so every node has a status), then ``orch ui --port 0`` is
 started once and its printed URL (with the token) read.
 
-- *workflow page, HTTP GET*: a fresh connection per request (``http.client``), from the
-  request to the last byte of the body: the server's render plus the transfer. One
-  untimed warm-up. If the server sends a ``Server-Timing`` header its figure is kept too.
+- *workflow page, HTTP GET* and *plan fragment, HTTP GET* (``/workflow/WF/plan``, which
+  the page fetches after the DAG is drawn): a fresh connection per request
+  (``http.client``), from the request to the last byte of the body: the server's work
+  plus the transfer. One untimed warm-up. A ``Server-Timing`` header is kept if sent.
 - *workflow page, browser load* (headless Chromium at /usr/bin/chromium under
-  Playwright, when both are here): ``page.goto`` of the same URL until the ``load``
-  event: render, transfer, parse, styles, scripts, layout.
+  Playwright, when both are here): ``page.goto`` until the ``load`` event: render,
+  transfer, parse, styles, scripts, layout; *... and its plan shown*: until the plan
+  region holds its table.
 - *event -> SSE client*: one ``/events`` stream read by a thread of this process. Each
   rep forces ``probe`` with ``orch apply --force WF/probe``; once a snapshot says it is
   ``running`` and ``--hold`` (1 s) has passed -- a task that ran a while, so the page's
   own work for ``running`` is done -- ``.probe/go`` is created, the step writes its own
-  end time (``date +%s%N``, CLOCK_REALTIME, its last command) and exits. The figure is the wall clock
-  when the first snapshot saying ``succeeded`` is parsed, minus that end time: the
-  runner recording the end, the server's reader noticing the state changed, reading
-  every step's status, and the stream carrying it.
+  end time (``date +%s%N``, CLOCK_REALTIME, its last command) and exits. The figure is
+  the wall clock when the first snapshot saying ``succeeded`` is parsed, minus that end
+  time: the runner recording the end, the server's reader noticing the state changed,
+  reading every step's status, and the stream carrying it.
 - *event -> browser*: the same, seen by the open workflow page: a ``MutationObserver``
   on the probe node notes ``Date.now()`` when its ``data-status`` becomes
   ``succeeded`` (so the page's own update of 1,000 nodes is inside the figure).
@@ -88,6 +90,11 @@ NAV_PHASES_JS = """() => {
   const n = performance.getEntriesByType('navigation')[0];
   return {'last byte': n.responseEnd, 'DOM ready': n.domContentLoadedEventEnd,
           'load': n.loadEventEnd};
+}"""
+# The plan region (a fragment the page fetches after the DAG is drawn) holds its table.
+PLAN_SHOWN_JS = """() => {
+  const plan = document.getElementById('plan');
+  return !plan || plan.querySelector('[data-step]') !== null;
 }"""
 # Notes when the probe node first says `succeeded` after `armed` (re-armed per rep).
 OBSERVER_JS = """(sel) => {
@@ -218,10 +225,10 @@ def server_cpu(server: Server) -> float:
     return t.user + t.system
 
 
-def time_page(server: Server, path: str, reps: int) -> tuple[Result, list[str]]:
+def time_page(server: Server, name: str, path: str, reps: int) -> tuple[Result, list[str]]:
     """GET the page reps (+1 warm-up) times; the note says its size and the server's CPU
     per request, a figure a loaded machine inflates less than wall time."""
-    result = Result("workflow page, HTTP GET", target=1.0)
+    result = Result(name, target=1.0)
     timings: list[str] = []
     size = 0
     cpu0 = 0.0
@@ -259,17 +266,18 @@ class Probe:
 
 def browser_session(
     server: Server, path: str, reps: int, events: int, probe: Probe
-) -> tuple[Result, Result]:
+) -> list[Result]:
     load = Result("workflow page, browser load", target=1.0)
+    whole = Result("... and its plan shown", target=None)
     event = Result("event -> browser", target=0.5)
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        load.error = event.error = "Playwright for Python is not installed"
-        return load, event
+        load.error = whole.error = event.error = "Playwright for Python is not installed"
+        return [load, whole, event]
     if not os.access(CHROMIUM, os.X_OK):
-        load.error = event.error = f"no browser at {CHROMIUM}"
-        return load, event
+        load.error = whole.error = event.error = f"no browser at {CHROMIUM}"
+        return [load, whole, event]
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
@@ -279,8 +287,11 @@ def browser_session(
             for i in range(reps + 1):
                 t0 = time.perf_counter()
                 page.goto(url, wait_until="load", timeout=120_000)
+                loaded = time.perf_counter() - t0
+                page.wait_for_function(PLAN_SHOWN_JS, timeout=120_000, polling=10)
                 if i:
-                    load.samples.append(time.perf_counter() - t0)
+                    load.samples.append(loaded)
+                    whole.samples.append(time.perf_counter() - t0)
                     phases.append(page.evaluate(NAV_PHASES_JS))
             load.note = "median ms: " + ", ".join(
                 f"{k} {statistics.median(p[k] for p in phases):.0f}" for k in phases[0]
@@ -301,7 +312,7 @@ def browser_session(
             run_events(event, events, probe, arm, running, seen, poll=page)
         finally:
             browser.close()
-    return load, event
+    return [load, whole, event]
 
 
 def run_events(
@@ -420,9 +431,10 @@ def main(argv: list[str] | None = None) -> int:
         server = Server(orch, root)
         extra["server_startup_s"] = server.startup_s
         path = f"/workflow/{wf}"
-        page, timings = time_page(server, path, args.reps)
-        results.append(page)
-        extra["server_timing"] = timings
+        page, timings = time_page(server, "workflow page, HTTP GET", path, args.reps)
+        plan, plan_timings = time_page(server, "plan fragment, HTTP GET", path + "/plan", args.reps)
+        results += [page, plan]
+        extra["server_timing"] = timings + plan_timings
         results.append(sse_events(server, args.events, probe))
         if not args.no_browser:
             results += browser_session(server, path, args.reps, args.events, probe)
