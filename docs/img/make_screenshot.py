@@ -97,7 +97,11 @@ def shoot(url: str, workflow: str, out: Path) -> None:
             page.goto(url)
             page.locator(f'a[href*="/workflow/{workflow}"]').first.click()
             page.wait_for_selector("[data-step]")
-            page.wait_for_load_state("networkidle")
+            # the plan is a fragment the page fetches once the DAG is drawn
+            page.wait_for_function(
+                "() => { const p = document.getElementById('plan');"
+                " return !p || p.querySelector('[data-step]') !== null; }"
+            )
             page.screenshot(path=str(out), full_page=False)
         finally:
             browser.close()
