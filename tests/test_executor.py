@@ -368,3 +368,29 @@ def test_a_nul_in_the_command_fails_the_task(tmp_path: Path) -> None:
     r = run_task(make_spec(tmp_path, ["echo", "a\0b"]))
     assert (r.status, r.exit_code, r.pid) == ("failed", None, None)
     assert "could not start" in r.log_tail[-1]
+
+
+@pytest.mark.parametrize(
+    "shell",
+    [None, ("/bin/sh", "-x"), ("bash", "-eo", "pipefail")],
+    ids=["sh -e", "sh -x", "bash"],
+)
+def test_in_a_task_cgroup_a_run_string_starts_inside_it_as_written(
+    tmp_path: Path, shell: tuple[str, ...] | None
+) -> None:
+    """The shell of a ``run`` string is in the task's cgroup before its first command, its
+    ``$0`` and line numbers are the script's own, and a traced shell shows only the
+    script (where orch may make cgroups; elsewhere the first check is all there is)."""
+    from runner.execute import cgroups
+
+    script = 'grep "^0::" /proc/$$/cgroup; echo "zero=$0"\necho second'
+    spec = make_spec(tmp_path, script, shell=shell)
+    res = run_task(spec)
+    assert res.status == "succeeded", log_text(spec)
+    text = log_text(spec)
+    assert "zero=" + (shell or ("/bin/sh",))[0] in text
+    if cgroups.base() is None:
+        return
+    assert f"/{cgroups.PREFIX}" in text
+    if shell and "-x" in shell:
+        assert "cgroup.procs" not in text
