@@ -39,6 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gen import SHAPES, generate  # noqa: E402
 from harness import (  # noqa: E402
+    CPU_MS_PER_TASK,
+    Fresh,
     Result,
     Sample,
     default_report_path,
@@ -50,22 +52,6 @@ from harness import (  # noqa: E402
 )
 
 OVERHEAD_MS = 5.0  # the issue's target: within 5 ms of the local executor per task
-CPU_MS = 0.3  # orch's own CPU per task (the speed issue's target)
-
-
-class Fresh:
-    """A prepare() hook: each rep gets its own copy of the template (the last is kept)."""
-
-    def __init__(self, template: Path, work: Path, tag: str) -> None:
-        self.template, self.work, self.tag = template, work, tag
-        self.last: Path | None = None
-
-    def __call__(self, i: int) -> Path:
-        if self.last is not None:
-            shutil.rmtree(self.last, ignore_errors=True)
-        self.last = self.work / f"{self.tag}-rep{i}"
-        shutil.copytree(self.template, self.last, symlinks=True)
-        return self.last
 
 
 def start_cluster(workers: int) -> Any:
@@ -124,10 +110,6 @@ def dask_floor(address: str, n: int, jobs: int) -> float:
         return (time.perf_counter() - t0) * 1000 / n
 
 
-def per_task_cpu_ms(r: Result, n: int) -> float | None:
-    return None if r.cpu_self_s is None else r.cpu_self_s * 1000 / n
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", "-n", type=int, default=1000)
@@ -156,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
             return lambda root: [*orch, "-C", str(root), "apply", *jobs, *extra]
 
         local = measure(
-            Result("apply, local executor", n=n, shape=args.shape, unit="ms/step"),
+            Result("apply, local executor", n=n, shape=args.shape, unit="ms/step", tasks=n),
             apply(),
             reps=args.reps,
             prepare=Fresh(template, work, "local"),
@@ -176,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                     n=n,
                     shape=args.shape,
                     unit="ms/step",
+                    tasks=n,
                     note="cluster started before timing, reached by --dask-address",
                 ),
                 lambda root, j=j: [
@@ -215,6 +198,7 @@ def main(argv: list[str] | None = None) -> int:
                 n=n,
                 shape=args.shape,
                 unit="ms/step",
+                tasks=n,
                 note="--executor dask, no address: cluster start-up and close included",
             ),
             apply("--executor", "dask"),
@@ -246,11 +230,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"dask overhead per task at -j {j}: {extra:.2f} ms")
     rows = [("local", local), *((f"dask -j {j}", r) for j, r in dask_rows.items())]
     for label, r in [*rows, ("dask-own", own)]:
-        cpu = per_task_cpu_ms(r, n)
+        cpu = r.cpu_ms_per_task
         figures[f"orch_cpu_ms_per_task_{label}"] = cpu
         if cpu is not None:
-            verdict = "ok" if cpu <= CPU_MS else "OVER"
-            print(f"orch CPU per task, {label}: {cpu:.3f} ms (target <= {CPU_MS:g}) {verdict}")
+            verdict = "ok" if cpu <= CPU_MS_PER_TASK else "OVER"
+            print(
+                f"orch CPU per task, {label}: {cpu:.3f} ms"
+                f" (target <= {CPU_MS_PER_TASK:g}) {verdict}"
+            )
     out = args.out or default_report_path("cluster")
     write_report(
         out,

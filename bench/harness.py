@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -190,10 +191,20 @@ class Result:
     rss_target_mb: float | None = None
     error: str | None = None
     note: str = ""
+    tasks: int | None = None  # tasks the command runs: shown as the runner's CPU per task
 
     @property
     def median(self) -> float | None:
         return statistics.median(self.samples) if self.samples else None
+
+    @property
+    def cpu_ms_per_task(self) -> float | None:
+        """The runner's own CPU (utime+stime, children excluded; median over the reps)
+        per task, in ms: what caps how many tasks a second one runner can start whatever
+        the core count (target ``CPU_MS_PER_TASK``)."""
+        if self.cpu_self_s is None or not self.tasks:
+            return None
+        return self.cpu_self_s * 1000 / self.tasks
 
     @property
     def verdict(self) -> str:
@@ -215,6 +226,7 @@ class Result:
         data["min"] = min(self.samples) if self.samples else None
         data["reps"] = len(self.samples)
         data["verdict"] = self.verdict
+        data["cpu_ms_per_task"] = self.cpu_ms_per_task
         return data
 
 
@@ -278,6 +290,24 @@ def measure(
     return result
 
 
+CPU_MS_PER_TASK = 0.3  # the runner's own CPU per task (the speed issue's target)
+
+
+class Fresh:
+    """A prepare() hook: each rep gets its own copy of a template repo (the last is kept)."""
+
+    def __init__(self, template: Path, work: Path, tag: str) -> None:
+        self.template, self.work, self.tag = template, work, tag
+        self.last: Path | None = None
+
+    def __call__(self, i: int) -> Path:
+        if self.last is not None:
+            shutil.rmtree(self.last, ignore_errors=True)
+        self.last = self.work / f"{self.tag}-rep{i}"
+        shutil.copytree(self.template, self.last, symlinks=True)
+        return self.last
+
+
 def git(*args: str, cwd: Path) -> None:
     """Run git quietly in a generated repo, with no user config or hooks leaking in."""
     subprocess.run(
@@ -314,19 +344,37 @@ def fmt_mb(mb: float | None) -> str:
     return "-" if mb is None else f"{mb:.0f} MB"
 
 
+def fmt_cpu(ms: float | None) -> str:
+    return "-" if ms is None else f"{ms:.2f} ms"
+
+
 def target_text(r: Result) -> str:
     parts = []
     if r.target is not None:
         parts.append("<= " + fmt_time(r.target, r.unit))
     if r.rss_target_mb is not None:
         parts.append(f"RSS <= {r.rss_target_mb:.0f} MB")
+    if r.cpu_ms_per_task is not None:
+        parts.append(f"CPU/task <= {CPU_MS_PER_TASK:g} ms")
     return ", ".join(parts)
 
 
 def print_table(results: list[Result], file=None) -> None:
     """A plain fixed-width table: figures next to their targets, errors underneath."""
     file = file or sys.stdout
-    head = ("benchmark", "tool", "N", "shape", "median", "min", "reps", "peak RSS", "target", "")
+    head = (
+        "benchmark",
+        "tool",
+        "N",
+        "shape",
+        "median",
+        "min",
+        "reps",
+        "peak RSS",
+        "CPU/task",
+        "target",
+        "",
+    )
     rows = [head]
     for r in results:
         rows.append(
@@ -339,6 +387,7 @@ def print_table(results: list[Result], file=None) -> None:
                 fmt_time(min(r.samples), r.unit) if r.samples else "",
                 str(len(r.samples)),
                 fmt_mb(r.rss_mb),
+                fmt_cpu(r.cpu_ms_per_task),
                 target_text(r),
                 r.verdict,
             )

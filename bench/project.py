@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gen import init_orch_repo  # noqa: E402
 from harness import (  # noqa: E402
+    Fresh,
     Result,
     Sample,
     default_report_path,
@@ -117,20 +118,12 @@ def main(argv: list[str] | None = None) -> int:
 def bench_template(orch: list[str], base: Path, work: Path, template: str, reps: int) -> Result:
     name = f"bench-{template}".replace("/", "-").lower()
     result = Result(name=f"project create --template {template}")
-    repos: list[Path] = []
+    prepare = Fresh(base, work, name)
     files: list[int] = []
 
-    def prepare(i: int) -> Path:
-        for old in repos:
-            shutil.rmtree(old, ignore_errors=True)
-        repos.clear()
-        repo = work / f"{name}-{i}"
-        shutil.copytree(base, repo, symlinks=True)
-        repos.append(repo)
-        return repo
-
     def check(sample: Sample) -> str | None:
-        repo = repos[-1]
+        repo = prepare.last
+        assert repo is not None
         files.append(untracked(repo))
         valid = run([*orch, "-C", str(repo), "validate"], timeout=60)
         return None if valid.ok else f"created, but validate fails: {valid.error()}"

@@ -34,10 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gen import SHAPES, Generated, generate  # noqa: E402
 from harness import (  # noqa: E402
+    Fresh,
     Result,
     Sample,
     default_report_path,
     environment,
+    fmt_cpu,
     fmt_mb,
     fmt_time,
     git,
@@ -63,21 +65,6 @@ PEERS = {
     "snakemake": ["snakemake", "--cores", "2", "--quiet"],
     "dvc": ["dvc", "repro", "--quiet"],
 }
-
-
-class Fresh:
-    """A prepare() hook: each rep gets its own copy of a template repo (the last is kept)."""
-
-    def __init__(self, template: Path, work: Path, tag: str) -> None:
-        self.template, self.work, self.tag = template, work, tag
-        self.last: Path | None = None
-
-    def __call__(self, i: int) -> Path:
-        if self.last is not None:
-            shutil.rmtree(self.last, ignore_errors=True)
-        self.last = self.work / f"{self.tag}-rep{i}"
-        shutil.copytree(self.template, self.last, symlinks=True)
-        return self.last
 
 
 class Bench:
@@ -109,6 +96,8 @@ class Bench:
         where = f" N={result.n}" if result.n is not None else ""
         where += f" {result.shape}" if result.shape else ""
         extra = f"  ({result.error})" if result.error else ""
+        if result.cpu_ms_per_task is not None:
+            extra = f", own CPU {fmt_cpu(result.cpu_ms_per_task)}/task{extra}"
         print(
             f"  {result.tool:9} {result.name}{where}: {figure}, {fmt_mb(result.rss_mb)}{extra}",
             file=sys.stderr,
@@ -200,6 +189,7 @@ class Bench:
                         unit="ms/step",
                         target=COLD_MS_PER_STEP.get(n),
                         rss_target_mb=RUNNER_RSS_MB.get(n),
+                        tasks=n,
                     ),
                     lambda repo: self.orch_argv(repo, "apply", "-j", str(self.args.jobs)),
                     reps=self.reps_for(n, heavy=True),
@@ -247,7 +237,9 @@ class Bench:
         )
         cold = self.add(
             measure(
-                Result(name="cold apply (file steps)", n=n, shape="layered", unit="ms/step"),
+                Result(
+                    name="cold apply (file steps)", n=n, shape="layered", unit="ms/step", tasks=n
+                ),
                 self.orch_argv(gen.root, "apply", "-j", str(self.args.jobs)),
                 reps=1,
                 per=n,
@@ -265,6 +257,7 @@ class Bench:
                     shape="layered",
                     target=EDIT_S,
                     rss_target_mb=RUNNER_RSS_MB.get(n),
+                    tasks=shared,
                 ),
                 gen,
                 self.orch_argv(gen.root, "apply", "-j", str(self.args.jobs)),
@@ -343,7 +336,9 @@ class Bench:
         prepare = self.fresh(gen.root, f"{tool}-{n}")
         cold = self.add(
             measure(
-                Result(name="cold build -j 2", tool=tool, n=n, shape=shape, unit="ms/step"),
+                Result(
+                    name="cold build -j 2", tool=tool, n=n, shape=shape, unit="ms/step", tasks=n
+                ),
                 argv,
                 reps=self.reps_for(n, heavy=True),
                 prepare=prepare,
@@ -377,7 +372,12 @@ class Bench:
         gen = self._peer_repo(tool, self.work / f"{tool}-edit", n, files=True)
         first = run(argv, cwd=gen.root, timeout=self.timeout)
         ready = first.ok and not _outputs_missing(gen)
-        result = Result(name=f"edit 1 input of {self.args.shared}, rebuild", tool=tool, n=n)
+        result = Result(
+            name=f"edit 1 input of {self.args.shared}, rebuild",
+            tool=tool,
+            n=n,
+            tasks=self.args.shared,
+        )
         result.shape = "layered"
         self.add(self._edit_rerun(result, gen, argv, ready))
         shutil.rmtree(gen.root, ignore_errors=True)
