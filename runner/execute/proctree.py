@@ -91,6 +91,8 @@ def tree_processes(
     makes the sweep after a short task cost a handful of reads instead of one per process
     on the machine.
     """
+    if cgroup is not None and _left_empty(root_pid, cgroup):
+        return []
     known = list(known)
     elapsed = None if started is None else time.monotonic() - started
     found = _scan(root_pid, token, _pid_floor(root_pid, elapsed), marker)
@@ -122,6 +124,23 @@ def tree_processes(
                 procs[pid] = psutil.Process(pid)
     procs.pop(os.getpid(), None)
     return [p for p in procs.values() if _running(p)]
+
+
+def _left_empty(root_pid: int, cgroup: Path) -> bool:
+    """Whether the root has exited (a zombie) from inside the task's ``cgroup`` and no
+    process is left in it: every process the root forked was born in the cgroup and only
+    a write to ``cgroup.procs`` takes one out, so nothing of the tree is left. Three
+    small reads, the common case after a clean exit; a root that never entered the
+    cgroup (the move failed) is swept the long way."""
+    if not _HAS_PROC or _state(root_pid) != "Z":
+        return False
+    lines = _read(f"/proc/{root_pid}/cgroup").splitlines()
+    own = next((ln[3:] for ln in lines if ln.startswith(b"0::")), b"")
+    if not own.endswith(b"/" + os.fsencode(cgroup.name)):
+        return False
+    from runner.execute.cgroups import populated
+
+    return not populated(cgroup)
 
 
 def kill_tree(
