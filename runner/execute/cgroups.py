@@ -106,7 +106,7 @@ def create(token: str) -> Path | None:
         return None
     path = folder / f"{PREFIX}{os.getpid()}-{token}"
     try:
-        path.mkdir()
+        os.mkdir(path)
     except OSError:
         return None
     return path

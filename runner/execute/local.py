@@ -70,9 +70,12 @@ def run_task(spec: TaskSpec, cancel: Cancel | None = None) -> TaskResult:
     Never leaves a process of the task running, whatever happens: if ``echo`` raises (or
     anything else does), the tree is killed and reaped before the exception propagates.
     """
-    spec.log_path.parent.mkdir(parents=True, exist_ok=True)
     flags = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_CLOEXEC
-    log_fd = os.open(spec.log_path, flags, 0o644)
+    try:
+        log_fd = os.open(spec.log_path, flags, 0o644)
+    except FileNotFoundError:  # the run's first log in this folder
+        spec.log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_fd = os.open(spec.log_path, flags, 0o644)
     try:
         return _Run(spec, cancel or Cancel(), log_fd).run()
     finally:
@@ -127,19 +130,22 @@ class _Run:
             return self._finish(requested, None, started, pid=None)
         # The output file doubles as the task's marker: every process of the task inherits
         # a descriptor of it, by which an orphan that cleared its environment and left
-        # the session is still known as the task's (see proctree.tree_processes).
-        self.marker_fd, out_path = tempfile.mkstemp(prefix="orch-output-", suffix=".txt")
-        self.marker = os.path.realpath(out_path)
+        # the session is still known as the task's (see proctree.tree_processes). Named
+        # after the task's token (random, 128 bits), created exclusively, as mkstemp does.
+        token = proctree.new_token()
+        out_path = os.path.join(_temp_dir(), f"orch-output-{token}.txt")
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+        self.marker_fd = os.open(out_path, flags, 0o600)
+        self.marker = out_path
         try:
-            return self._spawn_and_wait(started, out_path)
+            return self._spawn_and_wait(started, out_path, token)
         finally:
             os.close(self.marker_fd)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(out_path)
 
-    def _spawn_and_wait(self, started: float, out_path: str) -> TaskResult:
+    def _spawn_and_wait(self, started: float, out_path: str, token: str) -> TaskResult:
         spec = self.spec
-        token = proctree.new_token()
         env = {**spec.env, spec.output_var: out_path, proctree.TOKEN_VAR: token}
         streaming = bool(spec.echo) or bool(self.masker)
         pipe_r, pipe_w = os.pipe() if streaming else (None, None)
@@ -509,6 +515,18 @@ def _own_peak_rss() -> int:
     import resource
 
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT
+
+
+_temp: str | None = None
+
+
+def _temp_dir() -> str:
+    """The temporary folder (``tempfile.gettempdir``: ``$TMPDIR``, then /tmp...) with
+    its symlinks resolved, so the marker's name is what ``/proc/PID/fd`` links show."""
+    global _temp
+    if _temp is None:
+        _temp = os.path.realpath(tempfile.gettempdir())
+    return _temp
 
 
 def _pidfd(pid: int) -> int | None:
