@@ -132,3 +132,29 @@ def test_step_claims_exclude_threads_and_survive_other_descriptors_closing(tmp_p
     assert c.try_claim("w/s")
     a.close()
     c.close()
+
+
+def test_a_batch_commits_its_writes_together_and_a_failed_part_alone_is_undone(
+    tmp_path: Path,
+) -> None:
+    """State.batch: each tx() inside is all or nothing on its own (a savepoint); what
+    succeeded is committed at the end, seen by another connection only then; a batch that
+    raises leaves nothing of itself."""
+    st = State(tmp_path / ".orch")
+    other = State(tmp_path / ".orch")
+    a = st.start_task(1, "w", "a", "", 1, "r")
+    with st.batch():
+        st.update_task(a, status="succeeded")
+        with pytest.raises(ZeroDivisionError), st.tx() as c:
+            c.execute("UPDATE tasks SET status='failed' WHERE id=?", (a,))
+            _ = 1 / 0
+        b = st.start_task(1, "w", "b", "", 1, "r")
+        assert other.query("SELECT count(*) FROM tasks")[0][0] == 1  # not committed yet
+    statuses = {r[0]: r[1] for r in other.query("SELECT step, status FROM tasks")}
+    assert statuses == {"a": "succeeded", "b": "running"}
+    with pytest.raises(RuntimeError), st.batch():
+        st.update_task(b, status="failed")
+        raise RuntimeError("stop")
+    assert other.query("SELECT status FROM tasks WHERE id=?", (b,))[0][0] == "running"
+    st.close()
+    other.close()

@@ -176,14 +176,14 @@ class ApplyLoop:
                 self._poll_cancels()
             busy = self.waiting_lock or len(self.ready)
             try:
-                key, fut = self.done_q.get(timeout=0.05 if busy else 0.25)
+                done = [self.done_q.get(timeout=0.05 if busy else 0.25)]
             except queue.Empty:
                 continue
-            res = self._settle(key, fut)
-            self.hasher.forget()
-            self._finish(key, res)
-            if res.status in FAILED and self.opts.fail_fast:
-                self.stopping = True
+            for key, res in self._settle_all(done):
+                self.hasher.forget()
+                self._finish(key, res)
+                if res.status in FAILED and self.opts.fail_fast:
+                    self.stopping = True
 
     def _pass(self, pool: ThreadPoolExecutor) -> bool:
         """Start what can start now, best first; True if a step was decided without running."""
@@ -248,10 +248,43 @@ class ApplyLoop:
         self.ready.started(key[0])
 
     # -- a step's end -----------------------------------------------------------------
+    def _settle_all(
+        self, done: list[tuple[Key, Future[list[Attempt]]]]
+    ) -> list[tuple[Key, StepResult]]:
+        """``done`` and every other task that has finished by now, settled as ``_settle``
+        does but recorded in one transaction (``State.batch``): one commit for tasks that
+        finished together. Their claims and allocations are given back, and their
+        dependants freed (by the caller), only after that commit, so every finished task is
+        durable before its dependants start. If the batch fails, nothing of it is
+        recorded and the tasks go back to the queue, for the caller's error path
+        (Ctrl-C settles them one by one)."""
+        while True:
+            try:
+                done.append(self.done_q.get_nowait())
+            except queue.Empty:
+                break
+        try:
+            with self.state.batch():
+                results = [(key, self._record(key, fut)) for key, fut in done]
+        except BaseException:
+            for item in done:
+                self.done_q.put(item)
+            raise
+        starts = [self.running.pop(key) for key, _ in results]
+        for start in starts:
+            start.give_back()
+        return results
+
     def _settle(self, key: Key, fut: Future[list[Attempt]]) -> StepResult:
         """A finished task: its outputs hashed and its result recorded (one transaction),
         its quota allocations and step claim given back -- on every way it ended."""
-        start = self.running.pop(key)
+        res = self._record(key, fut)
+        self.running.pop(key).give_back()
+        return res
+
+    def _record(self, key: Key, fut: Future[list[Attempt]]) -> StepResult:
+        """Hash a finished task's outputs and record its result; one ``tx()``."""
+        start = self.running[key]
         task = start.task
         assert task is not None
         records = self.ctx.records[key[0]]
@@ -279,7 +312,6 @@ class ApplyLoop:
                 reason=message,
                 now=self.clock(),
             )
-        start.give_back()
         return res
 
     def _finish(self, key: Key, res: StepResult) -> None:

@@ -14,8 +14,9 @@ What is stored (schema version in ``PRAGMA user_version``; ``MIGRATIONS`` upgrad
     audit       one row per state-changing command: who, where, what, how it ended
                 (``runner.store.audit``; appended only, pruned by age and count)
 
-Writes use ``BEGIN IMMEDIATE`` and one transaction per finished task, so a killed runner
-loses only the tasks in flight. Step claims and runner liveness are POSIX byte-range locks
+Writes use ``BEGIN IMMEDIATE`` and one transaction per finished task (or per group of tasks
+that finished together, ``State.batch``), committed before their dependants start, so a
+killed runner loses only the tasks in flight. Step claims and runner liveness are POSIX byte-range locks
 on ``.orch/locks`` (one byte per step key / per run id): the kernel drops them when their
 holder dies, so there is never a stale PID file to clean up.
 """
@@ -279,6 +280,7 @@ class State:
         self.readonly = readonly
         self.immutable = False  # read-only without the WAL index (a read-only mount)
         self._lock = threading.RLock()
+        self._depth = 0  # open tx()/batch() levels (under _lock): nested ones are savepoints
         self._conn: sqlite3.Connection | None = None
         self._lockfd: int | None = None
         self._claims: dict[str, int] = {}  # step/run key -> the descriptor holding its lock
@@ -450,15 +452,22 @@ class State:
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (BEGIN IMMEDIATE: the writer lock is taken up front)."""
+        """One write transaction (BEGIN IMMEDIATE: the writer lock is taken up front).
+
+        Inside ``batch()`` (on the batch's thread; other threads wait for the batch) it is
+        a savepoint instead: all or nothing on its own, durable with the batch."""
         if self.readonly:
             raise StateError(f"{self.path}: opened read-only; this command must not write")
         with self._lock:
             conn = self.conn
+            if self._depth:
+                yield from self._savepoint(conn)
+                return
             try:
                 conn.execute("BEGIN IMMEDIATE")
             except sqlite3.DatabaseError as e:
                 raise self.failed(e) from None
+            self._depth = 1
             try:
                 yield conn
                 conn.execute("COMMIT")
@@ -468,6 +477,38 @@ class State:
             except BaseException:
                 self._rollback(conn)
                 raise
+            finally:
+                self._depth = 0
+
+    def _savepoint(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        name = f"orch_{self._depth}"
+        try:
+            conn.execute(f"SAVEPOINT {name}")
+        except sqlite3.DatabaseError as e:
+            raise self.failed(e) from None
+        self._depth += 1
+        try:
+            yield conn
+            conn.execute(f"RELEASE {name}")
+        except BaseException as e:
+            if conn.in_transaction:
+                with suppress(sqlite3.DatabaseError):
+                    conn.execute(f"ROLLBACK TO {name}")
+                    conn.execute(f"RELEASE {name}")
+            if isinstance(e, sqlite3.DatabaseError):
+                raise self.failed(e) from None
+            raise
+        finally:
+            self._depth -= 1
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """One transaction around several ``tx()`` blocks of this thread: each stays all or
+        nothing (a savepoint), and all are committed, and so durable, together at the end;
+        nothing of them is if the batch raises. For the records of tasks that finished
+        together: one commit instead of one per task."""
+        with self.tx():
+            yield
 
     @staticmethod
     def _rollback(conn: sqlite3.Connection) -> None:
