@@ -600,3 +600,39 @@ def test_a_refused_no_wait_apply_is_not_recorded_as_succeeded(repo: Repo) -> Non
     assert len(runs) == 2, runs
     assert runs[0]["status"] == "failed", runs[0]  # the newest: the refused one
     assert not repo.exists("success.log")
+
+
+def test_a_refused_no_wait_apply_tells_its_failure_handlers(repo: Repo) -> None:
+    """A refused run failed, so ``on: failure`` (and ``always``) fire as for any failed
+    run, with ``workflow.status`` failed; ``success`` does not."""
+    handlers = (
+        "  on:\n"
+        "    failure: [{run: 'echo {{ workflow.status }} >> failure.log'}]\n"
+        "    success: [{run: 'echo told >> success.log'}]\n"
+        "    always: [{run: 'echo always >> always.log'}]\n"
+    )
+    repo.write(
+        "wf.yaml",
+        workflow("w", "    - {name: hold, run: 'touch started; sleep 5'}\n", extra=handlers),
+    )
+    repo.commit()
+    first = subprocess.Popen(
+        [sys.executable, "-m", "runner", "-C", str(repo.path), "apply", "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 20
+        while not repo.exists("started") and time.time() < deadline:
+            time.sleep(0.05)
+        p = repo.orch("apply", "--no-wait")
+        assert p.returncode == 1
+        assert "another orch process" in p.stderr
+        told = repo.read("failure.log") if repo.exists("failure.log") else ""
+        always = repo.read("always.log") if repo.exists("always.log") else ""
+    finally:
+        first.kill()
+        first.wait()
+    assert told.split() == ["failed"]
+    assert always.split() == ["always"]
+    assert not repo.exists("success.log")

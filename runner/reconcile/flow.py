@@ -124,15 +124,16 @@ def apply(
             raise
         finally:
             result = loop.result(clock() - t0)
-            if not refused:  # a refused run did not do its work: no handler is told
-                from runner.reconcile import hooks
+            from runner.reconcile import hooks
 
-                failed_hooks = hooks.run(
-                    wfs, result, catalog=m, state=state, root=root, env_name=sel.env,
-                    executor=executor, echo=opts.echo, overrides=sel.params,
-                    interrupted=loop.interrupted,
-                )  # fmt: skip
-                result = result._replace(hooks_failed=failed_hooks)
+            # a refused run failed: its workflow's failure handlers are told, as for any
+            # failed run (the refused step is in the result, not-started, saying why)
+            failed_hooks = hooks.run(
+                wfs, result, catalog=m, state=state, root=root, env_name=sel.env,
+                executor=executor, echo=opts.echo, overrides=sel.params,
+                interrupted=loop.interrupted, refused=refused,
+            )  # fmt: skip
+            result = result._replace(hooks_failed=failed_hooks)
             result = result._replace(removed=tuple(plans.removed))
             status = (
                 Status.INTERRUPTED

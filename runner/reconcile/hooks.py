@@ -27,16 +27,18 @@ HOOK_TIMEOUT = 300.0  # seconds
 
 
 def hook_kinds(
-    wf: Workflow, result: ApplyResult, interrupted: bool = False
+    wf: Workflow, result: ApplyResult, interrupted: bool = False, refused: bool = False
 ) -> tuple[list[str], str]:
     """Which of ``wf``'s hook kinds fire for ``result``, and the workflow's status as
     ``{{ workflow.status }}`` reads it: ``interrupted`` (Ctrl-C, SIGTERM, SIGHUP, watch
     --restart: only ``always`` fires, as GitHub Actions runs only ``if: always()`` steps
-    of a cancelled job), else ``failed`` or ``succeeded``."""
+    of a cancelled job), else ``failed`` or ``succeeded``. ``refused``: a ``--no-wait``
+    apply met a step another orch runs; the run failed, and so did each workflow of it
+    that had a step to do (its ``failure`` handlers fire, as for a failed job)."""
     mine = [r for r in result.results if r.workflow == wf.name]
     if interrupted or any(r.status == Status.INTERRUPTED for r in mine):
         return ["always"], Status.INTERRUPTED
-    if any(r.status in NOT_OK for r in mine):
+    if refused or any(r.status in NOT_OK for r in mine):
         return ["failure", "always"], Status.FAILED
     return ["success", "always"], Status.SUCCEEDED
 
@@ -53,6 +55,7 @@ def run(
     echo: Callable[[str], None] | None,
     overrides: dict[str, dict[str, Any]] | None = None,
     interrupted: bool = False,
+    refused: bool = False,
 ) -> list[str]:
     """Run the hooks of every workflow in ``wfs`` that had a step run in ``result``.
 
@@ -65,7 +68,7 @@ def run(
     for wf in wfs:
         if wf.name not in ran or not wf.handlers:
             continue
-        kinds, status = hook_kinds(wf, result, interrupted)
+        kinds, status = hook_kinds(wf, result, interrupted, refused)
         for kind in kinds:
             for n, h in enumerate(wf.handlers.get(kind, ()), 1):
                 ctx = _context(catalog, state, wf, env_name, status)

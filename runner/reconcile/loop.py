@@ -22,7 +22,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runner.errors import shown
+from runner.errors import LockBusy, shown
 from runner.reconcile import record
 from runner.reconcile.attempts import Attempt, run_attempts
 from runner.reconcile.queue import ReadyQueue
@@ -210,7 +210,12 @@ class ApplyLoop:
 
     def _start(self, pool: ThreadPoolExecutor, key: Key) -> Outcome:
         start = Start(self.ctx, key)
-        outcome = start.run()
+        try:
+            outcome = start.run()
+        except LockBusy as e:  # --no-wait met a step another orch runs: the run is refused
+            why = f"refused: {e} (--no-wait)"
+            self.results[key] = StepResult(key[0], key[1], Status.NOT_STARTED, [why], message=why)
+            raise
         if outcome is Outcome.WAIT:
             self.waiting_lock.setdefault(key, self.clock())
             return outcome
