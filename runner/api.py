@@ -816,6 +816,22 @@ def task(repo: Repo, task_id: int) -> dict[str, Any]:
     return t
 
 
+def retry_pending(repo: Repo, task_id: int) -> bool:
+    """Whether task ``task_id`` is a failed attempt whose step waits out its retry
+    back-off now: it has a back-off ``delay``, no later attempt exists yet, and its
+    runner lives (``orch logs -f`` then waits for the next attempt). False for an
+    unknown task."""
+    from runner.store import reads
+    from runner.store.tasks import waiting_retry
+
+    state = open_state(repo, readonly=True)
+    try:
+        row = reads.task(state, task_id)
+        return row is not None and waiting_retry(state, row)
+    finally:
+        state.close()
+
+
 _KILLED = "the runner was killed"
 
 

@@ -66,6 +66,40 @@ def test_logs_follow_prints_until_the_task_ends(repo: Repo) -> None:
 
 
 @pytest.mark.slow
+def test_logs_follow_goes_on_into_the_next_attempt_after_a_retry(repo: Repo) -> None:
+    """``logs -f`` follows the step, not one row: a failed attempt that will be retried
+    is followed by the retry's log, until the last attempt ends."""
+    run = f"{COUNTED}; while [ ! -e go ]; do sleep 0.05; done; [ $n -ge 2 ]"
+    step = {"name": "s", "run": run, "retry": {"limit": 2, "backoff": "300ms"}}
+    setup(repo, wf("w", [step]))
+    with background_apply(repo) as apply:
+        log = repo.path / ".orch" / "logs" / "1" / "w" / "s.1.log"
+        wait_until(lambda: log.exists() and "attempt-1" in log.read_text(), "the first try")
+        follow = subprocess.Popen(
+            [sys.executable, "-m", "runner", "-C", str(repo.path), "logs", "w", "s", "-f"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert follow.stdout is not None
+            head = [follow.stdout.readline() for _ in range(2)]  # "# orch: ...", attempt-1
+            assert head[1] == "attempt-1\n", head
+            (repo.path / "go").touch()  # attempt 1 fails (n=1), attempt 2 succeeds
+            out, err = follow.communicate(timeout=30)
+            out = "".join(head) + out
+        finally:
+            if follow.poll() is None:
+                follow.kill()
+        assert follow.returncode == 0, err
+        apply.communicate(timeout=30)
+        assert apply.returncode == 0
+    lines = [x for x in out.splitlines() if not x.startswith("# orch:")]
+    assert lines == ["attempt-1", "attempt-2"], out
+    assert "attempt 2" in err  # where the retry's log begins, said on stderr
+
+
+@pytest.mark.slow
 def test_a_task_waiting_out_its_retry_backoff_can_be_cancelled(repo: Repo) -> None:
     step = {"name": "s", "run": f"{COUNTED}; exit 1", "retry": {"limit": 3, "backoff": "60s"}}
     setup(repo, wf("w", [step]))

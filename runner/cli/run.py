@@ -582,10 +582,6 @@ def _ago(t: float) -> str:
 
 
 def logs(args: argparse.Namespace) -> int:
-    import stat
-
-    from runner.errors import OrchError
-
     if args.follow and args.json:
         from runner.errors import UsageError
 
@@ -595,15 +591,7 @@ def logs(args: argparse.Namespace) -> int:
     path = repo.root / row["log_path"]
     if args.follow:
         _await_log(repo, row["id"], path)
-    try:  # non-blocking: a FIFO put in the log's place must not hang the reader
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise OrchError(
-            f"{path}: the log is gone (was .orch/logs cleaned?); re-run the step with orch apply --force"
-        ) from None
-    with open(fd, encoding="utf-8", errors="replace") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OrchError(f"{path}: not a regular file (a FIFO or device); remove it")
+    with _open_log(path) as f:
         if args.json:
             print_json(
                 {
@@ -621,7 +609,52 @@ def logs(args: argparse.Namespace) -> int:
             sys.stdout.write(line)
         if args.follow:
             _follow(repo, row["id"], f)
+    if args.follow and args.attempt is None:  # the step, not one attempt: on into retries
+        _follow_retries(repo, args, row)
     return 0
+
+
+def _open_log(path: Path) -> Any:
+    """A task's log opened for reading: OrchError (one line) when it is gone or is not a
+    regular file. Non-blocking: a FIFO put in the log's place must not hang the reader."""
+    import stat
+
+    from runner.errors import OrchError
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise OrchError(
+            f"{path}: the log is gone (was .orch/logs cleaned?); re-run the step with orch apply --force"
+        ) from None
+    f = open(fd, encoding="utf-8", errors="replace")  # noqa: SIM115 - the caller's with
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        f.close()
+        raise OrchError(f"{path}: not a regular file (a FIFO or device); remove it")
+    return f
+
+
+def _follow_retries(repo: api.Repo, args: argparse.Namespace, row: dict[str, Any]) -> None:
+    """After a followed attempt ends, follow the step's next ones while its runner
+    retries it (``api.retry_pending``): each retry's log from its first line, a line on
+    stderr saying where it begins. Ends with the step's last attempt, as ``-f`` does."""
+    while True:
+        while api.retry_pending(repo, row["id"]):
+            time.sleep(FOLLOW_POLL)
+        nxt = api.log_task(repo, args.workflow, args.step, row["run_id"])
+        if nxt["attempt"] <= row["attempt"]:
+            return  # no retry came: the runner ended, or the attempt was cancelled
+        row = nxt
+        path = repo.root / row["log_path"]
+        with reader_gone(sys.stderr):
+            print(
+                f"orch: attempt {row['attempt']} (log: {shown(row['log_path'])})", file=sys.stderr
+            )
+        _await_log(repo, row["id"], path)
+        with _open_log(path) as f:
+            sys.stdout.write(f.read())
+            sys.stdout.flush()
+            _follow(repo, row["id"], f)
 
 
 FOLLOW_POLL = 0.2  # seconds between looks at a followed log, and at its task's row
