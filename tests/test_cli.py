@@ -168,6 +168,28 @@ def test_apply_into_a_closed_pipe_stops_in_order(repo: Repo, redirect: str) -> N
     assert repo.plan() == {("w", "a"): ("run", ANY), ("w", "b"): ("run", ANY)}
 
 
+def test_events_into_a_closed_pipe_leave_no_task_running(repo: Repo) -> None:
+    """``apply --events - | head -3``: the pipe closes while the first task is being
+    submitted (its ``task.started`` is the first write that fails), a race the run must
+    win every time: no task row is left ``running`` after any of these runs."""
+    repo.write("wf.yaml", workflow("w", "    - {name: s, run: 'echo hi'}\n"))
+    orch = shlex.join(
+        [sys.executable, "-m", "runner", "-C", str(repo.path), "apply", "--force-all"]
+    )
+    for _ in range(8):
+        p = subprocess.run(
+            ["bash", "-c", f"set -o pipefail; {orch} --events - | head -3"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert p.returncode in (0, 141), p.stderr
+        assert "Traceback" not in p.stderr, p.stderr
+    running = [t for t in repo.orch_json("task", "list") if t["status"] == "running"]
+    assert running == []
+    assert all(r["status"] != "running" for r in repo.orch_json("history"))
+
+
 def _alive(pid: int) -> bool:
     import psutil
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -158,3 +159,18 @@ def test_a_batch_commits_its_writes_together_and_a_failed_part_alone_is_undone(
     assert other.query("SELECT status FROM tasks WHERE id=?", (b,))[0][0] == "running"
     st.close()
     other.close()
+
+
+def test_an_ended_run_leaves_no_task_or_step_running(tmp_path: Path) -> None:
+    """Whatever stopped it (a closed pipe mid-submit, an error), a run that has ended
+    has no task or step still ``running``: they are closed ``interrupted``."""
+    st = State(tmp_path / ".orch")
+    run = st.begin_run(["apply"], "", None, None, ["w"])
+    task = st.start_task(run, "w", "s", "", 1, "never ran", started=time.time())
+    st.end_run(run, "interrupted", {})
+    (row,) = st.query("SELECT status, ended, message FROM tasks WHERE id=?", (task,))
+    assert row["status"] == "interrupted" and row["ended"] is not None
+    assert "before its result was recorded" in row["message"]
+    (step,) = st.query("SELECT status FROM steps WHERE workflow='w' AND step='s'")
+    assert step["status"] == "interrupted"
+    st.close()

@@ -76,6 +76,7 @@ class ApplyLoop:
         self.stopping = False
         self.interrupted = False
         self.cancelled = False  # orch task cancel --run: the steps left are cancelled too
+        self._submitting: Start | None = None  # between pool.submit and self.running
         self.lost: str | None = None  # why the executor can run nothing more (cluster gone)
         self.quotas = Quotas(
             catalog, wfs, state=state, run_id=run_id, host=getattr(executor, "runs_here", True)
@@ -140,12 +141,14 @@ class ApplyLoop:
             self._loop(pool)
         except KeyboardInterrupt:
             self.interrupted = True
-            for start in self.running.values():
+            half = [self._submitting] if self._submitting is not None else []
+            for start in [*self.running.values(), *half]:
                 assert start.task is not None
                 start.task.cancel.cancel(Status.INTERRUPTED)
             while self.running:
                 key, fut = self.done_q.get()
-                self.results[key] = self._settle(key, fut)
+                if key in self.running:  # else submitted as Ctrl-C came: never counted
+                    self.results[key] = self._settle(key, fut)
         finally:
             pool.shutdown(wait=True)
             self.hasher.flush()
@@ -240,6 +243,10 @@ class ApplyLoop:
                 "command": task.command,
             }
         )
+        # a Ctrl-C (or a closed pipe) can land anywhere in here: _submitting lets run()
+        # cancel a task submitted but not yet in self.running (its row is closed by
+        # end_run), and the callback is attached before the task counts as running
+        self._submitting = start
         fut = pool.submit(
             run_attempts,
             task,
@@ -248,8 +255,9 @@ class ApplyLoop:
             root=self.root,
             clock=self.clock,
         )
-        self.running[key] = start
         fut.add_done_callback(lambda f, _k=key: self.done_q.put((_k, f)))
+        self.running[key] = start
+        self._submitting = None
         self.ready.started(key[0])
 
     # -- a step's end -----------------------------------------------------------------

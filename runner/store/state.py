@@ -646,10 +646,27 @@ class State:
         return run_id
 
     def end_run(self, run_id: int, status: str, summary: dict[str, Any]) -> None:
+        """Close run ``run_id``. A task or step of it still ``running`` (one whose result
+        was never recorded: the run stopped between starting it and settling it, as a
+        reader closing the pipe mid-submit can make it) is closed ``interrupted``, so an
+        ended run never leaves anything running; the next apply re-runs it."""
+        now = time.time()
         with self.tx() as c:
             c.execute(
                 "UPDATE runs SET ended=?, status=?, summary=? WHERE id=?",
-                (time.time(), status, _dumps(summary), run_id),
+                (now, status, _dumps(summary), run_id),
+            )
+            c.execute(
+                "UPDATE tasks SET status='interrupted', ended=coalesce(ended, ?), "
+                "message='the run ended before its result was recorded' "
+                "WHERE run_id=? AND status IN ('running','queued')",
+                (now, run_id),
+            )
+            c.execute(
+                "UPDATE steps SET status='interrupted', reason='the run ended before its "
+                "result was recorded', ended=max(coalesce(started, ?), ?), updated=? "
+                "WHERE run_id=? AND status='running'",
+                (now, now, now, run_id),
             )
             c.execute("DELETE FROM allocations WHERE run_id=?", (run_id,))
         self.release(self.run_key(run_id))
