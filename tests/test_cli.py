@@ -393,3 +393,21 @@ def test_status_of_a_running_step_shows_its_current_task_not_the_last_run(repo: 
     assert row["duration"] is not None and row["duration"] >= 0
     assert row["message"] is None
     assert "-" not in line.split()[4] and "exit" not in line  # TOOK; no stale WHY
+
+
+def test_version_into_a_closed_pipe_is_quiet(repo: Repo) -> None:
+    """``orch --version | true``: the reader is gone before orch writes; no traceback
+    (every verb's broken pipe is quiet; --version takes a path of its own)."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        p = subprocess.run(
+            [sys.executable, "-m", "runner", "--version"],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        os.close(write)
+    assert (p.returncode, p.stderr) == (0, "")

@@ -78,7 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     errorline.JSON_ERRORS[0] = json_out
     errorline.DETAILED[0] = "--detailed-exitcode" in argv
     if argv == ["--version"]:  # the one call scripts make in a loop: no parser at all
-        print(f"orch {__version__}")
+        try:
+            print(f"orch {__version__}", flush=True)
+        except BrokenPipeError:  # `orch --version | true`: quiet, as every verb's
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the final flush
         return 0
     verb = _verb(argv)
     parser = build_parser(verb)
