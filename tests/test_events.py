@@ -155,6 +155,22 @@ def test_an_apply_that_fails_to_load_ends_the_stream_with_its_error(repo: Repo) 
     assert "orch.yaml" in events[0]["error"]
 
 
+def test_an_apply_the_machine_refuses_ends_the_stream_with_the_clis_line(repo: Repo) -> None:
+    """A read-only ``.orch/``: ``run.finished``'s ``error`` is the one line orch prints
+    (what failed and what to do), not a Python exception's repr."""
+    from tests.test_environment import read_only
+
+    repo.write("orch.yaml", workflow("w", "    - name: a\n      run: touch ran\n"))
+    assert repo.orch("plan").returncode == 0  # .orch/ exists
+    with read_only(repo.path / ".orch"):
+        p = repo.orch("apply", "--events", "-")
+    assert p.returncode == 1
+    finished = json.loads(p.stdout.splitlines()[0])
+    assert (finished["type"], finished["ok"]) == ("run.finished", False)
+    assert finished["error"] == p.stderr.strip().removeprefix("orch: ")
+    assert "Errno" not in finished["error"] and "writable" in finished["error"]
+
+
 @pytest.mark.slow
 def test_watch_streams_each_cycle(repo: Repo) -> None:
     repo.write("orch.yaml", workflow("w", "    - name: a\n      run: 'true'\n"))

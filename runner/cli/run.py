@@ -416,6 +416,12 @@ def _error_line(e: BaseException) -> str:
 
     if isinstance(e, OrchError):
         return "; ".join(e.lines())
+    if isinstance(e, OSError):  # a read-only or full disk: the line the CLI prints
+        from runner.cli.main import environment_error
+
+        line = environment_error(e)
+        if line is not None:
+            return line
     return f"{type(e).__name__}: {e}"
 
 
