@@ -873,17 +873,21 @@ def cancel_task(repo: Repo, task_id: int) -> dict[str, Any]:
 def cancel_run(repo: Repo, run_id: int) -> list[dict[str, Any]]:
     """Cancel run ``run_id``: every running task and every one waiting out a back-off is
     ended, and its runner starts no more: the steps left, those waiting on another
-    runner's lock or a quota included, are ``not-started``. Returns the tasks asked to
-    end (empty when every step still waits). OrchError for an unknown run, or one that
-    has ended (or whose runner is gone)."""
+    runner's lock or a quota included, are ``cancelled``. Returns the tasks asked to
+    end (empty when every step still waits). OrchError for an unknown run (nothing is
+    written, not even ``.orch/``), or one that has ended (or whose runner is gone)."""
     from runner.store.tasks import CANCEL_RUN, cancellable, request_run_cancel
 
+    seen = open_state(repo, readonly=True)  # an unknown run: no state file made to say so
+    try:
+        if not seen.query("SELECT 1 FROM runs WHERE id=?", (run_id,)):
+            _raise_damage(seen)
+            raise OrchError(f"no run with id {run_id} (see orch history)")
+    finally:
+        seen.close()
     state = open_state(repo)
     try:
         run = state.query("SELECT id, status FROM runs WHERE id=?", (run_id,))
-        if not run:
-            _raise_damage(state)
-            raise OrchError(f"no run with id {run_id} (see orch history)")
         dead = set(state.dead_runs())
         live = run_id not in dead and run[0]["status"] == Status.RUNNING
         rows = cancellable(state, run_id) if live else []

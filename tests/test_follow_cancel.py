@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -186,6 +187,20 @@ def test_cancel_usage_errors(repo: Repo) -> None:
     p = repo.orch("task", "cancel", "--run", "9")
     assert p.returncode == 1
     assert p.stderr == "orch: no run with id 9 (see orch history)\n"
+
+
+def test_cancel_of_an_unknown_run_writes_nothing(tmp_path: Path) -> None:
+    """Outside any repository (or before the first apply) there is no run to cancel:
+    one line, exit 1, and no ``.orch/`` made on the way."""
+    p = subprocess.run(
+        [sys.executable, "-m", "runner", "-C", str(tmp_path), "task", "cancel", "--run", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 1
+    assert p.stderr.count("\n") == 1
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.slow
