@@ -400,3 +400,12 @@ def test_clones_share_results_of_steps_reading_the_environment_but_not_of_secret
     for f in shared.rglob("*"):
         if f.is_file():
             assert b"tok-secret-value-42" not in f.read_bytes()
+
+
+def test_a_remote_fsspec_cannot_open_is_a_one_line_error(repo: Repo) -> None:
+    _setup(repo, "cache: {remote: 'nosuch://bucket/orch'}\n")
+    p = repo.orch("apply")
+    assert p.returncode == 1
+    assert p.stderr.strip().splitlines()[-1].startswith("orch: .orch/config.yaml: cache.remote:")
+    assert "nosuch" in p.stderr and "Traceback" not in p.stderr
+    assert _runs(repo) == []
