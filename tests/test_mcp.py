@@ -168,6 +168,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     with pytest.MonkeyPatch.context() as mp:  # the function-scoped isolation, for the module
         mp.setenv("HOME", str(base / "home"))
         mp.setenv("GIT_CONFIG_GLOBAL", str(base / "home" / ".gitconfig"))
+        mp.setenv("ORCH_NO_CACHE", "1")  # as conftest's isolation: steps run, not restored
         for k, v in GIT_ENV.items():
             mp.setenv(k, v)
         mp.setenv("ORCH_NO_CACHE", "1")  # as conftest's: the server outlives one test
