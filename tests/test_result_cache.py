@@ -409,3 +409,16 @@ def test_a_remote_fsspec_cannot_open_is_a_one_line_error(repo: Repo) -> None:
     assert p.stderr.strip().splitlines()[-1].startswith("orch: .orch/config.yaml: cache.remote:")
     assert "nosuch" in p.stderr and "Traceback" not in p.stderr
     assert _runs(repo) == []
+
+
+def test_a_saved_plan_that_restores_is_applied_exactly(repo: Repo) -> None:
+    _setup(repo)
+    _apply_ok(repo)
+    (repo.path / "out.txt").unlink()
+    saved = repo.path.parent / "plan.json"
+    assert repo.orch("plan", "--out", str(saved)).returncode == 0
+    steps = {s["step"]: s["action"] for s in json.loads(saved.read_text())["steps"]}
+    assert steps == {"build": "restore", "use": "run"}  # its input out.txt is missing now
+    data = _apply_ok(repo, str(saved))
+    assert _status(data) == {"build": "restored", "use": "up-to-date"}
+    assert _runs(repo) == ["build", "use"]
