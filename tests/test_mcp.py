@@ -171,7 +171,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         mp.setenv("ORCH_NO_CACHE", "1")  # as conftest's isolation: steps run, not restored
         for k, v in GIT_ENV.items():
             mp.setenv(k, v)
-        mp.setenv("ORCH_NO_CACHE", "1")  # as conftest's: the server outlives one test
         repo = Repo(base / "repo")
         repo.path.mkdir()
         repo.git("init", "-q", "-b", "main")
