@@ -1019,7 +1019,8 @@ def _result_store(repo: Repo) -> Any:
 
 
 def cache_status(repo: Repo) -> dict[str, Any]:
-    """The result cache (``orch cache status``): ``{"location", "entries", "bytes",
+    """The result cache (``orch cache status``): ``{"location", "enabled"`` (False when
+    the config says ``cache: false``)``, "entries", "bytes",
     "hits", "misses", "hit_rate"`` (hits / lookups, 0..1; None before the first lookup),
     ``"max_size"`` (bytes the cache is gc'd to after each apply; None: unbounded)``}``.
     Hits and misses count every lookup made through this store since it was made.
@@ -1032,6 +1033,7 @@ def cache_status(repo: Repo) -> dict[str, Any]:
     looked = stats["hits"] + stats["misses"]
     return {
         "location": store.location,
+        "enabled": CacheSetting.of(setting).enabled,
         **stats,
         "hit_rate": stats["hits"] / looked if looked else None,
         "max_size": CacheSetting.of(setting).max_size,

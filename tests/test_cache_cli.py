@@ -57,6 +57,7 @@ def test_status_counts_entries_bytes_and_the_hit_rate(repo: Repo, cached: dict[s
     data = repo.orch_json("cache", "status")
     assert data == {
         "location": ".orch/cache/results/",
+        "enabled": True,
         "entries": 3,
         "bytes": 600,
         "hits": 2,
@@ -69,6 +70,14 @@ def test_status_counts_entries_bytes_and_the_hit_rate(repo: Repo, cached: dict[s
     assert "entries:   3" in p.stdout
     assert "size:      600B" in p.stdout
     assert "hit rate:  67% (2 of 3 lookups restored)" in p.stdout
+
+
+def test_status_says_when_the_config_turns_the_cache_off(repo: Repo) -> None:
+    repo.write(".orch/config.yaml", "apiVersion: orch/v1\nkind: Config\ncache: false\n")
+    repo.commit()
+    assert repo.orch_json("cache", "status")["enabled"] is False
+    p = repo.orch("cache", "status")
+    assert "(off: cache: false in .orch/config.yaml)" in p.stdout
 
 
 def test_status_of_an_empty_cache_creates_nothing(repo: Repo) -> None:
@@ -191,6 +200,43 @@ SIZED = """\
         echo run >> runs.log
         head -c 600 /dev/zero | tr '\\0' '{{ params.ch }}' > out.bin
 """
+
+
+ROLLED = """\
+    - name: site
+      inputs: [page.md]
+      outputs: [site.html]
+      run: |
+        echo run >> runs.log
+        sed 's/^/<p>/' page.md > site.html
+"""
+
+
+def test_rolling_back_restores_the_old_results_without_running(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docs/cache.md's rollback: ``git checkout v1 -- .`` then apply restores v1's results."""
+    from tests.conftest import workflow
+
+    monkeypatch.delenv("ORCH_NO_CACHE", raising=False)  # the suite runs with it off
+    repo.write("w.yaml", workflow("w", ROLLED))
+    repo.write(".gitignore", "runs.log\nsite.html\n")
+    repo.write("page.md", "version one\n")
+    repo.commit("v1")
+    repo.git("tag", "v1")
+    assert repo.apply()["ran"] == ["site"]
+    repo.write("page.md", "version two\n")
+    repo.commit("v2")
+    assert repo.apply()["ran"] == ["site"]
+    assert repo.read("site.html") == "<p>version two\n"
+    repo.git("checkout", "v1", "--", ".")
+    assert repo.plan()[("w", "site")][0] == "restore"
+    assert repo.apply()["by_step"]["site"]["status"] == "restored"
+    assert repo.read("site.html") == "<p>version one\n"
+    repo.git("checkout", "HEAD", "--", ".")  # and forward again
+    assert repo.apply()["by_step"]["site"]["status"] == "restored"
+    assert repo.read("site.html") == "<p>version two\n"
+    assert repo.read("runs.log").split() == ["run", "run"]
 
 
 def test_an_apply_trims_the_cache_to_max_size(repo: Repo, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -703,7 +703,16 @@ def test_get_cache_status_is_the_clis_report(server: Server) -> None:
     st = server.ok("get_cache_status")
     assert st == server.repo.orch_json("cache", "status")
     assert st["location"] == ".orch/cache/results/"
-    assert set(st) == {"location", "entries", "bytes", "hits", "misses", "hit_rate", "max_size"}
+    assert set(st) == {
+        "location",
+        "enabled",
+        "entries",
+        "bytes",
+        "hits",
+        "misses",
+        "hit_rate",
+        "max_size",
+    }
 
 
 def test_create_list_archive_restore_a_project(repo: Repo, tmp_path: Path) -> None:

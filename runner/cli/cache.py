@@ -23,8 +23,9 @@ def status(args: argparse.Namespace) -> int:
         else "no lookups yet"
     )
     limit = format_bytes(data["max_size"]) if data["max_size"] is not None else "none"
+    off = "" if data["enabled"] else "  (off: cache: false in .orch/config.yaml)"
     print(
-        f"location:  {shown(data['location'])}\n"
+        f"location:  {shown(data['location'])}{off}\n"
         f"entries:   {data['entries']}\n"
         f"size:      {format_bytes(data['bytes'])}  (max_size: {limit})\n"
         f"hit rate:  {hits}"
