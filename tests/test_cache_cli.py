@@ -266,3 +266,35 @@ def test_an_apply_trims_the_cache_to_max_size(repo: Repo, monkeypatch: pytest.Mo
     # orch cache gc with no option trims to the same max_size
     assert repo.orch_json("cache", "gc", "--max-size", "600")["entries"] == 1
     assert repo.orch_json("cache", "gc")["removed"] == 0
+
+
+def test_a_file_remote_is_kept_small_the_same_way(repo: Repo, tmp_path: Path) -> None:
+    pytest.importorskip("fsspec")
+    shared = tmp_path / "shared"
+    url = shared.as_uri()
+    repo.write(
+        ".orch/config.yaml",
+        f'apiVersion: orch/v1\nkind: Config\nmanifests: ["."]\ncache: {{remote: "{url}"}}\n',
+    )
+    repo.commit()
+    store = open_store(repo.path, {"remote": url})
+    (repo.path / "a.txt").write_text("a" * 50)
+    assert store.put(result_key("a" * 32), root=repo.path, files=["a.txt"], values={}, meta={})
+    data = repo.orch_json("cache", "status")
+    assert (data["location"], data["entries"], data["bytes"]) == (url, 1, 50)
+    assert repo.orch_json("cache", "clear")["removed"] == 1
+    assert open_store(repo.path, {"remote": url}).entries() == []
+
+
+def test_a_remote_fsspec_cannot_open_is_one_line(repo: Repo) -> None:
+    pytest.importorskip("fsspec")
+    repo.write(
+        ".orch/config.yaml",
+        'apiVersion: orch/v1\nkind: Config\nmanifests: ["."]\ncache: {remote: "nosuch://b/x"}\n',
+    )
+    repo.commit()
+    p = repo.orch("cache", "status")
+    assert p.returncode == 1
+    (line,) = p.stderr.splitlines()
+    assert line.startswith("orch: .orch/config.yaml: cache.remote: ")
+    assert "nosuch" in line and "fix the URL" in line
