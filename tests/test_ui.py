@@ -400,3 +400,45 @@ def test_without_the_extra_one_line_says_how_to_install_it(repo: Repo, tmp_path:
     assert p.stderr.splitlines() == [
         "orch: orch ui needs starlette and uvicorn: pip install 'orch-gitops[ui]'"
     ]
+
+
+def test_a_running_tasks_log_is_tailed_live_until_it_ends(
+    ui_repo: Repo, client: TestClient
+) -> None:
+    step = (
+        "    - name: talk\n"
+        "      run: echo 'first <line>'; while [ ! -f go ]; do sleep 0.05; done; echo second\n"
+    )
+    ui_repo.write("talk.yaml", workflow("talk", step))
+    ui_repo.commit()
+    apply = subprocess.Popen(
+        [sys.executable, "-m", "runner", "-C", str(ui_repo.path), "apply", "talk"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        running: list = []
+        while not running:
+            assert time.monotonic() < deadline and apply.poll() is None
+            tasks = ui_repo.orch_json("task", "list")
+            running = [t for t in tasks if t["workflow"] == "talk" and t["status"] == "running"]
+        page = client.get(f"/task/{running[0]['id']}", headers=H).text
+        tail = re.search(r'data-tail="([^"]+)"', page).group(1).replace("&amp;", "&")
+        seen, ended = "", None
+        with client.stream("GET", tail, headers=H) as r:
+            (ui_repo.path / "go").write_text("", encoding="utf-8")  # the rest, while tailed
+            lines = r.iter_lines()
+            for line in lines:
+                assert time.monotonic() < deadline, seen
+                if line.startswith("data: ") and '"html"' in line:
+                    seen += json.loads(line[6:])["html"]
+                if line == "event: end":
+                    ended = json.loads(next(lines)[6:])["status"]
+                    break
+        shown = page + seen
+        assert "first &lt;line&gt;" in shown and "second" in seen and ended == "succeeded"
+    finally:
+        _, err = apply.communicate(timeout=60)
+    assert apply.returncode == 0, err

@@ -29,12 +29,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner import api
 from runner.errors import OrchError
+from runner.status import LIVE
 from runner.ui import actions, views
 from runner.ui.ansi import to_html
 from runner.ui.live import Live
 
 HERE = Path(__file__).resolve().parent
 HEARTBEAT = 15.0  # seconds between SSE comments, so proxies keep the stream open
+RECHECK = 2.0  # seconds between a log tail's reads of its task's row, changes or not
 
 
 def csrf_for(token: str) -> str:
@@ -326,22 +328,24 @@ _NO_CACHE = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 
 
 async def _tail(repo: api.Repo, task_id: int, t: dict[str, Any], offset: int, reader: Live) -> Any:
-    path = views.log_file(repo, t.get("log_path"))
-    live = True
+    """The log from ``offset`` on, whole lines while the task runs, the rest once it
+    ended. The file is read every ``reader.interval``; the task's row only when the one
+    reader saw the state change (no query per open tab and tick)."""
+    live = t["status"] in LIVE
+    seq, quiet, since = reader.seq, 0.0, 0.0
     while True:
-        if path is None:
-            path = views.log_file(repo, t.get("log_path"))
+        path = views.log_file(repo, t.get("log_path"))
         chunk = b""
         if path is not None:
             with path.open("rb") as f:
                 f.seek(offset)
                 chunk = f.read(views.LOG_PAGE)
-            cut = chunk.rfind(b"\n") + 1 if live else len(chunk)
-            chunk = chunk[:cut]
+            chunk = chunk[: chunk.rfind(b"\n") + 1] if live else chunk
         if chunk:
             offset += len(chunk)
             html = str(to_html(api.mask(repo, chunk.decode("utf-8", "replace"))))
             yield f"event: log\ndata: {json.dumps({'html': html, 'offset': offset})}\n\n"
+            quiet = 0.0
             continue
         if not live:
             yield f"event: end\ndata: {json.dumps({'status': t['status']})}\n\n"
@@ -349,8 +353,15 @@ async def _tail(repo: api.Repo, task_id: int, t: dict[str, Any], offset: int, re
         if reader.closing.is_set():
             return
         await asyncio.sleep(reader.interval)
-        t = await asyncio.to_thread(api.task, repo, task_id)
-        live = t["status"] in ("running", "queued")
+        quiet += reader.interval
+        if quiet >= HEARTBEAT:
+            yield ": keep-alive\n\n"
+            quiet = 0.0
+        since += reader.interval
+        if reader.seq != seq or since >= RECHECK:  # RECHECK: a runner killed writes nothing
+            seq, since = reader.seq, 0.0
+            t = await asyncio.to_thread(api.task, repo, task_id)
+            live = t["status"] in LIVE
 
 
 def build(root: Path, token: str, allow_actions: bool = False, interval: float = 0.15) -> Starlette:
