@@ -442,3 +442,19 @@ def test_a_running_tasks_log_is_tailed_live_until_it_ends(
     finally:
         _, err = apply.communicate(timeout=60)
     assert apply.returncode == 0, err
+
+
+def test_a_port_in_use_is_one_line(ui_repo: Repo) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        p = ui_repo.orch("ui", "--port", str(port))
+    assert p.returncode == 1 and p.stdout == ""
+    assert p.stderr.startswith(f"orch: --host 127.0.0.1 --port {port}: cannot listen there (")
+    assert p.stderr.rstrip().endswith("pick another --port, or --port 0 for a free one")
+    assert len(p.stderr.splitlines()) == 1
+    p = ui_repo.orch("ui", "--port", "70000")
+    assert p.returncode == 2 and "a port is 0 to 65535, not 70000" in p.stderr

@@ -28,6 +28,17 @@ def positive_int(text: str) -> int:
     return n
 
 
+def port_number(text: str) -> int:
+    """argparse ``type``: a TCP port, 0 (any free one) to 65535."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if not 0 <= n <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0 to 65535, not {n}")
+    return n
+
+
 def seconds(text: str) -> float:
     """argparse ``type``: a number of seconds, 0 or more, finite (``inf`` would wait for
     ever: never what anyone means)."""

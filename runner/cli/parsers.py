@@ -40,6 +40,7 @@ from runner.cli.options import (
     add_workflows,
     age,
     parent,
+    port_number,
     positive_int,
     seconds,
     size,
@@ -474,7 +475,7 @@ def build_ui(sub: Subs, shared: Shared) -> None:
     )
     p.add_argument(
         "--port",
-        type=int,
+        type=port_number,
         default=8040,
         metavar="N",
         help="listen on port N (default: 8040; 0: a free one, printed)",

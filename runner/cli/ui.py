@@ -38,7 +38,8 @@ def bind(host: str, port: int) -> socket.socket:
         sock.listen(128)
     except OSError as e:
         raise OrchError(
-            f"--host {host} --port {port}: cannot listen there ({e.strerror or e}); pick another --port, or --port 0 for a free one"
+            f"--host {host} --port {port}: cannot listen there ({e.strerror or e}); "
+            "pick another --port, or --port 0 for a free one"
         ) from None
     return sock
 
@@ -66,8 +67,10 @@ def serve(args: argparse.Namespace) -> int:
     shown_host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{shown_host}:{port}/?token={token}"
     if not _is_loopback(args.host):
+        can = "read this repository's state" + (" and run it" if args.allow_actions else "")
         print(
-            f"orch ui: warning: listening on {args.host}, reachable from other machines; anyone with the URL can read this repository's state{' and run it' if args.allow_actions else ''}",
+            f"orch ui: warning: listening on {args.host}, reachable from other machines; "
+            f"anyone with the URL can {can}",
             file=sys.stderr,
         )
     print(f"orch ui: serving {repo.root}{' (actions on)' if args.allow_actions else ''}")
@@ -80,7 +83,8 @@ def serve(args: argparse.Namespace) -> int:
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2
     )
-    ui = app.app.state.ui  # type: ignore[attr-defined]
+    ui = app.ui
+    assert ui is not None
 
     class Server(uvicorn.Server):
         def handle_exit(self, sig: int, frame: Any) -> None:

@@ -22,12 +22,13 @@ from typing import Any
 from runner import api
 from runner.errors import OrchError
 from runner.ui.dag import group_status
+from runner.ui.views import repo_at
 
 
 def snapshot(root: Path) -> dict[str, Any]:
     """Every step's status now: ``{"steps": {"wf/step": status}, "running": N, "error"}``.
     A manifest that does not load is an ``error`` line, not an exception."""
-    repo = api.Repo(root=root, prefix="")
+    repo = repo_at(root)
     try:
         rows = api.status(repo)
         groups = {w["name"]: api.step_groups(repo, w["name"]) for w in api.workflows(repo)}
@@ -100,7 +101,7 @@ class Live:
                     self.current = {**self.current, "error": f"reading the state: {e}"}
 
     def _refresh(self) -> None:
-        version = api.state_version(api.Repo(root=self.root, prefix=""))
+        version = api.state_version(repo_at(self.root))
         if version == self.version:
             return
         snap = snapshot(self.root)

@@ -58,10 +58,11 @@ class TokenGate:
     """ASGI middleware: 403 for a request without the token; sets the cookie from a
     ``?token=`` so the links a page holds need none."""
 
-    def __init__(self, app: ASGIApp, token: str):
+    def __init__(self, app: ASGIApp, token: str, ui: UI | None = None):
         self.app = app
         self.token = token
         self.cookie = cookie_name(token)
+        self.ui = ui  # the app's state, for the server that runs it (runner.cli.ui)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -364,7 +365,7 @@ async def _tail(repo: api.Repo, task_id: int, t: dict[str, Any], offset: int, re
             live = t["status"] in LIVE
 
 
-def build(root: Path, token: str, allow_actions: bool = False, interval: float = 0.15) -> Starlette:
+def build(root: Path, token: str, allow_actions: bool = False, interval: float = 0.15) -> TokenGate:
     """The ASGI app for the repository at ``root``; its live reader runs while the app's
     lifespan does (``uvicorn``, or ``with TestClient(app)``)."""
     ui = UI(root, token, allow_actions, interval)
@@ -394,6 +395,4 @@ def build(root: Path, token: str, allow_actions: bool = False, interval: float =
         Route("/actions/{kind}", ui.act, methods=["POST"]),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
-    app.state.ui = ui
-    return TokenGate(app, token)  # type: ignore[return-value]
+    return TokenGate(Starlette(routes=routes, lifespan=lifespan), token, ui)
