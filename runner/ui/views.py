@@ -14,7 +14,7 @@ from runner.status import FAILED, LIVE, NOT_OK
 from runner.ui.dag import group_status, layout
 
 LOG_PAGE = 256 * 1024  # bytes of a log on one page
-HISTORY_LIMIT = 200
+HISTORY_LIMIT = 100  # runs on the history page (each read with its tasks)
 
 
 def repo_at(root: Path) -> api.Repo:
@@ -37,7 +37,6 @@ def overview(repo: api.Repo) -> dict[str, Any]:
     wfs = api.workflows(repo)
     rows = api.status(repo)
     plan, plan_error = _plan(repo)
-    runs = api.history(repo, None, HISTORY_LIMIT)
     would = {}
     for s in plan["steps"]:
         if s["action"] in ("run", "may-run"):
@@ -48,7 +47,7 @@ def overview(repo: api.Repo) -> dict[str, Any]:
         counts: dict[str, int] = {}
         for r in mine:
             counts[r["status"]] = counts.get(r["status"], 0) + 1
-        last = next((r for r in runs if wf["name"] in r["workflows"]), None)
+        last = next(iter(api.history(repo, [wf["name"]], 1)), None)  # one run's tasks
         out.append(
             {
                 **wf,
