@@ -675,7 +675,10 @@ def test_a_folder_without_manifests_is_not_an_orch_repository(tmp_path: Path) ->
     r.path.mkdir()
     r.git("init", "-q")
     r.write("README.md", "# not orch\n")
-    for verb in (["plan"], ["apply"], ["validate"], ["status"], ["workflow", "list"], ["watch"]):
+    verbs = [["plan"], ["apply"], ["validate"], ["status"], ["workflow", "list"], ["watch"]]
+    # and the state's listings: an empty table would hide that this is the wrong folder
+    verbs += [["audit"], ["history"], ["task", "list"]]
+    for verb in verbs:
         p = r.orch(*verb, timeout=30)
         assert p.returncode == 1, (verb, p.stdout, p.stderr)
         assert p.stderr.splitlines() == [

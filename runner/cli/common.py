@@ -39,6 +39,24 @@ def repo_from(args: argparse.Namespace, exact: bool = False) -> Repo:
     return repo
 
 
+def require_repository(repo: Repo) -> None:
+    """A folder with no ``.orch/`` and no manifests is refused (``workspace.NotARepository``,
+    "not an orch repository ... (run orch init)", as ``plan`` says) before anything is
+    written or an empty table printed; manifests that do not load are the verb's own
+    business (watch reports them each cycle; a state reader does not need them)."""
+    if repo.orch_dir.is_dir():
+        return
+    from runner.errors import OrchError
+    from runner.workspace import NotARepository
+
+    try:
+        repo.manifests()
+    except NotARepository:
+        raise
+    except OrchError:
+        pass
+
+
 def executor_choice(args: argparse.Namespace) -> tuple[str | None, str | None]:
     """``--executor`` and ``--dask-address`` as given; ``UsageError`` (exit 2) for
     ``--executor local --dask-address ...``, which would leave the address unused."""

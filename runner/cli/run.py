@@ -10,7 +10,14 @@ from pathlib import Path
 from typing import Any
 
 from runner import api
-from runner.cli.common import executor_choice, masked, print_json, reader_gone, repo_from
+from runner.cli.common import (
+    executor_choice,
+    masked,
+    print_json,
+    reader_gone,
+    repo_from,
+    require_repository,
+)
 from runner.render import paint, shown, table, use_color
 from runner.status import NOT_OK, Status
 
@@ -695,7 +702,9 @@ def _follow(repo: api.Repo, task_id: int, f: Any) -> None:
 
 
 def history(args: argparse.Namespace) -> int:
-    runs = api.history(repo_from(args), args.workflows, args.limit)
+    repo = repo_from(args)
+    require_repository(repo)
+    runs = api.history(repo, args.workflows, args.limit)
     if args.json:
         print_json(runs)
         return 0
@@ -745,7 +754,9 @@ def history(args: argparse.Namespace) -> int:
 
 def audit(args: argparse.Namespace) -> int:
     since = None if args.since is None else since_time(args.since)
-    rows = api.audit(repo_from(args), since)
+    repo = repo_from(args)
+    require_repository(repo)
+    rows = api.audit(repo, since)
     if args.json:
         print_json(rows)
         return 0
@@ -797,7 +808,9 @@ def since_time(text: str) -> float:
 
 
 def task_list(args: argparse.Namespace) -> int:
-    rows = api.tasks(repo_from(args), args.limit)
+    repo = repo_from(args)
+    require_repository(repo)
+    rows = api.tasks(repo, args.limit)
     if args.json:
         print_json(rows)
         return 0

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from runner.cli.common import executor_choice, reader_gone, repo_from
+from runner.cli.common import executor_choice, reader_gone, repo_from, require_repository
 
 
 def watch(args: argparse.Namespace) -> int:
@@ -24,7 +24,7 @@ def watch(args: argparse.Namespace) -> int:
     kind, address = executor_choice(args)
     params = params_of(args)
     repo = repo_from(args)
-    _require_repository(repo)  # before the audit row, which would create .orch/
+    require_repository(repo)  # before the audit row, which would create .orch/
     json_out = getattr(args, "json", False)
     events_out = getattr(args, "events", None) == "-"
     if json_out and events_out:
@@ -79,21 +79,6 @@ def watch(args: argparse.Namespace) -> int:
     from runner.cli.ending import by_closed_pipe as ended_by_closed_pipe
 
     return 128 + signal.SIGPIPE if ended_by_closed_pipe() else 0
-
-
-def _require_repository(repo: Any) -> None:
-    """A folder with no manifests and no ``.orch/`` is refused before anything is written
-    (``workspace.NotARepository``); manifests that do not load are the watch's to report,
-    each cycle, until they are fixed."""
-    from runner.errors import OrchError
-    from runner.workspace import NotARepository
-
-    try:
-        repo.manifests()
-    except NotARepository:
-        raise
-    except OrchError:
-        pass
 
 
 def _display(args: argparse.Namespace, repo: Any, events_out: bool) -> Any:
