@@ -278,7 +278,7 @@ def test_change_during_a_cycle_is_picked_up_next(repo: Repo, start) -> None:
 """,
         ),
     )
-    w = start("-q")
+    w = start()  # the > lines are what it waits for: not -q
     w.expect(r"^> demo/copy ")
     save_atomically(repo.path / "src/a.txt", "two\n")
     repo.write("go", "")
@@ -301,7 +301,7 @@ def test_restart_ends_the_affected_task_and_starts_over(repo: Repo, start) -> No
 """,
         ),
     )
-    w = start("-q", "--restart")
+    w = start("--restart")  # waits for > lines: not -q
     w.expect(r"^> demo/serve ")
     end = time.monotonic() + DEADLINE  # the task has started once its line is in the log
     while not (repo.exists("out/log.txt") and repo.read("out/log.txt") == "one\n"):
@@ -332,7 +332,7 @@ def test_sigint_sigterm_sighup_end_running_tasks_and_exit_0(repo: Repo, start, s
 """,
         ),
     )
-    w = start("-q")
+    w = start()  # waits for the > line: not -q
     w.expect(r"^> demo/slow ")
     assert w.interrupt(sig=sig) == 0
     c = w.cycle()
