@@ -168,3 +168,30 @@ def test_json_and_events_to_stdout_are_refused(repo: Repo) -> None:
     assert json.loads(r.stdout)["exit"] == 2
     assert "give --events a FILE" in r.stderr
     assert not (repo.path / ".orch" / "state.db").exists()
+
+
+def test_a_when_false_skip_is_a_skip_line_not_a_failure(repo: Repo) -> None:
+    """A step skipped at start time (``when:`` false, decided once its upstream ran)
+    prints apply's ``-`` skip line, never the ``!!`` failure marker."""
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "demo",
+            """\
+    - name: first
+      run: echo "go=false" >> "$ORCH_OUTPUT"
+    - name: later
+      run: echo later
+      when: "{{ steps.first.outputs.go }}"
+""",
+        ),
+    )
+    w = Stream(repo)
+    seen: list[str] = []
+    try:
+        w.next(w.out, seen, lambda line: line.startswith("watch: cycle 1:"))
+    finally:
+        assert w.stop() == 0
+    assert "- demo/later: skipped (when: false)" in seen, seen
+    assert not any(line.startswith("!!") for line in seen), seen
+    assert "1 ran, 0 failed" in seen[-1]

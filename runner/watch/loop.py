@@ -34,7 +34,7 @@ from runner import globs, links, pathmatch
 from runner.errors import OrchError
 from runner.manifests.load import CONFIG_PATH, Config, _selected, read_config, select_files
 from runner.render import shown
-from runner.status import TASK_ENDS, Status
+from runner.status import NOT_OK, TASK_ENDS, Status
 from runner.workspace import NotARepository
 
 if TYPE_CHECKING:
@@ -67,6 +67,8 @@ _TEMP_NAME = re.compile(
     re.VERBOSE,
 )
 MAX_PATH_CACHE = 50_000
+# a step that ran no task: its line is apply's "-" line, never the "!!" failure marker
+_NOT_RUN = (Status.SKIPPED, Status.CIRCUIT_OPEN, Status.BLOCKED, Status.NOT_STARTED)
 
 
 def is_temp_name(name: str) -> bool:
@@ -759,7 +761,13 @@ class Watcher:
                 self.out(f"ok {shown(name)} {ev['duration']:.2f}s")
             return
         if st == "restored":  # from the result cache, not run
-            self.out(f"restored {shown(name)} {ev['duration']:.2f}s (from the cache)")
+            if not self.opts.quiet:
+                self.out(f"restored {shown(name)} {ev['duration']:.2f}s (from the cache)")
+            return
+        if st in _NOT_RUN:  # apply's "-" line: a skip is not a failure; -q keeps blocked
+            if not self.opts.quiet or st in NOT_OK:
+                why = "; ".join(ev.get("reasons") or []) or ev.get("message") or ""
+                self.out(shown(f"- {name}: {st.replace('_', ' ')} ({why})"))
             return
         bits = [st.replace("_", " ")]
         if ev.get("exit_code") is not None:
