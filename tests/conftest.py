@@ -12,6 +12,14 @@ from typing import Any
 
 import pytest
 
+# every `python -m runner` a test starts imports this checkout's runner, whatever its cwd
+# and whichever fixture (module-scoped ones too) starts it: from a temp folder it would
+# import the installed one (another worktree's, for an editable install) and test that
+CHECKOUT = str(Path(__file__).resolve().parent.parent)
+if os.environ.get("PYTHONPATH", "").split(os.pathsep)[0] != CHECKOUT:
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (CHECKOUT, os.environ.get("PYTHONPATH")) if p
+    )
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "orch tests",
     "GIT_AUTHOR_EMAIL": "tests@orch.invalid",
