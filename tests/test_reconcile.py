@@ -414,8 +414,15 @@ def test_two_applies_at_once_never_run_a_step_twice(repo: Repo) -> None:
     assert json.loads(outs[0][0])["ok"] and json.loads(outs[1][0])["ok"]
 
 
+# a step that holds its claim until the test says (a fixed sleep can end first on a loaded
+# machine, and the --no-wait apply would then run the step itself); bounded at 60 s
+HOLD = (
+    "touch started; i=0; while [ ! -e release ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done"
+)
+
+
 def test_no_wait_exits_1_naming_the_holder(repo: Repo) -> None:
-    repo.write("wf.yaml", workflow("w", "    - {name: hold, run: 'touch started; sleep 5'}\n"))
+    repo.write("wf.yaml", workflow("w", f"    - {{name: hold, run: '{HOLD}'}}\n"))
     first = subprocess.Popen(
         [sys.executable, "-m", "runner", "-C", str(repo.path), "apply", "-q"],
         stdout=subprocess.DEVNULL,
@@ -429,6 +436,7 @@ def test_no_wait_exits_1_naming_the_holder(repo: Repo) -> None:
         assert p.returncode == 1
         assert "step w/hold is being run by another orch process" in p.stderr
     finally:
+        (repo.path / "release").touch()
         first.kill()
         first.wait()
 
@@ -577,7 +585,7 @@ def test_a_refused_no_wait_apply_is_not_recorded_as_succeeded(repo: Repo) -> Non
         "wf.yaml",
         workflow(
             "w",
-            "    - {name: hold, run: 'touch started; sleep 5'}\n",
+            f"    - {{name: hold, run: '{HOLD}'}}\n",
             extra="  on:\n    success: [{run: 'echo told >> success.log'}]\n",
         ),
     )
@@ -595,6 +603,7 @@ def test_a_refused_no_wait_apply_is_not_recorded_as_succeeded(repo: Repo) -> Non
         assert p.returncode == 1
         runs = repo.orch_json("history")
     finally:
+        (repo.path / "release").touch()
         first.kill()
         first.wait()
     assert len(runs) == 2, runs
@@ -613,7 +622,7 @@ def test_a_refused_no_wait_apply_tells_its_failure_handlers(repo: Repo) -> None:
     )
     repo.write(
         "wf.yaml",
-        workflow("w", "    - {name: hold, run: 'touch started; sleep 5'}\n", extra=handlers),
+        workflow("w", f"    - {{name: hold, run: '{HOLD}'}}\n", extra=handlers),
     )
     repo.commit()
     first = subprocess.Popen(
@@ -631,6 +640,7 @@ def test_a_refused_no_wait_apply_tells_its_failure_handlers(repo: Repo) -> None:
         told = repo.read("failure.log") if repo.exists("failure.log") else ""
         always = repo.read("always.log") if repo.exists("always.log") else ""
     finally:
+        (repo.path / "release").touch()
         first.kill()
         first.wait()
     assert told.split() == ["failed"]
