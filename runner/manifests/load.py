@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -230,65 +231,10 @@ def load_texts(
     templates: dict[str, StepTemplate] = {}
     workflows: list[tuple[str, Document]] = []
     for f in sorted(texts):
-        display = display_prefix + f
-        docs, d = load_text(texts[f], display)
-        if d and not _ORCH_API.search(texts[f]):
-            # not ours and not YAML we can read (a Helm chart's template, say): a manifest
-            # would say apiVersion: orch/..., so this one is skipped, with a word about it
-            m.warnings.append(
-                f"{d[0]}: skipped (no apiVersion: orch/ in it); "
-                f"list it under exclude: in {CONFIG_PATH} to silence this"
-            )
-            continue
-        diags.extend(d)
-        for doc in docs:
-            data = doc.data
-            if not isinstance(data, dict):
-                continue
-            api = data.get("apiVersion")
-            if not (isinstance(api, str) and api.startswith("orch/")):
-                continue  # not ours
-            if data.get("kind") == "Config":
-                continue
-            schema_name, d = check_header(doc)
-            diags.extend(d)
-            if schema_name is None:
-                continue
-            d = validate_document(doc, schema_name)
-            if d:
-                diags.extend(d)
-                # check the rest of it too: one schema error must not hide the others
-                data = repaired(doc, schema_name)
-                if data is None:
-                    continue
-                doc = Document(
-                    doc.path, doc.index, data, doc.line, doc.pos, doc.keypos, doc.retyped
-                )
-            m.documents[(f, doc.index)] = doc
-            kind = data["kind"]
-            if kind == "Workflow":
-                workflows.append((f, doc))  # built once every StepTemplate is known
-            elif kind == "StepTemplate":
-                t = build_template(f, doc)
-                _add(templates, t.name, t, doc, diags, "StepTemplate", m)
-                diags.extend(check_template(t, doc))
-            elif kind == "ResourceQuota":
-                q = build_quota(f, doc.line, data)
-                _add(m.quotas, q.name, q, doc, diags, "quota", m)
-            elif kind == "Project":
-                p = build_project(f, doc.line, data)
-                _add(m.projects, p.name, p, doc, diags, "project", m)
+        for doc in _documents(m, f, texts[f], display_prefix + f, diags):
+            _enter_by_kind(m, f, doc, templates, workflows, diags)
     m.step_templates = tuple(sorted(templates))
-    for f, doc in workflows:
-        data, d, used = expand_steps(doc, templates)
-        diags.extend(d)
-        wf = build_workflow(f, doc.index, doc.line, data)
-        if fanned(wf):  # after uses: a template's step may fan out too
-            wf, d = expand(wf, doc, root, config.max_instances, m, outputs_of)
-            diags.extend(d)
-        _add(m.workflows, wf.name, wf, doc, diags, "workflow", m)
-        if used and m.workflows.get(wf.name) is wf:
-            m.template_files[wf.name] = used
+    _build_workflows(m, workflows, templates, outputs_of, diags)
     diags.extend(check_all(m, display_prefix))
     if diags and runs_here(config):  # said with the others (alone: ``Repo.manifests``)
         diags.extend(m.host_diags)
@@ -306,6 +252,95 @@ def load_texts(
         # steps they are a third of the memory and of the manifest cache
         doc.pos, doc.keypos = {}, {}
     return m
+
+
+def _documents(
+    m: Manifests, f: str, text: str, display: str, diags: list[Diagnostic]
+) -> Iterator[Document]:
+    """The orch manifests in file ``f`` (``text``), each past its header and schema check
+    (a document with schema errors repaired, so its other problems are found too) and
+    entered in ``m.documents`` as it is given; problems go into ``diags``."""
+    docs, d = load_text(text, display)
+    if d and not _ORCH_API.search(text):
+        # not ours and not YAML we can read (a Helm chart's template, say): a manifest
+        # would say apiVersion: orch/..., so this one is skipped, with a word about it
+        m.warnings.append(
+            f"{d[0]}: skipped (no apiVersion: orch/ in it); "
+            f"list it under exclude: in {CONFIG_PATH} to silence this"
+        )
+        return
+    diags.extend(d)
+    for doc in docs:
+        data = doc.data
+        if not isinstance(data, dict):
+            continue
+        api = data.get("apiVersion")
+        if not (isinstance(api, str) and api.startswith("orch/")):
+            continue  # not ours
+        if data.get("kind") == "Config":
+            continue
+        schema_name, d = check_header(doc)
+        diags.extend(d)
+        if schema_name is None:
+            continue
+        d = validate_document(doc, schema_name)
+        if d:
+            diags.extend(d)
+            # check the rest of it too: one schema error must not hide the others
+            data = repaired(doc, schema_name)
+            if data is None:
+                continue
+            doc = Document(doc.path, doc.index, data, doc.line, doc.pos, doc.keypos, doc.retyped)
+        m.documents[(f, doc.index)] = doc
+        yield doc
+
+
+def _enter_by_kind(
+    m: Manifests,
+    f: str,
+    doc: Document,
+    templates: dict[str, StepTemplate],
+    workflows: list[tuple[str, Document]],
+    diags: list[Diagnostic],
+) -> None:
+    """One manifest into its table by kind; a Workflow waits in ``workflows`` until every
+    StepTemplate is known."""
+    data = doc.data
+    kind = data["kind"]
+    if kind == "Workflow":
+        workflows.append((f, doc))  # built once every StepTemplate is known
+    elif kind == "StepTemplate":
+        t = build_template(f, doc)
+        _add(templates, t.name, t, doc, diags, "StepTemplate", m)
+        diags.extend(check_template(t, doc))
+    elif kind == "ResourceQuota":
+        q = build_quota(f, doc.line, data)
+        _add(m.quotas, q.name, q, doc, diags, "quota", m)
+    elif kind == "Project":
+        p = build_project(f, doc.line, data)
+        _add(m.projects, p.name, p, doc, diags, "project", m)
+
+
+def _build_workflows(
+    m: Manifests,
+    workflows: list[tuple[str, Document]],
+    templates: dict[str, StepTemplate],
+    outputs_of: Any,
+    diags: list[Diagnostic],
+) -> None:
+    """Each Workflow built into ``m.workflows``: its ``uses:`` steps expanded from their
+    StepTemplates first, then its ``matrix:``/``foreach:`` steps fanned out into instances
+    (a template's step may fan out too)."""
+    for f, doc in workflows:
+        data, d, used = expand_steps(doc, templates)
+        diags.extend(d)
+        wf = build_workflow(f, doc.index, doc.line, data)
+        if fanned(wf):  # after uses: a template's step may fan out too
+            wf, d = expand(wf, doc, m.root, m.config.max_instances, m, outputs_of)
+            diags.extend(d)
+        _add(m.workflows, wf.name, wf, doc, diags, "workflow", m)
+        if used and m.workflows.get(wf.name) is wf:
+            m.template_files[wf.name] = used
 
 
 def _add(
