@@ -133,63 +133,84 @@ def project_status(args: argparse.Namespace) -> int:
         )
         return 0
     print(shown(f"env: {env}") + "\n")
-    if data["workflows"]:
-        rows = []
-        for w in data["workflows"]:
-            last = w["last_run"]
-            rows.append(
-                [
-                    w["workflow"],
-                    paint(w["status"], _COLORS.get(w["status"], ""), c),
-                    f"{w['green']}/{w['steps']}",
-                    f"#{last['id']} {last['status']} {_ago(last['ended'] or last['started'])}"
-                    if last
-                    else "-",
-                ]
-            )
-        sys.stdout.write(table(rows, ["WORKFLOW", "STATUS", "GREEN", "LAST RUN"]))
-    else:
-        print("no workflows (orch workflow create NAME --template T --path DIR)")
-    failing = [(w["workflow"], s) for w in data["workflows"] for s in w["failing"]]
-    if failing:
-        print("\nfailing steps:")
-        for wname, s in failing:
-            code = f" (exit {s['exit_code']})" if s.get("exit_code") is not None else ""
-            msg = f": {s['message']}" if s.get("message") else ""
-            print(
-                f"  {shown(wname)}/{shown(s['step'])}  {paint(s['status'], 'red', c)}{shown(code + msg)}"
-            )
-            if s.get("log"):
-                print(shown(f"      log: {repo.prefix}{s['log']}"))
+    _print_workflows(data["workflows"], c)
+    _print_failing(data["workflows"], repo.prefix, c)
     if data["milestones"]:
-        print("\nmilestones:")
-        rows = []
-        for ms in data["milestones"]:
-            due = ms["due"] or "-"
-            if ms["due"] and ms["state"] != "done":
-                d = ms["days_left"]
-                due += f" ({-d} days ago)" if d < 0 else " (today)" if d == 0 else f" (in {d} days)"
-            rows.append(
-                [
-                    "  " + ms["name"],
-                    paint(ms["state"], _COLORS.get(ms["state"], ""), c),
-                    f"{ms['green']}/{ms['total']}",
-                    due,
-                    ", ".join(ms["missing"]) or "-",
-                ]
-            )
-        sys.stdout.write(table(rows, ["  MILESTONE", "STATE", "GREEN", "DUE", "NOT GREEN YET"]))
+        _print_milestones(data["milestones"], c)
     if data["runs"]:
-        print("\nrecent runs:")
-        for r in data["runs"]:
-            env_txt = f" --env {r['env']}" if r["env"] else ""
-            print(
-                shown(
-                    f"  #{r['id']} {r['status']} {_ago(r['ended'] or r['started'])}{env_txt}: "
-                    + ", ".join(r["workflows"])
-                )
-            )
+        _print_runs(data["runs"])
     return 0
+
+
+def _print_workflows(workflows: list[dict[str, Any]], c: bool) -> None:
+    """The project's workflows: status, green steps of all, last run."""
+    if not workflows:
+        print("no workflows (orch workflow create NAME --template T --path DIR)")
+        return
+    rows = []
+    for w in workflows:
+        last = w["last_run"]
+        rows.append(
+            [
+                w["workflow"],
+                paint(w["status"], _COLORS.get(w["status"], ""), c),
+                f"{w['green']}/{w['steps']}",
+                f"#{last['id']} {last['status']} {_ago(last['ended'] or last['started'])}"
+                if last
+                else "-",
+            ]
+        )
+    sys.stdout.write(table(rows, ["WORKFLOW", "STATUS", "GREEN", "LAST RUN"]))
+
+
+def _print_failing(workflows: list[dict[str, Any]], prefix: str, c: bool) -> None:
+    """Each failing step with its exit code, message and log (``prefix``: the log's path
+    from where the user stands)."""
+    failing = [(w["workflow"], s) for w in workflows for s in w["failing"]]
+    if not failing:
+        return
+    print("\nfailing steps:")
+    for wname, s in failing:
+        code = f" (exit {s['exit_code']})" if s.get("exit_code") is not None else ""
+        msg = f": {s['message']}" if s.get("message") else ""
+        print(
+            f"  {shown(wname)}/{shown(s['step'])}  {paint(s['status'], 'red', c)}{shown(code + msg)}"
+        )
+        if s.get("log"):
+            print(shown(f"      log: {prefix}{s['log']}"))
+
+
+def _print_milestones(milestones: list[dict[str, Any]], c: bool) -> None:
+    """Each milestone: state, green workflows and steps of all, due date, what is missing."""
+    print("\nmilestones:")
+    rows = []
+    for ms in milestones:
+        due = ms["due"] or "-"
+        if ms["due"] and ms["state"] != "done":
+            d = ms["days_left"]
+            due += f" ({-d} days ago)" if d < 0 else " (today)" if d == 0 else f" (in {d} days)"
+        rows.append(
+            [
+                "  " + ms["name"],
+                paint(ms["state"], _COLORS.get(ms["state"], ""), c),
+                f"{ms['green']}/{ms['total']}",
+                due,
+                ", ".join(ms["missing"]) or "-",
+            ]
+        )
+    sys.stdout.write(table(rows, ["  MILESTONE", "STATE", "GREEN", "DUE", "NOT GREEN YET"]))
+
+
+def _print_runs(runs: list[dict[str, Any]]) -> None:
+    print("\nrecent runs:")
+    for r in runs:
+        env_txt = f" --env {r['env']}" if r["env"] else ""
+        print(
+            shown(
+                f"  #{r['id']} {r['status']} {_ago(r['ended'] or r['started'])}{env_txt}: "
+                + ", ".join(r["workflows"])
+            )
+        )
 
 
 def _ago(t: float | None) -> str:
