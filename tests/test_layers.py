@@ -45,6 +45,7 @@ LAYERS: dict[str, int] = {
     "runner.templating": 1,
     "runner.sandbox": 1,
     "runner.shellquote": 1,
+    "runner.shellcode": 1,
     "runner.shellwords": 1,
     # 2 edges
     "runner.store.": 2,
