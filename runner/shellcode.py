@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from typing import Any
 
 SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "fish"})
 _RESERVED = frozenset({"!", "{", "if", "then", "else", "elif", "do", "while", "until", "time"})
@@ -223,4 +224,39 @@ def _words(prefix: str) -> tuple[list[str], bool] | None:
             continue
         partial = bool(closing) or (bool(prefix) and not prefix[-1].isspace())
         return (words[:-1] if partial and words else words), partial
+    return None
+
+
+def shell_command_string(argv: list[Any] | tuple[Any, ...]) -> int | None:
+    """Index of the command string in an argv that starts a shell with ``-c``, else None.
+
+    ``[sh, -c, CMD, ...]``, ``[/bin/bash, -euo, pipefail, -c, CMD]``, ``[bash, -lc, CMD]``,
+    ``[env, X=1, zsh, -c, CMD]``: the shell parses CMD itself, so a value templated into it
+    is shell code again, and orch does not quote list items (each is one argument).
+    """
+    words = [a if isinstance(a, str) else "" for a in argv]
+    names = [w.rsplit("/", 1)[-1] for w in words]
+    runner = next((k for k, n in enumerate(names) if n in _RUN_C), None)
+    if runner is not None:  # [su, -c, CMD, user], [flock, FILE, -c, CMD]
+        c = next(
+            (k for k in range(runner + 1, len(words)) if words[k] in ("-c", "--command")), None
+        )
+        return c + 1 if c is not None and c + 1 < len(words) else None
+    # the shell may come after any launcher: env, sudo, xargs, timeout 5, nice -n 1...
+    i = next((k for k, n in enumerate(names) if n in SHELLS), len(words))
+    if i >= len(words):
+        return None
+    i += 1
+    command = False
+    while i < len(words):
+        w = words[i]
+        if w == "--":  # the end of the options: the command string follows
+            return i + 1 if command and i + 1 < len(words) else None
+        if not w.startswith(("-", "+")) or w in ("-", "+"):
+            return i if command else None
+        if not w.startswith("--"):
+            command = command or "c" in w[1:]
+            if w[-1] in "oO":  # -o NAME, -O NAME take the next word
+                i += 1
+        i += 1
     return None

@@ -422,6 +422,6 @@ def test_the_command_string_of_a_run_list_is_found_behind_launchers_and_dashes(
 ) -> None:
     """``[sh, -c, --, CMD]`` pointed at ``--`` and ``[xargs, sh, -c, CMD]`` or
     ``[su, -c, CMD]`` at nothing, so a value templated into CMD got no warning."""
-    from runner.manifests.checkrefs import shell_command_string
+    from runner.shellcode import shell_command_string
 
     assert shell_command_string(argv) == index

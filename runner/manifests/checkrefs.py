@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from runner.errors import did_you_mean
 from runner.manifests.checkctx import Ctx, inherited, is_templated
 from runner.model import Step
+from runner.shellcode import shell_command_string
 
 if TYPE_CHECKING:
     from runner.manifests.catalog import Manifests
@@ -36,47 +37,6 @@ JINJA_GLOBALS = (
     "false",
     "none",
 )
-
-
-SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "mksh", "ash", "busybox", "fish"})
-
-
-RUN_C = frozenset({"su", "runuser", "flock", "script", "sg"})  # -c CMD: CMD runs in a shell
-
-
-def shell_command_string(argv: list[Any] | tuple[Any, ...]) -> int | None:
-    """Index of the command string in an argv that starts a shell with ``-c``, else None.
-
-    ``[sh, -c, CMD, ...]``, ``[/bin/bash, -euo, pipefail, -c, CMD]``, ``[bash, -lc, CMD]``,
-    ``[env, X=1, zsh, -c, CMD]``: the shell parses CMD itself, so a value templated into it
-    is shell code again, and orch does not quote list items (each is one argument).
-    """
-    words = [a if isinstance(a, str) else "" for a in argv]
-    names = [w.rsplit("/", 1)[-1] for w in words]
-    runner = next((k for k, n in enumerate(names) if n in RUN_C), None)
-    if runner is not None:  # [su, -c, CMD, user], [flock, FILE, -c, CMD]
-        c = next(
-            (k for k in range(runner + 1, len(words)) if words[k] in ("-c", "--command")), None
-        )
-        return c + 1 if c is not None and c + 1 < len(words) else None
-    # the shell may come after any launcher: env, sudo, xargs, timeout 5, nice -n 1...
-    i = next((k for k, n in enumerate(names) if n in SHELLS), len(words))
-    if i >= len(words):
-        return None
-    i += 1
-    command = False
-    while i < len(words):
-        w = words[i]
-        if w == "--":  # the end of the options: the command string follows
-            return i + 1 if command and i + 1 < len(words) else None
-        if not w.startswith(("-", "+")) or w in ("-", "+"):
-            return i if command else None
-        if not w.startswith("--"):
-            command = command or "c" in w[1:]
-            if w[-1] in "oO":  # -o NAME, -O NAME take the next word
-                i += 1
-        i += 1
-    return None
 
 
 def _syntax(source: str, shell: bool = False) -> str | None:
