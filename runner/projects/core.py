@@ -10,7 +10,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import UsageError, did_you_mean
-from runner.projects.archive import (
+from runner.projects.archived import (
     ARCHIVE_DIR,
     archived_names,
     read_index,

@@ -273,7 +273,7 @@ def _check_name_free(repo: Repo, m: Manifests | None, kind: str, name: str) -> N
                 f"a {kind} named '{name}' already exists ({repo.prefix}{where.path}:{where.line})"
             )
     if kind == "project":
-        from runner.projects.archive import archived_names
+        from runner.projects.archived import archived_names
 
         if name in archived_names(repo):
             raise UsageError(
