@@ -25,6 +25,7 @@ from runner.manifests.params import base_params, workflow_params
 
 if TYPE_CHECKING:
     from runner.manifests.catalog import Manifests
+    from runner.model import Project, Quota
 
 
 def _warn_retyped_env(ctx: Ctx) -> None:
@@ -43,6 +44,8 @@ def _warn_retyped_env(ctx: Ctx) -> None:
 
 
 def check_all(m: Manifests, prefix: str = "") -> list[Diagnostic]:
+    """Every check of every manifest: each workflow's, then those across workflows
+    (breakers, producers, cross-workflow edges), projects' and quotas'."""
     out: list[Diagnostic] = []
     for wf in m.workflows.values():
         doc = m.documents[(wf.path, wf.doc_index)]
@@ -55,53 +58,67 @@ def check_all(m: Manifests, prefix: str = "") -> list[Diagnostic]:
     out.extend(check_producers(m))
     out.extend(check_cross_workflow(m, prefix))
     for p in m.projects.values():
-        doc = m.documents[(p.path, _doc_index(m, p.path, p.name, "Project"))]
-        for i, ms in enumerate(p.milestones):
-            for j, w in enumerate(ms.workflows):
-                if w not in m.workflows:
-                    line, col = doc.where(("spec", "milestones", i, "workflows", j))
-                    out.append(
-                        Diagnostic(
-                            prefix + p.path,
-                            line,
-                            col,
-                            f"spec.milestones[{i}].workflows[{j}]",
-                            f"no workflow named '{w}'",
-                            did_you_mean(w, list(m.workflows)),
-                        )
-                    )
-            for j, s in enumerate(ms.steps):
-                wname, _, sname = s.partition("/")
-                wf = m.workflows.get(wname)
-                if wf is None or (sname not in wf.step_names and sname not in wf.groups):
-                    line, col = doc.where(("spec", "milestones", i, "steps", j))
-                    out.append(
-                        Diagnostic(
-                            prefix + p.path,
-                            line,
-                            col,
-                            f"spec.milestones[{i}].steps[{j}]",
-                            f"no step '{s}'",
-                            "write it as workflow/step",
-                        )
-                    )
-        try:
-            paths.join("", p.dir)
-        except paths.PathEscape as e:
-            line, col = doc.where(("spec", "path"))
-            out.append(Diagnostic(prefix + p.path, line, col, "spec.path", str(e)))
+        out.extend(_check_project(m, p, prefix))
     for q in m.quotas.values():
-        doc = m.documents[(q.path, _doc_index(m, q.path, q.name, "ResourceQuota"))]
-        for key, names in (("workflows", q.workflows), ("projects", q.projects)):
-            for j, pattern in enumerate(names):
-                try:
-                    globs.check(pattern)
-                except globs.GlobError as e:
-                    where = ("spec", "selector", key, j)
-                    line, col = doc.where(where)
-                    out.append(
-                        Diagnostic(prefix + q.path, line, col, f"spec.selector.{key}[{j}]", str(e))
+        out.extend(_check_quota(m, q, prefix))
+    return out
+
+
+def _check_project(m: Manifests, p: Project, prefix: str) -> list[Diagnostic]:
+    """Each milestone names workflows and steps that exist; the folder stays in the repository."""
+    out: list[Diagnostic] = []
+    doc = m.documents[(p.path, _doc_index(m, p.path, p.name, "Project"))]
+    for i, ms in enumerate(p.milestones):
+        for j, w in enumerate(ms.workflows):
+            if w not in m.workflows:
+                line, col = doc.where(("spec", "milestones", i, "workflows", j))
+                out.append(
+                    Diagnostic(
+                        prefix + p.path,
+                        line,
+                        col,
+                        f"spec.milestones[{i}].workflows[{j}]",
+                        f"no workflow named '{w}'",
+                        did_you_mean(w, list(m.workflows)),
                     )
+                )
+        for j, s in enumerate(ms.steps):
+            wname, _, sname = s.partition("/")
+            wf = m.workflows.get(wname)
+            if wf is None or (sname not in wf.step_names and sname not in wf.groups):
+                line, col = doc.where(("spec", "milestones", i, "steps", j))
+                out.append(
+                    Diagnostic(
+                        prefix + p.path,
+                        line,
+                        col,
+                        f"spec.milestones[{i}].steps[{j}]",
+                        f"no step '{s}'",
+                        "write it as workflow/step",
+                    )
+                )
+    try:
+        paths.join("", p.dir)
+    except paths.PathEscape as e:
+        line, col = doc.where(("spec", "path"))
+        out.append(Diagnostic(prefix + p.path, line, col, "spec.path", str(e)))
+    return out
+
+
+def _check_quota(m: Manifests, q: Quota, prefix: str) -> list[Diagnostic]:
+    """Each selector pattern is a well-formed glob."""
+    out: list[Diagnostic] = []
+    doc = m.documents[(q.path, _doc_index(m, q.path, q.name, "ResourceQuota"))]
+    for key, names in (("workflows", q.workflows), ("projects", q.projects)):
+        for j, pattern in enumerate(names):
+            try:
+                globs.check(pattern)
+            except globs.GlobError as e:
+                where = ("spec", "selector", key, j)
+                line, col = doc.where(where)
+                out.append(
+                    Diagnostic(prefix + q.path, line, col, f"spec.selector.{key}[{j}]", str(e))
+                )
     return out
 
 
