@@ -33,6 +33,7 @@ import contextlib
 import os
 import select
 import shlex
+import stat
 import subprocess
 import sys
 import tempfile
@@ -161,7 +162,7 @@ class _Run:
                 argv,
                 cwd=spec.cwd,
                 env=env,
-                stdin=subprocess.DEVNULL,
+                stdin=_devnull(),
                 stdout=pipe_w if pipe_w is not None else self.log_fd,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -228,7 +229,7 @@ class _Run:
         output_error = None
         if status == "succeeded":
             try:
-                outputs = read_outputs(Path(out_path))
+                outputs = {} if _left_empty(out_path) else read_outputs(Path(out_path))
             except OutputError as e:
                 why = self.masker.mask_text(str(e))  # it may quote the secret
                 output_error = f"$ORCH_OUTPUT {why}"  # the step's message: name the file
@@ -517,6 +518,20 @@ def _own_peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * _MAXRSS_UNIT
 
 
+_null: int | None = None
+
+
+def _devnull() -> int:
+    """A descriptor of ``/dev/null`` for every task's stdin, opened once per process
+    (``subprocess.DEVNULL`` opens and closes one per ``Popen``). Close-on-exec: only the
+    child's ``dup2`` onto its stdin keeps it. Two threads racing here open two, and one
+    stays open until exit: harmless."""
+    global _null
+    if _null is None:
+        _null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    return _null
+
+
 _temp: str | None = None
 
 
@@ -527,6 +542,19 @@ def _temp_dir() -> str:
     if _temp is None:
         _temp = os.path.realpath(tempfile.gettempdir())
     return _temp
+
+
+def _left_empty(path: str) -> bool:
+    """Whether the step left its output file as orch made it: a plain file (not replaced
+    by a link, FIFO or device), empty. Most steps write no outputs; one ``lstat`` then
+    spares the open, ``fstat``, read and close of ``read_outputs`` (it still judges
+    every other case). A regular file in the temporary folder is never a ``/proc`` file
+    that claims size 0 while it has content: those cannot be hard-linked there."""
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False  # read_outputs says what it means (missing: no outputs)
+    return stat.S_ISREG(st.st_mode) and st.st_size == 0
 
 
 def _pidfd(pid: int) -> int | None:
