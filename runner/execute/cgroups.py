@@ -201,10 +201,17 @@ def populated(path: Path) -> bool:
 
 
 def remove(path: Path) -> None:
-    """End whatever is left in ``path`` and remove it (and the cgroups below it)."""
+    """End whatever is left in ``path`` and remove it (and the cgroups below it).
+
+    ``rmdir`` first: the kernel refuses (EBUSY) a cgroup with a live process or a cgroup
+    below it, so an empty one, the common case after a task, goes in one call without
+    reading ``cgroup.events``; only a refused one is killed and removed the long way."""
+    with contextlib.suppress(OSError):
+        os.rmdir(path)
+        return
     kill(path)
     with contextlib.suppress(OSError):
-        os.rmdir(path)  # the common case: no cgroup below it
+        os.rmdir(path)  # no cgroup below it
         return
     for folder, _dirs, _files in sorted(os.walk(path), key=lambda w: -len(w[0])):
         with contextlib.suppress(OSError):
