@@ -40,14 +40,19 @@ class Hasher:
         # every path whose stat a decision rested on (its stat key, or None when missing);
         # folders walked for globs by their own stat, under "path/". See runner/noop.py.
         self.seen: dict[str, statkey.StatKey | None] = {}
+        self._env_key: bytes | None = None
 
     @property
     def env_key(self) -> bytes:
-        """The repository's key for digests of environment values (see runner.masking)."""
+        """The repository's key for digests of environment values (see runner.masking);
+        read once per hasher (it never changes), not once per step decided."""
+        if self._env_key is not None:
+            return self._env_key
         from runner.masking import repository_key
 
         key = repository_key(self.root / ".orch")
         assert key is not None
+        self._env_key = key
         return key
 
     @property
