@@ -380,7 +380,7 @@ def reap_orphans() -> list[int]:
     runner reaps them for the exit status) and are not in our own session (so never a
     process that other code of ours, such as ``subprocess.run``, waits for): the orphans
     a subreaper inherits. Call it holding ``ROOTS_LOCK``. Returns their pids."""
-    if not _HAS_PROC or not _subreaper:
+    if not _HAS_PROC or not _subreaper or not _zombie_child():
         return []
     keep = set(ROOTS)
     mine = os.getsid(0)
@@ -396,6 +396,18 @@ def reap_orphans() -> list[int]:
         except (ChildProcessError, ProcessLookupError, PermissionError):
             continue
     return reaped
+
+
+def _zombie_child() -> bool:
+    """Whether any child of ours is a zombie: one ``waitid`` that reaps nothing
+    (``WNOWAIT``), so the scan of every thread's ``children`` file runs only when there
+    is something to reap (after most tasks, nothing is: the root is reaped by its runner)."""
+    try:
+        return os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # no child at all
+        return False
+    except OSError:
+        return True  # cannot tell: look
 
 
 def _children(pid: int) -> list[int]:
