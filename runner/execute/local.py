@@ -471,6 +471,8 @@ class _Sampler:
 
 
 def _cpu_seconds(procs: list[psutil.Process]) -> float:
+    if not procs:  # the common case (a task that left nothing): psutil is never imported
+        return 0.0
     import psutil
 
     total = 0.0
