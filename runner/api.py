@@ -711,6 +711,16 @@ def state_version(repo: Repo) -> tuple[int, ...]:
     return version(repo.orch_dir)
 
 
+def manifest_version(root: Path) -> tuple[object, ...] | None:
+    """A value that changes whenever a manifest (or the config) under ``root`` is added,
+    removed or edited (``manifests.cache.manifest_key``: one stat per file, nothing
+    parsed); None when the files cannot be listed. A viewer such as ``orch ui`` keeps
+    its parsed manifests while it holds."""
+    from runner.manifests.cache import manifest_key
+
+    return manifest_key(root)
+
+
 def step_groups(repo: Repo, workflow: str) -> dict[str, list[str]]:
     """The fan-out steps of ``workflow`` (``foreach``/``matrix``): group name -> the
     names of its instances, in declaration order. OrchError for an unknown workflow."""

@@ -16,7 +16,10 @@ from pathlib import Path
 
 SECTIONS: list[tuple[str, list[str]]] = [
     ("Opening a repository", ["open_repo", "init", "Repo"]),
-    ("Manifests", ["validate", "workflows", "graph", "graph_data", "step_groups"]),
+    (
+        "Manifests",
+        ["validate", "workflows", "graph", "graph_data", "step_groups", "manifest_version"],
+    ),
     ("Plan and apply", ["plan", "apply"]),
     (
         "Recorded state",
