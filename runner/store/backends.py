@@ -73,7 +73,8 @@ class Local(Backend):
 
     def read(self, rel: str) -> bytes | None:
         try:
-            return (self.path / rel).read_bytes()
+            with _open_regular(self.path / rel) as f:
+                return f.read()
         except OSError:
             return None
 
@@ -83,6 +84,7 @@ class Local(Backend):
             out.close()
             dest = self.path / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
+            _clear_odd(dest)
             os.replace(tmp, dest)
 
     def create(self, rel: str, data: bytes) -> None:
@@ -109,7 +111,7 @@ class Local(Backend):
 
     def commit_blob(self, tmp: str, rel: str) -> None:
         dest = self.path / rel
-        if dest.is_file():
+        if _clear_odd(dest):
             os.utime(dest)  # in use again: a sweep's grace starts over
             return
         dest.parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +120,7 @@ class Local(Backend):
 
     def fetch(self, rel: str, dest: Path) -> None:
         src = self.path / rel
-        with contextlib.suppress(OSError), open(src, "rb") as f, open(dest, "wb") as out:
+        with contextlib.suppress(OSError), _open_regular(src) as f, open(dest, "wb") as out:
             if not _reflink(f.fileno(), out.fileno()):
                 import shutil
 
@@ -126,7 +128,7 @@ class Local(Backend):
 
     def hardlink(self, rel: str, dest: Path) -> bool:
         try:
-            os.link(self.path / rel, dest)
+            os.link(self.path / rel, dest, follow_symlinks=False)
         except OSError:
             return False
         return True
@@ -159,6 +161,7 @@ class Local(Backend):
     def remove(self, rel: str) -> None:
         with contextlib.suppress(OSError):
             os.unlink(self.path / rel)
+        _clear_odd(self.path / rel)
 
     @contextlib.contextmanager
     def locked(self, *, exclusive: bool) -> Iterator[None]:
@@ -171,6 +174,39 @@ class Local(Backend):
             yield
         finally:
             os.close(fd)
+
+
+def _open_regular(path: Path) -> Any:
+    """``path`` opened for reading only if it is a regular file itself: a FIFO put where a
+    blob or entry belongs would block a reader forever, a symlink would lead it anywhere
+    (O_NOFOLLOW, O_NONBLOCK, then fstat); anything else raises OSError, a miss."""
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path}: not a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def _clear_odd(path: Path) -> bool:
+    """Whether ``path`` is a regular file; anything else there (a folder, a symlink, a
+    FIFO: a damaged store) is removed, so a write can take its place again."""
+    import shutil
+    import stat
+
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    if stat.S_ISREG(st.st_mode):
+        return True
+    with contextlib.suppress(OSError):
+        if stat.S_ISDIR(st.st_mode):
+            shutil.rmtree(path)
+        else:
+            os.unlink(path)
+    return False
 
 
 def _reflink(src: int, dst: int) -> bool:
