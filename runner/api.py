@@ -1021,13 +1021,8 @@ def _result_store(repo: Repo) -> Any:
     setting = config.cache
     try:
         return open_store(repo.root, setting), setting
-    except (ImportError, ValueError) as e:  # the same line as an apply's (reconcile.restore)
-        hint = (
-            "pip install 'orch-gitops[cache-remote]'"
-            if getattr(e, "name", None) == "fsspec"
-            else "fix the URL, or install the file system's package (s3fs, gcsfs, adlfs)"
-        )
-        raise OrchError(f".orch/config.yaml: cache.remote: {e}; {hint}") from None
+    except ImportError as e:  # store.results.RemoteUnavailable: one line, what to do
+        raise OrchError(f".orch/config.yaml: {e}") from None
 
 
 def cache_status(repo: Repo) -> dict[str, Any]:

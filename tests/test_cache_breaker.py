@@ -117,3 +117,53 @@ def test_clear_removes_a_folder_where_an_entry_should_be(repo: Repo) -> None:
     assert p.returncode == 0, p.stderr
     assert not entry.exists()
     assert "removed 2 entries" in p.stdout, p.stdout
+
+
+def _remote_setup(repo: Repo, url: str) -> None:
+    repo.write(
+        ".orch/config.yaml", f"apiVersion: orch/v1\nkind: Config\ncache: {{remote: '{url}'}}\n"
+    )
+    repo.write("wf.yaml", workflow("w", STEP))
+    repo.write(".gitignore", "runs.log\nout.txt\n")
+    repo.write("src.txt", "one\n")
+
+
+def _one_line_error(p: object, *words: str) -> None:
+    lines = p.stderr.strip().splitlines()  # type: ignore[attr-defined]
+    assert p.returncode not in (0, 3) and len(lines) == 1, p.stderr  # type: ignore[attr-defined]
+    assert lines[0].startswith("orch: .orch/config.yaml: cache.remote "), lines[0]
+    assert "internal error" not in lines[0] and all(w in lines[0] for w in words), lines[0]
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [("foo://bucket/x", ["Protocol not known: foo", "file://"]), ("s3://bucket/x", ["s3fs"])],
+)
+def test_a_remote_that_cannot_be_reached_is_one_line_for_every_verb(
+    repo: Repo, url: str, words: list[str]
+) -> None:
+    pytest.importorskip("fsspec")
+    if url.startswith("s3:"):
+        try:
+            import s3fs  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            pytest.skip("s3fs is installed here")
+    _remote_setup(repo, url)
+    for verb in (["plan"], ["apply"], ["cache", "status"], ["cache", "gc"], ["cache", "clear"]):
+        _one_line_error(repo.orch(*verb), *words)
+    assert not repo.exists("out.txt") and not repo.exists("runs.log")
+
+
+def test_a_remote_without_fsspec_names_the_extra(repo: Repo, tmp_path: Path) -> None:
+    shadow = tmp_path / "shadow" / "fsspec"
+    shadow.mkdir(parents=True)
+    (shadow / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'fsspec'\", name='fsspec')\n"
+    )
+    _remote_setup(repo, "file:///nowhere")
+    env = {"PYTHONPATH": str(shadow.parent)}
+    for verb in (["plan"], ["cache", "status"]):
+        p = repo.orch(*verb, env=env)
+        _one_line_error(p, "needs fsspec", "orch-gitops[cache-remote]")

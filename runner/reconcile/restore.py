@@ -147,24 +147,19 @@ def open_cache(
     m: Manifests, root: Path, *, off: bool = False, warn: Callable[[str], None] | None = None
 ) -> ResultCache | None:
     """The result cache the config names, or None when it is off (``cache: false``,
-    ``--no-cache``, or ``$ORCH_NO_CACHE`` set to anything but ``0``). A ``remote:`` that
-    fsspec cannot open (fsspec or the protocol's package missing, an unknown protocol) is
-    an OrchError naming what to install or fix."""
+    ``--no-cache``, or ``$ORCH_NO_CACHE`` set to anything but ``0``). A ``remote:`` that cannot be reached
+    from here (no fsspec, no s3fs, an unknown protocol) is an OrchError naming what to
+    install or change."""
     setting = m.config.cache
     off = off or os.environ.get("ORCH_NO_CACHE", "") not in ("", "0")
     if off or setting is False or (isinstance(setting, dict) and setting.get("enabled") is False):
         return None
     try:
         store = open_store(root, setting, warn=warn)
-    except (ImportError, ValueError) as e:
+    except ImportError as e:  # RemoteUnavailable: its one line says what to do
         from runner.errors import OrchError
 
-        hint = (
-            "pip install 'orch-gitops[cache-remote]'"
-            if getattr(e, "name", None) == "fsspec"
-            else "fix the URL, or install the file system's package (s3fs, gcsfs, adlfs)"
-        )
-        raise OrchError(f".orch/config.yaml: cache.remote: {e}; {hint}") from None
+        raise OrchError(f".orch/config.yaml: {e}") from None
     names = frozenset(s for w in m.workflows.values() for st in w.steps for s in st.secrets)
     return ResultCache(store, root, names)
 

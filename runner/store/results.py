@@ -529,17 +529,40 @@ def _swap(staged: Path, target: Path, stage: Path) -> None:
         shutil.rmtree(aside, ignore_errors=True)
 
 
+class RemoteUnavailable(ImportError):
+    """``cache.remote`` cannot be reached from here: fsspec, or the file system's own
+    package, is not installed, or fsspec knows no such protocol. The message is one
+    line that says what to install or change."""
+
+
+def _remote(url: str) -> Remote:
+    try:
+        return Remote(url)
+    except ImportError as e:
+        if getattr(e, "name", None) == "fsspec":
+            why = "needs fsspec: pip install 'orch-gitops[cache-remote]'"
+        else:  # fsspec's own words: "Install s3fs to access S3"
+            why = f"{e} (pip install the package it names)"
+        raise RemoteUnavailable(f"cache.remote {url!r} {why}") from None
+    except ValueError as e:  # fsspec: "Protocol not known: foo"
+        raise RemoteUnavailable(
+            f"cache.remote {url!r}: {e} (use file://, s3://, gs://, az:// or another fsspec"
+            " protocol, or remove cache.remote)"
+        ) from None
+
+
 def open_store(
     root: Path, setting: Any = None, *, warn: Callable[[str], None] | None = None
 ) -> ResultStore:
     """The result store the ``cache:`` setting names (a ``CacheSetting``, or what a
     manifest holds: None, a bool, a mapping): ``remote`` (an fsspec URL; raises
-    ImportError without the ``cache-remote`` extra), else ``dir`` (relative to ``root``,
+    RemoteUnavailable, an ImportError, without the ``cache-remote`` extra, without the
+    file system's package, or for a protocol fsspec does not know), else ``dir`` (relative to ``root``,
     ``~`` expanded), else ``root/.orch/cache/results``. Opening touches nothing."""
     s = CacheSetting.of(setting)
     counters = root / ".orch" / "cache" / "results-counters"
     if s.remote:
-        return ResultStore(Remote(s.remote), link="copy", counters=counters, warn=warn)
+        return ResultStore(_remote(s.remote), link="copy", counters=counters, warn=warn)
     if s.dir:
         path = root / os.path.expanduser(s.dir)
         shown = s.dir
