@@ -180,6 +180,25 @@ def test_a_bad_limit_is_a_one_line_usage_error(
     assert j.returncode == 2 and '"exit": 2' in j.stdout
 
 
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        ("--older-than", "-1d", "argument --older-than: not a duration: '-1d'"),
+        ("--max-size", "-1KB", "argument --max-size: not a size: '-1KB'"),
+    ],
+)
+def test_a_negative_limit_as_its_own_argument_says_what_is_wrong_with_it(
+    repo: Repo, cached: dict[str, str], option: str, value: str, said: str
+) -> None:
+    """``--older-than -1d`` (not ``=``): argparse took ``-1d`` for an option and said
+    "expected one argument", which hides what is wrong."""
+    p = repo.orch("cache", "gc", option, value)
+    assert p.returncode == 2
+    (line,) = p.stderr.splitlines()
+    assert line.startswith(f"orch: error: {said}"), line
+    assert _keys(repo) == set(cached.values())  # nothing removed
+
+
 def test_cache_needs_a_verb(repo: Repo) -> None:
     p = repo.orch("cache")
     assert p.returncode == 2

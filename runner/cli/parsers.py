@@ -458,6 +458,12 @@ def build_cache(sub: Subs, shared: Shared) -> None:
         metavar="AGE",
         help="drop results not used for AGE: 30d, 12h, or seconds",
     )
+    # "-1d" and "-5GiB" are values (refused by size/age with their own message), not
+    # options: argparse reads only "-1" and "-.5" as negative numbers, and said
+    # "expected one argument" for the rest. gc has no option that starts with a digit.
+    import re
+
+    p._negative_number_matcher = re.compile(r"^-\.?\d")
     add_json(p)
     add_json(_verb(csub, "clear", "remove every cached result", "cache:clear"))
 
