@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,35 @@ def test_a_remote_without_fsspec_names_the_extra(repo: Repo, tmp_path: Path) -> 
     for verb in (["plan"], ["cache", "status"]):
         p = repo.orch(*verb, env=env)
         _one_line_error(p, "needs fsspec", "orch-gitops[cache-remote]")
+
+
+NESTED = """\
+    - name: build
+      inputs: [src.txt]
+      outputs: [a.txt, sub/x.txt]
+      run: |
+        echo build >> runs.log
+        cat src.txt > a.txt
+        mkdir -p sub && cat src.txt > sub/x.txt
+"""
+
+
+def test_a_file_where_an_output_folder_belongs_is_no_half_restore(repo: Repo) -> None:
+    """A user put a file where a restore needs a folder (``sub`` for ``sub/x.txt``): the
+    restore was an internal error after it had already replaced ``a.txt``."""
+    repo.write(".orch/config.yaml", "apiVersion: orch/v1\nkind: Config\n")
+    repo.write("wf.yaml", workflow("w", NESTED))
+    repo.write(".gitignore", "runs.log\na.txt\nsub\n")
+    repo.write("src.txt", "one\n")
+    assert repo.apply()["ok"]
+    repo.write("src.txt", "two\n")
+    assert repo.apply()["ok"]
+    repo.write("src.txt", "one\n")
+    shutil.rmtree(repo.path / "sub")
+    repo.write("sub", "mine\n")
+    p = repo.orch("apply")
+    assert "internal error" not in p.stderr and "Traceback" not in p.stderr, p.stderr
+    assert "cannot restore sub/x.txt: sub is not a folder" in p.stderr, p.stderr
+    # the step ran instead (and failed on the file, as it would without a cache)
+    assert repo.read("runs.log").split() == ["build"] * 3
+    assert repo.read("sub") == "mine\n"

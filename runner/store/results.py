@@ -329,13 +329,19 @@ class ResultStore:
         with tempfile.TemporaryDirectory(prefix="restore-", dir=staging) as stage:
             try:
                 _check_paths(data["outputs"], root)
+                _check_targets(data["outputs"], root)
                 staged = [self._stage(o, Path(stage), i) for i, o in enumerate(data["outputs"])]
             except _Corrupt as e:
                 self.warn(f"result cache {self.location}: {e}; running the step instead")
                 self._count(b"m")
                 return None
             for o, path in zip(data["outputs"], staged, strict=True):
-                _swap(path, root / o["path"], Path(stage))
+                try:
+                    _swap(path, root / o["path"], Path(stage))
+                except OSError as e:  # checked before (_check_targets): a race, a disk
+                    self.warn(f"cannot restore {o['path']}: {e.strerror}; running the step")
+                    self._count(b"m")
+                    return None
         self._b.touch(_entry_rel(key))
         self._count(b"h")
         return dict(data.get("values") or {})
@@ -454,6 +460,26 @@ def _check_paths(outputs: list[dict[str, Any]], root: Path) -> None:
         parent = os.path.dirname(os.path.join(root, o["path"]))
         if not links.inside(real, os.path.realpath(parent)):
             raise _Corrupt(f"{o['path']} leads outside the repository")
+
+
+def _check_targets(outputs: list[dict[str, Any]], root: Path) -> None:
+    """Every output can be swapped into place: no folder it goes in is a file (or a
+    special file) in the work tree. Checked before the first swap, so a restore that
+    cannot finish never begins: the step runs instead (and says, as a task, what it
+    makes of that file), rather than half the outputs being replaced."""
+    for o in outputs:
+        parent = os.path.dirname(str(o["path"]))
+        while parent:
+            try:
+                st = os.lstat(root / parent)
+            except FileNotFoundError:
+                parent = os.path.dirname(parent)
+                continue
+            except OSError as e:
+                raise _Corrupt(f"cannot restore {o['path']}: {e.strerror}") from None
+            if not stat.S_ISDIR(st.st_mode) and not os.path.isdir(root / parent):
+                raise _Corrupt(f"cannot restore {o['path']}: {parent} is not a folder")
+            parent = os.path.dirname(parent)
 
 
 def parts_hidden(rel: str) -> bool:
