@@ -200,3 +200,33 @@ def test_a_file_where_an_output_folder_belongs_is_no_half_restore(repo: Repo) ->
     # the step ran instead (and failed on the file, as it would without a cache)
     assert repo.read("runs.log").split() == ["build"] * 3
     assert repo.read("sub") == "mine\n"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda d: d["outputs"][0].update(blob=123),
+        lambda d: d["outputs"][0].update(mode="rw"),
+        lambda d: d["outputs"][0].update(size="big"),
+        lambda d: d["outputs"][0].pop("blob"),
+        lambda d: d.update(outputs=[{"path": "out.txt", "kind": "dir", "files": [["x"]]}]),
+        lambda d: d.update(outputs=[{"path": 5, "kind": "file"}]),
+        lambda d: d.update(outputs=[1]),
+        lambda d: d.update(values="str"),
+        lambda d: d.update(created="x"),
+        lambda d: d.update(meta=[1]),
+    ],
+)
+def test_an_entry_of_another_shape_is_a_miss_for_every_verb(repo: Repo, damage: object) -> None:
+    """An entry is data from a store that may be shared: valid JSON of another shape was
+    an internal error in plan, apply, cache status and cache gc."""
+    blob = _setup(repo)
+    entry = _entry_of(repo, blob)
+    data = json.loads(entry.read_text())
+    damage(data)  # type: ignore[operator]
+    entry.write_text(json.dumps(data))
+    for verb in (["plan"], ["cache", "status"], ["cache", "gc"], ["apply"]):
+        p = repo.orch(*verb)
+        assert p.returncode == 0 and "internal error" not in p.stderr, (verb, p.stderr)
+    assert repo.read("out.txt") == "one\n"
+    assert _runs(repo) == ["build", "build", "build"]

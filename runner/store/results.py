@@ -49,6 +49,7 @@ from typing import Any
 
 from runner.digests import digest
 from runner.store.backends import CHUNK, Backend, Local, Remote
+from runner.store.result_entries import files_of, well_formed
 
 FORMAT = 1
 DEFAULT_DIR = ".orch/cache/results"
@@ -189,12 +190,10 @@ class ResultStore:
             return None
         if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("key") != key:
             return None
-        if not isinstance(data.get("outputs"), list):
-            return None
-        return data
+        return data if well_formed(data) else None
 
     def _entry_of(self, key: str, data: dict[str, Any]) -> CacheEntry:
-        blobs = {f[1]: f[3] for o in data["outputs"] for f in _files_of(o)}
+        blobs = {f[1]: f[3] for o in data["outputs"] for f in files_of(o)}
         created = float(data.get("created", 0.0))
         used = self._b.mtime(_entry_rel(key))
         return CacheEntry(
@@ -202,7 +201,7 @@ class ResultStore:
             created=created,
             last_used=created if used is None else used,
             size=sum(blobs.values()),
-            files=sum(len(_files_of(o)) for o in data["outputs"]),
+            files=sum(len(files_of(o)) for o in data["outputs"]),
         )
 
     def entries(self) -> list[CacheEntry]:
@@ -406,7 +405,7 @@ class ResultStore:
         data = self._entry_data(key)
         if data is None:
             return {}
-        return {f[1]: int(f[3]) for o in data["outputs"] for f in _files_of(o)}
+        return {f[1]: int(f[3]) for o in data["outputs"] for f in files_of(o)}
 
     def _blob_bytes(self) -> int:
         return sum(self._b.size(r) for r in self._b.list("blobs"))
@@ -436,13 +435,6 @@ class _Corrupt(Exception):
     pass
 
 
-def _files_of(output: dict[str, Any]) -> list[list[Any]]:
-    """``[sub, blob, mode, size]`` for each file of an entry's output."""
-    if output.get("kind") == "dir":
-        return [list(f) for f in output.get("files", [])]
-    return [["", output["blob"], output["mode"], output["size"]]]
-
-
 def _check_paths(outputs: list[dict[str, Any]], root: Path) -> None:
     """Every path an entry names stays inside ``root`` (an entry is data from a shared,
     perhaps remote, store: ``../`` or a link in the way must not lead a restore out)."""
@@ -450,7 +442,7 @@ def _check_paths(outputs: list[dict[str, Any]], root: Path) -> None:
 
     real = links.real_root(str(root))
     for o in outputs:
-        subs = [f[0] for f in _files_of(o) if f[0]] + list(o.get("dirs", []))
+        subs = [f[0] for f in files_of(o) if f[0]] + list(o.get("dirs", []))
         for rel in [o["path"], *subs]:
             parts = str(rel).split("/")
             if not rel or str(rel).startswith("/") or ".." in parts or "" in parts:

@@ -1,0 +1,51 @@
+"""The shape of a result cache entry (``runner.store.results``): what ``put`` writes,
+checked wherever one is read, since an entry is data from a store that may be shared,
+remote or damaged."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def well_formed(data: dict[str, Any]) -> bool:
+    """Whether an entry has the shape ``put`` writes: an entry is data from a store that
+    may be shared or damaged, and one of another shape is a miss, not an internal error
+    wherever it is read (plan, restore, status, gc)."""
+    num = (int, float)
+    values, meta = data.get("values", {}), data.get("meta", {})
+    outputs = data.get("outputs")
+    if not isinstance(data.get("created", 0.0), num) or not isinstance(meta, dict):
+        return False
+    if not isinstance(values, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in values.items()
+    ):
+        return False
+    if not isinstance(outputs, list):
+        return False
+    for o in outputs:
+        if not isinstance(o, dict) or not isinstance(o.get("path"), str):
+            return False
+        if o.get("kind") == "dir":
+            files, dirs = o.get("files", []), o.get("dirs", [])
+            if not isinstance(o.get("mode", 0o755), int) or not isinstance(files, list):
+                return False
+            if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
+                return False
+            shapes = [isinstance(f, list) and len(f) == 4 for f in files]
+            if not all(shapes):
+                return False
+        elif o.get("kind") != "file" or not {"blob", "mode", "size"} <= o.keys():
+            return False
+        for sub, blob, mode, size in files_of(o):
+            if not (isinstance(sub, str) and isinstance(blob, str)):
+                return False
+            if not (isinstance(mode, int) and isinstance(size, int) and size >= 0):
+                return False
+    return True
+
+
+def files_of(output: dict[str, Any]) -> list[list[Any]]:
+    """``[sub, blob, mode, size]`` for each file of an entry's output."""
+    if output.get("kind") == "dir":
+        return [list(f) for f in output.get("files", [])]
+    return [["", output["blob"], output["mode"], output["size"]]]
