@@ -230,3 +230,22 @@ def test_an_entry_of_another_shape_is_a_miss_for_every_verb(repo: Repo, damage: 
         assert p.returncode == 0 and "internal error" not in p.stderr, (verb, p.stderr)
     assert repo.read("out.txt") == "one\n"
     assert _runs(repo) == ["build", "build", "build"]
+
+
+def test_a_symlinked_blob_never_becomes_a_link_in_the_work_tree(repo: Repo) -> None:
+    """``link: hardlink`` and a blob that is a symlink to a file of the right content
+    elsewhere: the restore must not put that symlink (or a hard link to the file it
+    names) in the work tree; the blob is dropped and the step runs."""
+    blob = _setup(repo)
+    repo.write(".orch/config.yaml", "apiVersion: orch/v1\nkind: Config\ncache: {link: hardlink}\n")
+    outside = repo.path.parent / "elsewhere.txt"
+    outside.write_text("one\n")
+    os.chmod(blob, 0o644)
+    blob.unlink()
+    os.symlink(outside, blob)
+    p = repo.orch("apply")
+    assert p.returncode == 0, p.stderr
+    out = repo.path / "out.txt"
+    assert not out.is_symlink() and os.lstat(out).st_ino != os.stat(outside).st_ino
+    assert out.read_text() == "one\n"
+    assert not blob.is_symlink()

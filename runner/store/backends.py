@@ -127,7 +127,14 @@ class Local(Backend):
                 shutil.copyfileobj(f, out, CHUNK)
 
     def hardlink(self, rel: str, dest: Path) -> bool:
+        """Hard-link the blob ``rel`` to ``dest``; False where it is not a regular file
+        (a symlink there would become a symlink, or a link to a file out of the store,
+        in the work tree) or the link cannot be made (another device)."""
+        import stat
+
         try:
+            if not stat.S_ISREG(os.lstat(self.path / rel).st_mode):
+                return False
             os.link(self.path / rel, dest, follow_symlinks=False)
         except OSError:
             return False
