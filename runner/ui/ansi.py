@@ -18,6 +18,7 @@ _SGR = re.compile(r"\x1b\[([0-9;]*)m")
 # CSI sequences other than SGR, OSC strings (ended by BEL or ST), and lone ESC + one char
 _OTHER = re.compile(r"\x1b\[[0-9;?]*[A-Za-ln-z@`~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[^\[\]]")
 _CUBE = (0, 95, 135, 175, 215, 255)
+_UNKNOWN = 999_999_999  # any code no branch of _Style.apply knows
 _ATTRS = {1: "ansi-bold", 2: "ansi-dim", 3: "ansi-italic", 4: "ansi-underline"}
 
 
@@ -103,7 +104,8 @@ def to_html(text: str) -> Markup:
     for m in _SGR.finditer(text):
         out.append(str(escape(text[pos : m.start()])))
         pos = m.end()
-        codes = [int(c) for c in m.group(1).split(";") if c.isdigit()] or [0]
+        # a code of 10+ digits means nothing (and int() refuses 4,300+): an unknown one
+        codes = [int(c) if len(c) < 10 else _UNKNOWN for c in m.group(1).split(";") if c] or [0]
         style.apply(codes)
         if opened:
             out.append("</span>")
