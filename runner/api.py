@@ -886,11 +886,12 @@ def cancel_run(repo: Repo, run_id: int) -> list[dict[str, Any]]:
     runner's lock or a quota included, are ``cancelled``. Returns the tasks asked to
     end (empty when every step still waits). OrchError for an unknown run (nothing is
     written, not even ``.orch/``), or one that has ended (or whose runner is gone)."""
+    from runner.store import reads
     from runner.store.tasks import CANCEL_RUN, cancellable, request_run_cancel
 
     seen = open_state(repo, readonly=True)  # an unknown run: no state file made to say so
     try:
-        if not seen.query("SELECT 1 FROM runs WHERE id=?", (run_id,)):
+        if not reads.is_rowid(run_id) or not seen.query("SELECT 1 FROM runs WHERE id=?", (run_id,)):
             _raise_damage(seen)
             raise OrchError(f"no run with id {run_id} (see orch history)")
     finally:

@@ -46,3 +46,34 @@ def test_an_sgr_code_with_thousands_of_digits_is_text_not_a_crash(client: TestCl
     assert to_html(f"\x1b[38;5;{HUGE}mx") == "x"
     r = client.get("/task/1", headers=H)
     assert r.status_code == 200 and "huge" in r.text and "&lt;b&gt;x" in r.text
+
+
+def test_an_id_past_64_bits_is_no_such_run_or_task(client: TestClient, ran: Repo) -> None:
+    for url in ("/task/99999999999999999999999", "/run/99999999999999999999"):
+        r = client.get(url, headers=H)
+        assert r.status_code == 404 and "Cannot show this" in r.text, url
+    p = ran.orch("task", "cancel", "99999999999999999999999")
+    assert p.returncode != 0 and p.stderr.startswith("orch: no task with id"), p.stderr
+
+
+def test_a_page_or_offset_no_int_can_hold_is_ignored(client: TestClient) -> None:
+    """Thousands of digits, or digits that are not ASCII ('²'): the default page."""
+    for url in (f"/task/1?page={HUGE}", "/task/1?page=%C2%B2"):
+        r = client.get(url, headers=H)
+        assert r.status_code == 200 and "huge" in r.text, url
+    for offset in ("99999999999999999999999", HUGE, "%C2%B2"):
+        r = client.get(f"/task/1/tail?offset={offset}", headers=H)
+        assert r.status_code == 200 and "event: end" in r.text, offset
+
+
+def test_cancel_of_a_task_id_that_is_no_number_is_a_refusal(ran: Repo) -> None:
+    from runner.ui.server import csrf_for
+
+    with TestClient(build(ran.path, TOKEN, allow_actions=True), raise_server_exceptions=False) as c:
+        for task in ("%C2%B2", "99999999999999999999999"):
+            r = c.post(
+                "/actions/cancel",
+                headers={**H, "content-type": "application/x-www-form-urlencoded"},
+                content=f"csrf={csrf_for(TOKEN)}&task={task}",
+            )
+            assert r.status_code in (404, 409) and r.json()["error"], (task, r.text)

@@ -113,8 +113,16 @@ def history(state: State, workflows: list[str] | None, limit: int) -> list[dict[
     return out
 
 
+def is_rowid(n: int) -> bool:
+    """``n`` could be a row's id: SQLite's integers are 64-bit, and a larger one given
+    to a query is an OverflowError, not a row that is not there."""
+    return 0 <= n < 2**63
+
+
 def run(state: State, run_id: int) -> dict[str, Any] | None:
     """Run ``run_id`` with its tasks, as a row of ``history``; None when there is none."""
+    if not is_rowid(run_id):
+        return None
     rows = state.query("SELECT * FROM runs WHERE id=?", (run_id,))
     return _run(state, rows[0]) if rows else None
 
@@ -193,6 +201,8 @@ def tasks(state: State, limit: int) -> list[dict[str, Any]]:
 
 
 def task(state: State, task_id: int) -> dict[str, Any] | None:
+    if not is_rowid(task_id):
+        return None
     rows = state.query("SELECT * FROM tasks WHERE id=?", (task_id,))
     return dict(rows[0]) if rows else None
 

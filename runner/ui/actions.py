@@ -84,7 +84,7 @@ class Actions:
             self._audit(job["argv"], code, error)
 
     def _cancel(self, task: str) -> dict[str, Any]:
-        if not task.isdigit():
+        if not (task.isascii() and task.isdigit()):  # int() refuses '²', isdigit() not
             raise OrchError("cancel needs a task id")
         argv = ["ui", "task", "cancel", task]
         repo = api.Repo(root=self.root, prefix="")

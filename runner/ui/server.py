@@ -226,9 +226,7 @@ class UI:
         page = request.query_params.get("page")
         repo = views.repo_at(self.root)
         try:
-            data = await asyncio.to_thread(
-                views.task, repo, task_id, int(page) if page and page.isdigit() else None
-            )
+            data = await asyncio.to_thread(views.task, repo, task_id, _number(page))
         except OrchError as e:
             return self.error(request, e)
         return self.page("task.html", request, **data)
@@ -272,8 +270,7 @@ class UI:
         """A task's log from byte ``offset`` on, as SSE ``log`` events of HTML (whole
         lines, masked, colours rendered) while the task runs; ``end`` when it ended."""
         task_id = int(request.path_params["id"])
-        given = request.query_params.get("offset", "0")
-        offset = int(given) if given.isdigit() else 0
+        offset = _number(request.query_params.get("offset")) or 0
         repo = views.repo_at(self.root)
         try:
             t = await asyncio.to_thread(api.task, repo, task_id)
@@ -306,6 +303,14 @@ class UI:
 
     async def jobs(self, request: Request) -> Response:
         return JSONResponse(api.mask(views.repo_at(self.root), self.actions.jobs()))
+
+
+def _number(text: str | None) -> int | None:
+    """A page or byte offset from a URL: ASCII digits, at most 18 (a file offset fits
+    64 bits; ``int`` refuses '²', which ``isdigit`` accepts); else None."""
+    if text and text.isascii() and text.isdigit() and len(text) <= 18:
+        return int(text)
+    return None
 
 
 async def _form(request: Request) -> dict[str, str]:
