@@ -307,11 +307,24 @@ def test_a_host_other_than_loopback_prints_a_warning(ui_repo: Repo) -> None:
         text=True,
     )
     try:
-        assert "orch ui: open http://0.0.0.0:" in proc.stdout.readline() + proc.stdout.readline()
+        # a wildcard address is no URL a browser opens: the printed one names loopback
+        assert "orch ui: open http://127.0.0.1:" in proc.stdout.readline() + proc.stdout.readline()
     finally:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     assert "warning: listening on 0.0.0.0, reachable from other machines" in err
+
+
+def test_the_url_names_an_address_a_browser_opens() -> None:
+    from runner.cli.ui import _url_host
+
+    assert [_url_host(h) for h in ("0.0.0.0", "::", "::1", "10.1.2.3", "box.lan")] == [
+        "127.0.0.1",
+        "[::1]",
+        "[::1]",
+        "10.1.2.3",
+        "box.lan",
+    ]
 
 
 def test_version_and_a_noop_plan_never_import_the_ui(ui_repo: Repo) -> None:

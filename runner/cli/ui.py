@@ -28,6 +28,19 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def _url_host(host: str) -> str:
+    """The host for the printed URL: a wildcard address (``0.0.0.0``, ``::``) listens on
+    every interface but is no address a browser may open (Chrome refuses 0.0.0.0), so
+    the URL names the loopback one, as Jupyter's does; an IPv6 address in brackets."""
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if ip.is_unspecified:
+        return "127.0.0.1" if ip.version == 4 else "[::1]"
+    return f"[{host}]" if ip.version == 6 else host
+
+
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket on ``host:port`` (0: a free port); OrchError when taken."""
     try:
@@ -64,7 +77,7 @@ def serve(args: argparse.Namespace) -> int:
     app = build(repo.root, token, allow_actions=args.allow_actions)
     sock = bind(args.host, args.port)
     port = sock.getsockname()[1]
-    shown_host = f"[{args.host}]" if ":" in args.host else args.host
+    shown_host = _url_host(args.host)
     url = f"http://{shown_host}:{port}/?token={token}"
     if not _is_loopback(args.host):
         can = "read this repository's state" + (" and run it" if args.allow_actions else "")
