@@ -77,3 +77,10 @@ def test_cancel_of_a_task_id_that_is_no_number_is_a_refusal(ran: Repo) -> None:
                 content=f"csrf={csrf_for(TOKEN)}&task={task}",
             )
             assert r.status_code in (404, 409) and r.json()["error"], (task, r.text)
+
+
+def test_a_task_page_says_why_the_task_ran(client: TestClient) -> None:
+    """The task's reason is why it ran: a bare 'never ran' beside 'succeeded' read as
+    a contradiction."""
+    r = client.get("/task/1", headers=H)
+    assert "why it ran: never ran" in r.text
