@@ -84,3 +84,47 @@ def test_a_task_page_says_why_the_task_ran(client: TestClient) -> None:
     a contradiction."""
     r = client.get("/task/1", headers=H)
     assert "why it ran: never ran" in r.text
+
+
+def test_a_live_line_longer_than_a_page_is_tailed_while_the_task_runs(repo: Repo) -> None:
+    """A task that writes more than a page (256 KiB) with no newline (a progress bar's
+    carriage returns) still reaches the tail while it runs; the tail waited for a
+    newline that was not in the page it read, so it stalled until the task ended."""
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    repo.write(
+        "wf.yaml",
+        workflow(
+            "bar",
+            "    - name: p\n"
+            "      run: head -c 300000 /dev/zero | tr '\\0' x; "
+            "while [ ! -f go ]; do sleep 0.05; done\n",
+        ),
+    )
+    repo.commit()
+    apply = subprocess.Popen(
+        [sys.executable, "-m", "runner", "-C", str(repo.path), "apply"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    release = threading.Timer(30, (repo.path / "go").touch)  # the task ends in any case
+    release.start()
+    try:
+        with TestClient(build(repo.path, TOKEN, interval=0.05)) as c:
+            deadline = time.monotonic() + 25
+            while c.get("/state", headers=H).json()["steps"].get("bar/p") != "running":
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            time.sleep(0.5)  # the 300,000 bytes are written
+            with c.stream("GET", "/task/1/tail?offset=0", headers=H) as r:
+                for line in r.iter_lines():
+                    if line.startswith("data: ") and "x" * 1000 in line:
+                        break
+            assert not (repo.path / "go").exists(), "the tail waited for the task to end"
+    finally:
+        (repo.path / "go").touch()
+        release.cancel()
+        apply.wait(60)

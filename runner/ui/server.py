@@ -346,7 +346,9 @@ async def _tail(repo: api.Repo, task_id: int, t: dict[str, Any], offset: int, re
             with path.open("rb") as f:
                 f.seek(offset)
                 chunk = f.read(views.LOG_PAGE)
-            chunk = chunk[: chunk.rfind(b"\n") + 1] if live else chunk
+            if live:  # whole lines; a full page without one is sent as it is (no stall)
+                cut = chunk.rfind(b"\n") + 1 or (len(chunk) if len(chunk) == views.LOG_PAGE else 0)
+                chunk = chunk[:cut]
         if chunk:
             offset += len(chunk)
             html = str(to_html(api.mask(repo, chunk.decode("utf-8", "replace"))))
