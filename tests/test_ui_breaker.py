@@ -128,3 +128,12 @@ def test_a_live_line_longer_than_a_page_is_tailed_while_the_task_runs(repo: Repo
         (repo.path / "go").touch()
         release.cancel()
         apply.wait(60)
+
+
+def test_the_overview_shows_the_warnings_the_cli_prints(ran: Repo, client: TestClient) -> None:
+    """A manifest skipped for broken YAML is a warning on the CLI's stderr; the
+    overview said only 'No workflows' for it."""
+    ran.write("broken.yaml", ":\n  - [unclosed\n")
+    assert "broken.yaml" in ran.orch("plan").stderr
+    r = client.get("/", headers=H)
+    assert r.status_code == 200 and "broken.yaml:1:1: yaml:" in r.text

@@ -65,6 +65,7 @@ def overview(repo: api.Repo) -> dict[str, Any]:
         {
             "workflows": out,
             "plan_error": plan_error,
+            "warnings": list(repo.warnings),  # what the CLI prints on stderr (skipped files)
             "breakers": [b for b in api.breakers(repo) if b.get("state") != "closed"],
             "quotas": system["quotas"],
             "running": system["running"],
