@@ -137,3 +137,19 @@ def test_the_overview_shows_the_warnings_the_cli_prints(ran: Repo, client: TestC
     assert "broken.yaml" in ran.orch("plan").stderr
     r = client.get("/", headers=H)
     assert r.status_code == 200 and "broken.yaml:1:1: yaml:" in r.text
+
+
+def test_pages_forbid_inline_scripts_framing_and_referrers(client: TestClient) -> None:
+    """Defence in depth behind the escaping: a Content-Security-Policy that runs only
+    the server's own script (an injected <script> or onerror= would not run), no
+    framing (no clickjacking of the action buttons), and no Referer that could carry
+    the ?token= of the first URL; the pages hold no inline handler the policy blocks."""
+    import re
+
+    for url in ("/", "/workflow/web", "/run/1", "/task/1", "/history"):
+        r = client.get(url, headers=H)
+        csp = r.headers.get("content-security-policy", "")
+        assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp, url
+        assert r.headers.get("referrer-policy") == "no-referrer", url
+        assert r.headers.get("x-content-type-options") == "nosniff", url
+        assert not re.search(r"<[^>]+\son[a-z]+=", r.text), url

@@ -37,6 +37,15 @@ from runner.ui.live import Live
 HERE = Path(__file__).resolve().parent
 HEARTBEAT = 15.0  # seconds between SSE comments, so proxies keep the stream open
 RECHECK = 2.0  # seconds between a log tail's reads of its task's row, changes or not
+# behind the escaping: only our own script runs (no inline script or handler), no
+# framing (clickjacking the action buttons), no Referer carrying the first URL's token
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; "
+    "style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
 
 
 def csrf_for(token: str) -> str:
@@ -166,7 +175,7 @@ class UI:
             jobs=self.actions.jobs(),
             **ctx,
         )
-        return HTMLResponse(html, status)
+        return HTMLResponse(html, status, headers=PAGE_HEADERS)
 
     def error(self, request: Request, e: OrchError, status: int = 404) -> HTMLResponse:
         return self.page(

@@ -112,6 +112,10 @@
     }
   }
 
+  // a filter that applies on change (no inline handler: the pages' CSP forbids them)
+  for (const s of document.querySelectorAll("select[data-autosubmit]")) {
+    s.addEventListener("change", () => s.form.submit());
+  }
   connect();
   tail();
   bindActions();
