@@ -153,3 +153,20 @@ def test_pages_forbid_inline_scripts_framing_and_referrers(client: TestClient) -
         assert r.headers.get("referrer-policy") == "no-referrer", url
         assert r.headers.get("x-content-type-options") == "nosniff", url
         assert not re.search(r"<[^>]+\son[a-z]+=", r.text), url
+
+
+def test_a_huge_log_has_a_short_pager(repo: Repo) -> None:
+    """A 5 MB log is 21 pages: the pager links the first, the last and the pages near
+    the one shown, not every page (a 100 MB log printed 400 links)."""
+    import re
+
+    big = "    - name: big\n      run: python3 -c \"print(('x' * 99 + chr(10)) * 53000)\"\n"
+    repo.write("big.yaml", workflow("big", big))
+    repo.commit()
+    assert repo.orch("apply").returncode == 0
+    with TestClient(build(repo.path, TOKEN)) as c:
+        page = c.get("/task/1?page=10", headers=H).text
+        assert "log page 11 of 21" in page
+        links = re.findall(r'href="/task/1\?page=(\d+)"', page)
+        assert links == ["0", "7", "8", "9", "11", "12", "13", "20"], links
+        assert c.get("/task/1", headers=H).text.count("?page=") <= 5
