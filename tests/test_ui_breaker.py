@@ -170,3 +170,55 @@ def test_a_huge_log_has_a_short_pager(repo: Repo) -> None:
         links = re.findall(r'href="/task/1\?page=(\d+)"', page)
         assert links == ["0", "7", "8", "9", "11", "12", "13", "20"], links
         assert c.get("/task/1", headers=H).text.count("?page=") <= 5
+
+
+def test_ctrl_c_during_an_apply_from_a_page_still_audits_it(repo: Repo) -> None:
+    """Ctrl-C stops an apply started from a page the orderly way, and its audit row is
+    written before the server exits (the apply's thread was a daemon the exit cut off
+    between recording the run and writing the audit row)."""
+    import json
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from runner.ui.server import csrf_for
+
+    repo.write("wf.yaml", workflow("sl", "    - name: slow\n      run: sleep 30\n"))
+    repo.commit()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runner", "-C", str(repo.path), "ui", "--port", "0",
+         "--allow-actions"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        m = None
+        while m is None:
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+            m = re.search(r"(http://\S+)/\?token=(\S+)", line)
+        base, tok = m.groups()
+        hdr = {"X-Orch-Token": tok, "X-Orch-CSRF": csrf_for(tok),
+               "Content-Type": "application/x-www-form-urlencoded"}  # fmt: skip
+        req = urllib.request.Request(base + "/actions/apply", data=b"workflow=sl", headers=hdr)
+        assert urllib.request.urlopen(req, timeout=30).status == 202
+        deadline = time.monotonic() + 30
+        while True:
+            req = urllib.request.Request(base + "/state", headers=hdr)
+            snap = json.loads(urllib.request.urlopen(req, timeout=30).read())
+            if snap["steps"].get("sl/slow") == "running":
+                break
+            assert time.monotonic() < deadline, snap
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    rows = [r for r in repo.orch_json("audit") if r["argv"][0] == "ui"]
+    assert rows and rows[-1]["argv"] == ["ui", "apply", "sl"], rows
+    assert rows[-1]["exit_code"] != 0

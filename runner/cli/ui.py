@@ -112,5 +112,6 @@ def serve(args: argparse.Namespace) -> int:
         pass
     finally:
         ui.actions.stop.set()
+        ui.actions.wait(10)  # the apply records its end and its audit row
         sock.close()
     return 0

@@ -32,6 +32,14 @@ class Actions:
         with self._lock:
             return [dict(j) for j in self._jobs[-10:]]
 
+    def wait(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for a running apply to end (after ``stop``): its
+        thread is a daemon, and an exit before it ends loses the run's audit row."""
+        with self._lock:
+            busy = self._busy
+        if busy is not None:
+            busy.join(timeout)
+
     def start(self, kind: str, fields: dict[str, str]) -> dict[str, Any]:
         """Begin action ``kind`` (``apply``, ``force``, ``cancel``); OrchError when refused."""
         if kind == "cancel":
