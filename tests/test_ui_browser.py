@@ -242,3 +242,24 @@ def test_a_running_step_turns_succeeded_on_the_open_page(
         _stop(apply)
         server.stop()
     assert shot.stat().st_size > 0
+
+
+def test_the_token_leaves_the_address_bar_and_the_cookie_keeps_the_session(
+    repo: Repo, browser: Any
+) -> None:
+    """As JupyterLab does: once the cookie holds the token, the page drops ``?token=``
+    from its URL (the browser's history, a bookmark or a screen share never shows it);
+    a reload still gets in."""
+    repo.write("wf.yaml", workflow("tok", "    - name: s\n      run: 'true'\n"))
+    repo.commit()
+    server = UiServer(repo)
+    page = browser.new_page()
+    try:
+        url = server.url()
+        page.goto(url, timeout=WAIT_MS)
+        page.wait_for_function("() => !location.search.includes('token')", timeout=WAIT_MS)
+        assert page.url == url.split("?")[0]
+        assert page.reload(timeout=WAIT_MS).status == 200
+        page.wait_for_selector('a[href*="/workflow/tok"]', timeout=WAIT_MS)
+    finally:
+        server.stop()

@@ -112,6 +112,13 @@
     }
   }
 
+  // the cookie holds the token now: drop it from the address bar, as JupyterLab does,
+  // so the browser's history, a bookmark or a screen share never shows it
+  if (new URLSearchParams(location.search).has("token")) {
+    const clean = new URL(location.href);
+    clean.searchParams.delete("token");
+    history.replaceState(null, "", clean.pathname + clean.search + clean.hash);
+  }
   // a filter that applies on change (no inline handler: the pages' CSP forbids them)
   for (const s of document.querySelectorAll("select[data-autosubmit]")) {
     s.addEventListener("change", () => s.form.submit());
