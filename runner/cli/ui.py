@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import secrets
+import signal
 import socket
 import sys
 from typing import Any
@@ -79,19 +80,6 @@ def serve(args: argparse.Namespace) -> int:
     port = sock.getsockname()[1]
     shown_host = _url_host(args.host)
     url = f"http://{shown_host}:{port}/?token={token}"
-    if not _is_loopback(args.host):
-        can = "read this repository's state" + (" and run it" if args.allow_actions else "")
-        print(
-            f"orch ui: warning: listening on {args.host}, reachable from other machines; "
-            f"anyone with the URL can {can}",
-            file=sys.stderr,
-        )
-    print(f"orch ui: serving {repo.root}{' (actions on)' if args.allow_actions else ''}")
-    print(f"orch ui: open {url}", flush=True)
-    if args.open:
-        import webbrowser
-
-        webbrowser.open(url)
     # a backstop: a request still open 2 s after Ctrl-C is cancelled
     config = uvicorn.Config(
         app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2
@@ -106,12 +94,38 @@ def serve(args: argparse.Namespace) -> int:
             super().handle_exit(sig, frame)
 
     server = Server(config)
+    # uvicorn catches SIGINT/SIGTERM only once it runs: one arriving before (while the URL
+    # is printed) raised KeyboardInterrupt where asyncio ignores it, and the server ran on
+    got: list[int] = []
+
+    def early(sig: int, frame: Any) -> None:
+        got.append(sig)
+        server.handle_exit(sig, frame)
+
+    before = {sig: signal.signal(sig, early) for sig in (signal.SIGINT, signal.SIGTERM)}
+    if not _is_loopback(args.host):
+        can = "read this repository's state" + (" and run it" if args.allow_actions else "")
+        print(
+            f"orch ui: warning: listening on {args.host}, reachable from other machines; "
+            f"anyone with the URL can {can}",
+            file=sys.stderr,
+        )
+    print(f"orch ui: serving {repo.root}{' (actions on)' if args.allow_actions else ''}")
+    print(f"orch ui: open {url}", flush=True)
+    if args.open:
+        import webbrowser
+
+        webbrowser.open(url)
     try:
         server.run(sockets=[sock])
     except KeyboardInterrupt:
         pass
     finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
         ui.actions.stop.set()
         ui.actions.wait(10)  # the apply records its end and its audit row
         sock.close()
+    if signal.SIGTERM in got:  # now to orch's own handler: exit 143, as any orch ended so
+        signal.raise_signal(signal.SIGTERM)
     return 0
