@@ -406,7 +406,7 @@ def test_a_remote_fsspec_cannot_open_is_a_one_line_error(repo: Repo) -> None:
     _setup(repo, "cache: {remote: 'nosuch://bucket/orch'}\n")
     p = repo.orch("apply")
     assert p.returncode == 1
-    assert p.stderr.strip().splitlines()[-1].startswith("orch: .orch/config.yaml: cache.remote:")
+    assert p.stderr.strip().splitlines()[-1].startswith("orch: .orch/config.yaml: cache.remote ")
     assert "nosuch" in p.stderr and "Traceback" not in p.stderr
     assert _runs(repo) == []
 
