@@ -37,6 +37,9 @@ class Hasher:
         self._cache: dict[str, CacheEntry] | None = None
         self._new: dict[str, CacheEntry] = {}
         self._memo: dict[str, str] = {}
+        # folder -> the memoised paths below it, so forgetting an output folder costs what
+        # it holds, not a scan of every path memoised in the run (quadratic in steps)
+        self._under: dict[str, set[str]] = {}
         # every path whose stat a decision rested on (its stat key, or None when missing);
         # folders walked for globs by their own stat, under "path/". See runner/noop.py.
         self.seen: dict[str, statkey.StatKey | None] = {}
@@ -65,13 +68,20 @@ class Hasher:
         """Drop memoised results (after a step ran and may have changed files)."""
         if paths is None:
             self._memo.clear()
+            self._under.clear()
             return
         for p in paths:
             p = p.rstrip("/")
             self._memo.pop(p, None)
-            prefix = p + "/"
-            for k in [k for k in self._memo if k.startswith(prefix)]:
+            for k in self._under.pop(p, ()):
                 self._memo.pop(k, None)
+
+    def _remember(self, rel: str, h: str) -> None:
+        """Memoise ``rel``'s hash, filed under each folder above it (see ``forget``)."""
+        self._memo[rel] = h
+        parts = rel.split("/")
+        for i in range(1, len(parts)):
+            self._under.setdefault("/".join(parts[:i]), set()).add(rel)
 
     def file(self, rel: str, exclude: tuple[str, ...] = ()) -> str:
         """Hash of a file's content, or of a folder's (less the paths under ``exclude``,
@@ -87,18 +97,18 @@ class Hasher:
         try:
             st = os.stat(full)
         except OSError:
-            self._memo[rel] = MISSING
+            self._remember(rel, MISSING)
             self.seen[rel] = None
             return MISSING
         key = statkey.of(st)
         self.seen[rel] = key
         if stat_mod.S_ISDIR(st.st_mode):
             h = self.tree(rel)
-            self._memo[rel] = h
+            self._remember(rel, h)
             return h
         entry = self.cache.get(rel)
         if entry is not None and entry[0] == key:
-            self._memo[rel] = entry[1]
+            self._remember(rel, entry[1])
             return entry[1]
         if os.path.islink(full) and not links.inside(
             links.real_root(str(self.root)), os.path.realpath(full)
@@ -115,7 +125,7 @@ class Hasher:
             e = (key, h, now)
             self.cache[rel] = e
             self._new[rel] = e
-        self._memo[rel] = h
+        self._remember(rel, h)
         return h
 
     def tree(self, rel: str, exclude: tuple[str, ...] = ()) -> str:
