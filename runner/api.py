@@ -686,16 +686,9 @@ def run(repo: Repo, run_id: int) -> dict[str, Any]:
     none. Read-only."""
     from runner.store import reads
 
-    state = open_state(repo, readonly=True)
-    try:
-        dead = set(state.dead_runs())
-        r = reads.run(state, run_id)
-        if r is None:
-            _raise_damage(state)
-    finally:
-        state.close()
-    if r is None:
-        raise OrchError(f"no run with id {run_id} (see orch history)")
+    r, dead = _read_row(
+        repo, lambda st: reads.run(st, run_id), f"no run with id {run_id} (see orch history)"
+    )
     _as_seen(r, r["id"], dead)
     for t in r["tasks"]:
         _as_seen(t, r["id"], dead)
@@ -812,18 +805,30 @@ def task(repo: Repo, task_id: int) -> dict[str, Any]:
     """Task ``task_id``, as a row of ``tasks``; OrchError when there is none."""
     from runner.store import reads
 
+    t, dead = _read_row(
+        repo,
+        lambda st: reads.task(st, task_id),
+        f"no task with id {task_id} (see orch task list)",
+    )
+    _as_seen(t, t["run_id"], dead)
+    return t
+
+
+def _read_row(repo: Repo, read: Any, missing: str) -> tuple[dict[str, Any], set[int]]:
+    """``read(state)``'s row from the read-only state, with the runs found dead (for
+    ``_as_seen``); OrchError ``missing`` when there is none (or the store's damage, when
+    that is why)."""
     state = open_state(repo, readonly=True)
     try:
         dead = set(state.dead_runs())
-        t = reads.task(state, task_id)
-        if t is None:
+        row = read(state)
+        if row is None:
             _raise_damage(state)
     finally:
         state.close()
-    if t is None:
-        raise OrchError(f"no task with id {task_id} (see orch task list)")
-    _as_seen(t, t["run_id"], dead)
-    return t
+    if row is None:
+        raise OrchError(missing)
+    return row, dead
 
 
 def retry_pending(repo: Repo, task_id: int) -> bool:
