@@ -535,23 +535,11 @@ def apply(
     if key is not None and not plans.warnings and result.run_id is None:
         _witness(repo, m, wfs, key, plans.seen, mkey)
     if result.run_id is not None:  # something ran, and may have stored results
-        _trim_cache(repo, m)
+        from runner.reconcile.cacheadmin import trim
+
+        if (said := trim(repo.root, m.config.cache)) is not None:
+            repo.warnings[said] = None
     return result
-
-
-def _trim_cache(repo: Repo, m: Manifests) -> None:
-    """The result cache gc'd to ``cache.max_size``, least recently used first, as ``orch
-    cache gc`` does, after an apply that ran something. A store that cannot be trimmed (a
-    remote gone, a full disk) is a warning: the run's results are recorded already."""
-    from runner.store.results import CacheSetting, open_store
-
-    setting = CacheSetting.of(m.config.cache)
-    if not setting.enabled or setting.max_size is None:
-        return
-    try:
-        open_store(repo.root, setting).gc(max_size=setting.max_size)
-    except (OSError, ImportError) as e:
-        repo.warnings[f"result cache not trimmed to cache.max_size: {e}"] = None
 
 
 MAX_FAN_ROUNDS = 8  # foreach over outputs made by a foreach over outputs...: a bound
@@ -1016,21 +1004,6 @@ def templates(repo: Repo) -> list[dict[str, Any]]:
     return [t.to_json() for t in list_templates(repo)]
 
 
-def _result_store(repo: Repo) -> Any:
-    """The result cache ``.orch/config.yaml``'s ``cache:`` names (``store.results``)."""
-    from runner.manifests.load import read_config
-    from runner.store.results import open_store
-
-    config, diags = read_config(repo.root)
-    if diags:
-        raise OrchError(diagnostics=diags)
-    setting = config.cache
-    try:
-        return open_store(repo.root, setting), setting
-    except ImportError as e:  # store.results.RemoteUnavailable: one line, what to do
-        raise OrchError(f".orch/config.yaml: {e}") from None
-
-
 def cache_status(repo: Repo) -> dict[str, Any]:
     """The result cache (``orch cache status``): ``{"location", "enabled"`` (False when
     the config says ``cache: false``)``, "entries", "bytes",
@@ -1039,18 +1012,9 @@ def cache_status(repo: Repo) -> dict[str, Any]:
     Hits and misses count every lookup made through this store since it was made.
     Read-only. Raises OrchError for a ``.orch/config.yaml`` that does not validate, or a
     ``cache.remote`` without fsspec (the ``cache-remote`` extra); so do the two below."""
-    from runner.store.results import CacheSetting
+    from runner.reconcile import cacheadmin
 
-    store, setting = _result_store(repo)
-    stats = store.stats()
-    looked = stats["hits"] + stats["misses"]
-    return {
-        "location": store.location,
-        "enabled": CacheSetting.of(setting).enabled,
-        **stats,
-        "hit_rate": stats["hits"] / looked if looked else None,
-        "max_size": CacheSetting.of(setting).max_size,
-    }
+    return cacheadmin.status(repo.root)
 
 
 def cache_gc(
@@ -1061,27 +1025,15 @@ def cache_gc(
     ``max_size`` bytes (default: the configured ``cache.max_size``); then file contents
     no entry refers to. Returns ``{"location", "removed"`` (entries), ``"freed"`` (bytes),
     ``"entries", "bytes"`` (what is left)``}``."""
-    from runner.store.results import CacheSetting
+    from runner.reconcile import cacheadmin
 
-    store, setting = _result_store(repo)
-    if max_size is None:
-        max_size = CacheSetting.of(setting).max_size
-    removed, freed = store.gc(max_size=max_size, older_than=older_than)
-    left = store.stats()
-    return {
-        "location": store.location,
-        "removed": removed,
-        "freed": freed,
-        "entries": left["entries"],
-        "bytes": left["bytes"],
-    }
+    return cacheadmin.gc(repo.root, max_size=max_size, older_than=older_than)
 
 
 def cache_clear(repo: Repo) -> dict[str, Any]:
     """Empty the result cache (``orch cache clear``): every entry and file content; the
     next apply runs what it would have restored. Returns ``{"location", "removed"``
     (entries), ``"freed"`` (bytes)``}``."""
-    store, _setting = _result_store(repo)
-    before = store.stats()["bytes"]
-    removed = store.clear()
-    return {"location": store.location, "removed": removed, "freed": before}
+    from runner.reconcile import cacheadmin
+
+    return cacheadmin.clear(repo.root)
