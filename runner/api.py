@@ -492,46 +492,22 @@ def apply(
             return ApplyResult(
                 None, [StepResult(w, s, "up-to-date") for w, s in hit], time.time() - t0
             )
-    from runner.reconcile import flow
-    from runner.reconcile.results import ApplyOptions
-
     if options is not None and (options.executor_kind or options.dask_address):
         repo.executor_kind = options.executor_kind or "dask"
     m, wfs, sel = _selection(repo, workflows, project, env, force, force_all, since, params)
-    state = open_state(repo)
-    try:
-        result, plans = flow.apply(repo.root, m, state, wfs, sel, options or ApplyOptions())
-    finally:
-        state.close()
-    repo.warnings.update(dict.fromkeys(plans.warnings))
-    last = result  # the latest round's own result: a source that ran in an earlier round
-    for _round in range(0 if saved else MAX_FAN_ROUNDS):  # is not a reason to plan again
-        if not _fanned_anew(m, last, plans, result):
-            break
-        # a source of a foreach ran: its instances are known now, so plan again and run
-        # them in this same apply. Forcing is not repeated for what has run; a forced step
-        # that waited for this round (ApplyLoop.deferred) is still forced
-        done = {(r.workflow, r.step) for r in result.results}
-        forced = {(w.name, s.name) for w in wfs for s in w.steps} if force_all else sel.forced
-        repo.reload()
-        now = repo.manifests().workflows
-        left = [
-            f"{w}/{s}"
-            for w, s in sorted(forced)
-            if (w, s) not in done and w in now and s in now[w].by_name
-        ]
-        m, wfs, sel = _selection(repo, workflows, project, env, left, False, since, params)
-        state = open_state(repo)
-        try:
-            more, plans = flow.apply(repo.root, m, state, wfs, sel, options or ApplyOptions())
-        except KeyboardInterrupt as e:  # a report of the cut-short run covers both rounds
-            if getattr(e, "result", None) is not None:
-                e.result = _merged(result, e.result)  # type: ignore[attr-defined]
-            raise
-        finally:
-            state.close()
-        repo.warnings.update(dict.fromkeys(plans.warnings))
-        result, last = _merged(result, more), more
+    result, plans = _apply_once(repo, m, wfs, sel, options)
+    if not saved:  # a saved plan is applied as it was planned: one round
+        from runner.reconcile import rounds
+
+        def again(forced: set[tuple[str, str]], done: set[tuple[str, str]]) -> Any:
+            repo.reload()
+            left = rounds.still_forced(forced, done, repo.manifests())
+            m, wfs, sel = _selection(repo, workflows, project, env, left, False, since, params)
+            return (m, wfs, sel, *_apply_once(repo, m, wfs, sel, options))
+
+        m, wfs, result, plans = rounds.run_rounds(
+            m, wfs, sel, result, plans, force_all=force_all, again=again
+        )
     if key is not None and not plans.warnings and result.run_id is None:
         _witness(repo, m, wfs, key, plans.seen, mkey)
     if result.run_id is not None:  # something ran, and may have stored results
@@ -542,44 +518,19 @@ def apply(
     return result
 
 
-MAX_FAN_ROUNDS = 8  # foreach over outputs made by a foreach over outputs...: a bound
+def _apply_once(repo: Repo, m: Manifests, wfs: list[Any], sel: Any, options: Any) -> Any:
+    """One round of an apply (``reconcile.flow.apply``) over the state store, its warnings
+    kept in ``repo.warnings``; returns (the result, the plans)."""
+    from runner.reconcile import flow
+    from runner.reconcile.results import ApplyOptions
 
-
-def _fanned_anew(m: Manifests, result: Any, plans: Any, so_far: Any) -> bool:
-    """Whether a step some foreach fans out over ran and succeeded in ``result`` (the
-    latest round), or a step that waited for its instances has no result ``so_far`` (all
-    rounds): the instances may differ now."""
-    if not m.fan_dynamic:
-        return False
-    ran = {(r.workflow, r.step) for r in result.results if r.status == "succeeded"}
-    if any((w, src) in ran for w, _s, src, _k in m.fan_dynamic):
-        return True
-    # a step that waited for pending instances (ApplyLoop.deferred) and has no result yet:
-    # its source turned out up to date (early cutoff), so the next round runs it
-    running = {(w, s) for w, s, action, _r in plans.rows() if action != "up-to-date"}
-    pending = {(w, g) for w, g, src in plans.pending if (w, src) in running}
-    done = {(r.workflow, r.step) for r in so_far.results}
-    return any(
-        k not in done and any((k[0], g) in pending for g in gs) for k, gs in m.fan_waits.items()
-    )
-
-
-def _merged(first: Any, more: Any) -> Any:
-    """One result of two rounds: a step's later result wins unless it only says
-    up-to-date (it ran in the first round)."""
-    later = {(r.workflow, r.step): r for r in more.results}
-    out = []
-    for r in first.results:
-        r2 = later.pop((r.workflow, r.step), None)
-        out.append(r if r2 is None or r2.status == "up-to-date" else r2)
-    out += list(later.values())
-    return first._replace(
-        run_id=more.run_id or first.run_id,
-        results=out,
-        duration=first.duration + more.duration,
-        hooks_failed=[*first.hooks_failed, *more.hooks_failed],
-        removed=(*first.removed, *more.removed),
-    )
+    state = open_state(repo)
+    try:
+        result, plans = flow.apply(repo.root, m, state, wfs, sel, options or ApplyOptions())
+    finally:
+        state.close()
+    repo.warnings.update(dict.fromkeys(plans.warnings))
+    return result, plans
 
 
 def status(
