@@ -219,21 +219,14 @@ def plan(
 
             raise UsageError("a saved plan is applied to the work tree's manifests; drop --ref")
         return _plan_at(repo, ref, workflows, project, env, forcing, params)
-    key = _noop_key(workflows, project, env, force, force_all, since, params)
+    from runner import noop
+
+    key = noop.selection_key(workflows, project, env, force, force_all, since, params)
     if save is not None:
         key = None  # a saved plan needs every fingerprint: always plan
-    mkey = None
-    if key is not None:
-        from runner.manifests.cache import manifest_key
-        from runner.noop import check
-
-        mkey = manifest_key(repo.root)  # before loading: an edit from now on is seen next time
-        hit = check(repo.root, key, mkey)
-        if hit is not None:
-            # a secret declared since the last apply changed a step's definition, so the
-            # witness would not hold: the names applies remembered are every one there is
-            repo.noop_hit = True
-            return _plan_data([(w, s, "up-to-date", []) for w, s in hit], env or "")
+    hit, mkey = _noop_hit(repo, key)
+    if hit is not None:
+        return _plan_data([(w, s, "up-to-date", []) for w, s in hit], env or "")
     from runner.reconcile import flow
 
     m, wfs, sel = _selection(repo, workflows, project, env, force, force_all, since, params)
@@ -273,7 +266,7 @@ def plan(
         and not plans.removed
         and data["summary"]["up-to-date"] == len(data["steps"])
     ):
-        _witness(repo, m, wfs, key, plans.seen, mkey)
+        noop.record_plan(repo.root, m, wfs, key, plans.seen, mkey)
     return data
 
 
@@ -392,44 +385,23 @@ def _plan_data(rows: list[tuple[str, str, str, list[str]]], env: str) -> dict[st
     }
 
 
-def _noop_key(
-    workflows: list[str] | None,
-    project: str | None,
-    env: str | None,
-    force: list[str] | None,
-    force_all: bool,
-    since: str | None,
-    params: dict[str, Any] | None = None,
-) -> tuple[Any, ...] | None:
-    """The no-op witness applies to plain selections (``--param`` values are part of the
-    selection: each set has its own witness); forcing or --since always plans."""
-    if force or force_all or since:
-        return None
-    key = ("v1", tuple(workflows or ()), project or "", env or "")
-    if params:
-        key += (tuple(f"{k}={v!r}" for k, v in sorted(params.items())),)
-    return key
+def _noop_hit(
+    repo: Repo, key: tuple[Any, ...] | None
+) -> tuple[list[tuple[str, str]] | None, tuple[Any, ...] | None]:
+    """(the steps the no-op witness of selection ``key`` vouches up to date, or None;
+    the manifests' stat key taken before loading them). A hit marks ``repo.noop_hit``."""
+    if key is None:
+        return None, None
+    from runner.manifests.cache import manifest_key
+    from runner.noop import check
 
-
-def _witness(
-    repo: Repo,
-    m: Manifests,
-    wfs: list[Any],
-    key: tuple[Any, ...],
-    seen: dict[str, Any],
-    mkey: tuple[Any, ...] | None,
-) -> None:
-    from runner.noop import record
-
-    refs = [m.env_refs.get((w.name, s.name), ()) for w in wfs for s in w.steps]
-    if any(r is None for r in refs):
-        return  # a template reads the environment by a computed name: always plan
-    if any((w.name, s.name) in m.git_refs for w in wfs for s in w.steps):
-        return  # git.* moves with commits no file stat sees: always plan
-    names = {v for r in refs for v in r or ()}
-    steps = [(w.name, n) for w in wfs for n in m.dags[w.name].order]
-    seen = {**m.fan_seen, **seen}  # a file added under a foreach glob is a new instance
-    record(repo.root, key, steps, seen, {n: os.environ.get(n) for n in names}, mkey)
+    mkey = manifest_key(repo.root)  # before loading: an edit from now on is seen next time
+    hit = check(repo.root, key, mkey)
+    if hit is not None:
+        # a secret declared since the last apply changed a step's definition, so the
+        # witness would not hold: the names applies remembered are every one there is
+        repo.noop_hit = True
+    return hit, mkey
 
 
 def apply(
@@ -475,23 +447,18 @@ def apply(
         options = (options or ApplyOptions())._replace(
             expect=lambda plans: check(doc, plans, shown_as)
         )
-    key = None if saved else _noop_key(workflows, project, env, force, force_all, since, params)
-    mkey = None
-    if key is not None:
-        from runner.manifests.cache import manifest_key
-        from runner.noop import check
+    from runner import noop
 
-        mkey = manifest_key(repo.root)  # before loading: an edit from now on is seen next time
-        hit = check(repo.root, key, mkey)
-        if hit is not None:
-            # a secret declared since the last apply changed a step's definition, so the
-            # witness would not hold: the names applies remembered are every one there is
-            repo.noop_hit = True
-            from runner.reconcile.results import ApplyResult, StepResult
+    key = (
+        None
+        if saved
+        else noop.selection_key(workflows, project, env, force, force_all, since, params)
+    )
+    hit, mkey = _noop_hit(repo, key)
+    if hit is not None:
+        from runner.reconcile.results import ApplyResult, StepResult
 
-            return ApplyResult(
-                None, [StepResult(w, s, "up-to-date") for w, s in hit], time.time() - t0
-            )
+        return ApplyResult(None, [StepResult(w, s, "up-to-date") for w, s in hit], time.time() - t0)
     if options is not None and (options.executor_kind or options.dask_address):
         repo.executor_kind = options.executor_kind or "dask"
     m, wfs, sel = _selection(repo, workflows, project, env, force, force_all, since, params)
@@ -509,7 +476,7 @@ def apply(
             m, wfs, sel, result, plans, force_all=force_all, again=again
         )
     if key is not None and not plans.warnings and result.run_id is None:
-        _witness(repo, m, wfs, key, plans.seen, mkey)
+        noop.record_plan(repo.root, m, wfs, key, plans.seen, mkey)
     if result.run_id is not None:  # something ran, and may have stored results
         from runner.reconcile.cacheadmin import trim
 

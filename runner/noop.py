@@ -105,6 +105,48 @@ def record(
         atomic_write(path, _codec().dumps(witnesses))
 
 
+def selection_key(
+    workflows: list[str] | None,
+    project: str | None,
+    env: str | None,
+    force: list[str] | None,
+    force_all: bool,
+    since: str | None,
+    params: dict[str, Any] | None = None,
+) -> tuple[Any, ...] | None:
+    """The key of a selection's witness. The no-op witness applies to plain selections
+    (``--param`` values are part of the selection: each set has its own witness); forcing
+    or --since always plans (None)."""
+    if force or force_all or since:
+        return None
+    key = ("v1", tuple(workflows or ()), project or "", env or "")
+    if params:
+        key += (tuple(f"{k}={v!r}" for k, v in sorted(params.items())),)
+    return key
+
+
+def record_plan(
+    root: Path,
+    m: Any,
+    wfs: list[Any],
+    key: tuple[Any, ...],
+    seen: dict[str, Any],
+    mkey: tuple[Any, ...] | None,
+) -> None:
+    """``record`` the witness of an all-up-to-date plan of workflows ``wfs`` of the
+    catalog ``m`` (``seen``: the plan's stats), unless one of its steps reads what no
+    stat sees: the environment by a computed name, or ``git.*``."""
+    refs = [m.env_refs.get((w.name, s.name), ()) for w in wfs for s in w.steps]
+    if any(r is None for r in refs):
+        return  # a template reads the environment by a computed name: always plan
+    if any((w.name, s.name) in m.git_refs for w in wfs for s in w.steps):
+        return  # git.* moves with commits no file stat sees: always plan
+    names = {v for r in refs for v in r or ()}
+    steps = [(w.name, n) for w in wfs for n in m.dags[w.name].order]
+    seen = {**m.fan_seen, **seen}  # a file added under a foreach glob is a new instance
+    record(root, key, steps, seen, {n: os.environ.get(n) for n in names}, mkey)
+
+
 @functools.cache
 def _codec() -> Any:
     """Witnesses are plain data (JSON, ``runner.store.datacache``): reading one runs no code."""
