@@ -209,65 +209,71 @@ def plan(
     state and the files in the work tree ("what would apply do if I checked out REV's
     manifests"); forcing and ``since`` do not combine with it (UsageError)."""
     if ref is not None:
-        if commands:
-            from runner.errors import UsageError
-
-            raise UsageError("--show-commands renders the work tree's manifests; drop --ref")
         forcing = bool(force or force_all or since)
-        if save is not None:
-            from runner.errors import UsageError
-
-            raise UsageError("a saved plan is applied to the work tree's manifests; drop --ref")
-        return _plan_at(repo, ref, workflows, project, env, forcing, params)
+        return _plan_at(repo, ref, workflows, project, env, params, forcing, commands, save)
     from runner import noop
+    from runner.reconcile import plandata
 
     key = noop.selection_key(workflows, project, env, force, force_all, since, params)
     if save is not None:
         key = None  # a saved plan needs every fingerprint: always plan
     hit, mkey = _noop_hit(repo, key)
     if hit is not None:
-        return _plan_data([(w, s, "up-to-date", []) for w, s in hit], env or "")
-    from runner.reconcile import flow
-
+        return plandata.table([(w, s, "up-to-date", []) for w, s in hit], env or "")
     m, wfs, sel = _selection(repo, workflows, project, env, force, force_all, since, params)
+    plans = _planned(repo, m, wfs, sel, cache=cache, readonly=readonly)
+    if save is not None:
+        _save_plan(repo, save, plans, workflows, project, env, force, force_all, since, params)
+    data = plandata.of(m, sel, plans, commands=commands)
+    keep = key is not None and not readonly and repo.orch_dir.is_dir()  # never creates .orch/
+    if keep and plandata.settled(data, plans):
+        noop.record_plan(repo.root, m, wfs, key, plans.seen, mkey)
+    return data
+
+
+def _planned(
+    repo: Repo, m: Manifests, wfs: list[Any], sel: Any, *, cache: bool, readonly: bool
+) -> Any:
+    """``flow.plan`` over the state store (read-only when asked, or when ``.orch/`` is
+    not writable) and the result cache (none when ``cache`` is False); the warnings of
+    both kept in ``repo.warnings``."""
+    from runner.reconcile import flow
+    from runner.reconcile.restore import open_cache
+
     state = open_state(repo, readonly=readonly or not writable(repo))
     try:
-        from runner.reconcile.restore import open_cache
-
         said: list[str] = []
         results = open_cache(m, repo.root, off=not cache, warn=said.append)
         plans = flow.plan(repo.root, m, state, wfs, sel, cache=results)
     finally:
         state.close()
     repo.warnings.update(dict.fromkeys(plans.warnings + said))
-    if save is not None:
-        from runner import __version__
-        from runner.reconcile import savedplan
+    return plans
 
-        selection = {
-            "workflows": list(workflows or []), "project": project, "env": env,
-            "force": list(force or []), "force_all": force_all, "since": since,
-            "params": dict(params or {}),
-        }  # fmt: skip
-        savedplan.write(save, savedplan.document(repo.root, selection, plans, __version__))
-    data = _plan_data(plans.rows(), sel.env)
-    # every selected workflow, one whose foreach makes no instance now (no step) included
-    data["workflows"] = list(sel.workflows)
-    data["removed"] = [{"workflow": w, "step": s} for w, s in plans.removed]
-    data["pending"] = [{"workflow": w, "step": s, "after": a} for w, s, a in plans.pending]
-    _mask_values(data, m)
-    if commands:
-        _add_commands(data, m, plans)
-    if (
-        key is not None
-        and not readonly
-        and repo.orch_dir.is_dir()  # a plan never creates .orch/
-        and not plans.warnings  # said again each time, until fixed
-        and not plans.removed
-        and data["summary"]["up-to-date"] == len(data["steps"])
-    ):
-        noop.record_plan(repo.root, m, wfs, key, plans.seen, mkey)
-    return data
+
+def _save_plan(
+    repo: Repo,
+    save: Path,
+    plans: Any,
+    workflows: list[str] | None,
+    project: str | None,
+    env: str | None,
+    force: list[str] | None,
+    force_all: bool,
+    since: str | None,
+    params: dict[str, Any] | None,
+) -> None:
+    """Write ``plans`` to ``save`` as a saved plan of the selection it was asked for, that
+    ``apply(saved=...)`` repeats (``reconcile.savedplan``)."""
+    from runner import __version__
+    from runner.reconcile import savedplan
+
+    selection = {
+        "workflows": list(workflows or []), "project": project, "env": env,
+        "force": list(force or []), "force_all": force_all, "since": since,
+        "params": dict(params or {}),
+    }  # fmt: skip
+    savedplan.write(save, savedplan.document(repo.root, selection, plans, __version__))
 
 
 def explain(
@@ -316,35 +322,31 @@ def explain(
     return secrets.mask_any(data)  # type: ignore[return-value]
 
 
-def _add_commands(data: dict[str, Any], m: Manifests, plans: Any) -> None:
-    from runner.reconcile.flow import run_secrets
-    from runner.reconcile.preview import commands
-
-    secrets = run_secrets(m)
-    shown = commands(m, plans, dict(os.environ))
-    for s in data["steps"]:
-        c = shown.get((s["workflow"], s["step"]))
-        if c is not None:
-            s.update(secrets.mask_any(c))  # type: ignore[arg-type]
-
-
 def _plan_at(
     repo: Repo,
     ref: str,
     workflows: list[str] | None,
     project: str | None,
     env: str | None,
+    params: dict[str, Any] | None,
     forcing: bool,
-    params: dict[str, Any] | None = None,
+    commands: bool,
+    save: Path | None,
 ) -> dict[str, Any]:
+    """``plan(ref=...)``: the manifests at git revision ``ref`` against the recorded state,
+    writing nothing. UsageError for what does not combine with ``ref``."""
+    from runner.errors import UsageError
+
+    if commands:
+        raise UsageError("--show-commands renders the work tree's manifests; drop --ref")
+    if save is not None:
+        raise UsageError("a saved plan is applied to the work tree's manifests; drop --ref")
+    if forcing:
+        raise UsageError("--ref plans the manifests at REV as they stand; drop --force/--since")
     from runner.manifests.revisions import manifests_at
-    from runner.reconcile import flow
+    from runner.reconcile import flow, plandata
     from runner.reconcile.selection import Selection, check_env, parse_params, select_workflows
 
-    if forcing:
-        from runner.errors import UsageError
-
-        raise UsageError("--ref plans the manifests at REV as they stand; drop --force/--since")
     m = manifests_at(repo, ref)
     wfs = select_workflows(m, list(workflows or []), project)
     if env:
@@ -356,33 +358,9 @@ def _plan_at(
         plans = flow.plan(repo.root, m, state, wfs, sel)
     finally:
         state.close()
-    data = _plan_data(plans.rows(), sel.env)
-    _mask_values(data, m)
+    data = plandata.table(plans.rows(), sel.env)
+    plandata.mask_values(data, m)
     return data
-
-
-def _mask_values(data: dict[str, Any], m: Manifests) -> None:
-    """A reason that shows a param's values (``param v: 1 → 2``) masked with the run's
-    secrets; the run's secrets are read only when one does."""
-    if any("→" in r for s in data["steps"] for r in s["reasons"]):
-        from runner.reconcile.flow import run_secrets
-
-        data["steps"] = run_secrets(m).mask_any(data["steps"])
-
-
-def _plan_data(rows: list[tuple[str, str, str, list[str]]], env: str) -> dict[str, Any]:
-    steps = [{"workflow": w, "step": s, "action": a, "reasons": r} for w, s, a, r in rows]
-    counts = {"run": 0, "restore": 0, "may-run": 0, "up-to-date": 0, "skip": 0}
-    for s in steps:
-        counts[s["action"]] += 1
-    return {
-        "workflows": list(dict.fromkeys(w for w, *_ in rows)),
-        "steps": steps,
-        "summary": counts,
-        "env": env,
-        "removed": [],  # instances whose fan-out no longer makes them: apply drops their records
-        "pending": [],  # foreach steps whose instances are known once "after" has run
-    }
 
 
 def _noop_hit(
