@@ -413,30 +413,16 @@ def apply(
     import time
 
     t0 = time.time()
-    if saved is not None:
-        from runner.reconcile.results import ApplyOptions
-        from runner.reconcile.savedplan import check
-
-        doc, shown_as = saved
-        sel_ = doc["selection"]
-        workflows, project, env = sel_["workflows"], sel_["project"], sel_["env"]
-        force, force_all, since = sel_["force"], sel_["force_all"], sel_["since"]
-        params = sel_["params"]
-        options = (options or ApplyOptions())._replace(
-            expect=lambda plans: check(doc, plans, shown_as)
-        )
+    if saved is not None:  # its selection, and options that refuse a plan that differs
+        workflows, project, env, force, force_all, since, params = _saved_selection(saved)
+        options = _expecting(saved, options)
     from runner import noop
 
-    key = (
-        None
-        if saved
-        else noop.selection_key(workflows, project, env, force, force_all, since, params)
-    )
+    key = noop.selection_key(workflows, project, env, force, force_all, since, params)
+    key = None if saved else key  # a saved plan is applied as planned: never the witness
     hit, mkey = _noop_hit(repo, key)
     if hit is not None:
-        from runner.reconcile.results import ApplyResult, StepResult
-
-        return ApplyResult(None, [StepResult(w, s, "up-to-date") for w, s in hit], time.time() - t0)
+        return _up_to_date(hit, time.time() - t0)
     if options is not None and (options.executor_kind or options.dask_address):
         repo.executor_kind = options.executor_kind or "dask"
     m, wfs, sel = _selection(repo, workflows, project, env, force, force_all, since, params)
@@ -444,23 +430,75 @@ def apply(
     if not saved:  # a saved plan is applied as it was planned: one round
         from runner.reconcile import rounds
 
-        def again(forced: set[tuple[str, str]], done: set[tuple[str, str]]) -> Any:
-            repo.reload()
-            left = rounds.still_forced(forced, done, repo.manifests())
-            m, wfs, sel = _selection(repo, workflows, project, env, left, False, since, params)
-            return (m, wfs, sel, *_apply_once(repo, m, wfs, sel, options))
-
+        again = _again(repo, options, workflows, project, env, since, params)
         m, wfs, result, plans = rounds.run_rounds(
             m, wfs, sel, result, plans, force_all=force_all, again=again
         )
     if key is not None and not plans.warnings and result.run_id is None:
         noop.record_plan(repo.root, m, wfs, key, plans.seen, mkey)
     if result.run_id is not None:  # something ran, and may have stored results
-        from runner.reconcile.cacheadmin import trim
-
-        if (said := trim(repo.root, m.config.cache)) is not None:
-            repo.warnings[said] = None
+        _trim_cache(repo, m)
     return result
+
+
+def _up_to_date(steps: list[tuple[str, str]], duration: float) -> Any:
+    """The result of an apply the no-op witness answered: every step up to date."""
+    from runner.reconcile.results import ApplyResult, StepResult
+
+    return ApplyResult(None, [StepResult(w, s, "up-to-date") for w, s in steps], duration)
+
+
+def _again(
+    repo: Repo,
+    options: Any,
+    workflows: list[str] | None,
+    project: str | None,
+    env: str | None,
+    since: str | None,
+    params: dict[str, Any] | None,
+) -> Any:
+    """The next round of an apply, for ``rounds.run_rounds``: the manifests reloaded (a
+    foreach's instances are known now), the same selection with the forcing still owed,
+    applied once."""
+    from runner.reconcile import rounds
+
+    def again(forced: set[tuple[str, str]], done: set[tuple[str, str]]) -> Any:
+        repo.reload()
+        left = rounds.still_forced(forced, done, repo.manifests())
+        m, wfs, sel = _selection(repo, workflows, project, env, left, False, since, params)
+        return (m, wfs, sel, *_apply_once(repo, m, wfs, sel, options))
+
+    return again
+
+
+def _trim_cache(repo: Repo, m: Manifests) -> None:
+    """The result cache trimmed to ``cache.max_size`` after an apply that ran something
+    (``cacheadmin.trim``); a store that cannot be is a warning."""
+    from runner.reconcile.cacheadmin import trim
+
+    said = trim(repo.root, m.config.cache)
+    if said is not None:
+        repo.warnings[said] = None
+
+
+def _saved_selection(saved: tuple[dict[str, Any], str]) -> tuple[Any, ...]:
+    """The selection a saved plan was made of: (workflows, project, env, force, force_all,
+    since, params), as ``apply`` takes them."""
+    sel = saved[0]["selection"]
+    return (
+        sel["workflows"], sel["project"], sel["env"],
+        sel["force"], sel["force_all"], sel["since"], sel["params"],
+    )  # fmt: skip
+
+
+def _expecting(saved: tuple[dict[str, Any], str], options: Any) -> Any:
+    """``options`` whose ``expect`` refuses (``savedplan.StalePlan``) a plan that is not
+    the saved one, before anything runs or is recorded."""
+    from runner.reconcile.results import ApplyOptions
+    from runner.reconcile.savedplan import check
+
+    doc, shown_as = saved
+    return (options or ApplyOptions())._replace(expect=lambda plans: check(doc, plans, shown_as))
 
 
 def _apply_once(repo: Repo, m: Manifests, wfs: list[Any], sel: Any, options: Any) -> Any:
