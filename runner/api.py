@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runner import reconciling as rc
 from runner.errors import OrchError
 from runner.status import LIVE, Status
 from runner.workspace import Repo, init, open_repo, open_state, writable  # noqa: F401 - the facade
@@ -135,43 +136,6 @@ def mask(repo: Repo, value: Any) -> Any:
 # -- reconcile -------------------------------------------------------------------------
 
 
-def _selection(
-    repo: Repo,
-    workflows: list[str] | None,
-    project: str | None,
-    env: str | None,
-    force: list[str] | None,
-    force_all: bool,
-    since: str | None = None,
-    params: dict[str, Any] | None = None,
-) -> tuple[Manifests, list[Any], Any]:
-    from runner.reconcile.selection import (
-        Selection,
-        check_env,
-        parse_forced,
-        parse_params,
-        select_workflows,
-    )
-
-    m = repo.manifests()
-    wfs = named = select_workflows(m, list(workflows or []), project)
-    if since:
-        from runner.manifests.revisions import affected_workflows
-
-        keep = affected_workflows(repo, m, since)
-        wfs = [w for w in wfs if w.name in keep]
-    if env:
-        check_env(m, wfs, env)
-    # a --force or --param is checked against the workflows named, not what --since left
-    # of them: a run where nothing changed is not a typo (a step of a workflow --since
-    # left out is not forced: it is not in this run)
-    kept = {w.name for w in wfs}
-    forced = {k for k in parse_forced(m, named, force or []) if k[0] in kept}
-    sel = Selection([w.name for w in wfs], env or "", forced, force_all)
-    sel.params = parse_params(m, named, params or {}, env or "")
-    return m, wfs, sel
-
-
 def plan(
     repo: Repo,
     workflows: list[str] | None = None,
@@ -210,70 +174,25 @@ def plan(
     manifests"); forcing and ``since`` do not combine with it (UsageError)."""
     if ref is not None:
         forcing = bool(force or force_all or since)
-        return _plan_at(repo, ref, workflows, project, env, params, forcing, commands, save)
+        return rc.plan_at(repo, ref, workflows, project, env, params, forcing, commands, save)
     from runner import noop
     from runner.reconcile import plandata
 
     key = noop.selection_key(workflows, project, env, force, force_all, since, params)
     if save is not None:
         key = None  # a saved plan needs every fingerprint: always plan
-    hit, mkey = _noop_hit(repo, key)
+    hit, mkey = rc.noop_hit(repo, key)
     if hit is not None:
         return plandata.table([(w, s, "up-to-date", []) for w, s in hit], env or "")
-    m, wfs, sel = _selection(repo, workflows, project, env, force, force_all, since, params)
-    plans = _planned(repo, m, wfs, sel, cache=cache, readonly=readonly)
+    m, wfs, sel = rc.selection(repo, workflows, project, env, force, force_all, since, params)
+    plans = rc.planned(repo, m, wfs, sel, cache=cache, readonly=readonly)
     if save is not None:
-        _save_plan(repo, save, plans, workflows, project, env, force, force_all, since, params)
+        rc.save_plan(repo, save, plans, workflows, project, env, force, force_all, since, params)
     data = plandata.of(m, sel, plans, commands=commands)
     keep = key is not None and not readonly and repo.orch_dir.is_dir()  # never creates .orch/
     if keep and plandata.settled(data, plans):
         noop.record_plan(repo.root, m, wfs, key, plans.seen, mkey)
     return data
-
-
-def _planned(
-    repo: Repo, m: Manifests, wfs: list[Any], sel: Any, *, cache: bool, readonly: bool
-) -> Any:
-    """``flow.plan`` over the state store (read-only when asked, or when ``.orch/`` is
-    not writable) and the result cache (none when ``cache`` is False); the warnings of
-    both kept in ``repo.warnings``."""
-    from runner.reconcile import flow
-    from runner.reconcile.restore import open_cache
-
-    state = open_state(repo, readonly=readonly or not writable(repo))
-    try:
-        said: list[str] = []
-        results = open_cache(m, repo.root, off=not cache, warn=said.append)
-        plans = flow.plan(repo.root, m, state, wfs, sel, cache=results)
-    finally:
-        state.close()
-    repo.warnings.update(dict.fromkeys(plans.warnings + said))
-    return plans
-
-
-def _save_plan(
-    repo: Repo,
-    save: Path,
-    plans: Any,
-    workflows: list[str] | None,
-    project: str | None,
-    env: str | None,
-    force: list[str] | None,
-    force_all: bool,
-    since: str | None,
-    params: dict[str, Any] | None,
-) -> None:
-    """Write ``plans`` to ``save`` as a saved plan of the selection it was asked for, that
-    ``apply(saved=...)`` repeats (``reconcile.savedplan``)."""
-    from runner import __version__
-    from runner.reconcile import savedplan
-
-    selection = {
-        "workflows": list(workflows or []), "project": project, "env": env,
-        "force": list(force or []), "force_all": force_all, "since": since,
-        "params": dict(params or {}),
-    }  # fmt: skip
-    savedplan.write(save, savedplan.document(repo.root, selection, plans, __version__))
 
 
 def explain(
@@ -292,7 +211,7 @@ def explain(
     from runner.reconcile import flow
     from runner.reconcile.preview import commands
 
-    m, wfs, sel = _selection(repo, [workflow], None, env, None, False, None, params)
+    m, wfs, sel = rc.selection(repo, [workflow], None, env, None, False, None, params)
     wf = wfs[0]
     if step not in m.dags[wf.name].order:
         from runner.errors import did_you_mean
@@ -320,66 +239,6 @@ def explain(
         "parts": ex.parts(d, rec, now, plans.views[(wf.name, step)].upstream),
     }
     return secrets.mask_any(data)  # type: ignore[return-value]
-
-
-def _plan_at(
-    repo: Repo,
-    ref: str,
-    workflows: list[str] | None,
-    project: str | None,
-    env: str | None,
-    params: dict[str, Any] | None,
-    forcing: bool,
-    commands: bool,
-    save: Path | None,
-) -> dict[str, Any]:
-    """``plan(ref=...)``: the manifests at git revision ``ref`` against the recorded state,
-    writing nothing. UsageError for what does not combine with ``ref``."""
-    from runner.errors import UsageError
-
-    if commands:
-        raise UsageError("--show-commands renders the work tree's manifests; drop --ref")
-    if save is not None:
-        raise UsageError("a saved plan is applied to the work tree's manifests; drop --ref")
-    if forcing:
-        raise UsageError("--ref plans the manifests at REV as they stand; drop --force/--since")
-    from runner.manifests.revisions import manifests_at
-    from runner.reconcile import flow, plandata
-    from runner.reconcile.selection import Selection, check_env, parse_params, select_workflows
-
-    m = manifests_at(repo, ref)
-    wfs = select_workflows(m, list(workflows or []), project)
-    if env:
-        check_env(m, wfs, env)
-    sel = Selection([w.name for w in wfs], env or "")
-    sel.params = parse_params(m, wfs, params or {}, env or "")
-    state = open_state(repo, readonly=True)  # a plan of another revision writes nothing
-    try:
-        plans = flow.plan(repo.root, m, state, wfs, sel)
-    finally:
-        state.close()
-    data = plandata.table(plans.rows(), sel.env)
-    plandata.mask_values(data, m)
-    return data
-
-
-def _noop_hit(
-    repo: Repo, key: tuple[Any, ...] | None
-) -> tuple[list[tuple[str, str]] | None, tuple[Any, ...] | None]:
-    """(the steps the no-op witness of selection ``key`` vouches up to date, or None;
-    the manifests' stat key taken before loading them). A hit marks ``repo.noop_hit``."""
-    if key is None:
-        return None, None
-    from runner.manifests.cache import manifest_key
-    from runner.noop import check
-
-    mkey = manifest_key(repo.root)  # before loading: an edit from now on is seen next time
-    hit = check(repo.root, key, mkey)
-    if hit is not None:
-        # a secret declared since the last apply changed a step's definition, so the
-        # witness would not hold: the names applies remembered are every one there is
-        repo.noop_hit = True
-    return hit, mkey
 
 
 def apply(
@@ -414,106 +273,31 @@ def apply(
 
     t0 = time.time()
     if saved is not None:  # its selection, and options that refuse a plan that differs
-        workflows, project, env, force, force_all, since, params = _saved_selection(saved)
-        options = _expecting(saved, options)
+        workflows, project, env, force, force_all, since, params = rc.saved_selection(saved)
+        options = rc.expecting(saved, options)
     from runner import noop
 
     key = noop.selection_key(workflows, project, env, force, force_all, since, params)
     key = None if saved else key  # a saved plan is applied as planned: never the witness
-    hit, mkey = _noop_hit(repo, key)
+    hit, mkey = rc.noop_hit(repo, key)
     if hit is not None:
-        return _up_to_date(hit, time.time() - t0)
+        return rc.up_to_date(hit, time.time() - t0)
     if options is not None and (options.executor_kind or options.dask_address):
         repo.executor_kind = options.executor_kind or "dask"
-    m, wfs, sel = _selection(repo, workflows, project, env, force, force_all, since, params)
-    result, plans = _apply_once(repo, m, wfs, sel, options)
+    m, wfs, sel = rc.selection(repo, workflows, project, env, force, force_all, since, params)
+    result, plans = rc.apply_once(repo, m, wfs, sel, options)
     if not saved:  # a saved plan is applied as it was planned: one round
         from runner.reconcile import rounds
 
-        again = _again(repo, options, workflows, project, env, since, params)
+        again = rc.again(repo, options, workflows, project, env, since, params)
         m, wfs, result, plans = rounds.run_rounds(
             m, wfs, sel, result, plans, force_all=force_all, again=again
         )
     if key is not None and not plans.warnings and result.run_id is None:
         noop.record_plan(repo.root, m, wfs, key, plans.seen, mkey)
     if result.run_id is not None:  # something ran, and may have stored results
-        _trim_cache(repo, m)
+        rc.trim_cache(repo, m)
     return result
-
-
-def _up_to_date(steps: list[tuple[str, str]], duration: float) -> Any:
-    """The result of an apply the no-op witness answered: every step up to date."""
-    from runner.reconcile.results import ApplyResult, StepResult
-
-    return ApplyResult(None, [StepResult(w, s, "up-to-date") for w, s in steps], duration)
-
-
-def _again(
-    repo: Repo,
-    options: Any,
-    workflows: list[str] | None,
-    project: str | None,
-    env: str | None,
-    since: str | None,
-    params: dict[str, Any] | None,
-) -> Any:
-    """The next round of an apply, for ``rounds.run_rounds``: the manifests reloaded (a
-    foreach's instances are known now), the same selection with the forcing still owed,
-    applied once."""
-    from runner.reconcile import rounds
-
-    def again(forced: set[tuple[str, str]], done: set[tuple[str, str]]) -> Any:
-        repo.reload()
-        left = rounds.still_forced(forced, done, repo.manifests())
-        m, wfs, sel = _selection(repo, workflows, project, env, left, False, since, params)
-        return (m, wfs, sel, *_apply_once(repo, m, wfs, sel, options))
-
-    return again
-
-
-def _trim_cache(repo: Repo, m: Manifests) -> None:
-    """The result cache trimmed to ``cache.max_size`` after an apply that ran something
-    (``cacheadmin.trim``); a store that cannot be is a warning."""
-    from runner.reconcile.cacheadmin import trim
-
-    said = trim(repo.root, m.config.cache)
-    if said is not None:
-        repo.warnings[said] = None
-
-
-def _saved_selection(saved: tuple[dict[str, Any], str]) -> tuple[Any, ...]:
-    """The selection a saved plan was made of: (workflows, project, env, force, force_all,
-    since, params), as ``apply`` takes them."""
-    sel = saved[0]["selection"]
-    return (
-        sel["workflows"], sel["project"], sel["env"],
-        sel["force"], sel["force_all"], sel["since"], sel["params"],
-    )  # fmt: skip
-
-
-def _expecting(saved: tuple[dict[str, Any], str], options: Any) -> Any:
-    """``options`` whose ``expect`` refuses (``savedplan.StalePlan``) a plan that is not
-    the saved one, before anything runs or is recorded."""
-    from runner.reconcile.results import ApplyOptions
-    from runner.reconcile.savedplan import check
-
-    doc, shown_as = saved
-    return (options or ApplyOptions())._replace(expect=lambda plans: check(doc, plans, shown_as))
-
-
-def _apply_once(repo: Repo, m: Manifests, wfs: list[Any], sel: Any, options: Any) -> Any:
-    """One round of an apply (``reconcile.flow.apply``) over the state store, its warnings
-    kept in ``repo.warnings``; returns (the result, the plans)."""
-    from runner.reconcile import flow
-    from runner.reconcile.results import ApplyOptions
-
-    state = open_state(repo)
-    try:
-        result, plans = flow.apply(repo.root, m, state, wfs, sel, options or ApplyOptions())
-    finally:
-        state.close()
-    repo.warnings.update(dict.fromkeys(plans.warnings))
-    return result, plans
 
 
 def status(

@@ -57,6 +57,7 @@ LAYERS: dict[str, int] = {
     # 5 use cases
     "runner.workspace": 5,
     "runner.noop": 5,
+    "runner.reconciling": 5,
     "runner.projects.": 5,
     "runner.render": 5,
     "runner.junit": 5,
