@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from runner import reconciling as rc
 from runner.errors import OrchError
-from runner.status import LIVE, Status
 from runner.workspace import Repo, init, open_repo, open_state, writable  # noqa: F401 - the facade
 
 if TYPE_CHECKING:
@@ -308,44 +307,25 @@ def status(
     status`` (``succeeded``, ``failed``, ``never-ran``...) ``, env, started, ended,
     duration, reason, message, exit_code, run_id, log, outputs`` ({name: value} the step
     wrote to ``$ORCH_OUTPUT``). Read-only."""
-    from runner.reconcile.selection import select_workflows
-    from runner.store import reads
+    from runner import recorded
 
-    m = repo.manifests()
-    wfs = select_workflows(m, list(workflows or []), project)
-    state = open_state(repo, readonly=True)  # readers never reap or write
-    try:
-        dead = set(state.dead_runs())
-        rows = [r for wf in wfs for r in reads.step_status(state, wf.name, wf.step_names)]
-    finally:
-        state.close()
-    for r in rows:
-        _as_seen(r, r["run_id"], dead)
-    return rows
+    return recorded.status(repo, workflows, project)
 
 
 def step_durations(repo: Repo) -> dict[tuple[str, str], float]:
     """(workflow, step) -> seconds of its last successful run (``reads.step_durations``);
     empty when nothing was recorded yet."""
-    from runner.store import reads
+    from runner import recorded
 
-    state = open_state(repo, readonly=True)
-    try:
-        return reads.step_durations(state)
-    finally:
-        state.close()
+    return recorded.step_durations(repo)
 
 
 def breakers(repo: Repo) -> list[dict[str, Any]]:
     """The circuit breakers, by name: their recorded rows (``name``, consecutive
     failures, when they opened). Read-only."""
-    from runner.store import reads
+    from runner import recorded
 
-    state = open_state(repo, readonly=True)
-    try:
-        return reads.breakers(state)
-    finally:
-        state.close()
+    return recorded.breakers(repo)
 
 
 def audit(repo: Repo, since: float | None = None) -> list[dict[str, Any]]:
@@ -353,15 +333,9 @@ def audit(repo: Repo, since: float | None = None) -> list[dict[str, Any]]:
     epoch) on: dicts with ``id, at`` (seconds since the epoch), ``time`` (ISO 8601 UTC),
     ``user, host, pid, commit, dirty, argv`` (masked) ``, exit_code`` (None: a watch's
     start) ``, error``. Read-only: a read-only ``.orch/`` reads as it is."""
-    from runner.events import iso_utc
-    from runner.store import audit as store
+    from runner import recorded
 
-    state = open_state(repo, readonly=True)
-    try:
-        rows = store.rows(state, since)
-    finally:
-        state.close()
-    return [{"id": r["id"], "time": iso_utc(r["at"]), **r} for r in rows]
+    return recorded.audit(repo, since)
 
 
 def history(
@@ -372,33 +346,17 @@ def history(
     ``tasks`` (one per attempt: ``id, workflow, step, attempt, status, reason, started,
     ended, exit_code, delay, cpu_time`` (seconds) ``, peak_rss`` (bytes) ``, log, message,
     worker``). A run whose runner died reads as ``interrupted``. Read-only."""
-    from runner.store import reads
+    from runner import recorded
 
-    state = open_state(repo, readonly=True)
-    try:
-        dead = set(state.dead_runs())
-        runs = reads.history(state, workflows, limit)
-    finally:
-        state.close()
-    for r in runs:
-        _as_seen(r, r["id"], dead)
-        for t in r["tasks"]:
-            _as_seen(t, r["id"], dead)
-    return runs
+    return recorded.history(repo, workflows, limit)
 
 
 def run(repo: Repo, run_id: int) -> dict[str, Any]:
     """Run ``run_id`` as a row of ``history`` (with its tasks); OrchError when there is
     none. Read-only."""
-    from runner.store import reads
+    from runner import recorded
 
-    r, dead = _read_row(
-        repo, lambda st: reads.run(st, run_id), f"no run with id {run_id} (see orch history)"
-    )
-    _as_seen(r, r["id"], dead)
-    for t in r["tasks"]:
-        _as_seen(t, r["id"], dead)
-    return r
+    return recorded.run(repo, run_id)
 
 
 def state_version(repo: Repo) -> tuple[int, ...]:
@@ -440,46 +398,9 @@ def log_task(
     default: the last) when given, as {id, run_id, attempt,
     status, log_path (repo-relative)}. OrchError for an unknown workflow or step, a
     fan-out step, or a step with no such log yet."""
-    from runner.store import reads
+    from runner import recorded
 
-    m = repo.manifests()
-    wf = m.workflow(workflow)
-    if step in wf.groups:
-        from runner.render import shown
-
-        names = ", ".join(shown(n) for n in wf.groups[step][:3])
-        raise OrchError(
-            f"step '{step}' fans out: name one instance ({names}{', ...' if len(wf.groups[step]) > 3 else ''})"
-        )
-    if step not in wf.step_names:
-        from runner.errors import did_you_mean
-
-        raise OrchError(
-            f"workflow '{workflow}' has no step '{step}' ({did_you_mean(step, wf.step_names) or 'see orch graph ' + workflow})"
-        )
-    state = open_state(repo, readonly=True)
-    try:
-        if attempt is not None and run is None:  # attempt N of the latest run of the step
-            last = reads.last_log_task(state, workflow, step, None)
-            run = last["run_id"] if last else None
-        row = reads.last_log_task(state, workflow, step, run, attempt)
-        if row is None:
-            _raise_damage(state)
-    finally:
-        state.close()
-    if row is None:
-        if attempt is not None:
-            raise OrchError(
-                f"{workflow}/{step} has no attempt {attempt}"
-                + (f" in run {run}" if run else "")
-                + f" (see orch history --tasks {workflow})"
-            )
-        raise OrchError(
-            f"{workflow}/{step} has no log yet"
-            + (f" in run {run}" if run else "")
-            + " (run orch apply first)"
-        )
-    return row
+    return recorded.log_task(repo, workflow, step, run, attempt)
 
 
 def state_reset(repo: Repo) -> Path | None:
@@ -494,47 +415,16 @@ def tasks(repo: Repo, limit: int = 20) -> list[dict[str, Any]]:
     """Tasks (one per attempt of a step), running ones first, then the most recent, at
     most ``limit``: the ``tasks`` rows (``id, run_id, workflow, step, attempt, status,
     started, ended, exit_code, log_path``...). Read-only."""
-    from runner.store import reads
+    from runner import recorded
 
-    state = open_state(repo, readonly=True)
-    try:
-        dead = set(state.dead_runs())
-        rows = reads.tasks(state, limit)
-    finally:
-        state.close()
-    for t in rows:
-        _as_seen(t, t["run_id"], dead)
-    return rows
+    return recorded.tasks(repo, limit)
 
 
 def task(repo: Repo, task_id: int) -> dict[str, Any]:
     """Task ``task_id``, as a row of ``tasks``; OrchError when there is none."""
-    from runner.store import reads
+    from runner import recorded
 
-    t, dead = _read_row(
-        repo,
-        lambda st: reads.task(st, task_id),
-        f"no task with id {task_id} (see orch task list)",
-    )
-    _as_seen(t, t["run_id"], dead)
-    return t
-
-
-def _read_row(repo: Repo, read: Any, missing: str) -> tuple[dict[str, Any], set[int]]:
-    """``read(state)``'s row from the read-only state, with the runs found dead (for
-    ``_as_seen``); OrchError ``missing`` when there is none (or the store's damage, when
-    that is why)."""
-    state = open_state(repo, readonly=True)
-    try:
-        dead = set(state.dead_runs())
-        row = read(state)
-        if row is None:
-            _raise_damage(state)
-    finally:
-        state.close()
-    if row is None:
-        raise OrchError(missing)
-    return row, dead
+    return recorded.task(repo, task_id)
 
 
 def retry_pending(repo: Repo, task_id: int) -> bool:
@@ -542,53 +432,18 @@ def retry_pending(repo: Repo, task_id: int) -> bool:
     back-off now: it has a back-off ``delay``, no later attempt exists yet, and its
     runner lives (``orch logs -f`` then waits for the next attempt). False for an
     unknown task."""
-    from runner.store import reads
-    from runner.store.tasks import waiting_retry
+    from runner import recorded
 
-    state = open_state(repo, readonly=True)
-    try:
-        row = reads.task(state, task_id)
-        return row is not None and waiting_retry(state, row)
-    finally:
-        state.close()
-
-
-_KILLED = "the runner was killed"
-
-
-def _as_seen(row: dict[str, Any], run_id: int | None, dead: set[int]) -> None:
-    """A row still ``running`` in a run whose runner is gone, as readers show it:
-    ``interrupted``, what the next writer records (readers never write it themselves)."""
-    if row.get("status") in LIVE and run_id in dead:
-        row["status"] = Status.INTERRUPTED
-        if "message" in row:
-            row["message"] = _KILLED
-        if "duration" in row and row.get("ended") is None:
-            row["duration"] = None  # when its runner died is not known: no time so far
-
-
-def _raise_damage(state: Any) -> None:
-    """Before saying a record does not exist: a damaged page reads as no rows."""
-    damage = state.damage()
-    if damage is not None:
-        raise damage
+    return recorded.retry_pending(repo, task_id)
 
 
 def cancel_task(repo: Repo, task_id: int) -> dict[str, Any]:
     """Ask the runner that owns a running task, or one waiting out a retry back-off, to
     end it (its process tree; a back-off ends without the next attempt). OrchError when
     the task is neither."""
-    from runner.store.tasks import CANCEL_TASK, waiting_retry
+    from runner import recorded
 
-    t = task(repo, task_id)
-    state = open_state(repo)
-    try:
-        if t["status"] not in LIVE and not waiting_retry(state, t):
-            raise OrchError(f"task {task_id} is not running (it is {t['status']})")
-        state.update_task(task_id, cancel_requested=CANCEL_TASK)
-    finally:
-        state.close()
-    return t
+    return recorded.cancel_task(repo, task_id)
 
 
 def cancel_run(repo: Repo, run_id: int) -> list[dict[str, Any]]:
@@ -597,31 +452,9 @@ def cancel_run(repo: Repo, run_id: int) -> list[dict[str, Any]]:
     runner's lock or a quota included, are ``cancelled``. Returns the tasks asked to
     end (empty when every step still waits). OrchError for an unknown run (nothing is
     written, not even ``.orch/``), or one that has ended (or whose runner is gone)."""
-    from runner.store import reads
-    from runner.store.tasks import CANCEL_RUN, cancellable, request_run_cancel
+    from runner import recorded
 
-    seen = open_state(repo, readonly=True)  # an unknown run: no state file made to say so
-    try:
-        if not reads.is_rowid(run_id) or not seen.query("SELECT 1 FROM runs WHERE id=?", (run_id,)):
-            _raise_damage(seen)
-            raise OrchError(f"no run with id {run_id} (see orch history)")
-    finally:
-        seen.close()
-    state = open_state(repo)
-    try:
-        run = state.query("SELECT id, status FROM runs WHERE id=?", (run_id,))
-        dead = set(state.dead_runs())
-        live = run_id not in dead and run[0]["status"] == Status.RUNNING
-        rows = cancellable(state, run_id) if live else []
-        if not live:
-            st = Status.INTERRUPTED if run_id in dead else run[0]["status"]
-            raise OrchError(f"run {run_id} has no running task (it is {st})")
-        request_run_cancel(state, run_id)
-        for t in rows:
-            state.update_task(t["id"], cancel_requested=CANCEL_RUN)
-    finally:
-        state.close()
-    return rows
+    return recorded.cancel_run(repo, run_id)
 
 
 def system_status(repo: Repo, cluster: bool = False) -> dict[str, Any]:

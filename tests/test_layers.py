@@ -58,6 +58,7 @@ LAYERS: dict[str, int] = {
     "runner.workspace": 5,
     "runner.noop": 5,
     "runner.reconciling": 5,
+    "runner.recorded": 5,
     "runner.projects.": 5,
     "runner.render": 5,
     "runner.junit": 5,
