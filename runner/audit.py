@@ -28,8 +28,8 @@ from typing import Any
 AUDITED = frozenset(
     {
         "run:apply",
-        "run:task_cancel",
-        "run:state_reset",
+        "records:task_cancel",
+        "records:state_reset",
         "cache:gc",
         "cache:clear",
         "projects:project_create",

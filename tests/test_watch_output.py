@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 
-from runner.cli.run import result_json  # noqa: F401 - the shape watch --json reuses
+from runner.cli.sinks import result_json  # noqa: F401 - the shape watch --json reuses
 from tests.conftest import Repo, workflow
 from tests.test_watch import DEADLINE, save_atomically
 

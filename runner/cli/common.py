@@ -25,8 +25,9 @@ AUDIT_INTO: list[Any] = [None]  # a Path: the state file to record into (state r
 # verbs that only read: they create nothing in .orch/, not even the manifest cache
 # (docs/safety.md: "nothing is created by a reader")
 READERS = frozenset({
-    "run:status", "run:history", "run:logs", "run:task_list", "run:task_status",
-    "run:system_status", "run:system_metrics", "run:system_health",
+    "records:status", "records:history", "logs:logs", "records:task_list",
+    "records:task_status", "system:system_status", "system:system_metrics",
+    "system:system_health",
     "projects:project_status", "projects:project_list", "basic:graph", "basic:workflow_list",
     "cache:status",
 })  # fmt: skip

@@ -254,14 +254,14 @@ def build_explain(sub: Subs, shared: Shared) -> None:
 
 
 def build_status(sub: Subs, shared: Shared) -> None:
-    p = _verb(sub, "status", "recorded state of each step", "run:status")
+    p = _verb(sub, "status", "recorded state of each step", "records:status")
     add_workflows(p, "workflows to show (default: all)")
     add_project(p)
     add_json(p)
 
 
 def build_logs(sub: Subs, shared: Shared) -> None:
-    p = _verb(sub, "logs", "print a task's log", "run:logs")
+    p = _verb(sub, "logs", "print a task's log", "logs:logs")
     add_step_address(p, "the step whose log to print")
     p.add_argument(
         "--run",
@@ -285,7 +285,7 @@ def build_logs(sub: Subs, shared: Shared) -> None:
 
 
 def build_history(sub: Subs, shared: Shared) -> None:
-    p = _verb(sub, "history", "past runs", "run:history")
+    p = _verb(sub, "history", "past runs", "records:history")
     add_workflows(p, "only runs of these workflows")
     add_limit(p)
     p.add_argument(
@@ -336,7 +336,7 @@ def build_watch(sub: Subs, shared: Shared) -> None:
 
 
 def build_audit(sub: Subs, shared: Shared) -> None:
-    p = _verb(sub, "audit", "who changed state, when, with which command", "run:audit")
+    p = _verb(sub, "audit", "who changed state, when, with which command", "records:audit")
     p.add_argument(
         "--since",
         metavar="DATE",
@@ -391,17 +391,17 @@ def build_template(sub: Subs, shared: Shared) -> None:
 
 def build_task(sub: Subs, shared: Shared) -> None:
     ksub = _group(sub, "task", "inspect and cancel tasks")
-    p = _verb(ksub, "list", "queued, running and recent tasks", "run:task_list")
+    p = _verb(ksub, "list", "queued, running and recent tasks", "records:task_list")
     add_limit(p)
     add_json(p)
-    p = _verb(ksub, "status", "one task", "run:task_status")
+    p = _verb(ksub, "status", "one task", "records:task_status")
     add_task_id(p)
     add_json(p)
     p = _verb(
         ksub,
         "cancel",
         "end a running task's process tree (or every task of a run)",
-        "run:task_cancel",
+        "records:task_cancel",
     )
     add_task_id(p, nargs="?")
     p.add_argument(
@@ -420,7 +420,7 @@ def build_state(sub: Subs, shared: Shared) -> None:
             ssub,
             "reset",
             "move state.db aside (kept as a backup) and start afresh",
-            "run:state_reset",
+            "records:state_reset",
         )
     )
 
@@ -432,7 +432,7 @@ def build_system(sub: Subs, shared: Shared) -> None:
         ("metrics", "task metrics"),
         ("health", "can orch run here?"),
     ):
-        add_json(_verb(ysub, name, helptext, f"run:system_{name}"))
+        add_json(_verb(ysub, name, helptext, f"system:system_{name}"))
 
 
 def build_cache(sub: Subs, shared: Shared) -> None:

@@ -106,11 +106,11 @@ def _consumers(
     events: Any, display: Any, out: Callable[[str], None], verbose: bool
 ) -> Callable[[dict[str, Any]], None] | None:
     """Every progress event of every cycle to ``--events``, the live display and, with
-    ``-v``, the attempt lines apply prints (``run.progress_lines``); None when none
+    ``-v``, the attempt lines apply prints (``sinks.progress_lines``); None when none
     wants them."""
     if events is None and display is None and not verbose:
         return None
-    from runner.cli.run import progress_lines
+    from runner.cli.sinks import progress_lines
 
     def consume(ev: dict[str, Any]) -> None:
         if events is not None:
@@ -150,13 +150,13 @@ def _on_cycle(events: Any, json_out: bool) -> Callable[[Any], None] | None:
 
 def cycle_json(cycle: Any) -> dict[str, Any]:
     """One cycle as ``orch watch --json`` prints it: ``orch apply --json``'s object
-    (``run.result_json``: ``run_id``, ``ok``, ``duration``, ``counts``, ``steps``,
+    (``sinks.result_json``: ``run_id``, ``ok``, ``duration``, ``counts``, ``steps``,
     ``hooks_failed``, ``removed``) with the cycle's ``cycle`` number, the ``changed``
     paths that set it off (empty for the first), ``errors`` (the lines of manifests
     that did not load; then ``run_id`` is null, ``ok`` false and nothing ran) and
     ``restart_for`` (the path that ended it early under ``--restart``, else null).
     ``duration`` is the cycle's, in seconds, loading included."""
-    from runner.cli.run import result_json
+    from runner.cli.sinks import result_json
 
     if cycle.result is not None:
         body = result_json(cycle.result)
