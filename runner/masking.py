@@ -32,6 +32,7 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 REPLACEMENT = "***"
 MIN_ENCODED = 6  # a re-encoded form shorter than this is not masked: too many false hits
@@ -142,6 +143,40 @@ class Secrets:
     def mask_bytes(self, data: bytes) -> bytes:
         return self._bytes.sub(REPLACEMENT.encode(), data) if self._bytes is not None else data
 
+    @property
+    def overlap(self) -> int:
+        """Bytes a reader of one part of a text (a page, a chunk) also reads on each side
+        of it, so a secret the part's edge cuts is seen whole: the longest form, less one."""
+        return max((len(f) for f in self.forms), default=1) - 1
+
+    def mask_span(self, window: bytes, start: int, end: int) -> tuple[bytes, int]:
+        """``window[start:end]`` masked as it reads inside the whole ``window``, and where
+        that part ends once a secret its end cuts is taken whole: (masked bytes, end).
+
+        For readers of a text in parts (the UI's log pages, a live tail): read ``overlap``
+        bytes more on each side of the part into ``window``. A secret that starts in the
+        part is replaced whole (the part grows to the secret's end); one that starts
+        before is the previous part's, and its bytes here are left out. Parts cut this way
+        and put back together read as the whole text masked at once (no secret shows as
+        two unmasked halves, as it did when each part was masked alone)."""
+        if self._bytes is None:
+            return window[start:end], end
+        out: list[bytes] = []
+        pos = start
+        for m in self._bytes.finditer(window):
+            if m.end() <= start:
+                continue
+            if m.start() >= end:
+                break
+            if m.start() > pos:
+                out.append(window[pos : m.start()])
+            if m.start() >= start:
+                out.append(REPLACEMENT.encode())
+            pos = max(pos, m.end())
+        if pos < end:
+            out.append(window[pos:end])
+        return b"".join(out), max(pos, end)
+
     def contains(self, text: str) -> bool:
         return self._text is not None and self._text.search(text) is not None
 
@@ -183,27 +218,52 @@ class StreamMasker:
 
     def feed(self, chunk: bytes) -> bytes:
         """What of the stream so far can be released, masked."""
-        buf = self._pending + chunk
-        if self._pattern is None:
-            return buf
-        cut = len(buf) - self._hold
-        out = []
-        pos = 0
-        # A match starting before ``cut`` is complete: the longest form fits after it.
-        for m in self._pattern.finditer(buf):
-            if m.start() >= cut:
-                break
-            out += (buf[pos : m.start()], REPLACEMENT.encode())
-            pos = m.end()
-        if pos < cut:
-            out.append(buf[pos:cut])
-            pos = cut
-        self._pending = buf[pos:]
-        return b"".join(out)
+        out, self._pending = _release(self._pending + chunk, self._pattern, self._hold)
+        return out
 
     def flush(self) -> bytes:
         rest, self._pending = self._pending, b""
         return self.mask(rest)
+
+
+class TextStreamMasker:
+    """``StreamMasker`` for a stream of text (a log file followed as it grows, read in
+    text mode): what each ``feed`` returns is masked and never ends inside a secret."""
+
+    def __init__(self, secrets: Secrets):
+        self.secrets = secrets
+        self._hold = secrets.overlap  # bytes: at least as many characters as a form has
+        self._pending = ""
+
+    def feed(self, chunk: str) -> str:
+        """What of the text so far can be released, masked."""
+        out, self._pending = _release(self._pending + chunk, self.secrets._text, self._hold)
+        return out
+
+    def flush(self) -> str:
+        rest, self._pending = self._pending, ""
+        return self.secrets.mask(rest)
+
+
+def _release(buf: Any, pattern: re.Pattern | None, hold: int) -> tuple[Any, Any]:
+    """(what of ``buf`` can go out, masked; what is held back): the last ``hold``
+    characters wait for the next chunk, unless a match starting before them ends there.
+    A match starting before the cut is complete: the longest form fits after it."""
+    if pattern is None:
+        return buf, buf[:0]
+    replacement = REPLACEMENT if isinstance(buf, str) else REPLACEMENT.encode()
+    cut = len(buf) - hold
+    out = []
+    pos = 0
+    for m in pattern.finditer(buf):
+        if m.start() >= cut:
+            break
+        out += (buf[pos : m.start()], replacement)
+        pos = m.end()
+    if pos < cut:
+        out.append(buf[pos:cut])
+        pos = cut
+    return buf[:0].join(out), buf[pos:]
 
 
 NAMES_FILE = "cache/secret-names.json"

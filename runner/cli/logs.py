@@ -42,10 +42,11 @@ def logs(args: argparse.Namespace) -> int:
                 }
             )
             return 0
-        for line in f:
-            sys.stdout.write(line)
         if args.follow:
             _follow(repo, row["id"], f)
+        else:
+            for line in f:
+                sys.stdout.write(line)
     if args.follow and args.attempt is None:  # the step, not one attempt: on into retries
         _follow_retries(repo, args, row)
     return 0
@@ -89,8 +90,6 @@ def _follow_retries(repo: api.Repo, args: argparse.Namespace, row: dict[str, Any
             )
         _await_log(repo, row["id"], path)
         with _open_log(path) as f:
-            sys.stdout.write(f.read())
-            sys.stdout.flush()
             _follow(repo, row["id"], f)
 
 
@@ -106,20 +105,24 @@ def _await_log(repo: api.Repo, task_id: int, path: Any) -> None:
 
 
 def _follow(repo: api.Repo, task_id: int, f: Any) -> None:
-    """Print what the task appends to its log ``f`` (read to its end already) until the
+    """Print the task's log ``f`` from where it stands, and what the task appends, until the
     task is no longer running, then the rest. Polls the file, as ``tail -f`` does where
     inotify is missing; the row is read only when the file had nothing new, and a task of
-    a runner that died counts as ended (``api.task``)."""
+    a runner that died counts as ended (``api.task``). Each read's end is held back by
+    the secrets' overlap (``TextStreamMasker``): a secret the writer had half written is
+    masked whole once the rest comes, never printed as two halves."""
+    from runner.masking import TextStreamMasker
     from runner.status import LIVE
 
+    masker = TextStreamMasker(api.secrets(repo))
     while True:
-        chunk = f.read()
+        chunk = f.read(1 << 20)
         if chunk:
-            sys.stdout.write(chunk)
+            sys.stdout.write(masker.feed(chunk))
             sys.stdout.flush()
             continue
         if api.task(repo, task_id)["status"] not in LIVE:
-            sys.stdout.write(f.read())  # what it wrote before it ended
+            sys.stdout.write(masker.feed(f.read()) + masker.flush())  # its last words
             sys.stdout.flush()
             return
         time.sleep(FOLLOW_POLL)

@@ -15,6 +15,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -349,17 +350,9 @@ async def _tail(repo: api.Repo, task_id: int, t: dict[str, Any], offset: int, re
     live = t["status"] in LIVE
     seq, quiet, since = reader.seq, 0.0, 0.0
     while True:
-        path = views.log_file(repo, t.get("log_path"))
-        chunk = b""
-        if path is not None:
-            with path.open("rb") as f:
-                f.seek(offset)
-                chunk = f.read(views.LOG_PAGE)
-            if live:  # whole lines; a full page without one is sent as it is (no stall)
-                cut = chunk.rfind(b"\n") + 1 or (len(chunk) if len(chunk) == views.LOG_PAGE else 0)
-                chunk = chunk[:cut]
-        if chunk:
-            offset += len(chunk)
+        chunk, end = await asyncio.to_thread(_read_tail, repo, t, offset, live)
+        if end > offset:
+            offset = end
             html = str(to_html(api.mask(repo, chunk.decode("utf-8", "replace"))))
             yield f"event: log\ndata: {json.dumps({'html': html, 'offset': offset})}\n\n"
             quiet = 0.0
@@ -379,6 +372,17 @@ async def _tail(repo: api.Repo, task_id: int, t: dict[str, Any], offset: int, re
             seq, since = reader.seq, 0.0
             t = await asyncio.to_thread(api.task, repo, task_id)
             live = t["status"] in LIVE
+
+
+def _read_tail(repo: api.Repo, t: dict[str, Any], offset: int, live: bool) -> tuple[bytes, int]:
+    """The log's next part from ``offset``, masked, and where it ends: whole lines while
+    the task runs (``views.read_part``); (b"", offset) while there is no log."""
+    f = views.open_log(repo, t.get("log_path"))
+    if f is None:
+        return b"", offset
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        return views.read_part(repo, f, offset, offset + views.LOG_PAGE, size, whole_lines=live)
 
 
 def build(root: Path, token: str, allow_actions: bool = False, interval: float = 0.15) -> TokenGate:

@@ -4,9 +4,11 @@ before it reaches a page (the template escapes it)."""
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from runner import api
 from runner.errors import OrchError
@@ -181,30 +183,61 @@ def task(repo: api.Repo, task_id: int, page: int | None) -> dict[str, Any]:
     }
 
 
-def log_file(repo: api.Repo, rel: str | None) -> Path | None:
-    """The log's path, only if it lies inside ``.orch/`` (a row naming ``../x`` reads
-    nothing)."""
+def open_log(repo: api.Repo, rel: str | None) -> BinaryIO | None:
+    """The task's log opened for reading, or None for no log: no path, a path outside
+    ``.orch/`` (a row naming ``../x`` reads nothing), a file that is gone (opened first, so
+    a log deleted since its row was read is no log, not an error), a FIFO or a folder.
+    Non-blocking, so a FIFO in the log's place cannot hang the reader."""
     if not rel:
         return None
     base = (repo.root / ".orch").resolve()
     p = (repo.root / rel).resolve()
-    return p if base in p.parents and p.is_file() else None
+    if base not in p.parents:
+        return None
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:  # gone, a folder on some systems, unreadable: no log to show
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return open(fd, "rb")  # noqa: SIM115 - the caller's with
+
+
+def read_part(
+    repo: api.Repo, f: BinaryIO, start: int, end: int, size: int, whole_lines: bool = False
+) -> tuple[bytes, int]:
+    """Bytes ``start`` to ``end`` of the open log ``f`` (of ``size`` bytes), masked, and
+    where they end: (masked bytes, end). Reads the secrets' ``overlap`` on each side, so
+    a secret the part's edge cuts is masked whole, in the part where it starts
+    (``Secrets.mask_span``); never past ``size``. ``whole_lines``: end after the part's
+    last newline (a part of ``LOG_PAGE`` bytes with none is kept whole: no stall)."""
+    secrets = api.secrets(repo)
+    end = min(end, size)
+    lo, hi = max(0, start - secrets.overlap), min(size, end + secrets.overlap)
+    f.seek(lo)
+    window = f.read(hi - lo)
+    if whole_lines:
+        part = window[start - lo : end - lo]
+        cut = part.rfind(b"\n") + 1 or (len(part) if len(part) == LOG_PAGE else 0)
+        end = start + cut
+    data, stop = secrets.mask_span(window, start - lo, end - lo)
+    return data, lo + stop
 
 
 def read_log(repo: api.Repo, rel: str | None, page: int | None) -> tuple[str, int, int, int]:
     """(text, file size, pages, page shown): page ``page`` (0-based; default the last)
-    of ``LOG_PAGE`` bytes, decoded with replacement. Only the ``size`` bytes there were
-    when asked are read, so a live tail from ``size`` on repeats no line of a log that
-    grows meanwhile."""
-    p = log_file(repo, rel)
-    if p is None:
+    of ``LOG_PAGE`` bytes, decoded with replacement, masked (a secret cut by the page's
+    edge too: ``read_part``). Only the ``size`` bytes there were when asked are read, so
+    a live tail from ``size`` on repeats no line of a log that grows meanwhile."""
+    f = open_log(repo, rel)
+    if f is None:
         return "", 0, 1, 0
-    size = p.stat().st_size
-    pages = max(1, -(-size // LOG_PAGE))
-    page = pages - 1 if page is None else min(max(page, 0), pages - 1)
-    with p.open("rb") as f:
-        f.seek(page * LOG_PAGE)
-        data = f.read(min(LOG_PAGE, size - page * LOG_PAGE))
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        pages = max(1, -(-size // LOG_PAGE))
+        page = pages - 1 if page is None else min(max(page, 0), pages - 1)
+        data, _ = read_part(repo, f, page * LOG_PAGE, (page + 1) * LOG_PAGE, size)
     return data.decode("utf-8", "replace"), size, pages, page
 
 
