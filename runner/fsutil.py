@@ -16,6 +16,7 @@ import errno
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 
 def atomic_write(path: Path, data: bytes | str, *, durable: bool = False) -> None:
@@ -68,6 +69,24 @@ def read_regular(path: str | os.PathLike[str], limit: int) -> tuple[bytes, int]:
         return data, max(st.st_size, len(data))
     finally:
         os.close(fd)
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """The regular file ``path`` opened for reading in binary (the caller closes it).
+
+    Opened first and checked after, through the open descriptor: a check before the open
+    races a file deleted or replaced in between. Non-blocking, so a FIFO never blocks the
+    open. Raises NotRegularFile for anything but a regular file (symlinks are followed),
+    and OSError as ``open`` does (FileNotFoundError for a file that is gone)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegularFile(path)
+        os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return open(fd, "rb")  # noqa: SIM115 - the caller's with
 
 
 def same_bytes(path: str | os.PathLike[str], data: bytes) -> bool:

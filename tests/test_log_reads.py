@@ -182,3 +182,34 @@ def test_parts_cut_anywhere_read_as_the_whole_text_masked() -> None:
         masker = TextStreamMasker(secrets)
         fed = "".join(masker.feed(text[k : k + size]) for k in range(0, len(text), size))
         assert fed + masker.flush() == whole.decode(), size
+
+
+def test_mcp_logs_of_a_fifo_is_one_line_not_a_hang(repo: Repo) -> None:
+    pytest.importorskip("mcp")
+    import threading
+
+    from runner.errors import OrchError
+    from runner.mcp.server import Tools
+
+    _secret_step(repo, "echo hi")
+    assert Tools(repo.path).logs("w", "s")["lines"][-2] == "hi"
+    _log(repo).unlink()
+    os.mkfifo(_log(repo))  # as a bad hand or tool may leave it: must not block the server
+    errors: list[str] = []
+
+    def read() -> None:
+        try:
+            Tools(repo.path).logs("w", "s")
+        except OrchError as e:
+            errors.append(str(e))
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    reader.join(20)
+    if reader.is_alive():  # unblock the open so the thread ends, then fail
+        os.close(os.open(_log(repo), os.O_WRONLY | os.O_NONBLOCK))
+    assert not reader.is_alive() and errors, "logs blocked on a FIFO"
+    assert "not a regular file" in errors[0] and "\n" not in errors[0]
+    _log(repo).unlink()
+    with pytest.raises(OrchError, match="is gone"):
+        Tools(repo.path).logs("w", "s")

@@ -10,6 +10,7 @@ orch can be read and tested without it.
 from __future__ import annotations
 
 import collections
+import io
 import sys
 import threading
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 
 from runner import api
 from runner.errors import OrchError
+from runner.fsutil import open_regular
 
 MAX_LOG_LINES = 5000
 
@@ -221,13 +223,18 @@ class Tools:
         tail: collections.deque[str] = collections.deque(maxlen=min(lines, MAX_LOG_LINES))
         total = 0
         try:
-            with open(path, encoding="utf-8", errors="replace") as f:
+            with io.TextIOWrapper(open_regular(path), encoding="utf-8", errors="replace") as f:
                 for line in f:
                     tail.append(line.rstrip("\n"))
                     total += 1
         except FileNotFoundError:
             raise OrchError(
                 f"{workflow}/{step}: the log {path.relative_to(self.root)} is gone"
+            ) from None
+        except OSError as e:  # a FIFO in its place (opened without blocking), a folder
+            raise OrchError(
+                f"{workflow}/{step}: the log {path.relative_to(self.root)} is not a regular"
+                f" file ({e.strerror}): remove it"
             ) from None
         return {
             "workflow": workflow,

@@ -5,13 +5,13 @@ before it reaches a page (the template escapes it)."""
 from __future__ import annotations
 
 import os
-import stat
 import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from runner import api
 from runner.errors import OrchError
+from runner.fsutil import open_regular
 from runner.status import FAILED, LIVE, NOT_OK
 from runner.ui.dag import group_status, layout
 
@@ -195,13 +195,9 @@ def open_log(repo: api.Repo, rel: str | None) -> BinaryIO | None:
     if base not in p.parents:
         return None
     try:
-        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:  # gone, a folder on some systems, unreadable: no log to show
+        return open_regular(p)
+    except OSError:  # gone, a FIFO or a folder, unreadable: no log to show
         return None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        return None
-    return open(fd, "rb")  # noqa: SIM115 - the caller's with
 
 
 def read_part(
