@@ -179,6 +179,11 @@ class UI:
         return HTMLResponse(html, status, headers=PAGE_HEADERS)
 
     def error(self, request: Request, e: OrchError, status: int = 404) -> HTMLResponse:
+        """The error page: ``status`` (404: no such thing), or 409 for a page that needs
+        the manifests while they do not load (their diagnostics): the name asked for may
+        well exist, and the request is fine; the repository is not, until it is fixed."""
+        if e.diagnostics and status == 404:
+            status = 409
         return self.page(
             "error.html", request, status, lines=api.mask(views.repo_at(self.root), e.lines())
         )

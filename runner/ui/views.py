@@ -35,9 +35,13 @@ def _plan(repo: api.Repo, workflows: list[str] | None = None) -> tuple[dict[str,
 
 def overview(repo: api.Repo) -> dict[str, Any]:
     """Every workflow: its steps' statuses, last run, failing steps and what the plan
-    would run; the open breakers and the quotas in use."""
-    wfs = api.workflows(repo)
-    rows = api.status(repo)
+    would run; the open breakers and the quotas in use. Manifests that do not load are
+    shown as their one-line errors (``errors``), with what the state still tells."""
+    try:
+        wfs = api.workflows(repo)
+        rows = api.status(repo)
+    except OrchError as e:
+        return _overview_of_broken(repo, e)
     plan, plan_error = _plan(repo)
     would = {}
     for s in plan["steps"]:
@@ -69,6 +73,25 @@ def overview(repo: api.Repo) -> dict[str, Any]:
             "plan_error": plan_error,
             "warnings": list(repo.warnings),  # what the CLI prints on stderr (skipped files)
             "breakers": [b for b in api.breakers(repo) if b.get("state") != "closed"],
+            "quotas": system["quotas"],
+            "running": system["running"],
+        },
+    )
+
+
+def _overview_of_broken(repo: api.Repo, e: OrchError) -> dict[str, Any]:
+    """The overview while the manifests do not load: each error as the CLI prints it
+    (file:line: what to do), and the running tasks, breakers and quotas of the state.
+    A page, not a server error: a monitor polling ``/`` sees 200 for what a user wrote."""
+    system = api.system_status(repo)
+    return api.mask(
+        repo,
+        {
+            "workflows": [],
+            "errors": e.lines(),
+            "plan_error": None,
+            "warnings": list(repo.warnings),
+            "breakers": [b for b in system["breakers"] if b.get("state") != "closed"],
             "quotas": system["quotas"],
             "running": system["running"],
         },
