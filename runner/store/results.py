@@ -148,6 +148,7 @@ class ResultStore:
         self.link = link if link in LINK_MODES else "copy"
         self._counters = counters
         self.warn = warn or _warn_stderr
+        self._warned_entries: set[str] = set()
         self._written_before: float | None = None
         self._env_key: bytes | None = None
 
@@ -180,17 +181,31 @@ class ResultStore:
             location=self.location,
         )
 
-    def _entry_data(self, key: str) -> dict[str, Any] | None:
+    def _entry_data(self, key: str, bad: list[str] | None = None) -> dict[str, Any] | None:
+        """The entry under ``key``, or None: missing, or unreadable (``_parse_entry``),
+        which is a miss with one warning per entry, or, given ``bad``, its key added
+        there instead (``gc`` drops such entries)."""
         raw = self._b.read(_entry_rel(key))
         if raw is None:
             return None
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            return None
-        if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("key") != key:
-            return None
-        return data if well_formed(data) else None
+        data, why = _parse_entry(raw, key)
+        if data is None:
+            if bad is not None:
+                bad.append(key)
+            else:
+                self._warn_bad_entry(key, why)
+        return data
+
+    def _warn_bad_entry(self, key: str, why: str) -> None:
+        """One warning per unreadable entry and process (a plan's look-up and the restore
+        after it read the same entry): which file, and what to do about it."""
+        if key in self._warned_entries:
+            return
+        self._warned_entries.add(key)
+        self.warn(
+            f"result cache entry {self.location.rstrip('/')}/{_entry_rel(key)} {why};"
+            " counted as a miss (the step runs): drop it with orch cache gc, or orch cache clear"
+        )
 
     def _entry_of(self, key: str, data: dict[str, Any]) -> CacheEntry:
         blobs = {f[1]: f[3] for o in data["outputs"] for f in files_of(o)}
@@ -204,12 +219,13 @@ class ResultStore:
             files=sum(len(files_of(o)) for o in data["outputs"]),
         )
 
-    def entries(self) -> list[CacheEntry]:
-        """Every readable entry, least recently used first."""
+    def entries(self, bad: list[str] | None = None) -> list[CacheEntry]:
+        """Every readable entry, least recently used first (the keys of unreadable ones
+        go to ``bad`` if given, else each is one warning)."""
         out = []
         for rel in self._b.list("entries"):
             key = rel.rsplit("/", 1)[-1].removesuffix(".json")
-            data = self._entry_data(key) if rel.endswith(".json") else None
+            data = self._entry_data(key, bad) if rel.endswith(".json") else None
             if data is not None:
                 out.append(self._entry_of(key, data))
         out.sort(key=lambda e: (e.last_used, e.key))
@@ -377,9 +393,12 @@ class ResultStore:
     ) -> tuple[int, int]:
         """Drop entries, least recently used first: those unused for ``older_than``
         seconds, then more until the blobs left take at most ``max_size`` bytes; then the
-        blobs no entry references. Returns (entries removed, bytes freed)."""
+        blobs no entry references. Entries it cannot read (damaged, of another format)
+        are dropped too: their blobs are swept as unreferenced anyway. Returns (entries
+        removed, bytes freed)."""
         with self._b.locked(exclusive=True):
-            entries = self.entries()
+            unreadable: list[str] = []
+            entries = self.entries(unreadable)
             blobs = {e.key: self._blob_sizes(e.key) for e in entries}
             refs: dict[str, int] = {}
             for sizes in blobs.values():
@@ -387,7 +406,7 @@ class ResultStore:
                     refs[b] = refs.get(b, 0) + 1
             total = self._blob_bytes()
             now = time.time()
-            drop: list[str] = []
+            drop: list[str] = unreadable
             for e in entries:  # least recently used first
                 old = older_than is not None and now - e.last_used > older_than
                 big = max_size is not None and total > max_size
@@ -477,6 +496,25 @@ def _check_targets(outputs: list[dict[str, Any]], root: Path) -> None:
 def parts_hidden(rel: str) -> bool:
     """Whether ``rel`` lies in ``.git/`` or ``.orch/``, which no output may replace."""
     return rel.split("/", 1)[0] in (".git", ".orch")
+
+
+def _parse_entry(raw: bytes, key: str) -> tuple[dict[str, Any] | None, str]:
+    """(the entry, "") when ``raw`` is one ``put`` writes for ``key``, else (None, why
+    not, as words after "entry FILE")."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return None, "is not JSON (damaged)"
+    if not isinstance(data, dict):
+        return None, "is not a JSON object (damaged)"
+    if data.get("format") != FORMAT:
+        fmt = json.dumps(data.get("format"))[:20]  # escaped: one line, whatever it holds
+        return None, f"has format {fmt}, not {FORMAT} (another orch version wrote it)"
+    if data.get("key") != key:
+        return None, "names another key (damaged or moved)"
+    if not well_formed(data):
+        return None, "has a shape orch does not write (damaged)"
+    return data, ""
 
 
 def _entry_rel(key: str) -> str:
