@@ -236,7 +236,7 @@ def restore_step(
     got = cache.restore(view, d)
     if got is None:
         return None
-    values, took = got
+    values, took = _as_run_gives(got[0], state.secrets), got[1]
     outs = list(view.outputs)
     hasher.forget([globs.literal(o) for o in outs])
     files = output_hashes(hasher, outs)
@@ -245,6 +245,13 @@ def restore_step(
     records[d.step] = rec
     reasons = [r for r in d.reasons if not r.startswith("will restore: ")]
     return StepResult(d.workflow, d.step, Status.RESTORED, reasons, duration=took)
+
+
+def _as_run_gives(values: dict[str, str], secrets: Secrets) -> dict[str, str]:
+    """Restored output values as a real run of the step would hand them to later steps:
+    masked with this run's secrets, as the executor masks a task's (an entry stored
+    before a variable was declared secret holds its value in clear)."""
+    return {secrets.mask(k): secrets.mask(v) for k, v in values.items()}
 
 
 def own_copies(root: Path, outputs: tuple[str, ...]) -> None:
