@@ -4,6 +4,7 @@ with one warning naming its file and what to do, and gc drops it."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -108,3 +109,31 @@ def test_restored_output_values_reach_later_steps_as_a_runs_do(
     assert {s["step"]: s["status"] for s in data["steps"]} == {"a": "restored", "b": "succeeded"}
     assert repo.read("b.txt") == "pre-***-post\n"
     assert "hunter2-token" not in json.dumps(repo.orch_json("status", "w"))
+
+
+def test_a_remote_stores_restores_count_as_uses_for_gc(tmp_path: Path) -> None:
+    """gc drops the least recently used entry of a remote store too: a restore marks a
+    use (the entry's mtime alone said when it was written, so gc dropped what was just
+    restored)."""
+    pytest.importorskip("fsspec")
+    from runner.store.results import open_store, result_key
+
+    work = tmp_path / "work"
+    work.mkdir()
+    remote = tmp_path / "remote"
+    store = open_store(work, {"remote": remote.as_uri()})
+    keys = {}
+    for name in ("old", "new"):
+        (work / "out.txt").write_text(name * 100)
+        keys[name] = result_key(name * 16)
+        assert store.put(keys[name], root=work, files=["out.txt"], values={}, meta={})
+    for age, name in ((3600, "old"), (60, "new")):  # written an hour and a minute ago
+        entry = next(remote.glob(f"entries/*/{keys[name]}.json"))
+        os.utime(entry, (entry.stat().st_atime, entry.stat().st_mtime - age))
+    assert [e.key for e in store.entries()] == [keys["old"], keys["new"]]
+    assert store.restore(keys["old"], work) == {}  # a use: now the most recent
+    assert [e.key for e in store.entries()] == [keys["new"], keys["old"]]
+    assert store.gc(max_size=300)[0] == 1
+    assert [e.key for e in store.entries()] == [keys["old"]]
+    store.clear()
+    assert not [p for p in remote.rglob("*") if p.is_file()]  # use marks go with entries

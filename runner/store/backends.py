@@ -304,6 +304,12 @@ class Remote(Backend):
             return 0
 
     def mtime(self, rel: str) -> float | None:
+        """When ``rel`` was last written or, for an entry, last used (``touch``)."""
+        used = self._modified(_used(rel)) if rel.startswith("entries/") else None
+        times = [t for t in (self._modified(rel), used) if t is not None]
+        return max(times, default=None)
+
+    def _modified(self, rel: str) -> float | None:
         try:
             m = self.fs.modified(self._p(rel))
         except (OSError, ValueError, NotImplementedError):
@@ -311,8 +317,21 @@ class Remote(Backend):
         return m.timestamp()
 
     def touch(self, rel: str) -> None:
-        return  # object stores have no utime: last_used is when the entry was written
+        """Mark a use: object stores have no utime, and rewriting the entry would race a
+        gc; an empty marker under ``used/`` (its mtime is the use) is all ``mtime`` needs
+        for gc's least-recently-used order. A failed write only loses the mark."""
+        with contextlib.suppress(OSError, ValueError):
+            self.fs.makedirs(self._p(_used(rel)).rsplit("/", 1)[0], exist_ok=True)
+            self.fs.pipe_file(self._p(_used(rel)), b"")
 
     def remove(self, rel: str) -> None:
         with contextlib.suppress(OSError, ValueError):
             self.fs.rm_file(self._p(rel))
+        if rel.startswith("entries/"):  # its use marker, if it was ever restored
+            with contextlib.suppress(OSError, ValueError):
+                self.fs.rm_file(self._p(_used(rel)))
+
+
+def _used(rel: str) -> str:
+    """Where a remote store marks the last use of ``rel`` (``Remote.touch``)."""
+    return f"used/{rel}"
