@@ -48,6 +48,18 @@ def enabled() -> bool:
     return os.environ.get("GITHUB_ACTIONS") == "true"
 
 
+# GitHub's limits on an annotation (the Checks API's title is at most 255 characters, and
+# its message 64 KiB) and a group title: text past them is cut by GitHub, or the command
+# dropped; orch cuts it first, with an ellipsis, before escaping (never inside a %XX)
+TITLE_MAX = 255
+MESSAGE_MAX = 4096  # an annotation is a pointer to the log, not the log
+
+
+def capped(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` characters, the last an ellipsis when cut."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def escape_data(text: object) -> str:
     """A workflow-command message: shown(), then ``%``, CR, LF percent-encoded."""
     s = shown(text)
@@ -97,7 +109,7 @@ class Groups:
         # random per group, so no task output can end the pause early
         token = secrets.token_hex(16)
         out = [
-            f"::group::{escape_data(title or f'{workflow}/{step}')}",
+            f"::group::{escape_data(capped(shown(title or f'{workflow}/{step}'), TITLE_MAX))}",
             f"::stop-commands::{token}",
         ]
         if dropped:
@@ -150,10 +162,11 @@ def annotations(result: ApplyResult, root: Path, m: Manifests) -> list[str]:
         msg = ", ".join(bits) + (f": {r.message}" if r.message else "")
         if r.log_path:
             msg += f" (log: {r.log_path})"
-        props = f"line={line},title={escape_property(f'orch: {r.workflow}/{r.step}')}"
+        title = capped(shown(f"orch: {r.workflow}/{r.step}"), TITLE_MAX)
+        props = f"line={line},title={escape_property(title)}"
         if path:
             props = f"file={escape_property(path)},{props}"
-        out.append(f"::error {props}::{escape_data(msg)}")
+        out.append(f"::error {props}::{escape_data(capped(shown(msg), MESSAGE_MAX))}")
     return out
 
 

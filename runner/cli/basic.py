@@ -44,12 +44,14 @@ def validate(args: argparse.Namespace) -> int:
             errors = [d.to_json() for d in e.diagnostics]
             print_json({"ok": False, "error": str(e), "exit": 1, "errors": errors})
         else:
+            from runner.ci import MESSAGE_MAX, capped
+
             for d in e.diagnostics:
                 msg = (f"{d.where}: " if d.where else "") + d.what
                 msg += f" ({d.hint})" if d.hint else ""
                 print(
                     f"::error file={_gh(d.path, True)},line={d.line or 1},col={d.col or 1},"
-                    f"title=orch validate::{_gh(msg)}"
+                    f"title=orch validate::{_gh(capped(msg, MESSAGE_MAX))}"
                 )
         return 1
     summary = {
