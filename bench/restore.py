@@ -161,6 +161,9 @@ def store_restore(work: Path, n: int, reps: int) -> Result:
                 return result
         result.samples.append((time.perf_counter() - t0) * 1000 / n)
     result.note = f"spread {statistics.pstdev(result.samples):.3f} ms/step over {reps} reps"
+    close = getattr(store, "close", None)  # its staging folder (an older orch has no close)
+    if close is not None:
+        close()
     return result
 
 

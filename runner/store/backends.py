@@ -10,6 +10,7 @@ half of one. A local store's ``locked`` is the kernel's ``flock`` on ``lock``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import time
 from collections.abc import Iterator
@@ -17,6 +18,23 @@ from pathlib import Path
 from typing import Any
 
 CHUNK = 1 << 20
+
+
+def new_hash() -> Any:
+    """The hash blobs are named by: BLAKE2b, 128 bits."""
+    return hashlib.blake2b(digest_size=16)
+
+
+def hash_path(path: Path | str) -> str:
+    """The blob hash of the file at ``path`` (hex), or "" when it cannot be read."""
+    h = new_hash()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                h.update(chunk)
+    except OSError:
+        return ""
+    return h.hexdigest()
 
 
 class Backend:
@@ -40,6 +58,13 @@ class Backend:
 
     def fetch(self, rel: str, dest: Path) -> None:
         raise NotImplementedError
+
+    def copy_out(self, rel: str, dest: Path) -> str:
+        """Copy the blob ``rel`` to the new file ``dest`` and return the hash of the bytes
+        that reached it ("" when the blob cannot be read); OSError when ``dest`` cannot be
+        written."""
+        self.fetch(rel, dest)
+        return hash_path(dest)
 
     def hardlink(self, rel: str, dest: Path) -> bool:
         return False
@@ -70,6 +95,8 @@ class Local(Backend):
     def __init__(self, path: Path, shown: str) -> None:
         self.path = path
         self.location = shown
+        self._made: set[str] = set()  # folders known to exist: no mkdir per write
+        self._reflinks = True  # until the first FICLONE fails: the file system has none
 
     def read(self, rel: str) -> bytes | None:
         try:
@@ -82,10 +109,7 @@ class Local(Backend):
         with self.temp() as (tmp, out):
             out.write(data)
             out.close()
-            dest = self.path / rel
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            _clear_odd(dest)
-            os.replace(tmp, dest)
+            _place(tmp, self.path / rel)
 
     def create(self, rel: str, data: bytes) -> None:
         with self.temp() as (tmp, out):
@@ -99,8 +123,14 @@ class Local(Backend):
         import tempfile
 
         tmpdir = self.path / "tmp"
-        tmpdir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix="put-", dir=tmpdir)
+        if "tmp" not in self._made:
+            tmpdir.mkdir(parents=True, exist_ok=True)
+            self._made.add("tmp")
+        try:
+            fd, tmp = tempfile.mkstemp(prefix="put-", dir=tmpdir)
+        except FileNotFoundError:  # removed since (orch cache clear in another process)
+            tmpdir.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix="put-", dir=tmpdir)
         out = os.fdopen(fd, "wb")
         try:
             yield tmp, out
@@ -114,9 +144,8 @@ class Local(Backend):
         if _clear_odd(dest):
             os.utime(dest)  # in use again: a sweep's grace starts over
             return
-        dest.parent.mkdir(parents=True, exist_ok=True)
         os.chmod(tmp, 0o444)
-        os.replace(tmp, dest)
+        _place(tmp, dest)
 
     def fetch(self, rel: str, dest: Path) -> None:
         src = self.path / rel
@@ -125,6 +154,36 @@ class Local(Backend):
                 import shutil
 
                 shutil.copyfileobj(f, out, CHUNK)
+
+    def copy_out(self, rel: str, dest: Path) -> str:
+        """Copy the blob ``rel`` to the new file ``dest`` (a reflink where the file system
+        makes one), hashing the bytes as they are written: one read of the blob, none of
+        the copy (a reflink's copy is read back instead). "" when the blob is not a
+        regular file or cannot be read; OSError when ``dest`` cannot be written."""
+        try:
+            src = _open_regular(self.path / rel)
+        except OSError:
+            return ""
+        with src:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+            with open(os.open(dest, flags, 0o600), "wb", buffering=0) as out:
+                if self._reflinks:
+                    if _reflink(src.fileno(), out.fileno()):
+                        out.close()
+                        return hash_path(dest)
+                    self._reflinks = False
+                h = new_hash()
+                while True:
+                    try:
+                        chunk = src.read(CHUNK)
+                    except OSError:
+                        return ""
+                    if not chunk:
+                        return h.hexdigest()
+                    h.update(chunk)
+                    view = memoryview(chunk)
+                    while view:
+                        view = view[out.write(view) :]
 
     def hardlink(self, rel: str, dest: Path) -> bool:
         """Hard-link the blob ``rel`` to ``dest``; False where it is not a regular file
@@ -194,6 +253,22 @@ def _open_regular(path: Path) -> Any:
         os.close(fd)
         raise OSError(f"{path}: not a regular file")
     return os.fdopen(fd, "rb")
+
+
+def _place(tmp: str, dest: Path) -> None:
+    """Rename ``tmp`` to ``dest``: its folder made only when missing, and a folder in the
+    way (a damaged store) cleared only when one is: no syscall spent on either otherwise."""
+    try:
+        os.replace(tmp, dest)
+    except FileNotFoundError:
+        if not os.path.lexists(tmp):
+            raise
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        _clear_odd(dest)
+        os.replace(tmp, dest)
+    except IsADirectoryError:
+        _clear_odd(dest)
+        os.replace(tmp, dest)
 
 
 def _clear_odd(path: Path) -> bool:

@@ -41,6 +41,7 @@ import json
 import os
 import stat
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -48,8 +49,9 @@ from pathlib import Path
 from typing import Any
 
 from runner.digests import digest
-from runner.store.backends import CHUNK, Backend, Local, Remote
+from runner.store.backends import CHUNK, Backend, Local, Remote, hash_path
 from runner.store.result_entries import files_of, well_formed
+from runner.store.staging import Staging, discard, swap
 
 FORMAT = 1
 DEFAULT_DIR = ".orch/cache/results"
@@ -149,8 +151,29 @@ class ResultStore:
         self._counters = counters
         self.warn = warn or _warn_stderr
         self._warned_entries: set[str] = set()
-        self._written_before: float | None = None
         self._env_key: bytes | None = None
+        self._read: dict[str, dict[str, Any]] = {}  # entries ``get`` read, for ``restore``
+        self._staging = Staging()
+        self._tally: int | None = None  # the counters file, open for appending
+        self._tally_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Remove the staging folders restores made and close the counters file. An apply
+        closes its store when it ends, however it ends; a store used again after ``close``
+        makes what it needs anew."""
+        self._staging.close()
+        self._read.clear()
+        with self._tally_lock:
+            fd, self._tally = self._tally, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __enter__(self) -> ResultStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def env_key(self) -> bytes:
         """The store's own random key (``key``, 32 bytes, made on first use) for keyed
@@ -174,6 +197,7 @@ class ResultStore:
         data = self._entry_data(key)
         if data is None:
             return None
+        self._read[key] = data  # a plan reads it, the apply restores it: read once
         return StoredResult(
             entry=self._entry_of(key, data),
             values=dict(data.get("values") or {}),
@@ -246,15 +270,16 @@ class ResultStore:
         }
 
     def _count(self, what: bytes) -> None:
+        """Tally a hit or a miss: one byte appended (``O_APPEND``: processes sharing the
+        store never overwrite each other's), the file opened once per store."""
         if self._counters is None:
             return
-        with contextlib.suppress(OSError):
-            self._counters.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self._counters, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            try:
-                os.write(fd, what)
-            finally:
-                os.close(fd)
+        with contextlib.suppress(OSError), self._tally_lock:
+            if self._tally is None:
+                self._counters.parent.mkdir(parents=True, exist_ok=True)
+                flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+                self._tally = os.open(self._counters, flags, 0o644)
+            os.write(self._tally, what)
 
     # ---- writing ----------------------------------------------------------------------
 
@@ -272,11 +297,13 @@ class ResultStore:
         a folder) and output ``values`` under ``key``; atomic. False (nothing stored, no
         error) when an output is missing, a symlink or special file, changed while it was
         read, was modified after ``written_before`` (unix seconds: when the task that made
-        it ended), or the store cannot be written."""
-        self._written_before = written_before
+        it ended), or the store cannot be written. Safe to call from several threads at
+        once (an apply stores each success in its task's worker thread)."""
         try:
             with self._b.locked(exclusive=False):
-                outputs = [self._put_output(root, rel) for rel in sorted(set(files))]
+                outputs = [
+                    self._put_output(root, rel, written_before) for rel in sorted(set(files))
+                ]
                 data = {
                     "format": FORMAT,
                     "key": key,
@@ -291,7 +318,7 @@ class ResultStore:
             return False
         return True
 
-    def _put_output(self, root: Path, rel: str) -> dict[str, Any]:
+    def _put_output(self, root: Path, rel: str, before: float | None) -> dict[str, Any]:
         full = os.path.join(root, rel)
         st = os.lstat(full)
         if stat.S_ISDIR(st.st_mode):
@@ -301,18 +328,19 @@ class ResultStore:
                 if is_dir:
                     dirs.append(sub)
                 else:
-                    found.append(self._put_file(os.path.join(full, sub), sub))
+                    found.append(self._put_file(os.path.join(full, sub), sub, before))
             return {"path": rel, "kind": "dir", "mode": st.st_mode & 0o7777, "dirs": dirs,
                     "files": found}  # fmt: skip
-        blob, mode, size = self._put_file(full, "")[1:]
+        blob, mode, size = self._put_file(full, "", before)[1:]
         return {"path": rel, "kind": "file", "blob": blob, "mode": mode, "size": size}
 
-    def _put_file(self, full: str, sub: str) -> list[Any]:
-        """``[sub, blob hash, mode, size]`` of the regular file ``full``, its bytes stored."""
+    def _put_file(self, full: str, sub: str, ended: float | None) -> list[Any]:
+        """``[sub, blob hash, mode, size]`` of the regular file ``full``, its bytes stored;
+        Refused when it was modified after ``ended`` (None: whenever)."""
         before = os.lstat(full)
         if not stat.S_ISREG(before.st_mode):
             raise Refused(f"{full}: not a regular file")
-        if self._written_before is not None and before.st_mtime > self._written_before:
+        if ended is not None and before.st_mtime > ended:
             raise Refused(f"{full}: modified after its task ended")
         h = hashlib.blake2b(digest_size=16)
         with open(full, "rb") as f, self._b.temp() as (tmp, out):
@@ -330,57 +358,68 @@ class ResultStore:
 
     def restore(self, key: str, root: Path) -> dict[str, str] | None:
         """Put the outputs stored under ``key`` in place under ``root`` and return their
-        output values; None on a miss. Every file is staged and its hash verified before
-        the first output is replaced; a missing or corrupted blob is a miss with one
-        warning (the bad blob is dropped, so the next success stores it again)."""
-        data = self._entry_data(key)
+        output values; None on a miss. Every file is staged (in the store's staging
+        folder, ``runner.store.staging``) and its hash verified as it is copied, before the
+        first output is replaced; a missing or corrupted blob is a miss with one warning
+        (the bad blob is dropped, so the next success stores it again), and so is a
+        staging copy that cannot be written (a full disk): nothing of it stays staged."""
+        data = self._read.pop(key, None) or self._entry_data(key)
         if data is None:
             self._count(b"m")
             return None
-        staging = root / ".orch" / "tmp"
-        staging.mkdir(parents=True, exist_ok=True)
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="restore-", dir=staging) as stage:
+        outputs = data["outputs"]
+        staged: list[Path] = []
+        try:
+            _check_paths(outputs, root)
+            _check_targets(outputs, root)
+            stage = self._staging.folder(root)
+            staged = [self._staging.name(stage) for _ in outputs]
+            for o, path in zip(outputs, staged, strict=True):
+                self._stage(o, path)
+        except (_Corrupt, OSError) as e:
+            discard(staged)
+            why = e if isinstance(e, _Corrupt) else f"cannot stage: {e.strerror or e}"
+            self.warn(f"result cache {self.location}: {why}; running the step instead")
+            self._count(b"m")
+            return None
+        for i, (o, path) in enumerate(zip(outputs, staged, strict=True)):
             try:
-                _check_paths(data["outputs"], root)
-                _check_targets(data["outputs"], root)
-                staged = [self._stage(o, Path(stage), i) for i, o in enumerate(data["outputs"])]
-            except _Corrupt as e:
-                self.warn(f"result cache {self.location}: {e}; running the step instead")
+                swap(
+                    path,
+                    root / o["path"],
+                    o.get("kind") == "dir",
+                    self._staging.name(stage, "aside"),
+                )
+            except OSError as e:  # checked before (_check_targets): a race, a disk
+                discard(staged[i:])
+                self.warn(f"cannot restore {o['path']}: {e.strerror}; running the step")
                 self._count(b"m")
                 return None
-            for o, path in zip(data["outputs"], staged, strict=True):
-                try:
-                    _swap(path, root / o["path"], Path(stage))
-                except OSError as e:  # checked before (_check_targets): a race, a disk
-                    self.warn(f"cannot restore {o['path']}: {e.strerror}; running the step")
-                    self._count(b"m")
-                    return None
         self._b.touch(_entry_rel(key))
         self._count(b"h")
         return dict(data.get("values") or {})
 
-    def _stage(self, output: dict[str, Any], stage: Path, i: int) -> Path:
-        target = stage / f"o{i}"
+    def _stage(self, output: dict[str, Any], target: Path) -> None:
         if output.get("kind") == "dir":
             target.mkdir()
             for sub in output.get("dirs", []):
                 (target / sub).mkdir(parents=True, exist_ok=True)
             for sub, blob, mode, _size in output.get("files", []):
-                self._stage_file(blob, mode, target / sub)
+                dest = target / sub
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                self._stage_file(blob, mode, dest)
             os.chmod(target, int(output.get("mode", 0o755)) | 0o700)
         else:
             self._stage_file(output["blob"], output["mode"], target)
-        return target
 
     def _stage_file(self, blob: str, mode: int, dest: Path) -> None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        """Copy (or link) the blob to ``dest``, hashing the bytes as they are written: a
+        blob that cannot be read or does not hash to its name is _Corrupt (and dropped);
+        ``dest`` that cannot be written raises OSError."""
         rel = _blob_rel(blob)
         linked = self.link == "hardlink" and self._b.hardlink(rel, dest)
-        if not linked:
-            self._b.fetch(rel, dest)
-        if _hash_path(dest) != blob:
+        got = hash_path(dest) if linked else self._b.copy_out(rel, dest)
+        if got != blob:
             self._b.remove(rel)
             raise _Corrupt(f"blob {blob} is corrupted or missing")
         if not linked:
@@ -550,39 +589,6 @@ def _walk(top: str) -> Iterator[tuple[str, bool]]:
                 yield sub, False
             else:
                 raise Refused(f"{d.path}: not a regular file")
-
-
-def _hash_path(path: Path) -> str:
-    h = hashlib.blake2b(digest_size=16)
-    try:
-        with open(path, "rb") as f:
-            while chunk := f.read(CHUNK):
-                h.update(chunk)
-    except OSError:
-        return ""
-    return h.hexdigest()
-
-
-def _swap(staged: Path, target: Path, stage: Path) -> None:
-    """Put ``staged`` where ``target`` is, one rename (a folder in the way moved aside
-    first, then removed)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    aside = None
-    if target.is_dir() and not target.is_symlink():
-        aside = stage / f"aside-{target.name}"
-        os.replace(target, aside)
-    elif staged.is_dir() and (target.exists() or target.is_symlink()):
-        target.unlink()
-    try:
-        os.replace(staged, target)
-    except OSError:
-        if aside is not None:
-            os.replace(aside, target)
-        raise
-    if aside is not None:
-        import shutil
-
-        shutil.rmtree(aside, ignore_errors=True)
 
 
 class RemoteUnavailable(ImportError):
