@@ -71,12 +71,29 @@ def apply(
     opts: ApplyOptions,
 ) -> tuple[ApplyResult, Plans]:
     """Run what the plan says; returns the result and the plan it started from."""
+    said: list[str] = []  # the cache's warnings, when no report takes them
+    cache = _cache(m, root, opts, said)
+    try:
+        return _apply(root, m, state, wfs, sel, opts, cache, said)
+    finally:  # however it ends: the cache's staging folder goes
+        if cache is not None:
+            cache.close()
+
+
+def _apply(
+    root: Path,
+    m: Manifests,
+    state: State,
+    wfs: list[Workflow],
+    sel: Selection,
+    opts: ApplyOptions,
+    cache: ResultCache | None,
+    said: list[str],
+) -> tuple[ApplyResult, Plans]:
     clock = opts.clock
     t0 = clock()
     commit_state = _ask_git_commit(root)  # two git processes: ask while we plan
     hasher = Hasher(root, state)
-    said: list[str] = []  # the cache's warnings, when no report takes them
-    cache = _cache(m, root, opts, said)
     plans = plan(root, m, state, wfs, sel, hasher, cache)
     said[:0] = plans.warnings
     plans.warnings = said  # and those said while the loop runs

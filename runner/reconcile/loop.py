@@ -7,7 +7,8 @@
 
 Tasks run on a thread pool through the executor (``attempts.run_attempts``); everything
 else (deciding, recording, quotas) happens on the loop's own thread, so the store is
-written from one place. Results and progress events are the loop's output; the caller
+written from one place; a success's result is stored in the result cache by its task's
+thread (``run_and_store``), before the task counts as finished. Results and progress events are the loop's output; the caller
 runs the hooks and ends the run.
 """
 
@@ -19,12 +20,13 @@ import os
 import queue
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from runner.errors import LockBusy, shown
 from runner.reconcile import record
-from runner.reconcile.attempts import Attempt, run_attempts
+from runner.reconcile.attempts import Attempt, TaskRun, run_attempts
 from runner.reconcile.queue import ReadyQueue
 from runner.reconcile.quotas import Quotas
 from runner.reconcile.results import ApplyOptions, ApplyResult, StepResult
@@ -247,8 +249,9 @@ class ApplyLoop:
         # cancel a task submitted but not yet in self.running (its row is closed by
         # end_run), and the callback is attached before the task counts as running
         self._submitting = start
+        cache = self.ctx.cache  # a success is stored in the task's thread, when on
         fut = pool.submit(
-            run_attempts,
+            run_attempts if cache is None else partial(run_and_store, cache),
             task,
             executor=self.executor,
             state=self.state,
@@ -309,7 +312,6 @@ class ApplyLoop:
                 hasher=self.hasher,
                 records=records,
                 clock=self.clock,
-                cache=self.ctx.cache,
             )
         except Exception as e:  # record, never lose the runner over one task
             message = _failure(e, self.root)
@@ -439,6 +441,19 @@ class ApplyLoop:
                         )
                     )
         return ApplyResult(self.run_id, ordered, duration)
+
+
+def run_and_store(cache: ResultCache, task: TaskRun, **kw: Any) -> list[Attempt]:
+    """``run_attempts`` (``kw`` its keywords), then a success stored in the result
+    ``cache`` (``ResultCache.save`` says which are), in this thread: the task's worker
+    thread, so the store's writes overlap the loop's work and the other tasks instead of
+    holding up the loop; and before the task counts as finished, so a stored result is in
+    the store before any of the step's dependants starts."""
+    attempts = run_attempts(task, **kw)
+    if attempts:
+        last = attempts[-1].result
+        cache.save(task.view, task.decision, last, run_id=task.run_id, secrets=kw["state"].secrets)
+    return attempts
 
 
 # what to do when the machine, not the step, failed a task (a file in the way of a folder

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from runner.manifests.hashing import Hasher
     from runner.masking import Secrets
     from runner.reconcile.attempts import Attempt, TaskRun
-    from runner.reconcile.restore import ResultCache
     from runner.store.state import State
 
 
@@ -182,12 +181,10 @@ def complete(
     hasher: Hasher,
     records: dict[str, StepRecord],
     clock: Callable[[], float],
-    cache: ResultCache | None = None,
 ) -> StepResult:
     """Hash the outputs of a finished task and record its step and last task row (one
-    transaction). A success that did not produce a declared output is a failure. A
-    success is then stored in the result ``cache`` (``restore.ResultCache.save`` says
-    which are)."""
+    transaction). A success that did not produce a declared output is a failure. (The
+    result cache stored the success already, in the task's thread: ``restore.run_and_store``.)"""
     last = attempts[-1]
     res = last.result
     status, message = res.status, res.output_error or ""
@@ -229,8 +226,6 @@ def complete(
         update["message"] = message
     state.record_step(rec, update)
     records[d.step] = rec
-    if ok and cache is not None:
-        cache.save(view, rec, ended=res.ended, secrets=state.secrets)
     if view.step.breaker is not None:
         breakers.record_result(state, view.step.breaker, status)
     return StepResult(

@@ -8,7 +8,8 @@ restoring one instead of running it, and storing a success.
             early cutoff, or run)
     apply:  Start ─► ... ─► when ─► restore (verified) ─► recorded succeeded, result
             "restored"; a miss (a blob gone or corrupted: one warning) runs the step
-    record: a success whose outputs were all written before the task ended ─► put
+    run:    a success whose outputs were all written before the task ended ─► put, in
+            the task's worker thread, before the task counts as finished (loop.py)
 
 A step is cached when the cache is on (``.orch/config.yaml`` ``cache:``, not
 ``--no-cache``), its own ``cache:`` (else its workflow's) is not false, and it declares
@@ -38,6 +39,7 @@ from runner.store.state import StepRecord
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from runner.execute.api import TaskResult
     from runner.manifests.catalog import Manifests
     from runner.manifests.hashing import Hasher
     from runner.masking import Secrets
@@ -117,30 +119,38 @@ class ResultCache:
         values = self.store.restore(self._key(view, d), self.root)
         return None if values is None else (values, time.perf_counter() - t0)
 
-    def save(self, view: StepView, rec: StepRecord, *, ended: float, secrets: Secrets) -> bool:
-        """Store a success's outputs; refused (False) for a step not cached, an output
-        value that carries a secret, or a file written after the task ``ended``."""
-        if not self.cacheable(view) or rec.fingerprint is None:
+    def save(
+        self,
+        view: StepView,
+        d: StepDecision,
+        res: TaskResult,
+        *,
+        run_id: int | None,
+        secrets: Secrets,
+    ) -> bool:
+        """Store the result ``res`` of a task that ran ``d``; refused (False) for a step
+        not cached, a task that did not succeed, an output value that carries a secret, or
+        a file written after the task ended. Safe from any thread."""
+        if not self.cacheable(view) or res.status != Status.SUCCEEDED or res.output_error:
             return False
-        values = dict(rec.outputs)
+        values = dict(res.outputs)
         if secrets.mask_any(values) != values:
             return False
-        meta = {
-            "workflow": rec.workflow,
-            "step": rec.step,
-            "origin": origin(self.root, rec.run_id),
-            "output_files": dict(rec.output_files),
-        }
+        meta = {"workflow": d.workflow, "step": d.step, "origin": origin(self.root, run_id)}
         files = [globs.literal(o).rstrip("/") for o in view.outputs]
-        key = self.key(view, rec.fields, rec.inputs, rec.upstream, rec.fingerprint)
+        key = self._key(view, d)
         return self.store.put(
             key,
             root=self.root,
             files=files,
             values=values,
             meta=meta,
-            written_before=ended,
+            written_before=res.ended,
         )
+
+    def close(self) -> None:
+        """End the apply's use of the store: its staging folder removed."""
+        self.store.close()
 
 
 def open_cache(
