@@ -371,7 +371,6 @@ class ResultStore:
         staged: list[Path] = []
         try:
             _check_paths(outputs, root)
-            _check_targets(outputs, root)
             stage = self._staging.folder(root)
             staged = [self._staging.name(stage) for _ in outputs]
             for o, path in zip(outputs, staged, strict=True):
@@ -390,7 +389,7 @@ class ResultStore:
                     o.get("kind") == "dir",
                     self._staging.name(stage, "aside"),
                 )
-            except OSError as e:  # checked before (_check_targets): a race, a disk
+            except OSError as e:  # checked before (_check_paths): a race, a disk
                 discard(staged[i:])
                 self.warn(f"cannot restore {o['path']}: {e.strerror}; running the step")
                 self._count(b"m")
@@ -495,10 +494,15 @@ class _Corrupt(Exception):
 
 def _check_paths(outputs: list[dict[str, Any]], root: Path) -> None:
     """Every path an entry names stays inside ``root`` (an entry is data from a shared,
-    perhaps remote, store: ``../`` or a link in the way must not lead a restore out)."""
-    from runner import links
+    perhaps remote, store: ``../`` or a link in the way must not lead a restore out), and
+    every output can be swapped into place: no folder it goes in is a file (or a special
+    file) in the work tree. Checked before the first swap, so a restore that cannot finish
+    never begins: the step runs instead (and says, as a task, what it makes of that file),
+    rather than half the outputs being replaced.
 
-    real = links.real_root(str(root))
+    One ``lstat`` per folder between ``root`` and an output; only a symlink among them is
+    resolved (its real path must be in the repository), as resolving every parent would
+    cost a ``lstat`` per folder from ``/`` down, for each restore."""
     for o in outputs:
         subs = [f[0] for f in files_of(o) if f[0]] + list(o.get("dirs", []))
         for rel in [o["path"], *subs]:
@@ -507,29 +511,32 @@ def _check_paths(outputs: list[dict[str, Any]], root: Path) -> None:
                 raise _Corrupt(f"entry names an unsafe path {rel!r}")
         if parts_hidden(o["path"]):
             raise _Corrupt(f"entry names an unsafe path {o['path']!r}")
-        parent = os.path.dirname(os.path.join(root, o["path"]))
-        if not links.inside(real, os.path.realpath(parent)):
-            raise _Corrupt(f"{o['path']} leads outside the repository")
+        _check_parents(str(o["path"]), root)
 
 
-def _check_targets(outputs: list[dict[str, Any]], root: Path) -> None:
-    """Every output can be swapped into place: no folder it goes in is a file (or a
-    special file) in the work tree. Checked before the first swap, so a restore that
-    cannot finish never begins: the step runs instead (and says, as a task, what it
-    makes of that file), rather than half the outputs being replaced."""
-    for o in outputs:
-        parent = os.path.dirname(str(o["path"]))
-        while parent:
-            try:
-                st = os.lstat(root / parent)
-            except FileNotFoundError:
-                parent = os.path.dirname(parent)
-                continue
-            except OSError as e:
-                raise _Corrupt(f"cannot restore {o['path']}: {e.strerror}") from None
-            if not stat.S_ISDIR(st.st_mode) and not os.path.isdir(root / parent):
-                raise _Corrupt(f"cannot restore {o['path']}: {parent} is not a folder")
-            parent = os.path.dirname(parent)
+def _check_parents(rel: str, root: Path) -> None:
+    """The folders ``rel`` goes in, from ``root`` down: each a folder, a symlink to a
+    folder in the repository, or missing (made when the output is swapped in)."""
+    from runner import links
+
+    full = str(root)
+    for part in rel.split("/")[:-1]:
+        full = os.path.join(full, part)
+        try:
+            st = os.lstat(full)
+        except FileNotFoundError:
+            return  # and so is everything below it
+        except OSError as e:
+            raise _Corrupt(f"cannot restore {rel}: {e.strerror}") from None
+        if stat.S_ISLNK(st.st_mode):
+            if not links.inside(links.real_root(str(root)), os.path.realpath(full)):
+                raise _Corrupt(f"{rel} leads outside the repository")
+            if not os.path.isdir(full):
+                raise _Corrupt(
+                    f"cannot restore {rel}: {os.path.relpath(full, root)} is not a folder"
+                )
+        elif not stat.S_ISDIR(st.st_mode):
+            raise _Corrupt(f"cannot restore {rel}: {os.path.relpath(full, root)} is not a folder")
 
 
 def parts_hidden(rel: str) -> bool:
