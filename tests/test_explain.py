@@ -165,3 +165,13 @@ def test_a_secret_given_as_a_param_now_is_masked_in_plan_and_explain(repo: Repo)
     p = repo.orch("explain", "w", "build", "--param", f"version={SECRET}", env=ENV)
     assert p.returncode == 0 and SECRET not in p.stdout
     assert "~ param version: 0.1.0 → ***" in p.stdout
+
+
+def test_a_step_the_plan_skips_is_explained_in_words(repo: Repo) -> None:
+    repo.write(
+        "wf.yaml",
+        workflow("w", "    - name: off\n      run: 'echo hi'\n      when: false\n"),
+    )
+    p = repo.orch("explain", "w", "off")
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[0] == "w/off  skip: when: false"

@@ -134,12 +134,18 @@ def explain(args: argparse.Namespace) -> int:
         print_json(data)
         return 0
     color = use_color()
-    labels = {"run": "will run", "may-run": "may run", "up-to-date": "up to date"}
+    labels = {
+        "run": "will run",
+        "restore": "will restore",
+        "may-run": "may run",
+        "up-to-date": "up to date",
+        "skip": "skip",
+    }
     why = f": {shown('; '.join(data['reasons']))}" if data["reasons"] else ""
     fp = data["fingerprint"]
     out = [
         paint(shown(f"{data['workflow']}/{data['step']}"), "bold", color)
-        + f"  {labels[data['action']]}{why}",
+        + f"  {labels.get(data['action'], data['action'])}{why}",
         f"fingerprint: {_was(fp['old'], fp['new'], fp['changed'])}",
     ]
     for p in data["parts"]:
