@@ -218,9 +218,12 @@ def explain(
         names = list(m.dags[wf.name].order)
         hint = did_you_mean(step, names) or "steps: " + ", ".join(names)
         raise OrchError(f"workflow '{workflow}' has no step '{step}' ({hint})")
+    from runner.reconcile.restore import open_cache
+
+    cache = open_cache(m, repo.root, warn=lambda _line: None)  # decided as plan decides it
     state = open_state(repo, readonly=True)  # explain writes nothing
     try:
-        plans = flow.plan(repo.root, m, state, wfs, sel)
+        plans = flow.plan(repo.root, m, state, wfs, sel, cache=cache)
     finally:
         state.close()
     d = next(x for x in plans.decisions[wf.name] if x.step == step)

@@ -78,11 +78,19 @@ def test_branch_switch_back_and_forth_restores_without_running(repo: Repo) -> No
     plan = repo.plan()
     assert plan[("w", "build")][0] == "restore"
     assert plan[("w", "build")][1][-1].startswith("will restore: cached result from ")
-    assert plan[("w", "use")] == ("may-run", ["upstream will restore: build"])
+    # use is decided on what build's entry will bring back (issue #14): restored too
+    action, reasons = plan[("w", "use")]
+    assert action == "restore"
+    assert reasons[:-1] == [
+        "input changed: out.txt",
+        "upstream changed: build",
+        "upstream will restore: build",
+    ]
+    assert reasons[-1].startswith("will restore: cached result from ")
     summary = repo.orch_json("plan")["summary"]
-    assert (summary["restore"], summary["may-run"], summary["run"]) == (1, 1, 0)
+    assert (summary["restore"], summary["may-run"], summary["run"]) == (2, 0, 0)
     human = repo.orch("plan").stdout
-    assert "1 to restore from the cache" in human and "will restore: cached result" in human
+    assert "2 to restore from the cache" in human and "will restore: cached result" in human
     data = _apply_ok(repo)
     assert _status(data) == {"build": "restored", "use": "restored"}
     assert data["counts"] == {"restored": 2}
@@ -418,7 +426,8 @@ def test_a_saved_plan_that_restores_is_applied_exactly(repo: Repo) -> None:
     saved = repo.path.parent / "plan.json"
     assert repo.orch("plan", "--out", str(saved)).returncode == 0
     steps = {s["step"]: s["action"] for s in json.loads(saved.read_text())["steps"]}
-    assert steps == {"build": "restore", "use": "run"}  # its input out.txt is missing now
+    # out.txt is missing now, but the restore brings it back as use last read it
+    assert steps == {"build": "restore", "use": "up-to-date"}
     data = _apply_ok(repo, str(saved))
     assert _status(data) == {"build": "restored", "use": "up-to-date"}
     assert _runs(repo) == ["build", "use"]

@@ -219,3 +219,12 @@ def _hash_file(path: str, executable: bool = False) -> str:
         except OSError:
             return MISSING
     return h.hexdigest()
+
+
+def bytes_hash(data: bytes, executable: bool = False) -> str:
+    """What ``Hasher.file`` will say of a regular file holding ``data``, with or without
+    its executable bit (``_hash_file``'s rule): for the plan, which predicts the hashes of
+    files a restore from the result cache will write (``reconcile.predict``)."""
+    return hashlib.blake2b(
+        data, digest_size=16, person=b"100755" if executable else b""
+    ).hexdigest()

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from runner.manifests.catalog import Manifests
     from runner.manifests.hashing import Hasher
     from runner.model import Step, Workflow
+    from runner.reconcile.predict import Restored
     from runner.reconcile.restore import ResultCache
     from runner.reconcile.selection import Selection
     from runner.store.state import State, StepRecord
@@ -220,12 +221,16 @@ def plan_workflows(
 ) -> Plans:
     """Decide every step of ``wfs`` against the recorded state (``sel.env``'s records).
     With a result ``cache``, a step whose result it holds is planned ``restore``, and its
-    downstream steps are decided against the result it will restore."""
+    downstream steps are decided against the result it will restore: the files and
+    values its entry lists (``reconcile.predict``), as apply will decide them once it
+    has; "may run" only where that cannot be known from the entry."""
     plans = Plans({}, {}, {})
     outputs: list[str] | None = None  # every declared output, once an input names nothing
     for wf in wfs:
         records = state.step_records(wf.name, sel.env)
-        restoring: set[str] = set()
+        # steps planned restore: what each brings back (None: known only once it has)
+        restoring: dict[str, Restored | None] = {}
+        maybe: set[str] = set()  # steps that may run only because of restores upstream
         views = step_views(m, wf, sel)
         will_run: set[str] = set()
         skipping: set[str] = set()  # steps the plan already knows apply will skip
@@ -258,17 +263,38 @@ def plan_workflows(
                 )
                 if ups:
                     d = replace(d, action=SKIP, reasons=(f"upstream skipped: {', '.join(ups)}",))
+            if restoring and d.action in (RUN, MAY_RUN):
+                from runner.reconcile.predict import after_restores
+
+                d = after_restores(
+                    view,
+                    d,
+                    records.get(name),
+                    records=records,
+                    will_run=will_run,
+                    restoring=restoring,
+                    maybe=maybe,
+                    hasher=hasher,
+                    cacheable=cache is not None and cache.cacheable(view),
+                    live_runs=live_runs,
+                )
             if d.action == UP_TO_DATE and d.reasons:  # drift: warn (decide.py)
                 plans.warnings.append(_drift_warning(wf.name, name, d.reasons))
             if cache is not None and d.action == RUN:
                 d = cache.planned(view, d)
             if restoring and d.action == MAY_RUN:
-                d = replace(d, reasons=tuple(_restoring(r, restoring) for r in d.reasons))
+                from runner.reconcile.predict import maybe_restored
+
+                d = replace(d, reasons=tuple(_restoring(r, restoring, maybe) for r in d.reasons))
+                if maybe_restored(d):
+                    maybe.add(name)
             if d.action == SKIP:
                 skipping.add(name)
             elif d.action != UP_TO_DATE:
-                if d.action == RESTORE:
-                    restoring.add(name)
+                if d.action == RESTORE and cache is not None:
+                    from runner.reconcile.predict import restored
+
+                    restoring[name] = restored(cache, view, d)
                 will_run.add(name)
             decisions.append(d)
             plans.views[view.key] = view
@@ -294,20 +320,21 @@ def _drift_warning(wf: str, step: str, reasons: tuple[str, ...]) -> str:
     )
 
 
-def _restoring(reason: str, restoring: set[str]) -> str:
-    """``upstream will run: a, b`` said of upstream steps the plan restores: the files a
-    restore brings back are known only once it has (a downstream step may then be up to
-    date, restored, or run)."""
+def _restoring(reason: str, restoring: dict[str, Restored | None], maybe: set[str]) -> str:
+    """``upstream will run: a, b`` said of upstream steps the plan restores but cannot
+    tell what they bring back (``reconcile.predict``), or that may run only because of
+    such a restore (``maybe``): known only once they have (a downstream step may then be
+    up to date, restored, or run)."""
     head = "upstream will run: "
     if not reason.startswith(head):
         return reason
     names = reason[len(head) :].split(", ")
-    restored = [n for n in names if n in restoring]
-    run = [n for n in names if n not in restoring]
-    parts = ([head + ", ".join(run)] if run else []) + (
-        ["upstream will restore: " + ", ".join(restored)] if restored else []
+    groups = (
+        ("upstream will run: ", [n for n in names if n not in restoring and n not in maybe]),
+        ("upstream will restore: ", [n for n in names if n in restoring]),
+        ("upstream may restore: ", [n for n in names if n in maybe]),
     )
-    return "; ".join(parts)
+    return "; ".join(h + ", ".join(ns) for h, ns in groups if ns)
 
 
 def _was_skipped(records: dict[str, StepRecord], name: str, will_run: set[str]) -> bool:

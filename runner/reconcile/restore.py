@@ -3,9 +3,9 @@ restoring one instead of running it, and storing a success.
 
     plan:   decide ─► RUN, fingerprint complete, cacheable, entry held ─► RESTORE
             ("will restore: cached result from <when> (<where>)"); its downstream steps
-            "may run" (upstream will restore): the files it brings back are known only
-            once it has, and then each is decided again (restored too, up to date by
-            early cutoff, or run)
+            are decided on the files and values its entry lists (``reconcile.predict``):
+            restore too, up to date by early cutoff, or run -- "may run" (upstream will
+            restore) only where the entry cannot tell
     apply:  Start ─► ... ─► when ─► restore (verified) ─► recorded succeeded, result
             "restored"; a miss (a blob gone or corrupted: one warning) runs the step
     run:    a success whose outputs were all written before the task ended ─► put, in

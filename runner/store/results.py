@@ -107,12 +107,16 @@ class CacheEntry:
 @dataclass(frozen=True)
 class StoredResult:
     """An entry as ``get`` reads it: its ``entry``, output ``values``, ``meta`` (what the
-    writer said of itself: workflow, step, origin) and the store's ``location``."""
+    writer said of itself: workflow, step, origin), the store's ``location`` and its
+    ``outputs`` as ``put`` wrote them (``{"path", "kind", ...}``, see
+    ``result_entries.files_of``): what a restore will bring back, which the plan reads to
+    decide the steps downstream (``reconcile.predict``)."""
 
     entry: CacheEntry
     values: dict[str, str]
     meta: dict[str, Any]
     location: str
+    outputs: tuple[dict[str, Any], ...] = ()
 
     @property
     def where(self) -> str:
@@ -203,7 +207,13 @@ class ResultStore:
             values=dict(data.get("values") or {}),
             meta=dict(data.get("meta") or {}),
             location=self.location,
+            outputs=tuple(data["outputs"]),
         )
+
+    def blob(self, blob: str) -> bytes | None:
+        """The bytes of the blob named ``blob`` (its hash), unverified, or None when it
+        is not there."""
+        return self._b.read(_blob_rel(blob))
 
     def _entry_data(self, key: str, bad: list[str] | None = None) -> dict[str, Any] | None:
         """The entry under ``key``, or None: missing, or unreadable (``_parse_entry``),
