@@ -88,6 +88,8 @@ def test_a_fresh_clone_plans_the_whole_chain_restored_and_apply_agrees(
     _setup(repo, tmp_path / "shared")
     assert _apply(repo) == {"a": "succeeded", "b": "succeeded", "c": "succeeded"}
     other = _clone(repo, tmp_path)
+    # b's glob matches this now, but a's restore replaces adir/ whole: b never reads it
+    other.write("adir/stale.sh", "echo stale\n")
     plan = other.plan()
     assert {k[1]: v[0] for k, v in plan.items()} == {"a": "restore", "b": "restore", "c": "restore"}
     _restoring(plan[("w", "a")][1], "never ran")
@@ -98,6 +100,7 @@ def test_a_fresh_clone_plans_the_whole_chain_restored_and_apply_agrees(
     assert "3 to restore from the cache" in other.orch("plan").stdout
     assert _apply(other) == {"a": "restored", "b": "restored", "c": "restored"}
     assert _runs(other) == []  # not one task ran in the clone
+    assert not other.exists("adir/stale.sh")
     assert other.read("cdir/copy.txt") == "ONE\n#!/bin/sh\necho hi\nlines 1\n"
     assert {a for a, _ in other.plan().values()} == {"up-to-date"}
 

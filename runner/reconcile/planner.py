@@ -26,6 +26,7 @@ from runner.reconcile.decide import (
     decide,
     skipped_upstream,
 )
+from runner.reconcile.predict import Restores
 from runner.reconcile.view import Key, StepView, project_context
 from runner.status import Status
 
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from runner.manifests.catalog import Manifests
     from runner.manifests.hashing import Hasher
     from runner.model import Step, Workflow
-    from runner.reconcile.predict import Restored
     from runner.reconcile.restore import ResultCache
     from runner.reconcile.selection import Selection
     from runner.store.state import State, StepRecord
@@ -229,7 +229,7 @@ def plan_workflows(
     for wf in wfs:
         records = state.step_records(wf.name, sel.env)
         # steps planned restore: what each brings back (None: known only once it has)
-        restoring: dict[str, Restored | None] = {}
+        restoring = Restores()
         maybe: set[str] = set()  # steps that may run only because of restores upstream
         views = step_views(m, wf, sel)
         will_run: set[str] = set()
@@ -320,7 +320,7 @@ def _drift_warning(wf: str, step: str, reasons: tuple[str, ...]) -> str:
     )
 
 
-def _restoring(reason: str, restoring: dict[str, Restored | None], maybe: set[str]) -> str:
+def _restoring(reason: str, restoring: Restores, maybe: set[str]) -> str:
     """``upstream will run: a, b`` said of upstream steps the plan restores but cannot
     tell what they bring back (``reconcile.predict``), or that may run only because of
     such a restore (``maybe``): known only once they have (a downstream step may then be

@@ -125,41 +125,76 @@ def _output_hash(path: str, files: dict[str, str], outputs: tuple[dict[str, Any]
     return "d" + h.hexdigest()
 
 
-class AfterRestore(Hasher):
-    """The hasher as it will read the work tree once the ``restored`` outputs are in
-    place: files under their roots come from the entries, the rest from ``base`` (whose
-    memo, stat witness and key it shares). Raises ``Unknown`` where that cannot be told."""
+class Restores(dict[str, "Restored | None"]):
+    """The steps of one workflow the plan restores so far: {step: what it brings back, or
+    None where that is not knowable}, with the known files indexed by every folder above
+    them, so deciding a step below costs what it reads, not every file restored so far
+    (a chain of 1,000 restores)."""
 
-    def __init__(self, base: Hasher, restored: list[Restored]):
+    def __init__(self) -> None:
+        super().__init__()
+        self.files: dict[str, str] = {}
+        self.roots: set[str] = set()
+        self.around: set[str] = set()  # every folder above a root
+        self.below: dict[str, list[str]] = {}  # folder ("" the root) -> known files under it
+
+    def __setitem__(self, step: str, got: Restored | None) -> None:
+        super().__setitem__(step, got)
+        if got is None:
+            return
+        self.files.update(got.files)
+        for r in got.roots:
+            self.roots.add(r)
+            parts = r.split("/")
+            self.around.update("/".join(parts[:i]) for i in range(1, len(parts)))
+        for f in got.files:
+            parts = f.split("/")
+            for i in range(len(parts)):
+                self.below.setdefault("/".join(parts[:i]), []).append(f)
+
+    def replaced(self, path: str) -> bool:
+        """Whether ``path`` is a restored output or lies under one."""
+        parts = path.split("/")
+        return any("/".join(parts[:i]) in self.roots for i in range(1, len(parts) + 1))
+
+
+class AfterRestore(Hasher):
+    """The hasher as it will read the work tree once the ``restores`` are in place:
+    files under their outputs come from the entries, the rest from ``base`` (whose memo,
+    stat witness and key it shares). Raises ``Unknown`` where that cannot be told."""
+
+    def __init__(self, base: Hasher, restores: Restores):
         super().__init__(base.root, base.state)
         self._base = base
         self.seen = base.seen
-        self._files = {f: h for r in restored for f, h in r.files.items()}
-        self._roots = tuple(r for x in restored for r in x.roots)
+        self._r = restores
 
     @property
     def env_key(self) -> bytes:
         return self._base.env_key
 
-    def _replaced(self, path: str) -> bool:
-        return any(path == r or path.startswith(r + "/") for r in self._roots)
-
     def file(self, rel: str, exclude: tuple[str, ...] = ()) -> str:
         p = rel.rstrip("/")
-        if p in self._files and not exclude:
-            return self._files[p]
-        if self._replaced(p) or any(r.startswith(p + "/") for r in self._roots):
+        if p in self._r.files and not exclude:
+            return self._r.files[p]
+        if self._r.replaced(p) or p in self._r.around or p == "":
             raise Unknown(p)  # a folder in or around a restored output, as a whole
         return self._base.file(rel, exclude)
 
     def expand(self, pattern: str, exclude: tuple[str, ...] = ()) -> list[str]:
+        files, below = self._r.files, self._r.below
         if globs.is_glob(pattern):
             spelled = pattern.rstrip("/")
-            if spelled in self._files or any(f.startswith(spelled + "/") for f in self._files):
+            if spelled in files or spelled in below:
                 raise Unknown(pattern)  # a path spelled as the glob: it, not the glob
-        disk = [f for f in self._base.expand(pattern, exclude) if not self._replaced(f)]
+            near = below.get(globs.literal_prefix(pattern).rstrip("/"), [])
+        else:
+            lit = globs.literal(pattern).rstrip("/")
+            lit = "" if lit == "." else lit
+            near = [*([lit] if lit in files else []), *below.get(lit, [])]
+        disk = [f for f in self._base.expand(pattern, exclude) if not self._r.replaced(f)]
         match = _matcher(pattern)
-        new = [f for f in self._files if match(f) and not globs.excluded(f, exclude)]
+        new = [f for f in near if match(f) and not globs.excluded(f, exclude)]
         return sorted({*disk, *new})
 
 
@@ -192,7 +227,7 @@ def after_restores(
     *,
     records: dict[str, StepRecord],
     will_run: set[str],
-    restoring: dict[str, Restored | None],
+    restoring: Restores,
     maybe: set[str],
     hasher: Hasher,
     cacheable: bool,
@@ -219,7 +254,7 @@ def after_restores(
                 rec,
                 records={**records, **{u: r.record for u, r in known.items()}},
                 will_run=will_run - known.keys(),
-                hasher=AfterRestore(hasher, list(known.values())),
+                hasher=AfterRestore(hasher, restoring),
                 forced=view.forced,
                 live_runs=live_runs,
             )
