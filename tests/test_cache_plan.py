@@ -184,3 +184,22 @@ def test_what_the_plan_cannot_know_stays_may_run(repo: Repo, tmp_path: Path) -> 
     assert plan[("w", "c")] == ("may-run", ["never ran", "upstream may restore: b"])
     statuses = _apply(other)
     assert statuses["a"] == "restored" and statuses["b"] in ("restored", "succeeded")
+
+
+def test_a_saved_plan_whose_predicted_restore_left_the_cache_is_refused(
+    repo: Repo, tmp_path: Path
+) -> None:
+    shared = tmp_path / "shared"
+    _setup(repo, shared)
+    _apply(repo)
+    other = _clone(repo, tmp_path)
+    saved = other.path / "plan.json"
+    assert other.orch("plan", "--out", str(saved)).returncode == 0
+    for entry in (shared / "entries").rglob("*.json"):  # b's entry only goes
+        if json.loads(entry.read_text())["meta"]["step"] == "b":
+            entry.unlink()
+    p = other.orch("apply", str(saved))
+    assert p.returncode == 1
+    assert "the saved plan is stale (2 steps changed" in p.stderr
+    assert "w/b: the plan said will restore, now will run" in p.stderr
+    assert _runs(other) == [] and not other.exists("a.txt")
