@@ -141,8 +141,13 @@ def _loads(s: str | None) -> Any:
     return json.loads(s) if s else {}
 
 
+# json.dumps with any option builds a new encoder per call; one, made once, writes the
+# same text (the same options) for every column of every record
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+
+
 def _dumps(v: Any) -> str:
-    return json.dumps(v, sort_keys=True, separators=(",", ":"))
+    return _ENCODE(v)
 
 
 _LAZY = ("fields", "inputs", "upstream", "outputs", "output_files")
@@ -556,8 +561,13 @@ class State:
         with self._lock:
             if key in self._claims:
                 return True
-            self.dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.dir / "locks", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            path = os.path.join(self.dir, "locks")
+            flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+            try:  # the folder is there but the first time: no mkdir per claim
+                fd = os.open(path, flags, 0o644)
+            except FileNotFoundError:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, flags, 0o644)
             try:
                 byte_lock(fd, self._offset(key), 1)
             except OSError:
