@@ -57,16 +57,21 @@ class Sinks:
 
             self.groups = ci.Groups(self.echo)
 
+    # One write per line, newline included: ``print`` writes the line and its end apart,
+    # and stderr (write-through) makes each a system call and each is masked on its own:
+    # two lines a task (started, finished) were four of each.
     def echo(self, line: str) -> None:
         with reader_gone(sys.stdout):
-            print(line, flush=True)
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
 
     def say(self, line: str) -> None:
         with reader_gone(sys.stderr):
             if self.display is not None:
                 self.display.line(line)
             else:
-                print(line, file=sys.stderr, flush=True)
+                sys.stderr.write(line + "\n")
+                sys.stderr.flush()
 
     def task_echo(self) -> Any:
         """The engine's ``echo`` for task output: None with ``-q``/``--json``."""
