@@ -209,15 +209,16 @@ def _hash_file(path: str, executable: bool = False) -> str:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return MISSING
-    with os.fdopen(fd, "rb") as f:
-        try:
-            mode = os.fstat(fd).st_mode
-            if not stat_mod.S_ISREG(mode):
-                return digest("special", oct(stat_mod.S_IFMT(mode)))
-            while chunk := f.read(1 << 20):
-                h.update(chunk)
-        except OSError:
-            return MISSING
+    try:  # plain reads: a buffered file object costs an ioctl, lseek and fstat more
+        mode = os.fstat(fd).st_mode
+        if not stat_mod.S_ISREG(mode):
+            return digest("special", oct(stat_mod.S_IFMT(mode)))
+        while chunk := os.read(fd, 1 << 20):
+            h.update(chunk)
+    except OSError:
+        return MISSING
+    finally:
+        os.close(fd)
     return h.hexdigest()
 
 
