@@ -146,41 +146,92 @@ class _Run:
                 os.unlink(out_path)
 
     def _spawn_and_wait(self, started: float, out_path: str, token: str) -> TaskResult:
-        spec = self.spec
-        env = {**spec.env, spec.output_var: out_path, proctree.TOKEN_VAR: token}
-        streaming = bool(spec.echo) or bool(self.masker)
+        """Start the root, see the tree to its end, and say how it went."""
+        env = {**self.spec.env, self.spec.output_var: out_path, proctree.TOKEN_VAR: token}
+        streaming = bool(self.spec.echo) or bool(self.masker)
         pipe_r, pipe_w = os.pipe() if streaming else (None, None)
         if pipe_r is not None:
             os.set_blocking(pipe_r, False)
-        self.cgroup = cgroups.create(token)  # None where orch may not make one
         try:
-            proctree.ROOTS_LOCK.acquire()  # listed before any sweep or reaper may see it
-            argv = self.argv
-            if self.cgroup is not None:
-                argv = cgroups.entering(self.cgroup, argv, env, spec.cwd)
-            proc = subprocess.Popen(
-                argv,
-                cwd=spec.cwd,
-                env=env,
-                stdin=_devnull(),
-                stdout=pipe_w if pipe_w is not None else self.log_fd,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                pass_fds=(*spec.inherit_fds, self.marker_fd),
-            )
-            proctree.ROOTS.add(proc.pid)
+            proc = self._spawn(env, pipe_w)
         except (OSError, ValueError) as e:  # no such program or cwd; a NUL in argv or env
-            if self.cgroup is not None:
-                cgroups.remove(self.cgroup)
             if pipe_r is not None:
                 os.close(pipe_r)
             self.notes.append(f"could not start: {e}")
             return self._finish("failed", None, started, pid=None)
         finally:
-            proctree.ROOTS_LOCK.release()
             if pipe_w is not None:
                 os.close(pipe_w)
         own_peak = _own_peak_rss()
+        reason, sampler, extra_cpu, swept, code, rusage = self._supervise(proc, pipe_r, token)
+        if streaming:
+            self._emit(self.masker.flush())
+            if self.echo and self.echo_line:
+                self._echo_lines([self.echo_line])
+        cpu = extra_cpu
+        peak = sampler.peak
+        if rusage is not None:
+            cpu += rusage.ru_utime + rusage.ru_stime
+            child_peak = rusage.ru_maxrss * _MAXRSS_UNIT
+            if child_peak > own_peak:  # else it may be only ours, inherited (see _own_peak_rss)
+                peak = max(peak, child_peak)
+        if reason is not None:
+            status, code = reason, None
+        else:
+            status = "succeeded" if code == 0 else "failed"
+        outputs, output_error = {}, None
+        if status == "succeeded":
+            outputs, output_error = self._outputs(out_path)
+            if output_error is not None:
+                status = "failed"
+        return self._finish(
+            status,
+            code,
+            started,
+            pid=proc.pid,
+            cpu=cpu,
+            peak=peak,
+            outputs=outputs,
+            output_error=output_error,
+            swept=swept,
+        )
+
+    def _spawn(self, env: dict[str, str], pipe_w: int | None) -> subprocess.Popen[bytes]:
+        """Start the root in a session (and, where orch may make one, a cgroup) of its
+        own, listed in ``proctree.ROOTS`` before any sweep or reaper may see it. Raises
+        what ``Popen`` raises, having removed the cgroup."""
+        spec = self.spec
+        self.cgroup = cgroups.create(env[proctree.TOKEN_VAR])  # None where orch may not
+        try:
+            with proctree.ROOTS_LOCK:
+                argv = self.argv
+                if self.cgroup is not None:
+                    argv = cgroups.entering(self.cgroup, argv, env, spec.cwd)
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=spec.cwd,
+                    env=env,
+                    stdin=_devnull(),
+                    stdout=pipe_w if pipe_w is not None else self.log_fd,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    pass_fds=(*spec.inherit_fds, self.marker_fd),
+                )
+                proctree.ROOTS.add(proc.pid)
+        except BaseException:
+            if self.cgroup is not None:
+                cgroups.remove(self.cgroup)
+                self.cgroup = None
+            raise
+        return proc
+
+    def _supervise(
+        self, proc: subprocess.Popen[bytes], pipe_r: int | None, token: str
+    ) -> tuple[str | None, _Sampler, float, list[int], int | None, resource.struct_rusage | None]:
+        """Wait for the root (or stop the tree), sweep, reap and drain the output. Never
+        leaves a process of the task behind, whatever raises. Returns the stop reason
+        (None: it exited), the sampler, the extra CPU seconds and swept pids of
+        ``_end_tree``, and the exit code and rusage of ``_reap``."""
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
@@ -209,46 +260,20 @@ class _Run:
             with proctree.ROOTS_LOCK:
                 proctree.ROOTS.discard(proc.pid)
                 proctree.reap_orphans()
-        if streaming:
-            self._emit(self.masker.flush())
-            if self.echo and self.echo_line:
-                self._echo_lines([self.echo_line])
+        return reason, sampler, extra_cpu, swept, code, rusage
 
-        cpu = extra_cpu
-        peak = sampler.peak
-        if rusage is not None:
-            cpu += rusage.ru_utime + rusage.ru_stime
-            child_peak = rusage.ru_maxrss * _MAXRSS_UNIT
-            if child_peak > own_peak:  # else it may be only ours, inherited (see _own_peak_rss)
-                peak = max(peak, child_peak)
-        if reason is not None:
-            status, code = reason, None
-        else:
-            status = "succeeded" if code == 0 else "failed"
-        outputs: dict[str, str] = {}
-        output_error = None
-        if status == "succeeded":
-            try:
-                outputs = {} if _left_empty(out_path) else read_outputs(Path(out_path))
-            except OutputError as e:
-                why = self.masker.mask_text(str(e))  # it may quote the secret
-                output_error = f"$ORCH_OUTPUT {why}"  # the step's message: name the file
-                status = "failed"
-                self.notes.append(f"$ORCH_OUTPUT rejected, the step fails: {why}")
-            outputs = {
-                self.masker.mask_text(k): self.masker.mask_text(v) for k, v in outputs.items()
-            }  # an output holding a secret is stored, and shown to later steps, masked
-        return self._finish(
-            status,
-            code,
-            started,
-            pid=proc.pid,
-            cpu=cpu,
-            peak=peak,
-            outputs=outputs,
-            output_error=output_error,
-            swept=swept,
-        )
+    def _outputs(self, out_path: str) -> tuple[dict[str, str], str | None]:
+        """The outputs a succeeded task wrote to ``$ORCH_OUTPUT``, masked, or the reason
+        they were rejected (the step then fails)."""
+        try:
+            outputs = {} if _left_empty(out_path) else read_outputs(Path(out_path))
+        except OutputError as e:
+            why = self.masker.mask_text(str(e))  # it may quote the secret
+            self.notes.append(f"$ORCH_OUTPUT rejected, the step fails: {why}")
+            return {}, f"$ORCH_OUTPUT {why}"  # the step's message: name the file
+        # an output holding a secret is stored, and shown to later steps, masked
+        mask = self.masker.mask_text
+        return {mask(k): mask(v) for k, v in outputs.items()}, None
 
     def _wait(self, pid: int, pipe_r: int | None, wake_r: int) -> tuple[str | None, _Sampler]:
         """Block until the root exits (None) or must be stopped (the status to record)."""
