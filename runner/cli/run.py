@@ -8,21 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from runner import api
+from runner.cli import planview
 from runner.cli.common import (
     executor_choice,
     print_json,
     repo_from,
 )
-from runner.cli.sinks import Sinks, command_lines, reports, summary
+from runner.cli.sinks import Sinks, reports, summary
 from runner.render import paint, shown, use_color
-
-ICONS = {
-    "run": ("+", "yellow"),
-    "restore": ("<", "green"),
-    "may-run": ("~", "cyan"),
-    "up-to-date": ("=", "dim"),
-    "skip": ("-", "yellow"),
-}
 
 
 def params_of(args: argparse.Namespace) -> dict[str, str]:
@@ -69,54 +62,7 @@ def plan(args: argparse.Namespace) -> int:
     if args.json:
         print_json(data)
         return code
-    color = use_color()
-    labels = {
-        "run": "will run",
-        "restore": "restore",
-        "may-run": "may run",
-        "up-to-date": "up to date",
-        "skip": "skip",
-    }
-    styled = {
-        a: (paint(ICONS[a][0], ICONS[a][1], color), paint(labels[a], ICONS[a][1], color))
-        for a in labels
-    }
-    out: list[str] = []  # one write: 10,000 print calls cost more than planning them
-    current = None
-    for s in data["steps"]:
-        if s["workflow"] != current:
-            current = s["workflow"]
-            out.append(paint(f"workflow {current}", "bold", color))
-        icon, label = styled[s["action"]]
-        why = f": {shown('; '.join(s['reasons']))}" if s["reasons"] else ""
-        if s["action"] == "skip":  # "skip (when: false)": a state, not a change to explain
-            why = f" ({shown('; '.join(s['reasons']))})"
-        out.append(f"  {icon} {shown(s['step'])}  {label}{why}")
-        if "command" in s:
-            out.extend(command_lines(s, color))
-    for p in data.get("pending") or []:
-        out.append(
-            f"  {paint('~', 'cyan', color)} {shown(p['workflow'] + '/' + p['step'] + '[*]')}  "
-            f"{paint('instances known once', 'cyan', color)} {shown(p['after'])} has run"
-        )
-    gone = data.get("removed") or []
-    for r in gone:
-        out.append(
-            f"  {paint('-', 'red', color)} {shown(r['workflow'] + '/' + r['step'])}  "
-            f"{paint('removed', 'red', color)}: its fan-out no longer makes it; apply drops its record"
-        )
-    n = data["summary"]
-    if not data["steps"] and not gone:
-        out.append("no workflows selected")
-    out.append(
-        f"\nPlan: {n['run']} to run, "
-        + (f"{n['restore']} to restore from the cache, " if n.get("restore") else "")
-        + f"{n['may-run']} may run (if upstream outputs change), "
-        f"{n['up-to-date']} up to date"
-        + (f", {n['skip']} to skip" if n.get("skip") else "")
-        + (f", {len(gone)} removed." if gone else ".")
-    )
-    sys.stdout.write("\n".join(out) + "\n")
+    sys.stdout.write("\n".join(planview.lines(data, use_color())) + "\n")
     if stale:
         print(
             "orch: workflows marked spec.check are out of date; run 'orch apply' and commit",
