@@ -67,44 +67,10 @@ def archive(repo: Repo, name: str) -> dict[str, Any]:
     under a running step. The archive is read back and checked before any file is removed.
     """
     m = repo.manifests()
-    p = m.projects.get(name)
-    if p is None:
-        if read_index(repo, name) is not None:
-            raise UsageError(f"project '{name}' is already archived (orch project restore {name})")
-        raise unknown_project(repo, m, name)
-    if (archive_dir(repo) / f"{name}.json").exists():
-        raise UsageError(
-            f"{ARCHIVE_DIR}/{name}.json already exists: an older archive of '{name}' "
-            "(restore it, or move it away)"
-        )
+    p, d = _archivable(repo, m, name)
     root = repo.root
-    d = p.dir.strip("/")
-    if d in ("", "."):
-        raise OrchError(
-            f"project '{name}' lives at the repository root; only a project in its own folder "
-            "can be archived"
-        )
-    pdir = root / d
-    if pdir.is_symlink() or not pdir.is_dir():
-        raise OrchError(f"project '{name}': its folder {repo.prefix}{d}/ does not exist")
-    for q in m.projects.values():
-        if q.name != name and (q.dir == d or q.dir.startswith(d + "/")):
-            raise OrchError(
-                f"project '{name}' holds project '{q.name}' ({q.dir}/); archive or move that first"
-            )
     own = {p.path} | {w.path for w in m.workflows.values() if w.project == name}
-    for (f, _), doc in sorted(m.documents.items()):
-        if f in own or under(f, d):
-            kind = doc.data.get("kind")
-            meta = doc.data.get("metadata") or {}
-            mine = (kind == "Project" and meta.get("name") == name) or (
-                kind == "Workflow" and meta.get("project") == name
-            )
-            if not mine:
-                raise OrchError(
-                    f"{repo.prefix}{f} also holds {kind} '{meta.get('name')}', which is not part "
-                    f"of project '{name}'; move it out first (or set its metadata.project: {name})"
-                )
+    _check_documents(repo, m, name, d, own)
     entries = _walk(root, d)
     outside = sorted(f for f in own if not under(f, d))
     for f in outside:
@@ -132,13 +98,7 @@ def archive(repo: Repo, name: str) -> dict[str, Any]:
         "milestones": [ms.name for ms in p.milestones],
         "entries": entries,
     }
-    tmp_tar = adir / f".{name}.tar.gz.{os.getpid()}.{threading.get_ident()}.tmp"
-    try:
-        _write_tar(root, tmp_tar, entries)
-        _verify_tar(tmp_tar, entries)
-        os.replace(tmp_tar, tar_path)
-    finally:
-        tmp_tar.unlink(missing_ok=True)
+    _pack(root, adir, name, tar_path, entries)
     _atomic_json(idx_path, index)  # from here on the project is archived
     leftovers = _remove(root, entries)
     files = [e for e in entries if e["type"] == "file"]
@@ -153,6 +113,67 @@ def archive(repo: Repo, name: str) -> dict[str, Any]:
         "workflows": workflows,
         "not_removed": leftovers,
     }
+
+
+def _archivable(repo: Repo, m: Manifests, name: str) -> tuple[Any, str]:
+    """(the project, its folder relative to the root) when project ``name`` may be
+    archived: known, not archived already, in a folder of its own that holds no other
+    project. UsageError or OrchError (one line, what to do) otherwise."""
+    p = m.projects.get(name)
+    if p is None:
+        if read_index(repo, name) is not None:
+            raise UsageError(f"project '{name}' is already archived (orch project restore {name})")
+        raise unknown_project(repo, m, name)
+    if (archive_dir(repo) / f"{name}.json").exists():
+        raise UsageError(
+            f"{ARCHIVE_DIR}/{name}.json already exists: an older archive of '{name}' "
+            "(restore it, or move it away)"
+        )
+    root = repo.root
+    d = p.dir.strip("/")
+    if d in ("", "."):
+        raise OrchError(
+            f"project '{name}' lives at the repository root; only a project in its own folder "
+            "can be archived"
+        )
+    pdir = root / d
+    if pdir.is_symlink() or not pdir.is_dir():
+        raise OrchError(f"project '{name}': its folder {repo.prefix}{d}/ does not exist")
+    for q in m.projects.values():
+        if q.name != name and (q.dir == d or q.dir.startswith(d + "/")):
+            raise OrchError(
+                f"project '{name}' holds project '{q.name}' ({q.dir}/); archive or move that first"
+            )
+    return p, d
+
+
+def _check_documents(repo: Repo, m: Manifests, name: str, d: str, own: set[str]) -> None:
+    """OrchError when a manifest file the archive would take (``own``, or one under
+    ``d``) also holds a document of something other than project ``name``."""
+    for (f, _), doc in sorted(m.documents.items()):
+        if f in own or under(f, d):
+            kind = doc.data.get("kind")
+            meta = doc.data.get("metadata") or {}
+            mine = (kind == "Project" and meta.get("name") == name) or (
+                kind == "Workflow" and meta.get("project") == name
+            )
+            if not mine:
+                raise OrchError(
+                    f"{repo.prefix}{f} also holds {kind} '{meta.get('name')}', which is not part "
+                    f"of project '{name}'; move it out first (or set its metadata.project: {name})"
+                )
+
+
+def _pack(root: Path, adir: Path, name: str, tar_path: Path, entries: list[dict[str, Any]]) -> None:
+    """Write ``entries`` to ``tar_path`` through a temporary file, read back and checked
+    before it takes the name: a crash leaves no half archive."""
+    tmp_tar = adir / f".{name}.tar.gz.{os.getpid()}.{threading.get_ident()}.tmp"
+    try:
+        _write_tar(root, tmp_tar, entries)
+        _verify_tar(tmp_tar, entries)
+        os.replace(tmp_tar, tar_path)
+    finally:
+        tmp_tar.unlink(missing_ok=True)
 
 
 def _walk(root: Path, d: str) -> list[dict[str, Any]]:
