@@ -133,26 +133,11 @@ class Tools:
         """``events``: a ``runner.events.EventSink`` given the run's progress events and,
         at the end, ``run.finished`` (the server's progress notifications). ``verb``: the
         tool, as the audit log names the call."""
-        from runner.reconcile.results import ApplyOptions
-
-        if jobs is not None and jobs < 1:
-            raise OrchError(f"jobs must be at least 1 (got {jobs})")
-        if executor not in (None, "", "local", "dask"):
-            raise OrchError(f"executor must be 'local' or 'dask' (got {executor!r})")
-        if executor == "local" and dask_address:
-            raise OrchError("dask_address needs the dask executor: drop executor 'local'")
-        # echo=None: task output goes to the logs only; stdout belongs to the protocol.
-        opts = ApplyOptions(
-            jobs=jobs or 0,
-            fail_fast=fail_fast,
-            echo=None,
-            report=events,
-            argv=["mcp", verb, *(workflows or ())],
-            stop=stop,
-            executor_kind=executor or None,
-            dask_address=dask_address or None,
-            cache=not no_cache,
-        )
+        _check_run_args(jobs, executor, dask_address)
+        opts = _options(
+            jobs, fail_fast, events, ["mcp", verb, *(workflows or ())], stop, executor,
+            dask_address, no_cache,
+        )  # fmt: skip
         from runner.errors import Interrupted
 
         argv = ["mcp", verb, *_call_args(
@@ -185,20 +170,7 @@ class Tools:
             events.finished(result)
         if result.run_id is not None or not result.ok:  # a no-op is not audited
             self.audit(argv, 0 if result.ok else 1, None)
-        steps = []
-        for r in result.results:
-            row = r.to_json()
-            row["log_tail"] = list(r.log_tail)
-            steps.append(row)
-        return {
-            "run_id": result.run_id,
-            "ok": result.ok,
-            "duration": round(result.duration, 3),
-            "counts": result.counts(),
-            "steps": steps,
-            # instances their fan-out no longer makes: their records were dropped
-            "removed": [{"workflow": w, "step": s} for w, s in result.removed],
-        }
+        return _reply(result)
 
     def status(
         self, workflows: list[str] | None = None, project: str | None = None
@@ -347,6 +319,61 @@ class Tools:
 
 
 PROJECT_ACTIONS = ("list", "status", "archive", "restore")
+
+
+def _check_run_args(jobs: int | None, executor: str | None, dask_address: str | None) -> None:
+    """OrchError (one line) for an apply's arguments the CLI's parser would refuse."""
+    if jobs is not None and jobs < 1:
+        raise OrchError(f"jobs must be at least 1 (got {jobs})")
+    if executor not in (None, "", "local", "dask"):
+        raise OrchError(f"executor must be 'local' or 'dask' (got {executor!r})")
+    if executor == "local" and dask_address:
+        raise OrchError("dask_address needs the dask executor: drop executor 'local'")
+
+
+def _options(
+    jobs: int | None,
+    fail_fast: bool,
+    events: Any,
+    argv: list[str],
+    stop: threading.Event | None,
+    executor: str | None,
+    dask_address: str | None,
+    no_cache: bool,
+) -> Any:
+    """The ``ApplyOptions`` of an MCP apply: progress to ``events``, no task output echoed."""
+    from runner.reconcile.results import ApplyOptions
+
+    # echo=None: task output goes to the logs only; stdout belongs to the protocol.
+    return ApplyOptions(
+        jobs=jobs or 0,
+        fail_fast=fail_fast,
+        echo=None,
+        report=events,
+        argv=argv,
+        stop=stop,
+        executor_kind=executor or None,
+        dask_address=dask_address or None,
+        cache=not no_cache,
+    )
+
+
+def _reply(result: Any) -> dict[str, Any]:
+    """An apply's result as the tool's reply: each step's row with its log tail."""
+    steps = []
+    for r in result.results:
+        row = r.to_json()
+        row["log_tail"] = list(r.log_tail)
+        steps.append(row)
+    return {
+        "run_id": result.run_id,
+        "ok": result.ok,
+        "duration": round(result.duration, 3),
+        "counts": result.counts(),
+        "steps": steps,
+        # instances their fan-out no longer makes: their records were dropped
+        "removed": [{"workflow": w, "step": s} for w, s in result.removed],
+    }
 
 
 def _check_step(repo: api.Repo, workflow: str, step: str, groups: bool = False) -> None:
