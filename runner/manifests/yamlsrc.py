@@ -219,27 +219,47 @@ def _build(
     """Documents from libyaml's events into ``docs``. A duplicate key is noted in ``dups``
     and its later value dropped (the first one stands), so parsing goes on and every
     duplicate, and every other problem of the file, is reported in one go."""
-    ScalarEvent = yaml.ScalarEvent
-    MappingStartEvent = yaml.MappingStartEvent
-    SequenceStartEvent = yaml.SequenceStartEvent
-    MappingEndEvent = yaml.MappingEndEvent
-    SequenceEndEvent = yaml.SequenceEndEvent
-    AliasEvent = yaml.AliasEvent
-    DocumentStartEvent = yaml.DocumentStartEvent
-    DocumentEndEvent = yaml.DocumentEndEvent
+    b = _Builder(display, docs, dups)
+    on = {
+        yaml.ScalarEvent: b.scalar,
+        yaml.MappingStartEvent: b.start_map,
+        yaml.SequenceStartEvent: b.start_seq,
+        yaml.MappingEndEvent: b.end,
+        yaml.SequenceEndEvent: b.end,
+        yaml.AliasEvent: b.alias,
+        yaml.DocumentStartEvent: b.doc_start,
+        yaml.DocumentEndEvent: b.doc_end,
+    }  # the stream's start and end say nothing
+    for ev in events:
+        handle = on.get(ev.__class__)
+        if handle is not None:
+            handle(ev)
 
-    stack: list[_Frame] = []
-    anchors: dict[str, tuple[Any, int]] = {}
-    pos: dict[Path_, tuple[int, int]] = {}
-    keypos: dict[Path_, tuple[int, int]] = {}
-    retyped: dict[Path_, str] = {}
-    budget = [0]
-    result: list[Any] = []
-    doc_line = 1
 
-    def attach(value: Any, mark: Any, nodes: int, anchor: str | None) -> None:
-        budget[0] += nodes
-        if budget[0] > MAX_NODES:
+class _Builder:
+    """One file's documents, built event by event (``_build``): the stack of open
+    collections, the anchors, each value's and key's position, the values retyped."""
+
+    __slots__ = (
+        "display", "docs", "dups", "stack", "anchors", "pos", "keypos", "retyped", "budget",
+        "result", "doc_line",
+    )  # fmt: skip
+
+    def __init__(self, display: str, docs: list[Document], dups: list[YamlError]) -> None:
+        self.display, self.docs, self.dups = display, docs, dups
+        self.stack: list[_Frame] = []
+        self.anchors: dict[str, tuple[Any, int]] = {}
+        self.pos: dict[Path_, tuple[int, int]] = {}
+        self.keypos: dict[Path_, tuple[int, int]] = {}
+        self.retyped: dict[Path_, str] = {}
+        self.budget = 0  # values so far, aliases expanded (MAX_NODES)
+        self.result: list[Any] = []
+        self.doc_line = 1
+
+    def attach(self, value: Any, mark: Any, nodes: int, anchor: str | None) -> None:
+        """``value`` (of ``nodes`` values) into the open collection, or as the document."""
+        self.budget += nodes
+        if self.budget > MAX_NODES:
             raise YamlError(
                 mark.line + 1,
                 mark.column + 1,
@@ -247,112 +267,139 @@ def _build(
                 "an alias bomb? use fewer aliases",
             )
         if anchor is not None:
-            anchors[anchor] = (value, nodes)
+            self.anchors[anchor] = (value, nodes)
         here = (mark.line + 1, mark.column + 1)
+        stack = self.stack
         if not stack:
-            pos[()] = here
-            result.append(value)
+            self.pos[()] = here
+            self.result.append(value)
             return
         top = stack[-1]
         top.nodes += nodes
         if top.kind == "seq":
             p = top.path + (len(top.value),)
-            pos[p] = here
+            self.pos[p] = here
             top.value.append(value)
             return
         if top.key is _NOKEY:
-            if isinstance(value, (dict, list)):
-                raise YamlError(here[0], here[1], "a mapping key must be a plain value")
-            if value in top.value:
-                first = keypos.get(top.path + (value,), (0, 0))
-                dups.append(
-                    YamlError(
-                        here[0],
-                        here[1],
-                        f"duplicate key '{value}'",
-                        f"first defined at line {first[0]}",
-                    )
-                )
-                top.key = _DROP
-                return
-            top.key = value
-            top.keymark = here
+            self.key(top, value, here)
             return
         if top.key is _DROP:  # the value of a duplicate key: the first one stands
             top.key = _NOKEY
             return
         p = top.path + (top.key,)
-        keypos[p] = top.keymark
-        pos[p] = here
+        self.keypos[p] = top.keymark
+        self.pos[p] = here
         top.value[top.key] = value
         top.key = _NOKEY
 
-    def child_path() -> Path_:
-        if not stack:
+    def key(self, top: _Frame, value: Any, here: tuple[int, int]) -> None:
+        """``value`` as the key of the mapping ``top``'s next entry; a duplicate is noted
+        and its value will be dropped."""
+        if isinstance(value, (dict, list)):
+            raise YamlError(here[0], here[1], "a mapping key must be a plain value")
+        if value in top.value:
+            first = self.keypos.get(top.path + (value,), (0, 0))
+            self.dups.append(
+                YamlError(
+                    here[0],
+                    here[1],
+                    f"duplicate key '{value}'",
+                    f"first defined at line {first[0]}",
+                )
+            )
+            top.key = _DROP
+            return
+        top.key = value
+        top.keymark = here
+
+    def child_path(self) -> Path_:
+        if not self.stack:
             return ()
-        top = stack[-1]
+        top = self.stack[-1]
         if top.kind == "seq":
             return top.path + (len(top.value),)
         return top.path + (top.key,)
 
-    for ev in events:
-        cls = ev.__class__
-        if cls is ScalarEvent:
-            if not ev.style and ev.tag is None:
-                value: Any = resolve_plain(ev.value)
-                if (
-                    value is not None
-                    and not isinstance(value, str)
-                    and stack
-                    and stack[-1].kind == "map"
-                    and stack[-1].key not in (_NOKEY, _DROP)
-                    and as_text(value) != ev.value
-                ):
-                    retyped[child_path()] = ev.value
-            elif ev.tag in (None, "!", "tag:yaml.org,2002:str"):
-                value = ev.value
-            else:
-                value = _tagged(ev, YamlError)
-            attach(value, ev.start_mark, 1, ev.anchor)
-        elif cls is MappingStartEvent or cls is SequenceStartEvent:
-            if len(stack) >= MAX_DEPTH:
-                m = ev.start_mark
-                raise YamlError(m.line + 1, m.column + 1, f"nested deeper than {MAX_DEPTH} levels")
-            if ev.tag not in (None, "!", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"):
-                m = ev.start_mark
-                raise YamlError(
-                    m.line + 1, m.column + 1, f"unsupported tag {ev.tag}", _tag_hint(ev.tag)
-                )
-            is_map = cls is MappingStartEvent
-            if stack and stack[-1].kind == "map" and stack[-1].key is _NOKEY:
-                m = ev.start_mark
-                raise YamlError(m.line + 1, m.column + 1, "a mapping key must be a plain value")
-            frame = _Frame(
-                "map" if is_map else "seq", {} if is_map else [], child_path(), ev.anchor
+    def scalar(self, ev: Any) -> None:
+        if not ev.style and ev.tag is None:
+            value: Any = resolve_plain(ev.value)
+            stack = self.stack
+            if (
+                value is not None
+                and not isinstance(value, str)
+                and stack
+                and stack[-1].kind == "map"
+                and stack[-1].key not in (_NOKEY, _DROP)
+                and as_text(value) != ev.value
+            ):
+                self.retyped[self.child_path()] = ev.value
+        elif ev.tag in (None, "!", "tag:yaml.org,2002:str"):
+            value = ev.value
+        else:
+            value = _tagged(ev, YamlError)
+        self.attach(value, ev.start_mark, 1, ev.anchor)
+
+    def start_map(self, ev: Any) -> None:
+        self.start(ev, True)
+
+    def start_seq(self, ev: Any) -> None:
+        self.start(ev, False)
+
+    def start(self, ev: Any, is_map: bool) -> None:
+        """A mapping or sequence opens: checked for depth, tag and place, then stacked."""
+        stack = self.stack
+        if len(stack) >= MAX_DEPTH:
+            m = ev.start_mark
+            raise YamlError(m.line + 1, m.column + 1, f"nested deeper than {MAX_DEPTH} levels")
+        if ev.tag not in (None, "!", "tag:yaml.org,2002:map", "tag:yaml.org,2002:seq"):
+            m = ev.start_mark
+            raise YamlError(
+                m.line + 1, m.column + 1, f"unsupported tag {ev.tag}", _tag_hint(ev.tag)
             )
-            frame.start = (ev.start_mark.line + 1, ev.start_mark.column + 1)
-            stack.append(frame)
-        elif cls is MappingEndEvent or cls is SequenceEndEvent:
-            frame = stack.pop()
-            start = frame.start
-            # attach() wants a mark; rebuild a tiny one from the saved start position
-            attach(frame.value, _Mark(start[0] - 1, start[1] - 1), frame.nodes, frame.anchor)
-        elif cls is AliasEvent:
-            if ev.anchor not in anchors:
-                m = ev.start_mark
-                raise YamlError(m.line + 1, m.column + 1, f"unknown alias *{ev.anchor}")
-            value, nodes = anchors[ev.anchor]
-            attach(value, ev.start_mark, nodes, None)
-        elif cls is DocumentStartEvent:
-            result.clear()
-            pos = {}
-            keypos = {}
-            retyped = {}
-            anchors.clear()
-            doc_line = ev.start_mark.line + 1
-        elif cls is DocumentEndEvent:
-            data = result[0] if result else None
-            docs.append(Document(display, len(docs), data, doc_line, pos, keypos, retyped))
+        if stack and stack[-1].kind == "map" and stack[-1].key is _NOKEY:
+            m = ev.start_mark
+            raise YamlError(m.line + 1, m.column + 1, "a mapping key must be a plain value")
+        frame = _Frame(
+            "map" if is_map else "seq", {} if is_map else [], self.child_path(), ev.anchor
+        )
+        frame.start = (ev.start_mark.line + 1, ev.start_mark.column + 1)
+        stack.append(frame)
+
+    def end(self, ev: Any) -> None:
+        frame = self.stack.pop()
+        start = frame.start
+        # attach() wants a mark; rebuild a tiny one from the saved start position
+        self.attach(frame.value, _Mark(start[0] - 1, start[1] - 1), frame.nodes, frame.anchor)
+
+    def alias(self, ev: Any) -> None:
+        if ev.anchor not in self.anchors:
+            m = ev.start_mark
+            raise YamlError(m.line + 1, m.column + 1, f"unknown alias *{ev.anchor}")
+        value, nodes = self.anchors[ev.anchor]
+        self.attach(value, ev.start_mark, nodes, None)
+
+    def doc_start(self, ev: Any) -> None:
+        self.result.clear()
+        self.pos = {}
+        self.keypos = {}
+        self.retyped = {}
+        self.anchors.clear()
+        self.doc_line = ev.start_mark.line + 1
+
+    def doc_end(self, ev: Any) -> None:
+        data = self.result[0] if self.result else None
+        self.docs.append(
+            Document(
+                self.display,
+                len(self.docs),
+                data,
+                self.doc_line,
+                self.pos,
+                self.keypos,
+                self.retyped,
+            )  # fmt: skip
+        )
 
 
 class _Mark:
