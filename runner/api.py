@@ -171,22 +171,22 @@ def plan(
     ``ref``: plan the manifests as committed at git revision ``ref`` against the recorded
     state and the files in the work tree ("what would apply do if I checked out REV's
     manifests"); forcing and ``since`` do not combine with it (UsageError)."""
+    asked = rc.Asked(workflows, project, env, force, force_all, since, params)
     if ref is not None:
-        forcing = bool(force or force_all or since)
-        return rc.plan_at(repo, ref, workflows, project, env, params, forcing, commands, save)
+        return rc.plan_at(repo, ref, asked, commands, save)
     from runner import noop
     from runner.reconcile import plandata
 
-    key = noop.selection_key(workflows, project, env, force, force_all, since, params)
+    key = noop.selection_key(*asked)
     if save is not None:
         key = None  # a saved plan needs every fingerprint: always plan
     hit, mkey = rc.noop_hit(repo, key)
     if hit is not None:
         return plandata.table([(w, s, "up-to-date", []) for w, s in hit], env or "")
-    m, wfs, sel = rc.selection(repo, workflows, project, env, force, force_all, since, params)
+    m, wfs, sel = rc.selection(repo, asked)
     plans = rc.planned(repo, m, wfs, sel, cache=cache, readonly=readonly)
     if save is not None:
-        rc.save_plan(repo, save, plans, workflows, project, env, force, force_all, since, params)
+        rc.save_plan(repo, save, plans, asked)
     data = plandata.of(m, sel, plans, commands=commands)
     keep = key is not None and not readonly and repo.orch_dir.is_dir()  # never creates .orch/
     if keep and plandata.settled(data, plans):
@@ -210,7 +210,7 @@ def explain(
     from runner.reconcile import flow
     from runner.reconcile.preview import commands
 
-    m, wfs, sel = rc.selection(repo, [workflow], None, env, None, False, None, params)
+    m, wfs, sel = rc.selection(repo, rc.Asked([workflow], None, env, params=params))
     wf = wfs[0]
     if step not in m.dags[wf.name].order:
         from runner.errors import did_you_mean
@@ -274,26 +274,27 @@ def apply(
     import time
 
     t0 = time.time()
+    asked = rc.Asked(workflows, project, env, force, force_all, since, params)
     if saved is not None:  # its selection, and options that refuse a plan that differs
-        workflows, project, env, force, force_all, since, params = rc.saved_selection(saved)
+        asked = rc.saved_selection(saved)
         options = rc.expecting(saved, options)
     from runner import noop
 
-    key = noop.selection_key(workflows, project, env, force, force_all, since, params)
+    key = noop.selection_key(*asked)
     key = None if saved else key  # a saved plan is applied as planned: never the witness
     hit, mkey = rc.noop_hit(repo, key)
     if hit is not None:
         return rc.up_to_date(hit, time.time() - t0)
     if options is not None and (options.executor_kind or options.dask_address):
         repo.executor_kind = options.executor_kind or "dask"
-    m, wfs, sel = rc.selection(repo, workflows, project, env, force, force_all, since, params)
+    m, wfs, sel = rc.selection(repo, asked)
     result, plans = rc.apply_once(repo, m, wfs, sel, options)
     if not saved:  # a saved plan is applied as it was planned: one round
         from runner.reconcile import rounds
 
-        again = rc.again(repo, options, workflows, project, env, since, params)
+        again = rc.again(repo, options, asked)
         m, wfs, result, plans = rounds.run_rounds(
-            m, wfs, sel, result, plans, force_all=force_all, again=again
+            m, wfs, sel, result, plans, force_all=asked.force_all, again=again
         )
     if key is not None and not plans.warnings and result.run_id is None:
         noop.record_plan(repo.root, m, wfs, key, plans.seen, mkey)

@@ -11,7 +11,7 @@ this module and ``runner.noop`` only.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from runner.workspace import Repo, open_state, writable
 
@@ -19,16 +19,25 @@ if TYPE_CHECKING:
     from runner.manifests.catalog import Manifests
 
 
-def selection(
-    repo: Repo,
-    workflows: list[str] | None,
-    project: str | None,
-    env: str | None,
-    force: list[str] | None,
-    force_all: bool,
-    since: str | None = None,
-    params: dict[str, Any] | None = None,
-) -> tuple[Manifests, list[Any], Any]:
+class Asked(NamedTuple):
+    """A selection as ``plan`` and ``apply`` are asked for it (``orch plan|apply``'s
+    arguments), before it is checked against the manifests (``selection``); a saved plan
+    keeps one (``saved_selection``), the no-op witness is keyed by one
+    (``noop.selection_key(*asked)``)."""
+
+    workflows: list[str] | None = None
+    project: str | None = None
+    env: str | None = None
+    force: list[str] | None = None
+    force_all: bool = False
+    since: str | None = None
+    params: dict[str, Any] | None = None
+
+
+def selection(repo: Repo, asked: Asked) -> tuple[Manifests, list[Any], Any]:
+    """(manifests, the selected workflows, the ``Selection``) for ``asked``: workflows
+    named (or of the project), less those ``since`` leaves out; env, forced steps and
+    params checked. OrchError or UsageError for what does not exist."""
     from runner.reconcile.selection import (
         Selection,
         check_env,
@@ -37,6 +46,7 @@ def selection(
         select_workflows,
     )
 
+    workflows, project, env, force, force_all, since, params = asked
     m = repo.manifests()
     wfs = named = select_workflows(m, list(workflows or []), project)
     if since:
@@ -95,41 +105,22 @@ def planned(
     return plans
 
 
-def save_plan(
-    repo: Repo,
-    save: Path,
-    plans: Any,
-    workflows: list[str] | None,
-    project: str | None,
-    env: str | None,
-    force: list[str] | None,
-    force_all: bool,
-    since: str | None,
-    params: dict[str, Any] | None,
-) -> None:
+def save_plan(repo: Repo, save: Path, plans: Any, asked: Asked) -> None:
     """Write ``plans`` to ``save`` as a saved plan of the selection it was asked for, that
     ``apply(saved=...)`` repeats (``reconcile.savedplan``)."""
     from runner import __version__
     from runner.reconcile import savedplan
 
     selection = {
-        "workflows": list(workflows or []), "project": project, "env": env,
-        "force": list(force or []), "force_all": force_all, "since": since,
-        "params": dict(params or {}),
+        "workflows": list(asked.workflows or []), "project": asked.project,
+        "env": asked.env, "force": list(asked.force or []), "force_all": asked.force_all,
+        "since": asked.since, "params": dict(asked.params or {}),
     }  # fmt: skip
     savedplan.write(save, savedplan.document(repo.root, selection, plans, __version__))
 
 
 def plan_at(
-    repo: Repo,
-    ref: str,
-    workflows: list[str] | None,
-    project: str | None,
-    env: str | None,
-    params: dict[str, Any] | None,
-    forcing: bool,
-    commands: bool,
-    save: Path | None,
+    repo: Repo, ref: str, asked: Asked, commands: bool, save: Path | None
 ) -> dict[str, Any]:
     """``plan(ref=...)``: the manifests at git revision ``ref`` against the recorded state,
     writing nothing. UsageError for what does not combine with ``ref``."""
@@ -139,12 +130,13 @@ def plan_at(
         raise UsageError("--show-commands renders the work tree's manifests; drop --ref")
     if save is not None:
         raise UsageError("a saved plan is applied to the work tree's manifests; drop --ref")
-    if forcing:
+    if asked.force or asked.force_all or asked.since:
         raise UsageError("--ref plans the manifests at REV as they stand; drop --force/--since")
     from runner.manifests.revisions import manifests_at
     from runner.reconcile import flow, plandata
     from runner.reconcile.selection import Selection, check_env, parse_params, select_workflows
 
+    workflows, project, env, params = asked.workflows, asked.project, asked.env, asked.params
     m = manifests_at(repo, ref)
     wfs = select_workflows(m, list(workflows or []), project)
     if env:
@@ -176,15 +168,7 @@ def apply_once(repo: Repo, m: Manifests, wfs: list[Any], sel: Any, options: Any)
     return result, plans
 
 
-def again(
-    repo: Repo,
-    options: Any,
-    workflows: list[str] | None,
-    project: str | None,
-    env: str | None,
-    since: str | None,
-    params: dict[str, Any] | None,
-) -> Any:
+def again(repo: Repo, options: Any, asked: Asked) -> Any:
     """The next round of an apply, for ``rounds.run_rounds``: the manifests reloaded (a
     foreach's instances are known now), the same selection with the forcing still owed,
     applied once."""
@@ -193,7 +177,7 @@ def again(
     def again(forced: set[tuple[str, str]], done: set[tuple[str, str]]) -> Any:
         repo.reload()
         left = rounds.still_forced(forced, done, repo.manifests())
-        m, wfs, sel = selection(repo, workflows, project, env, left, False, since, params)
+        m, wfs, sel = selection(repo, asked._replace(force=left, force_all=False))
         return (m, wfs, sel, *apply_once(repo, m, wfs, sel, options))
 
     return again
@@ -206,11 +190,10 @@ def up_to_date(steps: list[tuple[str, str]], duration: float) -> Any:
     return ApplyResult(None, [StepResult(w, s, "up-to-date") for w, s in steps], duration)
 
 
-def saved_selection(saved: tuple[dict[str, Any], str]) -> tuple[Any, ...]:
-    """The selection a saved plan was made of: (workflows, project, env, force, force_all,
-    since, params), as ``apply`` takes them."""
+def saved_selection(saved: tuple[dict[str, Any], str]) -> Asked:
+    """The selection a saved plan was made of."""
     sel = saved[0]["selection"]
-    return (
+    return Asked(
         sel["workflows"], sel["project"], sel["env"],
         sel["force"], sel["force_all"], sel["since"], sel["params"],
     )  # fmt: skip
