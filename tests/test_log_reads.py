@@ -6,6 +6,7 @@ between a row's read and the file's open is no log, never an error."""
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -19,6 +20,11 @@ from tests.test_resilience import background_apply, setup, wait_until, wf
 
 SECRET = "S3CRET-VALUE-xyz"
 HALVES = (SECRET[:7], SECRET[7:])  # what a reader masking each part alone shows
+# the first half, then the rest once the file go exists; the halves built by the shell,
+# so the log's header line (the command) holds neither
+HALF_THEN_REST = (
+    'a=S3C; printf "tok=${a}RET-"; while [ ! -e go ]; do sleep 0.05; done; b=VALUE; echo "$b-xyz"'
+)
 
 
 DECLARES = wf("x", [{"name": "d", "secrets": ["API_KEY"], "run": "true"}])
@@ -104,9 +110,7 @@ def test_logs_follow_masks_a_secret_the_task_had_half_written(
     repo: Repo, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     half = SECRET[:7]
-    # the halves built by the shell, so the log's header line (the command) holds neither
-    run = 'a=S3C; printf "tok=${a}RET-"; while [ ! -e go ]; do sleep 0.05; done; b=VALUE; echo "$b-xyz"'
-    setup(repo, wf("w", [{"name": "s", "run": run}]), DECLARES)
+    setup(repo, wf("w", [{"name": "s", "run": HALF_THEN_REST}]), DECLARES)
     with background_apply(repo, "w") as apply:  # API_KEY unset: the log holds it in clear
         wait_until(lambda: _log(repo).exists() and half in _log(repo).read_text(), "half")
         follow = subprocess.Popen(
@@ -213,3 +217,27 @@ def test_mcp_logs_of_a_fifo_is_one_line_not_a_hang(repo: Repo) -> None:
     _log(repo).unlink()
     with pytest.raises(OrchError, match="is gone"):
         Tools(repo.path).logs("w", "s")
+
+
+@pytest.mark.slow
+def test_a_live_logs_last_page_and_its_tail_never_split_a_secret(
+    repo: Repo, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The page of a running task ends after its last newline: a line still being
+    written may hold the first half of a secret, which the tail then masks whole."""
+    pytest.importorskip("starlette")
+    setup(repo, wf("w", [{"name": "s", "run": "echo start; " + HALF_THEN_REST}]), DECLARES)
+    monkeypatch.delenv("API_KEY", raising=False)
+    with background_apply(repo, "w") as apply:  # API_KEY unset: the log holds it in clear
+        wait_until(lambda: _log(repo).exists() and HALVES[0] in _log(repo).read_text(), "half")
+        monkeypatch.setenv("API_KEY", SECRET)  # the UI knows the secret
+        with _client(repo) as c:
+            page = c.get("/task/1", headers={"x-orch-token": "tok"}).text
+            tail = re.search(r'data-tail="([^"]+)"', page).group(1).replace("&amp;", "&")
+            (repo.path / "go").touch()
+            with c.stream("GET", tail, headers={"x-orch-token": "tok"}) as r:
+                body = "".join(r.iter_text())
+        apply.communicate(timeout=30)
+    assert "start" in page and "event: end" in body
+    _no_part_of_the_secret(page + body)
+    assert "tok=***" in body

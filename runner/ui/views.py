@@ -194,14 +194,16 @@ def slowest_path(repo: api.Repo, tasks: list[dict[str, Any]], now: float) -> set
 def task(repo: api.Repo, task_id: int, page: int | None) -> dict[str, Any]:
     """The task's row and one page of its log (the last page by default), masked."""
     t = api.task(repo, task_id)
-    text, size, pages, page = read_log(repo, t.get("log_path"), page)
+    live = t["status"] in LIVE
+    text, size, pages, page, end = read_log(repo, t.get("log_path"), page, live)
     return {
         "task": api.mask(repo, t),
         "log": api.mask(repo, text),
         "size": size,
+        "end": end,  # where the text shown ends: the live tail goes on from there
         "pages": pages,
         "page": page,
-        "live": t["status"] in LIVE,
+        "live": live,
         "failed": t["status"] in FAILED,
     }
 
@@ -244,20 +246,25 @@ def read_part(
     return data, lo + stop
 
 
-def read_log(repo: api.Repo, rel: str | None, page: int | None) -> tuple[str, int, int, int]:
-    """(text, file size, pages, page shown): page ``page`` (0-based; default the last)
-    of ``LOG_PAGE`` bytes, decoded with replacement, masked (a secret cut by the page's
-    edge too: ``read_part``). Only the ``size`` bytes there were when asked are read, so
-    a live tail from ``size`` on repeats no line of a log that grows meanwhile."""
+def read_log(
+    repo: api.Repo, rel: str | None, page: int | None, live: bool = False
+) -> tuple[str, int, int, int, int]:
+    """(text, file size, pages, page shown, where the text ends): page ``page`` (0-based;
+    default the last) of ``LOG_PAGE`` bytes, decoded with replacement, masked (a secret
+    cut by the page's edge too: ``read_part``). Only the ``size`` bytes there were when
+    asked are read; the last page of a ``live`` log ends after its last newline (a line
+    still being written may hold half a secret), and a live tail goes on from its end."""
     f = open_log(repo, rel)
     if f is None:
-        return "", 0, 1, 0
+        return "", 0, 1, 0, 0
     with f:
         size = os.fstat(f.fileno()).st_size
         pages = max(1, -(-size // LOG_PAGE))
         page = pages - 1 if page is None else min(max(page, 0), pages - 1)
-        data, _ = read_part(repo, f, page * LOG_PAGE, (page + 1) * LOG_PAGE, size)
-    return data.decode("utf-8", "replace"), size, pages, page
+        whole = live and page == pages - 1
+        start = page * LOG_PAGE
+        data, end = read_part(repo, f, start, start + LOG_PAGE, size, whole_lines=whole)
+    return data.decode("utf-8", "replace"), size, pages, page, end
 
 
 def history(repo: api.Repo, wf: str | None) -> dict[str, Any]:
