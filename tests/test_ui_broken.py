@@ -47,3 +47,19 @@ def test_broken_manifests_are_pages_with_their_errors_never_500(repo: Repo) -> N
     )
     assert "fix the errors above" in got["/"].text
     assert "broken.yaml:1:1:" in got["/workflow/build"].text
+
+
+def test_a_damaged_state_is_a_page_saying_the_way_out_never_500(repo: Repo) -> None:
+    repo.write("wf.yaml", workflow("build", "    - name: gen\n      run: echo hi\n"))
+    repo.commit()
+    assert repo.orch("apply").returncode == 0
+    for name in ("state.db-wal", "state.db-shm"):
+        (repo.path / ".orch" / name).unlink(missing_ok=True)
+    (repo.path / ".orch/state.db").write_bytes(b"not a database, not at all" * 100)
+    urls = ["/run/1", "/task/1", "/history", "/step?workflow=build&step=gen", "/run/99"]
+    with TestClient(build(repo.path, "tok"), raise_server_exceptions=False) as c:
+        overview = c.get("/", headers=H)
+        got = {url: c.get(url, headers=H) for url in urls}
+    assert overview.status_code == 200 and "orch state reset" in overview.text
+    assert {url: r.status_code for url, r in got.items()} == dict.fromkeys(urls, 409)
+    assert all("orch state reset" in r.text for r in got.values())

@@ -29,7 +29,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from runner import api
-from runner.errors import OrchError
+from runner.errors import OrchError, StateError
 from runner.status import LIVE
 from runner.ui import actions, views
 from runner.ui.ansi import to_html
@@ -180,9 +180,10 @@ class UI:
 
     def error(self, request: Request, e: OrchError, status: int = 404) -> HTMLResponse:
         """The error page: ``status`` (404: no such thing), or 409 for a page that needs
-        the manifests while they do not load (their diagnostics): the name asked for may
-        well exist, and the request is fine; the repository is not, until it is fixed."""
-        if e.diagnostics and status == 404:
+        the manifests while they do not load (their diagnostics) or a state that cannot be
+        used (``StateError``): the name asked for may well exist, and the request is fine;
+        the repository is not, until it is fixed (the lines say how)."""
+        if status in (404, 500) and (e.diagnostics or isinstance(e, StateError)):
             status = 409
         return self.page(
             "error.html", request, status, lines=api.mask(views.repo_at(self.root), e.lines())
