@@ -170,11 +170,15 @@ def annotations(result: ApplyResult, root: Path, m: Manifests) -> list[str]:
     return out
 
 
+CELL_MAX = 500  # characters of a summary cell: 1000 rows stay well inside GitHub's 1 MiB
+
+
 def _cell(text: object) -> str:
-    """Text in a Markdown table cell: shown(), ``|`` and the characters that start
-    Markdown or HTML markup escaped, so repository text renders as the text it is."""
-    s = shown(text)
-    for c in "\\|`*_[]<>#!":
+    """Text in a Markdown table cell: shown(), cut to ``CELL_MAX`` characters, then ``|``
+    and the characters that start Markdown or HTML markup (``&``: an entity) escaped, so
+    repository text renders as the text it is."""
+    s = capped(shown(text), CELL_MAX)
+    for c in "\\|`*_[]<>#!&":
         s = s.replace(c, "\\" + c)
     return s
 

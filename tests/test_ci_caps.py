@@ -30,3 +30,19 @@ def test_a_long_instance_name_is_capped_in_titles_and_messages(repo: Repo, tmp_p
     assert len(unquote(message)) <= 4096
     group = next(c for c in commands(p.stdout) if c.startswith("::group::"))
     assert len(unquote(group.removeprefix("::group::"))) == 255
+
+
+def test_summary_cells_are_capped_and_entities_stay_text(repo: Repo, tmp_path: Path) -> None:
+    outs = [f"out-{i:02d}-{'o' * 40}&amp;.txt" for i in range(30)]
+    step = f"    - name: s\n      outputs: {outs}\n      run: 'true'\n"
+    repo.write("wf.yaml", workflow("w", step))
+    repo.commit()
+    p = repo.orch("apply", env=gh_env(tmp_path))
+    assert p.returncode == 1, p.stderr
+    row = next(r for r in (tmp_path / "summary.md").read_text().splitlines() if "| w/s |" in r)
+    why = row.split(" | ")[3].removesuffix(" |")
+    assert why.startswith("exit 0: declared outputs not produced: out-00-") and why.endswith("…"), (
+        why
+    )
+    assert len(why.replace("\\", "")) == 500
+    assert "\\&amp;" in why and "&amp;" not in why.replace("\\&amp;", "")  # text, not "&"
