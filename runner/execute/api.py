@@ -92,7 +92,9 @@ class Cancel:
         self._lock = threading.Lock()
         self._status: str | None = None
         self._wake: list[int] = []
-        self._event = threading.Event()
+        # made by the first wait (a retry's back-off): most tasks never wait, and an
+        # Event is a Condition and two locks more per task
+        self._event: threading.Event | None = None
 
     def cancel(self, status: str = "cancelled") -> None:
         if status not in CANCEL_STATUSES:
@@ -100,7 +102,8 @@ class Cancel:
         with self._lock:
             if self._status is None:
                 self._status = status
-            self._event.set()
+            if self._event is not None:
+                self._event.set()
             for fd in self._wake:
                 with contextlib.suppress(OSError):  # pipe full: a wake-up is pending
                     os.write(fd, b"!")
@@ -111,7 +114,13 @@ class Cancel:
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to ``seconds``; True at once when a cancel is requested."""
-        return self._event.wait(max(0.0, seconds))
+        with self._lock:  # a cancel before the Event exists is seen here, after it by it
+            if self._status is not None:
+                return True
+            if self._event is None:
+                self._event = threading.Event()
+            event = self._event
+        return event.wait(max(0.0, seconds))
 
     def _attach(self, fd: int) -> None:
         with self._lock:
