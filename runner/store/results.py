@@ -173,12 +173,6 @@ class ResultStore:
             with contextlib.suppress(OSError):
                 os.close(fd)
 
-    def __enter__(self) -> ResultStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def env_key(self) -> bytes:
         """The store's own random key (``key``, 32 bytes, made on first use) for keyed
         digests of environment values in cache keys: clones that share the store share
