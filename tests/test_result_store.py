@@ -136,6 +136,49 @@ def test_hardlink_restore_is_a_read_only_hard_link_not_a_symlink(work: Path) -> 
     assert store.restore("k", work) is None and said
 
 
+def test_hardlink_restore_keeps_x_bits_and_links_only_a_blob_of_the_right_mode(
+    work: Path,
+) -> None:
+    store = open_store(work, {"link": "hardlink"})
+    os.chmod(work / "out.txt", 0o644)
+    assert store.put("k", root=work, files=["dist", "out.txt"], values={}, meta={})
+    blobs = work / ".orch/cache/results/blobs"
+    exe = next(blobs.rglob("*.x"))
+    assert stat.S_IMODE(os.lstat(exe).st_mode) == 0o555
+    _wipe(work)
+    assert store.restore("k", work) == {}
+    st = os.lstat(work / "dist/sub/b.sh")
+    assert (stat.S_IMODE(st.st_mode), st.st_ino) == (0o555, os.lstat(exe).st_ino)
+    # a blob chmodded since (a user's chmod on a link changes the blob): copied, not linked
+    plain = next(b for b in blobs.rglob("*") if b.is_file() and b.read_bytes() == b"one\n")
+    os.chmod(plain, 0o755)
+    _wipe(work)
+    said: list[str] = []
+    store.warn = said.append
+    assert store.restore("k", work) == {} and said == []
+    st = os.lstat(work / "out.txt")
+    assert (stat.S_IMODE(st.st_mode), st.st_nlink) == (0o644, 1)
+
+
+def test_an_executable_stored_in_one_blob_for_both_kinds_is_restored_with_its_mode(
+    work: Path,
+) -> None:
+    """A store written by an orch that kept an executable file's bytes in the plain
+    0444 blob: the restore copies from it, with the mode stored, and warns of nothing."""
+    store = open_store(work, {"link": "hardlink"})
+    assert store.put("k", root=work, files=["dist"], values={}, meta={})
+    exe = next((work / ".orch/cache/results/blobs").rglob("*.x"))
+    os.chmod(exe, 0o444)
+    os.rename(exe, exe.with_name(exe.name.removesuffix(".x")))
+    _wipe(work)
+    said: list[str] = []
+    store.warn = said.append
+    assert store.restore("k", work) == {} and said == []
+    st = os.lstat(work / "dist/sub/b.sh")
+    assert (stat.S_IMODE(st.st_mode), st.st_nlink) == (0o755, 1)
+    assert store.gc() == (0, 0)  # the plain blob is the executable's: kept
+
+
 def test_gc_by_size_and_age_least_recently_used_first(work: Path) -> None:
     store = open_store(work, None)
     for i in range(3):

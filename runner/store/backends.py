@@ -53,7 +53,9 @@ class Backend:
         """Write ``rel`` unless it exists (two writers: one wins, both read it after)."""
         raise NotImplementedError
 
-    def commit_blob(self, tmp: str, rel: str) -> None:
+    def commit_blob(self, tmp: str, rel: str, mode: int = 0o444) -> None:
+        """Move the temp file ``tmp`` to the blob ``rel`` (kept if already there), with
+        ``mode`` where the store has modes (0444, or 0555 for an executable's blob)."""
         raise NotImplementedError
 
     def fetch(self, rel: str, dest: Path) -> None:
@@ -66,7 +68,7 @@ class Backend:
         self.fetch(rel, dest)
         return hash_path(dest)
 
-    def hardlink(self, rel: str, dest: Path) -> bool:
+    def hardlink(self, rel: str, dest: Path, mode: int) -> bool:
         return False
 
     def list(self, prefix: str) -> list[str]:
@@ -139,12 +141,12 @@ class Local(Backend):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
 
-    def commit_blob(self, tmp: str, rel: str) -> None:
+    def commit_blob(self, tmp: str, rel: str, mode: int = 0o444) -> None:
         dest = self.path / rel
         if _clear_odd(dest):
             os.utime(dest)  # in use again: a sweep's grace starts over
             return
-        os.chmod(tmp, 0o444)
+        os.chmod(tmp, mode)
         _place(tmp, dest)
 
     def fetch(self, rel: str, dest: Path) -> None:
@@ -185,19 +187,25 @@ class Local(Backend):
                     while view:
                         view = view[out.write(view) :]
 
-    def hardlink(self, rel: str, dest: Path) -> bool:
-        """Hard-link the blob ``rel`` to ``dest``; False where it is not a regular file
-        (a symlink there would become a symlink, or a link to a file out of the store,
-        in the work tree) or the link cannot be made (another device)."""
+    def hardlink(self, rel: str, dest: Path, mode: int) -> bool:
+        """Hard-link the blob ``rel`` to ``dest``, which then has the blob's mode; False
+        where that mode is not ``mode`` (the file would not come back as it was stored:
+        a blob chmodded since, or a file whose mode no blob has), where the blob is not a
+        regular file (a symlink there would become a symlink, or a link to a file out of
+        the store, in the work tree) or the link cannot be made (another device). The
+        link's own type and mode are checked once it is made, so a blob replaced or
+        chmodded meanwhile is never left linked."""
         import stat
 
         try:
-            if not stat.S_ISREG(os.lstat(self.path / rel).st_mode):
-                return False
             os.link(self.path / rel, dest, follow_symlinks=False)
         except OSError:
             return False
-        return True
+        st = os.lstat(dest)
+        if stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == mode:
+            return True
+        os.unlink(dest)
+        return False
 
     def list(self, prefix: str) -> list[str]:
         base = self.path / prefix
@@ -352,7 +360,7 @@ class Remote(Backend):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
 
-    def commit_blob(self, tmp: str, rel: str) -> None:
+    def commit_blob(self, tmp: str, rel: str, mode: int = 0o444) -> None:
         if self.fs.exists(self._p(rel)):
             return
         name = self._p(f"tmp/{os.getpid()}-{time.time_ns()}-{os.urandom(4).hex()}")

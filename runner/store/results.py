@@ -7,6 +7,8 @@ with ``cache: {dir: PATH}``, or an fsspec URL with ``cache: {remote: URL}``)::
 
     blobs/ab/ab12...        file contents, once each, named by their BLAKE2b-128 hash;
                             read-only (0444): nothing writes a blob in place
+    blobs/ab/ab12....x      the same for an executable file's contents (0555), so a
+                            hard link to it restores the x bits too
     entries/cd/cd34....json one entry per key: outputs (paths, blob, mode, size), output
                             values, meta (when, where), ``format``
     tmp/                    writes in progress (temp + rename: a reader never sees half)
@@ -20,9 +22,12 @@ a corrupted or missing blob is a miss with one warning, never a half-restored ou
 Restoring copies by default (a reflink where the file system makes one, ``FICLONE``), so a
 later in-place edit of the work-tree file can never reach the cache. ``link: hardlink``
 hard-links blobs into place instead (same device only, else a copy), as DVC's
-``cache.type: hardlink`` does: the restored file is then read-only, like the blob, and an
-in-place write to it (possible for root) damages the blob, which the next restore finds
-by its hash and drops. Never a symlink into the cache.
+``cache.type: hardlink`` does: the restored file then has the blob's mode, the stored
+mode less its write bits (0444, or 0555 for an executable file: the x bits, which the
+file's hash covers, come back as stored), and a file whose mode no blob has (0600, 0750)
+is copied with its own mode instead; an in-place write to a link (possible for root)
+damages the blob, which the next restore finds by its hash and drops, and a blob
+chmodded since is copied from, never linked. Never a symlink into the cache.
 
 Two processes putting one key at once each write whole temp files and rename them; the
 last rename wins and both entries are complete. A local store's ``gc``/``clear`` take an
@@ -204,10 +209,15 @@ class ResultStore:
             outputs=tuple(data["outputs"]),
         )
 
-    def blob(self, blob: str) -> bytes | None:
-        """The bytes of the blob named ``blob`` (its hash), unverified, or None when it
-        is not there."""
-        return self._b.read(_blob_rel(blob))
+    def blob(self, blob: str, executable: bool = False) -> bytes | None:
+        """The bytes of the blob named ``blob`` (its hash) as stored for an executable
+        file or not (either copy where that one is missing: the bytes are the same),
+        unverified, or None when neither is there."""
+        for exe in (executable, not executable):
+            data = self._b.read(_blob_rel(blob, exe))
+            if data is not None:
+                return data
+        return None
 
     def _entry_data(self, key: str, bad: list[str] | None = None) -> dict[str, Any] | None:
         """The entry under ``key``, or None: missing, or unreadable (``_parse_entry``),
@@ -355,7 +365,8 @@ class ResultStore:
             after = os.fstat(f.fileno())
             if _changed(before, after):
                 raise Refused(f"{full}: changed while it was stored")
-            self._b.commit_blob(tmp, _blob_rel(h.hexdigest()))
+            exe = _executable(before.st_mode)
+            self._b.commit_blob(tmp, _blob_rel(h.hexdigest(), exe), BLOB_MODES[exe])
         return [sub, h.hexdigest(), before.st_mode & 0o7777, before.st_size]
 
     # ---- restoring --------------------------------------------------------------------
@@ -416,17 +427,27 @@ class ResultStore:
             self._stage_file(output["blob"], output["mode"], target)
 
     def _stage_file(self, blob: str, mode: int, dest: Path) -> None:
-        """Copy (or link) the blob to ``dest``, hashing the bytes as they are written: a
-        blob that cannot be read or does not hash to its name is _Corrupt (and dropped);
-        ``dest`` that cannot be written raises OSError."""
-        rel = _blob_rel(blob)
-        linked = self.link == "hardlink" and self._b.hardlink(rel, dest)
-        got = hash_path(dest) if linked else self._b.copy_out(rel, dest)
-        if got != blob:
+        """Copy (or link) the blob to ``dest`` with the stored ``mode``, hashing the
+        bytes as they are written. Under ``link: hardlink`` a link only where the blob's
+        mode is ``mode`` less its write bits, else a copy chmodded to ``mode``: either
+        way the file comes back with the mode stored, x bits and all (the copy for the
+        other kind of file is used where this kind's is missing: an entry stored by an
+        orch that kept one blob for both). A blob that cannot be read or does not hash
+        to its name is _Corrupt (and dropped); ``dest`` that cannot be written raises
+        OSError."""
+        mode &= 0o7777
+        exe = _executable(mode)
+        for rel in (_blob_rel(blob, exe), _blob_rel(blob, not exe)):
+            linked = self.link == "hardlink" and self._b.hardlink(rel, dest, mode & ~0o222)
+            got = hash_path(dest) if linked else self._b.copy_out(rel, dest)
+            if got == blob:
+                break
             self._b.remove(rel)
+            dest.unlink(missing_ok=True)
+        else:
             raise _Corrupt(f"blob {blob} is corrupted or missing")
         if not linked:
-            os.chmod(dest, mode & 0o7777)
+            os.chmod(dest, mode)
 
     # ---- keeping it small -------------------------------------------------------------
 
@@ -474,8 +495,8 @@ class ResultStore:
     def _sweep(self, used: set[str]) -> int:
         """Remove the blobs not in ``used``; the bytes freed."""
         freed = 0
-        for rel in self._b.list("blobs"):
-            if rel.rsplit("/", 1)[-1] not in used:
+        for rel in self._b.list("blobs"):  # an executable's copy goes with its hash
+            if rel.rsplit("/", 1)[-1].removesuffix(".x") not in used:
                 freed += self._b.size(rel)
                 self._b.remove(rel)
         return freed
@@ -571,10 +592,23 @@ def _entry_rel(key: str) -> str:
     return f"entries/{key[:2]}/{key}.json"
 
 
-def _blob_rel(blob: str) -> str:
+# a blob's mode: read-only, and executable where the file was (so a hard link to it
+# brings the x bits back); the mode of a file restored by hard link is its blob's
+BLOB_MODES = {False: 0o444, True: 0o555}
+
+
+def _executable(mode: int) -> bool:
+    """Whether a file of ``mode`` is executable as git and the hasher count it (the
+    owner may execute it): its blob is the 0555 one."""
+    return bool(mode & stat.S_IXUSR)
+
+
+def _blob_rel(blob: str, executable: bool = False) -> str:
+    """Where the blob named ``blob`` lies: ``blobs/ab/ab12...``, and ``....x`` for the
+    copy kept for executable files."""
     if len(blob) < 3 or not all(c in "0123456789abcdef" for c in blob):
         raise _Corrupt(f"bad blob name {blob!r}")
-    return f"blobs/{blob[:2]}/{blob}"
+    return f"blobs/{blob[:2]}/{blob}{'.x' if executable else ''}"
 
 
 def _changed(a: os.stat_result, b: os.stat_result) -> bool:
