@@ -311,6 +311,62 @@ def test_hardlink_setting_restores_read_only_hard_links(repo: Repo) -> None:
     assert stat.S_IMODE(st.st_mode) & 0o222 == 0
 
 
+MODES = """\
+    - name: make
+      outputs: [tool.sh, key.txt, ro.txt, bin/]
+      run: |
+        echo make >> runs.log
+        printf '#!/bin/sh\\necho tool ran\\n' > tool.sh && chmod 755 tool.sh
+        echo secret > key.txt && chmod 600 key.txt
+        echo fixed > ro.txt && chmod 444 ro.txt
+        mkdir -p bin/sub && printf '#!/bin/sh\\necho deep\\n' > bin/sub/run.sh
+        chmod 750 bin/sub/run.sh && echo data > bin/data.txt && chmod 644 bin/data.txt
+    - name: use
+      inputs: [tool.sh, "bin/**"]
+      outputs: [used.txt]
+      run: |
+        echo use >> runs.log
+        ./tool.sh > used.txt && ./bin/sub/run.sh >> used.txt
+"""
+
+
+@pytest.mark.parametrize("link", ["copy", "hardlink"])
+def test_a_restore_brings_back_each_file_with_its_mode_executables_run(
+    repo: Repo, tmp_path: Path, link: str
+) -> None:
+    """A fresh clone sharing the cache: every restored file has the mode the step gave
+    it (under ``link: hardlink`` less its write bits where it is a link to a blob: an
+    executable one keeps its x bits), the executables run, and the step reading them is
+    planned and applied restored, not run again."""
+    shared = tmp_path / "shared"
+    repo.write(".orch/config.yaml", f"apiVersion: orch/v1\nkind: Config\n"
+               f"cache: {{dir: '{shared}', link: {link}}}\n")  # fmt: skip
+    repo.write("wf.yaml", workflow("w", MODES))
+    repo.write(".gitignore", "runs.log\ntool.sh\nkey.txt\nro.txt\nbin/\nused.txt\n")
+    repo.commit()
+    assert _status(_apply_ok(repo)) == {"make": "succeeded", "use": "succeeded"}
+    other = _clone(repo, tmp_path, "clone")
+    planned = {s: a for (_, s), (a, _) in other.plan().items()}
+    assert planned == {"make": "restore", "use": "restore"}
+    assert _status(_apply_ok(other)) == {"make": "restored", "use": "restored"}
+    assert _runs(other) == []
+    stored = {"tool.sh": 0o755, "key.txt": 0o600, "ro.txt": 0o444, "bin/sub/run.sh": 0o750,
+              "bin/data.txt": 0o644}  # fmt: skip
+    # by hard link: a link where the blob's mode (0444, 0555) is the file's less its write
+    # bits; a file whose mode no blob has (0600, 0750) is a copy with its own mode
+    linked = {"tool.sh", "ro.txt", "bin/data.txt"} if link == "hardlink" else set()
+    for rel, mode in stored.items():
+        st = os.lstat(other.path / rel)
+        want = mode & ~0o222 if rel in linked else mode
+        assert (stat.S_IMODE(st.st_mode), st.st_nlink > 1) == (want, rel in linked), rel
+    ran = subprocess.run(["./tool.sh"], cwd=other.path, capture_output=True, text=True)
+    assert ran.stdout == "tool ran\n"
+    assert other.read("used.txt") == "tool ran\ndeep\n"
+    assert {a for a, _ in other.plan().values()} == {"up-to-date"}
+    assert _status(_apply_ok(other)) == {"make": "up-to-date", "use": "up-to-date"}
+    assert _runs(other) == []
+
+
 def test_orch_no_cache_variable_turns_it_off(repo: Repo) -> None:
     _setup(repo)
     assert repo.orch("apply", env={"ORCH_NO_CACHE": "1"}).returncode == 0

@@ -15,10 +15,9 @@ Terraform's plan says what apply will do; Bazel knows an action's outputs from t
 cache without fetching them. Where the plan cannot know what the hasher will read after the
 restore, the step stays "may run" (upstream will restore), as before:
 
-- an executable file restored by hard link (its mode is then the blob's, or the entry's
-  where the link falls back to a copy: which one, only the restore knows), or one whose
-  blob cannot be read here (the hash of an executable file covers its mode, so its bytes
-  are hashed again);
+- an executable file whose blob cannot be read here or is larger than ``MAX_READ`` (the
+  hash of an executable file covers its mode, so its bytes are hashed again; a restore,
+  by copy or by hard link, brings the mode back as stored: ``ResultStore._stage_file``);
 - a step whose own outputs lie in or around what a restore replaces;
 - an input glob spelled as a path that the restore writes (the path wins over the glob).
 """
@@ -99,12 +98,13 @@ def _output_files(cache: ResultCache, output: dict[str, Any]) -> dict[str, str]:
 
 def _file_hash(cache: ResultCache, blob: str, mode: int, size: int) -> str:
     """The hash ``Hasher.file`` will read of a restored file: its blob's name (the same
-    BLAKE2b-128 of the bytes) unless it is executable, whose hash covers the mode."""
+    BLAKE2b-128 of the bytes) unless it is executable, whose hash covers the mode (a
+    restore, by copy or hard link, gives the file its stored x bits)."""
     if not mode & stat.S_IXUSR:
         return blob
-    if cache.store.link == "hardlink" or size > MAX_READ:
+    if size > MAX_READ:
         raise Unknown(blob)
-    data = cache.store.blob(blob)
+    data = cache.store.blob(blob, executable=True)
     if data is None or hashlib.blake2b(data, digest_size=16).hexdigest() != blob:
         raise Unknown(blob)  # the restore will find it missing or damaged: a miss
     return bytes_hash(data, executable=True)
