@@ -218,7 +218,9 @@ def test_retry_fails_twice_then_succeeds_with_growing_delays(repo: Repo) -> None
 
 
 def test_breaker_opens_skips_and_closes_after_a_successful_trial(repo: Repo) -> None:
-    brk = {"name": "api", "threshold": 2, "cooldown": "300ms"}
+    # the cooldown must outlast the two applies below on a loaded machine (a 300 ms one
+    # ran out between them under load 19 and the held step was tried)
+    brk = {"name": "api", "threshold": 2, "cooldown": "2s"}
     path = setup(
         repo, wf("w", [{"name": f"s{i}", "run": "true", "breaker": brk} for i in (1, 2, 3)])
     )
