@@ -250,19 +250,19 @@ def cancel_run(repo: Repo, run_id: int) -> list[dict[str, Any]]:
 
     seen = open_state(repo, readonly=True)  # an unknown run: no state file made to say so
     try:
-        if not reads.is_rowid(run_id) or not seen.query("SELECT 1 FROM runs WHERE id=?", (run_id,)):
+        if reads.run_status(seen, run_id) is None:
             raise_damage(seen)
             raise OrchError(f"no run with id {run_id} (see orch history)")
     finally:
         seen.close()
     state = open_state(repo)
     try:
-        run = state.query("SELECT id, status FROM runs WHERE id=?", (run_id,))
+        status = reads.run_status(state, run_id)
         dead = set(state.dead_runs())
-        live = run_id not in dead and run[0]["status"] == Status.RUNNING
+        live = run_id not in dead and status == Status.RUNNING
         rows = cancellable(state, run_id) if live else []
         if not live:
-            st = Status.INTERRUPTED if run_id in dead else run[0]["status"]
+            st = Status.INTERRUPTED if run_id in dead else status
             raise OrchError(f"run {run_id} has no running task (it is {st})")
         request_run_cancel(state, run_id)
         for t in rows:

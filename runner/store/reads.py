@@ -127,6 +127,16 @@ def run(state: State, run_id: int) -> dict[str, Any] | None:
     return _run(state, rows[0]) if rows else None
 
 
+def run_status(state: State, run_id: int) -> str | None:
+    """Run ``run_id``'s recorded status (``runs.status``, a ``Status`` value; a dead
+    runner's run still reads ``running`` until a writer reaps it); None when there is no
+    such run or ``run_id`` cannot be a row's id. One indexed row, no tasks read."""
+    if not is_rowid(run_id):
+        return None
+    rows = state.query("SELECT status FROM runs WHERE id=?", (run_id,))
+    return rows[0]["status"] if rows else None
+
+
 def _run(state: State, r: Any) -> dict[str, Any]:
     wfs = json.loads(r["workflows"] or "[]")
     tasks = state.query("SELECT * FROM tasks WHERE run_id=? ORDER BY id", (r["id"],))
