@@ -8,6 +8,9 @@ alike: a function-local import is still a dependency, it only moves the cost. Th
 * no import cycle between modules, of any length;
 * only ``store/`` imports ``sqlite3``; only ``execute/`` and ``manifests/sources.py`` (git)
   import ``subprocess``;
+* only ``store/`` holds SQL text: a string literal (or f-string) outside it that reads as a
+  statement is SQL handed to ``State.query`` or a connection, past the import check; and
+  only ``store/`` calls ``.query``/``.execute*`` (SQL built from a variable);
 * every ``__init__.py`` is import-free (start-up budget), and pyproject lists every package
   (a package missing there is missing from a wheel).
 
@@ -228,6 +231,105 @@ def test_only_the_edges_import(lib: str, allowed: tuple[str, ...]) -> None:
         if name.split(".")[0] == lib and not m.startswith(allowed)
     ]
     assert bad == []
+
+
+# statement shapes, not bare keywords: "create", "with", "replace", "COMMIT" (a metavar)
+# and "Drop ..." are words of help text and docstrings
+_SQL_SHAPES = (
+    r"SELECT\s+(DISTINCT\s+)?([\d?*]|\w+\s*\(|[\s\S]*\bFROM\s)",
+    r"(INSERT|REPLACE)\s+(OR\s+\w+\s+)?INTO\s",
+    r"UPDATE\s+(OR\s+\w+\s+)?\w+\s+SET\s",
+    r"DELETE\s+FROM\s",
+    r"WITH\s+(RECURSIVE\s+)?\w+(\s*\([^)]*\))?\s+AS\s*\(",
+    r"PRAGMA\s+\w+",
+    r"BEGIN(\s+(DEFERRED|IMMEDIATE|EXCLUSIVE))?(\s+TRANSACTION)?\s*;?\s*$",
+    r"(COMMIT|END|ROLLBACK)\s+TRANSACTION\b",
+    r"ROLLBACK\s+TO\s",
+    r"(SAVEPOINT|RELEASE\s+SAVEPOINT)\s+\w+",
+    r"(CREATE|DROP)\s+(TEMP\w*\s+|UNIQUE\s+|VIRTUAL\s+)?(TABLE|INDEX|VIEW|TRIGGER)\s",
+    r"ALTER\s+TABLE\s",
+    r"(ATTACH|DETACH)\s+DATABASE\s",
+    r"VACUUM\b",
+)
+SQL_TEXT = re.compile(r"^\s*(" + "|".join(_SQL_SHAPES) + ")", re.IGNORECASE)
+
+
+def sql_strings(source: str) -> list[tuple[int, str]]:
+    """(line, text) of every string literal in ``source`` that starts like an SQL
+    statement; an f-string counts as its text with ``{}`` for each hole."""
+    tree = ast.parse(source)
+    parts = {id(v) for n in ast.walk(tree) if isinstance(n, ast.JoinedStr) for v in n.values}
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            text = "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if id(node) in parts:
+                continue
+            text = node.value
+        else:
+            continue
+        if SQL_TEXT.match(text):
+            out.append((node.lineno, text))
+    return sorted(out)
+
+
+def test_only_the_store_holds_sql() -> None:
+    bad = sorted(
+        [
+            f"{MODULES[m].relative_to(ROOT)}:{line}: SQL outside runner/store/ ({text.strip()[:60]!r});"
+            " move it into a named function of runner/store/ and call that with data"
+            for m in MODULES
+            if not m.startswith(SQL_ONLY)
+            for line, text in sql_strings(MODULES[m].read_text(encoding="utf-8"))
+        ]
+    )
+    assert not bad, "\n" + "\n".join(bad)
+
+
+SQL_CALLS = ("query", "execute", "executemany", "executescript")
+
+
+def test_only_the_store_runs_sql() -> None:
+    """``State.query`` and a connection's ``execute*`` are the store's own: a caller
+    outside it asks a named store function instead (whatever the SQL is built from)."""
+    bad = sorted(
+        [
+            f"{MODULES[m].relative_to(ROOT)}:{node.lineno}: .{node.func.attr}(...) outside"
+            " runner/store/; call a named function of runner/store/ with data instead"
+            for m in MODULES
+            if not m.startswith(SQL_ONLY)
+            for node in ast.walk(ast.parse(MODULES[m].read_text(encoding="utf-8")))
+            if isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in SQL_CALLS
+        ]
+    )
+    assert not bad, "\n" + "\n".join(bad)
+
+
+def test_sql_finder_finds_sql() -> None:
+    """The SQL test can fail: statements, f-strings and joined literals are found; help
+    text, docstrings and metavars that start with an SQL word are not."""
+    found = sql_strings(
+        'a = state.query("SELECT 1 FROM runs WHERE id=?", (1,))\n'
+        'b = f"UPDATE tasks SET {col}=? WHERE id=?"\n'
+        'c = ("delete from steps"\n     " WHERE workflow=?")\n'
+        'd = "  INSERT OR IGNORE INTO events (at) VALUES (?)"\n'
+        'e = "BEGIN IMMEDIATE"\n'
+        'f = f"WITH l AS (SELECT max(id) FROM tasks) SELECT {cols} FROM l"\n'
+        'g = "PRAGMA journal_mode"\n'
+    )
+    assert [line for line, _ in found] == [1, 2, 3, 5, 6, 7, 8]
+    prose = (
+        '"""Drop result-cache entries, least recently used first."""\n'
+        'p.add_argument("--since", metavar="COMMIT", help="create .orch/config.yaml here")\n'
+        's = text.encode(errors="replace")\n'
+        'h = "with --poll, stat the tree this often"\n'
+        'u = "select the steps to run; update them with orch apply"\n'
+        'b = "Begin action kind"\n'
+    )
+    assert sql_strings(prose) == []
 
 
 def test_init_files_import_nothing() -> None:
