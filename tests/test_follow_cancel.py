@@ -187,6 +187,9 @@ def test_cancel_usage_errors(repo: Repo) -> None:
     p = repo.orch("task", "cancel", "--run", "9")
     assert p.returncode == 1
     assert p.stderr == "orch: no run with id 9 (see orch history)\n"
+    big = str(2**63)  # past SQLite's 64-bit integers: no row, not an OverflowError
+    p = repo.orch("task", "cancel", "--run", big)
+    assert (p.returncode, p.stderr) == (1, f"orch: no run with id {big} (see orch history)\n")
 
 
 def test_cancel_of_an_unknown_run_writes_nothing(tmp_path: Path) -> None:
