@@ -524,6 +524,9 @@ class State:
                 conn.execute("ROLLBACK")
 
     def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        """Rows of ``sql`` with ``args`` bound; StateError on a damaged or unreadable file.
+        For ``store/`` only: code outside it calls a named store function with data
+        (``tests/test_layers.py`` fails on a ``.query`` call or SQL text outside ``store/``)."""
         with self._lock:
             conn = self.conn
             conn.row_factory = sqlite3.Row
