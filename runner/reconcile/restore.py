@@ -105,8 +105,8 @@ class ResultCache:
         if any(r == "forced" or r.startswith("running in another orch") for r in d.reasons):
             return d
         got = self.held(self._key(view, d))
-        if got is None:
-            return d
+        if got is None or sorted(o["path"] for o in got.outputs) != output_paths(view):
+            return d  # an entry for other paths is not this step's (restore says why)
         why = f"will restore: cached result from {got.where}"
         return replace(d, action=RESTORE, reasons=(*d.reasons, why))
 
@@ -116,7 +116,7 @@ class ResultCache:
         if not self.cacheable(view) or any(r == "forced" for r in d.reasons):
             return None
         t0 = time.perf_counter()
-        values = self.store.restore(self._key(view, d), self.root)
+        values = self.store.restore(self._key(view, d), self.root, output_paths(view))
         return None if values is None else (values, time.perf_counter() - t0)
 
     def save(
@@ -137,12 +137,11 @@ class ResultCache:
         if secrets.mask_any(values) != values:
             return False
         meta = {"workflow": d.workflow, "step": d.step, "origin": origin(self.root, run_id)}
-        files = [globs.literal(o).rstrip("/") for o in view.outputs]
         key = self._key(view, d)
         return self.store.put(
             key,
             root=self.root,
-            files=files,
+            files=output_paths(view),
             values=values,
             meta=meta,
             written_before=res.ended,
@@ -151,6 +150,13 @@ class ResultCache:
     def close(self) -> None:
         """End the apply's use of the store: its staging folder removed."""
         self.store.close()
+
+
+def output_paths(view: StepView) -> list[str]:
+    """The paths a step's entry holds, sorted: each declared output's literal part (a
+    file or a folder). A restore writes these and nothing else, whatever an entry from a
+    shared store lists."""
+    return sorted({globs.literal(o).rstrip("/") for o in view.outputs})
 
 
 def open_cache(

@@ -371,9 +371,12 @@ class ResultStore:
 
     # ---- restoring --------------------------------------------------------------------
 
-    def restore(self, key: str, root: Path) -> dict[str, str] | None:
+    def restore(
+        self, key: str, root: Path, paths: list[str] | None = None
+    ) -> dict[str, str] | None:
         """Put the outputs stored under ``key`` in place under ``root`` and return their
-        output values; None on a miss. Every file is staged (in the store's staging
+        output values; None on a miss. ``paths``: the outputs the step declares (as
+        ``put`` was given them); an entry naming others is a miss with a warning. Every file is staged (in the store's staging
         folder, ``runner.store.staging``) and its hash verified as it is copied, before the
         first output is replaced; a missing or corrupted blob is a miss with one warning
         (the bad blob is dropped, so the next success stores it again), and so is a
@@ -385,7 +388,7 @@ class ResultStore:
         outputs = data["outputs"]
         staged: list[Path] = []
         try:
-            _check_paths(outputs, root)
+            _check_paths(outputs, root, paths)
             stage = self._staging.folder(root)
             staged = [self._staging.name(stage) for _ in outputs]
             for o, path in zip(outputs, staged, strict=True):
@@ -517,7 +520,9 @@ class _Corrupt(Exception):
     pass
 
 
-def _check_paths(outputs: list[dict[str, Any]], root: Path) -> None:
+def _check_paths(
+    outputs: list[dict[str, Any]], root: Path, declared: list[str] | None = None
+) -> None:
     """Every path an entry names stays inside ``root`` (an entry is data from a shared,
     perhaps remote, store: ``../`` or a link in the way must not lead a restore out), and
     every output can be swapped into place: no folder it goes in is a file (or a special
@@ -527,7 +532,18 @@ def _check_paths(outputs: list[dict[str, Any]], root: Path) -> None:
 
     One ``lstat`` per folder between ``root`` and an output; only a symlink among them is
     resolved (its real path must be in the repository), as resolving every parent would
-    cost a ``lstat`` per folder from ``/`` down, for each restore."""
+    cost a ``lstat`` per folder from ``/`` down, for each restore.
+
+    ``declared``: the step's own outputs; the entry must hold exactly these (a writer of
+    a shared store could list ``orch.yaml`` or a script among them)."""
+    if declared is not None:
+        names = [str(o["path"]) for o in outputs]
+        for rel in sorted({n for n in names if names.count(n) > 1}):
+            raise _Corrupt(f"entry names {rel!r} twice")
+        for rel in sorted(set(names) - set(declared)):
+            raise _Corrupt(f"entry names {rel!r}, not one of the step's outputs")
+        for rel in sorted(set(declared) - set(names)):
+            raise _Corrupt(f"entry lacks the step's output {rel!r}")
     for o in outputs:
         subs = [f[0] for f in files_of(o) if f[0]] + list(o.get("dirs", []))
         for rel in [o["path"], *subs]:
