@@ -5,14 +5,17 @@ and an entry it will not follow is a miss with one warning (the step runs)."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import stat
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.conftest import Repo
-from tests.test_result_cache import _apply_ok, _runs, _setup
+from tests.test_result_cache import _apply_ok, _runs, _setup, _status
 
 
 @pytest.fixture(autouse=True)
@@ -55,3 +58,43 @@ def test_an_entry_naming_a_path_the_step_does_not_output_is_a_miss(repo: Repo, p
     ), p.stderr
     assert _runs(repo) == ["build", "use", "build"]  # ran instead
     assert (repo.read(path) if repo.exists(path) else None) == before
+
+
+def test_a_restore_never_sets_setuid_setgid_or_sticky_bits(repo: Repo) -> None:
+    _setup(repo)
+    _apply_ok(repo)
+
+    def special(data: dict[str, Any]) -> None:
+        for o in data["outputs"]:
+            if o["kind"] == "dir":
+                o["mode"] = 0o7755
+                o["files"] = [[s, b, m | 0o6000, n] for s, b, m, n in o["files"]]
+            else:
+                o["mode"] |= 0o7000
+
+    _craft(repo, "build", special)
+    shutil.rmtree(repo.path / "dist")
+    (repo.path / "out.txt").unlink()
+    assert _status(_apply_ok(repo))["build"] == "restored"
+    for rel in ["out.txt", "dist", "dist/tool.sh", "dist/sub/version.txt"]:
+        mode = os.lstat(repo.path / rel).st_mode
+        assert not mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX), (rel, oct(mode))
+    assert os.access(repo.path / "dist/tool.sh", os.X_OK)  # the permission bits stay
+
+
+@pytest.mark.parametrize("mode", [2**70, -1])
+def test_an_entry_with_a_mode_no_file_has_is_a_miss(repo: Repo, mode: int) -> None:
+    _setup(repo)
+    _apply_ok(repo)
+
+    def bad(data: dict[str, Any]) -> None:
+        for o in data["outputs"]:
+            o["mode"] = mode
+
+    _craft(repo, "build", bad)
+    shutil.rmtree(repo.path / "dist")
+    p = repo.orch("apply")
+    assert p.returncode == 0 and "Traceback" not in p.stderr, p.stderr
+    assert "internal error" not in p.stderr, p.stderr
+    assert _runs(repo) == ["build", "use", "build"]
+    assert Path(repo.path / "dist/sub/version.txt").read_text() == "1\n"

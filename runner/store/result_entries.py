@@ -27,7 +27,7 @@ def well_formed(data: dict[str, Any]) -> bool:
             return False
         if o.get("kind") == "dir":
             files, dirs = o.get("files", []), o.get("dirs", [])
-            if not isinstance(o.get("mode", 0o755), int) or not isinstance(files, list):
+            if not _mode(o.get("mode", 0o755)) or not isinstance(files, list):
                 return False
             if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
                 return False
@@ -39,9 +39,15 @@ def well_formed(data: dict[str, Any]) -> bool:
         for sub, blob, mode, size in files_of(o):
             if not (isinstance(sub, str) and isinstance(blob, str)):
                 return False
-            if not (isinstance(mode, int) and isinstance(size, int) and size >= 0):
+            if not (_mode(mode) and isinstance(size, int) and size >= 0):
                 return False
     return True
+
+
+def _mode(mode: Any) -> bool:
+    """Whether ``mode`` is one ``st_mode & 0o7777`` gives (a crafted 2**70 made chmod
+    raise OverflowError)."""
+    return isinstance(mode, int) and not isinstance(mode, bool) and 0 <= mode <= 0o7777
 
 
 def files_of(output: dict[str, Any]) -> list[list[Any]]:

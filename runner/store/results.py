@@ -425,7 +425,7 @@ class ResultStore:
                 dest = target / sub
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 self._stage_file(blob, mode, dest)
-            os.chmod(target, int(output.get("mode", 0o755)) | 0o700)
+            os.chmod(target, int(output.get("mode", 0o755)) & 0o777 | 0o700)
         else:
             self._stage_file(output["blob"], output["mode"], target)
 
@@ -438,7 +438,7 @@ class ResultStore:
         orch that kept one blob for both). A blob that cannot be read or does not hash
         to its name is _Corrupt (and dropped); ``dest`` that cannot be written raises
         OSError."""
-        mode &= 0o7777
+        mode &= 0o777  # permission bits only: no setuid, setgid or sticky bit is restored
         exe = _executable(mode)
         for rel in (_blob_rel(blob, exe), _blob_rel(blob, not exe)):
             linked = self.link == "hardlink" and self._b.hardlink(rel, dest, mode & ~0o222)
