@@ -98,3 +98,20 @@ def test_an_entry_with_a_mode_no_file_has_is_a_miss(repo: Repo, mode: int) -> No
     assert "internal error" not in p.stderr, p.stderr
     assert _runs(repo) == ["build", "use", "build"]
     assert Path(repo.path / "dist/sub/version.txt").read_text() == "1\n"
+
+
+@pytest.mark.parametrize("verb", ["gc", "clear"])
+@pytest.mark.parametrize("below", ["", "/sub"])
+def test_a_cache_dir_that_is_a_file_is_one_line(
+    repo: Repo, tmp_path: Path, verb: str, below: str
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x\n")
+    _setup(repo, f"cache: {{dir: {blocker}{below}}}\n")
+    p = repo.orch("cache", verb)
+    assert p.returncode == 1, p.stderr
+    assert p.stderr.splitlines() == [
+        f"orch: .orch/config.yaml: result cache {blocker}{below}: a file is where a folder"
+        " should be; make it a folder orch can write, or change cache.dir"
+    ]
+    assert blocker.read_text() == "x\n"

@@ -8,6 +8,8 @@ read or shrink the store as a whole and never touch the state store.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +33,33 @@ def open_configured(root: Path) -> tuple[Any, Any]:
         raise OrchError(f".orch/config.yaml: {e}") from None
 
 
+@contextlib.contextmanager
+def _store_errors(location: str) -> Iterator[None]:
+    """A store that cannot be read or written (its folder a file, a full disk, no
+    permission) as one OrchError line naming it and what to do, not an internal error."""
+    try:
+        yield
+    except OSError as e:
+        import errno
+
+        where = f": {e.filename}" if e.filename and str(e.filename) != location else ""
+        why = e.strerror or str(e)
+        if e.errno in (errno.EEXIST, errno.ENOTDIR):
+            why = "a file is where a folder should be"
+        raise OrchError(
+            f".orch/config.yaml: result cache {location}{where}: {why};"
+            " make it a folder orch can write, or change cache.dir"
+        ) from None
+
+
 def status(root: Path) -> dict[str, Any]:
     """``api.cache_status``'s answer: location, enabled, the store's stats, hit_rate
     (hits / lookups, 0..1; None before the first lookup), max_size (bytes or None)."""
     from runner.store.results import CacheSetting
 
     store, setting = open_configured(root)
-    stats = store.stats()
+    with _store_errors(store.location):
+        stats = store.stats()
     looked = stats["hits"] + stats["misses"]
     return {
         "location": store.location,
@@ -56,8 +78,9 @@ def gc(root: Path, *, max_size: int | None, older_than: float | None) -> dict[st
     store, setting = open_configured(root)
     if max_size is None:
         max_size = CacheSetting.of(setting).max_size
-    removed, freed = store.gc(max_size=max_size, older_than=older_than)
-    left = store.stats()
+    with _store_errors(store.location):
+        removed, freed = store.gc(max_size=max_size, older_than=older_than)
+        left = store.stats()
     return {
         "location": store.location,
         "removed": removed,
@@ -70,8 +93,9 @@ def gc(root: Path, *, max_size: int | None, older_than: float | None) -> dict[st
 def clear(root: Path) -> dict[str, Any]:
     """``api.cache_clear``: every entry and file content dropped; how many and how much."""
     store, _setting = open_configured(root)
-    before = store.stats()["bytes"]
-    removed = store.clear()
+    with _store_errors(store.location):
+        before = store.stats()["bytes"]
+        removed = store.clear()
     return {"location": store.location, "removed": removed, "freed": before}
 
 
