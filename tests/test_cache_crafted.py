@@ -115,3 +115,17 @@ def test_a_cache_dir_that_is_a_file_is_one_line(
         " should be; make it a folder orch can write, or change cache.dir"
     ]
     assert blocker.read_text() == "x\n"
+
+
+def test_an_apply_that_cannot_write_the_cache_says_so_once(repo: Repo, tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x\n")
+    _setup(repo, f"cache: {{dir: {blocker}}}\n")
+    p = repo.orch("apply")
+    assert p.returncode == 0, p.stderr  # the steps ran and are recorded: only storing failed
+    warnings = [ln for ln in p.stderr.splitlines() if "warning" in ln]
+    assert warnings == [
+        f"orch: warning: result cache {blocker} cannot be written: File exists; results are"
+        " not stored (make it a folder orch can write, or set cache: false)"
+    ], p.stderr
+    assert _runs(repo) == ["build", "use"] and blocker.read_text() == "x\n"

@@ -160,6 +160,7 @@ class ResultStore:
         self._counters = counters
         self.warn = warn or _warn_stderr
         self._warned_entries: set[str] = set()
+        self._put_warned = False  # a write error said once (``_warn_unwritable``)
         self._env_key: bytes | None = None
         self._read: dict[str, dict[str, Any]] = {}  # entries ``get`` read, for ``restore``
         self._staging = Staging()
@@ -328,9 +329,28 @@ class ResultStore:
                 }
                 body = json.dumps(data, sort_keys=True, separators=(",", ":"))
                 self._b.write(_entry_rel(key), body.encode())
-        except (Refused, OSError, ValueError):
+        except OSError as e:
+            self._warn_unwritable(e)
+            return False
+        except (Refused, ValueError):
             return False
         return True
+
+    def _warn_unwritable(self, e: OSError) -> None:
+        """One warning per store for an error writing it (its folder a file, a full
+        disk, no permission): every later result would be lost the same way, silently.
+        An output that cannot be read (gone, a race) is not the store's: no warning."""
+        ours = str(getattr(self._b, "path", "\0"))
+        if e.filename is not None and not str(e.filename).startswith(ours):
+            return
+        with self._tally_lock:
+            if self._put_warned:
+                return
+            self._put_warned = True
+        self.warn(
+            f"result cache {self.location} cannot be written: {e.strerror or e}; results"
+            " are not stored (make it a folder orch can write, or set cache: false)"
+        )
 
     def _put_output(self, root: Path, rel: str, before: float | None) -> dict[str, Any]:
         full = os.path.join(root, rel)
@@ -376,8 +396,9 @@ class ResultStore:
     ) -> dict[str, str] | None:
         """Put the outputs stored under ``key`` in place under ``root`` and return their
         output values; None on a miss. ``paths``: the outputs the step declares (as
-        ``put`` was given them); an entry naming others is a miss with a warning. Every file is staged (in the store's staging
-        folder, ``runner.store.staging``) and its hash verified as it is copied, before the
+        ``put`` was given them); an entry naming others is a miss with a warning. Every
+        file is staged (in the store's staging folder, ``runner.store.staging``) and its
+        hash verified as it is copied, before the
         first output is replaced; a missing or corrupted blob is a miss with one warning
         (the bad blob is dropped, so the next success stores it again), and so is a
         staging copy that cannot be written (a full disk): nothing of it stays staged."""
