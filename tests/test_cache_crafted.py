@@ -129,3 +129,26 @@ def test_an_apply_that_cannot_write_the_cache_says_so_once(repo: Repo, tmp_path:
         " not stored (make it a folder orch can write, or set cache: false)"
     ], p.stderr
     assert _runs(repo) == ["build", "use"] and blocker.read_text() == "x\n"
+
+
+def _nul_in_sub(data: dict[str, Any]) -> None:
+    folder = next(o for o in data["outputs"] if o["kind"] == "dir")
+    folder["files"][0][0] = "a\x00b"
+
+
+def _nul_in_value(data: dict[str, Any]) -> None:
+    data["values"]["size"] = "4\x00; echo pwned"
+
+
+@pytest.mark.parametrize("damage", [_nul_in_sub, _nul_in_value])
+def test_an_entry_holding_a_nul_is_a_damaged_entry(repo: Repo, damage) -> None:
+    _setup(repo)
+    _apply_ok(repo)
+    _craft(repo, "build", damage)
+    shutil.rmtree(repo.path / "dist")
+    (repo.path / "out.txt").write_text("edited\n")  # so that use must run after build
+    p = repo.orch("apply")
+    assert p.returncode == 0, p.stderr
+    assert "has a shape orch does not write (damaged)" in p.stderr, p.stderr
+    assert _runs(repo) == ["build", "use", "build"]
+    assert repo.read("final.txt") == "one\n4\n"

@@ -16,20 +16,18 @@ def well_formed(data: dict[str, Any]) -> bool:
     outputs = data.get("outputs")
     if not isinstance(data.get("created", 0.0), num) or not isinstance(meta, dict):
         return False
-    if not isinstance(values, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in values.items()
-    ):
+    if not isinstance(values, dict) or not all(_text(k) and _text(v) for k, v in values.items()):
         return False
     if not isinstance(outputs, list):
         return False
     for o in outputs:
-        if not isinstance(o, dict) or not isinstance(o.get("path"), str):
+        if not isinstance(o, dict) or not _text(o.get("path")):
             return False
         if o.get("kind") == "dir":
             files, dirs = o.get("files", []), o.get("dirs", [])
             if not _mode(o.get("mode", 0o755)) or not isinstance(files, list):
                 return False
-            if not isinstance(dirs, list) or not all(isinstance(d, str) for d in dirs):
+            if not isinstance(dirs, list) or not all(_text(d) for d in dirs):
                 return False
             shapes = [isinstance(f, list) and len(f) == 4 for f in files]
             if not all(shapes):
@@ -37,11 +35,17 @@ def well_formed(data: dict[str, Any]) -> bool:
         elif o.get("kind") != "file" or not {"blob", "mode", "size"} <= o.keys():
             return False
         for sub, blob, mode, size in files_of(o):
-            if not (isinstance(sub, str) and isinstance(blob, str)):
+            if not (_text(sub) and isinstance(blob, str)):
                 return False
             if not (_mode(mode) and isinstance(size, int) and size >= 0):
                 return False
     return True
+
+
+def _text(s: Any) -> bool:
+    """A path or value an entry may hold: a string without NUL (no path or environment
+    value can hold one; a crafted ``a\\x00b`` made the restore an internal error)."""
+    return isinstance(s, str) and "\x00" not in s
 
 
 def _mode(mode: Any) -> bool:
