@@ -152,3 +152,21 @@ def test_an_entry_holding_a_nul_is_a_damaged_entry(repo: Repo, damage) -> None:
     assert "has a shape orch does not write (damaged)" in p.stderr, p.stderr
     assert _runs(repo) == ["build", "use", "build"]
     assert repo.read("final.txt") == "one\n4\n"
+
+
+@pytest.mark.parametrize("blob", ["xyz", "../" + "a" * 30, "A" * 32])
+def test_an_entry_naming_a_blob_put_never_names_is_a_damaged_entry(repo: Repo, blob: str) -> None:
+    _setup(repo)
+    _apply_ok(repo)
+
+    def bad(data: dict[str, Any]) -> None:
+        out = next(o for o in data["outputs"] if o["kind"] == "file")
+        out["blob"], out["mode"] = blob, 0o755  # executable: the plan reads its blob
+
+    _craft(repo, "build", bad)
+    (repo.path / "out.txt").unlink()
+    assert repo.plan()[("w", "build")][0] == "run"
+    p = repo.orch("apply")
+    assert p.returncode == 0, p.stderr
+    assert "has a shape orch does not write (damaged)" in p.stderr, p.stderr
+    assert _runs(repo) == ["build", "use", "build"] and repo.read("out.txt") == "one\n"

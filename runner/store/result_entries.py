@@ -35,7 +35,7 @@ def well_formed(data: dict[str, Any]) -> bool:
         elif o.get("kind") != "file" or not {"blob", "mode", "size"} <= o.keys():
             return False
         for sub, blob, mode, size in files_of(o):
-            if not (_text(sub) and isinstance(blob, str)):
+            if not (_text(sub) and _blob(blob)):
                 return False
             if not (_mode(mode) and isinstance(size, int) and size >= 0):
                 return False
@@ -46,6 +46,12 @@ def _text(s: Any) -> bool:
     """A path or value an entry may hold: a string without NUL (no path or environment
     value can hold one; a crafted ``a\\x00b`` made the restore an internal error)."""
     return isinstance(s, str) and "\x00" not in s
+
+
+def _blob(blob: Any) -> bool:
+    """Whether ``blob`` is a name ``put`` gives a blob: its BLAKE2b-128 hash in lower-case
+    hex (a crafted ``xyz`` was an internal error in the plan, which reads blobs)."""
+    return isinstance(blob, str) and len(blob) == 32 and not blob.strip("0123456789abcdef")
 
 
 def _mode(mode: Any) -> bool:
