@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+SIZE_PATTERN = r"^[0-9]+(\.[0-9]+)?(k|K|M|G|T|Ki|Mi|Gi|Ti)?B?$"  # schemas/config.json
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d))+$|^[0-9]+(\.[0-9]+)?$"
 QUANTITY_PATTERN = r"^[0-9]+(\.[0-9]+)?(m|k|K|M|G|T|Ki|Mi|Gi|Ti)?$"
 

@@ -170,3 +170,12 @@ def test_an_entry_naming_a_blob_put_never_names_is_a_damaged_entry(repo: Repo, b
     assert p.returncode == 0, p.stderr
     assert "has a shape orch does not write (damaged)" in p.stderr, p.stderr
     assert _runs(repo) == ["build", "use", "build"] and repo.read("out.txt") == "one\n"
+
+
+def test_a_max_size_that_is_not_a_size_is_one_line_in_words(repo: Repo) -> None:
+    _setup(repo, "cache: {max_size: lots}\n")
+    p = repo.orch("plan")
+    assert p.returncode == 1, p.stderr
+    assert p.stderr.splitlines() == [
+        ".orch/config.yaml:3:8: cache: 'lots' is not a size (use e.g. 500MB, 5GiB, 1024)"
+    ]

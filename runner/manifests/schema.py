@@ -17,7 +17,7 @@ from typing import Any
 
 from runner.errors import Diagnostic, did_you_mean, suggest
 from runner.manifests.yamlsrc import Document
-from runner.units import DURATION_PATTERN, QUANTITY_PATTERN
+from runner.units import DURATION_PATTERN, QUANTITY_PATTERN, SIZE_PATTERN
 
 # executor.address in .orch/config.yaml: the schemes Dask's comms speak (less inproc://,
 # which one process alone can reach); a bare HOST:PORT is tcp (runner.execute.dask.SCHEMES)
@@ -338,6 +338,8 @@ def _describe(err: Any) -> tuple[str, str]:
         pat = err.validator_value
         if pat == DURATION_PATTERN:
             return f"{inst!r} is not a duration", "use e.g. 500ms, 30s, 10m, 1h30m"
+        if pat == SIZE_PATTERN:
+            return f"{inst!r} is not a size", "use e.g. 500MB, 5GiB, 1024"
         if pat == QUANTITY_PATTERN:
             return f"{inst!r} is not a quantity", "use e.g. 2, 0.5, 500m, 512Mi, 2Gi"
         if pat == DASK_ADDRESS_PATTERN:
