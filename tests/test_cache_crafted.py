@@ -179,3 +179,16 @@ def test_a_max_size_that_is_not_a_size_is_one_line_in_words(repo: Repo) -> None:
     assert p.stderr.splitlines() == [
         ".orch/config.yaml:3:8: cache: 'lots' is not a size (use e.g. 500MB, 5GiB, 1024)"
     ]
+
+
+@pytest.mark.parametrize("created", [1e300, float("nan"), -5.0])
+def test_an_entry_stored_at_no_possible_time_is_a_damaged_entry(repo: Repo, created: float) -> None:
+    _setup(repo)
+    _apply_ok(repo)
+    _craft(repo, "build", lambda data: data.update(created=created))
+    (repo.path / "out.txt").unlink()
+    assert repo.plan()[("w", "build")][0] == "run"
+    p = repo.orch("apply")
+    assert p.returncode == 0, p.stderr
+    assert "has a shape orch does not write (damaged)" in p.stderr, p.stderr
+    assert _runs(repo) == ["build", "use", "build"]

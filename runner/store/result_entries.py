@@ -11,10 +11,9 @@ def well_formed(data: dict[str, Any]) -> bool:
     """Whether an entry has the shape ``put`` writes: an entry is data from a store that
     may be shared or damaged, and one of another shape is a miss, not an internal error
     wherever it is read (plan, restore, status, gc)."""
-    num = (int, float)
     values, meta = data.get("values", {}), data.get("meta", {})
     outputs = data.get("outputs")
-    if not isinstance(data.get("created", 0.0), num) or not isinstance(meta, dict):
+    if not _time(data.get("created", 0.0)) or not isinstance(meta, dict):
         return False
     if not isinstance(values, dict) or not all(_text(k) and _text(v) for k, v in values.items()):
         return False
@@ -52,6 +51,13 @@ def _blob(blob: Any) -> bool:
     """Whether ``blob`` is a name ``put`` gives a blob: its BLAKE2b-128 hash in lower-case
     hex (a crafted ``xyz`` was an internal error in the plan, which reads blobs)."""
     return isinstance(blob, str) and len(blob) == 32 and not blob.strip("0123456789abcdef")
+
+
+def _time(t: Any) -> bool:
+    """Whether ``t`` is a time ``put`` could have written (unix seconds, finite, before
+    the year 5000): a crafted 1e300 or NaN was an internal error in the plan's
+    ``cached result from <when>``."""
+    return isinstance(t, (int, float)) and not isinstance(t, bool) and 0 <= t < 95617584000
 
 
 def _mode(mode: Any) -> bool:
