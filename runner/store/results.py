@@ -16,8 +16,10 @@ with ``cache: {dir: PATH}``, or an fsspec URL with ``cache: {remote: URL}``)::
 Trust: ``put`` copies each file into a temp blob while hashing it and refuses (returns
 False) when the file changed while it was read, or is a symlink or not a regular file;
 ``restore`` stages every file of the entry beside the work tree while hashing what it
-copies, and only when every hash matches swaps the outputs into place, one rename each --
-a corrupted or missing blob is a miss with one warning, never a half-restored output.
+copies, and only when every hash matches swaps the outputs into place, all or nothing
+(``staging.swap_all``: what is in the way moved aside first, put back when a rename
+fails) -- a corrupted or missing blob, or a swap that fails partway, is a miss with one
+warning, never a half-restored step.
 
 Restoring copies by default (a reflink where the file system makes one, ``FICLONE``), so a
 later in-place edit of the work-tree file can never reach the cache. ``link: hardlink``
@@ -56,7 +58,7 @@ from typing import Any
 from runner.digests import digest
 from runner.store.backends import CHUNK, Backend, Local, Remote, hash_path
 from runner.store.result_entries import files_of, well_formed
-from runner.store.staging import Staging, discard, swap
+from runner.store.staging import Staging, SwapFailed, discard, swap_all
 
 FORMAT = 1
 DEFAULT_DIR = ".orch/cache/results"
@@ -401,7 +403,10 @@ class ResultStore:
         hash verified as it is copied, before the
         first output is replaced; a missing or corrupted blob is a miss with one warning
         (the bad blob is dropped, so the next success stores it again), and so is a
-        staging copy that cannot be written (a full disk): nothing of it stays staged."""
+        staging copy that cannot be written (a full disk): nothing of it stays staged. The
+        outputs are swapped in all or nothing (``staging.swap_all``): a rename that fails
+        partway (a disk, a permission, a race) undoes the others, a miss with one warning
+        naming the output."""
         data = self._read.pop(key, None) or self._entry_data(key)
         if data is None:
             self._count(b"m")
@@ -420,19 +425,16 @@ class ResultStore:
             self.warn(f"result cache {self.location}: {why}; running the step instead")
             self._count(b"m")
             return None
-        for i, (o, path) in enumerate(zip(outputs, staged, strict=True)):
-            try:
-                swap(
-                    path,
-                    root / o["path"],
-                    o.get("kind") == "dir",
-                    self._staging.name(stage, "aside"),
-                )
-            except OSError as e:  # checked before (_check_paths): a race, a disk
-                discard(staged[i:])
-                self.warn(f"cannot restore {o['path']}: {e.strerror}; running the step")
-                self._count(b"m")
-                return None
+        moves = [(path, root / o["path"]) for o, path in zip(outputs, staged, strict=True)]
+        try:
+            swap_all(moves, lambda: self._staging.name(stage, "aside"))
+        except SwapFailed as e:  # checked before (_check_paths): a race, a disk; undone
+            discard(staged)
+            self._count(b"m")
+            self.warn(e.warning(self.location, outputs[e.index]["path"]))
+            if e.stranded:
+                self._staging.keep(stage)
+            return None
         self._b.touch(_entry_rel(key))
         self._count(b"h")
         return dict(data.get("values") or {})

@@ -18,6 +18,8 @@ import os
 import shutil
 import stat
 import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -30,6 +32,7 @@ class Staging:
         self._folders: dict[str, Path] = {}
         self._seq = itertools.count()
         self._lock = threading.Lock()
+        self._kept: set[str] = set()
 
     def folder(self, root: Path) -> Path:
         """The staging folder for restores into ``root``; OSError when it cannot be made."""
@@ -48,12 +51,21 @@ class Staging:
         """A path in ``folder`` no other restore of this process stages at."""
         return folder / f"{what}{next(self._seq)}"
 
+    def keep(self, folder: Path) -> None:
+        """Never remove ``folder``: it holds a user's file a failed swap could not put
+        back (``SwapFailed.stranded``), which the warning tells them where to find."""
+        with self._lock:
+            self._kept.add(str(folder))
+
     def close(self) -> None:
-        """Remove every staging folder made (what a failed restore left there too)."""
+        """Remove every staging folder made (what a failed restore left there too), but
+        those ``keep`` named."""
         with self._lock:
             folders, self._folders = list(self._folders.values()), {}
+            kept = set(self._kept)
         for f in folders:
-            shutil.rmtree(f, ignore_errors=True)
+            if str(f) not in kept:
+                shutil.rmtree(f, ignore_errors=True)
 
 
 def discard(paths: list[Path]) -> None:
@@ -71,30 +83,103 @@ def discard(paths: list[Path]) -> None:
                 os.unlink(p)
 
 
-def swap(staged: Path, target: Path, is_dir: bool, aside: Path) -> None:
-    """Put ``staged`` (a folder when ``is_dir``) where ``target`` is, one rename: a folder
-    in the way is moved to ``aside`` first and removed after, a file or link in the way of
-    a folder removed; the parent folders made only when they are missing."""
+class SwapFailed(OSError):
+    """A ``swap_all`` that did not finish and was undone: ``index`` (of the move that
+    failed), ``error`` (its OSError), ``stranded`` (``(target, where it is now)`` for what
+    was in the way and could not be put back -- empty unless the undo failed too)."""
+
+    def __init__(self, index: int, error: OSError, stranded: list[tuple[Path, Path]]) -> None:
+        super().__init__(error.errno, error.strerror or str(error))
+        self.index = index
+        self.error = error
+        self.stranded = stranded
+
+    def warning(self, location: str, rel: str) -> str:
+        """The one warning of the result store at ``location`` whose restore failed at
+        the output ``rel``: why, that nothing changed, what to do (and, were the undo to
+        fail too, where the user's files are kept)."""
+        said = (
+            f"result cache {location}: cannot restore {rel}: {self.strerror}; nothing was"
+            " restored (the outputs are as they were) and the step runs instead: check that"
+            f" {rel} and the folders it goes in are writable and that none of them is a file"
+        )
+        for target, kept in self.stranded:
+            said += f"; {target} could not be put back: it is kept at {kept}, move it back"
+        return said
+
+
+@dataclass
+class _Move:
+    """One move of ``swap_all`` and how far it got, so that it can be undone."""
+
+    staged: Path
+    target: Path
+    old: Path | None = None  # where what was at ``target`` was moved aside to
+    placed: bool = False  # ``staged`` is at ``target`` now
+    made: list[Path] = field(default_factory=list)  # parent folders made, top first
+
+
+def swap_all(moves: list[tuple[Path, Path]], aside: Callable[[], Path]) -> None:
+    """Put each ``staged`` (a file or a folder) where its ``target`` is, all or nothing.
+
+    Each target in the way (a file, a folder, a link) is first moved to ``aside()`` (a
+    fresh path on the same file system), then the staged one renamed in, its missing
+    parent folders made. When any rename fails (a disk error, a permission, a race: a
+    file made where a folder goes) every move done so far is undone in reverse -- the new
+    ones moved back to where they were staged, the folders made removed, the old ones put
+    back -- and SwapFailed is raised: the targets are as they were. Only after the last
+    move is what was moved aside removed. Two renames per output where one would do
+    without the promise; a rename is a metadata write, no data is copied."""
+    done: list[_Move] = []
     try:
-        st: os.stat_result | None = os.lstat(target)
+        for staged, target in moves:
+            done.append(_Move(staged, target))
+            _move(done[-1], aside)
+    except OSError as e:
+        raise SwapFailed(len(done) - 1, e, _undo(done)) from None
+    discard([m.old for m in done if m.old is not None])
+
+
+def _move(m: _Move, aside: Callable[[], Path]) -> None:
+    if os.path.lexists(m.target):
+        old = aside()
+        os.replace(m.target, old)
+        m.old = old
+    try:
+        os.replace(m.staged, m.target)
     except FileNotFoundError:
-        st = None
-    moved = st is not None and stat.S_ISDIR(st.st_mode)
-    if moved:
-        os.replace(target, aside)
-    elif is_dir and st is not None:
-        target.unlink()
-    try:
-        try:
-            os.replace(staged, target)
-        except FileNotFoundError:
-            if not os.path.lexists(staged):
-                raise
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staged, target)
-    except OSError:
-        if moved:
-            os.replace(aside, target)
-        raise
-    if moved:
-        shutil.rmtree(aside, ignore_errors=True)
+        if not os.path.lexists(m.staged):
+            raise
+        _make_parents(m.target.parent, m.made)
+        os.replace(m.staged, m.target)
+    m.placed = True
+
+
+def _make_parents(folder: Path, made: list[Path]) -> None:
+    """Make ``folder`` and its missing parents, adding each made to ``made``."""
+    missing = []
+    while not os.path.lexists(folder):
+        missing.append(folder)
+        folder = folder.parent
+    for f in reversed(missing):
+        os.mkdir(f)
+        made.append(f)
+
+
+def _undo(done: list[_Move]) -> list[tuple[Path, Path]]:
+    """Undo ``done`` in reverse; ``(target, where it is)`` for each old one that could not
+    be put back (each step is tried even when one before it failed)."""
+    stranded = []
+    for m in reversed(done):
+        if m.placed:
+            with contextlib.suppress(OSError):
+                os.replace(m.target, m.staged)
+        for f in reversed(m.made):
+            with contextlib.suppress(OSError):
+                os.rmdir(f)
+        if m.old is not None:
+            try:
+                os.replace(m.old, m.target)
+            except OSError:
+                stranded.append((m.target, m.old))
+    return stranded
