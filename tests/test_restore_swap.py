@@ -1,6 +1,7 @@
 """A restore swaps a step's outputs into place all or nothing (runner.store.staging's
 ``swap_all``): a rename that fails partway -- a race, a disk, a permission -- puts back
-every output it already replaced, and the restore is a miss with one warning."""
+every output it already replaced, and the restore is a miss with one warning. And a put
+never writes an entry that relies on a blob it found damaged."""
 
 from __future__ import annotations
 
@@ -98,3 +99,24 @@ def test_swap_all_replaces_whatever_is_in_the_way_and_keeps_nothing_aside(
     swap_all(moves, lambda: stage / f"aside{next(names)}")
     assert _files(root) == {"was_dir": "new file\n", "was_file/g": "new in dir\n"}
     assert list(stage.iterdir()) == []
+
+
+def test_a_put_replaces_a_damaged_blob_of_another_size_it_would_rely_on(
+    tmp_path: Path,
+) -> None:
+    """A put that finds its blob already stored skips writing it; one of another size is
+    damaged (truncated), and the new entry would name a blob no restore can use."""
+    root = tmp_path / "work"
+    root.mkdir()
+    (root / "out.txt").write_text("the result\n")
+    said: list[str] = []
+    store = open_store(root, None, warn=said.append)
+    assert store.put("k1", root=root, files=["out.txt"], values={}, meta={})
+    (blob,) = [p for p in (root / ".orch/cache/results/blobs").rglob("*") if p.is_file()]
+    blob.chmod(0o644)
+    blob.write_bytes(b"the re")  # truncated
+    assert store.put("k2", root=root, files=["out.txt"], values={}, meta={})
+    (root / "out.txt").unlink()
+    assert store.restore("k2", root) == {}
+    assert (root / "out.txt").read_text() == "the result\n" and said == []
+    store.close()

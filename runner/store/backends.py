@@ -143,9 +143,9 @@ class Local(Backend):
 
     def commit_blob(self, tmp: str, rel: str, mode: int = 0o444) -> None:
         dest = self.path / rel
-        if _clear_odd(dest):
+        if _clear_odd(dest) and os.path.getsize(dest) == os.path.getsize(tmp):
             os.utime(dest)  # in use again: a sweep's grace starts over
-            return
+            return  # (one of another size is damaged: the entry must not rely on it)
         os.chmod(tmp, mode)
         _place(tmp, dest)
 
