@@ -174,3 +174,23 @@ def test_an_ended_run_leaves_no_task_or_step_running(tmp_path: Path) -> None:
     (step,) = st.query("SELECT status FROM steps WHERE workflow='w' AND step='s'")
     assert step["status"] == "interrupted"
     st.close()
+
+
+def test_reset_that_fails_partway_moves_nothing_aside(tmp_path: Path) -> None:
+    """``orch state reset`` moves state.db and its -wal aside together or not at all: a
+    state.db moved without its -wal loses the runs not yet checkpointed into it."""
+    from runner.store.state import reset
+
+    orch = tmp_path / ".orch"
+    orch.mkdir()
+    (orch / "state.db").write_bytes(b"db")
+    (orch / "state.db-wal").write_bytes(b"wal")
+    now = time.time()
+    for s in range(-1, 30):  # the backup's -wal name, whatever second the reset takes
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(now + s))
+        (orch / f"state.db.bak-{stamp}-wal" / "in-the-way").mkdir(parents=True)
+    with pytest.raises(StateError, match=r"state\.db: cannot move it aside .*nothing was moved"):
+        reset(orch)
+    assert (orch / "state.db").read_bytes() == b"db"
+    assert (orch / "state.db-wal").read_bytes() == b"wal"
+    assert not [p for p in orch.iterdir() if p.is_file() and p.name.startswith("state.db.bak")]

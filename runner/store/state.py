@@ -953,11 +953,24 @@ def reset(orch_dir: Path) -> Path | None:
             raise LockBusy("another orch process is using this repository; stop it first") from None
         stamp = time.strftime("%Y%m%d-%H%M%S")
         dst = orch_dir / f"state.db.bak-{stamp}"
-        os.replace(src, dst)
-        for suffix in ("-wal", "-shm"):
-            extra = orch_dir / f"state.db{suffix}"
-            if extra.exists():
-                os.replace(extra, orch_dir / f"{dst.name}{suffix}")
+        # all or nothing: a state.db moved without its -wal (or a -wal left beside no
+        # state.db, which the next new database would read as its own) loses or mixes runs
+        moved: list[tuple[Path, Path]] = []
+        try:
+            for suffix in ("", "-wal", "-shm"):
+                extra = orch_dir / f"state.db{suffix}"
+                if suffix == "" or extra.exists():
+                    os.replace(extra, orch_dir / f"{dst.name}{suffix}")
+                    moved.append((extra, orch_dir / f"{dst.name}{suffix}"))
+        except OSError as e:
+            for was, now in reversed(moved):
+                with suppress(OSError):
+                    os.replace(now, was)
+            where = e.filename2 or e.filename
+            raise StateError(
+                f"{orch_dir / 'state.db'}: cannot move it aside ({e.strerror}: {where});"
+                " nothing was moved: clear that path and run orch state reset again"
+            ) from None
         return dst
     finally:
         os.close(fd)
