@@ -246,14 +246,17 @@ def after_restores(
     if not pending or any(u not in restoring and u not in maybe for u in pending):
         return d
     why = _upstream_reasons(pending, restoring)
-    known = {u: r for u, r in restoring.items() if r is not None}
+    # only the step's upstream entries: decide reads no other (copying every record and
+    # every step that will run, per step, made a plan of N restores O(N^2))
+    known = {u: r for u in pending if (r := restoring.get(u)) is not None}
     if all(u in known for u in pending):  # (a "maybe" step is never in known)
+        ups = {u: records[u] for u in view.upstream if u in records}
         try:
             after = decide(
                 view,
                 rec,
-                records={**records, **{u: r.record for u, r in known.items()}},
-                will_run=will_run - known.keys(),
+                records={**ups, **{u: r.record for u, r in known.items()}},
+                will_run={u for u in view.upstream if u in will_run} - known.keys(),
                 hasher=AfterRestore(hasher, restoring),
                 forced=view.forced,
                 live_runs=live_runs,
