@@ -18,7 +18,8 @@ import contextlib
 import errno
 import os
 import queue
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -32,6 +33,11 @@ from runner.reconcile.quotas import Quotas
 from runner.reconcile.results import ApplyOptions, ApplyResult, StepResult
 from runner.reconcile.start import Outcome, Start, StartContext
 from runner.status import FAILED, NOT_OK, Status
+
+# the steps decided without running (restores, mostly) recorded per commit, and how long
+# one batch may hold the state (a running task's thread waits for it to write its rows)
+BATCH_STEPS = 64
+BATCH_SECONDS = 0.02
 
 if TYPE_CHECKING:
     from runner.execute.api import Executor
@@ -191,30 +197,67 @@ class ApplyLoop:
                     self.stopping = True
 
     def _pass(self, pool: ThreadPoolExecutor) -> bool:
-        """Start what can start now, best first; True if a step was decided without running."""
-        progressed = False
+        """Start what can start now, best first; True if a step was decided without running.
+
+        The steps decided without running (restored, skipped, up to date, failed to
+        start) are recorded in batches, one commit each (``State.batch``, at most
+        ``BATCH_STEPS`` steps or ``BATCH_SECONDS``, as a running task's thread waits for
+        the batch to write its own rows); their claims are given back, and their
+        dependants freed, only after that commit: every finished step is durable before
+        its dependants start, or another runner may claim it."""
         self.quotas.new_pass()
         later: list[tuple[str, Key]] = []
-        while len(self.ready) and len(self.running) < self.jobs:
-            lk, key = self.ready.pop()
-            outcome = self._start(pool, key)
-            if outcome is Outcome.LATER:
-                later.append((lk, key))
-            progressed = progressed or outcome is Outcome.DONE
-        for key in list(self.waiting_lock):
-            if len(self.running) >= self.jobs:
-                break
-            outcome = self._start(pool, key)
-            if outcome is Outcome.LATER:
-                later.append((f"{key[0]}/{key[1]}", key))
-            progressed = progressed or outcome is Outcome.DONE
+        keys = self._candidates()
+        progressed, more = False, True
+        while more:
+            done: list[Start] = []
+            with self.state.batch():
+                more, error = self._start_some(pool, keys, later, done)
+            for start in done:  # committed: durable
+                start.give_back()
+                assert start.result is not None
+                self._finish(start.key, start.result)
+            progressed = progressed or bool(done)
+            if error is not None:  # (after the commit: what was restored stays recorded)
+                raise error
         for lk, key in later:
             st = self.by_name[key[0]].step(key[1])
             self.ready.push(lk, key[0], st.priority, st.index, key)
         return progressed
 
-    def _start(self, pool: ThreadPoolExecutor, key: Key) -> Outcome:
-        start = Start(self.ctx, key)
+    def _candidates(self) -> Iterator[tuple[str, Key]]:
+        """The ready steps, best first, then those waiting on another runner's claim, while
+        a task slot is free (read as each is taken: a batch's commit frees dependants)."""
+        while len(self.ready) and len(self.running) < self.jobs:
+            yield self.ready.pop()
+        for key in list(self.waiting_lock):
+            if len(self.running) >= self.jobs:
+                return
+            yield f"{key[0]}/{key[1]}", key
+
+    def _start_some(
+        self,
+        pool: ThreadPoolExecutor,
+        keys: Iterator[tuple[str, Key]],
+        later: list[tuple[str, Key]],
+        done: list[Start],
+    ) -> tuple[bool, BaseException | None]:
+        """Start ``keys`` until one batch is full: (more may follow, the error that ended
+        it). ``done`` gets the starts decided without running, still holding their claims."""
+        t0 = time.monotonic()
+        for lk, key in keys:
+            try:
+                outcome = self._start(pool, key, done)
+            except BaseException as e:  # noqa: BLE001 -- re-raised once the batch is committed
+                return False, e
+            if outcome is Outcome.LATER:
+                later.append((lk, key))
+            if len(done) >= BATCH_STEPS or (done and time.monotonic() - t0 > BATCH_SECONDS):
+                return True, None
+        return False, None
+
+    def _start(self, pool: ThreadPoolExecutor, key: Key, done: list[Start]) -> Outcome:
+        start = Start(self.ctx, key, hold=True)
         try:
             outcome = start.run()
         except LockBusy as e:  # --no-wait met a step another orch runs: the run is refused
@@ -226,8 +269,7 @@ class ApplyLoop:
             return outcome
         self.waiting_lock.pop(key, None)
         if outcome is Outcome.DONE:
-            assert start.result is not None
-            self._finish(key, start.result)
+            done.append(start)  # given back and finished once its batch is committed
         elif outcome is Outcome.STARTED:
             self._submit(pool, key, start)
         return outcome

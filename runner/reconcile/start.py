@@ -83,8 +83,9 @@ class Start:
     """One attempt to start the task of one ready step. ``run()`` returns the outcome;
     ``result`` is set for DONE, ``task`` for STARTED."""
 
-    def __init__(self, ctx: StartContext, key: Key):
+    def __init__(self, ctx: StartContext, key: Key, *, hold: bool = False):
         self.ctx = ctx
+        self.hold = hold  # DONE keeps its claim: the caller gives it back after its commit
         self.view = ctx.views[key]
         self.key = key
         self.decision = ctx.planned[key]
@@ -119,7 +120,7 @@ class Start:
         for stage in stages:
             outcome = stage()
             if outcome is not None:
-                if outcome is not Outcome.STARTED:
+                if outcome is not Outcome.STARTED and not (self.hold and outcome is Outcome.DONE):
                     self.give_back()
                 return outcome
         raise AssertionError("the last stage submits")  # pragma: no cover
