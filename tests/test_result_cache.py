@@ -487,3 +487,42 @@ def test_a_saved_plan_that_restores_is_applied_exactly(repo: Repo) -> None:
     data = _apply_ok(repo, str(saved))
     assert _status(data) == {"build": "restored", "use": "up-to-date"}
     assert _runs(repo) == ["build", "use"]
+
+
+def test_restore_decided_again_when_an_input_changed_since_the_plan(repo: Repo) -> None:
+    """A step the plan restores is not decided again at its start only while its inputs
+    hash as the plan saw them: a step that ran first (``-j 1``, declared first) and
+    rewrote its input, undeclared, makes it decided again: it runs on the new input
+    instead of restoring the result of the old one."""
+    repo.write(".orch/config.yaml", "apiVersion: orch/v1\nkind: Config\n")
+    steps = """\
+    - name: touch
+      inputs: [trigger.txt]
+      run: cat trigger.txt > in.txt
+    - name: b
+      inputs: [in.txt]
+      outputs: [b.txt]
+      run: |
+        echo b >> runs.log
+        cat in.txt > b.txt
+"""
+    repo.write("wf.yaml", workflow("w", steps))
+    repo.write(".gitignore", "runs.log\nb.txt\nin.txt\ntrigger.txt\n")
+    repo.commit("wf")
+    repo.write("trigger.txt", "1\n")
+    repo.write("in.txt", "v1\n")
+    _apply_ok(repo, "-j", "1")  # touch wrote "1" over v1 before b started: b read "1"
+    repo.write("in.txt", "v1\n")
+    _apply_ok(repo, "-j", "1")  # b's result for v1 is in the cache
+    repo.write("in.txt", "v2\n")
+    _apply_ok(repo, "-j", "1")  # b's record is now for v2; touch stays up to date
+    repo.write("in.txt", "v1\n")
+    repo.write("trigger.txt", "2\n")  # touch runs first and writes "2" over v1
+    plan = repo.plan()
+    assert plan[("w", "b")][0] == "restore"
+    assert plan[("w", "touch")][0] == "run"
+    runs = len(_runs(repo))
+    data = _apply_ok(repo, "-j", "1")
+    assert _status(data)["b"] == "succeeded", data
+    assert len(_runs(repo)) == runs + 1
+    assert repo.read("b.txt") == "2\n"

@@ -111,6 +111,7 @@ class ApplyLoop:
             environ=dict(os.environ),
             base_env=clean_git_env(),
             cache=cache,
+            plan_records=plans.records,
         )
         # steps that need (or read the instances of) a foreach over a source step's
         # outputs while the plan says those instances are pending: they wait for the

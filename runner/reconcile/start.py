@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,12 +29,13 @@ from runner.reconcile.decide import (
     UP_TO_DATE,
     StepDecision,
     decide,
+    input_hashes,
     skipped_upstream,
 )
 from runner.reconcile.queue import request_of
 from runner.reconcile.results import StepResult
 from runner.reconcile.view import project_context
-from runner.status import Status
+from runner.status import Action, Status
 from runner.store import breakers
 
 if TYPE_CHECKING:
@@ -77,6 +78,7 @@ class StartContext:
     environ: dict[str, str]  # os.environ, as templates see it
     base_env: dict[str, str]  # the tasks' environment before the step's own
     cache: ResultCache | None = None  # the result cache (None: off, --no-cache)
+    plan_records: Mapping[str, Mapping[str, StepRecord]] = field(default_factory=dict)
 
 
 class Start:
@@ -180,6 +182,8 @@ class Start:
         if fresh is not None:
             self.records[step] = fresh
         planned = self.decision
+        if self._as_planned():
+            return None  # deciding again would give the plan's answer: restore
         try:
             self.decision = decide(
                 self.view,
@@ -198,6 +202,39 @@ class Start:
             why = ["early cutoff: upstream outputs unchanged"] if planned.action == MAY_RUN else []
             return self._done(Status.UP_TO_DATE, [*self.decision.reasons, *why])
         return None
+
+    def _as_planned(self) -> bool:
+        """Whether the plan's RESTORE stands as decided, provably: the step's record is the
+        one the plan read (no other runner has recorded it since), each upstream step's
+        result is the one its fingerprint holds (one restored in this apply as the plan
+        predicted), no upstream step in another workflow has done anything in this apply,
+        and its inputs hash as they did (an edit since the plan is seen). Its definition
+        (params, environment, git) is fixed for the apply. Deciding again would then
+        give the same fingerprint and so the same restore; it costs more than this."""
+        d, view = self.decision, self.view
+        if d.action != Action.RESTORE or view.forced:
+            return False
+        wf, step = self.key
+        now, then = self.records.get(step), self.ctx.plan_records.get(wf, {}).get(step)
+        if (now is None) != (then is None) or (
+            now is not None and then is not None and _stamp(now) != _stamp(then)
+        ):
+            return False
+        if len(d.upstream) != len(view.upstream) or any(
+            (r := self.records.get(u)) is None or r.result_digest != d.upstream.get(u)
+            for u in view.upstream
+        ):
+            return False
+        results = self.ctx.results
+        if any(
+            k in results and results[k].status != Status.UP_TO_DATE
+            for k in self.ctx.catalog.cross_upstream.get(self.key, ())
+        ):
+            return False
+        hasher, outs = self.ctx.hasher, tuple(view.outputs)
+        return (
+            input_hashes(hasher, list(view.inputs), None, outs) if view.inputs else {}
+        ) == d.inputs
 
     def _upstream_skipped(self) -> Outcome | None:
         """A step whose direct upstream step is skipped is skipped too, as GitHub Actions
@@ -400,6 +437,11 @@ class Start:
         path = step_field(step.index, *field)
         where = at(self.ctx.root, wf, path)
         return self._failed(f"{where}: {dotted(path)}: template error: {e}")
+
+
+def _stamp(rec: StepRecord) -> tuple[Any, ...]:
+    """What changes whenever a step's record is written again."""
+    return (rec.fingerprint, rec.status, rec.run_id, rec.updated)
 
 
 def template_context(
