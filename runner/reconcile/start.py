@@ -1,6 +1,7 @@
 """Starting one ready task: a pipeline of named checks, each of which may end it.
 
     still up to date ─► admit (quotas, in memory) ─► claim (kernel lock) ─► re-decide
+    (not a restore whose record, upstream results and inputs are as the plan saw them)
     ─► template context ─► when ─► restore (result cache) ─► render ─► secrets
     ─► allocate (quotas, in the store) ─► workdir ─► breaker ─► submit
 
