@@ -345,3 +345,44 @@ def test_a_matrix_whose_keys_are_all_refused_is_not_also_called_empty(repo: Repo
     assert len(lines) == 2, p.stderr
     assert "'k=v'" in lines[0] and "spec.steps[0].matrix" in lines[0]
     assert "the matrix of step 'e' is empty" in lines[1]
+
+
+SPLIT = workflow(
+    "f",
+    """\
+    - name: split
+      run: rm -rf parts && mkdir -p parts && for i in $(seq 1 {{ params.n }}); do echo "part $i" > parts/p$i.txt; done
+      outputs: [parts/]
+    - name: each
+      foreach: "parts/*.txt"
+      run: mkdir -p done && tr a-z A-Z < {{ item.path }} > done/{{ item.stem }}.txt
+      inputs: ["{{ item.path }}"]
+      outputs: ["done/{{ item.stem }}.txt"]
+""",
+    "  params: {n: 2}\n",
+)
+
+
+def test_a_foreach_glob_whose_source_runs_waits_for_it_when_the_source_shrinks(
+    repo: Repo,
+) -> None:
+    # the instances found before split runs are not started: p3.txt is gone once it has
+    repo.write("wf.yaml", SPLIT)
+    assert repo.orch("apply", "--param", "n=3").returncode == 0
+    plan = repo.orch("plan", "--param", "n=2").stdout
+    assert "each[parts/p3.txt]  may run: instances known once split has run" in plan, plan
+    p = repo.orch("apply", "--param", "n=2")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "p3.txt" not in p.stdout.replace("removed", ""), p.stdout
+
+
+def test_a_foreach_glob_whose_source_grows_runs_the_new_instances_in_the_same_apply(
+    repo: Repo,
+) -> None:
+    repo.write("wf.yaml", SPLIT)
+    p = repo.orch("apply")  # parts/ does not exist yet: the instances come after split
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert repo.read("done/p2.txt") == "PART 2\n"
+    assert repo.orch("apply", "--param", "n=3").returncode == 0
+    assert repo.read("done/p3.txt") == "PART 3\n"
+    assert "0 to run" in repo.orch("plan", "--param", "n=3").stdout

@@ -117,6 +117,7 @@ def _fan_sources_hold(root: Path, m: Manifests) -> bool:
         return all(
             source_value(reader(w, src), key) == m.fan_sources.get(f"{w}/{src}")
             for w, _step, src, key in m.fan_dynamic
+            if key  # "": a glob's source; its folders are in fan_seen
         )
     finally:
         reader.close()

@@ -382,6 +382,7 @@ def _foreach(
         diags.append(_loc(doc, where, str(e)))
         return None
     m.fan_globs.append(rel)
+    _glob_sources(wf, s, rel, m)
     base = wf.base + "/" if wf.base else ""
     items = [file_item(f[len(base) :]) for f in files]
     if not items:
@@ -389,6 +390,31 @@ def _foreach(
     return _instances(
         s, sp, "foreach", doc, limit, diags, [(i["path"], {"item": i}) for i in items]
     )
+
+
+def _glob_sources(wf: Workflow, s: Step, rel: str, m: Manifests) -> None:
+    """Each plain step of ``wf`` whose outputs the glob ``rel`` can match is a source of
+    the foreach (key ""): while it runs, the files found now may grow, shrink or be
+    renamed, so the instances are known only once it has run (as DVC, Argo and GitHub
+    Actions' dynamic matrices know theirs), and apply plans again after it."""
+    from runner.manifests import paths
+    from runner.manifests.graph import file_edges
+
+    probe = "\x00foreach"
+    named: list[tuple[str, list[str], list[str]]] = [(probe, [rel], [])]
+    for x in wf.steps:
+        if x.name == s.name or "matrix" in x.spec or "foreach" in x.spec:
+            continue
+        outs = []
+        for o in x.outputs:
+            if "{{" not in o and "{%" not in o:
+                try:
+                    outs.append(paths.join_pattern(wf.base, o))
+                except paths.PathEscape:
+                    continue  # said by the path checks
+        named.append((x.name, [], outs))
+    for src in sorted({u for u, d in file_edges(named) if d == probe}):
+        m.fan_dynamic.append((wf.name, s.name, src, ""))
 
 
 def source_value(rec: tuple[str, dict[str, str]] | None, key: str) -> str | None:

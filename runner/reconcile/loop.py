@@ -129,6 +129,9 @@ class ApplyLoop:
         self.deferred = {
             k for k, gs in catalog.fan_waits.items() if any((k[0], g) in pending for g in gs)
         }
+        # and the instances found before the source ran: the next round expands again
+        for w, g in pending:
+            self.deferred.update((w, n) for n in catalog.workflows[w].groups.get(g, ()))
         self._remaining_up: dict[Key, int] = {}
         # edges across workflows (a file one writes and another reads), both selected
         self._cross_up: dict[Key, list[Key]] = {}

@@ -369,11 +369,24 @@ def _pending(m: Manifests, plans: Plans) -> None:
         d = next((d for d in ds if d.step == src), None)
         rec = plans.records.get(w, {}).get(src)
         if (d is not None and d.action != UP_TO_DATE) or rec is None or rec.status != "succeeded":
-            plans.pending.append((w, step, src))
+            if (w, step, src) not in plans.pending:
+                plans.pending.append((w, step, src))
+            _instances_wait(m, plans, w, step, src)
         elif f"{w}/{step}" in m.fan_errors:
             from runner.errors import OrchError
 
             raise OrchError(m.fan_errors[f"{w}/{step}"])
+
+
+def _instances_wait(m: Manifests, plans: Plans, w: str, group: str, src: str) -> None:
+    """The instances found now of a foreach whose source will run "may run": apply runs
+    them only once the source has run and the foreach is expanded again (an item the
+    source removes is never started; ``ApplyLoop.deferred``)."""
+    names = set(m.workflows[w].groups.get(group, ()))
+    ds = plans.decisions[w]
+    for i, d in enumerate(ds):
+        if d.step in names and d.action not in (UP_TO_DATE, SKIP):
+            ds[i] = replace(d, action=MAY_RUN, reasons=(f"instances known once {src} has run",))
 
 
 def _across_workflows(m: Manifests, plans: Plans) -> None:

@@ -68,7 +68,7 @@ def fanned_anew(m: Manifests, result: Any, plans: Any, so_far: Any) -> bool:
     rounds): the instances may differ now."""
     if not m.fan_dynamic:
         return False
-    ran = {(r.workflow, r.step) for r in result.results if r.status == "succeeded"}
+    ran = {(r.workflow, r.step) for r in result.results if r.status in ("succeeded", "restored")}
     if any((w, src) in ran for w, _s, src, _k in m.fan_dynamic):
         return True
     # a step that waited for pending instances (ApplyLoop.deferred) and has no result yet:
