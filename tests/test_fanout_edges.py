@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from tests.conftest import Repo, workflow
 
 DYNAMIC = workflow(
@@ -386,3 +390,24 @@ def test_a_foreach_glob_whose_source_grows_runs_the_new_instances_in_the_same_ap
     assert repo.orch("apply", "--param", "n=3").returncode == 0
     assert repo.read("done/p3.txt") == "PART 3\n"
     assert "0 to run" in repo.orch("plan", "--param", "n=3").stdout
+
+
+def test_a_foreach_glob_whose_source_restores_from_the_cache_runs_its_instances_after_it(
+    repo: Repo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("ORCH_NO_CACHE", raising=False)  # the suite runs without the cache
+    shared = tmp_path / "cache"
+    repo.write(
+        ".orch/config.yaml", f"apiVersion: orch/v1\nkind: Config\ncache: {{dir: '{shared}'}}\n"
+    )
+    repo.write("wf.yaml", SPLIT)
+    assert repo.orch("apply", "--param", "n=1").returncode == 0
+    assert repo.orch("apply", "--param", "n=3").returncode == 0
+    repo.write("done/p1.txt", "stale\n")  # each[parts/p1.txt]'s output changed: it re-runs
+    res = repo.apply("--param", "n=1")  # split restores the n=1 result
+    assert res["ok"], res
+    by = {k: v["status"] for k, v in res["by_step"].items()}
+    assert by["split"] == "restored", res["by_step"]["split"]
+    assert "each[parts/p3.txt]" not in by, by
+    assert by["each[parts/p1.txt]"] in ("succeeded", "restored"), by
+    assert repo.read("done/p1.txt") == "PART 1\n"

@@ -63,7 +63,7 @@ def still_forced(
 
 
 def fanned_anew(m: Manifests, result: Any, plans: Any, so_far: Any) -> bool:
-    """Whether a step some foreach fans out over ran and succeeded in ``result`` (the
+    """Whether a step some foreach fans out over succeeded or restored in ``result`` (the
     latest round), or a step that waited for its instances has no result ``so_far`` (all
     rounds): the instances may differ now."""
     if not m.fan_dynamic:
