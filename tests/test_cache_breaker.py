@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -168,6 +170,30 @@ def test_a_remote_without_fsspec_names_the_extra(repo: Repo, tmp_path: Path) -> 
     for verb in (["plan"], ["cache", "status"]):
         p = repo.orch(*verb, env=env)
         _one_line_error(p, "needs fsspec", "orch-gitops[cache-remote]")
+
+
+def test_a_relative_file_remote_is_relative_to_the_repository(repo: Repo, tmp_path: Path) -> None:
+    """``remote: file://shared/x`` was taken relative to the process's current directory:
+    ``orch -C repo`` from elsewhere made (and used) another store there."""
+    pytest.importorskip("fsspec")
+    _remote_setup(repo, "file://shared/x")
+    repo.write(".gitignore", "runs.log\nout.txt\nshared/\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+
+    def orch(*args: str) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "runner", "-C", str(repo.path), *args]
+        env = {**os.environ, "PYTHONPATH": str(Path.cwd())}
+        return subprocess.run(cmd, cwd=elsewhere, capture_output=True, text=True, env=env)
+
+    assert orch("apply").returncode == 0
+    assert (repo.path / "shared" / "x").is_dir() and not (elsewhere / "shared").exists()
+    repo.write("src.txt", "two\n")
+    assert orch("apply").returncode == 0
+    repo.write("src.txt", "one\n")
+    p = orch("apply")
+    assert p.returncode == 0, p.stderr
+    assert repo.read("runs.log") == "build\nbuild\n" and repo.read("out.txt") == "one\n"
 
 
 NESTED = """\

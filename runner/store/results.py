@@ -697,18 +697,33 @@ def _remote(url: str) -> Remote:
         ) from None
 
 
+def _rooted(root: Path, url: str) -> str:
+    """A ``file://`` URL with a relative path (``file://shared/cache``) taken relative to
+    ``root``, as ``cache.dir`` is, and not to the process's current directory (which fsspec
+    would use, so ``orch -C`` from elsewhere found another store); ``~`` expanded. Other
+    URLs unchanged."""
+    if not url.startswith("file://"):
+        return url
+    path = os.path.expanduser(url[len("file://") :])
+    if os.path.isabs(path):
+        return "file://" + path
+    return "file://" + str(root / path)
+
+
 def open_store(
     root: Path, setting: Any = None, *, warn: Callable[[str], None] | None = None
 ) -> ResultStore:
     """The result store the ``cache:`` setting names (a ``CacheSetting``, or what a
-    manifest holds: None, a bool, a mapping): ``remote`` (an fsspec URL; raises
+    manifest holds: None, a bool, a mapping): ``remote`` (an fsspec URL, a relative
+    ``file://`` path taken relative to ``root``; raises
     RemoteUnavailable, an ImportError, without the ``cache-remote`` extra, without the
     file system's package, or for a protocol fsspec does not know), else ``dir`` (relative to ``root``,
     ``~`` expanded), else ``root/.orch/cache/results``. Opening touches nothing."""
     s = CacheSetting.of(setting)
     counters = root / ".orch" / "cache" / "results-counters"
     if s.remote:
-        return ResultStore(_remote(s.remote), link="copy", counters=counters, warn=warn)
+        url = _rooted(root, s.remote)
+        return ResultStore(_remote(url), link="copy", counters=counters, warn=warn)
     if s.dir:
         path = root / os.path.expanduser(s.dir)
         shown = s.dir
