@@ -32,8 +32,12 @@ _QTY_FACTOR = {
 }
 
 
-def parse_duration(value: str | int | float) -> float:
-    """Seconds in ``value``; raises ValueError with the accepted syntax."""
+DURATION_EXAMPLES = "500ms, 30s, 10m, 1h30m"
+
+
+def parse_duration(value: str | int | float, examples: str = DURATION_EXAMPLES) -> float:
+    """Seconds in ``value``; raises ValueError with the accepted syntax (``examples``:
+    what the hint shows, e.g. days for an age)."""
     if isinstance(value, bool):
         raise ValueError(f"not a duration: {value!r}")
     if isinstance(value, (int, float)):
@@ -45,7 +49,7 @@ def parse_duration(value: str | int | float) -> float:
         return float(text)
     parts = _DUR_PART.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
-        raise ValueError(f"not a duration: {value!r} (use e.g. 500ms, 30s, 10m, 1h30m)")
+        raise ValueError(f"not a duration: {value!r} (use e.g. {examples})")
     return sum(float(n) * _DUR_SECONDS[u] for n, u in parts)
 
 

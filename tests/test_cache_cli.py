@@ -163,7 +163,11 @@ def test_clear_asks_nothing_and_says_what_it_removed(repo: Repo, cached: dict[st
         ),
         ("--max-size", "500m", "argument --max-size: not a size: '500m'"),
         ("--max-size", "-1", "argument --max-size: not a size: '-1'"),
-        ("--older-than", "a month", "argument --older-than: not a duration: 'a month'"),
+        (
+            "--older-than",
+            "a month",
+            "argument --older-than: not a duration: 'a month' (use e.g. 30d, 12h, 1h30m, 90)",
+        ),
     ],
 )
 def test_a_bad_limit_is_a_one_line_usage_error(

@@ -62,11 +62,12 @@ def size(text: str) -> int:
 
 
 def age(text: str) -> float:
-    """argparse ``type``: a duration, ``30d``, ``12h``, ``90`` seconds (``units.parse_duration``)."""
+    """argparse ``type``: a duration, ``30d``, ``12h``, ``90`` seconds (``units.parse_duration``).
+    Its hint names days, the usual unit of an age (the shared one stops at hours)."""
     from runner.units import parse_duration
 
     try:
-        return parse_duration(text)
+        return parse_duration(text, examples="30d, 12h, 1h30m, 90")
     except ValueError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
