@@ -275,3 +275,40 @@ def test_a_symlinked_blob_never_becomes_a_link_in_the_work_tree(repo: Repo) -> N
     assert not out.is_symlink() and os.lstat(out).st_ino != os.stat(outside).st_ino
     assert out.read_text() == "one\n"
     assert not blob.is_symlink()
+
+
+DIST = """\
+    - name: build
+      inputs: [src.txt]
+      outputs: [dist/]
+      run: |
+        echo build >> runs.log
+        mkdir -p dist && cat src.txt > dist/a.txt
+"""
+
+
+def test_an_entry_holding_an_output_of_the_other_kind_is_damaged(repo: Repo) -> None:
+    """The step makes the folder ``dist/``; an entry holding ``dist`` as a file was
+    restored (the folder replaced by a file) and the plan promised it."""
+    repo.write("wf.yaml", workflow("w", DIST))
+    repo.write(".gitignore", "runs.log\ndist/\n")
+    repo.write("src.txt", "one\n")
+    assert repo.apply()["ok"]
+    (entry,) = (repo.path / ".orch" / "cache" / "results" / "entries").rglob("*.json")
+    data = json.loads(entry.read_text())
+    (out,) = data["outputs"]
+    _sub, blob, mode, size = out["files"][0]
+    data["outputs"] = [{"path": "dist", "kind": "file", "blob": blob, "mode": mode, "size": size}]
+    entry.write_text(json.dumps(data))
+    repo.write("src.txt", "two\n")
+    assert repo.apply()["ok"]
+    repo.write("src.txt", "one\n")
+    action, reasons = repo.plan()[("w", "build")]
+    assert action == "run", reasons
+    p = repo.orch("apply")
+    assert p.returncode == 0, p.stderr
+    assert (repo.path / "dist").is_dir() and repo.read("dist/a.txt") == "one\n"
+    assert repo.read("runs.log") == "build\nbuild\nbuild\n"
+    warned = [ln for ln in p.stderr.splitlines() if "as a file" in ln]
+    assert len(warned) == 1, p.stderr
+    assert "the step's output is a folder" in warned[0], warned[0]

@@ -33,7 +33,13 @@ from typing import TYPE_CHECKING
 from runner import globs
 from runner.reconcile.results import StepResult
 from runner.status import Action, Status
-from runner.store.results import ResultStore, StoredResult, open_store, result_key
+from runner.store.results import (
+    ResultStore,
+    StoredResult,
+    kind_mismatch,
+    open_store,
+    result_key,
+)
 from runner.store.state import StepRecord
 
 if TYPE_CHECKING:
@@ -107,6 +113,8 @@ class ResultCache:
         got = self.held(self._key(view, d))
         if got is None or sorted(o["path"] for o in got.outputs) != output_paths(view):
             return d  # an entry for other paths is not this step's (restore says why)
+        if any(kind_mismatch(o, output_dirs(view)) for o in got.outputs):
+            return d  # a file where the step makes a folder, or the reverse: damaged
         why = f"will restore: cached result from {got.where}"
         return replace(d, action=RESTORE, reasons=(*d.reasons, why))
 
@@ -116,7 +124,8 @@ class ResultCache:
         if not self.cacheable(view) or any(r == "forced" for r in d.reasons):
             return None
         t0 = time.perf_counter()
-        values = self.store.restore(self._key(view, d), self.root, output_paths(view))
+        key = self._key(view, d)
+        values = self.store.restore(key, self.root, output_paths(view), output_dirs(view))
         return None if values is None else (values, time.perf_counter() - t0)
 
     def save(
@@ -157,6 +166,12 @@ def output_paths(view: StepView) -> list[str]:
     file or a folder). A restore writes these and nothing else, whatever an entry from a
     shared store lists."""
     return sorted({globs.literal(o).rstrip("/") for o in view.outputs})
+
+
+def output_dirs(view: StepView) -> set[str]:
+    """Those of ``output_paths`` the step declares as folders (``dist/``); the others
+    are files."""
+    return {globs.literal(o).rstrip("/") for o in view.outputs if o.endswith("/")}
 
 
 def open_cache(

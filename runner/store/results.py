@@ -50,7 +50,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -394,11 +394,13 @@ class ResultStore:
     # ---- restoring --------------------------------------------------------------------
 
     def restore(
-        self, key: str, root: Path, paths: list[str] | None = None
+        self, key: str, root: Path, paths: list[str] | None = None, dirs: Iterable[str] = ()
     ) -> dict[str, str] | None:
         """Put the outputs stored under ``key`` in place under ``root`` and return their
         output values; None on a miss. ``paths``: the outputs the step declares (as
-        ``put`` was given them); an entry naming others is a miss with a warning. Every
+        ``put`` was given them); an entry naming others is a miss with a warning, and so
+        is one holding an output of the other kind (``dirs``: those of ``paths`` declared
+        as folders, ``dist/``; the others are files). Every
         file is staged (in the store's staging folder, ``runner.store.staging``) and its
         hash verified as it is copied, before the
         first output is replaced; a missing or corrupted blob is a miss with one warning
@@ -414,7 +416,7 @@ class ResultStore:
         outputs = data["outputs"]
         staged: list[Path] = []
         try:
-            _check_paths(outputs, root, paths)
+            _check_paths(outputs, root, paths, set(dirs))
             stage = self._staging.folder(root)
             staged = [self._staging.name(stage) for _ in outputs]
             for o, path in zip(outputs, staged, strict=True):
@@ -543,8 +545,20 @@ class _Corrupt(Exception):
     pass
 
 
+_KIND = {"dir": "folder", "file": "file"}
+
+
+def kind_mismatch(output: dict[str, Any], dirs: set[str] | frozenset[str]) -> bool:
+    """Whether an entry's ``output`` is of another kind than the step declares: a file
+    where ``dist/`` (in ``dirs``) names a folder, or a folder where ``dist`` names a file."""
+    return (output.get("kind") == "dir") != (output["path"] in dirs)
+
+
 def _check_paths(
-    outputs: list[dict[str, Any]], root: Path, declared: list[str] | None = None
+    outputs: list[dict[str, Any]],
+    root: Path,
+    declared: list[str] | None = None,
+    dirs: set[str] | frozenset[str] = frozenset(),
 ) -> None:
     """Every path an entry names stays inside ``root`` (an entry is data from a shared,
     perhaps remote, store: ``../`` or a link in the way must not lead a restore out), and
@@ -567,6 +581,11 @@ def _check_paths(
             raise _Corrupt(f"entry names {rel!r}, not one of the step's outputs")
         for rel in sorted(set(declared) - set(names)):
             raise _Corrupt(f"entry lacks the step's output {rel!r}")
+        for o in outputs:
+            if kind_mismatch(o, dirs):
+                raise _Corrupt(
+                    f"entry holds {o['path']!r} as a {_KIND[o.get('kind')]}, the step's output is a {_KIND['dir' if o['path'] in dirs else 'file']}"
+                )
     for o in outputs:
         subs = [f[0] for f in files_of(o) if f[0]] + list(o.get("dirs", []))
         for rel in [o["path"], *subs]:
