@@ -215,16 +215,17 @@ def _place(root: Path, tmp: Path, todo: list[dict[str, Any]]) -> None:
                 src = tmp / e["path"]
                 try:
                     os.link(src, final)  # fails rather than replace a file that appeared
+                    placed.append((final, "file"))
                 except FileExistsError:
                     raise
                 except OSError:
                     import shutil
 
                     with open(src, "rb") as fi, open(final, "xb") as fo:
+                        placed.append((final, "file"))  # ours: a failed copy is undone
                         shutil.copyfileobj(fi, fo)
                     st = os.stat(src)
                     os.utime(final, ns=(st.st_atime_ns, st.st_mtime_ns))
-                placed.append((final, "file"))
                 os.chmod(final, restored_mode(e["mode"]))
         for e in todo:
             if e["type"] == "dir":
