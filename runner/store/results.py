@@ -550,8 +550,11 @@ _KIND = {"dir": "folder", "file": "file"}
 
 def kind_mismatch(output: dict[str, Any], dirs: set[str] | frozenset[str]) -> bool:
     """Whether an entry's ``output`` is of another kind than the step declares: a file
-    where ``dist/`` (in ``dirs``) names a folder, or a folder where ``dist`` names a file."""
-    return (output.get("kind") == "dir") != (output["path"] in dirs)
+    where ``dist/`` (in ``dirs``) names a folder. A folder stored for ``dist`` (no slash)
+    is what such a step makes when it writes a folder there (hashing and recording take
+    either kind), so it is not a mismatch: refusing it would make that step store an
+    entry on every run that no restore could use."""
+    return output["path"] in dirs and output.get("kind") != "dir"
 
 
 def _check_paths(
