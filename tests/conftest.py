@@ -47,8 +47,15 @@ def _isolate_home(
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     # steps run as they did before the result cache: tests of re-running are about the
-    # engine's decisions; tests/test_result_cache.py turns it on again
+    # engine's decisions; the cache's own tests turn it on again (``cache_on``)
     monkeypatch.setenv("ORCH_NO_CACHE", "1")
+
+
+@pytest.fixture
+def cache_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The result cache on again, for the tests that are about it (the suite turns it off
+    above): ``pytestmark = pytest.mark.usefixtures("cache_on")``."""
+    monkeypatch.delenv("ORCH_NO_CACHE", raising=False)
 
 
 class Repo:

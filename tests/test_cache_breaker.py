@@ -15,11 +15,8 @@ import pytest
 
 from tests.conftest import Repo, workflow
 
-
-@pytest.fixture(autouse=True)
-def _cache_on(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The suite runs with ORCH_NO_CACHE=1 (conftest); these tests are about the cache."""
-    monkeypatch.delenv("ORCH_NO_CACHE", raising=False)
+# the suite runs with ORCH_NO_CACHE=1 (conftest); these tests are about the cache
+pytestmark = pytest.mark.usefixtures("cache_on")
 
 
 STEP = """\
