@@ -46,7 +46,9 @@ STEPS = f"""\
 def ui_repo(repo: Repo) -> Repo:
     repo.write("wf.yaml", workflow("build", STEPS))
     repo.commit()
-    p = repo.orch("apply")
+    # one at a time, so task 1 is gen's: steps that start together take task ids in the
+    # order their threads write their rows
+    p = repo.orch("apply", "-j", "1")
     assert p.returncode == 0, p.stderr
     return repo
 
